@@ -1,0 +1,1 @@
+//! Node bootstrap: the SSH engine, install templates and the node image.

@@ -1,0 +1,1 @@
+//! dcform: plan and apply cluster definitions.
