@@ -1,1 +1,7 @@
 //! dcform: plan and apply cluster definitions.
+//!
+//! The pipeline, one module per stage:
+//! `spec` (HCL -> ClusterSpec) -> `state` (what exists) -> `plan` (pure diff) -> `apply` (executor over
+//! `Provider` + `Remote`) ; `cli` wires them to the `dcform` command line.
+
+pub mod spec;
