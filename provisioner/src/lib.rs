@@ -5,3 +5,4 @@
 //! `Provider` + `Remote`) ; `cli` wires them to the `dcform` command line.
 
 pub mod spec;
+pub mod state;

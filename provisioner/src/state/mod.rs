@@ -1,0 +1,148 @@
+//! State: what dcform knows it created. One JSON file per cluster, `<definition dir>/.dcform/<cluster>/state.json`.
+//!
+//! The file carries `version` (format), `serial` (bumped on every write) and `lineage` (fixed at creation), so that
+//! a saved plan can tell whether the state moved under it. Writes are atomic (temp file in the same folder, fsync,
+//! rename) and keep the previous version as `state.json.backup`. Every command that writes holds a [`StateLock`].
+
+mod lock;
+pub use lock::force_unlock;
+mod store;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::spec::Role;
+
+pub use lock::{LockInfo, StateLock};
+pub use store::{StateError, StateFile};
+
+/// The state file format this build reads and writes. A newer file is refused, never overwritten.
+pub const STATE_VERSION: u32 = 1;
+
+/// The whole state of one cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    /// File format version ([`STATE_VERSION`]).
+    pub version: u32,
+    /// Incremented on every write; a saved plan records it and refuses to apply after it moved.
+    pub serial: u64,
+    /// A uuid fixed when the state is first created; a different lineage is a different cluster's state.
+    pub lineage: String,
+    /// Cluster name from the definition.
+    pub cluster: String,
+    /// Provider kind that created the nodes (`local`, `docker`, `ssh`, `aws`).
+    pub provider: String,
+    /// Cluster-wide records owned by the provider and the executor (network id, join token path, core hash...).
+    #[serde(default)]
+    pub resources: BTreeMap<String, String>,
+    /// Nodes, kept sorted by (pool, index).
+    #[serde(default)]
+    pub nodes: Vec<NodeState>,
+    /// Outputs shown by `dcform output` (master URL, ...).
+    #[serde(default)]
+    pub outputs: BTreeMap<String, serde_json::Value>,
+}
+
+impl State {
+    /// A fresh, empty state for `cluster` with a new lineage. Serial 0 means "never written".
+    pub fn new(cluster: &str, provider: &str) -> State {
+        State {
+            version: STATE_VERSION,
+            serial: 0,
+            lineage: uuid::Uuid::new_v4().to_string(),
+            cluster: cluster.to_string(),
+            provider: provider.to_string(),
+            resources: BTreeMap::new(),
+            nodes: Vec::new(),
+            outputs: BTreeMap::new(),
+        }
+    }
+
+    /// The node called `name` (`agents-2`), if the state knows it.
+    pub fn node(&self, name: &str) -> Option<&NodeState> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    /// Inserts or replaces a node record, keeping the list sorted.
+    pub fn upsert_node(&mut self, node: NodeState) {
+        match self.nodes.iter_mut().find(|n| n.name == node.name) {
+            Some(slot) => *slot = node,
+            None => {
+                self.nodes.push(node);
+                self.nodes.sort_by(|a, b| (&a.pool, a.index).cmp(&(&b.pool, b.index)));
+            }
+        }
+    }
+
+    /// Forgets a node (after its machine was destroyed).
+    pub fn remove_node(&mut self, name: &str) {
+        self.nodes.retain(|n| n.name != name);
+    }
+}
+
+/// How far a node got. The executor records each finished step, so a killed apply resumes from here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeStatus {
+    /// The machine is being created; it may or may not exist (a create was interrupted).
+    Creating,
+    /// The machine exists; the core is not installed yet.
+    Created,
+    /// The core is installed and configured, not yet started (or stopped).
+    Installed,
+    /// The core is running and was seen healthy.
+    Running,
+    /// Tasks are being moved away before removal.
+    Draining,
+    /// Removal started: uninstall and destroy are in progress.
+    Removing,
+}
+
+impl fmt::Display for NodeStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            NodeStatus::Creating => "creating",
+            NodeStatus::Created => "created",
+            NodeStatus::Installed => "installed",
+            NodeStatus::Running => "running",
+            NodeStatus::Draining => "draining",
+            NodeStatus::Removing => "removing",
+        };
+        f.write_str(s)
+    }
+}
+
+/// One node as dcform last saw it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeState {
+    /// Stable name `<pool>-<index>`.
+    pub name: String,
+    /// Pool the node belongs to.
+    pub pool: String,
+    /// Index within the pool (1-based, stable: scale-down removes the highest).
+    pub index: u32,
+    /// Role the core was installed with.
+    pub role: Role,
+    /// For host-list pools: the host this node is. Nodes of host pools are matched by host, not index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// The provider's id for the machine (container id, instance id, sandbox path).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_id: Option<String>,
+    /// Addresses dcform reaches the node at (first one used).
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    /// Pinned SSH host key fingerprint (trust on first use).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_host_key: Option<String>,
+    /// Installed core version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub core_version: Option<String>,
+    /// Hash of the configuration the core was installed with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_hash: Option<String>,
+    /// How far the node got.
+    pub status: NodeStatus,
+}
