@@ -4,5 +4,6 @@
 //! `spec` (HCL -> ClusterSpec) -> `state` (what exists) -> `plan` (pure diff) -> `apply` (executor over
 //! `Provider` + `Remote`) ; `cli` wires them to the `dcform` command line.
 
+pub mod plan;
 pub mod spec;
 pub mod state;

@@ -100,7 +100,13 @@ pub struct SshSpec {
 
 impl Default for SshSpec {
     fn default() -> Self {
-        SshSpec { user: "root".into(), private_key: None, port: 22, known_hosts: None, bastion: None }
+        SshSpec {
+            user: "root".into(),
+            private_key: None,
+            port: 22,
+            known_hosts: None,
+            bastion: None,
+        }
     }
 }
 
@@ -116,7 +122,10 @@ pub struct CoreSpec {
 
 impl Default for CoreSpec {
     fn default() -> Self {
-        CoreSpec { version: "bundled".into(), config: BTreeMap::new() }
+        CoreSpec {
+            version: "bundled".into(),
+            config: BTreeMap::new(),
+        }
     }
 }
 

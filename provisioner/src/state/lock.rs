@@ -29,7 +29,11 @@ pub struct LockInfo {
 
 impl fmt::Display for LockInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "pid {} on {} ({}, since unix time {}, lock id {})", self.pid, self.host, self.operation, self.created, self.id)
+        write!(
+            f,
+            "pid {} on {} ({}, since unix time {}, lock id {})",
+            self.pid, self.host, self.operation, self.created, self.id
+        )
     }
 }
 
@@ -66,7 +70,11 @@ impl StateLock {
                         operation: "unknown".into(),
                         created: 0,
                     });
-                    return Err(StateError::Locked { path: state.path().to_path_buf(), id: holder.id.clone(), holder });
+                    return Err(StateError::Locked {
+                        path: state.path().to_path_buf(),
+                        id: holder.id.clone(),
+                        holder,
+                    });
                 }
                 Err(TryLockError::Error(e)) => return Err(StateError::io(&path, "cannot lock")(e)),
             }
@@ -85,11 +93,15 @@ impl StateLock {
             };
             let mut f = &file;
             let body = serde_json::to_vec(&info).expect("invariant: LockInfo always serialises");
-            file.set_len(0).map_err(StateError::io(&path, "cannot write the lock file"))?;
-            f.write_all(&body).map_err(StateError::io(&path, "cannot write the lock file"))?;
+            file.set_len(0)
+                .map_err(StateError::io(&path, "cannot write the lock file"))?;
+            f.write_all(&body)
+                .map_err(StateError::io(&path, "cannot write the lock file"))?;
             return Ok(StateLock { file, path, info });
         }
-        Err(StateError::io(&path, "the lock file keeps changing")(std::io::Error::other("lock race")))
+        Err(StateError::io(&path, "the lock file keeps changing")(
+            std::io::Error::other("lock race"),
+        ))
     }
 
     /// The holder details written for this lock.
@@ -166,7 +178,10 @@ mod tests {
         let held = StateLock::acquire(&state, "apply").unwrap();
         let err = StateLock::acquire(&state, "apply").unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains(&format!("pid {}", std::process::id())), "{msg}");
+        assert!(
+            msg.contains(&format!("pid {}", std::process::id())),
+            "{msg}"
+        );
         assert!(msg.contains("apply"), "{msg}");
         assert!(msg.contains(&held.info().id), "{msg}");
     }

@@ -71,7 +71,8 @@ impl State {
             Some(slot) => *slot = node,
             None => {
                 self.nodes.push(node);
-                self.nodes.sort_by(|a, b| (&a.pool, a.index).cmp(&(&b.pool, b.index)));
+                self.nodes
+                    .sort_by(|a, b| (&a.pool, a.index).cmp(&(&b.pool, b.index)));
             }
         }
     }

@@ -4,13 +4,15 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::{LockInfo, State, STATE_VERSION};
+use super::{LockInfo, STATE_VERSION, State};
 
 /// Errors of the state layer. Each names the file it is about.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     /// The file exists but is not a state this build understands; it is left untouched.
-    #[error("{path}: the state file is corrupt ({reason}); it was not modified. Restore it from {path}.backup or fix it by hand")]
+    #[error(
+        "{path}: the state file is corrupt ({reason}); it was not modified. Restore it from {path}.backup or fix it by hand"
+    )]
     Corrupt {
         /// The state file.
         path: PathBuf,
@@ -18,7 +20,9 @@ pub enum StateError {
         reason: String,
     },
     /// Written by a newer dcform; refusing to read or overwrite it.
-    #[error("{path}: state format version {found} is newer than this dcform supports ({supported}); upgrade dcform. The file was not modified")]
+    #[error(
+        "{path}: state format version {found} is newer than this dcform supports ({supported}); upgrade dcform. The file was not modified"
+    )]
     NewerVersion {
         /// The state file.
         path: PathBuf,
@@ -28,7 +32,9 @@ pub enum StateError {
         supported: u32,
     },
     /// Another dcform process holds the lock.
-    #[error("the state {path} is locked by {holder}\nIf that process is gone, run `dcform force-unlock {id}` (with the same definition / --state)")]
+    #[error(
+        "the state {path} is locked by {holder}\nIf that process is gone, run `dcform force-unlock {id}` (with the same definition / --state)"
+    )]
     Locked {
         /// The state file.
         path: PathBuf,
@@ -61,8 +67,15 @@ pub enum StateError {
 }
 
 impl StateError {
-    pub(crate) fn io<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(std::io::Error) -> StateError + 'a {
-        move |source| StateError::Io { path: path.to_path_buf(), op, source }
+    pub(crate) fn io<'a>(
+        path: &'a Path,
+        op: &'static str,
+    ) -> impl FnOnce(std::io::Error) -> StateError + 'a {
+        move |source| StateError::Io {
+            path: path.to_path_buf(),
+            op,
+            source,
+        }
     }
 
     /// Whether the user can fix this (bad or foreign file, lock held) rather than an internal failure.
@@ -85,7 +98,12 @@ impl StateFile {
 
     /// The default location for a cluster: `<definition dir>/.dcform/<cluster>/state.json`.
     pub fn default_for(definition_dir: &Path, cluster: &str) -> StateFile {
-        StateFile { path: definition_dir.join(".dcform").join(cluster).join("state.json") }
+        StateFile {
+            path: definition_dir
+                .join(".dcform")
+                .join(cluster)
+                .join("state.json"),
+        }
     }
 
     /// Path of the state file.
@@ -153,12 +171,17 @@ impl StateFile {
 
 fn parse(path: &Path, text: &str) -> Result<State, StateError> {
     // Check the version before the shape: a newer file may have fields we cannot parse.
-    let value: serde_json::Value = serde_json::from_str(text)
-        .map_err(|e| StateError::Corrupt { path: path.to_path_buf(), reason: e.to_string() })?;
-    let version = value.get("version").and_then(|v| v.as_u64()).ok_or_else(|| StateError::Corrupt {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| StateError::Corrupt {
         path: path.to_path_buf(),
-        reason: "no numeric \"version\" field".into(),
+        reason: e.to_string(),
     })?;
+    let version = value
+        .get("version")
+        .and_then(|v| v.as_u64())
+        .ok_or_else(|| StateError::Corrupt {
+            path: path.to_path_buf(),
+            reason: "no numeric \"version\" field".into(),
+        })?;
     if version > u64::from(STATE_VERSION) {
         return Err(StateError::NewerVersion {
             path: path.to_path_buf(),
@@ -166,7 +189,10 @@ fn parse(path: &Path, text: &str) -> Result<State, StateError> {
             supported: STATE_VERSION,
         });
     }
-    serde_json::from_value(value).map_err(|e| StateError::Corrupt { path: path.to_path_buf(), reason: e.to_string() })
+    serde_json::from_value(value).map_err(|e| StateError::Corrupt {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
 }
 
 /// Temp file in the same folder (so rename is atomic), mode 0600, fsync, rename, fsync the folder.
@@ -177,9 +203,16 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> 
         .tempfile_in(dir)
         .map_err(StateError::io(dir, "cannot create a temporary file"))?;
     set_private(tmp.path())?;
-    tmp.write_all(bytes).map_err(StateError::io(tmp.path(), "cannot write"))?;
-    tmp.as_file().sync_all().map_err(StateError::io(tmp.path(), "cannot fsync"))?;
-    tmp.persist(path).map_err(|e| StateError::Io { path: path.to_path_buf(), op: "cannot rename into place", source: e.error })?;
+    tmp.write_all(bytes)
+        .map_err(StateError::io(tmp.path(), "cannot write"))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(StateError::io(tmp.path(), "cannot fsync"))?;
+    tmp.persist(path).map_err(|e| StateError::Io {
+        path: path.to_path_buf(),
+        op: "cannot rename into place",
+        source: e.error,
+    })?;
     if let Ok(d) = fs::File::open(dir) {
         // Best effort: makes the rename durable; some filesystems refuse fsync on folders.
         let _ = d.sync_all();
@@ -190,7 +223,8 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> 
 #[cfg(unix)]
 fn set_private(path: &Path) -> Result<(), StateError> {
     use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(StateError::io(path, "cannot set mode 0600"))
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600))
+        .map_err(StateError::io(path, "cannot set mode 0600"))
 }
 
 #[cfg(not(unix))]
@@ -223,7 +257,8 @@ mod tests {
         s.outputs.insert("x".into(), serde_json::json!(1));
         f.save(&mut s).unwrap();
         assert_eq!(f.load().unwrap().unwrap().serial, 2);
-        let backup: State = serde_json::from_str(&fs::read_to_string(f.backup_path()).unwrap()).unwrap();
+        let backup: State =
+            serde_json::from_str(&fs::read_to_string(f.backup_path()).unwrap()).unwrap();
         assert_eq!(backup.serial, 1);
         assert!(backup.outputs.is_empty());
     }
@@ -234,7 +269,10 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let (_d, f) = file();
         f.save(&mut State::new("demo", "local")).unwrap();
-        assert_eq!(fs::metadata(f.path()).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(f.path()).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 
     #[test]

@@ -1,0 +1,213 @@
+//! The plan: a pure diff of the definition against the state, in the order the executor must follow.
+//!
+//! `diff(&ClusterSpec, &State, &CoreTarget) -> Plan` does no I/O and reads no clock. Each node gets one
+//! [`Action`] with its reason and the [`Step`]s that carry it out; [`NodeChange::wave`] orders the work:
+//! masters one at a time (each gated on health), agents together (bounded by `--parallelism`), removals after
+//! additions (drain first), and on destroy agents before masters.
+
+mod diff;
+mod render;
+
+use serde::{Deserialize, Serialize};
+
+use crate::spec::{ClusterSpec, Role};
+
+pub use diff::{config_hash, destroy, diff};
+pub use render::{NO_CHANGES, Summary, render_human, render_json_lines};
+
+/// Plan file format version (`plan -out FILE`).
+pub const PLAN_FORMAT: u32 = 1;
+
+/// The core every node should run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoreTarget {
+    /// Version string of the core to install (e.g. the bundled `dccore --version`).
+    pub version: String,
+}
+
+/// What a node needs, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    /// A new machine (`+`).
+    Create,
+    /// The machine exists but an earlier apply stopped before the core ran (`~`).
+    Install,
+    /// The core version changes (`~`).
+    Upgrade {
+        /// Installed version.
+        from: String,
+        /// Wanted version.
+        to: String,
+    },
+    /// The node's configuration changes (`~`).
+    Reconfigure,
+    /// The machine must be recreated, e.g. its role changed (`-/+`).
+    Replace,
+    /// Scale-down: drain, then remove (`-`).
+    Remove,
+    /// `dcform destroy` (`-`).
+    Destroy,
+    /// Nothing to do.
+    NoOp,
+}
+
+impl Action {
+    /// The Terraform-style symbol.
+    pub fn symbol(&self) -> &'static str {
+        match self {
+            Action::Create => "+",
+            Action::Install | Action::Upgrade { .. } | Action::Reconfigure => "~",
+            Action::Replace => "-/+",
+            Action::Remove | Action::Destroy => "-",
+            Action::NoOp => " ",
+        }
+    }
+
+    /// A short verb for the action.
+    pub fn verb(&self) -> String {
+        match self {
+            Action::Create => "create".into(),
+            Action::Install => "install".into(),
+            Action::Upgrade { from, to } => format!("upgrade {from} -> {to}"),
+            Action::Reconfigure => "reconfigure".into(),
+            Action::Replace => "replace".into(),
+            Action::Remove => "drain + remove".into(),
+            Action::Destroy => "destroy".into(),
+            Action::NoOp => "no-op".into(),
+        }
+    }
+}
+
+/// One unit of work on one node. The executor records the state after each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    /// Provider creates the machine.
+    CreateNode,
+    /// Upload the core, write its configuration, install the service.
+    Install,
+    /// Rewrite the configuration only.
+    Configure,
+    /// Start the core service.
+    Start,
+    /// Restart the core service (after an upgrade or reconfigure).
+    Restart,
+    /// Wait until the node reports healthy.
+    WaitHealthy,
+    /// Move tasks away (agents) before removal.
+    Drain,
+    /// Stop the service and remove every file and unit the install made.
+    Uninstall,
+    /// Provider destroys the machine.
+    DestroyNode,
+}
+
+impl Step {
+    /// Lower-case name used in progress lines and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::CreateNode => "create",
+            Step::Install => "install",
+            Step::Configure => "configure",
+            Step::Start => "start",
+            Step::Restart => "restart",
+            Step::WaitHealthy => "wait-healthy",
+            Step::Drain => "drain",
+            Step::Uninstall => "uninstall",
+            Step::DestroyNode => "destroy",
+        }
+    }
+}
+
+/// The plan for one node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeChange {
+    /// Node name `<pool>-<index>`.
+    pub node: String,
+    /// Pool the node belongs (or belonged) to.
+    pub pool: String,
+    /// Index in the pool.
+    pub index: u32,
+    /// Role the node will have (or had, when it goes away).
+    pub role: Role,
+    /// For host-list pools, the host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// What happens.
+    #[serde(flatten)]
+    pub action: Action,
+    /// Why, in words for the user.
+    pub reason: String,
+    /// The steps, in order.
+    pub steps: Vec<Step>,
+    /// Execution order: all changes of wave N finish before wave N+1 starts.
+    pub wave: u32,
+    /// Configuration hash the node will carry once the change is applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_hash: Option<String>,
+}
+
+/// The state a plan was computed against; a saved plan only applies to exactly that state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanBase {
+    /// State lineage (`None`: there was no state yet).
+    pub lineage: Option<String>,
+    /// State serial (0: there was no state yet).
+    pub serial: u64,
+}
+
+/// A whole plan: printable, savable (`plan -out`), appliable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Plan file format ([`PLAN_FORMAT`]).
+    pub format: u32,
+    /// Whether this plan destroys the whole cluster.
+    pub destroy: bool,
+    /// The definition the plan was made from (applied exactly as it was when saved).
+    pub spec: ClusterSpec,
+    /// The core the plan installs.
+    pub core: CoreTarget,
+    /// The state the plan was made against.
+    pub base: PlanBase,
+    /// Node changes including no-ops, in wave order.
+    pub changes: Vec<NodeChange>,
+}
+
+impl Plan {
+    /// Changes that do something (no no-ops).
+    pub fn actions(&self) -> impl Iterator<Item = &NodeChange> {
+        self.changes.iter().filter(|c| c.action != Action::NoOp)
+    }
+
+    /// Whether applying the plan would change anything.
+    pub fn has_changes(&self) -> bool {
+        self.actions().next().is_some()
+    }
+
+    /// Counts for the closing `Plan: X to add, Y to change, Z to destroy.` line.
+    pub fn summary(&self) -> Summary {
+        let mut s = Summary::default();
+        for c in self.actions() {
+            match c.action {
+                Action::Create => s.add += 1,
+                Action::Install | Action::Upgrade { .. } | Action::Reconfigure => s.change += 1,
+                Action::Replace => {
+                    s.add += 1;
+                    s.destroy += 1;
+                }
+                Action::Remove | Action::Destroy => s.destroy += 1,
+                Action::NoOp => {}
+            }
+        }
+        s
+    }
+
+    /// Number of waves (the executor runs them in order).
+    pub fn waves(&self) -> u32 {
+        self.actions().map(|c| c.wave + 1).max().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests;

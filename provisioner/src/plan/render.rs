@@ -1,0 +1,122 @@
+//! Printing plans the way Terraform users expect: a symbol and a reason per node, then one summary line.
+
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use super::{Action, Plan};
+
+/// Counts for the closing line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    /// Nodes created (a replace counts here and in `destroy`).
+    pub add: usize,
+    /// Nodes changed in place.
+    pub change: usize,
+    /// Nodes removed.
+    pub destroy: usize,
+}
+
+impl Summary {
+    /// `Plan: X to add, Y to change, Z to destroy.`
+    pub fn line(&self) -> String {
+        format!(
+            "Plan: {} to add, {} to change, {} to destroy.",
+            self.add, self.change, self.destroy
+        )
+    }
+}
+
+/// The closing line when nothing changes.
+pub const NO_CHANGES: &str = "No changes. Your cluster matches the definition.";
+
+/// Human output. `color` only on a TTY.
+pub fn render_human(plan: &Plan, color: bool) -> String {
+    let mut out = String::new();
+    if !plan.has_changes() {
+        let _ = writeln!(out, "{NO_CHANGES}");
+        return out;
+    }
+    let verb = if plan.destroy { "destroy" } else { "apply" };
+    let _ = writeln!(
+        out,
+        "dcform will {verb} the following changes to cluster \"{}\" ({} provider):\n",
+        plan.spec.name,
+        plan.spec.provider.kind()
+    );
+    let width = plan
+        .actions()
+        .map(|c| c.node.len() + c.role.as_str().len() + 3)
+        .max()
+        .unwrap_or(0);
+    for c in plan.actions() {
+        let (start, end) = if color {
+            (colour_of(&c.action), "\x1b[0m")
+        } else {
+            ("", "")
+        };
+        let who = format!("{} ({})", c.node, c.role);
+        let _ = writeln!(
+            out,
+            "{start}{:>4}{end} {who:<width$}  {}: {}",
+            c.action.symbol(),
+            c.action.verb(),
+            c.reason
+        );
+    }
+    let _ = writeln!(out, "\n{}", plan.summary().line());
+    out
+}
+
+fn colour_of(action: &Action) -> &'static str {
+    match action {
+        Action::Create => "\x1b[32m",
+        Action::Install | Action::Upgrade { .. } | Action::Reconfigure => "\x1b[33m",
+        Action::Replace | Action::Remove | Action::Destroy => "\x1b[31m",
+        Action::NoOp => "",
+    }
+}
+
+/// `--json`: one JSON object per node change, then a summary object. Machine-readable, stable keys.
+pub fn render_json_lines(plan: &Plan) -> String {
+    let mut out = String::new();
+    for c in plan.actions() {
+        let line = serde_json::json!({
+            "type": "change",
+            "node": c.node,
+            "pool": c.pool,
+            "role": c.role,
+            "host": c.host,
+            "action": action_name(&c.action),
+            "symbol": c.action.symbol(),
+            "detail": c.action,
+            "reason": c.reason,
+            "steps": c.steps,
+            "wave": c.wave,
+        });
+        let _ = writeln!(out, "{line}");
+    }
+    let s = plan.summary();
+    let line = serde_json::json!({
+        "type": "summary",
+        "changes": plan.has_changes(),
+        "add": s.add,
+        "change": s.change,
+        "destroy": s.destroy,
+    });
+    let _ = writeln!(out, "{line}");
+    out
+}
+
+fn action_name(a: &Action) -> &'static str {
+    match a {
+        Action::Create => "create",
+        Action::Install => "install",
+        Action::Upgrade { .. } => "upgrade",
+        Action::Reconfigure => "reconfigure",
+        Action::Replace => "replace",
+        Action::Remove => "remove",
+        Action::Destroy => "destroy",
+        Action::NoOp => "no-op",
+    }
+}

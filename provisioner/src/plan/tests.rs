@@ -1,0 +1,422 @@
+//! Planner specifications: each test builds a definition and a state by hand and reads the plan.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::diff::by_wave;
+use super::*;
+use crate::spec::{
+    ClusterSpec, CoreSpec, LocalProvider, PoolSize, PoolSpec, ProviderSpec, Role, SshProvider,
+    SshSpec,
+};
+use crate::state::{NodeState, NodeStatus, State};
+
+fn pool(name: &str, role: Role, count: u32) -> PoolSpec {
+    PoolSpec {
+        name: name.into(),
+        role,
+        size: PoolSize::Count(count),
+        attributes: BTreeMap::new(),
+        resources: None,
+        instance_type: None,
+    }
+}
+
+fn spec(pools: Vec<PoolSpec>) -> ClusterSpec {
+    ClusterSpec {
+        name: "demo".into(),
+        provider: ProviderSpec::Local(LocalProvider::default()),
+        ssh: SshSpec::default(),
+        core: CoreSpec::default(),
+        pools,
+        definition_dir: PathBuf::from("."),
+    }
+}
+
+fn core() -> CoreTarget {
+    CoreTarget {
+        version: "1.0.0".into(),
+    }
+}
+
+/// The state a successful apply of `spec` leaves behind.
+fn applied(spec: &ClusterSpec) -> State {
+    let mut state = State::new(&spec.name, spec.provider.kind());
+    state.serial = 3;
+    let plan = diff(spec, &State::new("demo", "local"), &core());
+    for c in plan.actions() {
+        state.upsert_node(NodeState {
+            name: c.node.clone(),
+            pool: c.pool.clone(),
+            index: c.index,
+            role: c.role,
+            host: c.host.clone(),
+            provider_id: Some(format!("id-{}", c.node)),
+            addresses: vec!["127.0.0.1".into()],
+            ssh_host_key: None,
+            core_version: Some("1.0.0".into()),
+            config_hash: c.config_hash.clone(),
+            status: NodeStatus::Running,
+        });
+    }
+    state
+}
+
+fn demo() -> ClusterSpec {
+    spec(vec![
+        pool("masters", Role::Master, 3),
+        pool("agents", Role::Agent, 2),
+        pool("public", Role::PublicAgent, 1),
+    ])
+}
+
+#[test]
+fn fresh_cluster_creates_every_node_masters_one_at_a_time_then_agents_together() {
+    let plan = diff(&demo(), &State::new("demo", "local"), &core());
+    assert_eq!(
+        plan.summary(),
+        Summary {
+            add: 6,
+            change: 0,
+            destroy: 0
+        }
+    );
+    let waves = by_wave(&plan);
+    let names: Vec<Vec<&str>> = waves
+        .values()
+        .map(|cs| cs.iter().map(|c| c.node.as_str()).collect())
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            vec!["masters-1"],
+            vec!["masters-2"],
+            vec!["masters-3"],
+            vec!["agents-1", "agents-2", "public-1"]
+        ]
+    );
+    let first = &plan.changes[0];
+    assert_eq!(
+        first.steps,
+        vec![
+            Step::CreateNode,
+            Step::Install,
+            Step::Start,
+            Step::WaitHealthy
+        ]
+    );
+    assert_eq!(first.reason, "pool \"masters\" wants 3, has 0");
+    assert_eq!(
+        plan.base,
+        PlanBase {
+            lineage: None,
+            serial: 0
+        }
+    );
+}
+
+#[test]
+fn applied_cluster_plans_no_changes() {
+    let s = demo();
+    let plan = diff(&s, &applied(&s), &core());
+    assert!(!plan.has_changes());
+    assert_eq!(render_human(&plan, false).trim(), NO_CHANGES);
+    assert_eq!(plan.base.serial, 3);
+}
+
+#[test]
+fn scale_up_adds_only_the_new_nodes_with_the_reason() {
+    let mut s = demo();
+    let state = applied(&s);
+    s.pools[1].size = PoolSize::Count(5);
+    let plan = diff(&s, &state, &core());
+    let added: Vec<(&str, &str)> = plan
+        .actions()
+        .map(|c| (c.node.as_str(), c.reason.as_str()))
+        .collect();
+    assert_eq!(
+        added,
+        vec![
+            ("agents-3", "pool \"agents\" wants 5, has 2"),
+            ("agents-4", "pool \"agents\" wants 5, has 2"),
+            ("agents-5", "pool \"agents\" wants 5, has 2")
+        ]
+    );
+    assert_eq!(
+        plan.summary().line(),
+        "Plan: 3 to add, 0 to change, 0 to destroy."
+    );
+}
+
+#[test]
+fn scale_down_drains_the_highest_agents_before_removing_them_after_additions() {
+    let mut s = demo();
+    let state = applied(&s);
+    s.pools[1].size = PoolSize::Count(1);
+    s.pools[2].size = PoolSize::Count(2);
+    let plan = diff(&s, &state, &core());
+    let removed: Vec<&NodeChange> = plan
+        .actions()
+        .filter(|c| c.action == Action::Remove)
+        .collect();
+    assert_eq!(removed.len(), 1);
+    assert_eq!(removed[0].node, "agents-2");
+    assert_eq!(removed[0].steps, vec![Step::Drain, Step::DestroyNode]);
+    let added = plan.actions().find(|c| c.action == Action::Create).unwrap();
+    assert!(
+        added.wave < removed[0].wave,
+        "additions come before removals"
+    );
+}
+
+#[test]
+fn on_prem_pools_match_nodes_by_host_and_uninstall_on_removal() {
+    let mut s = demo();
+    s.provider = ProviderSpec::Ssh(SshProvider {});
+    s.pools = vec![PoolSpec {
+        size: PoolSize::Hosts(vec!["h1".into(), "h2".into(), "h3".into()]),
+        ..pool("masters", Role::Master, 0)
+    }];
+    s.pools.push(PoolSpec {
+        size: PoolSize::Hosts(vec!["a1".into(), "a2".into(), "a3".into()]),
+        ..pool("agents", Role::Agent, 0)
+    });
+    let state = applied(&s);
+    // Remove a2 from the middle, add a4.
+    s.pools[1].size = PoolSize::Hosts(vec!["a1".into(), "a3".into(), "a4".into()]);
+    let plan = diff(&s, &state, &core());
+    let acts: Vec<(String, &str, Option<&str>)> = plan
+        .actions()
+        .map(|c| (c.action.verb(), c.node.as_str(), c.host.as_deref()))
+        .collect();
+    assert_eq!(
+        acts,
+        vec![
+            ("create".to_string(), "agents-4", Some("a4")),
+            ("drain + remove".to_string(), "agents-2", Some("a2")),
+        ]
+        .into_iter()
+        .map(|(a, n, h)| (a, n, h))
+        .collect::<Vec<_>>()
+    );
+    let removal = plan.actions().find(|c| c.action == Action::Remove).unwrap();
+    assert_eq!(
+        removal.steps,
+        vec![Step::Drain, Step::Uninstall, Step::DestroyNode]
+    );
+    assert_eq!(removal.reason, "host a2 removed from pool \"agents\"");
+}
+
+#[test]
+fn changed_attributes_reconfigure_in_place() {
+    let mut s = demo();
+    let state = applied(&s);
+    s.pools[1].attributes.insert("rack".into(), "r2".into());
+    let plan = diff(&s, &state, &core());
+    let changed: Vec<&str> = plan.actions().map(|c| c.node.as_str()).collect();
+    assert_eq!(changed, vec!["agents-1", "agents-2"]);
+    assert!(plan.actions().all(|c| c.action == Action::Reconfigure));
+    assert_eq!(
+        plan.summary(),
+        Summary {
+            add: 0,
+            change: 2,
+            destroy: 0
+        }
+    );
+}
+
+#[test]
+fn core_config_change_reconfigures_every_node_and_order_in_file_does_not_matter() {
+    let mut a = demo();
+    a.core.config.insert("x".into(), serde_json::json!(1));
+    a.core.config.insert("y".into(), serde_json::json!("2"));
+    let state = applied(&a);
+    let mut b = demo();
+    b.core.config.insert("y".into(), serde_json::json!("2"));
+    b.core.config.insert("x".into(), serde_json::json!(1));
+    assert!(!diff(&b, &state, &core()).has_changes());
+    b.core.config.insert("x".into(), serde_json::json!(2));
+    assert_eq!(diff(&b, &state, &core()).summary().change, 6);
+}
+
+#[test]
+fn new_core_version_upgrades_masters_one_at_a_time() {
+    let s = demo();
+    let state = applied(&s);
+    let plan = diff(
+        &s,
+        &state,
+        &CoreTarget {
+            version: "1.1.0".into(),
+        },
+    );
+    assert_eq!(plan.summary().change, 6);
+    let m = &plan.changes[0];
+    assert_eq!(
+        m.action,
+        Action::Upgrade {
+            from: "1.0.0".into(),
+            to: "1.1.0".into()
+        }
+    );
+    assert_eq!(
+        m.steps,
+        vec![Step::Install, Step::Restart, Step::WaitHealthy]
+    );
+    assert_eq!(by_wave(&plan).len(), 4);
+}
+
+#[test]
+fn role_change_replaces_the_node() {
+    let mut s = demo();
+    let state = applied(&s);
+    s.pools[2].role = Role::Agent;
+    let plan = diff(&s, &state, &core());
+    let c = plan.actions().next().unwrap();
+    assert_eq!((c.node.as_str(), &c.action), ("public-1", &Action::Replace));
+    assert_eq!(c.reason, "role changes public_agent -> agent");
+    assert_eq!(
+        plan.summary(),
+        Summary {
+            add: 1,
+            change: 0,
+            destroy: 1
+        }
+    );
+}
+
+#[test]
+fn interrupted_apply_resumes_each_node_where_it_stopped() {
+    let s = demo();
+    let mut state = applied(&s);
+    state
+        .nodes
+        .iter_mut()
+        .find(|n| n.name == "agents-1")
+        .unwrap()
+        .status = NodeStatus::Creating;
+    state
+        .nodes
+        .iter_mut()
+        .find(|n| n.name == "agents-2")
+        .unwrap()
+        .status = NodeStatus::Created;
+    state
+        .nodes
+        .iter_mut()
+        .find(|n| n.name == "public-1")
+        .unwrap()
+        .status = NodeStatus::Installed;
+    let plan = diff(&s, &state, &core());
+    let steps: Vec<(&str, &[Step])> = plan
+        .actions()
+        .map(|c| (c.node.as_str(), c.steps.as_slice()))
+        .collect();
+    assert_eq!(
+        steps,
+        vec![
+            (
+                "agents-1",
+                &[
+                    Step::CreateNode,
+                    Step::Install,
+                    Step::Start,
+                    Step::WaitHealthy
+                ][..]
+            ),
+            (
+                "agents-2",
+                &[Step::Install, Step::Start, Step::WaitHealthy][..]
+            ),
+            ("public-1", &[Step::Start, Step::WaitHealthy][..]),
+        ]
+    );
+}
+
+#[test]
+fn removed_pool_is_removed_with_its_reason() {
+    let mut s = demo();
+    let state = applied(&s);
+    s.pools.pop();
+    let plan = diff(&s, &state, &core());
+    let c = plan.actions().next().unwrap();
+    assert_eq!(c.reason, "pool \"public\" is no longer in the definition");
+}
+
+#[test]
+fn destroy_removes_agents_together_before_masters_one_at_a_time() {
+    let s = demo();
+    let plan = destroy(&s, &applied(&s), &core());
+    let names: Vec<Vec<&str>> = by_wave(&plan)
+        .values()
+        .map(|cs| cs.iter().map(|c| c.node.as_str()).collect())
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            vec!["agents-1", "agents-2", "public-1"],
+            vec!["masters-3"],
+            vec!["masters-2"],
+            vec!["masters-1"]
+        ]
+    );
+    assert_eq!(
+        plan.summary(),
+        Summary {
+            add: 0,
+            change: 0,
+            destroy: 6
+        }
+    );
+    assert!(
+        plan.changes
+            .iter()
+            .all(|c| c.steps == vec![Step::DestroyNode]),
+        "local machines go away whole"
+    );
+}
+
+#[test]
+fn human_rendering_has_symbols_reasons_and_summary() {
+    let mut s = demo();
+    let state = applied(&s);
+    s.pools[1].size = PoolSize::Count(3);
+    s.pools[2].size = PoolSize::Count(0);
+    let text = render_human(&diff(&s, &state, &core()), false);
+    assert!(text.contains("   + agents-3 (agent)"), "{text}");
+    assert!(text.contains("   - public-1 (public_agent)"), "{text}");
+    assert!(
+        text.contains("drain + remove: pool \"public\" wants 0, has 1"),
+        "{text}"
+    );
+    assert!(
+        text.trim_end()
+            .ends_with("Plan: 1 to add, 0 to change, 1 to destroy."),
+        "{text}"
+    );
+    assert!(!text.contains('\x1b'), "no colour when not a TTY");
+}
+
+#[test]
+fn json_lines_parse_and_end_with_the_summary() {
+    let plan = diff(&demo(), &State::new("demo", "local"), &core());
+    let lines: Vec<serde_json::Value> = render_json_lines(&plan)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 7);
+    assert_eq!(lines[0]["type"], "change");
+    assert_eq!(lines[0]["action"], "create");
+    assert_eq!(
+        lines[6],
+        serde_json::json!({"type": "summary", "changes": true, "add": 6, "change": 0, "destroy": 0})
+    );
+}
+
+#[test]
+fn plan_survives_a_round_trip_through_json() {
+    let plan = diff(&demo(), &State::new("demo", "local"), &core());
+    let back: Plan = serde_json::from_str(&serde_json::to_string(&plan).unwrap()).unwrap();
+    assert_eq!(back, plan);
+}
