@@ -4,6 +4,7 @@
 //! `spec` (HCL -> ClusterSpec) -> `state` (what exists) -> `plan` (pure diff) -> `apply` (executor over
 //! `Provider` + `Remote`) ; `cli` wires them to the `dcform` command line.
 
+pub mod apply;
 pub mod plan;
 pub mod spec;
 pub mod state;

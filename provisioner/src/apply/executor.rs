@@ -1,0 +1,553 @@
+//! The executor loop. It alone owns the [`State`] during an apply: node tasks send [`NodeUpdate`]s and the
+//! loop records them and saves, so the file on disk always reflects every finished step.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::retry::{Backoff, Next, with_backoff};
+use super::{
+    Installer, NodeContext, NodeRequest, Progress, ProgressEvent, Provider, ProviderError, Remote,
+    RemoteError, RemoteOp,
+};
+use crate::plan::{NodeChange, Plan, Step};
+use crate::spec::{ClusterSpec, Role};
+use crate::state::{NodeState, NodeStatus, State, StateError, StateFile};
+
+/// Knobs of an apply.
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    /// Most nodes worked on at once within a wave (`--parallelism`, default 10).
+    pub parallelism: usize,
+    /// Retries of transient provider failures (create/destroy).
+    pub provider_retry: Backoff,
+    /// Retries while a host cannot be reached yet (booting).
+    pub connect_retry: Backoff,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        ApplyOptions {
+            parallelism: 10,
+            provider_retry: Backoff {
+                initial: Duration::from_millis(500),
+                max: Duration::from_secs(8),
+                attempts: 5,
+            },
+            connect_retry: Backoff {
+                initial: Duration::from_millis(250),
+                max: Duration::from_secs(4),
+                attempts: 20,
+            },
+        }
+    }
+}
+
+/// One node that did not make it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeFailure {
+    /// Node name.
+    pub node: String,
+    /// The step that failed.
+    pub step: &'static str,
+    /// The error, with its cause chain.
+    pub error: String,
+}
+
+/// What an apply did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// Nodes whose change finished.
+    pub completed: Vec<String>,
+}
+
+/// Why an apply stopped short.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// Saving the state failed; the apply stopped at once so nothing goes unrecorded.
+    #[error("cannot record progress in the state")]
+    State(#[from] StateError),
+    /// Cluster-wide provider work (prepare/teardown) failed.
+    #[error("provider failed")]
+    Provider(#[from] ProviderError),
+    /// Some nodes failed; the others in their wave finished and later waves did not start.
+    #[error("{} node(s) failed:\n{}", failures.len(), failures.iter().map(|f| format!("  {} ({}): {}", f.node, f.step, f.error)).collect::<Vec<_>>().join("\n"))]
+    Nodes {
+        /// Each failure.
+        failures: Vec<NodeFailure>,
+        /// Nodes that did finish.
+        completed: Vec<String>,
+    },
+    /// Interrupted (Ctrl-C): in-flight steps finished and were recorded.
+    #[error(
+        "interrupted: {completed} node change(s) finished, {remaining} left; run apply again to continue"
+    )]
+    Interrupted {
+        /// Node changes finished.
+        completed: usize,
+        /// Node changes not finished.
+        remaining: usize,
+    },
+}
+
+/// A node task's report to the loop.
+enum NodeUpdate {
+    /// A node record changed; the sender waits for the ack, sent once the record is on disk.
+    Record(NodeState, oneshot::Sender<()>),
+    Removed(String),
+    Done(String),
+    Failed(NodeFailure),
+}
+
+/// Runs plans through a provider and an installer.
+pub struct Executor<P: Provider, I: Installer> {
+    provider: Arc<P>,
+    installer: Arc<I>,
+    progress: Arc<dyn Progress>,
+    opts: ApplyOptions,
+    uploads: Arc<Mutex<HashMap<PathBuf, Arc<Vec<u8>>>>>,
+}
+
+impl<P: Provider, I: Installer> Executor<P, I> {
+    /// An executor over `provider` and `installer`, reporting to `progress`.
+    pub fn new(
+        provider: Arc<P>,
+        installer: Arc<I>,
+        progress: Arc<dyn Progress>,
+        opts: ApplyOptions,
+    ) -> Self {
+        Executor {
+            provider,
+            installer,
+            progress,
+            opts,
+            uploads: Arc::default(),
+        }
+    }
+
+    /// Applies `plan` to `state`, saving to `store` after every finished step. Cancelling `shutdown` lets
+    /// in-flight steps finish, records them and returns [`ApplyError::Interrupted`].
+    pub async fn apply(
+        &self,
+        plan: &Plan,
+        state: &mut State,
+        store: &StateFile,
+        shutdown: CancellationToken,
+    ) -> Result<ApplyReport, ApplyError> {
+        let mut report = ApplyReport::default();
+        let total = plan.actions().count();
+        if total == 0 {
+            return Ok(report);
+        }
+        let spec = Arc::new(plan.spec.clone());
+        if !plan.destroy {
+            self.progress.event(ProgressEvent::Message(&format!(
+                "preparing {} provider resources",
+                spec.provider.kind()
+            )));
+            state.resources = self.provider.prepare(&spec, &state.resources).await?;
+            store.save(state)?;
+        }
+        for wave in 0..plan.waves() {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            let changes: Vec<NodeChange> =
+                plan.actions().filter(|c| c.wave == wave).cloned().collect();
+            let failures = self
+                .run_wave(&spec, plan, changes, state, store, &shutdown, &mut report)
+                .await?;
+            if !failures.is_empty() {
+                self.progress.finish();
+                return Err(ApplyError::Nodes {
+                    failures,
+                    completed: report.completed,
+                });
+            }
+        }
+        self.progress.finish();
+        if report.completed.len() < total {
+            return Err(ApplyError::Interrupted {
+                completed: report.completed.len(),
+                remaining: total - report.completed.len(),
+            });
+        }
+        if plan.destroy && state.nodes.is_empty() {
+            self.provider.teardown(&state.resources).await?;
+            state.resources.clear();
+            state.outputs.clear();
+            store.save(state)?;
+        }
+        Ok(report)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_wave(
+        &self,
+        spec: &Arc<ClusterSpec>,
+        plan: &Plan,
+        changes: Vec<NodeChange>,
+        state: &mut State,
+        store: &StateFile,
+        shutdown: &CancellationToken,
+        report: &mut ApplyReport,
+    ) -> Result<Vec<NodeFailure>, ApplyError> {
+        let permits = Arc::new(Semaphore::new(self.opts.parallelism.max(1)));
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let masters: Vec<NodeState> = state
+            .nodes
+            .iter()
+            .filter(|n| n.role == Role::Master)
+            .cloned()
+            .collect();
+        let mut tasks = JoinSet::new();
+        for change in changes {
+            let node = state
+                .node(&change.node)
+                .cloned()
+                .unwrap_or_else(|| fresh_node(&change));
+            let ctx = NodeContext {
+                spec: spec.clone(),
+                node,
+                change,
+                core: plan.core.clone(),
+                masters: masters.clone(),
+                resources: state.resources.clone(),
+            };
+            let task = NodeTask {
+                provider: self.provider.clone(),
+                installer: self.installer.clone(),
+                progress: self.progress.clone(),
+                opts: self.opts.clone(),
+                uploads: self.uploads.clone(),
+                tx: tx.clone(),
+            };
+            let permits = permits.clone();
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move {
+                let Ok(_permit) = permits.acquire_owned().await else {
+                    return;
+                };
+                if shutdown.is_cancelled() {
+                    return;
+                }
+                task.run(ctx, shutdown).await;
+            });
+        }
+        drop(tx);
+        let mut failures = Vec::new();
+        while let Some(first) = rx.recv().await {
+            // Record everything that arrived together, then save once.
+            let mut batch = vec![first];
+            while let Ok(more) = rx.try_recv() {
+                batch.push(more);
+            }
+            let mut dirty = false;
+            let mut acks = Vec::new();
+            for update in batch {
+                match update {
+                    NodeUpdate::Record(node, ack) => {
+                        state.upsert_node(node);
+                        acks.push(ack);
+                        dirty = true;
+                    }
+                    NodeUpdate::Removed(name) => {
+                        state.remove_node(&name);
+                        dirty = true;
+                    }
+                    NodeUpdate::Done(name) => report.completed.push(name),
+                    NodeUpdate::Failed(f) => failures.push(f),
+                }
+            }
+            if dirty {
+                store.save(state)?;
+            }
+            for ack in acks {
+                let _ = ack.send(());
+            }
+        }
+        while let Some(joined) = tasks.join_next().await {
+            if let Err(e) = joined {
+                failures.push(NodeFailure {
+                    node: "?".into(),
+                    step: "?",
+                    error: format!("node task crashed: {e}"),
+                });
+            }
+        }
+        Ok(failures)
+    }
+}
+
+/// The record of a node that does not exist yet.
+fn fresh_node(change: &NodeChange) -> NodeState {
+    NodeState {
+        name: change.node.clone(),
+        pool: change.pool.clone(),
+        index: change.index,
+        role: change.role,
+        host: change.host.clone(),
+        provider_id: None,
+        addresses: Vec::new(),
+        ssh_host_key: None,
+        core_version: None,
+        config_hash: None,
+        status: NodeStatus::Creating,
+    }
+}
+
+/// Everything one node's task needs; owned by the task.
+struct NodeTask<P: Provider, I: Installer> {
+    provider: Arc<P>,
+    installer: Arc<I>,
+    progress: Arc<dyn Progress>,
+    opts: ApplyOptions,
+    uploads: Arc<Mutex<HashMap<PathBuf, Arc<Vec<u8>>>>>,
+    tx: mpsc::UnboundedSender<NodeUpdate>,
+}
+
+impl<P: Provider, I: Installer> NodeTask<P, I> {
+    async fn run(self, mut ctx: NodeContext, shutdown: CancellationToken) {
+        let name = ctx.change.node.clone();
+        let mut remote: Option<P::Remote> = None;
+        for step in ctx.change.steps.clone() {
+            if shutdown.is_cancelled() {
+                return; // the step before finished and was recorded; the next apply resumes here
+            }
+            self.progress.event(ProgressEvent::StepStarted {
+                node: &name,
+                step: step.name(),
+            });
+            if let Err(error) = self.step(step, &mut ctx, &mut remote).await {
+                self.progress.event(ProgressEvent::NodeFailed {
+                    node: &name,
+                    error: &error,
+                });
+                let _ = self.tx.send(NodeUpdate::Failed(NodeFailure {
+                    node: name.clone(),
+                    step: step.name(),
+                    error,
+                }));
+                return;
+            }
+        }
+        self.progress.event(ProgressEvent::NodeDone {
+            node: &name,
+            what: &ctx.change.action.verb(),
+        });
+        let _ = self.tx.send(NodeUpdate::Done(name));
+    }
+
+    /// Sends the node's record to the loop and waits until it is saved, so that a step only starts once the
+    /// previous one is on disk.
+    async fn record(&self, node: &NodeState) {
+        let (ack, saved) = oneshot::channel();
+        if self.tx.send(NodeUpdate::Record(node.clone(), ack)).is_ok() {
+            let _ = saved.await;
+        }
+    }
+
+    async fn step(
+        &self,
+        step: Step,
+        ctx: &mut NodeContext,
+        remote: &mut Option<P::Remote>,
+    ) -> Result<(), String> {
+        match step {
+            Step::CreateNode => {
+                ctx.node.status = NodeStatus::Creating;
+                self.record(&ctx.node).await;
+                let req = NodeRequest {
+                    cluster: ctx.spec.name.clone(),
+                    name: ctx.node.name.clone(),
+                    pool: ctx.node.pool.clone(),
+                    index: ctx.node.index,
+                    role: ctx.change.role,
+                    host: ctx.change.host.clone(),
+                    instance_type: ctx
+                        .spec
+                        .pools
+                        .iter()
+                        .find(|p| p.name == ctx.node.pool)
+                        .and_then(|p| p.instance_type.clone()),
+                };
+                let provider = &self.provider;
+                let machine = with_backoff(self.opts.provider_retry, |_| async {
+                    match provider.create(&req).await {
+                        Ok(m) => Next::Done(m),
+                        Err(e) if e.transient => Next::Retry(e),
+                        Err(e) => Next::Fail(e),
+                    }
+                })
+                .await
+                .map_err(|e| chain(&e))?;
+                ctx.node.provider_id = Some(machine.provider_id);
+                ctx.node.addresses = machine.addresses;
+                ctx.node.role = ctx.change.role;
+                ctx.node.core_version = None;
+                ctx.node.config_hash = None;
+                ctx.node.ssh_host_key = None;
+                ctx.node.status = NodeStatus::Created;
+                *remote = None;
+                self.record(&ctx.node).await;
+            }
+            Step::DestroyNode => {
+                *remote = None;
+                let provider = &self.provider;
+                let node = ctx.node.clone();
+                with_backoff(self.opts.provider_retry, |_| async {
+                    match provider.destroy(&node).await {
+                        Ok(()) => Next::Done(()),
+                        Err(e) if e.transient => Next::Retry(e),
+                        Err(e) => Next::Fail(e),
+                    }
+                })
+                .await
+                .map_err(|e| chain(&e))?;
+                let _ = self.tx.send(NodeUpdate::Removed(ctx.node.name.clone()));
+            }
+            _ => {
+                if remote.is_none() {
+                    let r = self.connect(&ctx.node).await?;
+                    if ctx.node.ssh_host_key.is_none() {
+                        if let Some(key) = r.host_key() {
+                            ctx.node.ssh_host_key = Some(key);
+                            self.record(&ctx.node).await;
+                        }
+                    }
+                    *remote = Some(r);
+                }
+                let r = remote.as_ref().expect("invariant: connected just above");
+                let ops = self.installer.ops(step, ctx).map_err(|e| e.to_string())?;
+                for op in ops {
+                    self.run_op(r, op).await.map_err(|e| e.to_string())?;
+                }
+                match step {
+                    Step::Install | Step::Configure => {
+                        ctx.node.status = NodeStatus::Installed;
+                        ctx.node.core_version = Some(ctx.core.version.clone());
+                        ctx.node.config_hash = ctx.change.config_hash.clone();
+                        ctx.node.role = ctx.change.role;
+                    }
+                    Step::WaitHealthy => ctx.node.status = NodeStatus::Running,
+                    Step::Drain => ctx.node.status = NodeStatus::Draining,
+                    Step::Uninstall => ctx.node.status = NodeStatus::Removing,
+                    _ => return Ok(()),
+                }
+                self.record(&ctx.node).await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn connect(&self, node: &NodeState) -> Result<P::Remote, String> {
+        let provider = &self.provider;
+        with_backoff(self.opts.connect_retry, |_| async {
+            match provider.connect(node).await {
+                Ok(r) => Next::Done(r),
+                Err(e) if e.is_transient() => Next::Retry(e),
+                Err(e) => Next::Fail(e),
+            }
+        })
+        .await
+        .map_err(|e| e.to_string())
+    }
+
+    async fn run_op(&self, remote: &P::Remote, op: RemoteOp) -> Result<(), RemoteError> {
+        match op {
+            RemoteOp::Upload { src, dest, mode } => {
+                let contents = self
+                    .read_upload(&src)
+                    .await
+                    .map_err(|e| RemoteError::Other {
+                        host: "local".into(),
+                        message: format!("cannot read {}: {e}", src.display()),
+                    })?;
+                remote.upload(contents, &dest, mode).await
+            }
+            RemoteOp::Write {
+                contents,
+                dest,
+                mode,
+            } => remote.upload(contents, &dest, mode).await,
+            RemoteOp::Run {
+                label,
+                script,
+                timeout,
+                until_ok,
+            } => {
+                let policy = until_ok.unwrap_or(self.opts.connect_retry);
+                let retry_failures = until_ok.is_some();
+                with_backoff(policy, |_| async {
+                    match remote.run(&script, timeout).await {
+                        Ok(out) if out.code == Some(0) => Next::Done(()),
+                        Ok(out) => {
+                            let e = RemoteError::Command {
+                                host: "node".into(),
+                                command: label.clone(),
+                                status: out
+                                    .code
+                                    .map(|c| format!("exit code {c}"))
+                                    .unwrap_or_else(|| "a signal".into()),
+                                tail: tail(&out.stdout, &out.stderr, 20),
+                            };
+                            if retry_failures {
+                                Next::Retry(e)
+                            } else {
+                                Next::Fail(e)
+                            }
+                        }
+                        Err(e) if e.is_transient() => Next::Retry(e),
+                        Err(e) => Next::Fail(e),
+                    }
+                })
+                .await
+            }
+        }
+    }
+
+    async fn read_upload(&self, src: &PathBuf) -> std::io::Result<Arc<Vec<u8>>> {
+        if let Some(c) = self
+            .uploads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(src)
+        {
+            return Ok(c.clone());
+        }
+        let bytes = Arc::new(tokio::fs::read(src).await?);
+        self.uploads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(src.clone(), bytes.clone());
+        Ok(bytes)
+    }
+}
+
+/// The last `n` lines of a command's output, stderr after stdout.
+fn tail(stdout: &str, stderr: &str, n: usize) -> String {
+    let lines: Vec<&str> = stdout.lines().chain(stderr.lines()).collect();
+    let start = lines.len().saturating_sub(n);
+    lines[start..]
+        .iter()
+        .map(|l| format!("    | {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// An error and its causes on one line.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

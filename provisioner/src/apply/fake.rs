@@ -1,0 +1,232 @@
+//! Scripted fakes of [`Provider`], [`Remote`] and [`Installer`] for executor tests: a fake "world" of
+//! machines that can be told to fail at a given operation, be slow, or lose a host.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+
+/// A fault to inject: the `nth` (1-based) time `op` happens on `node` (any node if `None`), fail — `times` times
+/// in a row (transient faults) or forever (`times == u32::MAX`).
+#[derive(Debug, Clone)]
+pub struct Fault {
+    pub node: Option<String>,
+    pub op: String,
+    pub transient: bool,
+    pub times: u32,
+}
+
+#[derive(Debug, Default)]
+pub struct World {
+    /// Machines that exist, by node name -> provider id.
+    pub machines: BTreeMap<String, String>,
+    /// Every operation in order: `create agents-1`, `run agents-1 install`...
+    pub log: Vec<String>,
+    pub faults: Vec<Fault>,
+    /// Hosts that never answer.
+    pub lost: BTreeSet<String>,
+    /// Delay of every remote run.
+    pub slow: Duration,
+    pub in_flight: usize,
+    pub max_in_flight: usize,
+    pub prepared: u32,
+    pub torn_down: u32,
+    pub creates: u32,
+    /// Cancel this token after this many operations (simulates Ctrl-C / a kill mid-apply).
+    pub cancel_after: Option<(usize, CancellationToken)>,
+}
+
+impl World {
+    fn op(&mut self, node: &str, op: &str) -> Option<bool> {
+        self.log.push(format!("{op} {node}"));
+        if let Some((n, token)) = &self.cancel_after {
+            if self.log.len() >= *n {
+                token.cancel();
+            }
+        }
+        for f in self.faults.iter_mut() {
+            if f.op == op && f.node.as_deref().is_none_or(|n| n == node) && f.times > 0 {
+                if f.times != u32::MAX {
+                    f.times -= 1;
+                }
+                return Some(f.transient);
+            }
+        }
+        None
+    }
+}
+
+pub type SharedWorld = Arc<Mutex<World>>;
+
+pub fn world() -> SharedWorld {
+    Arc::new(Mutex::new(World::default()))
+}
+
+pub struct FakeProvider(pub SharedWorld);
+
+impl Provider for FakeProvider {
+    type Remote = FakeRemote;
+
+    async fn prepare(
+        &self,
+        _spec: &ClusterSpec,
+        resources: &BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, String>, ProviderError> {
+        let mut w = self.0.lock().unwrap();
+        w.prepared += 1;
+        let mut r = resources.clone();
+        r.entry("network".into()).or_insert_with(|| "net-1".into());
+        Ok(r)
+    }
+
+    async fn create(&self, req: &NodeRequest) -> Result<Machine, ProviderError> {
+        let mut w = self.0.lock().unwrap();
+        if let Some(transient) = w.op(&req.name, "create") {
+            return Err(ProviderError {
+                node: req.name.clone(),
+                message: "injected create failure".into(),
+                transient,
+                source: None,
+            });
+        }
+        // Idempotent like a real provider: an interrupted create is found again, not duplicated.
+        if !w.machines.contains_key(&req.name) {
+            w.creates += 1;
+            let id = format!("m-{}", w.creates);
+            w.machines.insert(req.name.clone(), id);
+        }
+        let id = w.machines[&req.name].clone();
+        Ok(Machine {
+            provider_id: id,
+            addresses: vec![format!("10.0.0.{}", req.index)],
+        })
+    }
+
+    async fn connect(&self, node: &NodeState) -> Result<FakeRemote, RemoteError> {
+        let mut w = self.0.lock().unwrap();
+        w.log.push(format!("connect {}", node.name));
+        if w.lost.contains(&node.name) {
+            return Err(RemoteError::Unreachable {
+                host: node.name.clone(),
+                message: "no route to host".into(),
+            });
+        }
+        if !w.machines.contains_key(&node.name) {
+            return Err(RemoteError::Refused {
+                host: node.name.clone(),
+                message: "no such machine".into(),
+            });
+        }
+        Ok(FakeRemote {
+            node: node.name.clone(),
+            world: self.0.clone(),
+        })
+    }
+
+    async fn destroy(&self, node: &NodeState) -> Result<(), ProviderError> {
+        let mut w = self.0.lock().unwrap();
+        if let Some(transient) = w.op(&node.name, "destroy") {
+            return Err(ProviderError {
+                node: node.name.clone(),
+                message: "injected destroy failure".into(),
+                transient,
+                source: None,
+            });
+        }
+        w.machines.remove(&node.name);
+        Ok(())
+    }
+
+    async fn teardown(&self, _resources: &BTreeMap<String, String>) -> Result<(), ProviderError> {
+        self.0.lock().unwrap().torn_down += 1;
+        Ok(())
+    }
+}
+
+pub struct FakeRemote {
+    node: String,
+    world: SharedWorld,
+}
+
+impl Remote for FakeRemote {
+    async fn run(&self, script: &str, _timeout: Duration) -> Result<CmdOutput, RemoteError> {
+        let slow = {
+            let mut w = self.world.lock().unwrap();
+            w.in_flight += 1;
+            w.max_in_flight = w.max_in_flight.max(w.in_flight);
+            w.slow
+        };
+        tokio::time::sleep(slow).await;
+        let mut w = self.world.lock().unwrap();
+        w.in_flight -= 1;
+        let fault = w.op(&self.node, &format!("run:{script}"));
+        match fault {
+            Some(_) => Ok(CmdOutput {
+                code: Some(3),
+                stdout: "line 1\nline 2".into(),
+                stderr: format!("{script} broke"),
+            }),
+            None => Ok(CmdOutput {
+                code: Some(0),
+                ..Default::default()
+            }),
+        }
+    }
+
+    async fn upload(
+        &self,
+        contents: Arc<Vec<u8>>,
+        dest: &str,
+        _mode: u32,
+    ) -> Result<(), RemoteError> {
+        let mut w = self.world.lock().unwrap();
+        w.op(&self.node, &format!("upload:{dest}:{}", contents.len()));
+        Ok(())
+    }
+
+    fn host_key(&self) -> Option<String> {
+        Some(format!("SHA256:key-of-{}", self.node))
+    }
+}
+
+/// Renders each step as one named script (plus uploads for install), so tests can read the log.
+pub struct FakeInstaller;
+
+impl Installer for FakeInstaller {
+    fn ops(&self, step: Step, ctx: &NodeContext) -> Result<Vec<RemoteOp>, InstallError> {
+        let run = |s: &str| RemoteOp::Run {
+            label: s.into(),
+            script: s.into(),
+            timeout: Duration::from_secs(5),
+            until_ok: None,
+        };
+        Ok(match step {
+            Step::Install => vec![
+                RemoteOp::Write {
+                    contents: Arc::new(b"core".to_vec()),
+                    dest: "/usr/local/bin/dccore".into(),
+                    mode: 0o755,
+                },
+                run(if ctx.node.role == crate::spec::Role::Master {
+                    "install-master"
+                } else {
+                    "install-agent"
+                }),
+            ],
+            Step::WaitHealthy => vec![RemoteOp::Run {
+                label: "health".into(),
+                script: "health".into(),
+                timeout: Duration::from_secs(5),
+                until_ok: Some(Backoff {
+                    initial: Duration::from_millis(100),
+                    max: Duration::from_secs(1),
+                    attempts: 5,
+                }),
+            }],
+            other => vec![run(other.name())],
+        })
+    }
+}
