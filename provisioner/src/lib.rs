@@ -8,3 +8,5 @@ pub mod apply;
 pub mod plan;
 pub mod spec;
 pub mod state;
+pub mod cli;
+pub mod providers;

@@ -195,9 +195,17 @@ fn parse(path: &Path, text: &str) -> Result<State, StateError> {
     })
 }
 
+/// Writes a private file (mode 0600) atomically: saved plans and keys.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir).map_err(StateError::io(dir, "cannot create the folder"))?;
+    }
+    write_atomic(path, bytes)
+}
+
 /// Temp file in the same folder (so rename is atomic), mode 0600, fsync, rename, fsync the folder.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let mut tmp = tempfile::Builder::new()
         .prefix(".state-")
         .tempfile_in(dir)

@@ -1,0 +1,196 @@
+//! Raw command-line arguments (phase one: what the user typed). Validation happens in the commands.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Flags users of Terraform type with one dash (`-var k=v`, `-out FILE`); rewritten to `--var` before parsing.
+const TERRAFORM_FLAGS: &[&str] =
+    &["var", "var-file", "out", "state", "auto-approve", "detailed-exitcode", "json", "parallelism", "destroy"];
+
+/// Rewrites `-var` / `-var=x` style flags to their `--` form so both spellings work.
+pub fn normalise(args: impl IntoIterator<Item = String>) -> Vec<String> {
+    args.into_iter()
+        .map(|a| {
+            if let Some(rest) = a.strip_prefix('-').filter(|r| !r.starts_with('-')) {
+                let name = rest.split('=').next().unwrap_or(rest);
+                if TERRAFORM_FLAGS.contains(&name) {
+                    return format!("-{a}");
+                }
+            }
+            a
+        })
+        .collect()
+}
+
+/// dcform: infrastructure-as-code for whole datacenter-OS clusters.
+///
+/// A cluster definition (HCL) is planned into steps that create machines, bootstrap them over SSH and install
+/// the cluster core `dccore`. Exit codes: 0 ok, 1 bad input (definition, flags, state), 2 internal failure,
+/// 130 interrupted.
+#[derive(Debug, Parser)]
+#[command(name = "dcform", version, propagate_version = true, max_term_width = 110)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a cluster definition and report every problem with file:line:col.
+    #[command(after_help = "Examples:\n  dcform validate examples/local.hcl\n  dcform validate . -var agents=3 --json")]
+    Validate(DefArgs),
+    /// Show what apply would change.
+    #[command(after_help = "Examples:\n  dcform plan examples/local.hcl\n  dcform plan -var agents=5 -out scale.plan .\n  dcform plan --detailed-exitcode examples/local.hcl   # 0 no changes, 1 error, 2 changes")]
+    Plan(PlanArgs),
+    /// Create or update the cluster so that it matches the definition (or apply a saved plan exactly).
+    #[command(after_help = "Examples:\n  dcform apply examples/local.hcl\n  dcform apply --auto-approve -var agents=5 .\n  dcform apply scale.plan            # a plan saved with `plan -out`")]
+    Apply(ApplyArgs),
+    /// Remove every node of the cluster and the provider's resources.
+    #[command(after_help = "Examples:\n  dcform destroy examples/local.hcl\n  dcform destroy --auto-approve .")]
+    Destroy(ApplyArgs),
+    /// Show the cluster's nodes: role, address, core version and status.
+    #[command(after_help = "Examples:\n  dcform status examples/local.hcl\n  dcform status --json . | jq '.nodes[].health'")]
+    Status(StateArgs),
+    /// Show the cluster's outputs (master URL, ...).
+    #[command(after_help = "Examples:\n  dcform output examples/local.hcl\n  dcform output --json .\n  dcform output --name master_url .")]
+    Output(OutputArgs),
+    /// Inspect the state.
+    #[command(subcommand)]
+    State(StateCommand),
+    /// Remove a state lock left by a process that is gone.
+    #[command(after_help = "Example:\n  dcform force-unlock 3f2a7c4e-... examples/local.hcl")]
+    ForceUnlock(ForceUnlockArgs),
+}
+
+/// `dcform state ...`.
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// List the nodes in the state.
+    #[command(after_help = "Example:\n  dcform state list examples/local.hcl")]
+    List(StateArgs),
+    /// Show everything the state records about one node.
+    #[command(after_help = "Example:\n  dcform state show agents-1 examples/local.hcl")]
+    Show(ShowArgs),
+}
+
+/// Where the definition is and its variables.
+#[derive(Debug, Clone, Args)]
+pub struct DefArgs {
+    /// A `.hcl` file or a folder of them.
+    #[arg(default_value = ".")]
+    pub path: PathBuf,
+    /// Set a variable (repeatable; later wins): `-var agents=3`.
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+    /// Read variable values from an HCL file (repeatable; later wins).
+    #[arg(long = "var-file", value_name = "FILE")]
+    pub var_files: Vec<PathBuf>,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `dcform plan`.
+#[derive(Debug, Clone, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub def: DefArgs,
+    /// State file (default: `<definition folder>/.dcform/<cluster>/state.json`).
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+    /// Save the plan to FILE, to apply exactly it later with `dcform apply FILE`.
+    #[arg(long = "out", value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Exit 0 when there are no changes, 2 when there are, 1 on error.
+    #[arg(long = "detailed-exitcode")]
+    pub detailed_exitcode: bool,
+    /// Plan the destruction of the whole cluster.
+    #[arg(long)]
+    pub destroy: bool,
+}
+
+/// `dcform apply` / `dcform destroy`.
+#[derive(Debug, Clone, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub def: DefArgs,
+    /// State file (default: `<definition folder>/.dcform/<cluster>/state.json`).
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+    /// Do not ask for confirmation.
+    #[arg(long = "auto-approve")]
+    pub auto_approve: bool,
+    /// Most nodes worked on at once.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
+    pub parallelism: u16,
+}
+
+/// Commands that read a cluster's state.
+#[derive(Debug, Clone, Args)]
+pub struct StateArgs {
+    #[command(flatten)]
+    pub def: DefArgs,
+    /// State file (default: `<definition folder>/.dcform/<cluster>/state.json`).
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+}
+
+/// `dcform output`.
+#[derive(Debug, Clone, Args)]
+pub struct OutputArgs {
+    #[command(flatten)]
+    pub target: StateArgs,
+    /// Print only this output's value.
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+/// `dcform state show NODE`.
+#[derive(Debug, Clone, Args)]
+pub struct ShowArgs {
+    /// Node name, e.g. `agents-1`.
+    pub node: String,
+    #[command(flatten)]
+    pub target: StateArgs,
+}
+
+/// `dcform force-unlock ID`.
+#[derive(Debug, Clone, Args)]
+pub struct ForceUnlockArgs {
+    /// The lock id printed by the command that found the state locked.
+    pub id: String,
+    #[command(flatten)]
+    pub target: StateArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terraform_single_dash_flags_are_accepted() {
+        let args = normalise(["dcform", "plan", "-var", "a=1", "-var-file=x.hcl", "-out", "p", "-v"].map(String::from));
+        assert_eq!(args, ["dcform", "plan", "--var", "a=1", "--var-file=x.hcl", "--out", "p", "-v"]);
+        let cli = Cli::try_parse_from(args.iter().take(7)).unwrap();
+        let Command::Plan(p) = cli.command else { panic!() };
+        assert_eq!(p.def.vars, vec!["a=1"]);
+        assert_eq!(p.out, Some(PathBuf::from("p")));
+    }
+
+    #[test]
+    fn every_command_has_an_example_in_its_help() {
+        use clap::CommandFactory;
+        let cmd = Cli::command();
+        for sub in cmd.get_subcommands() {
+            let leaves: Vec<&clap::Command> =
+                if sub.has_subcommands() { sub.get_subcommands().collect() } else { vec![sub] };
+            for leaf in leaves {
+                let help = leaf.get_after_help().map(|h| h.to_string()).unwrap_or_default();
+                assert!(help.contains("dcform "), "{} has no example", leaf.get_name());
+            }
+        }
+    }
+}

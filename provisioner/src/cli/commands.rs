@@ -1,0 +1,367 @@
+//! One function per subcommand. Each checks its raw arguments, runs the pipeline stages and prints.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{anyhow, Context};
+use tokio_util::sync::CancellationToken;
+
+use super::args::{ApplyArgs, Cli, Command, DefArgs, ForceUnlockArgs, OutputArgs, PlanArgs, ShowArgs, StateArgs, StateCommand};
+use super::{exit, stdout_is_tty, table, CliError};
+use crate::apply::{ApplyError, ApplyOptions, Executor, PlainProgress, Progress, TtyProgress};
+use crate::plan::{self, CoreTarget, Plan, PLAN_FORMAT};
+use crate::providers;
+use crate::spec::{self, ClusterSpec, LoadOptions};
+use crate::state::{self, State, StateFile, StateLock};
+
+/// Runs one parsed command line; returns the exit code on success.
+pub async fn run(cli: Cli) -> Result<u8, CliError> {
+    match cli.command {
+        Command::Validate(a) => validate(&a),
+        Command::Plan(a) => plan_cmd(&a),
+        Command::Apply(a) => apply_cmd(&a, false).await,
+        Command::Destroy(a) => apply_cmd(&a, true).await,
+        Command::Status(a) => status(&a),
+        Command::Output(a) => output(&a),
+        Command::State(StateCommand::List(a)) => state_list(&a),
+        Command::State(StateCommand::Show(a)) => state_show(&a),
+        Command::ForceUnlock(a) => force_unlock(&a),
+    }
+}
+
+/// Loads the definition with its variables; warnings go to stderr.
+fn load_def(def: &DefArgs) -> Result<ClusterSpec, CliError> {
+    let mut vars = Vec::new();
+    for v in &def.vars {
+        let (k, val) = v
+            .split_once('=')
+            .ok_or_else(|| CliError::user(anyhow!("-var {v:?}: expected NAME=VALUE, e.g. -var agents=3")))?;
+        vars.push((k.trim().to_string(), val.to_string()));
+    }
+    let opts = LoadOptions { vars, var_files: def.var_files.clone(), env: std::env::vars().collect() };
+    let loaded = spec::load(&def.path, &opts)?;
+    for w in &loaded.warnings {
+        eprintln!("Warning: {w}");
+    }
+    Ok(loaded.spec)
+}
+
+fn state_file(spec: &ClusterSpec, flag: &Option<PathBuf>) -> StateFile {
+    match flag {
+        Some(p) => StateFile::at(p),
+        None => StateFile::default_for(&spec.definition_dir, &spec.name),
+    }
+}
+
+/// The state for commands that only read it: `--state FILE`, or the definition's default location.
+fn read_state(a: &StateArgs) -> Result<(StateFile, State), CliError> {
+    let file = match &a.state {
+        Some(p) => StateFile::at(p),
+        None => state_file(&load_def(&a.def)?, &None),
+    };
+    let state = file.load()?.ok_or_else(|| {
+        CliError::user(anyhow!("no state at {}: the cluster was never applied (run `dcform apply` first)", file.path().display()))
+    })?;
+    Ok((file, state))
+}
+
+/// The core the definition asks for. `bundled` is the dccore built with this dcform (same workspace version).
+fn core_target(spec: &ClusterSpec) -> CoreTarget {
+    let version = if spec.core.version == "bundled" { env!("CARGO_PKG_VERSION").to_string() } else { spec.core.version.clone() };
+    CoreTarget { version }
+}
+
+fn validate(def: &DefArgs) -> Result<u8, CliError> {
+    match load_def(def) {
+        Ok(spec) => {
+            let nodes: usize = spec.pools.iter().map(|p| p.size.len()).sum();
+            if def.json {
+                println!("{}", serde_json::json!({"valid": true, "cluster": spec.name, "provider": spec.provider.kind(), "pools": spec.pools.len(), "nodes": nodes}));
+            } else {
+                println!(
+                    "Success! The definition is valid: cluster \"{}\", {} node(s) in {} pool(s), provider \"{}\".",
+                    spec.name,
+                    nodes,
+                    spec.pools.len(),
+                    spec.provider.kind()
+                );
+            }
+            Ok(exit::OK)
+        }
+        Err(e) if def.json => {
+            if let Some(se) = e.error.downcast_ref::<spec::SpecError>() {
+                let diags: Vec<serde_json::Value> = se
+                    .diagnostics()
+                    .iter()
+                    .map(|d| serde_json::json!({"file": d.file, "line": d.line, "col": d.col, "message": d.message, "hint": d.hint}))
+                    .collect();
+                println!("{}", serde_json::json!({"valid": false, "diagnostics": diags}));
+            }
+            Err(e)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn make_plan(spec: &ClusterSpec, state: &State, destroy: bool) -> Plan {
+    let core = core_target(spec);
+    if destroy { plan::destroy(spec, state, &core) } else { plan::diff(spec, state, &core) }
+}
+
+fn print_plan(plan: &Plan, json: bool) {
+    if json {
+        print!("{}", plan::render_json_lines(plan));
+    } else {
+        print!("{}", plan::render_human(plan, stdout_is_tty()));
+    }
+}
+
+fn plan_cmd(a: &PlanArgs) -> Result<u8, CliError> {
+    let result = (|| {
+        let spec = load_def(&a.def)?;
+        let file = state_file(&spec, &a.state);
+        let state = file.load()?.unwrap_or_else(|| State::new(&spec.name, spec.provider.kind()));
+        let plan = make_plan(&spec, &state, a.destroy);
+        print_plan(&plan, a.def.json);
+        if let Some(out) = &a.out {
+            let body = serde_json::to_vec_pretty(&plan).context("cannot encode the plan").map_err(CliError::internal)?;
+            state::write_private(out, &body).map_err(CliError::user)?;
+            if !a.def.json {
+                println!("\nSaved the plan to {}. Apply exactly it with: dcform apply {}", out.display(), out.display());
+            }
+        }
+        Ok(plan.has_changes())
+    })();
+    match result {
+        Ok(changes) if a.detailed_exitcode && changes => Ok(exit::CHANGES),
+        Ok(_) => Ok(exit::OK),
+        // With --detailed-exitcode every error is 1, as Terraform does: 2 means "changes".
+        Err(e) if a.detailed_exitcode => Err(CliError { code: exit::USER, error: e.error }),
+        Err(e) => Err(e),
+    }
+}
+
+/// A saved plan file, recognised by its content (not its name).
+fn read_plan_file(path: &Path) -> Option<Result<Plan, CliError>> {
+    if !path.is_file() || path.extension().is_some_and(|e| e == "hcl") {
+        return None;
+    }
+    let bytes = std::fs::read(path).ok()?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let format = value.get("format")?.as_u64()?;
+    if format != u64::from(PLAN_FORMAT) {
+        return Some(Err(CliError::user(anyhow!("{}: plan format {format} is not supported by this dcform (it reads {PLAN_FORMAT}); make a new plan", path.display()))));
+    }
+    Some(serde_json::from_value(value).map_err(|e| CliError::user(anyhow!("{}: not a valid plan file: {e}", path.display()))))
+}
+
+async fn apply_cmd(a: &ApplyArgs, destroy: bool) -> Result<u8, CliError> {
+    let saved = if destroy { None } else { read_plan_file(&a.def.path).transpose()? };
+    let from_file = saved.is_some();
+    let (plan, file) = match saved {
+        Some(plan) => {
+            let file = state_file(&plan.spec, &a.state);
+            (plan, file)
+        }
+        None => {
+            let spec = load_def(&a.def)?;
+            let file = state_file(&spec, &a.state);
+            let state = file.load()?.unwrap_or_else(|| State::new(&spec.name, spec.provider.kind()));
+            (make_plan(&spec, &state, destroy), file)
+        }
+    };
+    let _lock = StateLock::acquire(&file, if destroy { "destroy" } else { "apply" })?;
+    let mut state = file.load()?.unwrap_or_else(|| State::new(&plan.spec.name, plan.spec.provider.kind()));
+    // The state may have moved since the plan was made (a saved plan, or another apply while we asked).
+    let current = (state.serial > 0).then(|| state.lineage.clone());
+    if current != plan.base.lineage || state.serial != plan.base.serial {
+        return Err(CliError::user(anyhow!(
+            "the plan is stale: it was made against state serial {} but the state at {} is now at serial {}{}; run `dcform plan` again",
+            plan.base.serial,
+            file.path().display(),
+            state.serial,
+            if current != plan.base.lineage { " of another lineage" } else { "" }
+        )));
+    }
+    if !from_file {
+        print_plan(&plan, a.def.json);
+    }
+    if !plan.has_changes() {
+        if from_file {
+            println!("{}", plan::NO_CHANGES);
+        }
+        return Ok(exit::OK);
+    }
+    if !a.auto_approve && !confirm(destroy)? {
+        println!("{} cancelled.", if destroy { "Destroy" } else { "Apply" });
+        return Ok(exit::USER);
+    }
+    let (provider, installer) = providers::build(&plan.spec, &file).map_err(CliError::internal)?;
+    let progress: Arc<dyn Progress> =
+        if std::io::stderr().is_terminal() { Arc::new(TtyProgress::default()) } else { Arc::new(PlainProgress::default()) };
+    let executor = Executor::new(Arc::new(provider), Arc::new(installer), progress, ApplyOptions { parallelism: a.parallelism.into(), ..ApplyOptions::default() });
+    let shutdown = CancellationToken::new();
+    let on_signal = shutdown.clone();
+    let watcher = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\nInterrupt received: finishing the steps in flight and saving the state (Ctrl-C again to quit at once).");
+            on_signal.cancel();
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(i32::from(exit::INTERRUPTED));
+            }
+        }
+    });
+    let result = executor.apply(&plan, &mut state, &file, shutdown).await;
+    watcher.abort();
+    let s = plan.summary();
+    match result {
+        Ok(_) => {
+            if destroy {
+                println!("\nDestroy complete! Nodes: {} destroyed.", s.destroy);
+            } else {
+                println!("\nApply complete! Nodes: {} added, {} changed, {} destroyed.", s.add, s.change, s.destroy);
+                print_outputs(&state.outputs);
+            }
+            Ok(exit::OK)
+        }
+        Err(e @ ApplyError::Interrupted { .. }) => Err(CliError { code: exit::INTERRUPTED, error: e.into() }),
+        Err(e) => Err(CliError::internal(anyhow::Error::new(e).context(format!(
+            "{} did not finish; what finished is recorded in {} and `dcform {}` continues from there",
+            if destroy { "destroy" } else { "apply" },
+            file.path().display(),
+            if destroy { "destroy" } else { "apply" }
+        )))),
+    }
+}
+
+fn confirm(destroy: bool) -> Result<bool, CliError> {
+    let what = if destroy { "destroy every node of this cluster" } else { "perform these actions" };
+    print!("\nDo you want to {what}?\n  Only 'yes' will be accepted to approve (or run with --auto-approve).\n\n  Enter a value: ");
+    let _ = std::io::stdout().flush();
+    let mut line = String::new();
+    let n = std::io::stdin().lock().read_line(&mut line).map_err(|e| CliError::user(anyhow!("cannot read the answer: {e}")))?;
+    if n == 0 {
+        return Err(CliError::user(anyhow!("no answer on standard input; pass --auto-approve to run without asking")));
+    }
+    Ok(line.trim() == "yes")
+}
+
+fn print_outputs(outputs: &BTreeMap<String, serde_json::Value>) {
+    if outputs.is_empty() {
+        return;
+    }
+    println!("\nOutputs:\n");
+    for (k, v) in outputs {
+        println!("{k} = {}", display_value(v));
+    }
+}
+
+fn display_value(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn status(a: &StateArgs) -> Result<u8, CliError> {
+    let (_file, state) = read_state(a)?;
+    if a.def.json {
+        let nodes: Vec<serde_json::Value> = state
+            .nodes
+            .iter()
+            .map(|n| {
+                serde_json::json!({
+                    "name": n.name,
+                    "pool": n.pool,
+                    "role": n.role,
+                    "status": n.status,
+                    "address": n.addresses.first(),
+                    "core_version": n.core_version,
+                    "health": providers::node_health(&state, n),
+                })
+            })
+            .collect();
+        let out = serde_json::json!({"cluster": state.cluster, "provider": state.provider, "serial": state.serial, "nodes": nodes, "outputs": state.outputs});
+        println!("{out}");
+        return Ok(exit::OK);
+    }
+    println!("cluster \"{}\" ({} provider), {} node(s)\n", state.cluster, state.provider, state.nodes.len());
+    let rows: Vec<Vec<String>> = state
+        .nodes
+        .iter()
+        .map(|n| {
+            vec![
+                n.name.clone(),
+                n.role.to_string(),
+                n.status.to_string(),
+                providers::node_health(&state, n),
+                n.addresses.first().cloned().unwrap_or_else(|| "-".into()),
+                n.core_version.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    print!("{}", table::render(&["NODE", "ROLE", "STATUS", "HEALTH", "ADDRESS", "CORE"], &rows));
+    Ok(exit::OK)
+}
+
+fn output(a: &OutputArgs) -> Result<u8, CliError> {
+    let (_file, state) = read_state(&a.target)?;
+    if let Some(name) = &a.name {
+        let v = state.outputs.get(name).ok_or_else(|| {
+            let known: Vec<&str> = state.outputs.keys().map(String::as_str).collect();
+            CliError::user(anyhow!("no output named {name:?}; the cluster has: {}", if known.is_empty() { "none".into() } else { known.join(", ") }))
+        })?;
+        println!("{}", if a.target.def.json { v.to_string() } else { display_value(v) });
+    } else if a.target.def.json {
+        println!("{}", serde_json::to_string(&state.outputs).map_err(CliError::internal)?);
+    } else {
+        for (k, v) in &state.outputs {
+            println!("{k} = {}", display_value(v));
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn state_list(a: &StateArgs) -> Result<u8, CliError> {
+    let (_file, state) = read_state(a)?;
+    for n in &state.nodes {
+        if a.def.json {
+            println!("{}", serde_json::json!({"name": n.name, "pool": n.pool, "role": n.role, "status": n.status}));
+        } else {
+            println!("{}", n.name);
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn state_show(a: &ShowArgs) -> Result<u8, CliError> {
+    let (_file, state) = read_state(&a.target)?;
+    let node = state.node(&a.node).ok_or_else(|| {
+        let names: Vec<&str> = state.nodes.iter().map(|n| n.name.as_str()).collect();
+        CliError::user(anyhow!("no node {:?} in the state; nodes: {}", a.node, if names.is_empty() { "none".into() } else { names.join(", ") }))
+    })?;
+    if a.target.def.json {
+        println!("{}", serde_json::to_string(node).map_err(CliError::internal)?);
+    } else {
+        let v = serde_json::to_value(node).map_err(CliError::internal)?;
+        if let serde_json::Value::Object(m) = v {
+            let width = m.keys().map(|k| k.len()).max().unwrap_or(0);
+            for (k, v) in m {
+                println!("{k:<width$} = {}", display_value(&v));
+            }
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn force_unlock(a: &ForceUnlockArgs) -> Result<u8, CliError> {
+    let file = match &a.target.state {
+        Some(p) => StateFile::at(p),
+        None => state_file(&load_def(&a.target.def)?, &None),
+    };
+    let info = state::force_unlock(&file, &a.id)?;
+    println!("Unlocked {} (was held by {info}).", file.path().display());
+    Ok(exit::OK)
+}
