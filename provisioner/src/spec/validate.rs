@@ -1,0 +1,868 @@
+//! `RawBlock` (the `cluster` block with spans) -> validated [`ClusterSpec`].
+//!
+//! Every check of the definition lives here, and every failure names `file:line:col` and what would have
+//! been valid. Checks continue past the first error so one run reports as much as possible.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use hcl::Value;
+use hcl::edit::Span;
+use hcl::edit::expr::Expression;
+
+use super::error::{Diags, name_hint};
+use super::eval::Evaluator;
+use super::funcs::{expand_home, scalar_string, type_name};
+use super::model::*;
+use super::raw::{Loc, RawAttr, RawBlock, RawBody, RawLabel, Sources};
+use super::vars::check_duplicate_attrs;
+
+const CLUSTER_BLOCKS: &[&str] = &["provider", "ssh", "core", "pool"];
+const PROVIDERS: &[&str] = &["local", "docker", "ssh", "aws"];
+const SSH_ATTRS: &[&str] = &["user", "private_key", "port", "known_hosts", "bastion"];
+const CORE_ATTRS: &[&str] = &["version", "config"];
+const POOL_ATTRS: &[&str] = &[
+    "role",
+    "count",
+    "hosts",
+    "attributes",
+    "resources",
+    "instance_type",
+];
+const ROLES: &[&str] = &["master", "agent", "public_agent"];
+
+/// Most nodes one pool may ask for: far above any real cluster, low enough that a typo (`count = 1e9`)
+/// does not make the planner allocate a billion nodes.
+pub(crate) const MAX_COUNT: u32 = 100_000;
+const MAX_NAME: usize = 40;
+
+fn provider_attrs(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "local" => &["base_port"],
+        "docker" => &["image", "subnet"],
+        "aws" => &["region", "instance_type", "ami", "endpoint"],
+        _ => &[],
+    }
+}
+
+/// What validation needs besides the raw block.
+pub(crate) struct Validator<'a> {
+    pub sources: &'a Sources,
+    pub ev: &'a Evaluator<'a>,
+    pub dir: &'a Path,
+    pub env: &'a BTreeMap<String, String>,
+    pub diags: &'a mut Diags,
+}
+
+impl Validator<'_> {
+    fn err(&mut self, loc: &Loc, message: impl Into<String>, hint: impl Into<String>) {
+        let d = self.sources.diag(loc, message, hint);
+        self.diags.error(d);
+    }
+
+    fn warn(&mut self, loc: &Loc, message: impl Into<String>, hint: impl Into<String>) {
+        let d = self.sources.diag(loc, message, hint);
+        self.diags.warn(d);
+    }
+
+    /// Validates the cluster block into a spec. Returns `None` when anything is wrong (the reasons are
+    /// in `diags`).
+    pub fn cluster(&mut self, block: &RawBlock) -> Option<ClusterSpec> {
+        let before = self.diags.errors.len();
+        let name = self
+            .single_label(block, "cluster", "cluster \"demo\" { ... }")
+            .map(|l| {
+                self.check_name(&l, "cluster");
+                l.name
+            });
+        self.check_body(&block.body, "cluster", &[], CLUSTER_BLOCKS);
+
+        let providers: Vec<&RawBlock> = block
+            .body
+            .blocks
+            .iter()
+            .filter(|b| b.ident == "provider")
+            .collect();
+        let provider = match providers.as_slice() {
+            [] => {
+                self.err(
+                    &block.ident_loc,
+                    "cluster has no provider block",
+                    format!(
+                        "add one of: {}",
+                        PROVIDERS
+                            .iter()
+                            .map(|p| format!("provider \"{p}\" {{}}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
+                None
+            }
+            [first, rest @ ..] => {
+                for extra in rest {
+                    self.err(
+                        &extra.ident_loc,
+                        "a cluster has exactly one provider block",
+                        format!(
+                            "remove this one or the one on line {}",
+                            self.line(&first.ident_loc)
+                        ),
+                    );
+                }
+                self.provider(first)
+            }
+        };
+
+        let ssh = self
+            .at_most_one(&block.body, "ssh")
+            .map(|b| self.ssh(b))
+            .unwrap_or_default();
+        let core = self
+            .at_most_one(&block.body, "core")
+            .map(|b| self.core(b))
+            .unwrap_or_default();
+
+        let pool_blocks: Vec<&RawBlock> = block
+            .body
+            .blocks
+            .iter()
+            .filter(|b| b.ident == "pool")
+            .collect();
+        if pool_blocks.is_empty() {
+            self.err(&block.ident_loc, "cluster has no pool block", "add pools, e.g. pool \"masters\" { role = \"master\" ... count = 1 } (one attribute per line)");
+        }
+        let kind = provider.as_ref().map(ProviderSpec::kind);
+        let mut pools: Vec<(PoolSpec, Loc)> = Vec::new();
+        let mut pool_errors = false;
+        for pb in pool_blocks {
+            let errs = self.diags.errors.len();
+            if let Some((pool, loc)) = self.pool(pb, kind) {
+                if let Some((_, prev)) = pools.iter().find(|(p, _)| p.name == pool.name) {
+                    let line = self.line(prev);
+                    self.err(
+                        &loc,
+                        format!("duplicate pool name \"{}\"", pool.name),
+                        format!(
+                            "pool names must be unique; the first \"{}\" is on line {line}",
+                            pool.name
+                        ),
+                    );
+                }
+                pools.push((pool, loc));
+            }
+            pool_errors |= self.diags.errors.len() > errs;
+        }
+        self.check_hosts_unique(&pools, &pool_blocks_hosts(block));
+        if !pool_errors && !pools.is_empty() {
+            self.check_masters(block, &pools);
+        }
+        if self.diags.errors.len() > before {
+            return None;
+        }
+        Some(ClusterSpec {
+            name: name?,
+            provider: provider?,
+            ssh,
+            core,
+            pools: pools.into_iter().map(|(p, _)| p).collect(),
+            definition_dir: self.dir.to_path_buf(),
+        })
+    }
+
+    fn line(&self, loc: &Loc) -> usize {
+        self.sources.line_col(loc.file, loc.span.start).0
+    }
+
+    /// The one label of a block like `pool "agents"`.
+    fn single_label(&mut self, b: &RawBlock, what: &str, example: &str) -> Option<RawLabel> {
+        match b.labels.as_slice() {
+            [one] => Some(one.clone()),
+            [] => {
+                self.err(
+                    &b.ident_loc,
+                    format!("{what} block needs a name"),
+                    format!("write: {example}"),
+                );
+                None
+            }
+            [_, extra, ..] => {
+                self.err(
+                    &extra.loc,
+                    format!("{what} block takes one name, got {}", b.labels.len()),
+                    format!("write: {example}"),
+                );
+                None
+            }
+        }
+    }
+
+    fn check_name(&mut self, l: &RawLabel, what: &str) {
+        let n = &l.name;
+        let ok = n.len() <= MAX_NAME
+            && n.starts_with(|c: char| c.is_ascii_lowercase())
+            && !n.ends_with('-')
+            && n.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !ok {
+            self.err(
+                &l.loc,
+                format!("invalid {what} name \"{n}\""),
+                format!("{what} names become host and container names: lowercase letters, digits and `-`, starting with a letter, at most {MAX_NAME} characters (e.g. \"public-agents\")"),
+            );
+        }
+    }
+
+    /// Rejects unknown attributes and blocks in a body (with a "did you mean") and duplicate attributes.
+    fn check_body(&mut self, body: &RawBody, what: &str, attrs: &[&str], blocks: &[&str]) {
+        check_duplicate_attrs(self.sources, &body.attrs, what, self.diags);
+        for a in &body.attrs {
+            if attrs.contains(&a.key.as_str()) {
+                continue;
+            }
+            let hint = if blocks.contains(&a.key.as_str()) {
+                format!(
+                    "\"{k}\" is a block: write {k} {{ ... }} over several lines",
+                    k = a.key
+                )
+            } else if attrs.is_empty() {
+                format!(
+                    "{what} takes no attributes; valid blocks: {}",
+                    blocks.join(", ")
+                )
+            } else {
+                name_hint(&a.key, "attributes", attrs)
+            };
+            self.err(
+                &a.key_loc,
+                format!("unknown attribute \"{}\" in {what}", a.key),
+                hint,
+            );
+        }
+        for b in &body.blocks {
+            if blocks.contains(&b.ident.as_str()) {
+                continue;
+            }
+            let hint = if attrs.contains(&b.ident.as_str()) {
+                format!("\"{k}\" is an attribute: write {k} = ...", k = b.ident)
+            } else if blocks.is_empty() {
+                format!(
+                    "{what} takes no blocks; valid attributes: {}",
+                    attrs.join(", ")
+                )
+            } else {
+                name_hint(&b.ident, "blocks", blocks)
+            };
+            self.err(
+                &b.ident_loc,
+                format!("unknown block \"{}\" in {what}", b.ident),
+                hint,
+            );
+        }
+    }
+
+    fn at_most_one<'b>(&mut self, body: &'b RawBody, ident: &str) -> Option<&'b RawBlock> {
+        let found: Vec<&RawBlock> = body.blocks.iter().filter(|b| b.ident == ident).collect();
+        for extra in found.iter().skip(1) {
+            let line = self.line(&found[0].ident_loc);
+            self.err(
+                &extra.ident_loc,
+                format!("more than one {ident} block"),
+                format!("merge it into the {ident} block on line {line}"),
+            );
+        }
+        let first = found.first().copied()?;
+        if let Some(l) = first.labels.first() {
+            self.err(
+                &l.loc,
+                format!("{ident} block takes no name"),
+                format!("write: {ident} {{ ... }}"),
+            );
+        }
+        Some(first)
+    }
+
+    // --- values ---------------------------------------------------------------------------------
+
+    /// Evaluates an attribute; `null` counts as "not set", as in Terraform.
+    fn value(&mut self, a: &RawAttr) -> Option<Value> {
+        match self.ev.eval(self.sources, &a.value, &a.value_loc) {
+            Ok(Value::Null) => None,
+            Ok(v) => Some(v),
+            Err(ds) => {
+                self.diags.errors(ds);
+                None
+            }
+        }
+    }
+
+    fn string(&mut self, a: &RawAttr, what: &str) -> Option<String> {
+        let v = self.value(a)?;
+        match scalar_string(&v) {
+            Ok(s) => Some(s),
+            Err(_) => {
+                self.err(
+                    &a.value_loc,
+                    format!("{what} must be a string, got {}", type_name(&v)),
+                    format!("write: {} = \"...\"", a.key),
+                );
+                None
+            }
+        }
+    }
+
+    fn whole_number(&mut self, a: &RawAttr, what: &str, max: u64) -> Option<u64> {
+        let v = self.value(a)?;
+        let n = match &v {
+            Value::Number(n) => Some(*n),
+            Value::String(s) => super::funcs::parse_number(s),
+            _ => None,
+        };
+        let hint = format!("a whole number from 0 to {max}");
+        let Some(n) = n else {
+            self.err(
+                &a.value_loc,
+                format!(
+                    "{what} must be a number, got {} {}",
+                    type_name(&v),
+                    short_value(&v)
+                ),
+                hint,
+            );
+            return None;
+        };
+        if let Some(u) = n.as_u64() {
+            if u <= max {
+                return Some(u);
+            }
+            self.err(&a.value_loc, format!("{what} is too large: {u}"), hint);
+            return None;
+        }
+        let f = n.as_f64().unwrap_or(f64::NAN);
+        if f < 0.0 {
+            self.err(
+                &a.value_loc,
+                format!("{what} must not be negative, got {n}"),
+                hint,
+            );
+        } else if f.fract() != 0.0 {
+            self.err(
+                &a.value_loc,
+                format!("{what} must be a whole number, got {n}"),
+                hint,
+            );
+        } else {
+            self.err(&a.value_loc, format!("{what} is too large: {n}"), hint);
+        }
+        None
+    }
+
+    fn path(&mut self, a: &RawAttr, what: &str) -> Option<PathBuf> {
+        let s = self.string(a, what)?;
+        match expand_home(&s, self.env) {
+            Ok(p) => {
+                let p = PathBuf::from(p);
+                Some(if p.is_absolute() { p } else { self.dir.join(p) })
+            }
+            Err(e) => {
+                self.err(&a.value_loc, format!("{what}: {e}"), "use an absolute path");
+                None
+            }
+        }
+    }
+
+    // --- blocks ---------------------------------------------------------------------------------
+
+    fn provider(&mut self, b: &RawBlock) -> Option<ProviderSpec> {
+        let label = self.single_label(b, "provider", "provider \"local\" {}")?;
+        let kind = label.name.as_str();
+        if !PROVIDERS.contains(&kind) {
+            self.err(
+                &label.loc,
+                format!("unknown provider \"{kind}\""),
+                name_hint(kind, "providers", PROVIDERS),
+            );
+            return None;
+        }
+        let what = format!("provider \"{kind}\"");
+        self.check_body(&b.body, &what, provider_attrs(kind), &[]);
+        let opt = |s: &mut Self, key: &str| b.body.attr(key).and_then(|a| s.string(a, key));
+        Some(match kind {
+            "local" => ProviderSpec::Local(LocalProvider {
+                base_port: match b.body.attr("base_port") {
+                    Some(a) => self
+                        .whole_number(a, "base_port", u64::from(u16::MAX))
+                        .and_then(|n| u16::try_from(n).ok())?,
+                    None => 0,
+                },
+            }),
+            "docker" => {
+                let image = opt(self, "image");
+                let subnet = opt(self, "subnet");
+                if let (Some(s), Some(a)) = (&subnet, b.body.attr("subnet")) {
+                    if !valid_cidr(s) {
+                        self.err(
+                            &a.value_loc,
+                            format!("subnet \"{s}\" is not an IPv4 CIDR"),
+                            "e.g. \"10.250.3.0/24\"",
+                        );
+                    }
+                }
+                ProviderSpec::Docker(DockerProvider { image, subnet })
+            }
+            "ssh" => ProviderSpec::Ssh(SshProvider {}),
+            _ => ProviderSpec::Aws(AwsProvider {
+                region: opt(self, "region"),
+                instance_type: opt(self, "instance_type"),
+                ami: opt(self, "ami"),
+                endpoint: opt(self, "endpoint"),
+            }),
+        })
+    }
+
+    fn ssh(&mut self, b: &RawBlock) -> SshSpec {
+        self.check_body(&b.body, "ssh", SSH_ATTRS, &[]);
+        let mut spec = SshSpec::default();
+        if let Some(a) = b.body.attr("user") {
+            if let Some(u) = self.string(a, "user") {
+                if u.is_empty() || u.chars().any(|c| c.is_whitespace() || c == '@') {
+                    self.err(
+                        &a.value_loc,
+                        format!("invalid ssh user \"{u}\""),
+                        "a login name such as \"root\" or \"core\"",
+                    );
+                } else {
+                    spec.user = u;
+                }
+            }
+        }
+        if let Some(a) = b.body.attr("port") {
+            match self
+                .whole_number(a, "ssh port", u64::from(u16::MAX))
+                .and_then(|n| u16::try_from(n).ok())
+            {
+                Some(0) => self.err(
+                    &a.value_loc,
+                    "ssh port must not be 0",
+                    "a port from 1 to 65535, usually 22",
+                ),
+                Some(p) => spec.port = p,
+                None => {}
+            }
+        }
+        spec.private_key = b
+            .body
+            .attr("private_key")
+            .and_then(|a| self.path(a, "private_key"));
+        spec.known_hosts = b
+            .body
+            .attr("known_hosts")
+            .and_then(|a| self.path(a, "known_hosts"));
+        spec.bastion = b
+            .body
+            .attr("bastion")
+            .and_then(|a| self.string(a, "bastion"));
+        spec
+    }
+
+    fn core(&mut self, b: &RawBlock) -> CoreSpec {
+        self.check_body(&b.body, "core", CORE_ATTRS, &[]);
+        let mut spec = CoreSpec::default();
+        if let Some(a) = b.body.attr("version") {
+            match self.string(a, "core version") {
+                Some(v) if v.trim().is_empty() => self.err(
+                    &a.value_loc,
+                    "core version is empty",
+                    "\"bundled\" or a version such as \"0.1.0\"",
+                ),
+                Some(v) => spec.version = v,
+                None => {}
+            }
+        }
+        if let Some(a) = b.body.attr("config") {
+            match self.value(a) {
+                Some(Value::Object(o)) => {
+                    for (k, v) in o {
+                        match serde_json::to_value(&v) {
+                            Ok(j) => {
+                                spec.config.insert(k, j);
+                            }
+                            Err(e) => {
+                                self.err(&a.value_loc, format!("core config \"{k}\": {e}"), "")
+                            }
+                        }
+                    }
+                }
+                Some(v) => self.err(
+                    &a.value_loc,
+                    format!("core config must be a map, got {}", type_name(&v)),
+                    "write: config = { agent_ping_timeout = \"2s\" }",
+                ),
+                None => {}
+            }
+        }
+        spec
+    }
+
+    /// One pool; returns it with the location of its name.
+    fn pool(&mut self, b: &RawBlock, provider: Option<&str>) -> Option<(PoolSpec, Loc)> {
+        let label = self.single_label(b, "pool", "pool \"agents\" { ... }");
+        if let Some(l) = &label {
+            self.check_name(l, "pool");
+        }
+        let what = match &label {
+            Some(l) => format!("pool \"{}\"", l.name),
+            None => "pool".to_string(),
+        };
+        self.check_body(&b.body, &what, POOL_ATTRS, &[]);
+        let name_loc = label
+            .as_ref()
+            .map_or_else(|| b.ident_loc.clone(), |l| l.loc.clone());
+
+        let role = match b.body.attr("role") {
+            None => {
+                self.err(
+                    &name_loc,
+                    format!("{what} has no role"),
+                    format!("add: role = \"agent\" (valid roles: {})", ROLES.join(", ")),
+                );
+                None
+            }
+            Some(a) => self.string(a, "role").and_then(|r| {
+                let role = Role::parse(&r);
+                if role.is_none() {
+                    self.err(
+                        &a.value_loc,
+                        format!("unknown role \"{r}\" in {what}"),
+                        name_hint(&r, "roles", ROLES),
+                    );
+                }
+                role
+            }),
+        };
+
+        let count_attr = b.body.attr("count");
+        let hosts_attr = b.body.attr("hosts");
+        let is_ssh = provider == Some("ssh");
+        let size = match (count_attr, hosts_attr) {
+            (Some(c), Some(_)) => {
+                self.err(
+                    &c.key_loc,
+                    format!("{what} sets both count and hosts"),
+                    if is_ssh {
+                        "provider \"ssh\" uses hosts: remove count"
+                    } else {
+                        "remove hosts: only provider \"ssh\" accepts hosts; the others take count"
+                    },
+                );
+                None
+            }
+            (None, None) => {
+                let hint = if is_ssh {
+                    "add: hosts = [\"192.0.2.10\", ...]"
+                } else {
+                    "add: count = 1"
+                };
+                self.err(
+                    &name_loc,
+                    format!("{what} has neither count nor hosts"),
+                    hint,
+                );
+                None
+            }
+            (Some(c), None) => {
+                let n = self
+                    .whole_number(c, "count", u64::from(MAX_COUNT))
+                    .and_then(|n| u32::try_from(n).ok());
+                if is_ssh {
+                    self.err(&c.key_loc, format!("provider \"ssh\" cannot create machines: {what} must list hosts"), "replace count with hosts = [\"192.0.2.10\", ...]; count is for providers local, docker and aws");
+                    None
+                } else {
+                    n.map(PoolSize::Count)
+                }
+            }
+            (None, Some(h)) => {
+                let hosts = self.hosts(h, &what);
+                match provider {
+                    Some(p) if p != "ssh" => {
+                        self.err(&h.key_loc, format!("provider \"{p}\" creates its machines: {what} cannot list hosts"), "hosts is accepted only by provider \"ssh\"; use count = N with local, docker and aws");
+                        None
+                    }
+                    _ => hosts.map(|v| PoolSize::Hosts(v.into_iter().map(|(s, _)| s).collect())),
+                }
+            }
+        };
+
+        let attributes = match b.body.attr("attributes") {
+            None => BTreeMap::new(),
+            Some(a) => self.string_map(a, "attributes").unwrap_or_default(),
+        };
+        let resources = b.body.attr("resources").and_then(|a| {
+            let s = self.string(a, "resources")?;
+            if !valid_resources(&s) {
+                self.err(
+                    &a.value_loc,
+                    format!("resources \"{s}\" is not a resource list"),
+                    "write NAME:VALUE pairs separated by `;`, e.g. \"cpus:2;mem:1024\"",
+                );
+                return None;
+            }
+            Some(s)
+        });
+        let instance_type = b.body.attr("instance_type").and_then(|a| {
+            let s = self.string(a, "instance_type")?;
+            if let Some(p) = provider.filter(|p| *p != "aws") {
+                self.warn(
+                    &a.key_loc,
+                    format!("instance_type is ignored by provider \"{p}\""),
+                    "only provider \"aws\" sizes machines",
+                );
+            }
+            Some(s)
+        });
+        let (name, role, size) = (label?.name, role?, size?);
+        Some((
+            PoolSpec {
+                name,
+                role,
+                size,
+                attributes,
+                resources,
+                instance_type,
+            },
+            name_loc,
+        ))
+    }
+
+    /// A list of host strings with the location of each (when written as a literal list).
+    fn hosts(&mut self, a: &RawAttr, what: &str) -> Option<Vec<(String, Loc)>> {
+        let items: Vec<(Value, Loc)> = match &a.value {
+            Expression::Array(arr) => {
+                let mut out = Vec::new();
+                for e in arr.iter() {
+                    let loc = Loc {
+                        file: a.value_loc.file,
+                        span: e.span().unwrap_or_else(|| a.value_loc.span.clone()),
+                    };
+                    match self.ev.eval(self.sources, e, &loc) {
+                        Ok(v) => out.push((v, loc)),
+                        Err(ds) => self.diags.errors(ds),
+                    }
+                }
+                out
+            }
+            _ => match self.value(a)? {
+                Value::Array(vs) => vs.into_iter().map(|v| (v, a.value_loc.clone())).collect(),
+                v => {
+                    self.err(
+                        &a.value_loc,
+                        format!("hosts must be a list of strings, got {}", type_name(&v)),
+                        "write: hosts = [\"192.0.2.10\", \"192.0.2.11\"]",
+                    );
+                    return None;
+                }
+            },
+        };
+        let mut hosts: Vec<(String, Loc)> = Vec::new();
+        let mut ok = true;
+        if items.is_empty() {
+            self.err(
+                &a.value_loc,
+                format!("{what} has an empty hosts list"),
+                "list at least one host, or remove the pool",
+            );
+            return None;
+        }
+        for (v, loc) in items {
+            let Value::String(s) = v else {
+                self.err(
+                    &loc,
+                    format!("a host must be a string, got {}", type_name(&v)),
+                    "write: hosts = [\"192.0.2.10\"]",
+                );
+                ok = false;
+                continue;
+            };
+            if s.is_empty() || s.chars().any(|c| c.is_whitespace() || c == ',' || c == '/') {
+                self.err(
+                    &loc,
+                    format!("invalid host \"{s}\""),
+                    "a host name or IP address such as \"192.0.2.10\"",
+                );
+                ok = false;
+                continue;
+            }
+            if let Some((_, prev)) = hosts.iter().find(|(h, _)| *h == s) {
+                let line = self.line(prev);
+                self.err(
+                    &loc,
+                    format!("host \"{s}\" is listed twice in {what}"),
+                    format!("first listed on line {line}"),
+                );
+                ok = false;
+                continue;
+            }
+            hosts.push((s, loc));
+        }
+        ok.then_some(hosts)
+    }
+
+    fn string_map(&mut self, a: &RawAttr, what: &str) -> Option<BTreeMap<String, String>> {
+        match self.value(a)? {
+            Value::Object(o) => {
+                let mut out = BTreeMap::new();
+                for (k, v) in o {
+                    match scalar_string(&v) {
+                        Ok(s) => {
+                            out.insert(k, s);
+                        }
+                        Err(_) => self.err(
+                            &a.value_loc,
+                            format!("{what} \"{k}\" must be a string, got {}", type_name(&v)),
+                            "values are strings, numbers or bools",
+                        ),
+                    }
+                }
+                Some(out)
+            }
+            v => {
+                self.err(
+                    &a.value_loc,
+                    format!("{what} must be a map, got {}", type_name(&v)),
+                    format!("write: {} = {{ rack = \"r1\" }}", a.key),
+                );
+                None
+            }
+        }
+    }
+
+    /// Hosts are unique across pools: one machine cannot be two nodes.
+    fn check_hosts_unique(
+        &mut self,
+        pools: &[(PoolSpec, Loc)],
+        host_locs: &BTreeMap<String, Vec<(String, Loc)>>,
+    ) {
+        let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+        for (p, pool_loc) in pools {
+            let PoolSize::Hosts(hosts) = &p.size else {
+                continue;
+            };
+            for h in hosts {
+                if let Some(first) = seen.get(h.as_str()) {
+                    if *first != p.name {
+                        let loc = host_locs
+                            .get(&p.name)
+                            .and_then(|v| v.iter().find(|(s, _)| s == h).map(|(_, l)| l.clone()))
+                            .unwrap_or_else(|| pool_loc.clone());
+                        self.err(
+                            &loc,
+                            format!(
+                                "host \"{h}\" is in pool \"{}\" and in pool \"{first}\"",
+                                p.name
+                            ),
+                            "a host can be in only one pool",
+                        );
+                    }
+                } else {
+                    seen.insert(h, &p.name);
+                }
+            }
+        }
+    }
+
+    fn check_masters(&mut self, cluster: &RawBlock, pools: &[(PoolSpec, Loc)]) {
+        let masters: usize = pools
+            .iter()
+            .filter(|(p, _)| p.role == Role::Master)
+            .map(|(p, _)| p.size.len())
+            .sum();
+        let loc = cluster
+            .labels
+            .first()
+            .map_or_else(|| cluster.ident_loc.clone(), |l| l.loc.clone());
+        if masters == 0 {
+            self.err(
+                &loc,
+                "cluster has no master",
+                "add a pool with role = \"master\" and count = 1 (3 or 5 for high availability)",
+            );
+        } else if masters % 2 == 0 {
+            let at = pools
+                .iter()
+                .find(|(p, _)| p.role == Role::Master)
+                .map_or(loc, |(_, l)| l.clone());
+            self.warn(
+                &at,
+                format!("{masters} masters: an even number tolerates no more failures than {} (a quorum is a majority)", masters - 1),
+                format!("use {} or {} masters", masters - 1, masters + 1),
+            );
+        }
+    }
+}
+
+/// Locations of literal host entries per pool name, for placing cross-pool duplicate errors.
+fn pool_blocks_hosts(cluster: &RawBlock) -> BTreeMap<String, Vec<(String, Loc)>> {
+    let mut out = BTreeMap::new();
+    for b in cluster.body.blocks.iter().filter(|b| b.ident == "pool") {
+        let (Some(label), Some(a)) = (b.labels.first(), b.body.attr("hosts")) else {
+            continue;
+        };
+        let Expression::Array(arr) = &a.value else {
+            continue;
+        };
+        let entries = arr
+            .iter()
+            .filter_map(|e| {
+                let s = e.as_str()?.to_string();
+                Some((
+                    s,
+                    Loc {
+                        file: a.value_loc.file,
+                        span: e.span().unwrap_or_else(|| a.value_loc.span.clone()),
+                    },
+                ))
+            })
+            .collect();
+        out.insert(label.name.clone(), entries);
+    }
+    out
+}
+
+fn short_value(v: &Value) -> String {
+    let s = serde_json::to_string(v).unwrap_or_default();
+    if s.chars().count() > 40 {
+        format!("{}...", s.chars().take(37).collect::<String>())
+    } else {
+        s
+    }
+}
+
+fn valid_cidr(s: &str) -> bool {
+    let Some((ip, bits)) = s.split_once('/') else {
+        return false;
+    };
+    ip.parse::<Ipv4Addr>().is_ok() && bits.parse::<u8>().is_ok_and(|b| b <= 32)
+}
+
+fn valid_resources(s: &str) -> bool {
+    !s.is_empty()
+        && s.split(';').all(|item| {
+            item.split_once(':')
+                .is_some_and(|(k, v)| !k.trim().is_empty() && !v.trim().is_empty())
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidrs_and_resource_lists_are_recognised() {
+        assert!(valid_cidr("10.250.3.0/24"));
+        assert!(!valid_cidr("10.250.3.0"));
+        assert!(!valid_cidr("10.250.3.0/33"));
+        assert!(valid_resources("cpus:2;mem:1024"));
+        assert!(!valid_resources("cpus=2"));
+    }
+}
