@@ -5,8 +5,8 @@
 //! `Provider` + `Remote`) ; `cli` wires them to the `dcform` command line.
 
 pub mod apply;
+pub mod cli;
 pub mod plan;
+pub mod providers;
 pub mod spec;
 pub mod state;
-pub mod cli;
-pub mod providers;

@@ -5,8 +5,17 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 /// Flags users of Terraform type with one dash (`-var k=v`, `-out FILE`); rewritten to `--var` before parsing.
-const TERRAFORM_FLAGS: &[&str] =
-    &["var", "var-file", "out", "state", "auto-approve", "detailed-exitcode", "json", "parallelism", "destroy"];
+const TERRAFORM_FLAGS: &[&str] = &[
+    "var",
+    "var-file",
+    "out",
+    "state",
+    "auto-approve",
+    "detailed-exitcode",
+    "json",
+    "parallelism",
+    "destroy",
+];
 
 /// Rewrites `-var` / `-var=x` style flags to their `--` form so both spellings work.
 pub fn normalise(args: impl IntoIterator<Item = String>) -> Vec<String> {
@@ -29,7 +38,12 @@ pub fn normalise(args: impl IntoIterator<Item = String>) -> Vec<String> {
 /// the cluster core `dccore`. Exit codes: 0 ok, 1 bad input (definition, flags, state), 2 internal failure,
 /// 130 interrupted.
 #[derive(Debug, Parser)]
-#[command(name = "dcform", version, propagate_version = true, max_term_width = 110)]
+#[command(
+    name = "dcform",
+    version,
+    propagate_version = true,
+    max_term_width = 110
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -40,22 +54,34 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check a cluster definition and report every problem with file:line:col.
-    #[command(after_help = "Examples:\n  dcform validate examples/local.hcl\n  dcform validate . -var agents=3 --json")]
+    #[command(
+        after_help = "Examples:\n  dcform validate examples/local.hcl\n  dcform validate . -var agents=3 --json"
+    )]
     Validate(DefArgs),
     /// Show what apply would change.
-    #[command(after_help = "Examples:\n  dcform plan examples/local.hcl\n  dcform plan -var agents=5 -out scale.plan .\n  dcform plan --detailed-exitcode examples/local.hcl   # 0 no changes, 1 error, 2 changes")]
+    #[command(
+        after_help = "Examples:\n  dcform plan examples/local.hcl\n  dcform plan -var agents=5 -out scale.plan .\n  dcform plan --detailed-exitcode examples/local.hcl   # 0 no changes, 1 error, 2 changes"
+    )]
     Plan(PlanArgs),
     /// Create or update the cluster so that it matches the definition (or apply a saved plan exactly).
-    #[command(after_help = "Examples:\n  dcform apply examples/local.hcl\n  dcform apply --auto-approve -var agents=5 .\n  dcform apply scale.plan            # a plan saved with `plan -out`")]
+    #[command(
+        after_help = "Examples:\n  dcform apply examples/local.hcl\n  dcform apply --auto-approve -var agents=5 .\n  dcform apply scale.plan            # a plan saved with `plan -out`"
+    )]
     Apply(ApplyArgs),
     /// Remove every node of the cluster and the provider's resources.
-    #[command(after_help = "Examples:\n  dcform destroy examples/local.hcl\n  dcform destroy --auto-approve .")]
+    #[command(
+        after_help = "Examples:\n  dcform destroy examples/local.hcl\n  dcform destroy --auto-approve ."
+    )]
     Destroy(ApplyArgs),
     /// Show the cluster's nodes: role, address, core version and status.
-    #[command(after_help = "Examples:\n  dcform status examples/local.hcl\n  dcform status --json . | jq '.nodes[].health'")]
+    #[command(
+        after_help = "Examples:\n  dcform status examples/local.hcl\n  dcform status --json . | jq '.nodes[].health'"
+    )]
     Status(StateArgs),
     /// Show the cluster's outputs (master URL, ...).
-    #[command(after_help = "Examples:\n  dcform output examples/local.hcl\n  dcform output --json .\n  dcform output --name master_url .")]
+    #[command(
+        after_help = "Examples:\n  dcform output examples/local.hcl\n  dcform output --json .\n  dcform output --name master_url ."
+    )]
     Output(OutputArgs),
     /// Inspect the state.
     #[command(subcommand)]
@@ -172,10 +198,36 @@ mod tests {
 
     #[test]
     fn terraform_single_dash_flags_are_accepted() {
-        let args = normalise(["dcform", "plan", "-var", "a=1", "-var-file=x.hcl", "-out", "p", "-v"].map(String::from));
-        assert_eq!(args, ["dcform", "plan", "--var", "a=1", "--var-file=x.hcl", "--out", "p", "-v"]);
+        let args = normalise(
+            [
+                "dcform",
+                "plan",
+                "-var",
+                "a=1",
+                "-var-file=x.hcl",
+                "-out",
+                "p",
+                "-v",
+            ]
+            .map(String::from),
+        );
+        assert_eq!(
+            args,
+            [
+                "dcform",
+                "plan",
+                "--var",
+                "a=1",
+                "--var-file=x.hcl",
+                "--out",
+                "p",
+                "-v"
+            ]
+        );
         let cli = Cli::try_parse_from(args.iter().take(7)).unwrap();
-        let Command::Plan(p) = cli.command else { panic!() };
+        let Command::Plan(p) = cli.command else {
+            panic!()
+        };
         assert_eq!(p.def.vars, vec!["a=1"]);
         assert_eq!(p.out, Some(PathBuf::from("p")));
     }
@@ -185,11 +237,21 @@ mod tests {
         use clap::CommandFactory;
         let cmd = Cli::command();
         for sub in cmd.get_subcommands() {
-            let leaves: Vec<&clap::Command> =
-                if sub.has_subcommands() { sub.get_subcommands().collect() } else { vec![sub] };
+            let leaves: Vec<&clap::Command> = if sub.has_subcommands() {
+                sub.get_subcommands().collect()
+            } else {
+                vec![sub]
+            };
             for leaf in leaves {
-                let help = leaf.get_after_help().map(|h| h.to_string()).unwrap_or_default();
-                assert!(help.contains("dcform "), "{} has no example", leaf.get_name());
+                let help = leaf
+                    .get_after_help()
+                    .map(|h| h.to_string())
+                    .unwrap_or_default();
+                assert!(
+                    help.contains("dcform "),
+                    "{} has no example",
+                    leaf.get_name()
+                );
             }
         }
     }

@@ -5,13 +5,16 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{anyhow, Context};
+use anyhow::{Context, anyhow};
 use tokio_util::sync::CancellationToken;
 
-use super::args::{ApplyArgs, Cli, Command, DefArgs, ForceUnlockArgs, OutputArgs, PlanArgs, ShowArgs, StateArgs, StateCommand};
-use super::{exit, stdout_is_tty, table, CliError};
+use super::args::{
+    ApplyArgs, Cli, Command, DefArgs, ForceUnlockArgs, OutputArgs, PlanArgs, ShowArgs, StateArgs,
+    StateCommand,
+};
+use super::{CliError, exit, stdout_is_tty, table};
 use crate::apply::{ApplyError, ApplyOptions, Executor, PlainProgress, Progress, TtyProgress};
-use crate::plan::{self, CoreTarget, Plan, PLAN_FORMAT};
+use crate::plan::{self, CoreTarget, PLAN_FORMAT, Plan};
 use crate::providers;
 use crate::spec::{self, ClusterSpec, LoadOptions};
 use crate::state::{self, State, StateFile, StateLock};
@@ -35,12 +38,18 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
 fn load_def(def: &DefArgs) -> Result<ClusterSpec, CliError> {
     let mut vars = Vec::new();
     for v in &def.vars {
-        let (k, val) = v
-            .split_once('=')
-            .ok_or_else(|| CliError::user(anyhow!("-var {v:?}: expected NAME=VALUE, e.g. -var agents=3")))?;
+        let (k, val) = v.split_once('=').ok_or_else(|| {
+            CliError::user(anyhow!(
+                "-var {v:?}: expected NAME=VALUE, e.g. -var agents=3"
+            ))
+        })?;
         vars.push((k.trim().to_string(), val.to_string()));
     }
-    let opts = LoadOptions { vars, var_files: def.var_files.clone(), env: std::env::vars().collect() };
+    let opts = LoadOptions {
+        vars,
+        var_files: def.var_files.clone(),
+        env: std::env::vars().collect(),
+    };
     let loaded = spec::load(&def.path, &opts)?;
     for w in &loaded.warnings {
         eprintln!("Warning: {w}");
@@ -62,14 +71,21 @@ fn read_state(a: &StateArgs) -> Result<(StateFile, State), CliError> {
         None => state_file(&load_def(&a.def)?, &None),
     };
     let state = file.load()?.ok_or_else(|| {
-        CliError::user(anyhow!("no state at {}: the cluster was never applied (run `dcform apply` first)", file.path().display()))
+        CliError::user(anyhow!(
+            "no state at {}: the cluster was never applied (run `dcform apply` first)",
+            file.path().display()
+        ))
     })?;
     Ok((file, state))
 }
 
 /// The core the definition asks for. `bundled` is the dccore built with this dcform (same workspace version).
 fn core_target(spec: &ClusterSpec) -> CoreTarget {
-    let version = if spec.core.version == "bundled" { env!("CARGO_PKG_VERSION").to_string() } else { spec.core.version.clone() };
+    let version = if spec.core.version == "bundled" {
+        env!("CARGO_PKG_VERSION").to_string()
+    } else {
+        spec.core.version.clone()
+    };
     CoreTarget { version }
 }
 
@@ -78,7 +94,10 @@ fn validate(def: &DefArgs) -> Result<u8, CliError> {
         Ok(spec) => {
             let nodes: usize = spec.pools.iter().map(|p| p.size.len()).sum();
             if def.json {
-                println!("{}", serde_json::json!({"valid": true, "cluster": spec.name, "provider": spec.provider.kind(), "pools": spec.pools.len(), "nodes": nodes}));
+                println!(
+                    "{}",
+                    serde_json::json!({"valid": true, "cluster": spec.name, "provider": spec.provider.kind(), "pools": spec.pools.len(), "nodes": nodes})
+                );
             } else {
                 println!(
                     "Success! The definition is valid: cluster \"{}\", {} node(s) in {} pool(s), provider \"{}\".",
@@ -97,7 +116,10 @@ fn validate(def: &DefArgs) -> Result<u8, CliError> {
                     .iter()
                     .map(|d| serde_json::json!({"file": d.file, "line": d.line, "col": d.col, "message": d.message, "hint": d.hint}))
                     .collect();
-                println!("{}", serde_json::json!({"valid": false, "diagnostics": diags}));
+                println!(
+                    "{}",
+                    serde_json::json!({"valid": false, "diagnostics": diags})
+                );
             }
             Err(e)
         }
@@ -107,7 +129,11 @@ fn validate(def: &DefArgs) -> Result<u8, CliError> {
 
 fn make_plan(spec: &ClusterSpec, state: &State, destroy: bool) -> Plan {
     let core = core_target(spec);
-    if destroy { plan::destroy(spec, state, &core) } else { plan::diff(spec, state, &core) }
+    if destroy {
+        plan::destroy(spec, state, &core)
+    } else {
+        plan::diff(spec, state, &core)
+    }
 }
 
 fn print_plan(plan: &Plan, json: bool) {
@@ -119,17 +145,25 @@ fn print_plan(plan: &Plan, json: bool) {
 }
 
 fn plan_cmd(a: &PlanArgs) -> Result<u8, CliError> {
-    let result = (|| {
+    let result = (|| -> Result<bool, CliError> {
         let spec = load_def(&a.def)?;
         let file = state_file(&spec, &a.state);
-        let state = file.load()?.unwrap_or_else(|| State::new(&spec.name, spec.provider.kind()));
+        let state = file
+            .load()?
+            .unwrap_or_else(|| State::new(&spec.name, spec.provider.kind()));
         let plan = make_plan(&spec, &state, a.destroy);
         print_plan(&plan, a.def.json);
         if let Some(out) = &a.out {
-            let body = serde_json::to_vec_pretty(&plan).context("cannot encode the plan").map_err(CliError::internal)?;
+            let body = serde_json::to_vec_pretty(&plan)
+                .context("cannot encode the plan")
+                .map_err(CliError::internal)?;
             state::write_private(out, &body).map_err(CliError::user)?;
             if !a.def.json {
-                println!("\nSaved the plan to {}. Apply exactly it with: dcform apply {}", out.display(), out.display());
+                println!(
+                    "\nSaved the plan to {}. Apply exactly it with: dcform apply {}",
+                    out.display(),
+                    out.display()
+                );
             }
         }
         Ok(plan.has_changes())
@@ -138,7 +172,10 @@ fn plan_cmd(a: &PlanArgs) -> Result<u8, CliError> {
         Ok(changes) if a.detailed_exitcode && changes => Ok(exit::CHANGES),
         Ok(_) => Ok(exit::OK),
         // With --detailed-exitcode every error is 1, as Terraform does: 2 means "changes".
-        Err(e) if a.detailed_exitcode => Err(CliError { code: exit::USER, error: e.error }),
+        Err(e) if a.detailed_exitcode => Err(CliError {
+            code: exit::USER,
+            error: e.error,
+        }),
         Err(e) => Err(e),
     }
 }
@@ -152,13 +189,23 @@ fn read_plan_file(path: &Path) -> Option<Result<Plan, CliError>> {
     let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     let format = value.get("format")?.as_u64()?;
     if format != u64::from(PLAN_FORMAT) {
-        return Some(Err(CliError::user(anyhow!("{}: plan format {format} is not supported by this dcform (it reads {PLAN_FORMAT}); make a new plan", path.display()))));
+        return Some(Err(CliError::user(anyhow!(
+            "{}: plan format {format} is not supported by this dcform (it reads {PLAN_FORMAT}); make a new plan",
+            path.display()
+        ))));
     }
-    Some(serde_json::from_value(value).map_err(|e| CliError::user(anyhow!("{}: not a valid plan file: {e}", path.display()))))
+    Some(
+        serde_json::from_value(value)
+            .map_err(|e| CliError::user(anyhow!("{}: not a valid plan file: {e}", path.display()))),
+    )
 }
 
 async fn apply_cmd(a: &ApplyArgs, destroy: bool) -> Result<u8, CliError> {
-    let saved = if destroy { None } else { read_plan_file(&a.def.path).transpose()? };
+    let saved = if destroy {
+        None
+    } else {
+        read_plan_file(&a.def.path).transpose()?
+    };
     let from_file = saved.is_some();
     let (plan, file) = match saved {
         Some(plan) => {
@@ -168,12 +215,16 @@ async fn apply_cmd(a: &ApplyArgs, destroy: bool) -> Result<u8, CliError> {
         None => {
             let spec = load_def(&a.def)?;
             let file = state_file(&spec, &a.state);
-            let state = file.load()?.unwrap_or_else(|| State::new(&spec.name, spec.provider.kind()));
+            let state = file
+                .load()?
+                .unwrap_or_else(|| State::new(&spec.name, spec.provider.kind()));
             (make_plan(&spec, &state, destroy), file)
         }
     };
     let _lock = StateLock::acquire(&file, if destroy { "destroy" } else { "apply" })?;
-    let mut state = file.load()?.unwrap_or_else(|| State::new(&plan.spec.name, plan.spec.provider.kind()));
+    let mut state = file
+        .load()?
+        .unwrap_or_else(|| State::new(&plan.spec.name, plan.spec.provider.kind()));
     // The state may have moved since the plan was made (a saved plan, or another apply while we asked).
     let current = (state.serial > 0).then(|| state.lineage.clone());
     if current != plan.base.lineage || state.serial != plan.base.serial {
@@ -182,7 +233,11 @@ async fn apply_cmd(a: &ApplyArgs, destroy: bool) -> Result<u8, CliError> {
             plan.base.serial,
             file.path().display(),
             state.serial,
-            if current != plan.base.lineage { " of another lineage" } else { "" }
+            if current != plan.base.lineage {
+                " of another lineage"
+            } else {
+                ""
+            }
         )));
     }
     if !from_file {
@@ -199,14 +254,27 @@ async fn apply_cmd(a: &ApplyArgs, destroy: bool) -> Result<u8, CliError> {
         return Ok(exit::USER);
     }
     let (provider, installer) = providers::build(&plan.spec, &file).map_err(CliError::internal)?;
-    let progress: Arc<dyn Progress> =
-        if std::io::stderr().is_terminal() { Arc::new(TtyProgress::default()) } else { Arc::new(PlainProgress::default()) };
-    let executor = Executor::new(Arc::new(provider), Arc::new(installer), progress, ApplyOptions { parallelism: a.parallelism.into(), ..ApplyOptions::default() });
+    let progress: Arc<dyn Progress> = if std::io::stderr().is_terminal() {
+        Arc::new(TtyProgress::default())
+    } else {
+        Arc::new(PlainProgress::default())
+    };
+    let executor = Executor::new(
+        Arc::new(provider),
+        Arc::new(installer),
+        progress,
+        ApplyOptions {
+            parallelism: a.parallelism.into(),
+            ..ApplyOptions::default()
+        },
+    );
     let shutdown = CancellationToken::new();
     let on_signal = shutdown.clone();
     let watcher = tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("\nInterrupt received: finishing the steps in flight and saving the state (Ctrl-C again to quit at once).");
+            eprintln!(
+                "\nInterrupt received: finishing the steps in flight and saving the state (Ctrl-C again to quit at once)."
+            );
             on_signal.cancel();
             if tokio::signal::ctrl_c().await.is_ok() {
                 std::process::exit(i32::from(exit::INTERRUPTED));
@@ -237,13 +305,24 @@ async fn apply_cmd(a: &ApplyArgs, destroy: bool) -> Result<u8, CliError> {
 }
 
 fn confirm(destroy: bool) -> Result<bool, CliError> {
-    let what = if destroy { "destroy every node of this cluster" } else { "perform these actions" };
-    print!("\nDo you want to {what}?\n  Only 'yes' will be accepted to approve (or run with --auto-approve).\n\n  Enter a value: ");
+    let what = if destroy {
+        "destroy every node of this cluster"
+    } else {
+        "perform these actions"
+    };
+    print!(
+        "\nDo you want to {what}?\n  Only 'yes' will be accepted to approve (or run with --auto-approve).\n\n  Enter a value: "
+    );
     let _ = std::io::stdout().flush();
     let mut line = String::new();
-    let n = std::io::stdin().lock().read_line(&mut line).map_err(|e| CliError::user(anyhow!("cannot read the answer: {e}")))?;
+    let n = std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| CliError::user(anyhow!("cannot read the answer: {e}")))?;
     if n == 0 {
-        return Err(CliError::user(anyhow!("no answer on standard input; pass --auto-approve to run without asking")));
+        return Err(CliError::user(anyhow!(
+            "no answer on standard input; pass --auto-approve to run without asking"
+        )));
     }
     Ok(line.trim() == "yes")
 }
@@ -287,7 +366,12 @@ fn status(a: &StateArgs) -> Result<u8, CliError> {
         println!("{out}");
         return Ok(exit::OK);
     }
-    println!("cluster \"{}\" ({} provider), {} node(s)\n", state.cluster, state.provider, state.nodes.len());
+    println!(
+        "cluster \"{}\" ({} provider), {} node(s)\n",
+        state.cluster,
+        state.provider,
+        state.nodes.len()
+    );
     let rows: Vec<Vec<String>> = state
         .nodes
         .iter()
@@ -302,7 +386,13 @@ fn status(a: &StateArgs) -> Result<u8, CliError> {
             ]
         })
         .collect();
-    print!("{}", table::render(&["NODE", "ROLE", "STATUS", "HEALTH", "ADDRESS", "CORE"], &rows));
+    print!(
+        "{}",
+        table::render(
+            &["NODE", "ROLE", "STATUS", "HEALTH", "ADDRESS", "CORE"],
+            &rows
+        )
+    );
     Ok(exit::OK)
 }
 
@@ -311,11 +401,28 @@ fn output(a: &OutputArgs) -> Result<u8, CliError> {
     if let Some(name) = &a.name {
         let v = state.outputs.get(name).ok_or_else(|| {
             let known: Vec<&str> = state.outputs.keys().map(String::as_str).collect();
-            CliError::user(anyhow!("no output named {name:?}; the cluster has: {}", if known.is_empty() { "none".into() } else { known.join(", ") }))
+            CliError::user(anyhow!(
+                "no output named {name:?}; the cluster has: {}",
+                if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                }
+            ))
         })?;
-        println!("{}", if a.target.def.json { v.to_string() } else { display_value(v) });
+        println!(
+            "{}",
+            if a.target.def.json {
+                v.to_string()
+            } else {
+                display_value(v)
+            }
+        );
     } else if a.target.def.json {
-        println!("{}", serde_json::to_string(&state.outputs).map_err(CliError::internal)?);
+        println!(
+            "{}",
+            serde_json::to_string(&state.outputs).map_err(CliError::internal)?
+        );
     } else {
         for (k, v) in &state.outputs {
             println!("{k} = {}", display_value(v));
@@ -328,7 +435,10 @@ fn state_list(a: &StateArgs) -> Result<u8, CliError> {
     let (_file, state) = read_state(a)?;
     for n in &state.nodes {
         if a.def.json {
-            println!("{}", serde_json::json!({"name": n.name, "pool": n.pool, "role": n.role, "status": n.status}));
+            println!(
+                "{}",
+                serde_json::json!({"name": n.name, "pool": n.pool, "role": n.role, "status": n.status})
+            );
         } else {
             println!("{}", n.name);
         }
@@ -340,10 +450,21 @@ fn state_show(a: &ShowArgs) -> Result<u8, CliError> {
     let (_file, state) = read_state(&a.target)?;
     let node = state.node(&a.node).ok_or_else(|| {
         let names: Vec<&str> = state.nodes.iter().map(|n| n.name.as_str()).collect();
-        CliError::user(anyhow!("no node {:?} in the state; nodes: {}", a.node, if names.is_empty() { "none".into() } else { names.join(", ") }))
+        CliError::user(anyhow!(
+            "no node {:?} in the state; nodes: {}",
+            a.node,
+            if names.is_empty() {
+                "none".into()
+            } else {
+                names.join(", ")
+            }
+        ))
     })?;
     if a.target.def.json {
-        println!("{}", serde_json::to_string(node).map_err(CliError::internal)?);
+        println!(
+            "{}",
+            serde_json::to_string(node).map_err(CliError::internal)?
+        );
     } else {
         let v = serde_json::to_value(node).map_err(CliError::internal)?;
         if let serde_json::Value::Object(m) = v {

@@ -9,7 +9,7 @@ use std::io::IsTerminal;
 
 use clap::Parser;
 
-pub use args::{normalise, Cli, Command};
+pub use args::{Cli, Command, normalise};
 
 /// Process exit codes.
 pub mod exit {
@@ -37,12 +37,18 @@ pub struct CliError {
 impl CliError {
     /// Bad input (exit 1).
     pub fn user(error: impl Into<anyhow::Error>) -> CliError {
-        CliError { code: exit::USER, error: error.into() }
+        CliError {
+            code: exit::USER,
+            error: error.into(),
+        }
     }
 
     /// Internal failure (exit 2).
     pub fn internal(error: impl Into<anyhow::Error>) -> CliError {
-        CliError { code: exit::INTERNAL, error: error.into() }
+        CliError {
+            code: exit::INTERNAL,
+            error: error.into(),
+        }
     }
 }
 
@@ -54,7 +60,11 @@ impl From<crate::spec::SpecError> for CliError {
 
 impl From<crate::state::StateError> for CliError {
     fn from(e: crate::state::StateError) -> Self {
-        if e.is_user_error() { CliError::user(e) } else { CliError::internal(e) }
+        if e.is_user_error() {
+            CliError::user(e)
+        } else {
+            CliError::internal(e)
+        }
     }
 }
 
@@ -70,12 +80,17 @@ pub fn main_with_args(argv: impl IntoIterator<Item = String>) -> u8 {
         Err(e) => {
             let _ = e.print();
             return match e.kind() {
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => exit::OK,
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    exit::OK
+                }
                 _ => exit::USER,
             };
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("Error: cannot start the async runtime: {e}");

@@ -11,7 +11,11 @@ pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
         }
     }
     let line = |cells: Vec<String>| {
-        let padded: Vec<String> = cells.iter().enumerate().map(|(i, c)| format!("{c:<w$}", w = widths.get(i).copied().unwrap_or(0))).collect();
+        let padded: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths.get(i).copied().unwrap_or(0)))
+            .collect();
         padded.join("  ").trim_end().to_string()
     };
     let mut out = line(header.iter().map(|h| h.to_string()).collect());
@@ -27,7 +31,13 @@ pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
 mod tests {
     #[test]
     fn columns_are_aligned_to_the_widest_cell() {
-        let t = super::render(&["NODE", "ROLE"], &[vec!["masters-1".into(), "master".into()], vec!["a-1".into(), "agent".into()]]);
+        let t = super::render(
+            &["NODE", "ROLE"],
+            &[
+                vec!["masters-1".into(), "master".into()],
+                vec!["a-1".into(), "agent".into()],
+            ],
+        );
         assert_eq!(t, "NODE       ROLE\nmasters-1  master\na-1        agent\n");
     }
 }

@@ -2,10 +2,13 @@
 //! installer that knows how to install the core on its machines.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::apply::{CmdOutput, Installer, InstallError, Machine, NodeContext, NodeRequest, Provider, ProviderError, Remote, RemoteError, RemoteOp};
+use crate::apply::{
+    CmdOutput, InstallError, Installer, Machine, NodeContext, NodeRequest, Provider, ProviderError,
+    Remote, RemoteError, RemoteOp,
+};
 use crate::plan::Step;
 use crate::spec::ClusterSpec;
 use crate::state::{NodeState, State, StateFile};
@@ -25,7 +28,10 @@ pub enum AnyRemote {}
 pub enum AnyInstaller {}
 
 /// The provider and installer for `spec`, keeping their files (keys, logs, sandboxes) beside `state`.
-pub fn build(spec: &ClusterSpec, _state: &StateFile) -> Result<(AnyProvider, AnyInstaller), Unavailable> {
+pub fn build(
+    spec: &ClusterSpec,
+    _state: &StateFile,
+) -> Result<(AnyProvider, AnyInstaller), Unavailable> {
     Err(Unavailable(spec.provider.kind()))
 }
 
@@ -40,7 +46,11 @@ pub fn node_health(_state: &State, node: &NodeState) -> String {
 impl Provider for AnyProvider {
     type Remote = AnyRemote;
 
-    async fn prepare(&self, _spec: &ClusterSpec, _r: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>, ProviderError> {
+    async fn prepare(
+        &self,
+        _spec: &ClusterSpec,
+        _r: &BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, String>, ProviderError> {
         match *self {}
     }
     async fn create(&self, _req: &NodeRequest) -> Result<Machine, ProviderError> {
@@ -61,7 +71,12 @@ impl Remote for AnyRemote {
     async fn run(&self, _script: &str, _timeout: Duration) -> Result<CmdOutput, RemoteError> {
         match *self {}
     }
-    async fn upload(&self, _contents: Arc<Vec<u8>>, _dest: &str, _mode: u32) -> Result<(), RemoteError> {
+    async fn upload(
+        &self,
+        _contents: Arc<Vec<u8>>,
+        _dest: &str,
+        _mode: u32,
+    ) -> Result<(), RemoteError> {
         match *self {}
     }
     fn host_key(&self) -> Option<String> {

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::spec::Role;
 
 pub use lock::{LockInfo, StateLock};
-pub use store::{write_private, StateError, StateFile};
+pub use store::{StateError, StateFile, write_private};
 
 /// The state file format this build reads and writes. A newer file is refused, never overwritten.
 pub const STATE_VERSION: u32 = 1;

@@ -205,7 +205,10 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
 
 /// Temp file in the same folder (so rename is atomic), mode 0600, fsync, rename, fsync the folder.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let mut tmp = tempfile::Builder::new()
         .prefix(".state-")
         .tempfile_in(dir)
