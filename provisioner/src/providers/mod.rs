@@ -1,6 +1,8 @@
 //! Providers: where machines come from. [`build`] picks the one the definition names and pairs it with the
 //! installer that knows how to install the core on its machines.
 
+pub mod local;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,0 +1,240 @@
+//! Provider `local`: every node is a sandbox folder on this host running `dccore` as a supervised process.
+//! No root, no Docker. It goes through the same steps as the other providers: "upload" is a file copy and
+//! "remote exec" runs `sh -c` inside the sandbox, so the whole plan/apply machinery is exercised.
+//!
+//! Layout: `<state dir>/nodes/<node>/` holds the node's whole install (binary, config, work dir, logs, pid),
+//! `<state dir>/nodes/<node>/port` the API port picked for it at creation.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::apply::{CmdOutput, Machine, NodeRequest, Provider, ProviderError, Remote, RemoteError};
+use crate::spec::ClusterSpec;
+use crate::state::NodeState;
+
+/// Sandboxes under one folder.
+#[derive(Debug, Clone)]
+pub struct LocalProvider {
+    root: PathBuf,
+}
+
+impl LocalProvider {
+    /// Sandboxes live in `<state_dir>/nodes/`.
+    pub fn new(state_dir: &Path) -> LocalProvider {
+        LocalProvider { root: state_dir.join("nodes") }
+    }
+
+    fn sandbox(&self, node: &str) -> PathBuf {
+        self.root.join(node)
+    }
+}
+
+fn io_err(node: &str, what: &str, e: std::io::Error) -> ProviderError {
+    ProviderError { node: node.into(), message: format!("{what}: {e}"), transient: false, source: Some(Box::new(e)) }
+}
+
+/// A free TCP port on loopback (the OS picks it; the node keeps it for good).
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl Provider for LocalProvider {
+    type Remote = LocalRemote;
+
+    async fn prepare(&self, _spec: &ClusterSpec, resources: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>, ProviderError> {
+        tokio::fs::create_dir_all(&self.root).await.map_err(|e| io_err("cluster", "cannot create the sandbox folder", e))?;
+        let mut r = resources.clone();
+        r.insert("sandboxes".into(), self.root.display().to_string());
+        Ok(r)
+    }
+
+    async fn create(&self, req: &NodeRequest) -> Result<Machine, ProviderError> {
+        let dir = self.sandbox(&req.name);
+        tokio::fs::create_dir_all(&dir).await.map_err(|e| io_err(&req.name, "cannot create the sandbox", e))?;
+        // An interrupted create may already have picked a port: keep it, so the node's address never changes.
+        let port_file = dir.join("port");
+        let port = match tokio::fs::read_to_string(&port_file).await.ok().and_then(|s| s.trim().parse::<u16>().ok()) {
+            Some(p) => p,
+            None => {
+                let p = free_port().map_err(|e| io_err(&req.name, "cannot pick a free port", e))?;
+                tokio::fs::write(&port_file, p.to_string()).await.map_err(|e| io_err(&req.name, "cannot record the port", e))?;
+                p
+            }
+        };
+        Ok(Machine { provider_id: dir.display().to_string(), addresses: vec![format!("127.0.0.1:{port}")] })
+    }
+
+    async fn connect(&self, node: &NodeState) -> Result<LocalRemote, RemoteError> {
+        let dir = self.sandbox(&node.name);
+        if !dir.is_dir() {
+            return Err(RemoteError::Refused {
+                host: node.name.clone(),
+                message: format!("sandbox {} is missing (removed by hand?); run `dcform destroy` then apply again", dir.display()),
+            });
+        }
+        Ok(LocalRemote { dir, node: node.name.clone() })
+    }
+
+    async fn destroy(&self, node: &NodeState) -> Result<(), ProviderError> {
+        let dir = self.sandbox(&node.name);
+        stop_processes(&dir).await;
+        match tokio::fs::remove_dir_all(&dir).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(&node.name, "cannot remove the sandbox", e)),
+        }
+    }
+
+    async fn teardown(&self, _resources: &BTreeMap<String, String>) -> Result<(), ProviderError> {
+        match tokio::fs::remove_dir_all(&self.root).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err("cluster", "cannot remove the sandboxes folder", e)),
+        }
+    }
+}
+
+/// Stops every process whose pid file lies in the sandbox: SIGTERM, a grace period, then SIGKILL.
+/// The supervisor stops its child on SIGTERM; the kill of the process group catches anything left.
+async fn stop_processes(dir: &Path) {
+    let script = r#"
+pids=""
+for f in $(find . -name '*.pid' 2>/dev/null); do p=$(cat "$f" 2>/dev/null); [ -n "$p" ] && pids="$pids $p"; done
+[ -z "$pids" ] && exit 0
+for p in $pids; do kill -TERM "$p" 2>/dev/null; done
+i=0
+while [ $i -lt 50 ]; do
+  alive=0; for p in $pids; do kill -0 "$p" 2>/dev/null && alive=1; done
+  [ $alive = 0 ] && exit 0
+  sleep 0.1; i=$((i + 1))
+done
+for p in $pids; do kill -KILL -- "-$p" 2>/dev/null; kill -KILL "$p" 2>/dev/null; done
+exit 0
+"#;
+    if dir.is_dir() {
+        let _ = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .await;
+    }
+}
+
+/// Commands in a sandbox: `sh -c` with the sandbox as working folder.
+#[derive(Debug)]
+pub struct LocalRemote {
+    dir: PathBuf,
+    node: String,
+}
+
+impl Remote for LocalRemote {
+    async fn run(&self, script: &str, timeout: Duration) -> Result<CmdOutput, RemoteError> {
+        let child = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .current_dir(&self.dir)
+            // Never a systemd unit for a sandbox, even on a host that runs systemd.
+            .env("DCFORM_NO_SYSTEMD", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| RemoteError::Other { host: self.node.clone(), message: format!("cannot run sh: {e}") })?;
+        let label = script.lines().find(|l| !l.trim().is_empty() && !l.starts_with('#')).unwrap_or("").chars().take(60).collect::<String>();
+        match tokio::time::timeout(timeout, child.wait_with_output()).await {
+            Ok(Ok(out)) => Ok(CmdOutput {
+                code: out.status.code(),
+                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            }),
+            Ok(Err(e)) => Err(RemoteError::Other { host: self.node.clone(), message: format!("sh failed: {e}") }),
+            Err(_) => Err(RemoteError::Timeout { host: self.node.clone(), command: label, after: timeout }),
+        }
+    }
+
+    async fn upload(&self, contents: Arc<Vec<u8>>, dest: &str, mode: u32) -> Result<(), RemoteError> {
+        let dest = self.dir.join(dest.trim_start_matches('/'));
+        let node = self.node.clone();
+        tokio::task::spawn_blocking(move || write_file(&dest, &contents, mode))
+            .await
+            .map_err(|e| RemoteError::Other { host: node.clone(), message: format!("upload task failed: {e}") })?
+            .map_err(|e| RemoteError::Other { host: node, message: format!("upload failed: {e}") })
+    }
+
+    fn host_key(&self) -> Option<String> {
+        None
+    }
+}
+
+/// Temp file beside the destination, mode set before the rename, so a reader never sees half a file.
+fn write_file(dest: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::Builder::new().prefix(".upload-").tempfile_in(dir)?;
+    tmp.write_all(contents)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode))?;
+    }
+    tmp.persist(dest).map_err(|e| e.error)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::Role;
+
+    fn req(name: &str) -> NodeRequest {
+        NodeRequest { cluster: "c".into(), name: name.into(), pool: "agents".into(), index: 1, role: Role::Agent, host: None, instance_type: None }
+    }
+
+    #[tokio::test]
+    async fn create_is_idempotent_and_keeps_the_port() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = LocalProvider::new(dir.path());
+        let a = p.create(&req("agents-1")).await.unwrap();
+        let b = p.create(&req("agents-1")).await.unwrap();
+        assert_eq!(a, b);
+        assert!(a.addresses[0].starts_with("127.0.0.1:"));
+    }
+
+    #[tokio::test]
+    async fn remote_runs_in_the_sandbox_and_uploads_atomically_with_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = LocalProvider::new(dir.path());
+        p.create(&req("agents-1")).await.unwrap();
+        let node = NodeState {
+            name: "agents-1".into(),
+            pool: "agents".into(),
+            index: 1,
+            role: Role::Agent,
+            host: None,
+            provider_id: None,
+            addresses: vec![],
+            ssh_host_key: None,
+            core_version: None,
+            config_hash: None,
+            status: crate::state::NodeStatus::Created,
+        };
+        let r = p.connect(&node).await.unwrap();
+        r.upload(Arc::new(b"hello".to_vec()), "/etc/x/file", 0o600).await.unwrap();
+        let out = r.run("cat etc/x/file; stat -c %a etc/x/file; exit 3", Duration::from_secs(5)).await.unwrap();
+        assert_eq!((out.code, out.stdout.as_str()), (Some(3), "hello600\n"));
+        let err = r.run("sleep 5", Duration::from_millis(100)).await.unwrap_err();
+        assert!(matches!(err, RemoteError::Timeout { .. }), "{err}");
+        p.destroy(&node).await.unwrap();
+        assert!(!dir.path().join("nodes/agents-1").exists());
+        p.destroy(&node).await.unwrap();
+    }
+}
