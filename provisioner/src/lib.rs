@@ -10,3 +10,4 @@ pub mod plan;
 pub mod providers;
 pub mod spec;
 pub mod state;
+pub mod core_binary;
