@@ -104,3 +104,74 @@ fn misspelled_attribute_is_located_with_a_hint() {
     );
     assert!(diags[0].hint.contains("did you mean \"count\"?"), "{text}");
 }
+
+/// Each corpus definition fails to load, without panicking, with every expected line in the output and a
+/// `file:line:col` position on every diagnostic (unless its `.expected` says `# unplaced`).
+#[test]
+fn malformed_corpus_is_rejected_with_the_expected_messages() {
+    let corpus = repo_root().join("tests/corpus");
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(&corpus)
+        .expect("tests/corpus exists")
+        .map(|e| e.expect("corpus entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "hcl"))
+        .collect();
+    cases.sort();
+    assert!(
+        cases.len() >= 40,
+        "corpus has only {} definitions",
+        cases.len()
+    );
+    let mut env = opts().env;
+    env.remove("DCFORM_CORPUS_UNSET");
+    let options = LoadOptions {
+        env,
+        ..LoadOptions::default()
+    };
+    let mut failures = Vec::new();
+    for case in &cases {
+        let expected = std::fs::read_to_string(case.with_extension("expected"))
+            .unwrap_or_else(|e| panic!("{}: missing .expected file: {e}", case.display()));
+        let result = std::panic::catch_unwind(|| load(case, &options));
+        let name = case
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let err = match result {
+            Err(_) => {
+                failures.push(format!("{name}: PANICKED"));
+                continue;
+            }
+            Ok(Ok(_)) => {
+                failures.push(format!("{name}: loaded without error"));
+                continue;
+            }
+            Ok(Err(e)) => e,
+        };
+        let text = err.to_string();
+        let unplaced_ok = expected.lines().any(|l| l.trim() == "# unplaced");
+        for want in expected
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        {
+            if !text.contains(want) {
+                failures.push(format!("{name}: output lacks {want:?}; got:\n{text}"));
+            }
+        }
+        for d in err.diagnostics() {
+            if !unplaced_ok && (d.line == 0 || !d.file.ends_with(&name)) {
+                failures.push(format!(
+                    "{name}: diagnostic without a position in this file: {d}"
+                ));
+            }
+        }
+        if std::env::var_os("DCFORM_CORPUS_SHOW").is_some() {
+            eprintln!("=== {name}\n{text}");
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} corpus failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}

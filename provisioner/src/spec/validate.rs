@@ -11,7 +11,7 @@ use hcl::Value;
 use hcl::edit::Span;
 use hcl::edit::expr::Expression;
 
-use super::error::{Diags, name_hint};
+use super::error::{Diags, closest, name_hint};
 use super::eval::Evaluator;
 use super::funcs::{expand_home, scalar_string, type_name};
 use super::model::*;
@@ -209,7 +209,7 @@ impl Validator<'_> {
             self.err(
                 &l.loc,
                 format!("invalid {what} name \"{n}\""),
-                format!("{what} names become host and container names: lowercase letters, digits and `-`, starting with a letter, at most {MAX_NAME} characters (e.g. \"public-agents\")"),
+                format!("{what} names become host and container names: lowercase letters, digits and `-`, starting with a letter, at most {MAX_NAME} characters (e.g. \"{}\")", if what == "pool" { "public-agents" } else { "demo-1" }),
             );
         }
     }
@@ -556,6 +556,15 @@ impl Validator<'_> {
                         "remove hosts: only provider \"ssh\" accepts hosts; the others take count"
                     },
                 );
+                None
+            }
+            // A misspelled `count`/`hosts` is already reported as unknown with a "did you mean".
+            (None, None)
+                if b.body.attrs.iter().any(|a| {
+                    matches!(closest(&a.key, ["count", "hosts"]), Some(_))
+                        && !POOL_ATTRS.contains(&a.key.as_str())
+                }) =>
+            {
                 None
             }
             (None, None) => {
