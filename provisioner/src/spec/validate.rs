@@ -400,14 +400,14 @@ impl Validator<'_> {
             "docker" => {
                 let image = opt(self, "image");
                 let subnet = opt(self, "subnet");
-                if let (Some(s), Some(a)) = (&subnet, b.body.attr("subnet")) {
-                    if !valid_cidr(s) {
-                        self.err(
-                            &a.value_loc,
-                            format!("subnet \"{s}\" is not an IPv4 CIDR"),
-                            "e.g. \"10.250.3.0/24\"",
-                        );
-                    }
+                if let (Some(s), Some(a)) = (&subnet, b.body.attr("subnet"))
+                    && !valid_cidr(s)
+                {
+                    self.err(
+                        &a.value_loc,
+                        format!("subnet \"{s}\" is not an IPv4 CIDR"),
+                        "e.g. \"10.250.3.0/24\"",
+                    );
                 }
                 ProviderSpec::Docker(DockerProvider { image, subnet })
             }
@@ -424,17 +424,17 @@ impl Validator<'_> {
     fn ssh(&mut self, b: &RawBlock) -> SshSpec {
         self.check_body(&b.body, "ssh", SSH_ATTRS, &[]);
         let mut spec = SshSpec::default();
-        if let Some(a) = b.body.attr("user") {
-            if let Some(u) = self.string(a, "user") {
-                if u.is_empty() || u.chars().any(|c| c.is_whitespace() || c == '@') {
-                    self.err(
-                        &a.value_loc,
-                        format!("invalid ssh user \"{u}\""),
-                        "a login name such as \"root\" or \"core\"",
-                    );
-                } else {
-                    spec.user = u;
-                }
+        if let Some(a) = b.body.attr("user")
+            && let Some(u) = self.string(a, "user")
+        {
+            if u.is_empty() || u.chars().any(|c| c.is_whitespace() || c == '@') {
+                self.err(
+                    &a.value_loc,
+                    format!("invalid ssh user \"{u}\""),
+                    "a login name such as \"root\" or \"core\"",
+                );
+            } else {
+                spec.user = u;
             }
         }
         if let Some(a) = b.body.attr("port") {
@@ -561,7 +561,7 @@ impl Validator<'_> {
             // A misspelled `count`/`hosts` is already reported as unknown with a "did you mean".
             (None, None)
                 if b.body.attrs.iter().any(|a| {
-                    matches!(closest(&a.key, ["count", "hosts"]), Some(_))
+                    closest(&a.key, ["count", "hosts"]).is_some()
                         && !POOL_ATTRS.contains(&a.key.as_str())
                 }) =>
             {
@@ -796,7 +796,7 @@ impl Validator<'_> {
                 "cluster has no master",
                 "add a pool with role = \"master\" and count = 1 (3 or 5 for high availability)",
             );
-        } else if masters % 2 == 0 {
+        } else if masters.is_multiple_of(2) {
             let at = pools
                 .iter()
                 .find(|(p, _)| p.role == Role::Master)
