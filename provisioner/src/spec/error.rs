@@ -68,7 +68,7 @@ impl fmt::Display for Diagnostic {
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
     /// The definition was read but is not valid; `diagnostics` holds every error found (at least one).
-    #[error("{}", render(.diagnostics))]
+    #[error("{}", render(.diagnostics, .warnings))]
     Invalid {
         /// The errors, in file order where possible.
         diagnostics: Vec<Diagnostic>,
@@ -102,15 +102,11 @@ impl SpecError {
     }
 }
 
-fn render(diags: &[Diagnostic]) -> String {
-    let mut out = String::new();
-    for (i, d) in diags.iter().enumerate() {
-        if i > 0 {
-            out.push('\n');
-        }
-        out.push_str(&d.to_string());
-    }
-    out
+/// All errors, then the warnings (marked as such, the way the CLI prints them on success).
+fn render(errors: &[Diagnostic], warnings: &[Diagnostic]) -> String {
+    let mut lines: Vec<String> = errors.iter().map(Diagnostic::to_string).collect();
+    lines.extend(warnings.iter().map(|w| format!("Warning: {w}")));
+    lines.join("\n")
 }
 
 /// Levenshtein distance, for "did you mean" hints.
@@ -178,6 +174,25 @@ mod tests {
         assert_eq!(closest("cuont", ["role", "count", "hosts"]), Some("count"));
         assert_eq!(closest("xyz", ["role", "count", "hosts"]), None);
         assert_eq!(closest("Master", ["master", "agent"]), Some("master"));
+    }
+
+    #[test]
+    fn spec_error_display_lists_every_error_then_the_warnings() {
+        let d = |line, m: &str| Diagnostic {
+            file: "a.hcl".into(),
+            line,
+            col: 1,
+            message: m.into(),
+            hint: String::new(),
+        };
+        let e = SpecError::Invalid {
+            diagnostics: vec![d(1, "first"), d(2, "second")],
+            warnings: vec![d(3, "even")],
+        };
+        assert_eq!(
+            e.to_string(),
+            "a.hcl:1:1: first\na.hcl:2:1: second\nWarning: a.hcl:3:1: even"
+        );
     }
 
     #[test]

@@ -78,7 +78,7 @@ impl Evaluator<'_> {
                 format!(
                     "cannot evaluate `{}`: {}",
                     short(sources.snippet(loc)),
-                    e.kind()
+                    bounded(&e.kind().to_string(), 160)
                 ),
                 "",
             )]),
@@ -96,9 +96,14 @@ impl Evaluator<'_> {
 
 /// A one-line, bounded quote of the user's expression.
 fn short(s: &str) -> String {
+    bounded(s, 60)
+}
+
+/// `s` on one line, cut to `max` characters: messages stay readable whatever the input.
+fn bounded(s: &str, max: usize) -> String {
     let one: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
-    if one.chars().count() > 60 {
-        format!("{}...", one.chars().take(57).collect::<String>())
+    if one.chars().count() > max {
+        format!("{}...", one.chars().take(max - 3).collect::<String>())
     } else {
         one
     }

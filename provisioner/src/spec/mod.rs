@@ -1,4 +1,5 @@
-//! The cluster definition: HCL files -> `RawCluster` (keeps source spans) -> validated `ClusterSpec`.
+//! The cluster definition: HCL files -> raw blocks (`RawBlock`/`RawBody`, keep source spans) -> validated
+//! `ClusterSpec`.
 //!
 //! `load(path, &LoadOptions)` reads a `.hcl` file or a folder of them, applies variables (`-var`, `-var-file`,
 //! `DCFORM_VAR_*`, `*.auto.hcl`, defaults), evaluates expressions, and validates the result. Every error names
@@ -10,7 +11,7 @@
 //!                                  └── cluster block ──validate (eval::Evaluator)──> ClusterSpec + warnings
 //! ```
 //!
-//! Stages: [`raw`] (syntax, spans), [`vars`] (declarations, value sources and their precedence), `eval`
+//! Stages: `raw` (syntax, spans), [`vars`] (declarations, value sources and their precedence), `eval`
 //! (expression evaluation with positions), `funcs` (the function library), `validate` (every check).
 
 mod error;

@@ -167,6 +167,15 @@ pub(crate) fn parse_file(sources: &Sources, file: FileId) -> Result<RawBody, Dia
     }
     let body: Body = hcl::edit::parser::parse_body(&src.text).map_err(|e| {
         let loc = e.location();
+        if e.message().contains("redefined attribute") {
+            return Diagnostic {
+                file: src.path.clone(),
+                line: loc.line(),
+                col: loc.column(),
+                message: "attribute is set twice in the same block".into(),
+                hint: "keep one of them".into(),
+            };
+        }
         Diagnostic {
             file: src.path.clone(),
             line: loc.line(),

@@ -76,6 +76,8 @@ pub(crate) struct VarDecl {
     pub loc: Loc,
     pub ty: VarType,
     pub default: Option<Value>,
+    /// The declaration itself had errors: do not also report "has no value" for it.
+    pub broken: bool,
 }
 
 /// Reads `variable` blocks. Errors go to `diags`; a broken declaration is still declared (as `any`
@@ -129,6 +131,7 @@ pub(crate) fn declare(sources: &Sources, blocks: &[&RawBlock], diags: &mut Diags
             &format!("variable \"{name}\""),
             diags,
         );
+        let errors_before = diags.errors.len();
         let mut ty = VarType::Any;
         let mut default = None;
         for a in &b.body.attrs {
@@ -167,11 +170,13 @@ pub(crate) fn declare(sources: &Sources, blocks: &[&RawBlock], diags: &mut Diags
                 None
             }
         });
+        let broken = diags.errors.len() > errors_before;
         decls.push(VarDecl {
             name,
             loc: label.loc.clone(),
             ty,
             default,
+            broken,
         });
     }
     decls
@@ -423,6 +428,9 @@ pub(crate) fn resolve(
     let mut out = Map::new();
     for d in decls {
         match values.remove(&d.name) {
+            None if d.broken => {
+                out.insert(d.name.clone(), Value::Null);
+            }
             None => {
                 diags.error(sources.diag(
                     &d.loc,

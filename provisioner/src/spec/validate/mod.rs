@@ -8,8 +8,6 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use hcl::Value;
-use hcl::edit::Span;
-use hcl::edit::expr::Expression;
 
 use super::error::{Diags, name_hint};
 use super::eval::Evaluator;
@@ -17,6 +15,8 @@ use super::funcs::{expand_home, scalar_string, type_name};
 use super::model::*;
 use super::raw::{Loc, RawAttr, RawBlock, RawBody, RawLabel, Sources};
 use super::vars::check_duplicate_attrs;
+
+mod pool;
 
 const CLUSTER_BLOCKS: &[&str] = &["provider", "ssh", "core", "pool"];
 const PROVIDERS: &[&str] = &["local", "docker", "ssh", "aws"];
@@ -154,7 +154,7 @@ impl Validator<'_> {
             }
             pool_errors |= self.diags.errors.len() > errs;
         }
-        self.check_hosts_unique(&pools, &pool_blocks_hosts(block));
+        self.check_hosts_unique(&pools, &pool::pool_blocks_hosts(block));
         if !pool_errors && !pools.is_empty() {
             self.check_masters(block, &pools);
         }
@@ -209,7 +209,7 @@ impl Validator<'_> {
             self.err(
                 &l.loc,
                 format!("invalid {what} name \"{n}\""),
-                format!("{what} names become host and container names: lowercase letters, digits and `-`, starting with a letter, at most {MAX_NAME} characters (e.g. \"public-agents\")"),
+                format!("{what} names become host and container names: lowercase letters, digits and `-`, starting with a letter, at most {MAX_NAME} characters (e.g. \"{}\")", if what == "pool" { "public-agents" } else { "demo-1" }),
             );
         }
     }
@@ -400,14 +400,14 @@ impl Validator<'_> {
             "docker" => {
                 let image = opt(self, "image");
                 let subnet = opt(self, "subnet");
-                if let (Some(s), Some(a)) = (&subnet, b.body.attr("subnet")) {
-                    if !valid_cidr(s) {
-                        self.err(
-                            &a.value_loc,
-                            format!("subnet \"{s}\" is not an IPv4 CIDR"),
-                            "e.g. \"10.250.3.0/24\"",
-                        );
-                    }
+                if let (Some(s), Some(a)) = (&subnet, b.body.attr("subnet"))
+                    && !valid_cidr(s)
+                {
+                    self.err(
+                        &a.value_loc,
+                        format!("subnet \"{s}\" is not an IPv4 CIDR"),
+                        "e.g. \"10.250.3.0/24\"",
+                    );
                 }
                 ProviderSpec::Docker(DockerProvider { image, subnet })
             }
@@ -424,17 +424,17 @@ impl Validator<'_> {
     fn ssh(&mut self, b: &RawBlock) -> SshSpec {
         self.check_body(&b.body, "ssh", SSH_ATTRS, &[]);
         let mut spec = SshSpec::default();
-        if let Some(a) = b.body.attr("user") {
-            if let Some(u) = self.string(a, "user") {
-                if u.is_empty() || u.chars().any(|c| c.is_whitespace() || c == '@') {
-                    self.err(
-                        &a.value_loc,
-                        format!("invalid ssh user \"{u}\""),
-                        "a login name such as \"root\" or \"core\"",
-                    );
-                } else {
-                    spec.user = u;
-                }
+        if let Some(a) = b.body.attr("user")
+            && let Some(u) = self.string(a, "user")
+        {
+            if u.is_empty() || u.chars().any(|c| c.is_whitespace() || c == '@') {
+                self.err(
+                    &a.value_loc,
+                    format!("invalid ssh user \"{u}\""),
+                    "a login name such as \"root\" or \"core\"",
+                );
+            } else {
+                spec.user = u;
             }
         }
         if let Some(a) = b.body.attr("port") {
@@ -504,329 +504,6 @@ impl Validator<'_> {
         }
         spec
     }
-
-    /// One pool; returns it with the location of its name.
-    fn pool(&mut self, b: &RawBlock, provider: Option<&str>) -> Option<(PoolSpec, Loc)> {
-        let label = self.single_label(b, "pool", "pool \"agents\" { ... }");
-        if let Some(l) = &label {
-            self.check_name(l, "pool");
-        }
-        let what = match &label {
-            Some(l) => format!("pool \"{}\"", l.name),
-            None => "pool".to_string(),
-        };
-        self.check_body(&b.body, &what, POOL_ATTRS, &[]);
-        let name_loc = label
-            .as_ref()
-            .map_or_else(|| b.ident_loc.clone(), |l| l.loc.clone());
-
-        let role = match b.body.attr("role") {
-            None => {
-                self.err(
-                    &name_loc,
-                    format!("{what} has no role"),
-                    format!("add: role = \"agent\" (valid roles: {})", ROLES.join(", ")),
-                );
-                None
-            }
-            Some(a) => self.string(a, "role").and_then(|r| {
-                let role = Role::parse(&r);
-                if role.is_none() {
-                    self.err(
-                        &a.value_loc,
-                        format!("unknown role \"{r}\" in {what}"),
-                        name_hint(&r, "roles", ROLES),
-                    );
-                }
-                role
-            }),
-        };
-
-        let count_attr = b.body.attr("count");
-        let hosts_attr = b.body.attr("hosts");
-        let is_ssh = provider == Some("ssh");
-        let size = match (count_attr, hosts_attr) {
-            (Some(c), Some(_)) => {
-                self.err(
-                    &c.key_loc,
-                    format!("{what} sets both count and hosts"),
-                    if is_ssh {
-                        "provider \"ssh\" uses hosts: remove count"
-                    } else {
-                        "remove hosts: only provider \"ssh\" accepts hosts; the others take count"
-                    },
-                );
-                None
-            }
-            (None, None) => {
-                let hint = if is_ssh {
-                    "add: hosts = [\"192.0.2.10\", ...]"
-                } else {
-                    "add: count = 1"
-                };
-                self.err(
-                    &name_loc,
-                    format!("{what} has neither count nor hosts"),
-                    hint,
-                );
-                None
-            }
-            (Some(c), None) => {
-                let n = self
-                    .whole_number(c, "count", u64::from(MAX_COUNT))
-                    .and_then(|n| u32::try_from(n).ok());
-                if is_ssh {
-                    self.err(&c.key_loc, format!("provider \"ssh\" cannot create machines: {what} must list hosts"), "replace count with hosts = [\"192.0.2.10\", ...]; count is for providers local, docker and aws");
-                    None
-                } else {
-                    n.map(PoolSize::Count)
-                }
-            }
-            (None, Some(h)) => {
-                let hosts = self.hosts(h, &what);
-                match provider {
-                    Some(p) if p != "ssh" => {
-                        self.err(&h.key_loc, format!("provider \"{p}\" creates its machines: {what} cannot list hosts"), "hosts is accepted only by provider \"ssh\"; use count = N with local, docker and aws");
-                        None
-                    }
-                    _ => hosts.map(|v| PoolSize::Hosts(v.into_iter().map(|(s, _)| s).collect())),
-                }
-            }
-        };
-
-        let attributes = match b.body.attr("attributes") {
-            None => BTreeMap::new(),
-            Some(a) => self.string_map(a, "attributes").unwrap_or_default(),
-        };
-        let resources = b.body.attr("resources").and_then(|a| {
-            let s = self.string(a, "resources")?;
-            if !valid_resources(&s) {
-                self.err(
-                    &a.value_loc,
-                    format!("resources \"{s}\" is not a resource list"),
-                    "write NAME:VALUE pairs separated by `;`, e.g. \"cpus:2;mem:1024\"",
-                );
-                return None;
-            }
-            Some(s)
-        });
-        let instance_type = b.body.attr("instance_type").and_then(|a| {
-            let s = self.string(a, "instance_type")?;
-            if let Some(p) = provider.filter(|p| *p != "aws") {
-                self.warn(
-                    &a.key_loc,
-                    format!("instance_type is ignored by provider \"{p}\""),
-                    "only provider \"aws\" sizes machines",
-                );
-            }
-            Some(s)
-        });
-        let (name, role, size) = (label?.name, role?, size?);
-        Some((
-            PoolSpec {
-                name,
-                role,
-                size,
-                attributes,
-                resources,
-                instance_type,
-            },
-            name_loc,
-        ))
-    }
-
-    /// A list of host strings with the location of each (when written as a literal list).
-    fn hosts(&mut self, a: &RawAttr, what: &str) -> Option<Vec<(String, Loc)>> {
-        let items: Vec<(Value, Loc)> = match &a.value {
-            Expression::Array(arr) => {
-                let mut out = Vec::new();
-                for e in arr.iter() {
-                    let loc = Loc {
-                        file: a.value_loc.file,
-                        span: e.span().unwrap_or_else(|| a.value_loc.span.clone()),
-                    };
-                    match self.ev.eval(self.sources, e, &loc) {
-                        Ok(v) => out.push((v, loc)),
-                        Err(ds) => self.diags.errors(ds),
-                    }
-                }
-                out
-            }
-            _ => match self.value(a)? {
-                Value::Array(vs) => vs.into_iter().map(|v| (v, a.value_loc.clone())).collect(),
-                v => {
-                    self.err(
-                        &a.value_loc,
-                        format!("hosts must be a list of strings, got {}", type_name(&v)),
-                        "write: hosts = [\"192.0.2.10\", \"192.0.2.11\"]",
-                    );
-                    return None;
-                }
-            },
-        };
-        let mut hosts: Vec<(String, Loc)> = Vec::new();
-        let mut ok = true;
-        if items.is_empty() {
-            self.err(
-                &a.value_loc,
-                format!("{what} has an empty hosts list"),
-                "list at least one host, or remove the pool",
-            );
-            return None;
-        }
-        for (v, loc) in items {
-            let Value::String(s) = v else {
-                self.err(
-                    &loc,
-                    format!("a host must be a string, got {}", type_name(&v)),
-                    "write: hosts = [\"192.0.2.10\"]",
-                );
-                ok = false;
-                continue;
-            };
-            if s.is_empty() || s.chars().any(|c| c.is_whitespace() || c == ',' || c == '/') {
-                self.err(
-                    &loc,
-                    format!("invalid host \"{s}\""),
-                    "a host name or IP address such as \"192.0.2.10\"",
-                );
-                ok = false;
-                continue;
-            }
-            if let Some((_, prev)) = hosts.iter().find(|(h, _)| *h == s) {
-                let line = self.line(prev);
-                self.err(
-                    &loc,
-                    format!("host \"{s}\" is listed twice in {what}"),
-                    format!("first listed on line {line}"),
-                );
-                ok = false;
-                continue;
-            }
-            hosts.push((s, loc));
-        }
-        ok.then_some(hosts)
-    }
-
-    fn string_map(&mut self, a: &RawAttr, what: &str) -> Option<BTreeMap<String, String>> {
-        match self.value(a)? {
-            Value::Object(o) => {
-                let mut out = BTreeMap::new();
-                for (k, v) in o {
-                    match scalar_string(&v) {
-                        Ok(s) => {
-                            out.insert(k, s);
-                        }
-                        Err(_) => self.err(
-                            &a.value_loc,
-                            format!("{what} \"{k}\" must be a string, got {}", type_name(&v)),
-                            "values are strings, numbers or bools",
-                        ),
-                    }
-                }
-                Some(out)
-            }
-            v => {
-                self.err(
-                    &a.value_loc,
-                    format!("{what} must be a map, got {}", type_name(&v)),
-                    format!("write: {} = {{ rack = \"r1\" }}", a.key),
-                );
-                None
-            }
-        }
-    }
-
-    /// Hosts are unique across pools: one machine cannot be two nodes.
-    fn check_hosts_unique(
-        &mut self,
-        pools: &[(PoolSpec, Loc)],
-        host_locs: &BTreeMap<String, Vec<(String, Loc)>>,
-    ) {
-        let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
-        for (p, pool_loc) in pools {
-            let PoolSize::Hosts(hosts) = &p.size else {
-                continue;
-            };
-            for h in hosts {
-                if let Some(first) = seen.get(h.as_str()) {
-                    if *first != p.name {
-                        let loc = host_locs
-                            .get(&p.name)
-                            .and_then(|v| v.iter().find(|(s, _)| s == h).map(|(_, l)| l.clone()))
-                            .unwrap_or_else(|| pool_loc.clone());
-                        self.err(
-                            &loc,
-                            format!(
-                                "host \"{h}\" is in pool \"{}\" and in pool \"{first}\"",
-                                p.name
-                            ),
-                            "a host can be in only one pool",
-                        );
-                    }
-                } else {
-                    seen.insert(h, &p.name);
-                }
-            }
-        }
-    }
-
-    fn check_masters(&mut self, cluster: &RawBlock, pools: &[(PoolSpec, Loc)]) {
-        let masters: usize = pools
-            .iter()
-            .filter(|(p, _)| p.role == Role::Master)
-            .map(|(p, _)| p.size.len())
-            .sum();
-        let loc = cluster
-            .labels
-            .first()
-            .map_or_else(|| cluster.ident_loc.clone(), |l| l.loc.clone());
-        if masters == 0 {
-            self.err(
-                &loc,
-                "cluster has no master",
-                "add a pool with role = \"master\" and count = 1 (3 or 5 for high availability)",
-            );
-        } else if masters % 2 == 0 {
-            let at = pools
-                .iter()
-                .find(|(p, _)| p.role == Role::Master)
-                .map_or(loc, |(_, l)| l.clone());
-            self.warn(
-                &at,
-                format!("{masters} masters: an even number tolerates no more failures than {} (a quorum is a majority)", masters - 1),
-                format!("use {} or {} masters", masters - 1, masters + 1),
-            );
-        }
-    }
-}
-
-/// Locations of literal host entries per pool name, for placing cross-pool duplicate errors.
-fn pool_blocks_hosts(cluster: &RawBlock) -> BTreeMap<String, Vec<(String, Loc)>> {
-    let mut out = BTreeMap::new();
-    for b in cluster.body.blocks.iter().filter(|b| b.ident == "pool") {
-        let (Some(label), Some(a)) = (b.labels.first(), b.body.attr("hosts")) else {
-            continue;
-        };
-        let Expression::Array(arr) = &a.value else {
-            continue;
-        };
-        let entries = arr
-            .iter()
-            .filter_map(|e| {
-                let s = e.as_str()?.to_string();
-                Some((
-                    s,
-                    Loc {
-                        file: a.value_loc.file,
-                        span: e.span().unwrap_or_else(|| a.value_loc.span.clone()),
-                    },
-                ))
-            })
-            .collect();
-        out.insert(label.name.clone(), entries);
-    }
-    out
 }
 
 fn short_value(v: &Value) -> String {
@@ -845,24 +522,14 @@ fn valid_cidr(s: &str) -> bool {
     ip.parse::<Ipv4Addr>().is_ok() && bits.parse::<u8>().is_ok_and(|b| b <= 32)
 }
 
-fn valid_resources(s: &str) -> bool {
-    !s.is_empty()
-        && s.split(';').all(|item| {
-            item.split_once(':')
-                .is_some_and(|(k, v)| !k.trim().is_empty() && !v.trim().is_empty())
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn cidrs_and_resource_lists_are_recognised() {
+    fn cidrs_are_recognised() {
         assert!(valid_cidr("10.250.3.0/24"));
         assert!(!valid_cidr("10.250.3.0"));
         assert!(!valid_cidr("10.250.3.0/33"));
-        assert!(valid_resources("cpus:2;mem:1024"));
-        assert!(!valid_resources("cpus=2"));
     }
 }

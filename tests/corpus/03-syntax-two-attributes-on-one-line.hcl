@@ -1,0 +1,4 @@
+cluster "c" {
+  provider "local" {}
+  pool "m" { role = "master", count = 1 }
+}

@@ -1,0 +1,6 @@
+cluster "c" {
+  provider "local" {}
+  pool "m" {
+    role = "master
+  }
+}

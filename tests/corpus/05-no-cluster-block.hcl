@@ -1,0 +1,3 @@
+variable "agents" {
+  default = 2
+}

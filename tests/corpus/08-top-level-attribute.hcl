@@ -1,0 +1,8 @@
+agents = 2
+cluster "c" {
+  provider "local" {}
+  pool "masters" {
+    role  = "master"
+    count = 1
+  }
+}

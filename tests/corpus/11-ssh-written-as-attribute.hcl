@@ -1,0 +1,8 @@
+cluster "c" {
+  provider "local" {}
+  pool "masters" {
+    role  = "master"
+    count = 1
+  }
+  ssh = { user = "root" }
+}

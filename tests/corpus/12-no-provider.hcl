@@ -1,0 +1,6 @@
+cluster "c" {
+  pool "masters" {
+    role  = "master"
+    count = 1
+  }
+}

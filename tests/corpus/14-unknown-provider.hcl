@@ -1,0 +1,7 @@
+cluster "c" {
+  provider "dockr" {}
+  pool "masters" {
+    role  = "master"
+    count = 1
+  }
+}

@@ -1,0 +1,7 @@
+cluster "c" {
+  provider {}
+  pool "masters" {
+    role  = "master"
+    count = 1
+  }
+}

@@ -1,0 +1,11 @@
+cluster "c" {
+  provider "local" {}
+  pool "masters" {
+    role  = "master"
+    count = 1
+  }
+  pool {
+    role  = "agent"
+    count = 1
+  }
+}

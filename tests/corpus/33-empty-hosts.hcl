@@ -1,0 +1,7 @@
+cluster "c" {
+  provider "ssh" {}
+  pool "masters" {
+    role  = "master"
+    hosts = []
+  }
+}

@@ -1,0 +1,7 @@
+cluster "c" {
+  provider "ssh" {}
+  pool "masters" {
+    role  = "master"
+    hosts = ["192.0.2.1 192.0.2.2"]
+  }
+}

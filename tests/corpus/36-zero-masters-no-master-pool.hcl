@@ -1,0 +1,7 @@
+cluster "c" {
+  provider "local" {}
+  pool "agents" {
+    role  = "agent"
+    count = 2
+  }
+}

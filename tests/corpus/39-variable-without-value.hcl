@@ -1,0 +1,14 @@
+variable "agents" {
+  type = number
+}
+cluster "c" {
+  provider "local" {}
+  pool "masters" {
+    role  = "master"
+    count = 1
+  }
+  pool "agents" {
+    role  = "agent"
+    count = var.agents
+  }
+}

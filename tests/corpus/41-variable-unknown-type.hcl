@@ -1,0 +1,11 @@
+variable "agents" {
+  type    = integer
+  default = 2
+}
+cluster "c" {
+  provider "local" {}
+  pool "masters" {
+    role  = "master"
+    count = 1
+  }
+}

@@ -1,0 +1,10 @@
+variable "a" "b" {
+  default = 2
+}
+cluster "c" {
+  provider "local" {}
+  pool "masters" {
+    role  = "master"
+    count = 1
+  }
+}

@@ -1,0 +1,7 @@
+cluster "Demo" {
+  provider "local" {}
+  pool "masters" {
+    role  = "master"
+    count = 1
+  }
+}

@@ -1,0 +1,13 @@
+cluster "c" {
+  provider "local" {}
+  pool "masters" {
+    role  = "master"
+    count = 1
+  }
+  ssh {
+    user = "a"
+  }
+  ssh {
+    user = "b"
+  }
+}

@@ -1,0 +1,10 @@
+cluster "c" {
+  provider "local" {}
+  pool "masters" {
+    role  = "master"
+    count = 1
+  }
+  core {
+    config = "x"
+  }
+}

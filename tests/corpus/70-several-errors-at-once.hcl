@@ -1,0 +1,12 @@
+cluster "c" {
+  provider "local" {}
+  pool "masters" {
+    role  = "master"
+    count = 1
+  }
+  pool "agents" {
+    role  = "agnet"
+    count = -2
+    colour = "red"
+  }
+}
