@@ -1,10 +1,215 @@
-use clap::Parser;
+//! `dccore` command line: `master`, `agent`, `supervise`. Thin: parse, set up logging, run, map
+//! the result to an exit code (1 = runtime failure, 2 = bad usage/config).
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use dccore::agent::{self, AgentConfig};
+use dccore::auth::{Authenticator, read_token};
+use dccore::master::{self, MasterConfig};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use tokio_util::sync::CancellationToken;
 
 /// dccore: master and agent of the dcform cluster core.
 #[derive(Parser)]
 #[command(name = "dccore", version = dccore::VERSION)]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a master (registry, allocator, scheduler and operator APIs).
+    Master {
+        /// Address to listen on; port 0 picks a free port (printed and written to DIR/address).
+        #[arg(long)]
+        listen: String,
+        /// Work directory (registry, address file).
+        #[arg(long)]
+        work_dir: PathBuf,
+        /// File holding the bearer token for operators and agents.
+        #[arg(long)]
+        token_file: PathBuf,
+        /// Mesos credentials JSON for frameworks: {"credentials":[{"principal":..,"secret":..}]}.
+        #[arg(long)]
+        credentials: Option<PathBuf>,
+        /// JSON config file (timeouts, role weights).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Run an agent (runs tasks for the master).
+    Agent {
+        /// Master URL, e.g. http://10.0.0.1:5050.
+        #[arg(long)]
+        master: String,
+        /// Address to listen on; port 0 picks a free port (printed and written to DIR/address).
+        #[arg(long)]
+        listen: String,
+        /// Work directory (checkpoints, sandboxes, address file).
+        #[arg(long)]
+        work_dir: PathBuf,
+        /// File holding the cluster bearer token.
+        #[arg(long)]
+        token_file: PathBuf,
+        /// Public agent: resources reserved for role slave_public.
+        #[arg(long)]
+        public: bool,
+        /// Resources, e.g. "cpus:4;mem:8192;disk:10000;ports:[31000-32000]" (default: detected).
+        #[arg(long)]
+        resources: Option<String>,
+        /// Attributes, e.g. "rack:r1;zone:a".
+        #[arg(long)]
+        attributes: Option<String>,
+        /// JSON config file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Run CMD, restart it with backoff when it exits, stop it on SIGTERM.
+    Supervise {
+        /// Where to write the supervisor's pid.
+        #[arg(long)]
+        pid_file: PathBuf,
+        /// CMD's stdout and stderr are appended here.
+        #[arg(long)]
+        log_file: PathBuf,
+        /// The command and its arguments.
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+    },
+}
+
+/// A usage or configuration error (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Usage(String);
 
 fn main() {
-    let _ = Cli::parse();
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("dccore: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = rt.block_on(run(cli)) {
+        eprintln!("dccore: {e:#}");
+        let code = if e.downcast_ref::<Usage>().is_some() { 2 } else { 1 };
+        std::process::exit(code);
+    }
+}
+
+async fn bind(listen: &str, work_dir: &Path) -> anyhow::Result<tokio::net::TcpListener> {
+    std::fs::create_dir_all(work_dir).with_context(|| format!("cannot create {}", work_dir.display()))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = listener.local_addr().context("cannot read the listen address")?;
+    let url = format!("http://{addr}");
+    // First stdout line: the chosen address (scripts read it); also DIR/address.
+    let mut out = std::io::stdout();
+    writeln!(out, "{url}").context("cannot write to stdout")?;
+    out.flush().context("cannot write to stdout")?;
+    let tmp = work_dir.join(".address.tmp");
+    std::fs::write(&tmp, format!("{url}\n")).context("cannot write the address file")?;
+    std::fs::rename(&tmp, work_dir.join("address")).context("cannot write the address file")?;
+    Ok(listener)
+}
+
+fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+        match term {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+        tracing::info!("shutting down");
+        t.cancel();
+    });
+    token
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.cmd {
+        Cmd::Master {
+            listen,
+            work_dir,
+            token_file,
+            credentials,
+            config,
+        } => {
+            let token = read_token(&token_file).map_err(|e| Usage(chain(&e)))?;
+            let mut auth = Authenticator::new(token);
+            if let Some(c) = &credentials {
+                auth = auth.with_credentials_file(c).map_err(|e| Usage(chain(&e)))?;
+            }
+            let mut cfg = MasterConfig::new(&work_dir);
+            if let Some(c) = &config {
+                cfg = cfg.apply_file(c).map_err(|e| Usage(chain(&e)))?;
+            }
+            let listener = bind(&listen, &work_dir).await?;
+            master::run(listener, cfg, auth, shutdown_on_signals()).await?;
+        }
+        Cmd::Agent {
+            master,
+            listen,
+            work_dir,
+            token_file,
+            public,
+            resources,
+            attributes,
+            config,
+        } => {
+            let token = read_token(&token_file).map_err(|e| Usage(chain(&e)))?;
+            let mut cfg = AgentConfig::new(master, &work_dir, token);
+            if let Some(c) = &config {
+                cfg = cfg.apply_file(c).map_err(|e| Usage(chain(&e)))?;
+            }
+            if let Some(r) = &resources {
+                cfg = cfg.with_resources_spec(r).map_err(|e| Usage(format!("--resources: {e}")))?;
+            }
+            if let Some(a) = &attributes {
+                cfg.attributes = dccore::proto::parse_attributes(a).map_err(|e| Usage(format!("--attributes: {e}")))?;
+            }
+            cfg.public |= public;
+            let listener = bind(&listen, &work_dir).await?;
+            agent::run(listener, cfg, shutdown_on_signals()).await?;
+        }
+        Cmd::Supervise {
+            pid_file,
+            log_file,
+            cmd,
+        } => {
+            let s = dccore::supervise::Supervisor::new(cmd, pid_file, log_file);
+            s.run(shutdown_on_signals()).await?;
+        }
+    }
+    Ok(())
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }

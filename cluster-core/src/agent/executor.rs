@@ -1,0 +1,206 @@
+//! Runs one task as a process in its sandbox: `stdout`/`stderr` files there, its own process
+//! group, kill = SIGTERM to the group, grace period, SIGKILL.
+//!
+//! The task runs under a small `/bin/sh` wrapper that writes the task's exit code to
+//! `SANDBOX/.exit_status`, so that an agent that restarted (and is no longer the parent) can
+//! still tell how an adopted task ended.
+
+use crate::proto::{TaskInfo, TaskState};
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::process::{Child, Command};
+
+/// File in the sandbox holding the task's exit code.
+pub const EXIT_FILE: &str = ".exit_status";
+/// How often an adopted (non-child) process is checked for exit.
+const ADOPTED_POLL: Duration = Duration::from_millis(200);
+
+/// Errors starting a task.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// The task description cannot be run.
+    #[error("task has no command to run")]
+    NoCommand,
+    /// Sandbox setup or spawn failed.
+    #[error("cannot start the task in {sandbox}")]
+    Spawn {
+        /// The sandbox.
+        sandbox: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// How a task ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exit {
+    /// TASK_FINISHED, TASK_FAILED or TASK_KILLED.
+    pub state: TaskState,
+    /// Exit code or signal, for the status message.
+    pub message: String,
+}
+
+/// A running task process: our child, or adopted from a previous agent run.
+#[derive(Debug)]
+pub enum Proc {
+    /// Spawned by this agent.
+    Child(Child),
+    /// Found running after an agent restart.
+    Adopted(u32),
+}
+
+impl Proc {
+    /// The process (and process group) id.
+    pub fn pid(&self) -> Option<u32> {
+        match self {
+            Proc::Child(c) => c.id(),
+            Proc::Adopted(p) => Some(*p),
+        }
+    }
+}
+
+/// Starts `task` in `sandbox` with `extra_env`.
+pub fn spawn(task: &TaskInfo, sandbox: &Path, extra_env: &[(String, String)]) -> Result<Proc, ExecError> {
+    let cmd = task.command.as_ref().ok_or(ExecError::NoCommand)?;
+    let value = cmd.value.clone().ok_or(ExecError::NoCommand)?;
+    let argv: Vec<String> = if cmd.shell.unwrap_or(true) {
+        vec!["/bin/sh".into(), "-c".into(), value]
+    } else {
+        // Mesos: `value` is the program, `arguments` the full argv (argv[0] included).
+        let mut v = vec![value];
+        v.extend(cmd.arguments.iter().skip(1).cloned());
+        v
+    };
+    let spawn_err = |source| ExecError::Spawn {
+        sandbox: sandbox.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(sandbox).map_err(spawn_err)?;
+    let _ = std::fs::remove_file(sandbox.join(EXIT_FILE));
+    let open = |name: &str| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(sandbox.join(name))
+    };
+    let stdout = open("stdout").map_err(spawn_err)?;
+    let stderr = open("stderr").map_err(spawn_err)?;
+    let mut c = Command::new("/bin/sh");
+    c.arg("-c")
+        .arg(r#"rc=0; "$@" || rc=$?; echo "$rc" > "$DCCORE_EXIT_FILE.tmp" && mv "$DCCORE_EXIT_FILE.tmp" "$DCCORE_EXIT_FILE"; exit "$rc""#)
+        .arg("dccore-task")
+        .args(&argv)
+        .current_dir(sandbox)
+        .env("MESOS_SANDBOX", sandbox)
+        .env("DCCORE_EXIT_FILE", sandbox.join(EXIT_FILE))
+        .envs(extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(stdout))
+        .stderr(Stdio::from(stderr))
+        .process_group(0)
+        // The task must survive an agent restart: never kill it when the handle is dropped.
+        .kill_on_drop(false);
+    if let Some(env) = &cmd.environment {
+        c.envs(env.variables.iter().map(|v| (v.name.as_str(), v.value.as_str())));
+    }
+    c.spawn().map(Proc::Child).map_err(spawn_err)
+}
+
+/// True if `pid` is a live (non-zombie) process.
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state letter follows the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|st| st != "Z" && st != "X"),
+        Err(_) => false,
+    }
+}
+
+/// How a task whose process is gone ended, from the exit file its wrapper wrote.
+pub fn exit_of_gone(sandbox: &Path) -> Exit {
+    exit_from_file(sandbox)
+}
+
+fn exit_from_file(sandbox: &Path) -> Exit {
+    match std::fs::read_to_string(sandbox.join(EXIT_FILE)).ok().and_then(|s| s.trim().parse::<i32>().ok()) {
+        Some(0) => Exit {
+            state: TaskState::Finished,
+            message: "exited with status 0".into(),
+        },
+        Some(code) => Exit {
+            state: TaskState::Failed,
+            message: format!("exited with status {code}"),
+        },
+        None => Exit {
+            state: TaskState::Failed,
+            message: "the task's process ended while the agent was down; exit status unknown".into(),
+        },
+    }
+}
+
+/// Waits for the process to end.
+pub async fn wait(proc: &mut Proc, sandbox: &Path) -> Exit {
+    match proc {
+        Proc::Child(child) => match child.wait().await {
+            Ok(st) => match (st.code(), std::os::unix::process::ExitStatusExt::signal(&st)) {
+                (Some(0), _) => Exit {
+                    state: TaskState::Finished,
+                    message: "exited with status 0".into(),
+                },
+                (Some(code), _) => Exit {
+                    state: TaskState::Failed,
+                    message: format!("exited with status {code}"),
+                },
+                (None, Some(sig)) => Exit {
+                    state: TaskState::Failed,
+                    message: format!("terminated by signal {sig}"),
+                },
+                (None, None) => exit_from_file(sandbox),
+            },
+            Err(e) => Exit {
+                state: TaskState::Failed,
+                message: format!("cannot wait for the task: {e}"),
+            },
+        },
+        Proc::Adopted(pid) => {
+            while alive(*pid) {
+                tokio::time::sleep(ADOPTED_POLL).await;
+            }
+            exit_from_file(sandbox)
+        }
+    }
+}
+
+/// Sends `signal` to the task's process group (ignoring a group that is already gone).
+pub fn signal(pid: u32, signal: Signal) {
+    if let Ok(p) = i32::try_from(pid) {
+        let _ = killpg(Pid::from_raw(p), signal);
+    }
+}
+
+/// Kills the task: SIGTERM to its group, then SIGKILL after `grace` if it is still there.
+pub async fn kill(proc: &mut Proc, sandbox: &Path, grace: Duration) -> Exit {
+    let Some(pid) = proc.pid() else {
+        return wait(proc, sandbox).await;
+    };
+    signal(pid, Signal::SIGTERM);
+    let exit = match tokio::time::timeout(grace, wait(proc, sandbox)).await {
+        Ok(e) => e,
+        Err(_) => {
+            signal(pid, Signal::SIGKILL);
+            wait(proc, sandbox).await
+        }
+    };
+    // Children of the task that ignored SIGTERM go too.
+    signal(pid, Signal::SIGKILL);
+    Exit {
+        state: TaskState::Killed,
+        message: format!("killed ({})", exit.message),
+    }
+}

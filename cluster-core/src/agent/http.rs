@@ -1,0 +1,157 @@
+//! The agent's HTTP server: launch and kill from the master, sandbox files for `dcform task logs`.
+//!
+//! `GET /files/read?path=FRAMEWORK/TASK/stdout&offset=0&length=N` answers Mesos' `{"data","offset"}`;
+//! `GET /files/download?path=...` answers the raw bytes. Paths are relative to the sandbox root
+//! and cannot leave it. Every route but `/health` needs the cluster bearer token.
+
+use super::tasks::Agent;
+use crate::auth::{Authenticator, Identity};
+use crate::proto::internal::{KillTask, LaunchTask};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+/// Largest chunk `/files/read` returns at once.
+const MAX_READ: u64 = 1 << 20;
+
+pub(super) fn router(agent: Arc<Agent>) -> Router {
+    Router::new()
+        .route("/internal/v1/launch", post(launch))
+        .route("/internal/v1/kill", post(kill))
+        .route("/files/read", get(read))
+        .route("/files/download", get(download))
+        .route("/health", get(|| async { axum::Json(serde_json::json!({"healthy": true})) }))
+        .with_state(agent)
+}
+
+fn authorized(agent: &Agent, headers: &HeaderMap) -> Result<(), Response> {
+    let auth = Authenticator::new(agent.cfg.token.clone());
+    match auth.check(headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())) {
+        Some(Identity::Token) => Ok(()),
+        _ => Err((StatusCode::UNAUTHORIZED, "authentication required: Authorization: Bearer TOKEN").into_response()),
+    }
+}
+
+fn bad(msg: String) -> Response {
+    (StatusCode::BAD_REQUEST, msg).into_response()
+}
+
+async fn launch(State(agent): State<Arc<Agent>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(r) = authorized(&agent, &headers) {
+        return r;
+    }
+    match serde_json::from_slice::<LaunchTask>(&body) {
+        Ok(m) => {
+            agent.launch(m.framework_id, m.task);
+            StatusCode::ACCEPTED.into_response()
+        }
+        Err(e) => bad(format!("invalid launch message: {e}")),
+    }
+}
+
+async fn kill(State(agent): State<Arc<Agent>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(r) = authorized(&agent, &headers) {
+        return r;
+    }
+    match serde_json::from_slice::<KillTask>(&body) {
+        Ok(m) if agent.kill(&m.framework_id.value, &m.task_id.value) => StatusCode::ACCEPTED.into_response(),
+        Ok(m) => (StatusCode::NOT_FOUND, format!("no task {} on this agent", m.task_id.value)).into_response(),
+        Err(e) => bad(format!("invalid kill message: {e}")),
+    }
+}
+
+#[derive(Deserialize)]
+struct FileQuery {
+    path: String,
+    #[serde(default)]
+    offset: Option<u64>,
+    #[serde(default)]
+    length: Option<u64>,
+}
+
+/// Resolves a client path inside `root`, refusing anything that could leave it.
+fn resolve(root: &Path, path: &str) -> Result<PathBuf, String> {
+    let rel = Path::new(path.trim_start_matches('/'));
+    let mut out = root.to_path_buf();
+    for c in rel.components() {
+        match c {
+            Component::Normal(p) => out.push(p),
+            Component::CurDir => {}
+            _ => return Err(format!("path {path:?} must stay inside the sandbox root (no '..')")),
+        }
+    }
+    if out == root {
+        return Err("path must name a file, e.g. FRAMEWORK_ID/TASK_ID/stdout".into());
+    }
+    Ok(out)
+}
+
+async fn read(State(agent): State<Arc<Agent>>, headers: HeaderMap, Query(q): Query<FileQuery>) -> Response {
+    if let Err(r) = authorized(&agent, &headers) {
+        return r;
+    }
+    let path = match resolve(&agent.sandbox_root(), &q.path) {
+        Ok(p) => p,
+        Err(m) => return bad(m),
+    };
+    let offset = q.offset.unwrap_or(0);
+    let length = q.length.unwrap_or(MAX_READ).min(MAX_READ);
+    let result = tokio::task::spawn_blocking(move || -> std::io::Result<(u64, Vec<u8>)> {
+        let mut f = std::fs::File::open(&path)?;
+        let size = f.metadata()?.len();
+        f.seek(SeekFrom::Start(offset.min(size)))?;
+        let mut buf = Vec::new();
+        f.take(length).read_to_end(&mut buf)?;
+        Ok((size, buf))
+    })
+    .await;
+    match result {
+        Ok(Ok((_, data))) => axum::Json(serde_json::json!({
+            "data": String::from_utf8_lossy(&data),
+            "offset": offset,
+        }))
+        .into_response(),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            (StatusCode::NOT_FOUND, format!("no file {}", q.path)).into_response()
+        }
+        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot read {}: {e}", q.path)).into_response(),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "file reader failed").into_response(),
+    }
+}
+
+async fn download(State(agent): State<Arc<Agent>>, headers: HeaderMap, Query(q): Query<FileQuery>) -> Response {
+    if let Err(r) = authorized(&agent, &headers) {
+        return r;
+    }
+    let path = match resolve(&agent.sandbox_root(), &q.path) {
+        Ok(p) => p,
+        Err(m) => return bad(m),
+    };
+    match tokio::fs::read(&path).await {
+        Ok(bytes) => ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (StatusCode::NOT_FOUND, format!("no file {}", q.path)).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot read {}: {e}", q.path)).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_paths_cannot_leave_the_sandbox_root() {
+        let root = Path::new("/w/sandboxes");
+        assert_eq!(resolve(root, "f/t/stdout").unwrap(), Path::new("/w/sandboxes/f/t/stdout"));
+        assert_eq!(resolve(root, "/f/t/stdout").unwrap(), Path::new("/w/sandboxes/f/t/stdout"));
+        assert!(resolve(root, "../etc/passwd").is_err());
+        assert!(resolve(root, "f/../../x").is_err());
+        assert!(resolve(root, "").is_err());
+    }
+}

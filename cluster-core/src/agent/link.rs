@@ -1,0 +1,164 @@
+//! The agent's link to the master: register (with its tasks), heartbeat, deliver status updates
+//! in order and retry them until the master has them. A 404 on heartbeat or 409 on a status
+//! means the master does not know this agent (it restarted, or declared it unreachable): register
+//! again.
+
+use super::tasks::{Agent, Outgoing};
+use crate::proto::internal::{Heartbeat, RegisterAgent, Registered, StatusMessage};
+use crate::proto::{Id, TaskState};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Backoff bounds for registration attempts.
+const REGISTER_BACKOFF: (Duration, Duration) = (Duration::from_millis(200), Duration::from_secs(5));
+
+enum Next {
+    Continue,
+    Reregister,
+}
+
+pub(super) async fn run(agent: Arc<Agent>) {
+    let Some(mut outbox) = agent.take_outbox() else { return };
+    let mut pending: VecDeque<Outgoing> = VecDeque::new();
+    loop {
+        let mut backoff = REGISTER_BACKOFF.0;
+        let registered = loop {
+            match register(&agent).await {
+                Ok(r) => break r,
+                Err(e) => {
+                    tracing::warn!(master = %agent.cfg.master, error = %e, "registration failed; retrying in {backoff:?}");
+                    tokio::select! {
+                        _ = agent.shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(REGISTER_BACKOFF.1);
+                }
+            }
+        };
+        let id = registered.agent_id.value.clone();
+        *agent.agent_id.lock().unwrap_or_else(|p| p.into_inner()) = Some(id.clone());
+        if let Err(e) = agent.checkpoints.save_agent_id(&id) {
+            tracing::error!(error = %crate::util::chain(&e), "cannot checkpoint the agent id");
+        }
+        tracing::info!(agent = %id, "registered with the master");
+        // Fill in the agent id on updates queued before the first registration.
+        for o in pending.iter_mut() {
+            o.status.agent_id.get_or_insert_with(|| Id::new(&id));
+        }
+        for t in &registered.kill {
+            if let Some(fw) = agent
+                .reported()
+                .iter()
+                .find(|r| r.task.task_id == *t)
+                .map(|r| r.framework_id.value.clone())
+            {
+                tracing::info!(task = %t.value, "master asked to kill a task on re-registration");
+                agent.kill(&fw, &t.value);
+            }
+        }
+        let mut tick = tokio::time::interval(agent.cfg.heartbeat_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let mut beat = false;
+            tokio::select! {
+                _ = agent.shutdown.cancelled() => return,
+                _ = tick.tick() => beat = true,
+                Some(o) = outbox.recv() => pending.push_back(o),
+            }
+            while let Ok(o) = outbox.try_recv() {
+                pending.push_back(o);
+            }
+            if let Next::Reregister = flush(&agent, &id, &mut pending).await {
+                break;
+            }
+            if beat {
+                if let Next::Reregister = heartbeat(&agent, &id).await {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+async fn register(agent: &Agent) -> Result<Registered, String> {
+    let msg = RegisterAgent {
+        agent_id: agent.id().map(Id::new),
+        hostname: agent.cfg.hostname.clone(),
+        url: agent.url.clone(),
+        resources: agent.cfg.resources.to_mesos(None, None),
+        attributes: agent.cfg.attributes.clone(),
+        public: agent.cfg.public,
+        tasks: agent.reported(),
+        version: crate::VERSION.into(),
+    };
+    let r = agent
+        .http
+        .post(format!("{}/internal/v1/agents/register", agent.cfg.master))
+        .bearer_auth(&agent.cfg.token)
+        .json(&msg)
+        .send()
+        .await
+        .map_err(|e| crate::util::chain(&e))?;
+    if !r.status().is_success() {
+        return Err(format!("master answered {}", r.status()));
+    }
+    r.json::<Registered>().await.map_err(|e| crate::util::chain(&e))
+}
+
+async fn heartbeat(agent: &Agent, id: &str) -> Next {
+    let r = agent
+        .http
+        .post(format!("{}/internal/v1/agents/heartbeat", agent.cfg.master))
+        .bearer_auth(&agent.cfg.token)
+        .json(&Heartbeat { agent_id: Id::new(id) })
+        .send()
+        .await;
+    match r {
+        Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => {
+            tracing::warn!("master does not know this agent: registering again");
+            Next::Reregister
+        }
+        Ok(_) => Next::Continue,
+        Err(e) => {
+            tracing::warn!(error = %crate::util::chain(&e), "heartbeat failed");
+            Next::Continue
+        }
+    }
+}
+
+/// Sends queued updates in order; stops at the first failure (retried on the next wake-up).
+async fn flush(agent: &Agent, id: &str, pending: &mut VecDeque<Outgoing>) -> Next {
+    while let Some(o) = pending.front() {
+        let msg = StatusMessage {
+            agent_id: Id::new(id),
+            framework_id: o.framework_id.clone(),
+            status: o.status.clone(),
+        };
+        let r = agent
+            .http
+            .post(format!("{}/internal/v1/agents/status", agent.cfg.master))
+            .bearer_auth(&agent.cfg.token)
+            .json(&msg)
+            .send()
+            .await;
+        match r {
+            Ok(r) if r.status().is_success() => {
+                if o.status.state.is_terminal() || o.status.state == TaskState::Unknown {
+                    agent.mark_done(&o.framework_id.value, &o.status.task_id.value);
+                }
+                pending.pop_front();
+            }
+            Ok(r) if r.status() == reqwest::StatusCode::CONFLICT => return Next::Reregister,
+            Ok(r) => {
+                tracing::warn!(status = %r.status(), "master refused a status update; will retry");
+                return Next::Continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %crate::util::chain(&e), "status update not delivered; will retry");
+                return Next::Continue;
+            }
+        }
+    }
+    Next::Continue
+}

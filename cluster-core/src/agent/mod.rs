@@ -1,0 +1,208 @@
+//! The agent: registers with the master, heartbeats, runs tasks in sandboxes and reports their
+//! status until the master has it.
+//!
+//! ```text
+//! master ──launch/kill──▶ http.rs ──▶ tasks.rs (one monitor task per process) ──▶ executor.rs
+//!    ▲                                        │ status updates (queued, retried)
+//!    └──register/heartbeat/status── link.rs ◀─┘            checkpoint.rs: agent id, one file per task
+//! ```
+
+mod checkpoint;
+mod executor;
+mod http;
+mod link;
+mod tasks;
+
+pub use checkpoint::{CheckpointError, safe_name};
+pub use executor::ExecError;
+
+use crate::proto::{Attribute, Resources};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Errors that stop the agent.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The HTTP server failed.
+    #[error("agent HTTP server failed")]
+    Serve(#[source] std::io::Error),
+    /// The config file is unreadable or invalid.
+    #[error("bad agent config {path}")]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The agent's address could not be read.
+    #[error("cannot read the listener address")]
+    Address(#[source] std::io::Error),
+}
+
+/// Agent settings.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    /// Master base URL, e.g. `http://10.0.0.1:5050`.
+    pub master: String,
+    /// Checkpoints and sandboxes live here.
+    pub work_dir: PathBuf,
+    /// Cluster token (bearer) for the master and for requests to this agent.
+    pub token: String,
+    /// Resources offered.
+    pub resources: Resources,
+    /// Attributes.
+    pub attributes: Vec<Attribute>,
+    /// Public agent.
+    pub public: bool,
+    /// Hostname shown in offers.
+    pub hostname: String,
+    /// Heartbeat interval.
+    pub heartbeat_interval: Duration,
+    /// Kill grace period when the task gives none.
+    pub kill_grace: Duration,
+    /// URL the master uses to reach this agent; default `http://LISTEN_ADDRESS`.
+    pub advertise_url: Option<String>,
+}
+
+impl AgentConfig {
+    /// Defaults: detected resources, 1 s heartbeats, 3 s kill grace.
+    pub fn new(master: impl Into<String>, work_dir: impl Into<PathBuf>, token: impl Into<String>) -> Self {
+        let mut master = master.into();
+        if !master.starts_with("http://") && !master.starts_with("https://") {
+            master = format!("http://{master}");
+        }
+        AgentConfig {
+            master: master.trim_end_matches('/').to_string(),
+            work_dir: work_dir.into(),
+            token: token.into(),
+            resources: detect_resources(),
+            attributes: Vec::new(),
+            public: false,
+            hostname: hostname(),
+            heartbeat_interval: Duration::from_secs(1),
+            kill_grace: Duration::from_secs(3),
+            advertise_url: None,
+        }
+    }
+
+    /// Overrides detected resources with those named in a `--resources` string.
+    pub fn with_resources_spec(mut self, spec: &str) -> Result<Self, crate::proto::ProtoError> {
+        let given = Resources::parse(spec)?;
+        let named = |n: &str| spec.split(';').any(|p| p.trim().starts_with(n));
+        if named("cpus") {
+            self.resources.cpus = given.cpus;
+        }
+        if named("mem") {
+            self.resources.mem = given.mem;
+        }
+        if named("disk") {
+            self.resources.disk = given.disk;
+        }
+        if named("ports") {
+            self.resources.ports = given.ports;
+        }
+        Ok(self)
+    }
+
+    /// Applies a JSON config file (see [`ConfigFile`]).
+    pub fn apply_file(mut self, path: &Path) -> Result<Self, AgentError> {
+        let bad = |source: Box<dyn std::error::Error + Send + Sync>| AgentError::Config {
+            path: path.into(),
+            source,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| bad(Box::new(e)))?;
+        let f: ConfigFile = serde_json::from_str(&text).map_err(|e| bad(Box::new(e)))?;
+        if let Some(r) = f.resources {
+            self = self.with_resources_spec(&r).map_err(|e| bad(Box::new(e)))?;
+        }
+        if let Some(a) = f.attributes {
+            self.attributes = crate::proto::parse_attributes(&a).map_err(|e| bad(Box::new(e)))?;
+        }
+        if let Some(p) = f.public {
+            self.public = p;
+        }
+        if let Some(h) = f.hostname {
+            self.hostname = h;
+        }
+        if let Some(s) = f.heartbeat_interval_secs.filter(|s| s.is_finite() && *s > 0.0) {
+            self.heartbeat_interval = Duration::from_secs_f64(s);
+        }
+        if let Some(s) = f.kill_grace_secs.filter(|s| s.is_finite() && *s >= 0.0) {
+            self.kill_grace = Duration::from_secs_f64(s);
+        }
+        if let Some(u) = f.advertise_url {
+            self.advertise_url = Some(u);
+        }
+        Ok(self)
+    }
+}
+
+/// The agent's `--config` file format (JSON; every field optional; command-line flags win).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Same syntax as `--resources`.
+    pub resources: Option<String>,
+    /// Same syntax as `--attributes`.
+    pub attributes: Option<String>,
+    /// Same as `--public`.
+    pub public: Option<bool>,
+    /// Hostname shown in offers.
+    pub hostname: Option<String>,
+    /// Heartbeat interval in seconds.
+    pub heartbeat_interval_secs: Option<f64>,
+    /// Default kill grace period in seconds.
+    pub kill_grace_secs: Option<f64>,
+    /// URL the master should use to reach this agent (NAT, containers).
+    pub advertise_url: Option<String>,
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Resources of this machine: all CPUs, memory less 512 MiB for the system, 10 GB disk, ports 31000-32000.
+pub fn detect_resources() -> Resources {
+    let cpus = std::thread::available_parallelism().map(|n| n.get() as f64).unwrap_or(1.0);
+    let mem_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|s| {
+        s.lines()
+            .find(|l| l.starts_with("MemTotal:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+    });
+    let mem = mem_kib.map(|k| (k / 1024.0 - 512.0).max(256.0).floor()).unwrap_or(1024.0);
+    Resources {
+        cpus,
+        mem,
+        disk: 10_000.0,
+        ports: vec![(31000, 32000)],
+    }
+}
+
+/// Runs an agent on `listener` until `shutdown`. Running tasks are left running (and re-attached
+/// by the next agent run on the same work dir).
+pub async fn run(listener: TcpListener, config: AgentConfig, shutdown: CancellationToken) -> Result<(), AgentError> {
+    let addr = listener.local_addr().map_err(AgentError::Address)?;
+    let url = config.advertise_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+    let shared = Arc::new(tasks::Agent::new(config, url, shutdown.clone()));
+    shared.recover();
+    let link = tokio::spawn(link::run(shared.clone()));
+    let app = http::router(shared.clone());
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await;
+    shutdown.cancel();
+    let _ = link.await;
+    shared.monitors.close();
+    shared.monitors.wait().await;
+    served.map_err(AgentError::Serve)
+}

@@ -1,0 +1,236 @@
+//! The agent's task table: launch, kill, monitor, recover after restart. The table is behind a
+//! `std::sync::Mutex` held only for short sections, never across an `.await`.
+
+use super::AgentConfig;
+use super::checkpoint::{Checkpoints, TaskCheckpoint, safe_name};
+use super::executor::{self, Proc};
+use crate::proto::internal::ReportedTask;
+use crate::proto::{Id, TaskInfo, TaskState, TaskStatus};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+type TaskKey = (String, String);
+
+struct Entry {
+    cp: TaskCheckpoint,
+    kill: CancellationToken,
+}
+
+/// A status update waiting to reach the master.
+#[derive(Debug)]
+pub(super) struct Outgoing {
+    pub framework_id: Id,
+    pub status: TaskStatus,
+}
+
+/// Shared agent state.
+pub(super) struct Agent {
+    pub cfg: AgentConfig,
+    pub url: String,
+    pub shutdown: CancellationToken,
+    pub checkpoints: Checkpoints,
+    pub agent_id: Mutex<Option<String>>,
+    tasks: Mutex<HashMap<TaskKey, Entry>>,
+    /// Owns one monitor task per running process.
+    pub monitors: TaskTracker,
+    outbox: mpsc::UnboundedSender<Outgoing>,
+    outbox_rx: Mutex<Option<mpsc::UnboundedReceiver<Outgoing>>>,
+    pub http: reqwest::Client,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding the lock leaves plain data behind; keep going with it.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Agent {
+    pub fn new(cfg: AgentConfig, url: String, shutdown: CancellationToken) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let checkpoints = Checkpoints::new(&cfg.work_dir);
+        Agent {
+            agent_id: Mutex::new(checkpoints.agent_id()),
+            checkpoints,
+            cfg,
+            url,
+            shutdown,
+            tasks: Mutex::new(HashMap::new()),
+            monitors: TaskTracker::new(),
+            outbox: tx,
+            outbox_rx: Mutex::new(Some(rx)),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .expect("invariant: a plain HTTP client always builds"),
+        }
+    }
+
+    pub fn take_outbox(&self) -> Option<mpsc::UnboundedReceiver<Outgoing>> {
+        lock(&self.outbox_rx).take()
+    }
+
+    pub fn id(&self) -> Option<String> {
+        lock(&self.agent_id).clone()
+    }
+
+    /// Root of all sandboxes (served by `/files`).
+    pub fn sandbox_root(&self) -> PathBuf {
+        self.cfg.work_dir.join("sandboxes")
+    }
+
+    fn sandbox(&self, framework_id: &str, task_id: &str) -> PathBuf {
+        self.sandbox_root().join(safe_name(framework_id)).join(safe_name(task_id))
+    }
+
+    /// Tasks to report when (re-)registering.
+    pub fn reported(&self) -> Vec<ReportedTask> {
+        lock(&self.tasks)
+            .values()
+            .map(|e| ReportedTask {
+                framework_id: e.cp.framework_id.clone(),
+                task: e.cp.task.clone(),
+                state: e.cp.state,
+            })
+            .collect()
+    }
+
+    /// Records a new state, checkpoints it and queues the update for the master.
+    fn emit(&self, key: &TaskKey, state: TaskState, message: String) {
+        let agent_id = self.id().map(Id::new);
+        let mut tasks = lock(&self.tasks);
+        let Some(e) = tasks.get_mut(key) else { return };
+        e.cp.state = state;
+        if let Err(err) = self.checkpoints.save_task(&e.cp) {
+            tracing::error!(error = %crate::util::chain(&err), "cannot checkpoint task");
+        }
+        let status = TaskStatus::new(e.cp.task.task_id.clone(), state, "SOURCE_EXECUTOR", agent_id).with_message(message);
+        let _ = self.outbox.send(Outgoing {
+            framework_id: e.cp.framework_id.clone(),
+            status,
+        });
+    }
+
+    /// The master has the terminal update: forget the task (its sandbox stays on disk).
+    pub fn mark_done(&self, framework_id: &str, task_id: &str) {
+        let mut tasks = lock(&self.tasks);
+        if let Some(mut e) = tasks.remove(&(framework_id.to_string(), task_id.to_string())) {
+            e.cp.done = true;
+            if let Err(err) = self.checkpoints.save_task(&e.cp) {
+                tracing::error!(error = %crate::util::chain(&err), "cannot checkpoint task");
+            }
+        }
+    }
+
+    /// Starts a task (a duplicate launch is ignored).
+    pub fn launch(self: &std::sync::Arc<Self>, framework_id: Id, task: TaskInfo) {
+        let key = (framework_id.value.clone(), task.task_id.value.clone());
+        let sandbox = self.sandbox(&key.0, &key.1);
+        let kill = CancellationToken::new();
+        {
+            let mut tasks = lock(&self.tasks);
+            if tasks.contains_key(&key) {
+                return;
+            }
+            tasks.insert(
+                key.clone(),
+                Entry {
+                    cp: TaskCheckpoint {
+                        framework_id: framework_id.clone(),
+                        task: task.clone(),
+                        pid: None,
+                        state: TaskState::Staging,
+                        done: false,
+                    },
+                    kill: kill.clone(),
+                },
+            );
+        }
+        let mut env = vec![
+            ("MESOS_TASK_ID".to_string(), key.1.clone()),
+            ("MESOS_FRAMEWORK_ID".to_string(), key.0.clone()),
+        ];
+        if let Some(id) = self.id() {
+            env.push(("MESOS_AGENT_ID".into(), id));
+        }
+        match executor::spawn(&task, &sandbox, &env) {
+            Ok(proc) => {
+                if let Some(e) = lock(&self.tasks).get_mut(&key) {
+                    e.cp.pid = proc.pid();
+                }
+                tracing::info!(task = %key.1, pid = ?proc.pid(), "task started");
+                self.emit(&key, TaskState::Running, "task started".into());
+                self.monitor(key, proc, sandbox, kill);
+            }
+            Err(err) => self.emit(&key, TaskState::Failed, crate::util::chain(&err)),
+        }
+    }
+
+    /// Kills a task; false if the agent does not know it.
+    pub fn kill(&self, framework_id: &str, task_id: &str) -> bool {
+        match lock(&self.tasks).get(&(framework_id.to_string(), task_id.to_string())) {
+            Some(e) => {
+                e.kill.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn monitor(self: &std::sync::Arc<Self>, key: TaskKey, mut proc: Proc, sandbox: PathBuf, kill: CancellationToken) {
+        let me = self.clone();
+        let grace = lock(&self.tasks)
+            .get(&key)
+            .and_then(|e| e.cp.task.kill_policy.as_ref())
+            .and_then(|k| k.grace_period.as_ref())
+            .map(|d| Duration::from_nanos(d.nanoseconds.max(0) as u64))
+            .unwrap_or(self.cfg.kill_grace);
+        self.monitors.spawn(async move {
+            let exit = tokio::select! {
+                // The agent stops but the task keeps running; the next agent run adopts it.
+                _ = me.shutdown.cancelled() => return,
+                e = executor::wait(&mut proc, &sandbox) => e,
+                _ = kill.cancelled() => executor::kill(&mut proc, &sandbox, grace).await,
+            };
+            tracing::info!(task = %key.1, state = exit.state.name(), message = %exit.message, "task ended");
+            me.emit(&key, exit.state, exit.message);
+        });
+    }
+
+    /// After a restart: re-attaches to live task processes, reports the others as ended.
+    pub fn recover(self: &std::sync::Arc<Self>) {
+        for cp in self.checkpoints.load_tasks() {
+            let key = (cp.framework_id.value.clone(), cp.task.task_id.value.clone());
+            let sandbox = self.sandbox(&key.0, &key.1);
+            let kill = CancellationToken::new();
+            let pid = cp.pid;
+            let state = cp.state;
+            lock(&self.tasks).insert(key.clone(), Entry { cp, kill: kill.clone() });
+            if state.is_terminal() {
+                // Ended, but the master may not have heard: report again.
+                self.emit(&key, state, "reported again after an agent restart".into());
+                continue;
+            }
+            match pid {
+                Some(pid) if executor::alive(pid) => {
+                    tracing::info!(task = %key.1, pid, "re-attached to a running task");
+                    self.monitor(key, Proc::Adopted(pid), sandbox, kill);
+                }
+                _ => {
+                    let exit = if pid.is_some() {
+                        executor::exit_of_gone(&sandbox)
+                    } else {
+                        executor::Exit {
+                            state: TaskState::Failed,
+                            message: "the agent restarted before the task was started".into(),
+                        }
+                    };
+                    self.emit(&key, exit.state, exit.message);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! The master's HTTP server: one route table, one file per API.
+//!
+//! | route | who | auth |
+//! |---|---|---|
+//! | `POST /api/v1/scheduler` | frameworks ([`scheduler`]) | Basic (credentials file) or bearer token |
+//! | `POST /api/v1` | operators ([`operator`]) | bearer token or Basic |
+//! | `POST /internal/v1/agents/*` | agents ([`internal`]) | bearer token |
+//! | `GET /metrics` | Prometheus ([`metrics`]) | bearer token |
+//! | `GET /health`, `GET /version` | probes, framework libraries | none |
+//!
+//! Handlers parse, authenticate and forward a [`MasterCommand`] to the owner task; they never
+//! touch master state themselves.
+
+pub mod internal;
+pub mod metrics;
+pub mod operator;
+pub mod scheduler;
+
+use crate::auth::Identity;
+use crate::master::{CallError, MasterCommand, MasterHandle};
+use axum::Router;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use std::sync::atomic::Ordering;
+use tokio::sync::oneshot;
+
+/// Builds the master's router.
+pub fn router(handle: MasterHandle) -> Router {
+    Router::new()
+        .route("/api/v1/scheduler", post(scheduler::handle))
+        .route("/api/v1", post(operator::handle))
+        .route("/internal/v1/agents/register", post(internal::register))
+        .route("/internal/v1/agents/heartbeat", post(internal::heartbeat))
+        .route("/internal/v1/agents/status", post(internal::status))
+        .route("/metrics", get(metrics::handle))
+        .route("/health", get(health))
+        .route("/version", get(version))
+        .with_state(handle)
+}
+
+async fn health() -> Response {
+    axum::Json(serde_json::json!({"healthy": true})).into_response()
+}
+
+async fn version() -> Response {
+    axum::Json(serde_json::json!({"version": crate::MESOS_COMPAT_VERSION, "dccore": crate::VERSION})).into_response()
+}
+
+/// An error answer: status and a plain-text message saying what is wrong.
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, message.into()).into_response()
+}
+
+/// Authenticates a request; 401 (counted in the metrics) if it fails. `principals` allows Basic
+/// framework credentials besides the bearer token.
+pub(crate) fn authenticate(h: &MasterHandle, headers: &HeaderMap, principals: bool) -> Result<Identity, Response> {
+    let value = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    match h.auth.check(value) {
+        Some(Identity::Principal(p)) if !principals => {
+            tracing::debug!(principal = %p, "framework credentials used on a token-only route");
+        }
+        Some(id) => return Ok(id),
+        None => {}
+    }
+    h.unauthorized.fetch_add(1, Ordering::Relaxed);
+    let mut r = error(StatusCode::UNAUTHORIZED, "authentication required: Authorization: Bearer TOKEN or Basic credentials");
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Basic realm=\"dccore\""),
+    );
+    Err(r)
+}
+
+/// Sends a command and waits for its answer; 503 if the master is gone.
+pub(crate) async fn ask<T>(h: &MasterHandle, make: impl FnOnce(oneshot::Sender<T>) -> MasterCommand) -> Result<T, Response> {
+    let (tx, rx) = oneshot::channel();
+    let unavailable = || error(StatusCode::SERVICE_UNAVAILABLE, "master is shutting down");
+    h.tx.send(make(tx)).await.map_err(|_| unavailable())?;
+    rx.await.map_err(|_| unavailable())
+}
+
+/// Parses a JSON body into `T`, or a 400 that says what is wrong.
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
+    serde_json::from_slice(body).map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
+}
+
+impl IntoResponse for CallError {
+    fn into_response(self) -> Response {
+        let status = match self {
+            CallError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            CallError::Forbidden(_) => StatusCode::FORBIDDEN,
+            CallError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        error(status, self.to_string())
+    }
+}

@@ -1,0 +1,167 @@
+//! The master's interface: one enum of commands, each answered through its own oneshot.
+
+use crate::proto::internal::{RegisterAgent, Registered, StatusMessage};
+use crate::proto::scheduler::{Call, Event, FrameworkInfo};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+/// Why a scheduler call was refused. Client errors map to 4xx.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// Malformed or inconsistent call.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The authenticated principal may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The master is shutting down.
+    #[error("master is shutting down")]
+    Unavailable,
+}
+
+/// A new subscription: the stream's id and the events to write to it (SUBSCRIBED comes first).
+#[derive(Debug)]
+pub struct Subscription {
+    /// Framework id.
+    pub framework_id: String,
+    /// The `Mesos-Stream-Id`.
+    pub stream_id: String,
+    /// Events for the stream.
+    pub events: mpsc::Receiver<Event>,
+}
+
+/// Operator API queries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OperatorQuery {
+    /// `GET_HEALTH`.
+    Health,
+    /// `GET_STATE`.
+    State,
+    /// `GET_AGENTS`.
+    Agents,
+    /// `GET_FRAMEWORKS`.
+    Frameworks,
+    /// `GET_TASKS`.
+    Tasks,
+}
+
+impl OperatorQuery {
+    /// Parses the call `type`; the error lists what is supported.
+    pub fn parse(kind: &str) -> Result<Self, String> {
+        Ok(match kind {
+            "GET_HEALTH" => OperatorQuery::Health,
+            "GET_STATE" => OperatorQuery::State,
+            "GET_AGENTS" => OperatorQuery::Agents,
+            "GET_FRAMEWORKS" => OperatorQuery::Frameworks,
+            "GET_TASKS" => OperatorQuery::Tasks,
+            other => {
+                return Err(format!(
+                    "unsupported operator call type {other:?}: supported are GET_HEALTH, GET_STATE, GET_AGENTS, GET_FRAMEWORKS, GET_TASKS"
+                ));
+            }
+        })
+    }
+}
+
+/// Counters for `/metrics`.
+#[derive(Clone, Debug, Default)]
+pub struct MetricsSnapshot {
+    /// Agents currently registered and reachable.
+    pub agents_reachable: u64,
+    /// Agents known but unreachable (or not yet re-registered).
+    pub agents_unreachable: u64,
+    /// Frameworks with an open subscription.
+    pub frameworks_connected: u64,
+    /// All known frameworks.
+    pub frameworks_total: u64,
+    /// Outstanding offers.
+    pub offers_outstanding: u64,
+    /// Offers made since start.
+    pub offers_total: u64,
+    /// Tasks by state: current tasks plus completed ones since start.
+    pub tasks_by_state: Vec<(&'static str, u64)>,
+    /// Allocation cycles since start.
+    pub allocation_cycles: u64,
+    /// Duration of the last allocation cycle.
+    pub allocation_last_seconds: f64,
+    /// Sum of all allocation cycle durations.
+    pub allocation_seconds_total: f64,
+    /// Status updates waiting for acknowledgement.
+    pub status_updates_unacked: u64,
+}
+
+/// Everything the owner task can be asked to do.
+#[derive(Debug)]
+pub enum MasterCommand {
+    /// A framework subscribes (or fails over).
+    Subscribe {
+        /// `framework_info` as sent.
+        info_raw: Value,
+        /// Its parsed fields.
+        info: FrameworkInfo,
+        /// `framework_id` of the call (failover), if any.
+        framework_id: Option<String>,
+        /// Authenticated principal (Basic), if any.
+        principal: Option<String>,
+        /// Answer.
+        reply: oneshot::Sender<Result<Subscription, CallError>>,
+    },
+    /// Any other scheduler call.
+    Call {
+        /// The call.
+        call: Call,
+        /// `Mesos-Stream-Id` header.
+        stream_id: Option<String>,
+        /// Answer.
+        reply: oneshot::Sender<Result<(), CallError>>,
+    },
+    /// A subscription stream ended (client went away or was replaced).
+    StreamClosed {
+        /// Framework.
+        framework_id: String,
+        /// The stream that ended.
+        stream_id: String,
+    },
+    /// An agent (re-)registers.
+    RegisterAgent {
+        /// The message.
+        msg: Box<RegisterAgent>,
+        /// Answer.
+        reply: oneshot::Sender<Registered>,
+    },
+    /// An agent heartbeat; the answer is false if the agent must register again.
+    Heartbeat {
+        /// Agent id.
+        agent_id: String,
+        /// Answer.
+        reply: oneshot::Sender<bool>,
+    },
+    /// A status update from an agent.
+    AgentStatus {
+        /// The message.
+        msg: Box<StatusMessage>,
+        /// True once the update is recorded; false if the agent must register first.
+        reply: oneshot::Sender<bool>,
+    },
+    /// Pushing a launch to an agent failed.
+    LaunchFailed {
+        /// Framework.
+        framework_id: String,
+        /// Task.
+        task_id: String,
+        /// Why.
+        error: String,
+    },
+    /// Operator API query.
+    Operator {
+        /// Which.
+        query: OperatorQuery,
+        /// Answer (the Mesos JSON response).
+        reply: oneshot::Sender<Value>,
+    },
+    /// Metrics snapshot.
+    Metrics {
+        /// Answer.
+        reply: oneshot::Sender<MetricsSnapshot>,
+    },
+}

@@ -1,0 +1,195 @@
+//! The master: agent registry, allocator-driven offers, frameworks and the task life cycle.
+//!
+//! ```text
+//! HTTP handlers (api/) ──MasterCommand──▶ owner task (state.rs) ──▶ allocator (pure)
+//!                     ◀──oneshot reply───         │  ├─ agents.rs     registration, heartbeats, unreachable
+//!                                                 │  ├─ frameworks.rs subscribe, scheduler calls, failover
+//!                                                 │  ├─ tasks.rs      offers, launches, status updates until ack
+//!                                                 │  ├─ views.rs      operator API JSON
+//!                                                 │  └─ registry.rs   persistent agents/frameworks (atomic JSON)
+//!                                                 └─▶ I/O tasks (launch/kill pushed to agents), results come back as commands
+//! ```
+//! The state has exactly one owner (the task started by [`run`]); everything else talks to it with
+//! [`MasterCommand`]s through a [`MasterHandle`].
+
+mod agents;
+mod command;
+mod frameworks;
+mod registry;
+mod state;
+mod tasks;
+mod views;
+
+pub use command::{CallError, MasterCommand, MetricsSnapshot, OperatorQuery, Subscription};
+pub use registry::RegistryError;
+
+use crate::auth::Authenticator;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Errors that stop the master.
+#[derive(Debug, thiserror::Error)]
+pub enum MasterError {
+    /// The persistent registry could not be loaded.
+    #[error("cannot load the registry")]
+    Registry(#[from] RegistryError),
+    /// The HTTP server failed.
+    #[error("HTTP server failed")]
+    Serve(#[source] std::io::Error),
+    /// The config file is unreadable or invalid.
+    #[error("bad master config {path}")]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// Master settings. Defaults suit small clusters; `--config FILE` (JSON, all fields optional,
+/// durations in seconds) overrides them.
+#[derive(Clone, Debug)]
+pub struct MasterConfig {
+    /// Registry and address file live here.
+    pub work_dir: PathBuf,
+    /// A silent agent is unreachable after this long.
+    pub agent_timeout: Duration,
+    /// Periodic allocation cycle (events also trigger a cycle at the next housekeeping tick).
+    pub allocation_interval: Duration,
+    /// Unanswered offers are rescinded after this long.
+    pub offer_timeout: Duration,
+    /// Unacknowledged status updates are resent this often.
+    pub status_update_retry: Duration,
+    /// HEARTBEAT events on subscription streams this often.
+    pub framework_heartbeat: Duration,
+    /// Decline filter when a framework gives no `refuse_seconds`.
+    pub default_refuse: Duration,
+    /// Failover timeout when a framework gives none.
+    pub default_failover_timeout: Duration,
+    /// DRF weights per role (default 1).
+    pub role_weights: HashMap<String, f64>,
+}
+
+impl MasterConfig {
+    /// Defaults with the given work dir.
+    pub fn new(work_dir: impl Into<PathBuf>) -> Self {
+        MasterConfig {
+            work_dir: work_dir.into(),
+            agent_timeout: Duration::from_secs(5),
+            allocation_interval: Duration::from_secs(1),
+            offer_timeout: Duration::from_secs(60),
+            status_update_retry: Duration::from_secs(5),
+            framework_heartbeat: Duration::from_secs(15),
+            default_refuse: Duration::from_secs(5),
+            default_failover_timeout: Duration::from_secs(7 * 24 * 3600),
+            role_weights: HashMap::new(),
+        }
+    }
+
+    /// Applies a JSON config file.
+    pub fn apply_file(mut self, path: &std::path::Path) -> Result<Self, MasterError> {
+        let bad = |source: Box<dyn std::error::Error + Send + Sync>| MasterError::Config {
+            path: path.into(),
+            source,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| bad(Box::new(e)))?;
+        let f: ConfigFile = serde_json::from_str(&text).map_err(|e| bad(Box::new(e)))?;
+        let secs = |v: Option<f64>, d: Duration| {
+            v.filter(|s| s.is_finite() && *s >= 0.0).map(Duration::from_secs_f64).unwrap_or(d)
+        };
+        self.agent_timeout = secs(f.agent_timeout_secs, self.agent_timeout);
+        self.allocation_interval = secs(f.allocation_interval_secs, self.allocation_interval);
+        self.offer_timeout = secs(f.offer_timeout_secs, self.offer_timeout);
+        self.status_update_retry = secs(f.status_update_retry_secs, self.status_update_retry);
+        self.framework_heartbeat = secs(f.framework_heartbeat_secs, self.framework_heartbeat);
+        self.default_refuse = secs(f.default_refuse_secs, self.default_refuse);
+        self.default_failover_timeout = secs(f.default_failover_timeout_secs, self.default_failover_timeout);
+        if let Some(w) = f.role_weights {
+            self.role_weights = w;
+        }
+        Ok(self)
+    }
+}
+
+/// The master's `--config` file format.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// See [`MasterConfig::agent_timeout`].
+    pub agent_timeout_secs: Option<f64>,
+    /// See [`MasterConfig::allocation_interval`].
+    pub allocation_interval_secs: Option<f64>,
+    /// See [`MasterConfig::offer_timeout`].
+    pub offer_timeout_secs: Option<f64>,
+    /// See [`MasterConfig::status_update_retry`].
+    pub status_update_retry_secs: Option<f64>,
+    /// See [`MasterConfig::framework_heartbeat`].
+    pub framework_heartbeat_secs: Option<f64>,
+    /// See [`MasterConfig::default_refuse`].
+    pub default_refuse_secs: Option<f64>,
+    /// See [`MasterConfig::default_failover_timeout`].
+    pub default_failover_timeout_secs: Option<f64>,
+    /// See [`MasterConfig::role_weights`].
+    pub role_weights: Option<HashMap<String, f64>>,
+}
+
+/// What HTTP handlers hold: the command channel to the owner task and shared, lock-free counters.
+#[derive(Clone)]
+pub struct MasterHandle {
+    /// Commands to the owner task.
+    pub tx: mpsc::Sender<MasterCommand>,
+    /// Credentials.
+    pub auth: Arc<Authenticator>,
+    /// Requests rejected with 401 (reported in `/metrics`).
+    pub unauthorized: Arc<AtomicU64>,
+    /// Heartbeat interval for subscription streams.
+    pub framework_heartbeat: Duration,
+    /// Stops stream writers on shutdown.
+    pub shutdown: CancellationToken,
+    /// Owns the subscription stream writer tasks.
+    pub streams: TaskTracker,
+}
+
+/// Runs a master on `listener` until `shutdown` is cancelled.
+pub async fn run(
+    listener: TcpListener,
+    config: MasterConfig,
+    auth: Authenticator,
+    shutdown: CancellationToken,
+) -> Result<(), MasterError> {
+    let registry = registry::Registry::load(&config.work_dir)?;
+    let (tx, rx) = mpsc::channel(4096);
+    let handle = MasterHandle {
+        tx: tx.clone(),
+        auth: Arc::new(auth.clone()),
+        unauthorized: Arc::new(AtomicU64::new(0)),
+        framework_heartbeat: config.framework_heartbeat,
+        shutdown: shutdown.clone(),
+        streams: TaskTracker::new(),
+    };
+    let token = auth_token(&auth);
+    let owner = state::State::new(config, registry, tx, token);
+    let owner_task = tokio::spawn(owner.run(rx, shutdown.clone()));
+    let app = crate::api::router(handle.clone());
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await;
+    shutdown.cancel();
+    handle.streams.close();
+    handle.streams.wait().await;
+    let _ = owner_task.await;
+    served.map_err(MasterError::Serve)
+}
+
+fn auth_token(auth: &Authenticator) -> String {
+    auth.token().to_string()
+}

@@ -1,0 +1,364 @@
+//! The master's state and its owner loop. Only this task touches the state: handlers send
+//! [`MasterCommand`]s, I/O runs in tracked tasks whose outcomes come back as commands.
+
+use super::MasterConfig;
+use super::command::{MasterCommand, MetricsSnapshot};
+use super::registry::Registry;
+use crate::allocator::Allocator;
+use crate::proto::scheduler::{Event, FrameworkInfo};
+use crate::proto::{Attribute, Resources, TaskInfo, TaskState, TaskStatus};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How often the owner wakes up for timeouts, retries and pending allocations.
+const HOUSEKEEPING: Duration = Duration::from_millis(100);
+/// Completed tasks kept for the operator API.
+pub(super) const COMPLETED_TASKS_KEPT: usize = 1000;
+/// Events buffered per subscription before the master gives up on a slow framework.
+pub(super) const STREAM_BUFFER: usize = 10_000;
+
+pub(super) struct AgentRec {
+    pub id: String,
+    pub hostname: String,
+    pub url: String,
+    pub total: Resources,
+    pub attributes: Vec<Attribute>,
+    pub public: bool,
+    pub last_seen: Instant,
+    pub reachable: bool,
+    /// Loaded from the registry and not re-registered since this master started.
+    pub recovered: bool,
+    pub registered_time: f64,
+    pub version: String,
+}
+
+pub(super) struct Stream {
+    pub id: String,
+    pub tx: mpsc::Sender<Event>,
+}
+
+pub(super) struct FrameworkRec {
+    pub id: String,
+    pub info_raw: Value,
+    pub info: FrameworkInfo,
+    pub roles: Vec<String>,
+    pub principal: Option<String>,
+    pub stream: Option<Stream>,
+    pub disconnected_at: Option<Instant>,
+    pub failover_timeout: Duration,
+    pub registered_time: f64,
+}
+
+/// Task key: (framework id, task id).
+pub(super) type TaskKey = (String, String);
+
+pub(super) struct TaskRec {
+    pub framework_id: String,
+    pub agent_id: String,
+    pub info: TaskInfo,
+    pub resources: Resources,
+    pub state: TaskState,
+    /// Resources are counted in the allocator (false once terminal or unreachable).
+    pub holds_resources: bool,
+    pub statuses: Vec<TaskStatus>,
+    /// Updates to deliver, head first; the head is resent until acknowledged.
+    pub pending: VecDeque<TaskStatus>,
+    pub last_sent: Option<Instant>,
+}
+
+pub(super) struct OfferRec {
+    pub framework_id: String,
+    pub agent_id: String,
+    pub resources: Resources,
+    pub created: Instant,
+}
+
+pub(super) struct State {
+    pub cfg: MasterConfig,
+    pub master_id: String,
+    pub alloc: Allocator,
+    pub agents: BTreeMap<String, AgentRec>,
+    pub frameworks: BTreeMap<String, FrameworkRec>,
+    pub removed_frameworks: VecDeque<String>,
+    pub tasks: HashMap<TaskKey, TaskRec>,
+    pub completed_tasks: VecDeque<TaskRec>,
+    /// Tasks with updates waiting for acknowledgement.
+    pub unacked: HashSet<TaskKey>,
+    /// Tasks killed while their agent was unreachable: killed when it re-registers.
+    pub doomed: HashSet<TaskKey>,
+    pub offers: HashMap<String, OfferRec>,
+    pub registry: Registry,
+    pub http: reqwest::Client,
+    pub token: String,
+    pub tx: mpsc::Sender<MasterCommand>,
+    pub io: TaskTracker,
+    pub alloc_pending: bool,
+    pub next_alloc: Instant,
+    pub metrics: MetricsSnapshot,
+    pub completed_by_state: BTreeMap<&'static str, u64>,
+}
+
+impl State {
+    pub fn new(cfg: MasterConfig, registry: Registry, tx: mpsc::Sender<MasterCommand>, token: String) -> Self {
+        let now = Instant::now();
+        let mut s = State {
+            alloc: Allocator::new(cfg.role_weights.clone()),
+            master_id: uuid::Uuid::new_v4().to_string(),
+            cfg,
+            agents: BTreeMap::new(),
+            frameworks: BTreeMap::new(),
+            removed_frameworks: registry.removed_frameworks.iter().cloned().collect(),
+            tasks: HashMap::new(),
+            completed_tasks: VecDeque::new(),
+            unacked: HashSet::new(),
+            doomed: HashSet::new(),
+            offers: HashMap::new(),
+            registry,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("invariant: a plain HTTP client always builds"),
+            token,
+            tx,
+            io: TaskTracker::new(),
+            alloc_pending: false,
+            next_alloc: now,
+            metrics: MetricsSnapshot::default(),
+            completed_by_state: BTreeMap::new(),
+        };
+        s.recover_from_registry(now);
+        s
+    }
+
+    /// Agents from the registry wait (unreachable) for their re-registration; frameworks wait
+    /// (disconnected) for their failover.
+    fn recover_from_registry(&mut self, now: Instant) {
+        for a in self.registry.agents.clone() {
+            self.alloc.add_agent(&a.id, a.resources.clone(), a.public);
+            self.alloc.set_agent_active(&a.id, false);
+            self.agents.insert(
+                a.id.clone(),
+                AgentRec {
+                    id: a.id,
+                    hostname: a.hostname,
+                    url: a.url,
+                    total: a.resources,
+                    attributes: a.attributes,
+                    public: a.public,
+                    last_seen: now,
+                    reachable: false,
+                    recovered: true,
+                    registered_time: 0.0,
+                    version: String::new(),
+                },
+            );
+        }
+        for f in self.registry.frameworks.clone() {
+            let info: FrameworkInfo = serde_json::from_value(f.info.clone()).unwrap_or_default();
+            let roles = info.effective_roles();
+            self.alloc.add_framework(&f.id, roles.clone());
+            self.alloc.set_framework_active(&f.id, false);
+            let failover_timeout = self.failover_timeout(&info);
+            self.frameworks.insert(
+                f.id.clone(),
+                FrameworkRec {
+                    id: f.id,
+                    info_raw: f.info,
+                    info,
+                    roles,
+                    principal: f.principal,
+                    stream: None,
+                    disconnected_at: Some(now),
+                    failover_timeout,
+                    registered_time: 0.0,
+                },
+            );
+        }
+    }
+
+    pub fn failover_timeout(&self, info: &FrameworkInfo) -> Duration {
+        info.failover_timeout
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(|s| Duration::from_secs_f64(s.min(1e9)))
+            .unwrap_or(self.cfg.default_failover_timeout)
+    }
+
+    pub async fn run(mut self, mut rx: mpsc::Receiver<MasterCommand>, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(HOUSEKEEPING);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                cmd = rx.recv() => match cmd {
+                    Some(cmd) => self.handle(cmd, Instant::now()),
+                    None => break,
+                },
+                _ = tick.tick() => self.housekeeping(Instant::now()),
+            }
+        }
+        // Dropping the streams' senders ends every subscription stream.
+        for f in self.frameworks.values_mut() {
+            f.stream = None;
+        }
+        self.io.close();
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.io.wait()).await;
+    }
+
+    fn handle(&mut self, cmd: MasterCommand, now: Instant) {
+        match cmd {
+            MasterCommand::Subscribe {
+                info_raw,
+                info,
+                framework_id,
+                principal,
+                reply,
+            } => {
+                let r = self.subscribe(info_raw, info, framework_id, principal, now);
+                let _ = reply.send(r);
+            }
+            MasterCommand::Call { call, stream_id, reply } => {
+                let r = self.call(call, stream_id, now);
+                let _ = reply.send(r);
+            }
+            MasterCommand::StreamClosed {
+                framework_id,
+                stream_id,
+            } => self.stream_closed(&framework_id, &stream_id, now),
+            MasterCommand::RegisterAgent { msg, reply } => {
+                let r = self.register_agent(*msg, now);
+                let _ = reply.send(r);
+            }
+            MasterCommand::Heartbeat { agent_id, reply } => {
+                let ok = match self.agents.get_mut(&agent_id) {
+                    Some(a) if a.reachable => {
+                        a.last_seen = now;
+                        true
+                    }
+                    _ => false,
+                };
+                let _ = reply.send(ok);
+            }
+            MasterCommand::AgentStatus { msg, reply } => {
+                let known = self.agents.get(&msg.agent_id.value).is_some_and(|a| a.reachable);
+                if known {
+                    self.agent_status(*msg, now);
+                }
+                let _ = reply.send(known);
+            }
+            MasterCommand::LaunchFailed {
+                framework_id,
+                task_id,
+                error,
+            } => {
+                let key = (framework_id, task_id);
+                if let Some(t) = self.tasks.get(&key) {
+                    if t.state == TaskState::Staging {
+                        let st = TaskStatus::new(
+                            t.info.task_id.clone(),
+                            TaskState::Dropped,
+                            "SOURCE_MASTER",
+                            Some(t.info.agent_id.clone()),
+                        )
+                        .with_message(format!("agent did not accept the task: {error}"))
+                        .with_reason("REASON_AGENT_DISCONNECTED");
+                        self.update_task(&key, st, now);
+                    }
+                }
+            }
+            MasterCommand::Operator { query, reply } => {
+                let _ = reply.send(self.operator(query));
+            }
+            MasterCommand::Metrics { reply } => {
+                let _ = reply.send(self.metrics_snapshot());
+            }
+        }
+    }
+
+    fn housekeeping(&mut self, now: Instant) {
+        self.check_agents(now);
+        self.check_frameworks(now);
+        self.expire_offers(now);
+        self.retry_updates(now);
+        if self.alloc_pending || now >= self.next_alloc {
+            self.allocate(now);
+        }
+    }
+
+    /// Persists agents and frameworks. A failed write is logged, not fatal: the in-memory state is
+    /// still right and the next change retries the write.
+    pub fn save_registry(&mut self) {
+        self.registry.agents = self
+            .agents
+            .values()
+            .map(|a| super::registry::StoredAgent {
+                id: a.id.clone(),
+                hostname: a.hostname.clone(),
+                url: a.url.clone(),
+                resources: a.total.clone(),
+                attributes: a.attributes.clone(),
+                public: a.public,
+            })
+            .collect();
+        self.registry.frameworks = self
+            .frameworks
+            .values()
+            .map(|f| super::registry::StoredFramework {
+                id: f.id.clone(),
+                info: f.info_raw.clone(),
+                principal: f.principal.clone(),
+            })
+            .collect();
+        self.registry.removed_frameworks = self.removed_frameworks.iter().cloned().collect();
+        if let Err(e) = self.registry.save() {
+            tracing::error!(error = %crate::util::chain(&e), "cannot save the registry");
+        }
+    }
+
+    /// Sends a request to an agent from a tracked task; on failure `on_error` (with the error
+    /// text filled in by `make`) comes back as a command.
+    pub fn push_to_agent<F>(&self, agent_url: &str, path: &str, body: Value, on_error: Option<F>)
+    where
+        F: FnOnce(String) -> MasterCommand + Send + 'static,
+    {
+        let req = self
+            .http
+            .post(format!("{}{}", agent_url.trim_end_matches('/'), path))
+            .bearer_auth(&self.token)
+            .json(&body);
+        let tx = self.tx.clone();
+        self.io.spawn(async move {
+            let result = match req.send().await {
+                Ok(r) if r.status().is_success() => Ok(()),
+                Ok(r) => Err(format!("agent answered {}", r.status())),
+                Err(e) => Err(crate::util::chain(&e)),
+            };
+            if let Err(error) = result {
+                tracing::warn!(%error, "request to agent failed");
+                if let Some(f) = on_error {
+                    let _ = tx.send(f(error)).await;
+                }
+            }
+        });
+    }
+
+    fn metrics_snapshot(&self) -> MetricsSnapshot {
+        let mut m = self.metrics.clone();
+        m.agents_reachable = self.agents.values().filter(|a| a.reachable).count() as u64;
+        m.agents_unreachable = self.agents.len() as u64 - m.agents_reachable;
+        m.frameworks_connected = self.frameworks.values().filter(|f| f.stream.is_some()).count() as u64;
+        m.frameworks_total = self.frameworks.len() as u64;
+        m.offers_outstanding = self.offers.len() as u64;
+        m.status_updates_unacked = self.unacked.len() as u64;
+        let mut by_state = self.completed_by_state.clone();
+        for t in self.tasks.values() {
+            *by_state.entry(t.state.name()).or_default() += 1;
+        }
+        m.tasks_by_state = by_state.into_iter().collect();
+        m
+    }
+}

@@ -1,0 +1,159 @@
+//! Operator API responses (`POST /api/v1`) in the JSON shapes of Mesos' `master.proto` `Response`.
+
+use super::command::OperatorQuery;
+use super::state::{AgentRec, State, TaskRec};
+use crate::allocator::PUBLIC_ROLE;
+use crate::proto::{Resources, TaskState};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+
+fn nanos(secs: f64) -> Value {
+    json!({"nanoseconds": (secs * 1e9) as i64})
+}
+
+fn task_json(t: &TaskRec) -> Value {
+    json!({
+        "name": t.info.name,
+        "task_id": t.info.task_id,
+        "framework_id": {"value": t.framework_id},
+        "agent_id": {"value": t.agent_id},
+        "state": t.state,
+        "resources": t.resources.to_mesos(None, None),
+        "statuses": t.statuses,
+        "command": t.info.command,
+    })
+}
+
+impl State {
+    pub(super) fn operator(&self, q: OperatorQuery) -> Value {
+        match q {
+            OperatorQuery::Health => json!({"type": "GET_HEALTH", "get_health": {"healthy": true}}),
+            OperatorQuery::Agents => json!({"type": "GET_AGENTS", "get_agents": self.get_agents()}),
+            OperatorQuery::Frameworks => json!({"type": "GET_FRAMEWORKS", "get_frameworks": self.get_frameworks()}),
+            OperatorQuery::Tasks => json!({"type": "GET_TASKS", "get_tasks": self.get_tasks()}),
+            OperatorQuery::State => json!({"type": "GET_STATE", "get_state": {
+                "get_tasks": self.get_tasks(),
+                "get_executors": {"executors": []},
+                "get_frameworks": self.get_frameworks(),
+                "get_agents": self.get_agents(),
+            }}),
+        }
+    }
+
+    fn agent_json(&self, a: &AgentRec, used: &HashMap<&str, Resources>, offered: &HashMap<&str, Resources>) -> Value {
+        let reserved = a.public.then_some(PUBLIC_ROLE);
+        let port = a
+            .url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.trim_end_matches('/').parse::<u64>().ok())
+            .unwrap_or(0);
+        json!({
+            "agent_info": {
+                "id": {"value": a.id},
+                "hostname": a.hostname,
+                "port": port,
+                "resources": a.total.to_mesos(reserved, None),
+                "attributes": a.attributes,
+            },
+            "active": a.reachable,
+            "version": a.version,
+            "pid": format!("slave(1)@{}", a.url.trim_start_matches("http://")),
+            "url": a.url,
+            "public": a.public,
+            "registered_time": nanos(a.registered_time),
+            "total_resources": a.total.to_mesos(reserved, None),
+            "allocated_resources": used.get(a.id.as_str()).map(|r| r.to_mesos(reserved, None)).unwrap_or_default(),
+            "offered_resources": offered.get(a.id.as_str()).map(|r| r.to_mesos(reserved, None)).unwrap_or_default(),
+        })
+    }
+
+    fn get_agents(&self) -> Value {
+        let mut used: HashMap<&str, Resources> = HashMap::new();
+        for t in self.tasks.values().filter(|t| t.holds_resources) {
+            used.entry(t.agent_id.as_str()).or_default().add(&t.resources);
+        }
+        let mut offered: HashMap<&str, Resources> = HashMap::new();
+        for o in self.offers.values() {
+            offered.entry(o.agent_id.as_str()).or_default().add(&o.resources);
+        }
+        let agents: Vec<Value> = self
+            .agents
+            .values()
+            .filter(|a| a.reachable)
+            .map(|a| self.agent_json(a, &used, &offered))
+            .collect();
+        let recovered: Vec<Value> = self
+            .agents
+            .values()
+            .filter(|a| !a.reachable && a.recovered)
+            .map(|a| json!({"id": {"value": a.id}, "hostname": a.hostname}))
+            .collect();
+        let unreachable: Vec<Value> = self
+            .agents
+            .values()
+            .filter(|a| !a.reachable && !a.recovered)
+            .map(|a| self.agent_json(a, &used, &offered))
+            .collect();
+        json!({"agents": agents, "recovered_agents": recovered, "unreachable_agents": unreachable})
+    }
+
+    fn get_frameworks(&self) -> Value {
+        let frameworks: Vec<Value> = self
+            .frameworks
+            .values()
+            .map(|f| {
+                let mut alloc = Resources::default();
+                for t in self.tasks.values().filter(|t| t.framework_id == f.id && t.holds_resources) {
+                    alloc.add(&t.resources);
+                }
+                let mut offered = Resources::default();
+                for o in self.offers.values().filter(|o| o.framework_id == f.id) {
+                    offered.add(&o.resources);
+                }
+                json!({
+                    "framework_info": f.info_raw,
+                    "active": f.stream.is_some(),
+                    "connected": f.stream.is_some(),
+                    "recovered": f.registered_time == 0.0,
+                    "registered_time": nanos(f.registered_time),
+                    "allocated_resources": alloc.to_mesos(None, None),
+                    "offered_resources": offered.to_mesos(None, None),
+                })
+            })
+            .collect();
+        let removed: Vec<Value> = self
+            .removed_frameworks
+            .iter()
+            .map(|id| json!({"framework_info": {"id": {"value": id}}}))
+            .collect();
+        json!({"frameworks": frameworks, "completed_frameworks": removed})
+    }
+
+    fn get_tasks(&self) -> Value {
+        let mut tasks: Vec<&TaskRec> = self
+            .tasks
+            .values()
+            .filter(|t| t.state != TaskState::Unreachable && !t.state.is_terminal())
+            .collect();
+        tasks.sort_by(|a, b| (&a.framework_id, &a.info.task_id).cmp(&(&b.framework_id, &b.info.task_id)));
+        let unreachable: Vec<Value> = self
+            .tasks
+            .values()
+            .filter(|t| t.state == TaskState::Unreachable)
+            .map(task_json)
+            .collect();
+        // Terminal tasks still waiting for acknowledgement count as completed already.
+        let completed: Vec<Value> = self
+            .completed_tasks
+            .iter()
+            .chain(self.tasks.values().filter(|t| t.state.is_terminal()))
+            .map(task_json)
+            .collect();
+        json!({
+            "tasks": tasks.into_iter().map(task_json).collect::<Vec<_>>(),
+            "unreachable_tasks": unreachable,
+            "completed_tasks": completed,
+        })
+    }
+}

@@ -1,0 +1,92 @@
+//! dccore's own master <-> agent messages (JSON over HTTP, bearer token). Not a Mesos API.
+//!
+//! Agent -> master: `POST /internal/v1/agents/register` ([`RegisterAgent`] -> [`Registered`]),
+//! `POST /internal/v1/agents/heartbeat` ([`Heartbeat`]; 404 means "register again"),
+//! `POST /internal/v1/agents/status` ([`StatusMessage`]; 200 means the master has it).
+//! Master -> agent: `POST /internal/v1/launch` ([`LaunchTask`]), `POST /internal/v1/kill` ([`KillTask`]).
+
+use super::{Attribute, Id, Resource, TaskInfo, TaskState, TaskStatus};
+use serde::{Deserialize, Serialize};
+
+/// A task an agent reports when it (re-)registers.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ReportedTask {
+    /// The framework that launched it.
+    pub framework_id: Id,
+    /// Its description.
+    pub task: TaskInfo,
+    /// Its current state on the agent.
+    pub state: TaskState,
+}
+
+/// Agent registration (first time: no `agent_id`; afterwards the checkpointed one).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RegisterAgent {
+    /// Set on re-registration.
+    #[serde(default)]
+    pub agent_id: Option<Id>,
+    /// Hostname shown in offers.
+    pub hostname: String,
+    /// Base URL where the agent's HTTP server listens, e.g. `http://127.0.0.1:5051`.
+    pub url: String,
+    /// Total resources.
+    pub resources: Vec<Resource>,
+    /// Attributes.
+    #[serde(default)]
+    pub attributes: Vec<Attribute>,
+    /// Public agent (resources reserved for `slave_public`).
+    #[serde(default)]
+    pub public: bool,
+    /// Tasks the agent is running (non-terminal) — the master adopts or kills them.
+    #[serde(default)]
+    pub tasks: Vec<ReportedTask>,
+    /// dccore version of the agent.
+    #[serde(default)]
+    pub version: String,
+}
+
+/// The master's answer to a registration.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Registered {
+    /// The agent's id (new or confirmed).
+    pub agent_id: Id,
+    /// Tasks the agent must kill (their framework is gone or replaced them).
+    #[serde(default)]
+    pub kill: Vec<Id>,
+}
+
+/// A heartbeat.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// The agent.
+    pub agent_id: Id,
+}
+
+/// A task status update from an agent.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StatusMessage {
+    /// The agent.
+    pub agent_id: Id,
+    /// The task's framework.
+    pub framework_id: Id,
+    /// The update.
+    pub status: TaskStatus,
+}
+
+/// Master -> agent: run a task.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LaunchTask {
+    /// The framework.
+    pub framework_id: Id,
+    /// The task.
+    pub task: TaskInfo,
+}
+
+/// Master -> agent: kill a task.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KillTask {
+    /// The framework.
+    pub framework_id: Id,
+    /// The task.
+    pub task_id: Id,
+}

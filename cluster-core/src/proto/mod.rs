@@ -1,0 +1,372 @@
+//! Wire types in the JSON encoding of Mesos' v1 protobufs (`mesos.proto`, `scheduler.proto`).
+//!
+//! Only the fields dccore reads or writes are typed; unknown fields a client sends are ignored, and
+//! the framework's `FrameworkInfo` is also kept verbatim so the operator API can echo it back.
+//! [`Resources`] is the internal, arithmetic form of a Mesos resource list.
+
+mod base64;
+mod resources;
+pub mod internal;
+pub mod scheduler;
+
+pub use base64::{decode as base64_decode, encode as base64_encode};
+pub use resources::{PortRange, Resources, parse_attributes};
+
+use serde::{Deserialize, Serialize};
+
+/// Errors in data a client, config file or command line sent us.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtoError {
+    /// A resource string like `cpus:4;mem:8192` has a malformed part.
+    #[error("bad resource {part:?}: {why}")]
+    BadResource {
+        /// The `name:value` part that failed.
+        part: String,
+        /// What would have been valid.
+        why: String,
+    },
+    /// An attribute string like `rack:r1` has a malformed part.
+    #[error("bad attribute {part:?}: expected name:value")]
+    BadAttribute {
+        /// The part that failed.
+        part: String,
+    },
+}
+
+/// A Mesos id message (`FrameworkID`, `AgentID`, `OfferID`, `TaskID`): `{"value": "..."}`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Id {
+    /// The id itself.
+    pub value: String,
+}
+
+impl Id {
+    /// Wraps a string as an id.
+    pub fn new(value: impl Into<String>) -> Self {
+        Id {
+            value: value.into(),
+        }
+    }
+}
+
+/// `Value.Scalar`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Scalar {
+    /// The amount.
+    pub value: f64,
+}
+
+/// `Value.Range` (inclusive).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Range {
+    /// First value.
+    pub begin: u64,
+    /// Last value (inclusive).
+    pub end: u64,
+}
+
+/// `Value.Ranges`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Ranges {
+    /// The ranges.
+    #[serde(default)]
+    pub range: Vec<Range>,
+}
+
+/// `Resource.AllocationInfo`: the role an offered resource is allocated to.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AllocationInfo {
+    /// The role.
+    pub role: String,
+}
+
+/// `Resource.ReservationInfo` (only static reservations are produced).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReservationInfo {
+    /// `STATIC` or `DYNAMIC`.
+    #[serde(rename = "type", default)]
+    pub kind: Option<String>,
+    /// The role reserved for.
+    #[serde(default)]
+    pub role: Option<String>,
+}
+
+/// One Mesos `Resource`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Resource {
+    /// `cpus`, `mem`, `disk`, `ports`, ...
+    pub name: String,
+    /// `SCALAR`, `RANGES`, `SET` or `TEXT`.
+    #[serde(rename = "type", default = "scalar_type")]
+    pub kind: String,
+    /// Set when `type` is `SCALAR`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scalar: Option<Scalar>,
+    /// Set when `type` is `RANGES`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ranges: Option<Ranges>,
+    /// Deprecated pre-reservation-refinement role (`*` = unreserved).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// Reservations (public agents: a static reservation for `slave_public`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reservations: Vec<ReservationInfo>,
+    /// The role the resource is allocated to, set in offers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocation_info: Option<AllocationInfo>,
+}
+
+fn scalar_type() -> String {
+    "SCALAR".into()
+}
+
+/// `Value.Text`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Text {
+    /// The text.
+    pub value: String,
+}
+
+/// A Mesos `Attribute` (only `TEXT` attributes are produced).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Attribute {
+    /// Attribute name, e.g. `rack`.
+    pub name: String,
+    /// Always `TEXT` here.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The value.
+    pub text: Text,
+}
+
+/// `Environment.Variable`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Variable {
+    /// Name.
+    pub name: String,
+    /// Value.
+    #[serde(default)]
+    pub value: String,
+}
+
+/// `Environment`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Environment {
+    /// Variables set for the task.
+    #[serde(default)]
+    pub variables: Vec<Variable>,
+}
+
+/// `CommandInfo`: what the agent runs.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CommandInfo {
+    /// With `shell` (the default) a shell command line, else the program path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// Run `value` through `/bin/sh -c` (Mesos default: true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shell: Option<bool>,
+    /// Arguments when `shell` is false (`arguments[0]` is argv[0]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub arguments: Vec<String>,
+    /// Extra environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<Environment>,
+}
+
+/// `DurationInfo`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DurationInfo {
+    /// Nanoseconds.
+    pub nanoseconds: i64,
+}
+
+/// `KillPolicy`: how long to wait between SIGTERM and SIGKILL.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KillPolicy {
+    /// Grace period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_period: Option<DurationInfo>,
+}
+
+/// `TaskInfo` as sent by a framework in a LAUNCH operation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskInfo {
+    /// Human-readable name.
+    #[serde(default)]
+    pub name: String,
+    /// Framework-chosen id, unique within the framework.
+    pub task_id: Id,
+    /// The agent of the offer.
+    pub agent_id: Id,
+    /// Resources the task uses.
+    #[serde(default)]
+    pub resources: Vec<Resource>,
+    /// What to run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<CommandInfo>,
+    /// Kill grace period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kill_policy: Option<KillPolicy>,
+}
+
+/// The Mesos task states.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[allow(clippy::upper_case_acronyms)]
+pub enum TaskState {
+    /// Accepted by the master, not yet started by the agent.
+    #[serde(rename = "TASK_STAGING")]
+    Staging,
+    /// Being started by the agent.
+    #[serde(rename = "TASK_STARTING")]
+    Starting,
+    /// Running.
+    #[serde(rename = "TASK_RUNNING")]
+    Running,
+    /// Being killed.
+    #[serde(rename = "TASK_KILLING")]
+    Killing,
+    /// Exited with status 0.
+    #[serde(rename = "TASK_FINISHED")]
+    Finished,
+    /// Exited non-zero or could not start.
+    #[serde(rename = "TASK_FAILED")]
+    Failed,
+    /// Killed on request.
+    #[serde(rename = "TASK_KILLED")]
+    Killed,
+    /// Invalid task description.
+    #[serde(rename = "TASK_ERROR")]
+    Error,
+    /// Lost (legacy state).
+    #[serde(rename = "TASK_LOST")]
+    Lost,
+    /// Dropped before it was launched.
+    #[serde(rename = "TASK_DROPPED")]
+    Dropped,
+    /// Its agent is unreachable; it may come back.
+    #[serde(rename = "TASK_UNREACHABLE")]
+    Unreachable,
+    /// Known to be gone.
+    #[serde(rename = "TASK_GONE")]
+    Gone,
+    /// State not known to the master.
+    #[serde(rename = "TASK_UNKNOWN")]
+    Unknown,
+}
+
+impl TaskState {
+    /// Terminal states never change again.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            TaskState::Finished
+                | TaskState::Failed
+                | TaskState::Killed
+                | TaskState::Error
+                | TaskState::Lost
+                | TaskState::Dropped
+                | TaskState::Gone
+        )
+    }
+
+    /// The Mesos name, e.g. `TASK_RUNNING` (metrics labels).
+    pub fn name(self) -> &'static str {
+        match self {
+            TaskState::Staging => "TASK_STAGING",
+            TaskState::Starting => "TASK_STARTING",
+            TaskState::Running => "TASK_RUNNING",
+            TaskState::Killing => "TASK_KILLING",
+            TaskState::Finished => "TASK_FINISHED",
+            TaskState::Failed => "TASK_FAILED",
+            TaskState::Killed => "TASK_KILLED",
+            TaskState::Error => "TASK_ERROR",
+            TaskState::Lost => "TASK_LOST",
+            TaskState::Dropped => "TASK_DROPPED",
+            TaskState::Unreachable => "TASK_UNREACHABLE",
+            TaskState::Gone => "TASK_GONE",
+            TaskState::Unknown => "TASK_UNKNOWN",
+        }
+    }
+}
+
+/// `TaskStatus`: one status update.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskStatus {
+    /// The task.
+    pub task_id: Id,
+    /// New state.
+    pub state: TaskState,
+    /// Human-readable detail (exit code, reason a task did not fit, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// `SOURCE_MASTER`, `SOURCE_AGENT` or `SOURCE_EXECUTOR`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// `REASON_*` code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<Id>,
+    /// Seconds since the epoch.
+    #[serde(default)]
+    pub timestamp: f64,
+    /// Base64 of 16 random bytes; present iff the update must be acknowledged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uuid: Option<String>,
+}
+
+impl TaskStatus {
+    /// A new update that must be acknowledged (it carries a fresh uuid).
+    pub fn new(task_id: Id, state: TaskState, source: &str, agent_id: Option<Id>) -> Self {
+        TaskStatus {
+            task_id,
+            state,
+            message: None,
+            source: Some(source.into()),
+            reason: None,
+            agent_id,
+            timestamp: now_secs(),
+            uuid: Some(base64_encode(uuid::Uuid::new_v4().as_bytes())),
+        }
+    }
+
+    /// Sets the message.
+    pub fn with_message(mut self, message: impl Into<String>) -> Self {
+        self.message = Some(message.into());
+        self
+    }
+
+    /// Sets the reason code.
+    pub fn with_reason(mut self, reason: &str) -> Self {
+        self.reason = Some(reason.into());
+        self
+    }
+}
+
+/// Wall-clock seconds since the epoch, for timestamps shown to users (never for decisions).
+pub fn now_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// `Offer`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Offer {
+    /// Offer id.
+    pub id: Id,
+    /// The framework it is for.
+    pub framework_id: Id,
+    /// The agent it is on.
+    pub agent_id: Id,
+    /// The agent's hostname.
+    pub hostname: String,
+    /// Offered resources.
+    pub resources: Vec<Resource>,
+    /// Agent attributes.
+    #[serde(default)]
+    pub attributes: Vec<Attribute>,
+}

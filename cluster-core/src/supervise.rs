@@ -1,0 +1,124 @@
+//! `dccore supervise`: a minimal supervisor for hosts without systemd. Runs a command, appends its
+//! output to a log file, restarts it with exponential backoff when it exits, writes its own pid
+//! to a pid file, and on SIGTERM stops the child (SIGTERM, grace, SIGKILL) and exits.
+
+use nix::sys::signal::Signal;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::process::Command;
+use tokio_util::sync::CancellationToken;
+
+/// Backoff bounds between restarts; a run longer than `STABLE` resets the backoff.
+const BACKOFF: (Duration, Duration) = (Duration::from_millis(500), Duration::from_secs(30));
+const STABLE: Duration = Duration::from_secs(60);
+/// Grace between SIGTERM and SIGKILL when stopping the child.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Errors of the supervisor itself (the child failing is not an error: it is restarted).
+#[derive(Debug, thiserror::Error)]
+pub enum SuperviseError {
+    /// The pid or log file could not be written.
+    #[error("cannot write {path}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No command given.
+    #[error("no command to supervise")]
+    NoCommand,
+}
+
+/// A supervised command.
+#[derive(Debug, Clone)]
+pub struct Supervisor {
+    cmd: Vec<String>,
+    pid_file: PathBuf,
+    log_file: PathBuf,
+}
+
+impl Supervisor {
+    /// Supervises `cmd` (program and arguments).
+    pub fn new(cmd: Vec<String>, pid_file: PathBuf, log_file: PathBuf) -> Self {
+        Supervisor { cmd, pid_file, log_file }
+    }
+
+    fn open_log(&self) -> Result<std::fs::File, SuperviseError> {
+        if let Some(dir) = self.log_file.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_file)
+            .map_err(|source| SuperviseError::File {
+                path: self.log_file.clone(),
+                source,
+            })
+    }
+
+    /// Runs until `shutdown`; then stops the child and removes the pid file.
+    pub async fn run(&self, shutdown: CancellationToken) -> Result<(), SuperviseError> {
+        let (program, args) = self.cmd.split_first().ok_or(SuperviseError::NoCommand)?;
+        if let Some(dir) = self.pid_file.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        crate::util::atomic_write(&self.pid_file, format!("{}\n", std::process::id()).as_bytes()).map_err(|source| {
+            SuperviseError::File {
+                path: self.pid_file.clone(),
+                source,
+            }
+        })?;
+        let mut backoff = BACKOFF.0;
+        loop {
+            let log = self.open_log()?;
+            let log2 = log.try_clone().map_err(|source| SuperviseError::File {
+                path: self.log_file.clone(),
+                source,
+            })?;
+            let started = tokio::time::Instant::now();
+            let spawned = Command::new(program)
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::from(log))
+                .stderr(Stdio::from(log2))
+                .kill_on_drop(true)
+                .spawn();
+            match spawned {
+                Ok(mut child) => {
+                    tracing::info!(pid = ?child.id(), cmd = %program, "started");
+                    tokio::select! {
+                        st = child.wait() => {
+                            tracing::warn!(status = ?st, "supervised command exited; restarting in {backoff:?}");
+                        }
+                        _ = shutdown.cancelled() => {
+                            if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+                                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM);
+                            }
+                            if tokio::time::timeout(STOP_GRACE, child.wait()).await.is_err() {
+                                let _ = child.kill().await;
+                            }
+                            let _ = std::fs::remove_file(&self.pid_file);
+                            return Ok(());
+                        }
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, cmd = %program, "cannot start; retrying in {backoff:?}"),
+            }
+            if started.elapsed() >= STABLE {
+                backoff = BACKOFF.0;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = shutdown.cancelled() => {
+                    let _ = std::fs::remove_file(&self.pid_file);
+                    return Ok(());
+                }
+            }
+            backoff = (backoff * 2).min(BACKOFF.1);
+        }
+    }
+}
