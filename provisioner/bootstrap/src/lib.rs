@@ -15,3 +15,5 @@
 //! named part of the bootstrap, carried by every error.
 
 pub mod node_image;
+pub mod retry;
+pub mod ssh;

@@ -209,15 +209,13 @@ pub fn ensure(
     progress: &mut dyn FnMut(&str),
 ) -> Result<ImageInfo, NodeImageError> {
     let _lock = lock_builds(opts, progress)?;
-    if !opts.force {
-        if let Some(info) = find_cached(opts)? {
-            progress(&format!(
-                "node image {} is up to date (recipe {})",
-                info.tag,
-                &info.recipe_hash[..12]
-            ));
-            return Ok(info);
-        }
+    if let Some(info) = if opts.force { None } else { find_cached(opts)? } {
+        progress(&format!(
+            "node image {} is up to date (recipe {})",
+            info.tag,
+            &info.recipe_hash[..12]
+        ));
+        return Ok(info);
     }
     build_unlocked(opts, progress)
 }
@@ -498,10 +496,15 @@ mod tests {
     #[test]
     fn recipe_hash_changes_with_packages_but_not_with_their_order() {
         let a = NodeImageOptions::default();
-        let mut b = NodeImageOptions::default();
-        b.extra_packages = vec!["curl".into()];
-        let mut c = NodeImageOptions::default();
-        c.extra_packages = vec!["sudo".into()]; // already a base package
+        let b = NodeImageOptions {
+            extra_packages: vec!["curl".into()],
+            ..Default::default()
+        };
+        // sudo is already a base package.
+        let c = NodeImageOptions {
+            extra_packages: vec!["sudo".into()],
+            ..Default::default()
+        };
         assert_ne!(a.recipe_hash(), b.recipe_hash());
         assert_eq!(a.recipe_hash(), c.recipe_hash());
     }
