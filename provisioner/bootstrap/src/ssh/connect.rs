@@ -1,0 +1,598 @@
+//! Connecting: TCP or jump-host tunnel, boot retries, host key policy, authentication.
+
+use std::io::ErrorKind;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use russh::client::{self, AuthResult, Handle};
+use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{RwLock, Semaphore};
+
+use super::log::SessionLog;
+use super::{Auth, ConnectOptions, HostKeyInfo, HostKeyPolicy, SshError, Target};
+use crate::retry::Next;
+
+/// One authenticated connection to a host, reused by every command and upload.
+///
+/// Cheap to share behind an `Arc`; commands may run concurrently (bounded by `max_channels`).
+pub struct Session {
+    pub(super) target: Target,
+    auth: Auth,
+    pub(super) opts: ConnectOptions,
+    host_key: HostKeyInfo,
+    pub(super) conn: RwLock<Conn>,
+    pub(super) channels: Semaphore,
+    pub(super) log: SessionLog,
+}
+
+/// The live connection; replaced as a whole when it dies and an idempotent operation reconnects.
+pub(super) struct Conn {
+    pub(super) handle: Arc<Handle<Client>>,
+    /// Bumped on every reconnect, so concurrent callers reconnect once.
+    pub(super) generation: u64,
+    /// The bastion session the tunnel runs through; must outlive `handle`.
+    _jump: Option<Box<Session>>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("target", &self.target)
+            .field("host_key", &self.host_key.fingerprint)
+            .finish()
+    }
+}
+
+impl Session {
+    /// Connects and authenticates. Retries (bounded, with backoff) only while the host refuses or
+    /// cannot be routed to, as a booting machine does; auth and host key failures return at once.
+    pub async fn connect(
+        target: Target,
+        auth: Auth,
+        host_key: HostKeyPolicy,
+        opts: ConnectOptions,
+    ) -> Result<Session, SshError> {
+        let log = SessionLog::open(opts.log_path.as_deref())?;
+        log.line(&format!(
+            "connect {} (host key policy: {})",
+            target.display(),
+            policy_name(&host_key)
+        ));
+        let (handle, seen, jump) = match establish(&target, &auth, &host_key, &opts, &log).await {
+            Ok(v) => v,
+            Err(e) => {
+                log.line(&format!("connect failed: {}", error_chain(&e)));
+                return Err(e);
+            }
+        };
+        log.line(&format!(
+            "connected; host key {} {}",
+            seen.algorithm, seen.fingerprint
+        ));
+        let channels = Semaphore::new(opts.max_channels.max(1));
+        Ok(Session {
+            target,
+            auth,
+            opts,
+            host_key: seen,
+            conn: RwLock::new(Conn {
+                handle: Arc::new(handle),
+                generation: 0,
+                _jump: jump,
+            }),
+            channels,
+            log,
+        })
+    }
+
+    /// The host key the server presented (store its fingerprint and pin it next time).
+    pub fn host_key(&self) -> &HostKeyInfo {
+        &self.host_key
+    }
+
+    /// The target this session is connected to.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// The session log path, if one is kept.
+    pub fn log_path(&self) -> Option<std::path::PathBuf> {
+        self.log.path()
+    }
+
+    /// Appends a line to the session log (for callers' step markers).
+    pub fn log_line(&self, text: &str) {
+        self.log.line(text);
+    }
+
+    /// Closes the connection politely.
+    pub async fn close(self) {
+        let conn = self.conn.read().await;
+        let _ = conn
+            .handle
+            .disconnect(russh::Disconnect::ByApplication, "bye", "en")
+            .await;
+        self.log.line("disconnected");
+    }
+
+    /// The current connection and its generation.
+    pub(super) async fn current(&self) -> (Arc<Handle<Client>>, u64) {
+        let c = self.conn.read().await;
+        (c.handle.clone(), c.generation)
+    }
+
+    /// Replaces a dead connection (unless someone already did since `seen_generation`). The host
+    /// key must be the one seen at first connect: a reconnect never trusts a new key.
+    pub(super) async fn reconnect(&self, seen_generation: u64) -> Result<(), SshError> {
+        let mut c = self.conn.write().await;
+        if c.generation != seen_generation {
+            return Ok(());
+        }
+        self.log.line("connection lost; reconnecting");
+        let pinned = HostKeyPolicy::Pinned(self.host_key.fingerprint.clone());
+        let (handle, _, jump) =
+            establish(&self.target, &self.auth, &pinned, &self.opts, &self.log).await?;
+        c.handle = Arc::new(handle);
+        c.generation += 1;
+        c._jump = jump;
+        self.log.line("reconnected");
+        Ok(())
+    }
+}
+
+fn policy_name(p: &HostKeyPolicy) -> String {
+    match p {
+        HostKeyPolicy::Pinned(f) => format!("pinned {f}"),
+        HostKeyPolicy::TrustOnFirstUse => "trust on first use".into(),
+        HostKeyPolicy::KnownHosts(p) => format!("known_hosts {}", p.display()),
+        HostKeyPolicy::InsecureSkip => "INSECURE: any host key accepted".into(),
+    }
+}
+
+pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// What the host key check concluded, read back after the handshake.
+#[derive(Debug, Clone, Default)]
+enum KeyVerdict {
+    #[default]
+    NotChecked,
+    Accepted(HostKeyInfo),
+    Mismatch {
+        expected: String,
+        actual: HostKeyInfo,
+    },
+    KnownHostsError(String),
+}
+
+/// The russh client handler: checks the host key against the policy and records what it saw.
+pub(super) struct Client {
+    host: String,
+    port: u16,
+    policy: HostKeyPolicy,
+    verdict: Arc<Mutex<KeyVerdict>>,
+}
+
+fn key_info(key: &PublicKey) -> HostKeyInfo {
+    HostKeyInfo {
+        algorithm: key.algorithm().as_str().to_string(),
+        fingerprint: key.fingerprint(HashAlg::Sha256).to_string(),
+        openssh: key.to_openssh().unwrap_or_default(),
+    }
+}
+
+impl Client {
+    fn judge(&self, key: &PublicKey) -> KeyVerdict {
+        let info = key_info(key);
+        match &self.policy {
+            HostKeyPolicy::InsecureSkip | HostKeyPolicy::TrustOnFirstUse => {
+                KeyVerdict::Accepted(info)
+            }
+            HostKeyPolicy::Pinned(fp) => {
+                if fp.trim() == info.fingerprint {
+                    KeyVerdict::Accepted(info)
+                } else {
+                    KeyVerdict::Mismatch {
+                        expected: fp.trim().to_string(),
+                        actual: info,
+                    }
+                }
+            }
+            HostKeyPolicy::KnownHosts(path) => {
+                known_hosts_verdict(&self.host, self.port, key, path)
+            }
+        }
+    }
+}
+
+fn known_hosts_verdict(host: &str, port: u16, key: &PublicKey, path: &Path) -> KeyVerdict {
+    use russh::keys::known_hosts;
+    let info = key_info(key);
+    if !path.exists() {
+        return match known_hosts::learn_known_hosts_path(host, port, key, path) {
+            Ok(()) => KeyVerdict::Accepted(info),
+            Err(e) => KeyVerdict::KnownHostsError(e.to_string()),
+        };
+    }
+    match known_hosts::check_known_hosts_path(host, port, key, path) {
+        Ok(true) => KeyVerdict::Accepted(info),
+        // Unknown host: accept-new, like `StrictHostKeyChecking=accept-new`.
+        Ok(false) => match known_hosts::learn_known_hosts_path(host, port, key, path) {
+            Ok(()) => KeyVerdict::Accepted(info),
+            Err(e) => KeyVerdict::KnownHostsError(e.to_string()),
+        },
+        Err(russh::keys::Error::KeyChanged { line }) => {
+            let recorded = known_hosts::known_host_keys_path(host, port, path)
+                .ok()
+                .map(|keys| {
+                    keys.iter()
+                        .map(|(_, k)| k.fingerprint(HashAlg::Sha256).to_string())
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                })
+                .unwrap_or_default();
+            KeyVerdict::Mismatch {
+                expected: format!("{recorded} (known_hosts {}:{line})", path.display()),
+                actual: info,
+            }
+        }
+        Err(e) => KeyVerdict::KnownHostsError(e.to_string()),
+    }
+}
+
+impl client::Handler for Client {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        server_public_key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let key = match server_public_key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
+            PublicKeyOrCertificate::Certificate(c) => PublicKey::new(c.public_key().clone(), ""),
+        };
+        let verdict = self.judge(&key);
+        let ok = matches!(verdict, KeyVerdict::Accepted(_));
+        if let Ok(mut v) = self.verdict.lock() {
+            *v = verdict;
+        }
+        Ok(ok)
+    }
+}
+
+type Established = (Handle<Client>, HostKeyInfo, Option<Box<Session>>);
+
+/// Connects (through the jump host if any) with boot retries, checks the host key, authenticates.
+async fn establish(
+    target: &Target,
+    auth: &Auth,
+    policy: &HostKeyPolicy,
+    opts: &ConnectOptions,
+    log: &SessionLog,
+) -> Result<Established, SshError> {
+    // The bastion is connected once; only the hop to the target is retried while it boots.
+    let jump = match &target.jump {
+        Some(j) => Some(Box::new(
+            Box::pin(Session::connect(
+                j.target.clone(),
+                auth.clone(),
+                j.host_key.clone(),
+                ConnectOptions {
+                    log_path: None,
+                    ..opts.clone()
+                },
+            ))
+            .await?,
+        )),
+        None => None,
+    };
+    let attempt = |_n: u32| {
+        let jump = jump.as_deref();
+        async move {
+            match attempt_once(target, auth, policy, opts, jump).await {
+                Ok(v) => Next::Done(v),
+                Err(Attempt::Booting(e)) => Next::Retry(Attempt::Booting(e)),
+                Err(other) => Next::Fail(other),
+            }
+        }
+    };
+    let res = opts
+        .boot_retry
+        .run(attempt, |n, e, d| {
+            if let Attempt::Booting(e) = e {
+                log.line(&format!(
+                    "attempt {n}: {} not ready ({e}); retrying in {d:?}",
+                    target.display()
+                ));
+            }
+        })
+        .await;
+    match res {
+        Ok((handle, info)) => Ok((handle, info, jump)),
+        Err((Attempt::Booting(source), attempts)) => Err(SshError::Connect {
+            host: target.host.clone(),
+            port: target.port,
+            attempts,
+            source,
+        }),
+        Err((Attempt::Fatal(e), _)) => Err(e),
+    }
+}
+
+enum Attempt {
+    /// Refused / unreachable / reset: the host may still be booting.
+    Booting(std::io::Error),
+    Fatal(SshError),
+}
+
+fn is_booting(kind: ErrorKind) -> bool {
+    matches!(
+        kind,
+        ErrorKind::ConnectionRefused
+            | ErrorKind::HostUnreachable
+            | ErrorKind::NetworkUnreachable
+            | ErrorKind::ConnectionReset
+            | ErrorKind::ConnectionAborted
+            | ErrorKind::UnexpectedEof
+            | ErrorKind::TimedOut
+            | ErrorKind::BrokenPipe
+    )
+}
+
+fn client_config(opts: &ConnectOptions) -> Arc<client::Config> {
+    Arc::new(client::Config {
+        keepalive_interval: Some(opts.keepalive),
+        keepalive_max: 3,
+        nodelay: true,
+        // Larger windows and packets keep a single upload stream from stalling on acks.
+        window_size: 8 * 1024 * 1024,
+        ..client::Config::default()
+    })
+}
+
+async fn attempt_once(
+    target: &Target,
+    auth: &Auth,
+    policy: &HostKeyPolicy,
+    opts: &ConnectOptions,
+    jump: Option<&Session>,
+) -> Result<(Handle<Client>, HostKeyInfo), Attempt> {
+    let verdict = Arc::new(Mutex::new(KeyVerdict::NotChecked));
+    let client = Client {
+        host: target.host.clone(),
+        port: target.port,
+        policy: policy.clone(),
+        verdict: verdict.clone(),
+    };
+    let config = client_config(opts);
+    let timeout = opts.connect_timeout;
+    let timed_out = || {
+        Attempt::Booting(std::io::Error::new(
+            ErrorKind::TimedOut,
+            format!("no SSH handshake within {timeout:?}"),
+        ))
+    };
+    let handshake = match jump {
+        None => {
+            let tcp = tokio::time::timeout(
+                timeout,
+                tokio::net::TcpStream::connect((target.host.as_str(), target.port)),
+            )
+            .await
+            .map_err(|_| timed_out())?
+            .map_err(|e| {
+                if is_booting(e.kind()) {
+                    Attempt::Booting(e)
+                } else {
+                    Attempt::Fatal(SshError::Connect {
+                        host: target.host.clone(),
+                        port: target.port,
+                        attempts: 1,
+                        source: e,
+                    })
+                }
+            })?;
+            let _ = tcp.set_nodelay(true);
+            tokio::time::timeout(timeout, handshake(config, tcp, client)).await
+        }
+        Some(j) => {
+            let (h, _) = j.current().await;
+            let ch = h
+                .channel_open_direct_tcpip(
+                    target.host.clone(),
+                    u32::from(target.port),
+                    "127.0.0.1",
+                    0,
+                )
+                .await
+                // The bastion could not reach the target yet: treat like a refused connection.
+                .map_err(|e| {
+                    Attempt::Booting(std::io::Error::new(
+                        ErrorKind::ConnectionRefused,
+                        format!(
+                            "jump host cannot reach {}:{}: {e}",
+                            target.host, target.port
+                        ),
+                    ))
+                })?;
+            tokio::time::timeout(timeout, handshake(config, ch.into_stream(), client)).await
+        }
+    };
+    let mut handle = match handshake.map_err(|_| timed_out())? {
+        Ok(h) => h,
+        Err(e) => return Err(classify_handshake_error(target, policy, &verdict, e)),
+    };
+    let info = match verdict.lock().map(|v| v.clone()) {
+        Ok(KeyVerdict::Accepted(info)) => info,
+        _ => {
+            return Err(Attempt::Fatal(SshError::Protocol {
+                host: target.host.clone(),
+                during: "host key check".into(),
+                source: "server host key was never checked".into(),
+            }));
+        }
+    };
+    authenticate(&mut handle, target, auth)
+        .await
+        .map_err(Attempt::Fatal)?;
+    Ok((handle, info))
+}
+
+async fn handshake<S>(
+    config: Arc<client::Config>,
+    stream: S,
+    client: Client,
+) -> Result<Handle<Client>, russh::Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    client::connect_stream(config, stream, client).await
+}
+
+fn classify_handshake_error(
+    target: &Target,
+    policy: &HostKeyPolicy,
+    verdict: &Mutex<KeyVerdict>,
+    e: russh::Error,
+) -> Attempt {
+    let v = verdict.lock().map(|v| v.clone()).unwrap_or_default();
+    match v {
+        KeyVerdict::Mismatch { expected, actual } => {
+            return Attempt::Fatal(SshError::HostKeyMismatch {
+                host: target.host.clone(),
+                expected,
+                actual: actual.fingerprint,
+                algorithm: actual.algorithm,
+            });
+        }
+        KeyVerdict::KnownHostsError(reason) => {
+            let path = match policy {
+                HostKeyPolicy::KnownHosts(p) => p.clone(),
+                _ => std::path::PathBuf::new(),
+            };
+            return Attempt::Fatal(SshError::KnownHosts { path, reason });
+        }
+        _ => {}
+    }
+    match e {
+        russh::Error::IO(io) if is_booting(io.kind()) => Attempt::Booting(io),
+        // sshd accepts TCP before it is ready to talk while it starts; a closed stream then is "booting".
+        russh::Error::Disconnect | russh::Error::HUP => Attempt::Booting(std::io::Error::new(
+            ErrorKind::ConnectionReset,
+            "connection closed during the SSH handshake",
+        )),
+        other => Attempt::Fatal(SshError::Protocol {
+            host: target.host.clone(),
+            during: "SSH handshake".into(),
+            source: Box::new(other),
+        }),
+    }
+}
+
+/// Tries each key file, then each agent identity. The server answers every offer at once, so a
+/// wrong key is an immediate [`SshError::AuthFailed`], never a timeout.
+async fn authenticate(
+    handle: &mut Handle<Client>,
+    target: &Target,
+    auth: &Auth,
+) -> Result<(), SshError> {
+    let protocol = |during: &str, e: russh::Error| SshError::Protocol {
+        host: target.host.clone(),
+        during: during.to_string(),
+        source: Box::new(e),
+    };
+    let mut tried = Vec::new();
+    for path in &auth.key_files {
+        let key = load_key(path, auth.passphrase.as_deref())?;
+        let hash = rsa_hash(handle, key.algorithm().is_rsa()).await;
+        tried.push(format!(
+            "{} ({} {})",
+            path.display(),
+            key.algorithm().as_str(),
+            key.public_key().fingerprint(HashAlg::Sha256)
+        ));
+        let r = handle
+            .authenticate_publickey(
+                target.user.clone(),
+                PrivateKeyWithHashAlg::new(Arc::new(key), hash),
+            )
+            .await
+            .map_err(|e| protocol("public key authentication", e))?;
+        if matches!(r, AuthResult::Success) {
+            return Ok(());
+        }
+    }
+    if let Some(sock) = &auth.agent_socket {
+        match russh::keys::agent::client::AgentClient::connect_uds(sock).await {
+            Ok(mut agent) => {
+                let ids = agent.request_identities().await.unwrap_or_default();
+                for id in ids {
+                    let key = id.public_key().into_owned();
+                    let hash = rsa_hash(handle, key.algorithm().is_rsa()).await;
+                    tried.push(format!(
+                        "agent:{} ({} {})",
+                        id.comment(),
+                        key.algorithm().as_str(),
+                        key.fingerprint(HashAlg::Sha256)
+                    ));
+                    match handle
+                        .authenticate_publickey_with(target.user.clone(), key, hash, &mut agent)
+                        .await
+                    {
+                        Ok(AuthResult::Success) => return Ok(()),
+                        Ok(_) => {}
+                        Err(e) => {
+                            // The agent declined to sign: try the next identity.
+                            tracing::debug!("agent signing failed: {e:?}");
+                        }
+                    }
+                }
+            }
+            Err(e) => tried.push(format!("agent at {} unusable: {e}", sock.display())),
+        }
+    }
+    Err(SshError::AuthFailed {
+        user: target.user.clone(),
+        host: target.host.clone(),
+        tried,
+    })
+}
+
+/// RSA signatures use the best SHA-2 the server announces; OpenSSH refuses SHA-1 `ssh-rsa`.
+async fn rsa_hash(handle: &Handle<Client>, is_rsa: bool) -> Option<HashAlg> {
+    if !is_rsa {
+        return None;
+    }
+    match tokio::time::timeout(Duration::from_secs(5), handle.best_supported_rsa_hash()).await {
+        Ok(Ok(Some(h))) => h,
+        _ => Some(HashAlg::Sha256),
+    }
+}
+
+fn load_key(path: &Path, passphrase: Option<&str>) -> Result<russh::keys::PrivateKey, SshError> {
+    let text = std::fs::read_to_string(path).map_err(|e| SshError::KeyFile {
+        path: path.to_path_buf(),
+        reason: format!("cannot read: {e}"),
+    })?;
+    russh::keys::decode_secret_key(&text, passphrase).map_err(|e| SshError::KeyFile {
+        path: path.to_path_buf(),
+        reason: match (e, passphrase) {
+            (russh::keys::Error::KeyIsEncrypted, None) => format!(
+                "key is encrypted; set {} to its passphrase",
+                super::PASSPHRASE_ENV
+            ),
+            (russh::keys::Error::KeyIsEncrypted, Some(_)) => "wrong passphrase".into(),
+            (other, _) => format!("cannot decode: {other}"),
+        },
+    })
+}

@@ -1,0 +1,212 @@
+//! Test harness: the node image, a docker network per test, containers running real sshd, keys.
+//!
+//! Everything created is labelled `dcform.test=bootstrap` and removed when the [`TestNet`] drops
+//! (also when the test panics). Tests connect only to container IPs on networks they created.
+
+use std::path::{Path, PathBuf};
+use std::process::Command as Proc;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use dcform_bootstrap::node_image::{self, NodeImageOptions};
+use dcform_bootstrap::ssh::{Auth, ConnectOptions, HostKeyPolicy, Session, Target};
+
+pub const LABEL: &str = "dcform.test=bootstrap";
+
+/// Bound for every `.await` on a test's happy path.
+pub const T: Duration = Duration::from_secs(120);
+
+/// Awaits `fut` under [`T`], failing the test with `what` if it hangs.
+pub async fn within<F: std::future::Future>(what: &str, fut: F) -> F::Output {
+    tokio::time::timeout(T, fut)
+        .await
+        .unwrap_or_else(|_| panic!("timed out after {T:?}: {what}"))
+}
+
+/// The node image tag, built once per machine (cached by recipe, serialised by a file lock).
+/// `None` (with a note) when Docker is missing outside CI.
+pub fn image() -> Option<String> {
+    static IMG: OnceLock<Option<String>> = OnceLock::new();
+    IMG.get_or_init(|| {
+        let ok = Proc::new("docker")
+            .args(["version", "--format", "{{.Server.Version}}"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if !ok {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("CI=true but Docker Engine is not usable: these tests need real sshd in containers");
+            }
+            eprintln!("SKIP: Docker Engine not available; real-sshd tests skipped");
+            return None;
+        }
+        let info = node_image::ensure(&NodeImageOptions::default(), &mut |l| eprintln!("node-image: {l}"))
+            .unwrap_or_else(|e| panic!("cannot build the node image: {e}"));
+        Some(info.tag)
+    })
+    .clone()
+}
+
+pub fn docker(args: &[&str]) -> String {
+    let out = Proc::new("docker").args(args).output().expect("run docker");
+    assert!(
+        out.status.success(),
+        "docker {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A docker network owned by one test; its containers and itself are removed on drop.
+pub struct TestNet {
+    pub name: String,
+    pub image: String,
+    containers: std::sync::Mutex<Vec<String>>,
+    pub dir: tempfile::TempDir,
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+impl TestNet {
+    /// `None` when the test should skip (no Docker outside CI).
+    pub fn new() -> Option<TestNet> {
+        let image = image()?;
+        let name = format!(
+            "dcform-boot-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::SeqCst)
+        );
+        docker(&["network", "create", "--label", LABEL, &name]);
+        Some(TestNet {
+            name,
+            image,
+            containers: Default::default(),
+            dir: tempfile::tempdir().expect("tempdir"),
+        })
+    }
+
+    /// Starts a node container with `pubkey` authorized for root; `cmd` overrides the entry command.
+    pub fn node(&self, pubkey: &str, cmd: &[&str]) -> Node {
+        let name = format!("{}-n{}", self.name, SEQ.fetch_add(1, Ordering::SeqCst));
+        let env = format!("DCFORM_AUTHORIZED_KEYS={pubkey}");
+        let mut args = vec![
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--hostname",
+            &name,
+            "--network",
+            &self.name,
+            "--label",
+            LABEL,
+            "-e",
+            &env,
+            &self.image,
+        ];
+        args.extend_from_slice(cmd);
+        docker(&args);
+        self.containers.lock().expect("lock").push(name.clone());
+        let ip = docker(&[
+            "inspect",
+            "-f",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+            &name,
+        ]);
+        Node { name, ip }
+    }
+
+    /// Generates an ed25519 key pair (or `kind`) with an optional passphrase.
+    pub fn keygen(&self, name: &str, kind: &str, passphrase: &str) -> Key {
+        let path = self.dir.path().join(name);
+        let mut args = vec!["-q", "-t", kind, "-N", passphrase, "-C", name, "-f"];
+        let p = path.to_string_lossy().to_string();
+        args.push(&p);
+        if kind == "rsa" {
+            args.extend_from_slice(&["-b", "2048"]);
+        }
+        let out = Proc::new("ssh-keygen")
+            .args(&args)
+            .output()
+            .expect("ssh-keygen");
+        assert!(
+            out.status.success(),
+            "ssh-keygen: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let public = std::fs::read_to_string(path.with_extension("pub"))
+            .or_else(|_| std::fs::read_to_string(format!("{p}.pub")))
+            .expect("read public key");
+        Key {
+            path,
+            public: public.trim().to_string(),
+        }
+    }
+}
+
+impl Drop for TestNet {
+    fn drop(&mut self) {
+        let names = self
+            .containers
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default();
+        if !names.is_empty() {
+            let mut args = vec!["rm", "-f"];
+            args.extend(names.iter().map(String::as_str));
+            let _ = Proc::new("docker").args(&args).output();
+        }
+        let _ = Proc::new("docker")
+            .args(["network", "rm", &self.name])
+            .output();
+    }
+}
+
+pub struct Node {
+    pub name: String,
+    pub ip: String,
+}
+
+impl Node {
+    /// Runs a shell command in the container as root (test setup and inspection only).
+    pub fn sh(&self, script: &str) -> String {
+        docker(&["exec", &self.name, "sh", "-c", script])
+    }
+}
+
+pub struct Key {
+    pub path: PathBuf,
+    pub public: String,
+}
+
+pub fn auth(key: &Path) -> Auth {
+    Auth {
+        key_files: vec![key.to_path_buf()],
+        passphrase: None,
+        agent_socket: None,
+    }
+}
+
+pub fn opts(log: Option<PathBuf>) -> ConnectOptions {
+    ConnectOptions {
+        log_path: log,
+        ..ConnectOptions::default()
+    }
+}
+
+/// Connects as `user` with trust-on-first-use.
+pub async fn connect(ip: &str, user: &str, key: &Path) -> Session {
+    within(
+        "connect",
+        Session::connect(
+            Target::new(ip, user),
+            auth(key),
+            HostKeyPolicy::TrustOnFirstUse,
+            opts(None),
+        ),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("connect to {user}@{ip}: {e}"))
+}
