@@ -434,3 +434,50 @@ fn missing_paths_and_empty_folders_are_errors() {
     let (text, _) = errors(load(dir.path(), &opts()));
     assert!(text.contains("no definition files"), "{text}");
 }
+
+#[test]
+fn list_variables_take_hcl_lists_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = write(
+        dir.path(),
+        "main.hcl",
+        "variable \"hosts\" {\n  type = list(string)\n}\n\ncluster \"c\" {\n  provider \"ssh\" {}\n  pool \"masters\" {\n    role  = \"master\"\n    hosts = var.hosts\n  }\n}\n",
+    );
+    let mut o = opts();
+    o.vars = vec![(
+        "hosts".into(),
+        r#"["192.0.2.1", "192.0.2.2", "192.0.2.3"]"#.into(),
+    )];
+    let l = load(&p, &o).expect("loads");
+    assert_eq!(l.spec.pools[0].size.len(), 3);
+
+    o.vars = vec![("hosts".into(), "192.0.2.1".into())];
+    let (text, _) = errors(load(&p, &o));
+    assert!(
+        text.contains("`192.0.2.1` is not a valid HCL list(string) value"),
+        "{text}"
+    );
+}
+
+#[test]
+fn instance_type_outside_aws_is_a_warning() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = write(
+        dir.path(),
+        "main.hcl",
+        &COUNTED.replace(
+            "    count = var.n\n",
+            "    count = var.n\n    instance_type = \"m5.large\"\n",
+        ),
+    );
+    let l = load(&p, &opts()).expect("loads");
+    assert_eq!(l.warnings.len(), 1);
+    assert!(
+        l.warnings[0]
+            .to_string()
+            .contains("main.hcl:16:5: instance_type is ignored by provider \"local\""),
+        "{}",
+        l.warnings[0]
+    );
+    assert_eq!(l.spec.pools[1].instance_type.as_deref(), Some("m5.large"));
+}

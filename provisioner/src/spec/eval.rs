@@ -10,8 +10,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use hcl::Value;
 use hcl::edit::Span;
-use hcl::edit::expr::{BinaryOperator, Expression, ForExpr, TraversalOperator};
-use hcl::edit::template::ForDirective;
+use hcl::edit::expr::{BinaryOperator, Expression, ForExpr, ObjectKey, TraversalOperator};
+use hcl::edit::template::{Element, ForDirective};
 use hcl::edit::visit::{self, Visit};
 use hcl::eval::{Context, Evaluate};
 
@@ -67,31 +67,89 @@ impl Evaluator<'_> {
         if !check.errors.is_empty() {
             return Err(check.errors);
         }
-        let plain: hcl::Expression = expr.clone().into();
-        // hcl-rs's number type panics on some arithmetic the visitor cannot see ahead (operands bound by
-        // a `for` expression); contain that rather than crash the CLI.
-        let result = catch_unwind(AssertUnwindSafe(|| plain.evaluate(&self.ctx)));
-        match result {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(vec![sources.diag(
-                loc,
-                format!(
-                    "cannot evaluate `{}`: {}",
-                    short(sources.snippet(loc)),
-                    bounded(&e.kind().to_string(), 160)
-                ),
-                "",
-            )]),
-            Err(_) => Err(vec![sources.diag(
-                loc,
-                format!(
-                    "cannot evaluate `{}`: arithmetic overflow or division by zero",
-                    short(sources.snippet(loc))
-                ),
-                "",
-            )]),
+        match self.try_eval(expr) {
+            Ok(v) => Ok(v),
+            Err(failure) => {
+                // Narrow the error down to the innermost sub-expression that fails on its own, so
+                // `config = { a = 1, b = "x" + 1 }` points at `"x" + 1`, not at `{`.
+                let (at, failure) = self
+                    .innermost_failure(expr, loc.file)
+                    .unwrap_or((loc.clone(), failure));
+                let what = match failure {
+                    Failure::Error(msg) => bounded(&msg, 160),
+                    Failure::Panic => "arithmetic overflow or division by zero".to_string(),
+                };
+                Err(vec![sources.diag(
+                    &at,
+                    format!("cannot evaluate `{}`: {what}", short(sources.snippet(&at))),
+                    "",
+                )])
+            }
         }
     }
+
+    /// Evaluates one expression. hcl-rs's number type panics on some arithmetic the visitor cannot see
+    /// ahead (operands bound by a `for` expression); contain that rather than crash the CLI.
+    fn try_eval(&self, expr: &Expression) -> Result<Value, Failure> {
+        let plain: hcl::Expression = expr.clone().into();
+        match catch_unwind(AssertUnwindSafe(|| plain.evaluate(&self.ctx))) {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(Failure::Error(e.kind().to_string())),
+            Err(_) => Err(Failure::Panic),
+        }
+    }
+
+    /// The innermost sub-expression of `expr` that fails when evaluated alone, with its failure.
+    ///
+    /// Only children that are always evaluated with their parent are tried: not `for` bodies (their
+    /// variables are unbound out of the loop) and not conditional branches (one of them is skipped).
+    fn innermost_failure(&self, expr: &Expression, file: FileId) -> Option<(Loc, Failure)> {
+        let children: Vec<&Expression> = match expr {
+            Expression::Array(a) => a.iter().collect(),
+            Expression::Object(o) => o
+                .iter()
+                .flat_map(|(k, v)| {
+                    let key = match k {
+                        ObjectKey::Expression(e) => Some(e),
+                        ObjectKey::Ident(_) => None,
+                    };
+                    key.into_iter().chain(std::iter::once(v.expr()))
+                })
+                .collect(),
+            Expression::Parenthesis(p) => vec![p.inner()],
+            Expression::FuncCall(f) => f.args.iter().collect(),
+            Expression::BinaryOp(b) => vec![&b.lhs_expr, &b.rhs_expr],
+            Expression::UnaryOp(u) => vec![&u.expr],
+            Expression::Conditional(c) => vec![&c.cond_expr],
+            Expression::Traversal(t) => vec![&t.expr],
+            Expression::StringTemplate(t) => t
+                .iter()
+                .filter_map(|el| match el {
+                    Element::Interpolation(i) => Some(&i.expr),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        for child in children {
+            if let Err(failure) = self.try_eval(child) {
+                let here = Loc {
+                    file,
+                    span: child.span().unwrap_or(0..0),
+                };
+                return self
+                    .innermost_failure(child, file)
+                    .or(Some((here, failure)));
+            }
+        }
+        None
+    }
+}
+
+/// Why an expression could not be evaluated.
+enum Failure {
+    Error(String),
+    Panic,
 }
 
 /// A one-line, bounded quote of the user's expression.
@@ -421,6 +479,19 @@ mod tests {
     #[test]
     fn arithmetic_inside_for_expressions_does_not_panic() {
         assert!(run(None, "[for x in [0] : 1 % x]").is_err());
+    }
+
+    #[test]
+    fn evaluation_errors_point_at_the_failing_sub_expression() {
+        let errs = run(None, "{ a = 1, b = [2, \"x\" + 1] }").expect_err("type error");
+        assert_eq!((errs[0].line, errs[0].col), (1, 22), "{}", errs[0]);
+        assert!(
+            errs[0].message.starts_with("cannot evaluate `\"x\" + 1`"),
+            "{}",
+            errs[0]
+        );
+        let errs = run(None, "\"${upper(1 + true)}\"").expect_err("type error");
+        assert!(errs[0].message.contains("`1 + true`"), "{}", errs[0]);
     }
 
     #[test]

@@ -182,17 +182,30 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Loaded, SpecError> {
     }
     .cluster(first);
     match spec {
-        Some(spec) if diags.errors.is_empty() => Ok(Loaded {
-            spec,
-            warnings: diags.warnings,
-        }),
+        Some(spec) if diags.errors.is_empty() => {
+            sort_diags(&mut diags.warnings);
+            Ok(Loaded {
+                spec,
+                warnings: diags.warnings,
+            })
+        }
         _ => Err(invalid(diags)),
     }
 }
 
-fn invalid(diags: Diags) -> SpecError {
+fn invalid(mut diags: Diags) -> SpecError {
+    sort_diags(&mut diags.errors);
+    sort_diags(&mut diags.warnings);
     SpecError::Invalid {
         diagnostics: diags.errors,
         warnings: diags.warnings,
     }
+}
+
+/// Checks run block by block, not line by line: report in reading order, values from outside files
+/// (command line, environment) first. The sort is stable, so one place's findings keep their order.
+fn sort_diags(ds: &mut [Diagnostic]) {
+    ds.sort_by(|a, b| {
+        (a.line != 0, &a.file, a.line, a.col).cmp(&(b.line != 0, &b.file, b.line, b.col))
+    });
 }
