@@ -14,6 +14,8 @@
 //! is one authenticated connection to it, reused for every command and upload; a *step* is one
 //! named part of the bootstrap, carried by every error.
 
+pub mod bootstrap;
+pub mod install;
 pub mod node_image;
 pub mod retry;
 pub mod ssh;

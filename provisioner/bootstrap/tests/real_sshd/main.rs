@@ -3,5 +3,6 @@
 //! Docker the tests skip with a note, unless `CI=true`, where they fail.
 
 mod harness;
+mod install;
 mod proxy;
 mod ssh;

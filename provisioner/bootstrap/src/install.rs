@@ -1,0 +1,565 @@
+//! Install templates: pure rendering of the node's preflight, config, unit, install and uninstall
+//! scripts from typed parameters (minijinja, strict undefined, templates embedded at build time).
+//!
+//! Secrets are not inputs here: the join token travels as an uploaded file (see
+//! [`crate::bootstrap`]), so nothing rendered, logged or reported can contain it.
+
+use minijinja::{Environment, UndefinedBehavior, context};
+
+use crate::ssh::shell_quote;
+
+const PREFLIGHT: &str = include_str!("../../../templates/preflight.sh.j2");
+const MASTER_TOML: &str = include_str!("../../../templates/master.toml.j2");
+const AGENT_TOML: &str = include_str!("../../../templates/agent.toml.j2");
+const UNIT: &str = include_str!("../../../templates/dccore.service.j2");
+const INSTALL: &str = include_str!("../../../templates/install.sh.j2");
+const UNINSTALL: &str = include_str!("../../../templates/uninstall.sh.j2");
+
+/// Errors of rendering. They name the template and what was wrong, never the values of secrets
+/// (there are none in the context).
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    /// A template failed to render (undefined variable, syntax error).
+    #[error("template {template}: {reason}")]
+    Render {
+        /// Template file name.
+        template: &'static str,
+        /// minijinja's description.
+        reason: String,
+    },
+    /// The parameters are inconsistent.
+    #[error("invalid install parameters: {0}")]
+    Invalid(String),
+}
+
+/// Role of the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `dccore master`.
+    Master,
+    /// `dccore agent`.
+    Agent,
+    /// `dccore agent --public` (resources reserved for role `slave_public`).
+    PublicAgent,
+}
+
+impl Role {
+    /// Name used in file and unit names: `master`, `agent`, `public-agent`.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Role::Master => "master",
+            Role::Agent => "agent",
+            Role::PublicAgent => "public-agent",
+        }
+    }
+}
+
+/// Where things go on the node. The defaults follow the FHS; every directory here belongs to
+/// dcform alone, which is what lets uninstall remove them whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstallPaths {
+    /// The dccore binary.
+    pub bin: String,
+    /// Config files, token and install manifests.
+    pub config_dir: String,
+    /// Parent of each role's work dir.
+    pub work_root: String,
+    /// Log files.
+    pub log_dir: String,
+    /// Pid files.
+    pub run_dir: String,
+    /// systemd units.
+    pub unit_dir: String,
+}
+
+impl Default for InstallPaths {
+    fn default() -> Self {
+        Self {
+            bin: "/usr/local/bin/dccore".into(),
+            config_dir: "/etc/dcform".into(),
+            work_root: "/var/lib/dcform".into(),
+            log_dir: "/var/log/dcform".into(),
+            run_dir: "/run/dcform".into(),
+            unit_dir: "/etc/systemd/system".into(),
+        }
+    }
+}
+
+/// Paths of one role, derived from [`InstallPaths`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RolePaths {
+    /// The dccore binary.
+    pub bin: String,
+    /// Config dir.
+    pub config_dir: String,
+    /// `<config_dir>/<role>.toml`.
+    pub config_file: String,
+    /// `<config_dir>/token` (mode 0600).
+    pub token_file: String,
+    /// `<config_dir>/manifest-<role>`: files this role's install made.
+    pub manifest: String,
+    /// `<work_root>/<role>`.
+    pub work_dir: String,
+    /// Work root.
+    pub work_root: String,
+    /// Log dir.
+    pub log_dir: String,
+    /// `<log_dir>/<role>.log`.
+    pub log_file: String,
+    /// Run dir.
+    pub run_dir: String,
+    /// `<run_dir>/<role>.pid`.
+    pub pid_file: String,
+    /// `<unit_dir>/dcform-<role>.service`.
+    pub unit_file: String,
+}
+
+impl RolePaths {
+    fn to_value(&self) -> minijinja::Value {
+        minijinja::Value::from_pairs([
+            ("bin", self.bin.clone()),
+            ("config_dir", self.config_dir.clone()),
+            ("config_file", self.config_file.clone()),
+            ("token_file", self.token_file.clone()),
+            ("manifest", self.manifest.clone()),
+            ("work_dir", self.work_dir.clone()),
+            ("work_root", self.work_root.clone()),
+            ("log_dir", self.log_dir.clone()),
+            ("log_file", self.log_file.clone()),
+            ("run_dir", self.run_dir.clone()),
+            ("pid_file", self.pid_file.clone()),
+            ("unit_file", self.unit_file.clone()),
+        ])
+    }
+}
+
+impl InstallPaths {
+    /// The paths of `role`.
+    pub fn for_role(&self, role: Role) -> RolePaths {
+        let r = role.file_name();
+        RolePaths {
+            bin: self.bin.clone(),
+            config_dir: self.config_dir.clone(),
+            config_file: format!("{}/{r}.toml", self.config_dir),
+            token_file: format!("{}/token", self.config_dir),
+            manifest: format!("{}/manifest-{r}", self.config_dir),
+            work_dir: format!("{}/{r}", self.work_root),
+            work_root: self.work_root.clone(),
+            log_dir: self.log_dir.clone(),
+            log_file: format!("{}/{r}.log", self.log_dir),
+            run_dir: self.run_dir.clone(),
+            pid_file: format!("{}/{r}.pid", self.run_dir),
+            unit_file: format!("{}/dcform-{r}.service", self.unit_dir),
+        }
+    }
+}
+
+/// Everything that decides what is installed on one node (no secrets).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstallParams {
+    /// Cluster name.
+    pub cluster: String,
+    /// Node address, e.g. `agents-2`.
+    pub node: String,
+    /// Role.
+    pub role: Role,
+    /// `--listen ADDR:PORT`.
+    pub listen: String,
+    /// `--master URL` (agents only).
+    pub master_url: Option<String>,
+    /// `--resources "..."` (agents only).
+    pub resources: Option<String>,
+    /// `--attributes "rack:r1;zone:a"` (agents only).
+    pub attributes: Option<String>,
+    /// Architecture of the dccore binary (`x86_64`, `aarch64`), checked against `uname -m`.
+    pub binary_arch: String,
+    /// Free space needed at the work dir, MiB.
+    pub min_free_mb: u64,
+    /// Ports that must be free (besides the listen port, which is always checked).
+    pub extra_ports: Vec<u16>,
+    /// The controller's clock (Unix seconds) when rendering, for the clock sanity check.
+    pub controller_epoch: u64,
+    /// Largest accepted clock difference, seconds.
+    pub max_clock_skew_secs: u64,
+    /// Where things go.
+    pub paths: InstallPaths,
+    /// Extra TOML appended to the role's config file.
+    pub extra_config: Option<String>,
+    /// Pass `--config <config_file>` to dccore (only once dccore reads this format).
+    pub pass_config_flag: bool,
+}
+
+impl InstallParams {
+    /// Parameters with default paths and checks (1 GiB free, 5 minutes of clock skew).
+    pub fn new(cluster: &str, node: &str, role: Role, listen: &str, controller_epoch: u64) -> Self {
+        Self {
+            cluster: cluster.into(),
+            node: node.into(),
+            role,
+            listen: listen.into(),
+            master_url: None,
+            resources: None,
+            attributes: None,
+            binary_arch: std::env::consts::ARCH.into(),
+            min_free_mb: 1024,
+            extra_ports: Vec::new(),
+            controller_epoch,
+            max_clock_skew_secs: 300,
+            paths: InstallPaths::default(),
+            extra_config: None,
+            pass_config_flag: false,
+        }
+    }
+
+    /// The port of `listen`.
+    pub fn listen_port(&self) -> Result<u16, TemplateError> {
+        self.listen
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse().ok())
+            .ok_or_else(|| {
+                TemplateError::Invalid(format!("listen {:?} is not ADDR:PORT", self.listen))
+            })
+    }
+
+    /// The dccore command line for the role, as argv.
+    pub fn dccore_argv(&self) -> Result<Vec<String>, TemplateError> {
+        let p = self.paths.for_role(self.role);
+        let mut v = vec![p.bin.clone()];
+        match self.role {
+            Role::Master => v.push("master".into()),
+            Role::Agent | Role::PublicAgent => {
+                v.push("agent".into());
+                let url = self.master_url.clone().ok_or_else(|| {
+                    TemplateError::Invalid(format!("node {}: an agent needs master_url", self.node))
+                })?;
+                v.extend(["--master".into(), url]);
+            }
+        }
+        v.extend([
+            "--listen".into(),
+            self.listen.clone(),
+            "--work-dir".into(),
+            p.work_dir.clone(),
+            "--token-file".into(),
+            p.token_file.clone(),
+        ]);
+        if self.role != Role::Master {
+            if self.role == Role::PublicAgent {
+                v.push("--public".into());
+            }
+            if let Some(r) = &self.resources {
+                v.extend(["--resources".into(), r.clone()]);
+            }
+            if let Some(a) = &self.attributes {
+                v.extend(["--attributes".into(), a.clone()]);
+            }
+        }
+        if self.pass_config_flag {
+            v.extend(["--config".into(), p.config_file.clone()]);
+        }
+        Ok(v)
+    }
+}
+
+/// The rendered install of one node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedInstall {
+    /// Preflight script (run with `sh -s`).
+    pub preflight: String,
+    /// Role config file content, to upload to `paths.config_file`.
+    pub config: String,
+    /// systemd unit content (the install script writes it where systemd runs).
+    pub unit: String,
+    /// Install + start script (run with `CHANGED=0|1 sh -s`).
+    pub install: String,
+    /// Uninstall script (run with `sh -s`).
+    pub uninstall: String,
+    /// The role's paths.
+    pub paths: RolePaths,
+    /// systemd unit name.
+    pub unit_name: String,
+}
+
+/// systemd's quoting for ExecStart: double quotes where needed, `%` doubled (specifier escape).
+fn systemd_quote(arg: &str) -> String {
+    let a = arg.replace('%', "%%");
+    if !a.is_empty()
+        && a.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-:=@+,".contains(&b))
+    {
+        return a;
+    }
+    format!("\"{}\"", a.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+fn toml_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn env() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    // Scripts and TOML, not HTML.
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+    env.add_filter("sh", |v: String| shell_quote(&v));
+    env.add_filter("toml", |v: String| toml_string(&v));
+    env
+}
+
+fn render_one(
+    env: &Environment<'_>,
+    name: &'static str,
+    source: &'static str,
+    ctx: &minijinja::Value,
+) -> Result<String, TemplateError> {
+    env.render_str(source, ctx.clone())
+        .map_err(|e| TemplateError::Render {
+            template: name,
+            // Only the kind and the detail (a variable or filter name), never the context values.
+            reason: match e.detail() {
+                Some(d) => format!("{:?}: {d} (line {})", e.kind(), e.line().unwrap_or(0)),
+                None => format!("{:?} (line {})", e.kind(), e.line().unwrap_or(0)),
+            },
+        })
+}
+
+/// Renders every template for one node. Pure: no I/O, no clock (the controller time is a parameter).
+pub fn render(p: &InstallParams) -> Result<RenderedInstall, TemplateError> {
+    let paths = p.paths.for_role(p.role);
+    let listen_port = p.listen_port()?;
+    let mut ports = vec![listen_port];
+    ports.extend(p.extra_ports.iter().copied());
+    ports.sort_unstable();
+    ports.dedup();
+    let argv = p.dccore_argv()?;
+    let exec_start = argv
+        .iter()
+        .map(|a| systemd_quote(a))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let supervise_sh = {
+        let mut v = vec![
+            paths.bin.clone(),
+            "supervise".into(),
+            "--pid-file".into(),
+            paths.pid_file.clone(),
+            "--log-file".into(),
+            paths.log_file.clone(),
+            "--".into(),
+        ];
+        v.extend(argv.iter().cloned());
+        v.iter()
+            .map(|a| shell_quote(a))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let unit_name = format!("dcform-{}.service", p.role.file_name());
+    let role = p.role.file_name();
+    let base = context! {
+        cluster => p.cluster.clone(),
+        node => p.node.clone(),
+        role => role,
+        listen => p.listen.clone(),
+        master_url => p.master_url.clone().unwrap_or_default(),
+        public => p.role == Role::PublicAgent,
+        resources => p.resources.clone().unwrap_or_default(),
+        attributes => p.attributes.clone().unwrap_or_default(),
+        extra_config => p.extra_config.clone().unwrap_or_default(),
+        binary_arch => p.binary_arch.clone(),
+        min_free_mb => p.min_free_mb,
+        ports => ports,
+        controller_epoch => p.controller_epoch,
+        max_clock_skew_secs => p.max_clock_skew_secs,
+        paths => paths.to_value(),
+        unit_name => unit_name.clone(),
+        exec_start => exec_start,
+        supervise_sh => supervise_sh,
+    };
+    let env = env();
+    let preflight = render_one(&env, "preflight.sh.j2", PREFLIGHT, &base)?;
+    let config = match p.role {
+        Role::Master => render_one(&env, "master.toml.j2", MASTER_TOML, &base)?,
+        Role::Agent | Role::PublicAgent => render_one(&env, "agent.toml.j2", AGENT_TOML, &base)?,
+    };
+    let unit = render_one(&env, "dccore.service.j2", UNIT, &base)?;
+    let manifest = vec![
+        paths.bin.clone(),
+        paths.config_file.clone(),
+        paths.token_file.clone(),
+        paths.work_dir.clone(),
+        paths.log_file.clone(),
+        paths.pid_file.clone(),
+        paths.unit_file.clone(),
+    ];
+    let install_ctx = context! { unit => unit.trim_end(), manifest => manifest, ..base.clone() };
+    let install = render_one(&env, "install.sh.j2", INSTALL, &install_ctx)?;
+    let role_paths = vec![
+        paths.config_file.clone(),
+        paths.manifest.clone(),
+        paths.work_dir.clone(),
+        paths.log_file.clone(),
+        paths.pid_file.clone(),
+        paths.unit_file.clone(),
+    ];
+    let shared_paths = vec![
+        paths.bin.clone(),
+        paths.token_file.clone(),
+        paths.config_dir.clone(),
+        paths.work_root.clone(),
+        paths.log_dir.clone(),
+        paths.run_dir.clone(),
+    ];
+    let un_ctx = context! { role_paths => role_paths, shared_paths => shared_paths, ..base };
+    let uninstall = render_one(&env, "uninstall.sh.j2", UNINSTALL, &un_ctx)?;
+    Ok(RenderedInstall {
+        preflight,
+        config,
+        unit,
+        install,
+        uninstall,
+        paths,
+        unit_name,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent() -> InstallParams {
+        InstallParams {
+            master_url: Some("http://10.0.0.2:5050".into()),
+            resources: Some("cpus:4;mem:8192".into()),
+            attributes: Some("rack:r1;zone:a".into()),
+            ..InstallParams::new(
+                "prod",
+                "agents-2",
+                Role::PublicAgent,
+                "0.0.0.0:5051",
+                1_800_000_000,
+            )
+        }
+    }
+
+    #[test]
+    fn agent_command_line_carries_master_public_flag_resources_and_attributes() {
+        let argv = agent().dccore_argv().expect("argv");
+        assert_eq!(
+            argv.join(" "),
+            "/usr/local/bin/dccore agent --master http://10.0.0.2:5050 --listen 0.0.0.0:5051 \
+             --work-dir /var/lib/dcform/public-agent --token-file /etc/dcform/token --public \
+             --resources cpus:4;mem:8192 --attributes rack:r1;zone:a"
+        );
+    }
+
+    #[test]
+    fn unit_and_supervise_line_quote_arguments_for_their_interpreters() {
+        let r = render(&agent()).expect("render");
+        assert!(
+            r.unit.contains("--attributes \"rack:r1;zone:a\""),
+            "{}",
+            r.unit
+        );
+        assert!(r.install.contains(
+            "setsid /usr/local/bin/dccore supervise --pid-file /run/dcform/public-agent.pid \
+             --log-file /var/log/dcform/public-agent.log -- /usr/local/bin/dccore agent"
+        ));
+        assert!(r.install.contains("--attributes 'rack:r1;zone:a'"));
+        assert_eq!(r.unit_name, "dcform-public-agent.service");
+    }
+
+    #[test]
+    fn preflight_checks_arch_disk_ports_and_clock() {
+        let mut p = agent();
+        p.extra_ports = vec![8080, 5051];
+        let r = render(&p).expect("render");
+        for needle in [
+            "-ge 1048576",
+            "sport = :5051",
+            "sport = :8080",
+            "now - 1800000000",
+            "-le 300",
+        ] {
+            assert!(r.preflight.contains(needle), "missing {needle}");
+        }
+        assert!(
+            r.preflight
+                .contains(&format!("[ \"$arch\" = {} ]", p.binary_arch))
+        );
+        assert_eq!(r.preflight.matches("sport = :5051").count(), 1);
+    }
+
+    #[test]
+    fn config_is_valid_toml_strings_and_master_has_no_agent_keys() {
+        let mut m = InstallParams::new("c\"x", "masters-0", Role::Master, "0.0.0.0:5050", 0);
+        m.extra_config = Some("[allocator]\nrefuse_seconds = 5".into());
+        let r = render(&m).expect("render");
+        assert!(r.config.contains("cluster = \"c\\\"x\""));
+        assert!(r.config.contains("refuse_seconds = 5"));
+        assert!(!r.config.contains("master ="));
+        assert!(!r.install.contains("--master"));
+    }
+
+    #[test]
+    fn agent_without_master_url_is_rejected() {
+        let mut p = agent();
+        p.master_url = None;
+        assert!(matches!(render(&p), Err(TemplateError::Invalid(_))));
+    }
+
+    #[test]
+    fn undefined_variables_are_errors_not_empty_strings() {
+        let env = env();
+        let err = render_one(&env, "t", "{{ nope }}", &context! {}).expect_err("strict");
+        assert!(
+            matches!(err, TemplateError::Render { template: "t", .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn rendering_errors_never_contain_context_values() {
+        let env = env();
+        let secretish = "tok-SECRET-123";
+        let err = render_one(
+            &env,
+            "t",
+            "{{ a }}{{ b.c.d }}",
+            &context! { a => secretish },
+        )
+        .expect_err("undefined b");
+        assert!(!err.to_string().contains(secretish), "{err}");
+    }
+
+    #[test]
+    fn uninstall_removes_role_files_then_shared_ones_with_the_last_role() {
+        let r = render(&agent()).expect("render");
+        for p in [
+            "/etc/dcform/public-agent.toml",
+            "/var/lib/dcform/public-agent",
+            "/etc/systemd/system/dcform-public-agent.service",
+            "/usr/local/bin/dccore",
+            "/etc/dcform",
+            "/var/lib/dcform",
+            "/var/log/dcform",
+            "/run/dcform",
+        ] {
+            assert!(
+                r.uninstall.contains(&format!("rm_path {p}")),
+                "uninstall misses {p}"
+            );
+        }
+    }
+}
