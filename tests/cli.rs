@@ -6,17 +6,29 @@ use std::process::{Command, Output};
 use dcform::state::{State, StateFile, StateLock};
 
 fn dcform(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dcform")).args(args).current_dir(dir).output().expect("dcform runs")
+    Command::new(env!("CARGO_BIN_EXE_dcform"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("dcform runs")
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 fn setup() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let def = dir.path().join("local.hcl");
-    std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/local.hcl"), &def).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/local.hcl"),
+        &def,
+    )
+    .unwrap();
     (dir, def)
 }
 
@@ -29,10 +41,23 @@ fn plan_of_a_new_cluster_prints_the_summary_and_detailed_exitcode_says_changes()
     let (dir, _def) = setup();
     let o = dcform(dir.path(), &["plan", "local.hcl"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(text(&o).contains("Plan: 4 to add, 0 to change, 0 to destroy."), "{}", text(&o));
+    assert!(
+        text(&o).contains("Plan: 4 to add, 0 to change, 0 to destroy."),
+        "{}",
+        text(&o)
+    );
     let o = dcform(dir.path(), &["plan", "--detailed-exitcode", "local.hcl"]);
     assert_eq!(o.status.code(), Some(2));
-    let o = dcform(dir.path(), &["plan", "-detailed-exitcode", "-var", "agents=0", "local.hcl"]);
+    let o = dcform(
+        dir.path(),
+        &[
+            "plan",
+            "-detailed-exitcode",
+            "-var",
+            "agents=0",
+            "local.hcl",
+        ],
+    );
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("Plan: 2 to add"), "{}", text(&o));
 }
@@ -40,7 +65,11 @@ fn plan_of_a_new_cluster_prints_the_summary_and_detailed_exitcode_says_changes()
 #[test]
 fn detailed_exitcode_is_1_on_bad_input() {
     let (dir, _def) = setup();
-    std::fs::write(dir.path().join("bad.hcl"), "cluster \"x\" {\n  provder \"local\" {}\n}\n").unwrap();
+    std::fs::write(
+        dir.path().join("bad.hcl"),
+        "cluster \"x\" {\n  provder \"local\" {}\n}\n",
+    )
+    .unwrap();
     let o = dcform(dir.path(), &["plan", "--detailed-exitcode", "bad.hcl"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("bad.hcl:2:3"), "{}", text(&o));
@@ -52,7 +81,8 @@ fn applied_state_plans_no_changes_with_detailed_exitcode_0() {
     // Write the state a finished apply would leave, through the library.
     let plan_out = dcform(dir.path(), &["plan", "-out", "p.plan", "local.hcl"]);
     assert_eq!(plan_out.status.code(), Some(0), "{}", text(&plan_out));
-    let plan: dcform::plan::Plan = serde_json::from_slice(&std::fs::read(dir.path().join("p.plan")).unwrap()).unwrap();
+    let plan: dcform::plan::Plan =
+        serde_json::from_slice(&std::fs::read(dir.path().join("p.plan")).unwrap()).unwrap();
     let mut state = State::new("local", "local");
     for c in plan.actions() {
         state.upsert_node(dcform::state::NodeState {
@@ -74,10 +104,17 @@ fn applied_state_plans_no_changes_with_detailed_exitcode_0() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(text(&o).contains("No changes. Your cluster matches the definition."));
     let o = dcform(dir.path(), &["state", "list", "local.hcl"]);
-    assert_eq!(String::from_utf8_lossy(&o.stdout), "agents-1\nagents-2\nmasters-1\npublic-1\n");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "agents-1\nagents-2\nmasters-1\npublic-1\n"
+    );
     let o = dcform(dir.path(), &["state", "show", "agents-9", "local.hcl"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o).contains("nodes: agents-1, agents-2, masters-1, public-1"), "{}", text(&o));
+    assert!(
+        text(&o).contains("nodes: agents-1, agents-2, masters-1, public-1"),
+        "{}",
+        text(&o)
+    );
     let o = dcform(dir.path(), &["status", "--json", "local.hcl"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["nodes"].as_array().unwrap().len(), 4);
@@ -89,7 +126,9 @@ fn a_saved_plan_is_refused_once_the_state_moved() {
     let o = dcform(dir.path(), &["plan", "-out", "p.plan", "local.hcl"]);
     assert_eq!(o.status.code(), Some(0));
     // Someone else applies in between.
-    state_file(dir.path()).save(&mut State::new("local", "local")).unwrap();
+    state_file(dir.path())
+        .save(&mut State::new("local", "local"))
+        .unwrap();
     let o = dcform(dir.path(), &["apply", "--auto-approve", "p.plan"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("the plan is stale"), "{}", text(&o));
@@ -102,7 +141,10 @@ fn a_second_apply_fails_at_once_naming_the_lock_holder_and_force_unlock_frees_it
     let o = dcform(dir.path(), &["apply", "--auto-approve", "local.hcl"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let t = text(&o);
-    assert!(t.contains(&format!("pid {}", std::process::id())) && t.contains("force-unlock"), "{t}");
+    assert!(
+        t.contains(&format!("pid {}", std::process::id())) && t.contains("force-unlock"),
+        "{t}"
+    );
     let o = dcform(dir.path(), &["force-unlock", "wrong-id", "local.hcl"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let o = dcform(dir.path(), &["force-unlock", &held.info().id, "local.hcl"]);
@@ -115,12 +157,19 @@ fn a_corrupt_state_is_refused_and_left_as_it_was() {
     let f = state_file(dir.path());
     std::fs::create_dir_all(f.dir()).unwrap();
     std::fs::write(f.path(), "{\"version\": 1, \"serial\": ").unwrap();
-    for args in [&["plan", "local.hcl"][..], &["apply", "--auto-approve", "local.hcl"][..], &["status", "local.hcl"][..]] {
+    for args in [
+        &["plan", "local.hcl"][..],
+        &["apply", "--auto-approve", "local.hcl"][..],
+        &["status", "local.hcl"][..],
+    ] {
         let o = dcform(dir.path(), args);
         assert_eq!(o.status.code(), Some(1), "{args:?}: {}", text(&o));
         assert!(text(&o).contains("corrupt"), "{}", text(&o));
     }
-    assert_eq!(std::fs::read_to_string(f.path()).unwrap(), "{\"version\": 1, \"serial\": ");
+    assert_eq!(
+        std::fs::read_to_string(f.path()).unwrap(),
+        "{\"version\": 1, \"serial\": "
+    );
 }
 
 #[test]
@@ -134,7 +183,10 @@ fn apply_without_a_terminal_or_auto_approve_asks_and_cancels_on_no_answer() {
         .unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("--auto-approve"), "{}", text(&o));
-    assert!(!state_file(dir.path()).path().exists(), "nothing was written");
+    assert!(
+        !state_file(dir.path()).path().exists(),
+        "nothing was written"
+    );
 }
 
 #[test]

@@ -51,7 +51,13 @@ pub struct CoreBinary {
 /// (a workspace build puts both in `target/<profile>/`).
 pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, CoreBinaryError> {
     if let Some(p) = explicit {
-        return if p.is_file() { Ok(p.to_path_buf()) } else { Err(CoreBinaryError::NotFound { looked: vec![p.to_path_buf()] }) };
+        return if p.is_file() {
+            Ok(p.to_path_buf())
+        } else {
+            Err(CoreBinaryError::NotFound {
+                looked: vec![p.to_path_buf()],
+            })
+        };
     }
     let mut looked = Vec::new();
     if let Ok(exe) = std::env::current_exe() {
@@ -71,11 +77,19 @@ pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, CoreBinaryError> {
 
 /// Identifies the binary at `path`: architecture from its ELF header, hash of its bytes, version by running it.
 pub fn identify(path: &Path) -> Result<CoreBinary, CoreBinaryError> {
-    let unusable = |reason: String| CoreBinaryError::Unusable { path: path.to_path_buf(), reason };
+    let unusable = |reason: String| CoreBinaryError::Unusable {
+        path: path.to_path_buf(),
+        reason,
+    };
     let bytes = std::fs::read(path).map_err(|e| unusable(e.to_string()))?;
-    let arch = elf_arch(&bytes).ok_or_else(|| unusable("not an ELF executable".into()))?.to_string();
+    let arch = elf_arch(&bytes)
+        .ok_or_else(|| unusable("not an ELF executable".into()))?
+        .to_string();
     let sha256 = hex::encode(Sha256::digest(&bytes));
-    let out = std::process::Command::new(path).arg("--version").output().map_err(|e| unusable(format!("cannot run it: {e}")))?;
+    let out = std::process::Command::new(path)
+        .arg("--version")
+        .output()
+        .map_err(|e| unusable(format!("cannot run it: {e}")))?;
     let text = String::from_utf8_lossy(&out.stdout);
     let version = text
         .split_whitespace()
@@ -83,7 +97,12 @@ pub fn identify(path: &Path) -> Result<CoreBinary, CoreBinaryError> {
         .filter(|_| out.status.success() && text.starts_with("dccore"))
         .ok_or_else(|| unusable(format!("`dccore --version` printed {:?}", text.trim())))?
         .to_string();
-    Ok(CoreBinary { path: path.to_path_buf(), version, sha256, arch })
+    Ok(CoreBinary {
+        path: path.to_path_buf(),
+        version,
+        sha256,
+        arch,
+    })
 }
 
 /// Checks the binary runs on nodes of architecture `wanted` (as `uname -m` spells it).
@@ -91,7 +110,11 @@ pub fn check_arch(core: &CoreBinary, wanted: &str) -> Result<(), CoreBinaryError
     if core.arch == wanted {
         Ok(())
     } else {
-        Err(CoreBinaryError::WrongArch { path: core.path.clone(), found: core.arch.clone(), wanted: wanted.to_string() })
+        Err(CoreBinaryError::WrongArch {
+            path: core.path.clone(),
+            found: core.arch.clone(),
+            wanted: wanted.to_string(),
+        })
     }
 }
 
@@ -147,9 +170,21 @@ mod tests {
         std::fs::write(&p, "#!/bin/sh\necho dccore 9.9\n").unwrap();
         let err = identify(&p).unwrap_err();
         assert!(err.to_string().contains("not an ELF executable"), "{err}");
-        let core = CoreBinary { path: p, version: "1".into(), sha256: "x".into(), arch: "aarch64".into() };
+        let core = CoreBinary {
+            path: p,
+            version: "1".into(),
+            sha256: "x".into(),
+            arch: "aarch64".into(),
+        };
         let err = check_arch(&core, "x86_64").unwrap_err();
-        assert!(err.to_string().contains("built for aarch64, but the nodes are x86_64"), "{err}");
-        assert!(matches!(locate(Some(Path::new("/nonexistent/dccore"))), Err(CoreBinaryError::NotFound { .. })));
+        assert!(
+            err.to_string()
+                .contains("built for aarch64, but the nodes are x86_64"),
+            "{err}"
+        );
+        assert!(matches!(
+            locate(Some(Path::new("/nonexistent/dccore"))),
+            Err(CoreBinaryError::NotFound { .. })
+        ));
     }
 }

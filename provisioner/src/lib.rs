@@ -6,8 +6,10 @@
 
 pub mod apply;
 pub mod cli;
+pub mod cluster_api;
+pub mod core_binary;
+pub mod install;
 pub mod plan;
 pub mod providers;
 pub mod spec;
 pub mod state;
-pub mod core_binary;

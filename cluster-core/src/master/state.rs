@@ -104,7 +104,12 @@ pub(super) struct State {
 }
 
 impl State {
-    pub fn new(cfg: MasterConfig, registry: Registry, tx: mpsc::Sender<MasterCommand>, token: String) -> Self {
+    pub fn new(
+        cfg: MasterConfig,
+        registry: Registry,
+        tx: mpsc::Sender<MasterCommand>,
+        token: String,
+    ) -> Self {
         let now = Instant::now();
         let mut s = State {
             alloc: Allocator::new(cfg.role_weights.clone()),
@@ -221,7 +226,11 @@ impl State {
                 let r = self.subscribe(info_raw, info, framework_id, principal, now);
                 let _ = reply.send(r);
             }
-            MasterCommand::Call { call, stream_id, reply } => {
+            MasterCommand::Call {
+                call,
+                stream_id,
+                reply,
+            } => {
                 let r = self.call(call, stream_id, now);
                 let _ = reply.send(r);
             }
@@ -244,7 +253,10 @@ impl State {
                 let _ = reply.send(ok);
             }
             MasterCommand::AgentStatus { msg, reply } => {
-                let known = self.agents.get(&msg.agent_id.value).is_some_and(|a| a.reachable);
+                let known = self
+                    .agents
+                    .get(&msg.agent_id.value)
+                    .is_some_and(|a| a.reachable);
                 if known {
                     self.agent_status(*msg, now);
                 }
@@ -350,7 +362,11 @@ impl State {
         let mut m = self.metrics.clone();
         m.agents_reachable = self.agents.values().filter(|a| a.reachable).count() as u64;
         m.agents_unreachable = self.agents.len() as u64 - m.agents_reachable;
-        m.frameworks_connected = self.frameworks.values().filter(|f| f.stream.is_some()).count() as u64;
+        m.frameworks_connected = self
+            .frameworks
+            .values()
+            .filter(|f| f.stream.is_some())
+            .count() as u64;
         m.frameworks_total = self.frameworks.len() as u64;
         m.offers_outstanding = self.offers.len() as u64;
         m.status_updates_unacked = self.unacked.len() as u64;

@@ -232,7 +232,9 @@ impl Event {
             Event::Offers(offers) => json!({"type": "OFFERS", "offers": {"offers": offers}}),
             Event::Rescind(id) => json!({"type": "RESCIND", "rescind": {"offer_id": id}}),
             Event::Update(status) => json!({"type": "UPDATE", "update": {"status": status}}),
-            Event::Failure { agent_id } => json!({"type": "FAILURE", "failure": {"agent_id": agent_id}}),
+            Event::Failure { agent_id } => {
+                json!({"type": "FAILURE", "failure": {"agent_id": agent_id}})
+            }
             Event::Error(message) => json!({"type": "ERROR", "error": {"message": message}}),
             Event::Heartbeat => json!({"type": "HEARTBEAT"}),
         }
@@ -251,8 +253,12 @@ impl Event {
 pub fn take_records(buf: &mut Vec<u8>) -> Vec<Value> {
     let mut out = Vec::new();
     loop {
-        let Some(nl) = buf.iter().position(|&b| b == b'\n') else { break };
-        let Some(len) = std::str::from_utf8(&buf[..nl]).ok().and_then(|s| s.trim().parse::<usize>().ok())
+        let Some(nl) = buf.iter().position(|&b| b == b'\n') else {
+            break;
+        };
+        let Some(len) = std::str::from_utf8(&buf[..nl])
+            .ok()
+            .and_then(|s| s.trim().parse::<usize>().ok())
         else {
             break;
         };
@@ -291,6 +297,9 @@ mod tests {
            "resources":[{"name":"cpus","type":"SCALAR","scalar":{"value":0.1}}]}]}}]}}"#)
         .unwrap();
         let ops = &call.accept.unwrap().operations;
-        assert_eq!(ops[0].launch.as_ref().unwrap().task_infos[0].task_id.value, "t");
+        assert_eq!(
+            ops[0].launch.as_ref().unwrap().task_infos[0].task_id.value,
+            "t"
+        );
     }
 }

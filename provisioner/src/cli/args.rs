@@ -152,6 +152,9 @@ pub struct ApplyArgs {
     /// Most nodes worked on at once.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
     pub parallelism: u16,
+    /// The dccore binary to install (default: the one next to dcform).
+    #[arg(long = "core-binary", env = "DCFORM_CORE_BINARY", value_name = "FILE")]
+    pub core_binary: Option<PathBuf>,
 }
 
 /// Commands that read a cluster's state.

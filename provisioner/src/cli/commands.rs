@@ -14,8 +14,10 @@ use super::args::{
 };
 use super::{CliError, exit, stdout_is_tty, table};
 use crate::apply::{ApplyError, ApplyOptions, Executor, PlainProgress, Progress, TtyProgress};
+use crate::cluster_api;
+use crate::core_binary::CoreBinary;
 use crate::plan::{self, CoreTarget, PLAN_FORMAT, Plan};
-use crate::providers;
+use crate::providers::{self, BuildOptions};
 use crate::spec::{self, ClusterSpec, LoadOptions};
 use crate::state::{self, State, StateFile, StateLock};
 
@@ -26,7 +28,7 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Plan(a) => plan_cmd(&a),
         Command::Apply(a) => apply_cmd(&a, false).await,
         Command::Destroy(a) => apply_cmd(&a, true).await,
-        Command::Status(a) => status(&a),
+        Command::Status(a) => status(&a).await,
         Command::Output(a) => output(&a),
         Command::State(StateCommand::List(a)) => state_list(&a),
         Command::State(StateCommand::Show(a)) => state_show(&a),
@@ -253,7 +255,21 @@ async fn apply_cmd(a: &ApplyArgs, destroy: bool) -> Result<u8, CliError> {
         println!("{} cancelled.", if destroy { "Destroy" } else { "Apply" });
         return Ok(exit::USER);
     }
-    let (provider, installer) = providers::build(&plan.spec, &file).map_err(CliError::internal)?;
+    let build = providers::build(
+        &plan.spec,
+        &file,
+        &plan.core,
+        &BuildOptions {
+            core_binary: a.core_binary.clone(),
+        },
+    );
+    let (provider, installer, core) = build.map_err(|e| {
+        if e.is_user_error() {
+            CliError::user(e)
+        } else {
+            CliError::internal(e)
+        }
+    })?;
     let progress: Arc<dyn Progress> = if std::io::stderr().is_terminal() {
         Arc::new(TtyProgress::default())
     } else {
@@ -283,6 +299,10 @@ async fn apply_cmd(a: &ApplyArgs, destroy: bool) -> Result<u8, CliError> {
     });
     let result = executor.apply(&plan, &mut state, &file, shutdown).await;
     watcher.abort();
+    if result.is_ok() {
+        record_outputs(&mut state, &core, &file);
+        file.save(&mut state)?;
+    }
     let s = plan.summary();
     match result {
         Ok(_) => {
@@ -302,6 +322,44 @@ async fn apply_cmd(a: &ApplyArgs, destroy: bool) -> Result<u8, CliError> {
             if destroy { "destroy" } else { "apply" }
         )))),
     }
+}
+
+/// After a successful apply: what the cluster is made of and how to reach it.
+fn record_outputs(state: &mut State, core: &CoreBinary, file: &StateFile) {
+    if state.nodes.is_empty() {
+        state.outputs.clear();
+        state.resources.remove("core_version");
+        state.resources.remove("core_sha256");
+        return;
+    }
+    state
+        .resources
+        .insert("core_version".into(), core.version.clone());
+    state
+        .resources
+        .insert("core_sha256".into(), core.sha256.clone());
+    if let Some(url) = cluster_api::master_url(state) {
+        state
+            .outputs
+            .insert("master_url".into(), serde_json::Value::String(url));
+    }
+    state.outputs.insert(
+        "token_file".into(),
+        serde_json::Value::String(file.dir().join("token").display().to_string()),
+    );
+    let count = |agent: bool| {
+        state
+            .nodes
+            .iter()
+            .filter(|n| n.role.is_agent() == agent)
+            .count()
+    };
+    state
+        .outputs
+        .insert("masters".into(), serde_json::json!(count(false)));
+    state
+        .outputs
+        .insert("agents".into(), serde_json::json!(count(true)));
 }
 
 fn confirm(destroy: bool) -> Result<bool, CliError> {
@@ -344,21 +402,47 @@ fn display_value(v: &serde_json::Value) -> String {
     }
 }
 
-fn status(a: &StateArgs) -> Result<u8, CliError> {
-    let (_file, state) = read_state(a)?;
+async fn status(a: &StateArgs) -> Result<u8, CliError> {
+    let (file, state) = read_state(a)?;
+    // Ask the master what it sees; a master that does not answer makes every health "unknown", not an error.
+    let token = std::fs::read_to_string(file.dir().join("token")).unwrap_or_default();
+    let (master_ok, agents) = match cluster_api::master_url(&state) {
+        Some(url)
+            if state
+                .nodes
+                .iter()
+                .any(|n| n.status == crate::state::NodeStatus::Running) =>
+        {
+            match cluster_api::agents(&url, token.trim()).await {
+                Ok(agents) => (Some(true), agents),
+                Err(e) => {
+                    eprintln!("Warning: {e}");
+                    (None, Vec::new())
+                }
+            }
+        }
+        _ => (None, Vec::new()),
+    };
+    let views: Vec<(String, Option<serde_json::Value>)> = state
+        .nodes
+        .iter()
+        .map(|n| cluster_api::node_health(n, master_ok, &agents))
+        .collect();
     if a.def.json {
         let nodes: Vec<serde_json::Value> = state
             .nodes
             .iter()
-            .map(|n| {
+            .zip(&views)
+            .map(|(n, (health, resources))| {
                 serde_json::json!({
                     "name": n.name,
                     "pool": n.pool,
                     "role": n.role,
                     "status": n.status,
+                    "health": health,
                     "address": n.addresses.first(),
                     "core_version": n.core_version,
-                    "health": providers::node_health(&state, n),
+                    "resources": resources,
                 })
             })
             .collect();
@@ -375,25 +459,49 @@ fn status(a: &StateArgs) -> Result<u8, CliError> {
     let rows: Vec<Vec<String>> = state
         .nodes
         .iter()
-        .map(|n| {
+        .zip(&views)
+        .map(|(n, (health, resources))| {
             vec![
                 n.name.clone(),
                 n.role.to_string(),
-                n.status.to_string(),
-                providers::node_health(&state, n),
+                health.clone(),
                 n.addresses.first().cloned().unwrap_or_else(|| "-".into()),
                 n.core_version.clone().unwrap_or_else(|| "-".into()),
+                resources
+                    .as_ref()
+                    .map(resources_summary)
+                    .unwrap_or_else(|| "-".into()),
             ]
         })
         .collect();
     print!(
         "{}",
         table::render(
-            &["NODE", "ROLE", "STATUS", "HEALTH", "ADDRESS", "CORE"],
+            &["NODE", "ROLE", "HEALTH", "ADDRESS", "CORE", "RESOURCES"],
             &rows
         )
     );
     Ok(exit::OK)
+}
+
+/// `cpus:2 mem:1024 disk:1000` from Mesos' resource list.
+fn resources_summary(v: &serde_json::Value) -> String {
+    let Some(list) = v.as_array() else {
+        return "-".into();
+    };
+    let parts: Vec<String> = list
+        .iter()
+        .filter_map(|r| {
+            let name = r.get("name")?.as_str()?;
+            let value = r.pointer("/scalar/value")?.as_f64()?;
+            Some(format!("{name}:{value}"))
+        })
+        .collect();
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(" ")
+    }
 }
 
 fn output(a: &OutputArgs) -> Result<u8, CliError> {

@@ -24,7 +24,14 @@ pub struct LocalProvider {
 impl LocalProvider {
     /// Sandboxes live in `<state_dir>/nodes/`.
     pub fn new(state_dir: &Path) -> LocalProvider {
-        LocalProvider { root: state_dir.join("nodes") }
+        LocalProvider {
+            root: state_dir.join("nodes"),
+        }
+    }
+
+    /// The folder holding every node's sandbox.
+    pub fn root(&self) -> &Path {
+        &self.root
     }
 
     fn sandbox(&self, node: &str) -> PathBuf {
@@ -33,19 +40,32 @@ impl LocalProvider {
 }
 
 fn io_err(node: &str, what: &str, e: std::io::Error) -> ProviderError {
-    ProviderError { node: node.into(), message: format!("{what}: {e}"), transient: false, source: Some(Box::new(e)) }
+    ProviderError {
+        node: node.into(),
+        message: format!("{what}: {e}"),
+        transient: false,
+        source: Some(Box::new(e)),
+    }
 }
 
 /// A free TCP port on loopback (the OS picks it; the node keeps it for good).
 fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 impl Provider for LocalProvider {
     type Remote = LocalRemote;
 
-    async fn prepare(&self, _spec: &ClusterSpec, resources: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>, ProviderError> {
-        tokio::fs::create_dir_all(&self.root).await.map_err(|e| io_err("cluster", "cannot create the sandbox folder", e))?;
+    async fn prepare(
+        &self,
+        _spec: &ClusterSpec,
+        resources: &BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, String>, ProviderError> {
+        tokio::fs::create_dir_all(&self.root)
+            .await
+            .map_err(|e| io_err("cluster", "cannot create the sandbox folder", e))?;
         let mut r = resources.clone();
         r.insert("sandboxes".into(), self.root.display().to_string());
         Ok(r)
@@ -53,18 +73,29 @@ impl Provider for LocalProvider {
 
     async fn create(&self, req: &NodeRequest) -> Result<Machine, ProviderError> {
         let dir = self.sandbox(&req.name);
-        tokio::fs::create_dir_all(&dir).await.map_err(|e| io_err(&req.name, "cannot create the sandbox", e))?;
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|e| io_err(&req.name, "cannot create the sandbox", e))?;
         // An interrupted create may already have picked a port: keep it, so the node's address never changes.
         let port_file = dir.join("port");
-        let port = match tokio::fs::read_to_string(&port_file).await.ok().and_then(|s| s.trim().parse::<u16>().ok()) {
+        let port = match tokio::fs::read_to_string(&port_file)
+            .await
+            .ok()
+            .and_then(|s| s.trim().parse::<u16>().ok())
+        {
             Some(p) => p,
             None => {
                 let p = free_port().map_err(|e| io_err(&req.name, "cannot pick a free port", e))?;
-                tokio::fs::write(&port_file, p.to_string()).await.map_err(|e| io_err(&req.name, "cannot record the port", e))?;
+                tokio::fs::write(&port_file, p.to_string())
+                    .await
+                    .map_err(|e| io_err(&req.name, "cannot record the port", e))?;
                 p
             }
         };
-        Ok(Machine { provider_id: dir.display().to_string(), addresses: vec![format!("127.0.0.1:{port}")] })
+        Ok(Machine {
+            provider_id: dir.display().to_string(),
+            addresses: vec![format!("127.0.0.1:{port}")],
+        })
     }
 
     async fn connect(&self, node: &NodeState) -> Result<LocalRemote, RemoteError> {
@@ -72,10 +103,16 @@ impl Provider for LocalProvider {
         if !dir.is_dir() {
             return Err(RemoteError::Refused {
                 host: node.name.clone(),
-                message: format!("sandbox {} is missing (removed by hand?); run `dcform destroy` then apply again", dir.display()),
+                message: format!(
+                    "sandbox {} is missing (removed by hand?); run `dcform destroy` then apply again",
+                    dir.display()
+                ),
             });
         }
-        Ok(LocalRemote { dir, node: node.name.clone() })
+        Ok(LocalRemote {
+            dir,
+            node: node.name.clone(),
+        })
     }
 
     async fn destroy(&self, node: &NodeState) -> Result<(), ProviderError> {
@@ -147,26 +184,58 @@ impl Remote for LocalRemote {
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| RemoteError::Other { host: self.node.clone(), message: format!("cannot run sh: {e}") })?;
-        let label = script.lines().find(|l| !l.trim().is_empty() && !l.starts_with('#')).unwrap_or("").chars().take(60).collect::<String>();
+            .map_err(|e| RemoteError::Other {
+                host: self.node.clone(),
+                message: format!("cannot run sh: {e}"),
+            })?;
+        let label = script
+            .lines()
+            .find(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            .unwrap_or("")
+            .chars()
+            .take(60)
+            .collect::<String>();
         match tokio::time::timeout(timeout, child.wait_with_output()).await {
             Ok(Ok(out)) => Ok(CmdOutput {
                 code: out.status.code(),
                 stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
                 stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
             }),
-            Ok(Err(e)) => Err(RemoteError::Other { host: self.node.clone(), message: format!("sh failed: {e}") }),
-            Err(_) => Err(RemoteError::Timeout { host: self.node.clone(), command: label, after: timeout }),
+            Ok(Err(e)) => Err(RemoteError::Other {
+                host: self.node.clone(),
+                message: format!("sh failed: {e}"),
+            }),
+            Err(_) => Err(RemoteError::Timeout {
+                host: self.node.clone(),
+                command: label,
+                after: timeout,
+            }),
         }
     }
 
-    async fn upload(&self, contents: Arc<Vec<u8>>, dest: &str, mode: u32) -> Result<(), RemoteError> {
-        let dest = self.dir.join(dest.trim_start_matches('/'));
+    async fn upload(
+        &self,
+        contents: Arc<Vec<u8>>,
+        dest: &str,
+        mode: u32,
+    ) -> Result<(), RemoteError> {
+        // Installers render absolute paths inside the sandbox; a relative one is relative to it.
+        let dest = if Path::new(dest).starts_with(&self.dir) {
+            PathBuf::from(dest)
+        } else {
+            self.dir.join(dest.trim_start_matches('/'))
+        };
         let node = self.node.clone();
         tokio::task::spawn_blocking(move || write_file(&dest, &contents, mode))
             .await
-            .map_err(|e| RemoteError::Other { host: node.clone(), message: format!("upload task failed: {e}") })?
-            .map_err(|e| RemoteError::Other { host: node, message: format!("upload failed: {e}") })
+            .map_err(|e| RemoteError::Other {
+                host: node.clone(),
+                message: format!("upload task failed: {e}"),
+            })?
+            .map_err(|e| RemoteError::Other {
+                host: node,
+                message: format!("upload failed: {e}"),
+            })
     }
 
     fn host_key(&self) -> Option<String> {
@@ -179,7 +248,9 @@ fn write_file(dest: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
     use std::io::Write;
     let dir = dest.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::Builder::new().prefix(".upload-").tempfile_in(dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".upload-")
+        .tempfile_in(dir)?;
     tmp.write_all(contents)?;
     #[cfg(unix)]
     {
@@ -196,7 +267,15 @@ mod tests {
     use crate::spec::Role;
 
     fn req(name: &str) -> NodeRequest {
-        NodeRequest { cluster: "c".into(), name: name.into(), pool: "agents".into(), index: 1, role: Role::Agent, host: None, instance_type: None }
+        NodeRequest {
+            cluster: "c".into(),
+            name: name.into(),
+            pool: "agents".into(),
+            index: 1,
+            role: Role::Agent,
+            host: None,
+            instance_type: None,
+        }
     }
 
     #[tokio::test]
@@ -228,10 +307,21 @@ mod tests {
             status: crate::state::NodeStatus::Created,
         };
         let r = p.connect(&node).await.unwrap();
-        r.upload(Arc::new(b"hello".to_vec()), "/etc/x/file", 0o600).await.unwrap();
-        let out = r.run("cat etc/x/file; stat -c %a etc/x/file; exit 3", Duration::from_secs(5)).await.unwrap();
+        r.upload(Arc::new(b"hello".to_vec()), "/etc/x/file", 0o600)
+            .await
+            .unwrap();
+        let out = r
+            .run(
+                "cat etc/x/file; stat -c %a etc/x/file; exit 3",
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
         assert_eq!((out.code, out.stdout.as_str()), (Some(3), "hello600\n"));
-        let err = r.run("sleep 5", Duration::from_millis(100)).await.unwrap_err();
+        let err = r
+            .run("sleep 5", Duration::from_millis(100))
+            .await
+            .unwrap_err();
         assert!(matches!(err, RemoteError::Timeout { .. }), "{err}");
         p.destroy(&node).await.unwrap();
         assert!(!dir.path().join("nodes/agents-1").exists());

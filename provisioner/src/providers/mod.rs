@@ -1,48 +1,134 @@
 //! Providers: where machines come from. [`build`] picks the one the definition names and pairs it with the
-//! installer that knows how to install the core on its machines.
+//! installer that puts the core on its machines. Every provider is a variant of [`AnyProvider`]; adding one
+//! means adding a variant and following the compiler.
 
 pub mod local;
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::apply::{
-    CmdOutput, InstallError, Installer, Machine, NodeContext, NodeRequest, Provider, ProviderError,
-    Remote, RemoteError, RemoteOp,
-};
-use crate::plan::Step;
-use crate::spec::ClusterSpec;
-use crate::state::{NodeState, State, StateFile};
+use crate::apply::{CmdOutput, Machine, NodeRequest, Provider, ProviderError, Remote, RemoteError};
+use crate::core_binary::{self, CoreBinary, CoreBinaryError};
+use crate::install::{Layout, ScriptInstaller};
+use crate::plan::CoreTarget;
+use crate::spec::{ClusterSpec, ProviderSpec};
+use crate::state::{NodeState, StateFile};
 
-/// A provider the definition names but this build cannot drive yet.
+/// Why the provider could not be set up. Nothing was touched when this is returned.
 #[derive(Debug, thiserror::Error)]
-#[error("provider \"{0}\" is not available in this build yet; no machine was touched")]
-pub struct Unavailable(pub &'static str);
-
-/// Every provider this build can drive. (Empty until the first provider lands: nothing can be applied.)
-pub enum AnyProvider {}
-
-/// A connection to a machine of any provider.
-pub enum AnyRemote {}
-
-/// The installer matching the provider.
-pub enum AnyInstaller {}
-
-/// The provider and installer for `spec`, keeping their files (keys, logs, sandboxes) beside `state`.
-pub fn build(
-    spec: &ClusterSpec,
-    _state: &StateFile,
-) -> Result<(AnyProvider, AnyInstaller), Unavailable> {
-    Err(Unavailable(spec.provider.kind()))
+pub enum BuildError {
+    /// The definition names a provider this build cannot drive yet.
+    #[error("provider \"{0}\" is not available in this build yet; no machine was touched")]
+    Unavailable(&'static str),
+    /// The core binary is missing, broken or for another architecture.
+    #[error(transparent)]
+    Core(#[from] CoreBinaryError),
+    /// The binary is not the version the plan installs.
+    #[error("{}: dccore {found} found, but the plan installs {wanted}; pass the right binary with --core-binary", path.display())]
+    CoreVersion {
+        /// The binary.
+        path: PathBuf,
+        /// Its version.
+        found: String,
+        /// The plan's.
+        wanted: String,
+    },
+    /// Local files (the cluster token) could not be prepared.
+    #[error("{}: {what}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        what: String,
+    },
 }
 
-/// A node's health as the status command shows it.
-pub fn node_health(_state: &State, node: &NodeState) -> String {
-    match node.status {
-        crate::state::NodeStatus::Running => "unknown".into(),
-        _ => "not running".into(),
+impl BuildError {
+    /// Whether the user can fix it (missing or wrong binary) rather than an internal failure.
+    pub fn is_user_error(&self) -> bool {
+        matches!(self, BuildError::Core(_) | BuildError::CoreVersion { .. })
     }
+}
+
+/// Every provider this build can drive.
+pub enum AnyProvider {
+    /// Process sandboxes on this host.
+    Local(local::LocalProvider),
+}
+
+/// A connection to a machine of any provider.
+pub enum AnyRemote {
+    /// A sandbox on this host.
+    Local(local::LocalRemote),
+}
+
+/// Options the CLI passes down.
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    /// `--core-binary` / `DCFORM_CORE_BINARY`.
+    pub core_binary: Option<PathBuf>,
+}
+
+/// The provider and installer for `spec`, keeping their files (token, keys, logs, sandboxes) beside `state`.
+/// Checks the core binary first: a missing or wrong binary stops here, before any machine is touched.
+pub fn build(
+    spec: &ClusterSpec,
+    state: &StateFile,
+    core: &CoreTarget,
+    opts: &BuildOptions,
+) -> Result<(AnyProvider, ScriptInstaller, CoreBinary), BuildError> {
+    let binary = core_binary::identify(&core_binary::locate(opts.core_binary.as_deref())?)?;
+    if binary.version != core.version {
+        return Err(BuildError::CoreVersion {
+            path: binary.path.clone(),
+            found: binary.version.clone(),
+            wanted: core.version.clone(),
+        });
+    }
+    let (provider, layout) = match &spec.provider {
+        ProviderSpec::Local(_) => {
+            // Sandboxes run on this host: the binary must run here.
+            core_binary::check_arch(&binary, std::env::consts::ARCH)?;
+            let p = local::LocalProvider::new(state.dir());
+            let root = p.root().to_path_buf();
+            (AnyProvider::Local(p), Layout::Sandbox { root })
+        }
+        other => return Err(BuildError::Unavailable(other.kind())),
+    };
+    let token = cluster_token(state.dir())?;
+    let installer = ScriptInstaller {
+        core_binary: binary.path.clone(),
+        core_arch: binary.arch.clone(),
+        token: Arc::new(token),
+        layout,
+        controller_epoch: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    };
+    Ok((provider, installer, binary))
+}
+
+/// The cluster's bearer token, made once (random, 0600) in the state folder and reused by every apply.
+fn cluster_token(dir: &Path) -> Result<Vec<u8>, BuildError> {
+    let path = dir.join("token");
+    if let Ok(t) = std::fs::read(&path) {
+        if !t.is_empty() {
+            return Ok(t);
+        }
+    }
+    let token = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    crate::state::write_private(&path, token.as_bytes()).map_err(|e| BuildError::Io {
+        path: path.clone(),
+        what: e.to_string(),
+    })?;
+    Ok(token.into_bytes())
 }
 
 impl Provider for AnyProvider {
@@ -50,44 +136,54 @@ impl Provider for AnyProvider {
 
     async fn prepare(
         &self,
-        _spec: &ClusterSpec,
-        _r: &BTreeMap<String, String>,
+        spec: &ClusterSpec,
+        r: &BTreeMap<String, String>,
     ) -> Result<BTreeMap<String, String>, ProviderError> {
-        match *self {}
+        match self {
+            AnyProvider::Local(p) => p.prepare(spec, r).await,
+        }
     }
-    async fn create(&self, _req: &NodeRequest) -> Result<Machine, ProviderError> {
-        match *self {}
+    async fn create(&self, req: &NodeRequest) -> Result<Machine, ProviderError> {
+        match self {
+            AnyProvider::Local(p) => p.create(req).await,
+        }
     }
-    async fn connect(&self, _node: &NodeState) -> Result<AnyRemote, RemoteError> {
-        match *self {}
+    async fn connect(&self, node: &NodeState) -> Result<AnyRemote, RemoteError> {
+        match self {
+            AnyProvider::Local(p) => p.connect(node).await.map(AnyRemote::Local),
+        }
     }
-    async fn destroy(&self, _node: &NodeState) -> Result<(), ProviderError> {
-        match *self {}
+    async fn destroy(&self, node: &NodeState) -> Result<(), ProviderError> {
+        match self {
+            AnyProvider::Local(p) => p.destroy(node).await,
+        }
     }
-    async fn teardown(&self, _r: &BTreeMap<String, String>) -> Result<(), ProviderError> {
-        match *self {}
+    async fn teardown(&self, r: &BTreeMap<String, String>) -> Result<(), ProviderError> {
+        match self {
+            AnyProvider::Local(p) => p.teardown(r).await,
+        }
     }
 }
 
 impl Remote for AnyRemote {
-    async fn run(&self, _script: &str, _timeout: Duration) -> Result<CmdOutput, RemoteError> {
-        match *self {}
+    async fn run(&self, script: &str, timeout: Duration) -> Result<CmdOutput, RemoteError> {
+        match self {
+            AnyRemote::Local(r) => r.run(script, timeout).await,
+        }
     }
     async fn upload(
         &self,
-        _contents: Arc<Vec<u8>>,
-        _dest: &str,
-        _mode: u32,
+        contents: Arc<Vec<u8>>,
+        dest: &str,
+        mode: u32,
     ) -> Result<(), RemoteError> {
-        match *self {}
+        match self {
+            AnyRemote::Local(r) => r.upload(contents, dest, mode).await,
+        }
     }
     fn host_key(&self) -> Option<String> {
-        match *self {}
-    }
-}
-
-impl Installer for AnyInstaller {
-    fn ops(&self, _step: Step, _ctx: &NodeContext) -> Result<Vec<RemoteOp>, InstallError> {
-        match *self {}
+        match self {
+            AnyRemote::Local(r) => r.host_key(),
+        }
     }
 }
