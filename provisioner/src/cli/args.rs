@@ -170,7 +170,8 @@ pub struct ApplyArgs {
     pub parallelism: u16,
     /// The dccore binary to install (default: the one next to dcform).
     #[arg(long = "core-binary", env = "DCFORM_CORE_BINARY", value_name = "FILE")]
-    pub core_binary: Option<PathBuf>,    /// Accept any SSH host key. For throwaway test clusters only: a replaced or impostor host is not noticed.
+    pub core_binary: Option<PathBuf>,
+    /// Accept any SSH host key. For throwaway test clusters only: a replaced or impostor host is not noticed.
     #[arg(long = "insecure-skip-host-key")]
     pub insecure_skip_host_key: bool,
 }

@@ -257,7 +257,9 @@ async fn apply_cmd(a: &ApplyArgs, destroy: bool) -> Result<u8, CliError> {
         return Ok(exit::OK);
     }
     if a.insecure_skip_host_key {
-        eprintln!("Warning: --insecure-skip-host-key: SSH host keys are not checked; use this for throwaway test clusters only.");
+        eprintln!(
+            "Warning: --insecure-skip-host-key: SSH host keys are not checked; use this for throwaway test clusters only."
+        );
     }
     if !a.auto_approve && !confirm(destroy)? {
         println!("{} cancelled.", if destroy { "Destroy" } else { "Apply" });

@@ -90,7 +90,10 @@ pub async fn list(a: &ListArgs) -> Result<u8, CliError> {
         .collect();
     print!(
         "{}",
-        table::render(&["CLUSTER", "PROVIDER", "NODES", "RUNNING", "NETWORK"], &rows)
+        table::render(
+            &["CLUSTER", "PROVIDER", "NODES", "RUNNING", "NETWORK"],
+            &rows
+        )
     );
     Ok(exit::OK)
 }
@@ -127,7 +130,9 @@ fn node_target(a: &NodeCmdArgs) -> Result<(NodeState, SshConnector, StateFile), 
 }
 
 async fn connect(node: &NodeState, c: &SshConnector) -> Result<SshRemote, CliError> {
-    c.connect(node).await.map_err(|e| CliError::internal(anyhow::Error::new(e)))
+    c.connect(node)
+        .await
+        .map_err(|e| CliError::internal(anyhow::Error::new(e)))
 }
 
 /// `dcform ssh NODE`: checks the host key with the pinned fingerprint, then hands the terminal to the

@@ -17,9 +17,7 @@ use std::time::Duration;
 
 use bollard::Docker;
 use bollard::errors::Error as BollardError;
-use bollard::models::{
-    ContainerCreateBody, HostConfig, Ipam, IpamConfig, NetworkCreateRequest,
-};
+use bollard::models::{ContainerCreateBody, HostConfig, Ipam, IpamConfig, NetworkCreateRequest};
 use bollard::query_parameters::{
     CreateContainerOptions, InspectContainerOptions, InspectNetworkOptions, ListContainersOptions,
     ListNetworksOptions, ListVolumesOptions, RemoveContainerOptions, RemoveVolumeOptions,
@@ -188,10 +186,15 @@ impl DockerProvider {
             node_image::ensure(&opts, &mut |line| eprintln!("  node image: {line}"))
         })
         .await
-        .map_err(|e| ProviderError::permanent("cluster", format!("node image build task failed: {e}")))?
+        .map_err(|e| {
+            ProviderError::permanent("cluster", format!("node image build task failed: {e}"))
+        })?
         .map_err(|e| ProviderError {
             node: "cluster".into(),
-            message: format!("cannot build the node image: {}", crate::providers::error_chain(&e)),
+            message: format!(
+                "cannot build the node image: {}",
+                crate::providers::error_chain(&e)
+            ),
             transient: false,
             source: Some(Box::new(e)),
         })?;
@@ -216,7 +219,8 @@ impl DockerProvider {
         let key = dcform_bootstrap::ssh::generate_ed25519(&format!("dcform-{}", self.cluster))
             .map_err(|e| io("cannot generate the cluster SSH key", e.to_string()))?;
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| io("cannot create the folder of", e.to_string()))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| io("cannot create the folder of", e.to_string()))?;
         }
         crate::state::write_private(&path, key.private_openssh.as_bytes())
             .map_err(|e| io("cannot write", e.to_string()))?;
@@ -238,7 +242,10 @@ impl DockerProvider {
         let req = NetworkCreateRequest {
             name: name.clone(),
             driver: Some("bridge".into()),
-            labels: Some(HashMap::from([(LABEL_CLUSTER.to_string(), self.cluster.clone())])),
+            labels: Some(HashMap::from([(
+                LABEL_CLUSTER.to_string(),
+                self.cluster.clone(),
+            )])),
             ipam: self.subnet.as_ref().map(|s| Ipam {
                 config: Some(vec![IpamConfig {
                     subnet: Some(s.clone()),
@@ -297,7 +304,10 @@ impl Provider for DockerProvider {
         _spec: &ClusterSpec,
         resources: &BTreeMap<String, String>,
     ) -> Result<BTreeMap<String, String>, ProviderError> {
-        let docker = self.docker().await.map_err(|e| provider_error("cluster", e))?;
+        let docker = self
+            .docker()
+            .await
+            .map_err(|e| provider_error("cluster", e))?;
         self.ensure_image(docker).await?;
         self.ensure_key()?;
         let id = self
@@ -311,12 +321,18 @@ impl Provider for DockerProvider {
         r.insert("network".into(), network_name(&self.cluster));
         r.insert("network_id".into(), id);
         r.insert("image".into(), self.image.clone());
-        r.insert("ssh_key".into(), key_path(&self.state_dir).display().to_string());
+        r.insert(
+            "ssh_key".into(),
+            key_path(&self.state_dir).display().to_string(),
+        );
         Ok(r)
     }
 
     async fn create(&self, req: &NodeRequest) -> Result<Machine, ProviderError> {
-        let docker = self.docker().await.map_err(|e| provider_error(&req.name, e))?;
+        let docker = self
+            .docker()
+            .await
+            .map_err(|e| provider_error(&req.name, e))?;
         let name = container_name(&self.cluster, &req.name);
         let exists = match docker
             .inspect_container(&name, None::<InspectContainerOptions>)
@@ -383,14 +399,20 @@ impl Provider for DockerProvider {
     }
 
     async fn destroy(&self, node: &NodeState) -> Result<(), ProviderError> {
-        let docker = self.docker().await.map_err(|e| provider_error(&node.name, e))?;
+        let docker = self
+            .docker()
+            .await
+            .map_err(|e| provider_error(&node.name, e))?;
         remove_container(docker, &container_name(&self.cluster, &node.name))
             .await
             .map_err(|e| provider_error(&node.name, e))
     }
 
     async fn teardown(&self, _resources: &BTreeMap<String, String>) -> Result<(), ProviderError> {
-        let docker = self.docker().await.map_err(|e| provider_error("cluster", e))?;
+        let docker = self
+            .docker()
+            .await
+            .map_err(|e| provider_error("cluster", e))?;
         purge(docker, &self.cluster)
             .await
             .map(|_| ())
@@ -469,10 +491,13 @@ async fn purge(docker: &Docker, cluster: &str) -> Result<PurgeReport, DockerErro
         .map_err(api("list volumes"))?;
     for v in volumes.volumes.unwrap_or_default() {
         match docker
-            .remove_volume(&v.name, Some(RemoveVolumeOptions {
-                force: true,
-                ..Default::default()
-            }))
+            .remove_volume(
+                &v.name,
+                Some(RemoveVolumeOptions {
+                    force: true,
+                    ..Default::default()
+                }),
+            )
             .await
         {
             Ok(()) => {}
@@ -558,7 +583,12 @@ pub async fn list_clusters() -> Result<Vec<FoundCluster>, DockerError> {
         .await
         .map_err(api("list networks"))?;
     for n in networks {
-        let Some(cluster) = n.labels.as_ref().and_then(|l| l.get(LABEL_CLUSTER)).cloned() else {
+        let Some(cluster) = n
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(LABEL_CLUSTER))
+            .cloned()
+        else {
             continue;
         };
         out.entry(cluster.clone())
@@ -588,7 +618,10 @@ mod tests {
             label_filter(Some("demo"))["label"],
             vec!["dcform.cluster=demo".to_string()]
         );
-        assert_eq!(key_path(Path::new("/s")), PathBuf::from("/s/ssh/id_ed25519"));
+        assert_eq!(
+            key_path(Path::new("/s")),
+            PathBuf::from("/s/ssh/id_ed25519")
+        );
     }
 
     #[test]

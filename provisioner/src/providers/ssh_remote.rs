@@ -345,7 +345,10 @@ mod tests {
     #[test]
     fn bastions_parse_with_defaults() {
         let t = parse_bastion("jump.example:2222", "root").unwrap();
-        assert_eq!((t.user.as_str(), t.host.as_str(), t.port), ("root", "jump.example", 2222));
+        assert_eq!(
+            (t.user.as_str(), t.host.as_str(), t.port),
+            ("root", "jump.example", 2222)
+        );
         let t = parse_bastion("ops@jump", "root").unwrap();
         assert_eq!((t.user.as_str(), t.port), ("ops", 22));
         assert!(parse_bastion("ops@jump:x", "root").is_none());
@@ -364,7 +367,10 @@ mod tests {
         );
         assert!(!e.is_transient());
         let s = e.to_string();
-        assert!(s.contains("host key") && s.contains("SHA256:a") && s.contains("SHA256:b"), "{s}");
+        assert!(
+            s.contains("host key") && s.contains("SHA256:a") && s.contains("SHA256:b"),
+            "{s}"
+        );
         let e = map_error(
             "h",
             SshError::AuthFailed {

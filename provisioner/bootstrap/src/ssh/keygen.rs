@@ -43,7 +43,10 @@ pub fn generate_ed25519(comment: &str) -> Result<GeneratedKey, SshError> {
         what: "encode the new SSH key".into(),
         source: std::io::Error::other(e.to_string()),
     };
-    let private_openssh = key.to_openssh(LineEnding::LF).map_err(encode_err)?.to_string();
+    let private_openssh = key
+        .to_openssh(LineEnding::LF)
+        .map_err(encode_err)?
+        .to_string();
     let public_line = key.public_key().to_openssh().map_err(encode_err)?;
     Ok(GeneratedKey {
         private_openssh,
