@@ -181,10 +181,7 @@ impl Drop for Leftovers {
 
 fn records(buf: &mut Vec<u8>) -> Vec<Value> {
     let mut out = Vec::new();
-    loop {
-        let Some(nl) = buf.iter().position(|&b| b == b'\n') else {
-            break;
-        };
+    while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
         let len: usize = match std::str::from_utf8(&buf[..nl])
             .ok()
             .and_then(|s| s.trim().parse().ok())

@@ -209,12 +209,11 @@ impl DockerProvider {
         let io = |what: &str, e: String| {
             ProviderError::permanent("cluster", format!("{what} {}: {e}", path.display()))
         };
-        if path.is_file() {
-            if let Ok(line) = std::fs::read_to_string(&pub_path) {
-                if !line.trim().is_empty() {
-                    return Ok(line.trim().to_string());
-                }
-            }
+        if path.is_file()
+            && let Ok(line) = std::fs::read_to_string(&pub_path)
+            && !line.trim().is_empty()
+        {
+            return Ok(line.trim().to_string());
         }
         let key = dcform_bootstrap::ssh::generate_ed25519(&format!("dcform-{}", self.cluster))
             .map_err(|e| io("cannot generate the cluster SSH key", e.to_string()))?;
@@ -469,7 +468,6 @@ async fn purge(docker: &Docker, cluster: &str) -> Result<PurgeReport, DockerErro
     let networks = docker
         .list_networks(Some(ListNetworksOptions {
             filters: Some(label_filter(Some(cluster))),
-            ..Default::default()
         }))
         .await
         .map_err(api("list networks"))?;
@@ -485,19 +483,12 @@ async fn purge(docker: &Docker, cluster: &str) -> Result<PurgeReport, DockerErro
     let volumes = docker
         .list_volumes(Some(ListVolumesOptions {
             filters: Some(label_filter(Some(cluster))),
-            ..Default::default()
         }))
         .await
         .map_err(api("list volumes"))?;
     for v in volumes.volumes.unwrap_or_default() {
         match docker
-            .remove_volume(
-                &v.name,
-                Some(RemoveVolumeOptions {
-                    force: true,
-                    ..Default::default()
-                }),
-            )
+            .remove_volume(&v.name, Some(RemoveVolumeOptions { force: true }))
             .await
         {
             Ok(()) => {}
@@ -578,7 +569,6 @@ pub async fn list_clusters() -> Result<Vec<FoundCluster>, DockerError> {
     let networks = docker
         .list_networks(Some(ListNetworksOptions {
             filters: Some(label_filter(None)),
-            ..Default::default()
         }))
         .await
         .map_err(api("list networks"))?;

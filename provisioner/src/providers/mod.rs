@@ -60,7 +60,7 @@ pub enum AnyProvider {
     /// Process sandboxes on this host.
     Local(local::LocalProvider),
     /// One container per node on a per-cluster Docker network.
-    Docker(docker::DockerProvider),
+    Docker(Box<docker::DockerProvider>),
     /// Existing hosts over SSH.
     Ssh(ssh::SshProvider),
 }
@@ -110,7 +110,7 @@ pub fn build(
             // Containers share this host's kernel and architecture.
             core_binary::check_arch(&binary, std::env::consts::ARCH)?;
             let p = docker::DockerProvider::new(spec, d, state.dir(), opts.insecure_skip_host_key);
-            (AnyProvider::Docker(p), Layout::Host)
+            (AnyProvider::Docker(Box::new(p)), Layout::Host)
         }
         ProviderSpec::Ssh(_) => {
             // The preflight checks each host's architecture against the binary.
