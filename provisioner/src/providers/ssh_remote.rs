@@ -118,12 +118,12 @@ impl SshConnector {
         let target = self.target(&host)?;
         let opts = ConnectOptions {
             connect_timeout: Duration::from_secs(10),
-            // The executor retries an unreachable host with its own backoff; the engine only bridges the
-            // moment between a container's start and sshd listening.
+            // The executor retries an unreachable host with its own (growing) backoff; the engine polls
+            // briefly and often (~5 s) so a container whose sshd comes up is reached within a tenth of a second.
             boot_retry: Backoff {
-                initial: Duration::from_millis(200),
-                max_delay: Duration::from_millis(800),
-                max_attempts: 4,
+                initial: Duration::from_millis(100),
+                max_delay: Duration::from_millis(500),
+                max_attempts: 12,
             },
             log_path: Some(self.log_dir.join(format!("{}.log", node.name))),
             ..ConnectOptions::default()
