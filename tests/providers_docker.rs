@@ -81,6 +81,18 @@ async fn docker_example_boots_runs_a_task_is_idempotent_and_destroys_without_lef
     .await;
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "agents-1");
+    let o = dcform(
+        &env,
+        dir.path(),
+        &["ssh", "masters-1", &def, "--", "hostname"],
+    )
+    .await;
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "masters-1",
+        "{}",
+        text(&o)
+    );
     let o = dcform(&env, dir.path(), &["list", "--json"]).await;
     let listed: serde_json::Value = serde_json::from_slice(&o.stdout).expect("list --json");
     let mine = listed
@@ -159,5 +171,59 @@ async fn an_apply_killed_midway_converges_and_destroy_by_label_needs_no_state() 
     .await;
     let t = ok(&o, "destroy --cluster");
     assert!(t.contains("Removed 3 container(s), 1 network(s)"), "{t}");
+    assert_eq!(labelled(&cluster), (0, 0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_finds_the_container_an_interrupted_create_made_and_teardown_removes_everything() {
+    use dcform::apply::{NodeRequest, Provider};
+    use dcform::spec::{LoadOptions, ProviderSpec, Role};
+    let Some(_env) = support::env() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = unique("dc");
+    let _guard = Leftovers(cluster.clone());
+    let def = definition(dir.path(), &cluster);
+    let spec = dcform::spec::load(&dir.path().join(def), &LoadOptions::default())
+        .expect("definition loads")
+        .spec;
+    let ProviderSpec::Docker(settings) = &spec.provider else {
+        panic!("not a docker definition")
+    };
+    let p = dcform::providers::docker::DockerProvider::new(&spec, settings, dir.path(), false);
+    let limit = Duration::from_secs(120);
+    let resources = within(limit, "prepare", p.prepare(&spec, &Default::default()))
+        .await
+        .expect("prepare");
+    assert_eq!(resources["network"], format!("dcform-{cluster}"));
+    let key = dir.path().join("ssh/id_ed25519");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&key)
+        .expect("cluster key")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "cluster key must be private");
+
+    let req = NodeRequest {
+        cluster: cluster.clone(),
+        name: "agents-1".into(),
+        pool: "agents".into(),
+        index: 1,
+        role: Role::Agent,
+        host: None,
+        instance_type: None,
+    };
+    let first = within(limit, "create", p.create(&req))
+        .await
+        .expect("create");
+    // The apply that made it died before recording it: the next create adopts the same container.
+    let again = within(limit, "create again", p.create(&req))
+        .await
+        .expect("create again");
+    assert_eq!(first, again);
+    assert_eq!(labelled(&cluster), (1, 1, 0));
+
+    within(limit, "teardown", p.teardown(&resources))
+        .await
+        .expect("teardown");
     assert_eq!(labelled(&cluster), (0, 0, 0));
 }
