@@ -255,6 +255,19 @@ async fn a_replaced_host_is_refused_for_its_host_key_and_a_wrong_key_is_an_auth_
         t.contains("host key") && t.matches("SHA256:").count() >= 2,
         "{t}"
     );
+    // The escape hatch for throwaway clusters works, and says what it costs.
+    let o = dcform(
+        &env,
+        dir.path(),
+        &[
+            "destroy",
+            "--auto-approve",
+            "--insecure-skip-host-key",
+            "one.hcl",
+        ],
+    )
+    .await;
+    assert!(ok(&o, "insecure destroy").contains("Warning: --insecure-skip-host-key"));
 
     // A key the host does not know: an authentication failure naming user and host, not a timeout.
     let wrong = dcform_bootstrap::ssh::generate_ed25519("wrong").expect("key");
