@@ -25,7 +25,9 @@ pub enum AuthError {
         path: PathBuf,
     },
     /// The credentials file is not `{"credentials":[{"principal":..,"secret":..}]}`.
-    #[error("credentials file {path} is not Mesos credentials JSON {{\"credentials\":[{{\"principal\":..,\"secret\":..}}]}}")]
+    #[error(
+        "credentials file {path} is not Mesos credentials JSON {{\"credentials\":[{{\"principal\":..,\"secret\":..}}]}}"
+    )]
     BadCredentials {
         /// The file.
         path: PathBuf,
@@ -90,10 +92,11 @@ impl Authenticator {
             path: path.into(),
             source,
         })?;
-        let f: CredFile = serde_json::from_str(&text).map_err(|source| AuthError::BadCredentials {
-            path: path.into(),
-            source,
-        })?;
+        let f: CredFile =
+            serde_json::from_str(&text).map_err(|source| AuthError::BadCredentials {
+                path: path.into(),
+                source,
+            })?;
         for c in f.credentials {
             self.principals.insert(c.principal, c.secret);
         }
@@ -122,7 +125,8 @@ impl Authenticator {
         let raw = String::from_utf8(base64_decode(b64)?).ok()?;
         let (principal, secret) = raw.split_once(':')?;
         let want = self.principals.get(principal)?;
-        ct_eq(secret.as_bytes(), want.as_bytes()).then(|| Identity::Principal(principal.to_string()))
+        ct_eq(secret.as_bytes(), want.as_bytes())
+            .then(|| Identity::Principal(principal.to_string()))
     }
 }
 

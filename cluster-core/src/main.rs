@@ -101,17 +101,24 @@ fn main() {
     };
     if let Err(e) = rt.block_on(run(cli)) {
         eprintln!("dccore: {e:#}");
-        let code = if e.downcast_ref::<Usage>().is_some() { 2 } else { 1 };
+        let code = if e.downcast_ref::<Usage>().is_some() {
+            2
+        } else {
+            1
+        };
         std::process::exit(code);
     }
 }
 
 async fn bind(listen: &str, work_dir: &Path) -> anyhow::Result<tokio::net::TcpListener> {
-    std::fs::create_dir_all(work_dir).with_context(|| format!("cannot create {}", work_dir.display()))?;
+    std::fs::create_dir_all(work_dir)
+        .with_context(|| format!("cannot create {}", work_dir.display()))?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
-    let addr = listener.local_addr().context("cannot read the listen address")?;
+    let addr = listener
+        .local_addr()
+        .context("cannot read the listen address")?;
     let url = format!("http://{addr}");
     // First stdout line: the chosen address (scripts read it); also DIR/address.
     let mut out = std::io::stdout();
@@ -157,7 +164,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let token = read_token(&token_file).map_err(|e| Usage(chain(&e)))?;
             let mut auth = Authenticator::new(token);
             if let Some(c) = &credentials {
-                auth = auth.with_credentials_file(c).map_err(|e| Usage(chain(&e)))?;
+                auth = auth
+                    .with_credentials_file(c)
+                    .map_err(|e| Usage(chain(&e)))?;
             }
             let mut cfg = MasterConfig::new(&work_dir);
             if let Some(c) = &config {
@@ -182,10 +191,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 cfg = cfg.apply_file(c).map_err(|e| Usage(chain(&e)))?;
             }
             if let Some(r) = &resources {
-                cfg = cfg.with_resources_spec(r).map_err(|e| Usage(format!("--resources: {e}")))?;
+                cfg = cfg
+                    .with_resources_spec(r)
+                    .map_err(|e| Usage(format!("--resources: {e}")))?;
             }
             if let Some(a) = &attributes {
-                cfg.attributes = dccore::proto::parse_attributes(a).map_err(|e| Usage(format!("--attributes: {e}")))?;
+                cfg.attributes = dccore::proto::parse_attributes(a)
+                    .map_err(|e| Usage(format!("--attributes: {e}")))?;
             }
             cfg.public |= public;
             let listener = bind(&listen, &work_dir).await?;

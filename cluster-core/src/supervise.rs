@@ -43,7 +43,11 @@ pub struct Supervisor {
 impl Supervisor {
     /// Supervises `cmd` (program and arguments).
     pub fn new(cmd: Vec<String>, pid_file: PathBuf, log_file: PathBuf) -> Self {
-        Supervisor { cmd, pid_file, log_file }
+        Supervisor {
+            cmd,
+            pid_file,
+            log_file,
+        }
     }
 
     fn open_log(&self) -> Result<std::fs::File, SuperviseError> {
@@ -66,11 +70,13 @@ impl Supervisor {
         if let Some(dir) = self.pid_file.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        crate::util::atomic_write(&self.pid_file, format!("{}\n", std::process::id()).as_bytes()).map_err(|source| {
-            SuperviseError::File {
-                path: self.pid_file.clone(),
-                source,
-            }
+        crate::util::atomic_write(
+            &self.pid_file,
+            format!("{}\n", std::process::id()).as_bytes(),
+        )
+        .map_err(|source| SuperviseError::File {
+            path: self.pid_file.clone(),
+            source,
         })?;
         let mut backoff = BACKOFF.0;
         loop {
@@ -106,7 +112,9 @@ impl Supervisor {
                         }
                     }
                 }
-                Err(e) => tracing::error!(error = %e, cmd = %program, "cannot start; retrying in {backoff:?}"),
+                Err(e) => {
+                    tracing::error!(error = %e, cmd = %program, "cannot start; retrying in {backoff:?}")
+                }
             }
             if started.elapsed() >= STABLE {
                 backoff = BACKOFF.0;

@@ -39,9 +39,19 @@ pub struct TaskCheckpoint {
 pub fn safe_name(id: &str) -> String {
     let s: String = id
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
-    if s.is_empty() || s == "." || s == ".." { format!("_{s}") } else { s }
+    if s.is_empty() || s == "." || s == ".." {
+        format!("_{s}")
+    } else {
+        s
+    }
 }
 
 /// The checkpoint store under the agent's work dir.
@@ -79,23 +89,30 @@ impl Checkpoints {
     /// Stores the agent id.
     pub fn save_agent_id(&self, id: &str) -> Result<(), CheckpointError> {
         let path = self.agent_file();
-        let bytes = serde_json::to_vec(&serde_json::json!({"agent_id": id})).expect("invariant: plain JSON");
-        crate::util::atomic_write(&path, &bytes).map_err(|source| CheckpointError::Io { path, source })
+        let bytes = serde_json::to_vec(&serde_json::json!({"agent_id": id}))
+            .expect("invariant: plain JSON");
+        crate::util::atomic_write(&path, &bytes)
+            .map_err(|source| CheckpointError::Io { path, source })
     }
 
     /// Stores a task's checkpoint.
     pub fn save_task(&self, t: &TaskCheckpoint) -> Result<(), CheckpointError> {
         let path = self.task_file(&t.framework_id.value, &t.task.task_id.value);
         let bytes = serde_json::to_vec_pretty(t).expect("invariant: plain JSON");
-        crate::util::atomic_write(&path, &bytes).map_err(|source| CheckpointError::Io { path, source })
+        crate::util::atomic_write(&path, &bytes)
+            .map_err(|source| CheckpointError::Io { path, source })
     }
 
     /// All task checkpoints not marked done. Unreadable files are skipped with a warning.
     pub fn load_tasks(&self) -> Vec<TaskCheckpoint> {
         let mut out = Vec::new();
-        let Ok(fws) = std::fs::read_dir(self.root.join("tasks")) else { return out };
+        let Ok(fws) = std::fs::read_dir(self.root.join("tasks")) else {
+            return out;
+        };
         for fw in fws.flatten() {
-            let Ok(files) = std::fs::read_dir(fw.path()) else { continue };
+            let Ok(files) = std::fs::read_dir(fw.path()) else {
+                continue;
+            };
             for f in files.flatten() {
                 let p = f.path();
                 if p.extension().is_none_or(|e| e != "json") {

@@ -64,7 +64,11 @@ impl Proc {
 }
 
 /// Starts `task` in `sandbox` with `extra_env`.
-pub fn spawn(task: &TaskInfo, sandbox: &Path, extra_env: &[(String, String)]) -> Result<Proc, ExecError> {
+pub fn spawn(
+    task: &TaskInfo,
+    sandbox: &Path,
+    extra_env: &[(String, String)],
+) -> Result<Proc, ExecError> {
     let cmd = task.command.as_ref().ok_or(ExecError::NoCommand)?;
     let value = cmd.value.clone().ok_or(ExecError::NoCommand)?;
     let argv: Vec<String> = if cmd.shell.unwrap_or(true) {
@@ -105,7 +109,11 @@ pub fn spawn(task: &TaskInfo, sandbox: &Path, extra_env: &[(String, String)]) ->
         // The task must survive an agent restart: never kill it when the handle is dropped.
         .kill_on_drop(false);
     if let Some(env) = &cmd.environment {
-        c.envs(env.variables.iter().map(|v| (v.name.as_str(), v.value.as_str())));
+        c.envs(
+            env.variables
+                .iter()
+                .map(|v| (v.name.as_str(), v.value.as_str())),
+        );
     }
     c.spawn().map(Proc::Child).map_err(spawn_err)
 }
@@ -128,7 +136,10 @@ pub fn exit_of_gone(sandbox: &Path) -> Exit {
 }
 
 fn exit_from_file(sandbox: &Path) -> Exit {
-    match std::fs::read_to_string(sandbox.join(EXIT_FILE)).ok().and_then(|s| s.trim().parse::<i32>().ok()) {
+    match std::fs::read_to_string(sandbox.join(EXIT_FILE))
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+    {
         Some(0) => Exit {
             state: TaskState::Finished,
             message: "exited with status 0".into(),
@@ -139,7 +150,8 @@ fn exit_from_file(sandbox: &Path) -> Exit {
         },
         None => Exit {
             state: TaskState::Failed,
-            message: "the task's process ended while the agent was down; exit status unknown".into(),
+            message: "the task's process ended while the agent was down; exit status unknown"
+                .into(),
         },
     }
 }
@@ -148,7 +160,10 @@ fn exit_from_file(sandbox: &Path) -> Exit {
 pub async fn wait(proc: &mut Proc, sandbox: &Path) -> Exit {
     match proc {
         Proc::Child(child) => match child.wait().await {
-            Ok(st) => match (st.code(), std::os::unix::process::ExitStatusExt::signal(&st)) {
+            Ok(st) => match (
+                st.code(),
+                std::os::unix::process::ExitStatusExt::signal(&st),
+            ) {
                 (Some(0), _) => Exit {
                     state: TaskState::Finished,
                     message: "exited with status 0".into(),

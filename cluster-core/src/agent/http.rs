@@ -4,6 +4,9 @@
 //! `GET /files/download?path=...` answers the raw bytes. Paths are relative to the sandbox root
 //! and cannot leave it. Every route but `/health` needs the cluster bearer token.
 
+// Early-return helpers hand back a finished Response; its size is irrelevant here.
+#![allow(clippy::result_large_err)]
+
 use super::tasks::Agent;
 use crate::auth::{Authenticator, Identity};
 use crate::proto::internal::{KillTask, LaunchTask};
@@ -27,15 +30,26 @@ pub(super) fn router(agent: Arc<Agent>) -> Router {
         .route("/internal/v1/kill", post(kill))
         .route("/files/read", get(read))
         .route("/files/download", get(download))
-        .route("/health", get(|| async { axum::Json(serde_json::json!({"healthy": true})) }))
+        .route(
+            "/health",
+            get(|| async { axum::Json(serde_json::json!({"healthy": true})) }),
+        )
         .with_state(agent)
 }
 
 fn authorized(agent: &Agent, headers: &HeaderMap) -> Result<(), Response> {
     let auth = Authenticator::new(agent.cfg.token.clone());
-    match auth.check(headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())) {
+    match auth.check(
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+    ) {
         Some(Identity::Token) => Ok(()),
-        _ => Err((StatusCode::UNAUTHORIZED, "authentication required: Authorization: Bearer TOKEN").into_response()),
+        _ => Err((
+            StatusCode::UNAUTHORIZED,
+            "authentication required: Authorization: Bearer TOKEN",
+        )
+            .into_response()),
     }
 }
 
@@ -61,8 +75,14 @@ async fn kill(State(agent): State<Arc<Agent>>, headers: HeaderMap, body: Bytes) 
         return r;
     }
     match serde_json::from_slice::<KillTask>(&body) {
-        Ok(m) if agent.kill(&m.framework_id.value, &m.task_id.value) => StatusCode::ACCEPTED.into_response(),
-        Ok(m) => (StatusCode::NOT_FOUND, format!("no task {} on this agent", m.task_id.value)).into_response(),
+        Ok(m) if agent.kill(&m.framework_id.value, &m.task_id.value) => {
+            StatusCode::ACCEPTED.into_response()
+        }
+        Ok(m) => (
+            StatusCode::NOT_FOUND,
+            format!("no task {} on this agent", m.task_id.value),
+        )
+            .into_response(),
         Err(e) => bad(format!("invalid kill message: {e}")),
     }
 }
@@ -84,7 +104,11 @@ fn resolve(root: &Path, path: &str) -> Result<PathBuf, String> {
         match c {
             Component::Normal(p) => out.push(p),
             Component::CurDir => {}
-            _ => return Err(format!("path {path:?} must stay inside the sandbox root (no '..')")),
+            _ => {
+                return Err(format!(
+                    "path {path:?} must stay inside the sandbox root (no '..')"
+                ));
+            }
         }
     }
     if out == root {
@@ -93,7 +117,11 @@ fn resolve(root: &Path, path: &str) -> Result<PathBuf, String> {
     Ok(out)
 }
 
-async fn read(State(agent): State<Arc<Agent>>, headers: HeaderMap, Query(q): Query<FileQuery>) -> Response {
+async fn read(
+    State(agent): State<Arc<Agent>>,
+    headers: HeaderMap,
+    Query(q): Query<FileQuery>,
+) -> Response {
     if let Err(r) = authorized(&agent, &headers) {
         return r;
     }
@@ -121,12 +149,20 @@ async fn read(State(agent): State<Arc<Agent>>, headers: HeaderMap, Query(q): Que
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
             (StatusCode::NOT_FOUND, format!("no file {}", q.path)).into_response()
         }
-        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot read {}: {e}", q.path)).into_response(),
+        Ok(Err(e)) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot read {}: {e}", q.path),
+        )
+            .into_response(),
         Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "file reader failed").into_response(),
     }
 }
 
-async fn download(State(agent): State<Arc<Agent>>, headers: HeaderMap, Query(q): Query<FileQuery>) -> Response {
+async fn download(
+    State(agent): State<Arc<Agent>>,
+    headers: HeaderMap,
+    Query(q): Query<FileQuery>,
+) -> Response {
     if let Err(r) = authorized(&agent, &headers) {
         return r;
     }
@@ -136,8 +172,14 @@ async fn download(State(agent): State<Arc<Agent>>, headers: HeaderMap, Query(q):
     };
     match tokio::fs::read(&path).await {
         Ok(bytes) => ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (StatusCode::NOT_FOUND, format!("no file {}", q.path)).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot read {}: {e}", q.path)).into_response(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            (StatusCode::NOT_FOUND, format!("no file {}", q.path)).into_response()
+        }
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot read {}: {e}", q.path),
+        )
+            .into_response(),
     }
 }
 
@@ -148,8 +190,14 @@ mod tests {
     #[test]
     fn file_paths_cannot_leave_the_sandbox_root() {
         let root = Path::new("/w/sandboxes");
-        assert_eq!(resolve(root, "f/t/stdout").unwrap(), Path::new("/w/sandboxes/f/t/stdout"));
-        assert_eq!(resolve(root, "/f/t/stdout").unwrap(), Path::new("/w/sandboxes/f/t/stdout"));
+        assert_eq!(
+            resolve(root, "f/t/stdout").unwrap(),
+            Path::new("/w/sandboxes/f/t/stdout")
+        );
+        assert_eq!(
+            resolve(root, "/f/t/stdout").unwrap(),
+            Path::new("/w/sandboxes/f/t/stdout")
+        );
         assert!(resolve(root, "../etc/passwd").is_err());
         assert!(resolve(root, "f/../../x").is_err());
         assert!(resolve(root, "").is_err());

@@ -19,7 +19,9 @@ enum Next {
 }
 
 pub(super) async fn run(agent: Arc<Agent>) {
-    let Some(mut outbox) = agent.take_outbox() else { return };
+    let Some(mut outbox) = agent.take_outbox() else {
+        return;
+    };
     let mut pending: VecDeque<Outgoing> = VecDeque::new();
     loop {
         let mut backoff = REGISTER_BACKOFF.0;
@@ -72,11 +74,10 @@ pub(super) async fn run(agent: Arc<Agent>) {
             if let Next::Reregister = flush(&agent, &id, &mut pending).await {
                 break;
             }
-            if beat {
-                if let Next::Reregister = heartbeat(&agent, &id).await {
+            if beat
+                && let Next::Reregister = heartbeat(&agent, &id).await {
                     break;
                 }
-            }
         }
     }
 }
@@ -103,7 +104,9 @@ async fn register(agent: &Agent) -> Result<Registered, String> {
     if !r.status().is_success() {
         return Err(format!("master answered {}", r.status()));
     }
-    r.json::<Registered>().await.map_err(|e| crate::util::chain(&e))
+    r.json::<Registered>()
+        .await
+        .map_err(|e| crate::util::chain(&e))
 }
 
 async fn heartbeat(agent: &Agent, id: &str) -> Next {
@@ -111,7 +114,9 @@ async fn heartbeat(agent: &Agent, id: &str) -> Next {
         .http
         .post(format!("{}/internal/v1/agents/heartbeat", agent.cfg.master))
         .bearer_auth(&agent.cfg.token)
-        .json(&Heartbeat { agent_id: Id::new(id) })
+        .json(&Heartbeat {
+            agent_id: Id::new(id),
+        })
         .send()
         .await;
     match r {

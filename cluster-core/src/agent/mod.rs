@@ -71,7 +71,11 @@ pub struct AgentConfig {
 
 impl AgentConfig {
     /// Defaults: detected resources, 1 s heartbeats, 3 s kill grace.
-    pub fn new(master: impl Into<String>, work_dir: impl Into<PathBuf>, token: impl Into<String>) -> Self {
+    pub fn new(
+        master: impl Into<String>,
+        work_dir: impl Into<PathBuf>,
+        token: impl Into<String>,
+    ) -> Self {
         let mut master = master.into();
         if !master.starts_with("http://") && !master.starts_with("https://") {
             master = format!("http://{master}");
@@ -129,7 +133,10 @@ impl AgentConfig {
         if let Some(h) = f.hostname {
             self.hostname = h;
         }
-        if let Some(s) = f.heartbeat_interval_secs.filter(|s| s.is_finite() && *s > 0.0) {
+        if let Some(s) = f
+            .heartbeat_interval_secs
+            .filter(|s| s.is_finite() && *s > 0.0)
+        {
             self.heartbeat_interval = Duration::from_secs_f64(s);
         }
         if let Some(s) = f.kill_grace_secs.filter(|s| s.is_finite() && *s >= 0.0) {
@@ -172,14 +179,18 @@ fn hostname() -> String {
 
 /// Resources of this machine: all CPUs, memory less 512 MiB for the system, 10 GB disk, ports 31000-32000.
 pub fn detect_resources() -> Resources {
-    let cpus = std::thread::available_parallelism().map(|n| n.get() as f64).unwrap_or(1.0);
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get() as f64)
+        .unwrap_or(1.0);
     let mem_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|s| {
         s.lines()
             .find(|l| l.starts_with("MemTotal:"))
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|v| v.parse::<f64>().ok())
     });
-    let mem = mem_kib.map(|k| (k / 1024.0 - 512.0).max(256.0).floor()).unwrap_or(1024.0);
+    let mem = mem_kib
+        .map(|k| (k / 1024.0 - 512.0).max(256.0).floor())
+        .unwrap_or(1024.0);
     Resources {
         cpus,
         mem,
@@ -190,9 +201,16 @@ pub fn detect_resources() -> Resources {
 
 /// Runs an agent on `listener` until `shutdown`. Running tasks are left running (and re-attached
 /// by the next agent run on the same work dir).
-pub async fn run(listener: TcpListener, config: AgentConfig, shutdown: CancellationToken) -> Result<(), AgentError> {
+pub async fn run(
+    listener: TcpListener,
+    config: AgentConfig,
+    shutdown: CancellationToken,
+) -> Result<(), AgentError> {
     let addr = listener.local_addr().map_err(AgentError::Address)?;
-    let url = config.advertise_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+    let url = config
+        .advertise_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
     let shared = Arc::new(tasks::Agent::new(config, url, shutdown.clone()));
     shared.recover();
     let link = tokio::spawn(link::run(shared.clone()));

@@ -83,7 +83,9 @@ impl Agent {
     }
 
     fn sandbox(&self, framework_id: &str, task_id: &str) -> PathBuf {
-        self.sandbox_root().join(safe_name(framework_id)).join(safe_name(task_id))
+        self.sandbox_root()
+            .join(safe_name(framework_id))
+            .join(safe_name(task_id))
     }
 
     /// Tasks to report when (re-)registering.
@@ -107,7 +109,13 @@ impl Agent {
         if let Err(err) = self.checkpoints.save_task(&e.cp) {
             tracing::error!(error = %crate::util::chain(&err), "cannot checkpoint task");
         }
-        let status = TaskStatus::new(e.cp.task.task_id.clone(), state, "SOURCE_EXECUTOR", agent_id).with_message(message);
+        let status = TaskStatus::new(
+            e.cp.task.task_id.clone(),
+            state,
+            "SOURCE_EXECUTOR",
+            agent_id,
+        )
+        .with_message(message);
         let _ = self.outbox.send(Outgoing {
             framework_id: e.cp.framework_id.clone(),
             status,
@@ -180,7 +188,13 @@ impl Agent {
         }
     }
 
-    fn monitor(self: &std::sync::Arc<Self>, key: TaskKey, mut proc: Proc, sandbox: PathBuf, kill: CancellationToken) {
+    fn monitor(
+        self: &std::sync::Arc<Self>,
+        key: TaskKey,
+        mut proc: Proc,
+        sandbox: PathBuf,
+        kill: CancellationToken,
+    ) {
         let me = self.clone();
         let grace = lock(&self.tasks)
             .get(&key)
@@ -208,7 +222,13 @@ impl Agent {
             let kill = CancellationToken::new();
             let pid = cp.pid;
             let state = cp.state;
-            lock(&self.tasks).insert(key.clone(), Entry { cp, kill: kill.clone() });
+            lock(&self.tasks).insert(
+                key.clone(),
+                Entry {
+                    cp,
+                    kill: kill.clone(),
+                },
+            );
             if state.is_terminal() {
                 // Ended, but the master may not have heard: report again.
                 self.emit(&key, state, "reported again after an agent restart".into());

@@ -140,7 +140,11 @@ impl Allocator {
 
     /// Adds a framework (or updates its roles, keeping its allocation).
     pub fn add_framework(&mut self, id: &str, roles: Vec<String>) {
-        let roles = if roles.is_empty() { vec!["*".to_string()] } else { roles };
+        let roles = if roles.is_empty() {
+            vec!["*".to_string()]
+        } else {
+            roles
+        };
         match self.frameworks.get_mut(id) {
             Some(f) => {
                 f.roles = roles;
@@ -217,7 +221,13 @@ impl Allocator {
 
     /// DECLINE (or the unused part of an ACCEPT): recover and do not re-offer this agent to the
     /// framework before `until`.
-    pub fn decline(&mut self, framework: &str, agent: &str, res: &Resources, until: Option<Instant>) {
+    pub fn decline(
+        &mut self,
+        framework: &str,
+        agent: &str,
+        res: &Resources,
+        until: Option<Instant>,
+    ) {
         self.recover(framework, agent, res);
         if let (Some(f), Some(until)) = (self.frameworks.get_mut(framework), until) {
             f.filters.insert(agent.to_string(), until);
@@ -247,7 +257,9 @@ impl Allocator {
         }
         let agent_ids: Vec<String> = self.agents.keys().cloned().collect();
         for agent_id in agent_ids {
-            let Some(agent) = self.agents.get(&agent_id) else { continue };
+            let Some(agent) = self.agents.get(&agent_id) else {
+                continue;
+            };
             if !agent.active {
                 continue;
             }
@@ -319,11 +331,17 @@ impl Allocator {
                             why.push(format!("{} declined it (filter active)", blocked.1));
                         }
                         if blocked.2 > 0 {
-                            why.push(format!("{} not in role {PUBLIC_ROLE} (public agent)", blocked.2));
+                            why.push(format!(
+                                "{} not in role {PUBLIC_ROLE} (public agent)",
+                                blocked.2
+                            ));
                         }
                         format!("no eligible framework: {}", why.join(", "))
                     };
-                    out.unoffered.push(Unoffered { agent: agent_id, reason });
+                    out.unoffered.push(Unoffered {
+                        agent: agent_id,
+                        reason,
+                    });
                 }
             }
         }
@@ -355,7 +373,10 @@ mod tests {
         assert_eq!(out.grants[0].agent, "a1");
         assert_eq!(out.grants[0].framework, "f2", "f2 has share 0 < f1's 0.2");
         assert_eq!(out.grants[1].agent, "a2");
-        assert_eq!(out.grants[1].framework, "f1", "f2 now holds 6/20 > f1's 4/20");
+        assert_eq!(
+            out.grants[1].framework, "f1",
+            "f2 now holds 6/20 > f1's 4/20"
+        );
     }
 
     #[test]
@@ -382,7 +403,11 @@ mod tests {
         a.decline("f1", "a1", &g.resources, Some(t0 + Duration::from_secs(5)));
         let out = a.allocate(t0 + Duration::from_secs(4));
         assert!(out.grants.is_empty());
-        assert!(out.unoffered[0].reason.contains("declined it"), "{:?}", out.unoffered);
+        assert!(
+            out.unoffered[0].reason.contains("declined it"),
+            "{:?}",
+            out.unoffered
+        );
         assert_eq!(a.allocate(t0 + Duration::from_secs(5)).grants.len(), 1);
     }
 
@@ -406,7 +431,11 @@ mod tests {
         a.add_framework("plain", vec!["*".into()]);
         let out = a.allocate(now);
         assert!(out.grants.is_empty());
-        assert!(out.unoffered[0].reason.contains("slave_public"), "{:?}", out.unoffered);
+        assert!(
+            out.unoffered[0].reason.contains("slave_public"),
+            "{:?}",
+            out.unoffered
+        );
         a.add_framework("edge", vec!["*".into(), PUBLIC_ROLE.into()]);
         let out = a.allocate(now);
         assert_eq!(out.grants[0].framework, "edge");
@@ -420,7 +449,10 @@ mod tests {
         a.add_agent("a1", res(2.0, 1024.0), false);
         a.add_framework("f1", vec![]);
         let g = a.allocate(now).grants.remove(0);
-        assert!(a.allocate(now).grants.is_empty(), "everything is offered already");
+        assert!(
+            a.allocate(now).grants.is_empty(),
+            "everything is offered already"
+        );
         a.recover("f1", "a1", &g.resources);
         a.set_agent_active("a1", false);
         assert!(a.allocate(now).grants.is_empty());

@@ -33,17 +33,38 @@ mod tests {
     #[test]
     fn dominant_share_is_the_largest_fraction_over_weight() {
         let total = Resources::new(10.0, 1000.0, 0.0);
-        assert_eq!(dominant_share(&Resources::new(1.0, 500.0, 0.0), &total, 1.0), 0.5);
-        assert_eq!(dominant_share(&Resources::new(5.0, 100.0, 0.0), &total, 2.0), 0.25);
-        assert_eq!(dominant_share(&Resources::new(5.0, 100.0, 0.0), &Resources::default(), 1.0), 0.0);
+        assert_eq!(
+            dominant_share(&Resources::new(1.0, 500.0, 0.0), &total, 1.0),
+            0.5
+        );
+        assert_eq!(
+            dominant_share(&Resources::new(5.0, 100.0, 0.0), &total, 2.0),
+            0.25
+        );
+        assert_eq!(
+            dominant_share(&Resources::new(5.0, 100.0, 0.0), &Resources::default(), 1.0),
+            0.0
+        );
     }
 
     #[test]
     fn keys_order_by_role_then_framework_then_id() {
-        let a = DrfKey { role_share: 0.1, framework_share: 0.9, id: "b" };
-        let b = DrfKey { role_share: 0.2, framework_share: 0.0, id: "a" };
+        let a = DrfKey {
+            role_share: 0.1,
+            framework_share: 0.9,
+            id: "b",
+        };
+        let b = DrfKey {
+            role_share: 0.2,
+            framework_share: 0.0,
+            id: "a",
+        };
         assert!(a < b);
-        let c = DrfKey { role_share: 0.1, framework_share: 0.9, id: "a" };
+        let c = DrfKey {
+            role_share: 0.1,
+            framework_share: 0.9,
+            id: "a",
+        };
         assert!(c < a);
     }
 }

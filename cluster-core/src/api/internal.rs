@@ -20,7 +20,12 @@ pub async fn register(State(h): State<MasterHandle>, headers: HeaderMap, body: B
     if msg.url.is_empty() {
         return error(StatusCode::BAD_REQUEST, "url must be the agent's base URL");
     }
-    match ask(&h, |reply| MasterCommand::RegisterAgent { msg: Box::new(msg), reply }).await {
+    match ask(&h, |reply| MasterCommand::RegisterAgent {
+        msg: Box::new(msg),
+        reply,
+    })
+    .await
+    {
         Ok(r) => axum::Json(r).into_response(),
         Err(r) => r,
     }
@@ -35,9 +40,17 @@ pub async fn heartbeat(State(h): State<MasterHandle>, headers: HeaderMap, body: 
         Ok(m) => m,
         Err(r) => return r,
     };
-    match ask(&h, |reply| MasterCommand::Heartbeat { agent_id: msg.agent_id.value, reply }).await {
+    match ask(&h, |reply| MasterCommand::Heartbeat {
+        agent_id: msg.agent_id.value,
+        reply,
+    })
+    .await
+    {
         Ok(true) => StatusCode::OK.into_response(),
-        Ok(false) => error(StatusCode::NOT_FOUND, "unknown or unreachable agent: register again"),
+        Ok(false) => error(
+            StatusCode::NOT_FOUND,
+            "unknown or unreachable agent: register again",
+        ),
         Err(r) => r,
     }
 }
@@ -51,9 +64,17 @@ pub async fn status(State(h): State<MasterHandle>, headers: HeaderMap, body: Byt
         Ok(m) => m,
         Err(r) => return r,
     };
-    match ask(&h, |reply| MasterCommand::AgentStatus { msg: Box::new(msg), reply }).await {
+    match ask(&h, |reply| MasterCommand::AgentStatus {
+        msg: Box::new(msg),
+        reply,
+    })
+    .await
+    {
         Ok(true) => StatusCode::OK.into_response(),
-        Ok(false) => error(StatusCode::CONFLICT, "unknown or unreachable agent: register again"),
+        Ok(false) => error(
+            StatusCode::CONFLICT,
+            "unknown or unreachable agent: register again",
+        ),
         Err(r) => r,
     }
 }

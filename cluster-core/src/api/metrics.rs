@@ -37,8 +37,14 @@ pub fn render(m: &MetricsSnapshot, unauthorized: u64) -> String {
         "gauge",
         "Agents by reachability.",
         &[
-            ("{state=\"reachable\"}".into(), m.agents_reachable.to_string()),
-            ("{state=\"unreachable\"}".into(), m.agents_unreachable.to_string()),
+            (
+                "{state=\"reachable\"}".into(),
+                m.agents_reachable.to_string(),
+            ),
+            (
+                "{state=\"unreachable\"}".into(),
+                m.agents_unreachable.to_string(),
+            ),
         ],
     );
     metric(
@@ -46,25 +52,48 @@ pub fn render(m: &MetricsSnapshot, unauthorized: u64) -> String {
         "gauge",
         "Frameworks by connection.",
         &[
-            ("{state=\"connected\"}".into(), m.frameworks_connected.to_string()),
+            (
+                "{state=\"connected\"}".into(),
+                m.frameworks_connected.to_string(),
+            ),
             ("{state=\"all\"}".into(), m.frameworks_total.to_string()),
         ],
     );
-    metric("dccore_offers_outstanding", "gauge", "Offers not yet answered.", &[(String::new(), m.offers_outstanding.to_string())]);
-    metric("dccore_offers_total", "counter", "Offers made.", &[(String::new(), m.offers_total.to_string())]);
+    metric(
+        "dccore_offers_outstanding",
+        "gauge",
+        "Offers not yet answered.",
+        &[(String::new(), m.offers_outstanding.to_string())],
+    );
+    metric(
+        "dccore_offers_total",
+        "counter",
+        "Offers made.",
+        &[(String::new(), m.offers_total.to_string())],
+    );
     let tasks: Vec<(String, String)> = m
         .tasks_by_state
         .iter()
         .map(|(st, n)| (format!("{{state=\"{st}\"}}"), n.to_string()))
         .collect();
-    metric("dccore_tasks", "gauge", "Tasks by state (current plus completed since start).", &tasks);
+    metric(
+        "dccore_tasks",
+        "gauge",
+        "Tasks by state (current plus completed since start).",
+        &tasks,
+    );
     metric(
         "dccore_status_updates_unacknowledged",
         "gauge",
         "Tasks with a status update awaiting acknowledgement.",
         &[(String::new(), m.status_updates_unacked.to_string())],
     );
-    metric("dccore_allocation_cycles_total", "counter", "Allocation cycles run.", &[(String::new(), m.allocation_cycles.to_string())]);
+    metric(
+        "dccore_allocation_cycles_total",
+        "counter",
+        "Allocation cycles run.",
+        &[(String::new(), m.allocation_cycles.to_string())],
+    );
     metric(
         "dccore_allocation_cycle_seconds",
         "gauge",

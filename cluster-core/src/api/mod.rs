@@ -11,6 +11,10 @@
 //! Handlers parse, authenticate and forward a [`MasterCommand`] to the owner task; they never
 //! touch master state themselves.
 
+// Handlers return `Result<_, Response>` so that `?`-style early returns carry a finished HTTP
+// answer; the Response is moved out at once, so its size does not matter here.
+#![allow(clippy::result_large_err)]
+
 pub mod internal;
 pub mod metrics;
 pub mod operator;
@@ -44,7 +48,10 @@ async fn health() -> Response {
 }
 
 async fn version() -> Response {
-    axum::Json(serde_json::json!({"version": crate::MESOS_COMPAT_VERSION, "dccore": crate::VERSION})).into_response()
+    axum::Json(
+        serde_json::json!({"version": crate::MESOS_COMPAT_VERSION, "dccore": crate::VERSION}),
+    )
+    .into_response()
 }
 
 /// An error answer: status and a plain-text message saying what is wrong.
@@ -54,8 +61,14 @@ pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response 
 
 /// Authenticates a request; 401 (counted in the metrics) if it fails. `principals` allows Basic
 /// framework credentials besides the bearer token.
-pub(crate) fn authenticate(h: &MasterHandle, headers: &HeaderMap, principals: bool) -> Result<Identity, Response> {
-    let value = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+pub(crate) fn authenticate(
+    h: &MasterHandle,
+    headers: &HeaderMap,
+    principals: bool,
+) -> Result<Identity, Response> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
     match h.auth.check(value) {
         Some(Identity::Principal(p)) if !principals => {
             tracing::debug!(principal = %p, "framework credentials used on a token-only route");
@@ -64,7 +77,10 @@ pub(crate) fn authenticate(h: &MasterHandle, headers: &HeaderMap, principals: bo
         None => {}
     }
     h.unauthorized.fetch_add(1, Ordering::Relaxed);
-    let mut r = error(StatusCode::UNAUTHORIZED, "authentication required: Authorization: Bearer TOKEN or Basic credentials");
+    let mut r = error(
+        StatusCode::UNAUTHORIZED,
+        "authentication required: Authorization: Bearer TOKEN or Basic credentials",
+    );
     r.headers_mut().insert(
         header::WWW_AUTHENTICATE,
         header::HeaderValue::from_static("Basic realm=\"dccore\""),
@@ -73,7 +89,10 @@ pub(crate) fn authenticate(h: &MasterHandle, headers: &HeaderMap, principals: bo
 }
 
 /// Sends a command and waits for its answer; 503 if the master is gone.
-pub(crate) async fn ask<T>(h: &MasterHandle, make: impl FnOnce(oneshot::Sender<T>) -> MasterCommand) -> Result<T, Response> {
+pub(crate) async fn ask<T>(
+    h: &MasterHandle,
+    make: impl FnOnce(oneshot::Sender<T>) -> MasterCommand,
+) -> Result<T, Response> {
     let (tx, rx) = oneshot::channel();
     let unavailable = || error(StatusCode::SERVICE_UNAVAILABLE, "master is shutting down");
     h.tx.send(make(tx)).await.map_err(|_| unavailable())?;
@@ -82,7 +101,8 @@ pub(crate) async fn ask<T>(h: &MasterHandle, make: impl FnOnce(oneshot::Sender<T
 
 /// Parses a JSON body into `T`, or a 400 that says what is wrong.
 pub(crate) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
-    serde_json::from_slice(body).map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
 }
 
 impl IntoResponse for CallError {

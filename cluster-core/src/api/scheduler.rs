@@ -34,18 +34,32 @@ pub async fn handle(State(h): State<MasterHandle>, headers: HeaderMap, body: Byt
             .get("mesos-stream-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        return match ask(&h, |reply| MasterCommand::Call { call, stream_id, reply }).await {
+        return match ask(&h, |reply| MasterCommand::Call {
+            call,
+            stream_id,
+            reply,
+        })
+        .await
+        {
             Ok(Ok(())) => StatusCode::ACCEPTED.into_response(),
             Ok(Err(e)) => e.into_response(),
             Err(r) => r,
         };
     }
     let Some(sub) = call.subscribe else {
-        return error(StatusCode::BAD_REQUEST, "SUBSCRIBE needs subscribe.framework_info");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "SUBSCRIBE needs subscribe.framework_info",
+        );
     };
     let info: FrameworkInfo = match serde_json::from_value(sub.framework_info.clone()) {
         Ok(i) => i,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid subscribe.framework_info: {e}")),
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("invalid subscribe.framework_info: {e}"),
+            );
+        }
     };
     let principal = match identity {
         Identity::Principal(p) => Some(p),
@@ -82,8 +96,10 @@ pub async fn handle(State(h): State<MasterHandle>, headers: HeaderMap, body: Byt
         stream_id,
     ));
     let mut resp = Response::new(Body::from_stream(tokio_util::io::ReaderStream::new(reader)));
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     resp.headers_mut().insert("mesos-stream-id", sid);
     resp
 }

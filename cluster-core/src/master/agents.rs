@@ -32,7 +32,12 @@ impl State {
         }
         self.alloc.add_agent(&id, total.clone(), msg.public);
         let changed = match self.agents.get(&id) {
-            Some(a) => a.url != msg.url || a.total != total || a.public != msg.public || a.hostname != msg.hostname,
+            Some(a) => {
+                a.url != msg.url
+                    || a.total != total
+                    || a.public != msg.public
+                    || a.hostname != msg.hostname
+            }
             None => true,
         };
         self.agents.insert(
@@ -71,9 +76,14 @@ impl State {
                     t.state = rt.state;
                     self.hold_resources(&key);
                     if was != rt.state {
-                        let st = TaskStatus::new(rt.task.task_id.clone(), rt.state, "SOURCE_MASTER", Some(Id::new(&id)))
-                            .with_message("agent re-registered")
-                            .with_reason("REASON_AGENT_REREGISTERED");
+                        let st = TaskStatus::new(
+                            rt.task.task_id.clone(),
+                            rt.state,
+                            "SOURCE_MASTER",
+                            Some(Id::new(&id)),
+                        )
+                        .with_message("agent re-registered")
+                        .with_reason("REASON_AGENT_REREGISTERED");
                         self.update_task(&key, st, now);
                     }
                 }
@@ -97,9 +107,14 @@ impl State {
                     self.hold_resources(&key);
                     if rt.state.is_terminal() {
                         // It ended while no master knew it: tell the framework now.
-                        let st = TaskStatus::new(rt.task.task_id.clone(), rt.state, "SOURCE_MASTER", Some(Id::new(&id)))
-                            .with_message("task ended while the master was away")
-                            .with_reason("REASON_AGENT_REREGISTERED");
+                        let st = TaskStatus::new(
+                            rt.task.task_id.clone(),
+                            rt.state,
+                            "SOURCE_MASTER",
+                            Some(Id::new(&id)),
+                        )
+                        .with_message("task ended while the master was away")
+                        .with_reason("REASON_AGENT_REREGISTERED");
                         self.update_task(&key, st, now);
                     }
                 }
@@ -111,11 +126,18 @@ impl State {
             if reported.contains(&k) {
                 continue;
             }
-            let Some(t) = self.tasks.get(&k) else { continue };
+            let Some(t) = self.tasks.get(&k) else {
+                continue;
+            };
             if !t.state.is_terminal() {
-                let st = TaskStatus::new(t.info.task_id.clone(), TaskState::Gone, "SOURCE_MASTER", Some(Id::new(&id)))
-                    .with_message("the agent re-registered without this task")
-                    .with_reason("REASON_AGENT_REREGISTERED");
+                let st = TaskStatus::new(
+                    t.info.task_id.clone(),
+                    TaskState::Gone,
+                    "SOURCE_MASTER",
+                    Some(Id::new(&id)),
+                )
+                .with_message("the agent re-registered without this task")
+                .with_reason("REASON_AGENT_REREGISTERED");
                 self.update_task(&k, st, now);
             }
         }
@@ -130,7 +152,10 @@ impl State {
     }
 
     pub(super) fn agent_status(&mut self, msg: StatusMessage, now: Instant) {
-        let key = (msg.framework_id.value.clone(), msg.status.task_id.value.clone());
+        let key = (
+            msg.framework_id.value.clone(),
+            msg.status.task_id.value.clone(),
+        );
         let Some(t) = self.tasks.get(&key) else {
             tracing::debug!(task = %key.1, "status update for an unknown task dropped");
             return;
@@ -172,15 +197,24 @@ impl State {
                 .map(|(k, _)| k.clone())
                 .collect();
             for k in keys {
-                let Some(t) = self.tasks.get(&k) else { continue };
-                let st = TaskStatus::new(t.info.task_id.clone(), TaskState::Unreachable, "SOURCE_MASTER", Some(Id::new(&id)))
-                    .with_message(format!("agent {id} missed heartbeats for {timeout:?}"))
-                    .with_reason("REASON_AGENT_REMOVED");
+                let Some(t) = self.tasks.get(&k) else {
+                    continue;
+                };
+                let st = TaskStatus::new(
+                    t.info.task_id.clone(),
+                    TaskState::Unreachable,
+                    "SOURCE_MASTER",
+                    Some(Id::new(&id)),
+                )
+                .with_message(format!("agent {id} missed heartbeats for {timeout:?}"))
+                .with_reason("REASON_AGENT_REMOVED");
                 self.update_task(&k, st, now);
             }
             for f in self.frameworks.values() {
                 if let Some(s) = &f.stream {
-                    let _ = s.tx.try_send(Event::Failure { agent_id: Id::new(&id) });
+                    let _ = s.tx.try_send(Event::Failure {
+                        agent_id: Id::new(&id),
+                    });
                 }
             }
         }

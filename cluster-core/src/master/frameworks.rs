@@ -22,27 +22,27 @@ impl State {
         principal: Option<String>,
         now: Instant,
     ) -> Result<Subscription, CallError> {
-        if let (Some(p), Some(claimed)) = (&principal, &info.principal) {
-            if p != claimed {
+        if let (Some(p), Some(claimed)) = (&principal, &info.principal)
+            && p != claimed {
                 return Err(CallError::Forbidden(format!(
                     "framework_info.principal {claimed:?} does not match the authenticated principal {p:?}"
                 )));
             }
-        }
         let id = framework_id
             .or_else(|| info.id.as_ref().map(|i| i.value.clone()))
             .filter(|v| !v.is_empty());
         if let Some(id) = &id {
             if self.removed_frameworks.contains(id) {
-                return Err(CallError::Forbidden(format!("framework {id} has been torn down")));
+                return Err(CallError::Forbidden(format!(
+                    "framework {id} has been torn down"
+                )));
             }
-            if let Some(f) = self.frameworks.get(id) {
-                if f.principal.is_some() && f.principal != principal {
+            if let Some(f) = self.frameworks.get(id)
+                && f.principal.is_some() && f.principal != principal {
                     return Err(CallError::Forbidden(format!(
                         "framework {id} belongs to another principal"
                     )));
                 }
-            }
         }
         let id = id.unwrap_or_else(|| format!("{}-{:04}", self.master_id, self.frameworks.len()));
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
@@ -73,7 +73,6 @@ impl State {
                 id: id.clone(),
                 info_raw,
                 info,
-                roles: roles.clone(),
                 principal,
                 stream: Some(Stream {
                     id: stream_id.clone(),
@@ -95,7 +94,8 @@ impl State {
             .collect();
         for oid in stale {
             if let Some(o) = self.offers.remove(&oid) {
-                self.alloc.recover(&o.framework_id, &o.agent_id, &o.resources);
+                self.alloc
+                    .recover(&o.framework_id, &o.agent_id, &o.resources);
             }
         }
         // Resend every unacknowledged update on the new stream right away.
@@ -115,7 +115,9 @@ impl State {
     }
 
     pub(super) fn stream_closed(&mut self, framework_id: &str, stream_id: &str, now: Instant) {
-        let Some(f) = self.frameworks.get_mut(framework_id) else { return };
+        let Some(f) = self.frameworks.get_mut(framework_id) else {
+            return;
+        };
         if f.stream.as_ref().map(|s| s.id.as_str()) != Some(stream_id) {
             return; // an older stream, already replaced
         }
@@ -161,7 +163,12 @@ impl State {
         for id in ids {
             self.rescind_offer(&id);
         }
-        let keys: Vec<TaskKey> = self.tasks.keys().filter(|k| k.0 == framework_id).cloned().collect();
+        let keys: Vec<TaskKey> = self
+            .tasks
+            .keys()
+            .filter(|k| k.0 == framework_id)
+            .cloned()
+            .collect();
         for k in keys {
             self.release_resources(&k);
             self.unacked.remove(&k);
@@ -170,7 +177,12 @@ impl State {
                     match self.agents.get(&t.agent_id) {
                         Some(a) if a.reachable => {
                             let body = serde_json::json!({"framework_id": {"value": framework_id}, "task_id": t.info.task_id});
-                            self.push_to_agent(&a.url, "/internal/v1/kill", body, None::<fn(String) -> _>);
+                            self.push_to_agent(
+                                &a.url,
+                                "/internal/v1/kill",
+                                body,
+                                None::<fn(String) -> _>,
+                            );
                         }
                         _ => {} // killed when the agent re-registers: its framework is unknown then
                     }
@@ -190,7 +202,12 @@ impl State {
     }
 
     /// Every scheduler call but SUBSCRIBE.
-    pub(super) fn call(&mut self, call: Call, stream_id: Option<String>, now: Instant) -> Result<(), CallError> {
+    pub(super) fn call(
+        &mut self,
+        call: Call,
+        stream_id: Option<String>,
+        now: Instant,
+    ) -> Result<(), CallError> {
         let fid = call
             .framework_id
             .as_ref()
@@ -207,7 +224,8 @@ impl State {
                 stream_id.unwrap_or_default()
             )));
         }
-        let missing = |what: &str| CallError::BadRequest(format!("{} needs the {what} field", call.kind));
+        let missing =
+            |what: &str| CallError::BadRequest(format!("{} needs the {what} field", call.kind));
         match call.kind.as_str() {
             "TEARDOWN" => self.teardown(&fid),
             "ACCEPT" => {
@@ -217,15 +235,16 @@ impl State {
             }
             "DECLINE" => {
                 let decline = call.decline.clone().ok_or_else(|| missing("decline"))?;
-                let until = now + self.refuse_duration(decline.filters.as_ref().and_then(|f| f.refuse_seconds));
+                let until = now
+                    + self.refuse_duration(decline.filters.as_ref().and_then(|f| f.refuse_seconds));
                 for oid in &decline.offer_ids {
-                    if let Some(o) = self.offers.get(&oid.value) {
-                        if o.framework_id != fid {
+                    if let Some(o) = self.offers.get(&oid.value)
+                        && o.framework_id != fid {
                             continue;
                         }
-                    }
                     if let Some(o) = self.offers.remove(&oid.value) {
-                        self.alloc.decline(&fid, &o.agent_id, &o.resources, Some(until));
+                        self.alloc
+                            .decline(&fid, &o.agent_id, &o.resources, Some(until));
                     }
                 }
             }
@@ -239,14 +258,27 @@ impl State {
                 self.kill(&fid, &kill.task_id, now);
             }
             "ACKNOWLEDGE" => {
-                let ack = call.acknowledge.clone().ok_or_else(|| missing("acknowledge"))?;
+                let ack = call
+                    .acknowledge
+                    .clone()
+                    .ok_or_else(|| missing("acknowledge"))?;
                 self.acknowledge(&(fid.clone(), ack.task_id.value.clone()), &ack.uuid, now);
             }
             "RECONCILE" => {
                 let rec = call.reconcile.clone().unwrap_or_default();
-                self.reconcile(&fid, &rec.tasks.iter().map(|t| t.task_id.clone()).collect::<Vec<_>>());
+                self.reconcile(
+                    &fid,
+                    &rec.tasks
+                        .iter()
+                        .map(|t| t.task_id.clone())
+                        .collect::<Vec<_>>(),
+                );
             }
-            "MESSAGE" | "REQUEST" | "ACCEPT_INVERSE_OFFERS" | "DECLINE_INVERSE_OFFERS" | "SHUTDOWN" => {
+            "MESSAGE"
+            | "REQUEST"
+            | "ACCEPT_INVERSE_OFFERS"
+            | "DECLINE_INVERSE_OFFERS"
+            | "SHUTDOWN" => {
                 tracing::debug!(framework = %fid, call = %call.kind, "call accepted and ignored (no executors, no inverse offers)");
             }
             other => {
@@ -276,8 +308,14 @@ impl State {
         let mut tasks: Vec<TaskInfo> = Vec::new();
         for op in operations {
             match op.kind.as_str() {
-                "LAUNCH" => tasks.extend(op.launch.iter().flat_map(|l| l.task_infos.iter().cloned())),
-                "LAUNCH_GROUP" => tasks.extend(op.launch_group.iter().flat_map(|l| l.task_group.tasks.iter().cloned())),
+                "LAUNCH" => {
+                    tasks.extend(op.launch.iter().flat_map(|l| l.task_infos.iter().cloned()))
+                }
+                "LAUNCH_GROUP" => tasks.extend(
+                    op.launch_group
+                        .iter()
+                        .flat_map(|l| l.task_group.tasks.iter().cloned()),
+                ),
                 other => {
                     return Err(CallError::BadRequest(format!(
                         "unsupported operation {other:?}: supported are LAUNCH, LAUNCH_GROUP"
@@ -291,13 +329,20 @@ impl State {
         let mut invalid: Option<String> = None;
         for oid in offer_ids {
             match self.offers.get(&oid.value) {
-                Some(o) if o.framework_id == fid && agent.as_ref().is_none_or(|a| *a == o.agent_id) => {
+                Some(o)
+                    if o.framework_id == fid && agent.as_ref().is_none_or(|a| *a == o.agent_id) =>
+                {
                     agent = Some(o.agent_id.clone());
                     if let Some(o) = self.offers.remove(&oid.value) {
                         avail.add(&o.resources);
                     }
                 }
-                Some(_) => invalid = Some(format!("offer {} is for another framework or agent", oid.value)),
+                Some(_) => {
+                    invalid = Some(format!(
+                        "offer {} is for another framework or agent",
+                        oid.value
+                    ))
+                }
                 None => invalid = Some(format!("offer {} is no longer valid", oid.value)),
             }
         }
@@ -317,9 +362,14 @@ impl State {
                 self.alloc_pending = true;
             }
             for t in tasks {
-                let st = TaskStatus::new(t.task_id.clone(), TaskState::Dropped, "SOURCE_MASTER", Some(t.agent_id.clone()))
-                    .with_message(why.clone())
-                    .with_reason("REASON_INVALID_OFFERS");
+                let st = TaskStatus::new(
+                    t.task_id.clone(),
+                    TaskState::Dropped,
+                    "SOURCE_MASTER",
+                    Some(t.agent_id.clone()),
+                )
+                .with_message(why.clone())
+                .with_reason("REASON_INVALID_OFFERS");
                 self.record_rejected(fid, t, st, now);
             }
             return Ok(());
@@ -335,16 +385,24 @@ impl State {
             } else if self.tasks.contains_key(&key) {
                 Some(format!("task id {} is already in use", t.task_id.value))
             } else if t.agent_id.value != agent {
-                Some(format!("task agent_id {} differs from the offer's agent {agent}", t.agent_id.value))
+                Some(format!(
+                    "task agent_id {} differs from the offer's agent {agent}",
+                    t.agent_id.value
+                ))
             } else if t.command.as_ref().and_then(|c| c.value.as_ref()).is_none() {
                 Some("task has no command.value (custom executors are not supported)".to_string())
             } else {
                 avail.shortfall(&res)
             };
             if let Some(why) = error {
-                let st = TaskStatus::new(t.task_id.clone(), TaskState::Error, "SOURCE_MASTER", Some(t.agent_id.clone()))
-                    .with_message(why)
-                    .with_reason("REASON_TASK_INVALID");
+                let st = TaskStatus::new(
+                    t.task_id.clone(),
+                    TaskState::Error,
+                    "SOURCE_MASTER",
+                    Some(t.agent_id.clone()),
+                )
+                .with_message(why)
+                .with_reason("REASON_TASK_INVALID");
                 self.record_rejected(fid, t, st, now);
                 continue;
             }
@@ -433,9 +491,16 @@ impl State {
                 // The agent is away: the task is killed when it re-registers, and the framework
                 // hears TASK_GONE now so it can replace it.
                 self.doomed.insert(key.clone());
-                let st = TaskStatus::new(task_id.clone(), TaskState::Gone, "SOURCE_MASTER", Some(Id::new(&t.agent_id)))
-                    .with_message("killed while its agent is unreachable; it is stopped when the agent returns")
-                    .with_reason("REASON_AGENT_REMOVED");
+                let st = TaskStatus::new(
+                    task_id.clone(),
+                    TaskState::Gone,
+                    "SOURCE_MASTER",
+                    Some(Id::new(&t.agent_id)),
+                )
+                .with_message(
+                    "killed while its agent is unreachable; it is stopped when the agent returns",
+                )
+                .with_reason("REASON_AGENT_REMOVED");
                 self.update_task(&key, st, now);
             }
         }
@@ -446,7 +511,11 @@ impl State {
     fn reconcile(&mut self, fid: &str, task_ids: &[Id]) {
         let mut out = Vec::new();
         if task_ids.is_empty() {
-            for t in self.tasks.values().filter(|t| t.framework_id == fid && !t.state.is_terminal()) {
+            for t in self
+                .tasks
+                .values()
+                .filter(|t| t.framework_id == fid && !t.state.is_terminal())
+            {
                 out.push(reconciled(&t.info.task_id, t.state, Some(&t.agent_id)));
             }
         } else {

@@ -104,7 +104,9 @@ impl MasterConfig {
         let text = std::fs::read_to_string(path).map_err(|e| bad(Box::new(e)))?;
         let f: ConfigFile = serde_json::from_str(&text).map_err(|e| bad(Box::new(e)))?;
         let secs = |v: Option<f64>, d: Duration| {
-            v.filter(|s| s.is_finite() && *s >= 0.0).map(Duration::from_secs_f64).unwrap_or(d)
+            v.filter(|s| s.is_finite() && *s >= 0.0)
+                .map(Duration::from_secs_f64)
+                .unwrap_or(d)
         };
         self.agent_timeout = secs(f.agent_timeout_secs, self.agent_timeout);
         self.allocation_interval = secs(f.allocation_interval_secs, self.allocation_interval);
@@ -112,7 +114,10 @@ impl MasterConfig {
         self.status_update_retry = secs(f.status_update_retry_secs, self.status_update_retry);
         self.framework_heartbeat = secs(f.framework_heartbeat_secs, self.framework_heartbeat);
         self.default_refuse = secs(f.default_refuse_secs, self.default_refuse);
-        self.default_failover_timeout = secs(f.default_failover_timeout_secs, self.default_failover_timeout);
+        self.default_failover_timeout = secs(
+            f.default_failover_timeout_secs,
+            self.default_failover_timeout,
+        );
         if let Some(w) = f.role_weights {
             self.role_weights = w;
         }

@@ -85,9 +85,11 @@ impl Registry {
     pub fn load(work_dir: &Path) -> Result<Self, RegistryError> {
         let path = work_dir.join("registry.json");
         let mut r = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice::<Registry>(&bytes).map_err(|source| RegistryError::Corrupt {
-                path: path.clone(),
-                source,
+            Ok(bytes) => serde_json::from_slice::<Registry>(&bytes).map_err(|source| {
+                RegistryError::Corrupt {
+                    path: path.clone(),
+                    source,
+                }
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Registry::default(),
             Err(source) => return Err(RegistryError::Io { path, source }),
@@ -132,6 +134,9 @@ mod tests {
     fn corrupt_file_is_an_error_not_an_empty_cluster() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("registry.json"), b"{nope").unwrap();
-        assert!(matches!(Registry::load(dir.path()), Err(RegistryError::Corrupt { .. })));
+        assert!(matches!(
+            Registry::load(dir.path()),
+            Err(RegistryError::Corrupt { .. })
+        ));
     }
 }

@@ -46,7 +46,6 @@ pub(super) struct FrameworkRec {
     pub id: String,
     pub info_raw: Value,
     pub info: FrameworkInfo,
-    pub roles: Vec<String>,
     pub principal: Option<String>,
     pub stream: Option<Stream>,
     pub disconnected_at: Option<Instant>,
@@ -104,7 +103,12 @@ pub(super) struct State {
 }
 
 impl State {
-    pub fn new(cfg: MasterConfig, registry: Registry, tx: mpsc::Sender<MasterCommand>, token: String) -> Self {
+    pub fn new(
+        cfg: MasterConfig,
+        registry: Registry,
+        tx: mpsc::Sender<MasterCommand>,
+        token: String,
+    ) -> Self {
         let now = Instant::now();
         let mut s = State {
             alloc: Allocator::new(cfg.role_weights.clone()),
@@ -161,7 +165,7 @@ impl State {
         for f in self.registry.frameworks.clone() {
             let info: FrameworkInfo = serde_json::from_value(f.info.clone()).unwrap_or_default();
             let roles = info.effective_roles();
-            self.alloc.add_framework(&f.id, roles.clone());
+            self.alloc.add_framework(&f.id, roles);
             self.alloc.set_framework_active(&f.id, false);
             let failover_timeout = self.failover_timeout(&info);
             self.frameworks.insert(
@@ -170,7 +174,6 @@ impl State {
                     id: f.id,
                     info_raw: f.info,
                     info,
-                    roles,
                     principal: f.principal,
                     stream: None,
                     disconnected_at: Some(now),
@@ -221,7 +224,11 @@ impl State {
                 let r = self.subscribe(info_raw, info, framework_id, principal, now);
                 let _ = reply.send(r);
             }
-            MasterCommand::Call { call, stream_id, reply } => {
+            MasterCommand::Call {
+                call,
+                stream_id,
+                reply,
+            } => {
                 let r = self.call(call, stream_id, now);
                 let _ = reply.send(r);
             }
@@ -244,7 +251,10 @@ impl State {
                 let _ = reply.send(ok);
             }
             MasterCommand::AgentStatus { msg, reply } => {
-                let known = self.agents.get(&msg.agent_id.value).is_some_and(|a| a.reachable);
+                let known = self
+                    .agents
+                    .get(&msg.agent_id.value)
+                    .is_some_and(|a| a.reachable);
                 if known {
                     self.agent_status(*msg, now);
                 }
@@ -256,8 +266,8 @@ impl State {
                 error,
             } => {
                 let key = (framework_id, task_id);
-                if let Some(t) = self.tasks.get(&key) {
-                    if t.state == TaskState::Staging {
+                if let Some(t) = self.tasks.get(&key)
+                    && t.state == TaskState::Staging {
                         let st = TaskStatus::new(
                             t.info.task_id.clone(),
                             TaskState::Dropped,
@@ -268,7 +278,6 @@ impl State {
                         .with_reason("REASON_AGENT_DISCONNECTED");
                         self.update_task(&key, st, now);
                     }
-                }
             }
             MasterCommand::Operator { query, reply } => {
                 let _ = reply.send(self.operator(query));
@@ -350,7 +359,11 @@ impl State {
         let mut m = self.metrics.clone();
         m.agents_reachable = self.agents.values().filter(|a| a.reachable).count() as u64;
         m.agents_unreachable = self.agents.len() as u64 - m.agents_reachable;
-        m.frameworks_connected = self.frameworks.values().filter(|f| f.stream.is_some()).count() as u64;
+        m.frameworks_connected = self
+            .frameworks
+            .values()
+            .filter(|f| f.stream.is_some())
+            .count() as u64;
         m.frameworks_total = self.frameworks.len() as u64;
         m.offers_outstanding = self.offers.len() as u64;
         m.status_updates_unacked = self.unacked.len() as u64;

@@ -15,7 +15,9 @@ impl State {
     /// Records a status update and queues it for the framework. Updates carrying a uuid are
     /// delivered one at a time per task and resent until acknowledged.
     pub(super) fn update_task(&mut self, key: &TaskKey, status: TaskStatus, now: Instant) {
-        let Some(t) = self.tasks.get_mut(key) else { return };
+        let Some(t) = self.tasks.get_mut(key) else {
+            return;
+        };
         t.state = status.state;
         t.statuses.push(status.clone());
         if t.statuses.len() > STATUSES_KEPT {
@@ -40,19 +42,26 @@ impl State {
 
     /// Sends the head of a task's pending updates, if its framework is connected.
     fn send_head(&mut self, key: &TaskKey, now: Instant) {
-        let Some(t) = self.tasks.get_mut(key) else { return };
-        let Some(head) = t.pending.front() else { return };
-        let Some(f) = self.frameworks.get(&key.0) else { return };
-        if let Some(s) = &f.stream {
-            if s.tx.try_send(Event::Update(head.clone())).is_ok() {
+        let Some(t) = self.tasks.get_mut(key) else {
+            return;
+        };
+        let Some(head) = t.pending.front() else {
+            return;
+        };
+        let Some(f) = self.frameworks.get(&key.0) else {
+            return;
+        };
+        if let Some(s) = &f.stream
+            && s.tx.try_send(Event::Update(head.clone())).is_ok() {
                 t.last_sent = Some(now);
             }
-        }
     }
 
     /// ACKNOWLEDGE: the head update with this uuid is delivered; the next one goes out.
     pub(super) fn acknowledge(&mut self, key: &TaskKey, uuid: &str, now: Instant) {
-        let Some(t) = self.tasks.get_mut(key) else { return };
+        let Some(t) = self.tasks.get_mut(key) else {
+            return;
+        };
         if t.pending.front().and_then(|s| s.uuid.as_deref()) != Some(uuid) {
             return;
         }
@@ -104,22 +113,28 @@ impl State {
 
     /// Counts a live task's resources in the allocator (idempotent).
     pub(super) fn hold_resources(&mut self, key: &TaskKey) {
-        let Some(t) = self.tasks.get_mut(key) else { return };
+        let Some(t) = self.tasks.get_mut(key) else {
+            return;
+        };
         if t.holds_resources || t.state.is_terminal() || t.state == TaskState::Unreachable {
             return;
         }
         t.holds_resources = true;
-        self.alloc.allocate_to(&t.framework_id, &t.agent_id, &t.resources);
+        self.alloc
+            .allocate_to(&t.framework_id, &t.agent_id, &t.resources);
     }
 
     /// Gives a task's resources back to the allocator (idempotent).
     pub(super) fn release_resources(&mut self, key: &TaskKey) {
-        let Some(t) = self.tasks.get_mut(key) else { return };
+        let Some(t) = self.tasks.get_mut(key) else {
+            return;
+        };
         if !t.holds_resources {
             return;
         }
         t.holds_resources = false;
-        self.alloc.recover(&t.framework_id, &t.agent_id, &t.resources);
+        self.alloc
+            .recover(&t.framework_id, &t.agent_id, &t.resources);
         self.alloc_pending = true;
     }
 
@@ -145,17 +160,22 @@ impl State {
         }
         let mut by_framework: BTreeMap<String, Vec<Offer>> = BTreeMap::new();
         for g in out.grants {
-            let Some(agent) = self.agents.get(&g.agent) else { continue };
+            let Some(agent) = self.agents.get(&g.agent) else {
+                continue;
+            };
             let id = uuid::Uuid::new_v4().to_string();
             let reserved = (g.role == PUBLIC_ROLE && agent.public).then_some(PUBLIC_ROLE);
-            by_framework.entry(g.framework.clone()).or_default().push(Offer {
-                id: Id::new(&id),
-                framework_id: Id::new(&g.framework),
-                agent_id: Id::new(&g.agent),
-                hostname: agent.hostname.clone(),
-                resources: g.resources.to_mesos(reserved, Some(&g.role)),
-                attributes: agent.attributes.clone(),
-            });
+            by_framework
+                .entry(g.framework.clone())
+                .or_default()
+                .push(Offer {
+                    id: Id::new(&id),
+                    framework_id: Id::new(&g.framework),
+                    agent_id: Id::new(&g.agent),
+                    hostname: agent.hostname.clone(),
+                    resources: g.resources.to_mesos(reserved, Some(&g.role)),
+                    attributes: agent.attributes.clone(),
+                });
             self.offers.insert(
                 id,
                 OfferRec {
@@ -173,7 +193,8 @@ impl State {
                 // Nobody to receive them: give the resources straight back.
                 for id in ids {
                     if let Some(o) = self.offers.remove(&id) {
-                        self.alloc.recover(&o.framework_id, &o.agent_id, &o.resources);
+                        self.alloc
+                            .recover(&o.framework_id, &o.agent_id, &o.resources);
                     }
                 }
             }
@@ -183,7 +204,8 @@ impl State {
     /// Withdraws an offer: resources back to the allocator, RESCIND to the framework.
     pub(super) fn rescind_offer(&mut self, offer_id: &str) {
         if let Some(o) = self.offers.remove(offer_id) {
-            self.alloc.recover(&o.framework_id, &o.agent_id, &o.resources);
+            self.alloc
+                .recover(&o.framework_id, &o.agent_id, &o.resources);
             self.send_to_framework(&o.framework_id, Event::Rescind(Id::new(offer_id)));
             self.alloc_pending = true;
         }

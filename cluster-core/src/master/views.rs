@@ -29,7 +29,9 @@ impl State {
         match q {
             OperatorQuery::Health => json!({"type": "GET_HEALTH", "get_health": {"healthy": true}}),
             OperatorQuery::Agents => json!({"type": "GET_AGENTS", "get_agents": self.get_agents()}),
-            OperatorQuery::Frameworks => json!({"type": "GET_FRAMEWORKS", "get_frameworks": self.get_frameworks()}),
+            OperatorQuery::Frameworks => {
+                json!({"type": "GET_FRAMEWORKS", "get_frameworks": self.get_frameworks()})
+            }
             OperatorQuery::Tasks => json!({"type": "GET_TASKS", "get_tasks": self.get_tasks()}),
             OperatorQuery::State => json!({"type": "GET_STATE", "get_state": {
                 "get_tasks": self.get_tasks(),
@@ -40,7 +42,12 @@ impl State {
         }
     }
 
-    fn agent_json(&self, a: &AgentRec, used: &HashMap<&str, Resources>, offered: &HashMap<&str, Resources>) -> Value {
+    fn agent_json(
+        &self,
+        a: &AgentRec,
+        used: &HashMap<&str, Resources>,
+        offered: &HashMap<&str, Resources>,
+    ) -> Value {
         let reserved = a.public.then_some(PUBLIC_ROLE);
         let port = a
             .url
@@ -71,11 +78,16 @@ impl State {
     fn get_agents(&self) -> Value {
         let mut used: HashMap<&str, Resources> = HashMap::new();
         for t in self.tasks.values().filter(|t| t.holds_resources) {
-            used.entry(t.agent_id.as_str()).or_default().add(&t.resources);
+            used.entry(t.agent_id.as_str())
+                .or_default()
+                .add(&t.resources);
         }
         let mut offered: HashMap<&str, Resources> = HashMap::new();
         for o in self.offers.values() {
-            offered.entry(o.agent_id.as_str()).or_default().add(&o.resources);
+            offered
+                .entry(o.agent_id.as_str())
+                .or_default()
+                .add(&o.resources);
         }
         let agents: Vec<Value> = self
             .agents
@@ -104,7 +116,11 @@ impl State {
             .values()
             .map(|f| {
                 let mut alloc = Resources::default();
-                for t in self.tasks.values().filter(|t| t.framework_id == f.id && t.holds_resources) {
+                for t in self
+                    .tasks
+                    .values()
+                    .filter(|t| t.framework_id == f.id && t.holds_resources)
+                {
                     alloc.add(&t.resources);
                 }
                 let mut offered = Resources::default();
@@ -112,6 +128,7 @@ impl State {
                     offered.add(&o.resources);
                 }
                 json!({
+                    "name": f.info.name,
                     "framework_info": f.info_raw,
                     "active": f.stream.is_some(),
                     "connected": f.stream.is_some(),
@@ -136,7 +153,9 @@ impl State {
             .values()
             .filter(|t| t.state != TaskState::Unreachable && !t.state.is_terminal())
             .collect();
-        tasks.sort_by(|a, b| (&a.framework_id, &a.info.task_id).cmp(&(&b.framework_id, &b.info.task_id)));
+        tasks.sort_by(|a, b| {
+            (&a.framework_id, &a.info.task_id).cmp(&(&b.framework_id, &b.info.task_id))
+        });
         let unreachable: Vec<Value> = self
             .tasks
             .values()

@@ -5,8 +5,8 @@
 //! [`Resources`] is the internal, arithmetic form of a Mesos resource list.
 
 mod base64;
-mod resources;
 pub mod internal;
+mod resources;
 pub mod scheduler;
 
 pub use base64::{decode as base64_decode, encode as base64_encode};

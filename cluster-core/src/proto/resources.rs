@@ -48,10 +48,7 @@ impl Resources {
                 .ok_or_else(|| bad("expected name:value"))?;
             match name.trim() {
                 "cpus" | "mem" | "disk" => {
-                    let v: f64 = value
-                        .trim()
-                        .parse()
-                        .map_err(|_| bad("expected a number"))?;
+                    let v: f64 = value.trim().parse().map_err(|_| bad("expected a number"))?;
                     if !v.is_finite() || v < 0.0 {
                         return Err(bad("expected a non-negative number"));
                     }
@@ -69,7 +66,9 @@ impl Resources {
                         .ok_or_else(|| bad("expected [BEGIN-END,...]"))?;
                     let mut ranges = Vec::new();
                     for rg in inner.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                        let (b, e) = rg.split_once('-').ok_or_else(|| bad("expected BEGIN-END"))?;
+                        let (b, e) = rg
+                            .split_once('-')
+                            .ok_or_else(|| bad("expected BEGIN-END"))?;
                         let b: u64 = b.trim().parse().map_err(|_| bad("port is not a number"))?;
                         let e: u64 = e.trim().parse().map_err(|_| bad("port is not a number"))?;
                         if b > e || e > 65535 {
@@ -90,7 +89,11 @@ impl Resources {
         let mut r = Resources::default();
         for res in list {
             let scalar = res.scalar.as_ref().map(|s| s.value).unwrap_or(0.0);
-            let scalar = if scalar.is_finite() && scalar > 0.0 { scalar } else { 0.0 };
+            let scalar = if scalar.is_finite() && scalar > 0.0 {
+                scalar
+            } else {
+                0.0
+            };
             match res.name.as_str() {
                 "cpus" => r.cpus = round(r.cpus + scalar),
                 "mem" => r.mem = round(r.mem + scalar),
@@ -98,7 +101,12 @@ impl Resources {
                 "ports" => {
                     if let Some(rs) = &res.ranges {
                         let mut all = std::mem::take(&mut r.ports);
-                        all.extend(rs.range.iter().filter(|x| x.begin <= x.end).map(|x| (x.begin, x.end)));
+                        all.extend(
+                            rs.range
+                                .iter()
+                                .filter(|x| x.begin <= x.end)
+                                .map(|x| (x.begin, x.end)),
+                        );
                         r.ports = normalize(all);
                     }
                 }
@@ -110,7 +118,11 @@ impl Resources {
 
     /// Writes a Mesos resource list. `reserved_for` marks a static reservation (public agents);
     /// `allocated_to` sets `allocation_info` as offers carry it.
-    pub fn to_mesos(&self, reserved_for: Option<&str>, allocated_to: Option<&str>) -> Vec<Resource> {
+    pub fn to_mesos(
+        &self,
+        reserved_for: Option<&str>,
+        allocated_to: Option<&str>,
+    ) -> Vec<Resource> {
         let role = reserved_for.unwrap_or("*").to_string();
         let reservations = match reserved_for {
             Some(r) => vec![ReservationInfo {
@@ -139,7 +151,11 @@ impl Resources {
         if !self.ports.is_empty() {
             let mut r = make("ports", "RANGES");
             r.ranges = Some(Ranges {
-                range: self.ports.iter().map(|&(begin, end)| Range { begin, end }).collect(),
+                range: self
+                    .ports
+                    .iter()
+                    .map(|&(begin, end)| Range { begin, end })
+                    .collect(),
             });
             out.push(r);
         }
@@ -164,12 +180,16 @@ impl Resources {
             ("disk", " MiB", self.disk, other.disk),
         ] {
             if need > have + 1e-9 {
-                return Some(format!("insufficient {name}: need {need}{unit}, have {have}{unit}"));
+                return Some(format!(
+                    "insufficient {name}: need {need}{unit}, have {have}{unit}"
+                ));
             }
         }
         for &(b, e) in &other.ports {
             if !self.ports.iter().any(|&(hb, he)| hb <= b && e <= he) {
-                return Some(format!("insufficient ports: need [{b}-{e}], not all offered"));
+                return Some(format!(
+                    "insufficient ports: need [{b}-{e}], not all offered"
+                ));
             }
         }
         None
@@ -241,9 +261,11 @@ pub fn parse_attributes(spec: &str) -> Result<Vec<Attribute>, ProtoError> {
         .map(str::trim)
         .filter(|p| !p.is_empty())
         .map(|part| {
-            let (n, v) = part.split_once(':').ok_or_else(|| ProtoError::BadAttribute {
-                part: part.to_string(),
-            })?;
+            let (n, v) = part
+                .split_once(':')
+                .ok_or_else(|| ProtoError::BadAttribute {
+                    part: part.to_string(),
+                })?;
             if n.trim().is_empty() {
                 return Err(ProtoError::BadAttribute {
                     part: part.to_string(),
@@ -276,7 +298,10 @@ mod tests {
     #[test]
     fn rejects_unknown_resources_with_what_is_valid() {
         let e = Resources::parse("gpus:1").unwrap_err().to_string();
-        assert!(e.contains("known resources are cpus, mem, disk, ports"), "{e}");
+        assert!(
+            e.contains("known resources are cpus, mem, disk, ports"),
+            "{e}"
+        );
         assert!(Resources::parse("cpus:-1").is_err());
         assert!(Resources::parse("ports:[5-1]").is_err());
     }
@@ -303,7 +328,10 @@ mod tests {
     #[test]
     fn mesos_round_trip_keeps_amounts() {
         let r = Resources::parse("cpus:2;mem:1024;disk:1000;ports:[31000-31100]").unwrap();
-        assert_eq!(Resources::from_mesos(&r.to_mesos(Some("slave_public"), Some("r"))), r);
+        assert_eq!(
+            Resources::from_mesos(&r.to_mesos(Some("slave_public"), Some("r"))),
+            r
+        );
     }
 
     #[test]

@@ -232,7 +232,9 @@ impl Event {
             Event::Offers(offers) => json!({"type": "OFFERS", "offers": {"offers": offers}}),
             Event::Rescind(id) => json!({"type": "RESCIND", "rescind": {"offer_id": id}}),
             Event::Update(status) => json!({"type": "UPDATE", "update": {"status": status}}),
-            Event::Failure { agent_id } => json!({"type": "FAILURE", "failure": {"agent_id": agent_id}}),
+            Event::Failure { agent_id } => {
+                json!({"type": "FAILURE", "failure": {"agent_id": agent_id}})
+            }
             Event::Error(message) => json!({"type": "ERROR", "error": {"message": message}}),
             Event::Heartbeat => json!({"type": "HEARTBEAT"}),
         }
@@ -250,10 +252,8 @@ impl Event {
 /// Splits complete RecordIO records off the front of `buf` (client side, used by tests and benches).
 pub fn take_records(buf: &mut Vec<u8>) -> Vec<Value> {
     let mut out = Vec::new();
-    loop {
-        let Some(nl) = buf.iter().position(|&b| b == b'\n') else { break };
-        let Some(len) = std::str::from_utf8(&buf[..nl]).ok().and_then(|s| s.trim().parse::<usize>().ok())
-        else {
+    while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
+        let Some(len) = std::str::from_utf8(&buf[..nl]).ok().and_then(|s| s.trim().parse::<usize>().ok()) else {
             break;
         };
         if buf.len() < nl + 1 + len {
@@ -274,7 +274,7 @@ mod tests {
     #[test]
     fn records_are_length_prefixed_and_split_back() {
         let mut buf = Event::Heartbeat.to_record();
-        assert!(buf.starts_with(b"18\n{\"type\":\"HEARTBEAT\"}"));
+        assert!(buf.starts_with(b"20\n{\"type\":\"HEARTBEAT\"}"));
         buf.extend(Event::Error("x".into()).to_record());
         buf.extend_from_slice(b"99\n{");
         let recs = take_records(&mut buf);
@@ -291,6 +291,9 @@ mod tests {
            "resources":[{"name":"cpus","type":"SCALAR","scalar":{"value":0.1}}]}]}}]}}"#)
         .unwrap();
         let ops = &call.accept.unwrap().operations;
-        assert_eq!(ops[0].launch.as_ref().unwrap().task_infos[0].task_id.value, "t");
+        assert_eq!(
+            ops[0].launch.as_ref().unwrap().task_infos[0].task_id.value,
+            "t"
+        );
     }
 }
