@@ -120,13 +120,14 @@ async fn bind(listen: &str, work_dir: &Path) -> anyhow::Result<tokio::net::TcpLi
         .local_addr()
         .context("cannot read the listen address")?;
     let url = format!("http://{addr}");
-    // First stdout line: the chosen address (scripts read it); also DIR/address.
-    let mut out = std::io::stdout();
-    writeln!(out, "{url}").context("cannot write to stdout")?;
-    out.flush().context("cannot write to stdout")?;
+    // DIR/address first (atomically), then the first stdout line: whoever reads the line can
+    // also rely on the file.
     let tmp = work_dir.join(".address.tmp");
     std::fs::write(&tmp, format!("{url}\n")).context("cannot write the address file")?;
     std::fs::rename(&tmp, work_dir.join("address")).context("cannot write the address file")?;
+    let mut out = std::io::stdout();
+    writeln!(out, "{url}").context("cannot write to stdout")?;
+    out.flush().context("cannot write to stdout")?;
     Ok(listener)
 }
 

@@ -22,9 +22,18 @@ async fn agents_register_and_are_listed_by_the_operator_api() {
         .find(|r| r["name"] == "cpus")
         .unwrap();
     assert_eq!(cpus["scalar"]["value"], 2.0);
-    assert_eq!(m.operator("GET_HEALTH").await["get_health"]["healthy"], true);
+    assert_eq!(
+        m.operator("GET_HEALTH").await["get_health"]["healthy"],
+        true
+    );
     let state = m.operator("GET_STATE").await;
-    assert_eq!(state["get_state"]["get_agents"]["agents"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        state["get_state"]["get_agents"]["agents"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
     m.stop().await;
 }
 
@@ -49,29 +58,51 @@ async fn every_api_requires_authentication_and_rejections_are_counted() {
     ]
     .map(|(p, a)| (p.to_string(), a.map(str::to_string)));
     for (path, auth) in &cases {
-        let r = within("unauthenticated call", post(path, auth.as_deref(), json!({"type": "GET_AGENTS"})))
-            .await
-            .unwrap();
+        let r = within(
+            "unauthenticated call",
+            post(path, auth.as_deref(), json!({"type": "GET_AGENTS"})),
+        )
+        .await
+        .unwrap();
         assert_eq!(r.status(), 401, "{path} with {auth:?}");
     }
     // A bad request says what is wrong.
-    let r = within("bad call", post("/api/v1", Some(&bearer()), json!({"type": "NOPE"}))).await.unwrap();
+    let r = within(
+        "bad call",
+        post("/api/v1", Some(&bearer()), json!({"type": "NOPE"})),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status(), 400);
     let text = within("body", r.text()).await.unwrap();
     assert!(text.contains("supported are GET_HEALTH"), "{text}");
-    let r = within("garbage", http.post(format!("{}/api/v1/scheduler", m.url)).header("authorization", basic()).body("{").send())
-        .await
-        .unwrap();
+    let r = within(
+        "garbage",
+        http.post(format!("{}/api/v1/scheduler", m.url))
+            .header("authorization", basic())
+            .body("{")
+            .send(),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status(), 400);
     let metrics = within(
         "metrics",
-        http.get(format!("{}/metrics", m.url)).header("authorization", bearer()).send(),
+        http.get(format!("{}/metrics", m.url))
+            .header("authorization", bearer())
+            .send(),
     )
     .await
     .unwrap();
     let metrics = within("metrics body", metrics.text()).await.unwrap();
-    assert!(metrics.contains("dccore_http_unauthorized_total 5"), "{metrics}");
-    assert!(metrics.contains("dccore_agents{state=\"reachable\"} 0"), "{metrics}");
+    assert!(
+        metrics.contains("dccore_http_unauthorized_total 5"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("dccore_agents{state=\"reachable\"} 0"),
+        "{metrics}"
+    );
     m.stop().await;
 }
 
@@ -83,7 +114,11 @@ async fn command_task_runs_to_finished_and_its_output_is_served() {
     m.wait_agents(1).await;
     let mut fw = Framework::subscribe(&m.url, framework_info("runner")).await;
     let offer = fw.offers().await.remove(0);
-    fw.launch(&offer, vec![task(&offer, "t1", "echo hello; echo oops >&2")]).await;
+    fw.launch(
+        &offer,
+        vec![task(&offer, "t1", "echo hello; echo oops >&2")],
+    )
+    .await;
     let running = fw.wait_state("t1", "TASK_RUNNING").await;
     assert_eq!(running["agent_id"], offer["agent_id"]);
     fw.wait_state("t1", "TASK_FINISHED").await;
@@ -102,7 +137,9 @@ async fn command_task_runs_to_finished_and_its_output_is_served() {
     assert_eq!(body["data"], "hello\n");
     let r = within(
         "files without token",
-        reqwest::Client::new().get(format!("{}/files/read?path={path}", a.url)).send(),
+        reqwest::Client::new()
+            .get(format!("{}/files/read?path={path}", a.url))
+            .send(),
     )
     .await
     .unwrap();
@@ -110,8 +147,13 @@ async fn command_task_runs_to_finished_and_its_output_is_served() {
 
     let tasks = eventually("task listed as completed", || async {
         let t = m.operator("GET_TASKS").await;
-        let done = t["get_tasks"]["completed_tasks"].as_array().cloned().unwrap_or_default();
-        done.iter().any(|t| t["task_id"]["value"] == "t1").then_some(t)
+        let done = t["get_tasks"]["completed_tasks"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        done.iter()
+            .any(|t| t["task_id"]["value"] == "t1")
+            .then_some(t)
     })
     .await;
     assert!(tasks["get_tasks"]["tasks"].as_array().unwrap().is_empty());
@@ -130,7 +172,10 @@ async fn a_task_that_does_not_fit_is_refused_with_the_reason() {
     big["resources"][1]["scalar"]["value"] = json!(512);
     fw.launch(&offer, vec![big]).await;
     let st = fw.wait_state("big", "TASK_ERROR").await;
-    assert_eq!(st["message"], "insufficient mem: need 512 MiB, have 128 MiB");
+    assert_eq!(
+        st["message"],
+        "insufficient mem: need 512 MiB, have 128 MiB"
+    );
     m.stop().await;
 }
 
@@ -142,11 +187,19 @@ async fn kill_stops_a_running_task() {
     m.wait_agents(1).await;
     let mut fw = Framework::subscribe(&m.url, framework_info("killer")).await;
     let offer = fw.offers().await.remove(0);
-    fw.launch(&offer, vec![task(&offer, "sleeper", "sleep 1000")]).await;
+    fw.launch(&offer, vec![task(&offer, "sleeper", "sleep 1000")])
+        .await;
     fw.wait_state("sleeper", "TASK_RUNNING").await;
-    assert_eq!(fw.call(json!({"type": "KILL", "kill": {"task_id": {"value": "sleeper"}}})).await, 202);
+    assert_eq!(
+        fw.call(json!({"type": "KILL", "kill": {"task_id": {"value": "sleeper"}}}))
+            .await,
+        202
+    );
     let st = fw.wait_state("sleeper", "TASK_KILLED").await;
-    assert!(st["message"].as_str().unwrap().starts_with("killed"), "{st}");
+    assert!(
+        st["message"].as_str().unwrap().starts_with("killed"),
+        "{st}"
+    );
     m.stop().await;
 }
 
@@ -156,7 +209,8 @@ async fn drf_splits_agents_evenly_between_two_idle_frameworks() {
     let m = Master::start(&dir.path().join("m")).await;
     let mut agents = Vec::new();
     for i in 0..4 {
-        agents.push(Agent::start(&m.url, &dir.path().join(format!("a{i}")), AGENT_RES, false).await);
+        agents
+            .push(Agent::start(&m.url, &dir.path().join(format!("a{i}")), AGENT_RES, false).await);
     }
     m.wait_agents(4).await;
     let mut a = Framework::subscribe(&m.url, framework_info("a")).await;
@@ -284,7 +338,8 @@ async fn reconciliation_reports_known_and_unknown_tasks() {
     m.wait_agents(1).await;
     let mut fw = Framework::subscribe(&m.url, framework_info("reconciler")).await;
     let offer = fw.offers().await.remove(0);
-    fw.launch(&offer, vec![task(&offer, "live", "sleep 1000")]).await;
+    fw.launch(&offer, vec![task(&offer, "live", "sleep 1000")])
+        .await;
     fw.wait_state("live", "TASK_RUNNING").await;
     let code = fw
         .call(json!({"type": "RECONCILE", "reconcile": {"tasks": [
@@ -293,14 +348,33 @@ async fn reconciliation_reports_known_and_unknown_tasks() {
     assert_eq!(code, 202);
     let a = fw.update().await;
     let b = fw.update().await;
-    assert_eq!((a["task_id"]["value"].as_str(), a["state"].as_str()), (Some("live"), Some("TASK_RUNNING")));
-    assert_eq!((b["task_id"]["value"].as_str(), b["state"].as_str()), (Some("ghost"), Some("TASK_UNKNOWN")));
+    assert_eq!(
+        (a["task_id"]["value"].as_str(), a["state"].as_str()),
+        (Some("live"), Some("TASK_RUNNING"))
+    );
+    assert_eq!(
+        (b["task_id"]["value"].as_str(), b["state"].as_str()),
+        (Some("ghost"), Some("TASK_UNKNOWN"))
+    );
     assert_eq!(a["reason"], "REASON_RECONCILIATION");
-    assert!(a.get("uuid").is_none(), "reconciliation answers need no ack");
+    assert!(
+        a.get("uuid").is_none(),
+        "reconciliation answers need no ack"
+    );
     // Implicit: every live task.
-    assert_eq!(fw.call(json!({"type": "RECONCILE", "reconcile": {"tasks": []}})).await, 202);
+    assert_eq!(
+        fw.call(json!({"type": "RECONCILE", "reconcile": {"tasks": []}}))
+            .await,
+        202
+    );
     let c = fw.update().await;
     assert_eq!(c["task_id"]["value"], "live");
+    assert_eq!(
+        fw.call(json!({"type": "KILL", "kill": {"task_id": {"value": "live"}}}))
+            .await,
+        202
+    );
+    fw.wait_state("live", "TASK_KILLED").await;
     m.stop().await;
 }
 
@@ -312,7 +386,8 @@ async fn agent_loss_marks_tasks_unreachable_and_a_restarted_agent_recovers_them(
     m.wait_agents(1).await;
     let mut fw = Framework::subscribe(&m.url, framework_info("survivor")).await;
     let offer = fw.offers().await.remove(0);
-    fw.launch(&offer, vec![task(&offer, "long", "sleep 1000")]).await;
+    fw.launch(&offer, vec![task(&offer, "long", "sleep 1000")])
+        .await;
     fw.wait_state("long", "TASK_RUNNING").await;
 
     // The agent goes away (its task keeps running): the master reports the task unreachable.
@@ -323,15 +398,25 @@ async fn agent_loss_marks_tasks_unreachable_and_a_restarted_agent_recovers_them(
     assert_eq!(failure["failure"]["agent_id"], offer["agent_id"]);
     m.wait_agents(0).await;
     let tasks = m.operator("GET_TASKS").await;
-    assert_eq!(tasks["get_tasks"]["unreachable_tasks"][0]["task_id"]["value"], "long");
+    assert_eq!(
+        tasks["get_tasks"]["unreachable_tasks"][0]["task_id"]["value"],
+        "long"
+    );
 
     // A new agent process on the same work dir re-attaches to the task and re-registers.
     let a = Agent::start(&m.url, &dir.path().join("a1"), AGENT_RES, false).await;
     let st = fw.wait_state("long", "TASK_RUNNING").await;
-    assert_eq!(st["agent_id"], offer["agent_id"], "same agent id after restart");
+    assert_eq!(
+        st["agent_id"], offer["agent_id"],
+        "same agent id after restart"
+    );
     m.wait_agents(1).await;
     // The re-attached process can still be killed.
-    assert_eq!(fw.call(json!({"type": "KILL", "kill": {"task_id": {"value": "long"}}})).await, 202);
+    assert_eq!(
+        fw.call(json!({"type": "KILL", "kill": {"task_id": {"value": "long"}}}))
+            .await,
+        202
+    );
     fw.wait_state("long", "TASK_KILLED").await;
     a.stop().await;
     m.stop().await;
@@ -346,7 +431,8 @@ async fn master_restart_keeps_agents_frameworks_and_running_tasks() {
     m.wait_agents(1).await;
     let mut fw = Framework::subscribe(&m.url, framework_info("durable")).await;
     let offer = fw.offers().await.remove(0);
-    fw.launch(&offer, vec![task(&offer, "keep", "sleep 1000")]).await;
+    fw.launch(&offer, vec![task(&offer, "keep", "sleep 1000")])
+        .await;
     fw.wait_state("keep", "TASK_RUNNING").await;
     let fid = fw.id.clone();
     drop(fw);
@@ -363,12 +449,19 @@ async fn master_restart_keeps_agents_frameworks_and_running_tasks() {
     .await;
     assert_eq!(tasks["get_tasks"]["tasks"][0]["state"], "TASK_RUNNING");
     let fws = m.operator("GET_FRAMEWORKS").await;
-    assert_eq!(fws["get_frameworks"]["frameworks"][0]["framework_info"]["id"]["value"], fid.as_str());
+    assert_eq!(
+        fws["get_frameworks"]["frameworks"][0]["framework_info"]["id"]["value"],
+        fid.as_str()
+    );
 
     // The framework fails over to the new master with its old id and still controls its task.
     let mut fw = Framework::subscribe_with(&m.url, framework_info("durable"), Some(&fid)).await;
     assert_eq!(fw.id, fid);
-    assert_eq!(fw.call(json!({"type": "KILL", "kill": {"task_id": {"value": "keep"}}})).await, 202);
+    assert_eq!(
+        fw.call(json!({"type": "KILL", "kill": {"task_id": {"value": "keep"}}}))
+            .await,
+        202
+    );
     fw.wait_state("keep", "TASK_KILLED").await;
     m.stop().await;
 }
@@ -381,22 +474,31 @@ async fn teardown_kills_the_frameworks_tasks_and_retires_its_id() {
     m.wait_agents(1).await;
     let mut fw = Framework::subscribe(&m.url, framework_info("shortlived")).await;
     let offer = fw.offers().await.remove(0);
-    fw.launch(&offer, vec![task(&offer, "doomed", "sleep 1000")]).await;
+    fw.launch(&offer, vec![task(&offer, "doomed", "sleep 1000")])
+        .await;
     fw.wait_state("doomed", "TASK_RUNNING").await;
     assert_eq!(fw.call(json!({"type": "TEARDOWN"})).await, 202);
     let t = eventually("framework removed", || async {
         let t = m.operator("GET_STATE").await;
-        t["get_state"]["get_frameworks"]["frameworks"].as_array().is_some_and(Vec::is_empty).then_some(t)
+        t["get_state"]["get_frameworks"]["frameworks"]
+            .as_array()
+            .is_some_and(Vec::is_empty)
+            .then_some(t)
     })
     .await;
-    assert_eq!(t["get_state"]["get_tasks"]["completed_tasks"][0]["state"], "TASK_KILLED");
+    assert_eq!(
+        t["get_state"]["get_tasks"]["completed_tasks"][0]["state"],
+        "TASK_KILLED"
+    );
     let r = within(
         "resubscribe",
         reqwest::Client::new()
             .post(format!("{}/api/v1/scheduler", m.url))
             .header("authorization", basic())
-            .json(&json!({"type": "SUBSCRIBE", "framework_id": {"value": fw.id},
-                          "subscribe": {"framework_info": framework_info("shortlived")}}))
+            .json(
+                &json!({"type": "SUBSCRIBE", "framework_id": {"value": fw.id},
+                          "subscribe": {"framework_info": framework_info("shortlived")}}),
+            )
             .send(),
     )
     .await

@@ -74,10 +74,9 @@ pub(super) async fn run(agent: Arc<Agent>) {
             if let Next::Reregister = flush(&agent, &id, &mut pending).await {
                 break;
             }
-            if beat
-                && let Next::Reregister = heartbeat(&agent, &id).await {
-                    break;
-                }
+            if beat && let Next::Reregister = heartbeat(&agent, &id).await {
+                break;
+            }
         }
     }
 }

@@ -23,11 +23,12 @@ impl State {
         now: Instant,
     ) -> Result<Subscription, CallError> {
         if let (Some(p), Some(claimed)) = (&principal, &info.principal)
-            && p != claimed {
-                return Err(CallError::Forbidden(format!(
-                    "framework_info.principal {claimed:?} does not match the authenticated principal {p:?}"
-                )));
-            }
+            && p != claimed
+        {
+            return Err(CallError::Forbidden(format!(
+                "framework_info.principal {claimed:?} does not match the authenticated principal {p:?}"
+            )));
+        }
         let id = framework_id
             .or_else(|| info.id.as_ref().map(|i| i.value.clone()))
             .filter(|v| !v.is_empty());
@@ -38,11 +39,13 @@ impl State {
                 )));
             }
             if let Some(f) = self.frameworks.get(id)
-                && f.principal.is_some() && f.principal != principal {
-                    return Err(CallError::Forbidden(format!(
-                        "framework {id} belongs to another principal"
-                    )));
-                }
+                && f.principal.is_some()
+                && f.principal != principal
+            {
+                return Err(CallError::Forbidden(format!(
+                    "framework {id} belongs to another principal"
+                )));
+            }
         }
         let id = id.unwrap_or_else(|| format!("{}-{:04}", self.master_id, self.frameworks.len()));
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
@@ -239,9 +242,10 @@ impl State {
                     + self.refuse_duration(decline.filters.as_ref().and_then(|f| f.refuse_seconds));
                 for oid in &decline.offer_ids {
                     if let Some(o) = self.offers.get(&oid.value)
-                        && o.framework_id != fid {
-                            continue;
-                        }
+                        && o.framework_id != fid
+                    {
+                        continue;
+                    }
                     if let Some(o) = self.offers.remove(&oid.value) {
                         self.alloc
                             .decline(&fid, &o.agent_id, &o.resources, Some(until));

@@ -267,17 +267,18 @@ impl State {
             } => {
                 let key = (framework_id, task_id);
                 if let Some(t) = self.tasks.get(&key)
-                    && t.state == TaskState::Staging {
-                        let st = TaskStatus::new(
-                            t.info.task_id.clone(),
-                            TaskState::Dropped,
-                            "SOURCE_MASTER",
-                            Some(t.info.agent_id.clone()),
-                        )
-                        .with_message(format!("agent did not accept the task: {error}"))
-                        .with_reason("REASON_AGENT_DISCONNECTED");
-                        self.update_task(&key, st, now);
-                    }
+                    && t.state == TaskState::Staging
+                {
+                    let st = TaskStatus::new(
+                        t.info.task_id.clone(),
+                        TaskState::Dropped,
+                        "SOURCE_MASTER",
+                        Some(t.info.agent_id.clone()),
+                    )
+                    .with_message(format!("agent did not accept the task: {error}"))
+                    .with_reason("REASON_AGENT_DISCONNECTED");
+                    self.update_task(&key, st, now);
+                }
             }
             MasterCommand::Operator { query, reply } => {
                 let _ = reply.send(self.operator(query));

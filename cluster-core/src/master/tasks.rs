@@ -52,9 +52,10 @@ impl State {
             return;
         };
         if let Some(s) = &f.stream
-            && s.tx.try_send(Event::Update(head.clone())).is_ok() {
-                t.last_sent = Some(now);
-            }
+            && s.tx.try_send(Event::Update(head.clone())).is_ok()
+        {
+            t.last_sent = Some(now);
+        }
     }
 
     /// ACKNOWLEDGE: the head update with this uuid is delivered; the next one goes out.

@@ -253,7 +253,10 @@ impl Event {
 pub fn take_records(buf: &mut Vec<u8>) -> Vec<Value> {
     let mut out = Vec::new();
     while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
-        let Some(len) = std::str::from_utf8(&buf[..nl]).ok().and_then(|s| s.trim().parse::<usize>().ok()) else {
+        let Some(len) = std::str::from_utf8(&buf[..nl])
+            .ok()
+            .and_then(|s| s.trim().parse::<usize>().ok())
+        else {
             break;
         };
         if buf.len() < nl + 1 + len {

@@ -49,7 +49,10 @@ where
 }
 
 pub fn basic() -> String {
-    format!("Basic {}", dccore::proto::base64_encode(format!("{PRINCIPAL}:{SECRET}").as_bytes()))
+    format!(
+        "Basic {}",
+        dccore::proto::base64_encode(format!("{PRINCIPAL}:{SECRET}").as_bytes())
+    )
 }
 
 pub fn bearer() -> String {
@@ -80,13 +83,17 @@ impl Master {
     }
 
     pub async fn start_on(dir: &Path, addr: &str, cfg: MasterConfig) -> Master {
-        let listener = within("master bind", tokio::net::TcpListener::bind(addr)).await.expect("bind master");
+        let listener = within("master bind", tokio::net::TcpListener::bind(addr))
+            .await
+            .expect("bind master");
         let addr = listener.local_addr().expect("local addr");
         let stop = CancellationToken::new();
         let auth = Authenticator::new(TOKEN).with_principal(PRINCIPAL, SECRET);
         let s = stop.clone();
         let task = tokio::spawn(async move {
-            master::run(listener, cfg, auth, s).await.expect("master runs");
+            master::run(listener, cfg, auth, s)
+                .await
+                .expect("master runs");
         });
         Master {
             url: format!("http://{addr}"),
@@ -99,7 +106,9 @@ impl Master {
 
     pub async fn stop(self) {
         self.stop.cancel();
-        within("master shutdown", self.task).await.expect("master task");
+        within("master shutdown", self.task)
+            .await
+            .expect("master task");
     }
 
     /// Operator API call with the token.
@@ -115,7 +124,9 @@ impl Master {
         .await
         .expect("operator call");
         assert!(r.status().is_success(), "{kind} answered {}", r.status());
-        within("operator body", r.json()).await.expect("operator JSON")
+        within("operator body", r.json())
+            .await
+            .expect("operator JSON")
     }
 
     pub async fn agent_count(&self) -> usize {
@@ -167,7 +178,9 @@ impl Agent {
     /// Stops the agent process (its tasks keep running).
     pub async fn stop(self) {
         self.stop.cancel();
-        within("agent shutdown", self.task).await.expect("agent task");
+        within("agent shutdown", self.task)
+            .await
+            .expect("agent task");
     }
 }
 
@@ -267,7 +280,10 @@ impl Framework {
 
     /// Next OFFERS event's offers.
     pub async fn offers(&mut self) -> Vec<Value> {
-        self.next("OFFERS").await["offers"]["offers"].as_array().cloned().unwrap_or_default()
+        self.next("OFFERS").await["offers"]["offers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Next status update (not acknowledged).
