@@ -36,7 +36,7 @@ async fn start(args: &[&str]) -> (Child, String) {
 
 fn write_token(dir: &Path) -> String {
     let p = dir.join("token");
-    std::fs::write(&p, "bin-token\n").unwrap();
+    std::fs::write(&p, "bin-token\n").expect("write the token file");
     p.display().to_string()
 }
 
