@@ -7,7 +7,7 @@
 //! per offer (so an agent is offered ~10 times, to different frameworks, over many cycles).
 //! Run with `cargo bench -p dccore --bench allocator`.
 
-mod machine;
+mod common;
 
 use dccore::allocator::Allocator;
 use dccore::proto::Resources;
@@ -79,7 +79,7 @@ fn run(per_offer: usize) {
             per_offer.to_string()
         },
         placed as f64 / secs,
-        machine::describe()
+        common::describe()
     );
     assert_eq!(placed, TASKS, "every task must be placed");
 }

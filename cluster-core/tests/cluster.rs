@@ -506,3 +506,145 @@ async fn teardown_kills_the_frameworks_tasks_and_retires_its_id() {
     assert_eq!(r.status(), 403);
     m.stop().await;
 }
+
+#[tokio::test]
+async fn unanswered_offers_are_rescinded_after_the_offer_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let mdir = dir.path().join("m");
+    let mut cfg = fast_master_config(&mdir);
+    cfg.offer_timeout = std::time::Duration::from_millis(300);
+    let m = Master::start_on(&mdir, "127.0.0.1:0", cfg).await;
+    let _a = Agent::start(&m.url, &dir.path().join("a1"), AGENT_RES, false).await;
+    m.wait_agents(1).await;
+    let mut fw = Framework::subscribe(&m.url, framework_info("slow")).await;
+    let offer = fw.offers().await.remove(0);
+    let rescind = fw.next("RESCIND").await;
+    assert_eq!(rescind["rescind"]["offer_id"], offer["id"]);
+    // The resources come back in a new offer, and the old one can no longer be used.
+    let again = fw.offers().await.remove(0);
+    assert_ne!(again["id"], offer["id"]);
+    fw.launch(&offer, vec![task(&offer, "late", "true")]).await;
+    let st = fw.wait_state("late", "TASK_DROPPED").await;
+    assert!(
+        st["message"].as_str().unwrap().contains("no longer valid"),
+        "{st}"
+    );
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn disconnected_framework_is_torn_down_after_its_failover_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Master::start(&dir.path().join("m")).await;
+    let _a = Agent::start(&m.url, &dir.path().join("a1"), AGENT_RES, false).await;
+    m.wait_agents(1).await;
+    let mut info = framework_info("ephemeral");
+    info["failover_timeout"] = json!(0.5);
+    let mut fw = Framework::subscribe(&m.url, info).await;
+    let offer = fw.offers().await.remove(0);
+    fw.launch(&offer, vec![task(&offer, "orphan", "sleep 1000")])
+        .await;
+    fw.wait_state("orphan", "TASK_RUNNING").await;
+    drop(fw);
+    let state = eventually("framework torn down", || async {
+        let s = m.operator("GET_STATE").await;
+        let gone = s["get_state"]["get_frameworks"]["frameworks"]
+            .as_array()
+            .is_some_and(Vec::is_empty);
+        gone.then_some(s)
+    })
+    .await;
+    assert_eq!(
+        state["get_state"]["get_tasks"]["completed_tasks"][0]["task_id"]["value"],
+        "orphan"
+    );
+    assert_eq!(
+        state["get_state"]["get_tasks"]["completed_tasks"][0]["state"],
+        "TASK_KILLED"
+    );
+    m.stop().await;
+}
+
+fn pid_in(path: &std::path::Path) -> Option<i32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, r)| r.split_whitespace().next() != Some("Z"))
+        })
+        .unwrap_or(false)
+}
+
+#[tokio::test]
+async fn a_task_killed_while_its_agent_is_away_is_stopped_when_the_agent_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Master::start(&dir.path().join("m")).await;
+    let a = Agent::start(&m.url, &dir.path().join("a1"), AGENT_RES, false).await;
+    m.wait_agents(1).await;
+    let mut fw = Framework::subscribe(&m.url, framework_info("replacer")).await;
+    let offer = fw.offers().await.remove(0);
+    fw.launch(
+        &offer,
+        vec![task(&offer, "old", "echo $$ > pid; exec sleep 1000")],
+    )
+    .await;
+    fw.wait_state("old", "TASK_RUNNING").await;
+    let pid_file = dir
+        .path()
+        .join("a1/sandboxes")
+        .join(dccore::agent::safe_name(&fw.id))
+        .join("old/pid");
+    let pid = eventually("task pid file", || async { pid_in(&pid_file) }).await;
+    a.stop().await;
+    fw.wait_state("old", "TASK_UNREACHABLE").await;
+    assert_eq!(
+        fw.call(json!({"type": "KILL", "kill": {"task_id": {"value": "old"}}}))
+            .await,
+        202
+    );
+    let st = fw.wait_state("old", "TASK_GONE").await;
+    assert!(
+        st["message"]
+            .as_str()
+            .unwrap()
+            .contains("stopped when the agent returns"),
+        "{st}"
+    );
+    assert!(alive(pid), "the process survives the agent's absence");
+    let _a = Agent::start(&m.url, &dir.path().join("a1"), AGENT_RES, false).await;
+    eventually("the killed task's process to end", || async {
+        (!alive(pid)).then_some(())
+    })
+    .await;
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn a_task_that_ended_while_its_agent_was_down_is_reported_when_it_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Master::start(&dir.path().join("m")).await;
+    let a = Agent::start(&m.url, &dir.path().join("a1"), AGENT_RES, false).await;
+    m.wait_agents(1).await;
+    let mut fw = Framework::subscribe(&m.url, framework_info("patient")).await;
+    let offer = fw.offers().await.remove(0);
+    let cmd = "echo $$ > pid; while [ ! -f stop ]; do sleep 0.05; done; exit 3";
+    fw.launch(&offer, vec![task(&offer, "ends", cmd)]).await;
+    fw.wait_state("ends", "TASK_RUNNING").await;
+    let sandbox = dir
+        .path()
+        .join("a1/sandboxes")
+        .join(dccore::agent::safe_name(&fw.id))
+        .join("ends");
+    let pid = eventually("task pid file", || async { pid_in(&sandbox.join("pid")) }).await;
+    a.stop().await;
+    std::fs::write(sandbox.join("stop"), "").unwrap();
+    eventually("the task to exit", || async { (!alive(pid)).then_some(()) }).await;
+    let _a = Agent::start(&m.url, &dir.path().join("a1"), AGENT_RES, false).await;
+    let st = fw.wait_state("ends", "TASK_FAILED").await;
+    assert!(st["message"].as_str().unwrap().contains("status 3"), "{st}");
+    m.stop().await;
+}

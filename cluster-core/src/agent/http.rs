@@ -9,7 +9,7 @@
 
 use super::tasks::Agent;
 use crate::auth::{Authenticator, Identity};
-use crate::proto::internal::{KillTask, LaunchTask};
+use crate::proto::internal::{KillTask, LaunchTasks};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
@@ -61,9 +61,11 @@ async fn launch(State(agent): State<Arc<Agent>>, headers: HeaderMap, body: Bytes
     if let Err(r) = authorized(&agent, &headers) {
         return r;
     }
-    match serde_json::from_slice::<LaunchTask>(&body) {
+    match serde_json::from_slice::<LaunchTasks>(&body) {
         Ok(m) => {
-            agent.launch(m.framework_id, m.task);
+            for t in m.tasks {
+                agent.launch(m.framework_id.clone(), t);
+            }
             StatusCode::ACCEPTED.into_response()
         }
         Err(e) => bad(format!("invalid launch message: {e}")),

@@ -71,6 +71,9 @@ impl State {
                 Some(t) if !framework_known => {
                     kill.push(t.info.task_id.clone());
                 }
+                // A terminal state is not applied here: the agent still holds the update with
+                // the details (exit code) and sends it right after registering.
+                Some(_) if rt.state.is_terminal() => {}
                 Some(t) => {
                     let was = t.state;
                     t.state = rt.state;
@@ -88,8 +91,14 @@ impl State {
                     }
                 }
                 None if framework_known => {
-                    // Master restart: adopt the task the agent still runs.
+                    // Master restart: adopt the task the agent still runs (or ran: a terminal
+                    // state arrives as the agent's own status update right after this).
                     let res = Resources::from_mesos(&rt.task.resources);
+                    let state = if rt.state.is_terminal() {
+                        TaskState::Running
+                    } else {
+                        rt.state
+                    };
                     self.tasks.insert(
                         key.clone(),
                         TaskRec {
@@ -97,7 +106,7 @@ impl State {
                             agent_id: id.clone(),
                             info: rt.task.clone(),
                             resources: res,
-                            state: rt.state,
+                            state,
                             holds_resources: false,
                             statuses: Vec::new(),
                             pending: Default::default(),
@@ -105,18 +114,6 @@ impl State {
                         },
                     );
                     self.hold_resources(&key);
-                    if rt.state.is_terminal() {
-                        // It ended while no master knew it: tell the framework now.
-                        let st = TaskStatus::new(
-                            rt.task.task_id.clone(),
-                            rt.state,
-                            "SOURCE_MASTER",
-                            Some(Id::new(&id)),
-                        )
-                        .with_message("task ended while the master was away")
-                        .with_reason("REASON_AGENT_REREGISTERED");
-                        self.update_task(&key, st, now);
-                    }
                 }
                 None => kill.push(rt.task.task_id.clone()),
             }
@@ -142,7 +139,7 @@ impl State {
             }
         }
         if changed {
-            self.save_registry();
+            self.registry_dirty = true;
         }
         self.alloc_pending = true;
         Registered {

@@ -107,7 +107,7 @@ impl State {
                 t.last_sent = None;
             }
         }
-        self.save_registry();
+        self.registry_dirty = true;
         self.alloc_pending = true;
         let _ = now;
         Ok(Subscription {
@@ -201,7 +201,7 @@ impl State {
         if self.removed_frameworks.len() > REMOVED_KEPT {
             self.removed_frameworks.pop_front();
         }
-        self.save_registry();
+        self.registry_dirty = true;
     }
 
     /// Every scheduler call but SUBSCRIBE.
@@ -381,6 +381,7 @@ impl State {
         let (Some(agent), Some(url)) = (agent, agent_url) else {
             return Ok(()); // unreachable: `invalid` covers a missing agent
         };
+        let mut batch: Vec<TaskInfo> = Vec::new();
         for t in tasks {
             let res = Resources::from_mesos(&t.resources);
             let key = (fid.to_string(), t.task_id.value.clone());
@@ -411,8 +412,7 @@ impl State {
                 continue;
             }
             avail.subtract(&res);
-            let body = serde_json::json!({"framework_id": {"value": fid}, "task": t});
-            let (fw, tid) = (fid.to_string(), t.task_id.value.clone());
+            batch.push(t.clone());
             self.tasks.insert(
                 key.clone(),
                 TaskRec {
@@ -427,13 +427,19 @@ impl State {
                     last_sent: None,
                 },
             );
+        }
+        if !batch.is_empty() {
+            // One request per ACCEPT: all its tasks are on one agent.
+            let ids: Vec<String> = batch.iter().map(|t| t.task_id.value.clone()).collect();
+            let body = serde_json::json!({"framework_id": {"value": fid}, "tasks": batch});
+            let fw = fid.to_string();
             self.push_to_agent(
                 &url,
                 "/internal/v1/launch",
                 body,
                 Some(move |error| super::MasterCommand::LaunchFailed {
                     framework_id: fw,
-                    task_id: tid,
+                    task_ids: ids,
                     error,
                 }),
             );

@@ -97,6 +97,9 @@ pub(super) struct State {
     pub tx: mpsc::Sender<MasterCommand>,
     pub io: TaskTracker,
     pub alloc_pending: bool,
+    /// The registry changed; written at the next housekeeping tick (at most 100 ms later), so a
+    /// burst of registrations costs one write.
+    pub registry_dirty: bool,
     pub next_alloc: Instant,
     pub metrics: MetricsSnapshot,
     pub completed_by_state: BTreeMap<&'static str, u64>,
@@ -125,12 +128,15 @@ impl State {
             registry,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
+                // Few idle connections per agent: a burst of launches must not leave thousands open.
+                .pool_max_idle_per_host(4)
                 .build()
                 .expect("invariant: a plain HTTP client always builds"),
             token,
             tx,
             io: TaskTracker::new(),
             alloc_pending: false,
+            registry_dirty: false,
             next_alloc: now,
             metrics: MetricsSnapshot::default(),
             completed_by_state: BTreeMap::new(),
@@ -204,6 +210,9 @@ impl State {
                 _ = tick.tick() => self.housekeeping(Instant::now()),
             }
         }
+        if self.registry_dirty {
+            self.save_registry();
+        }
         // Dropping the streams' senders ends every subscription stream.
         for f in self.frameworks.values_mut() {
             f.stream = None;
@@ -262,13 +271,17 @@ impl State {
             }
             MasterCommand::LaunchFailed {
                 framework_id,
-                task_id,
+                task_ids,
                 error,
             } => {
-                let key = (framework_id, task_id);
-                if let Some(t) = self.tasks.get(&key)
-                    && t.state == TaskState::Staging
-                {
+                for task_id in task_ids {
+                    let key = (framework_id.clone(), task_id);
+                    let Some(t) = self.tasks.get(&key) else {
+                        continue;
+                    };
+                    if t.state != TaskState::Staging {
+                        continue;
+                    }
                     let st = TaskStatus::new(
                         t.info.task_id.clone(),
                         TaskState::Dropped,
@@ -296,6 +309,10 @@ impl State {
         self.retry_updates(now);
         if self.alloc_pending || now >= self.next_alloc {
             self.allocate(now);
+        }
+        if self.registry_dirty {
+            self.registry_dirty = false;
+            self.save_registry();
         }
     }
 
