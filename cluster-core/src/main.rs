@@ -64,6 +64,10 @@ enum Cmd {
         /// JSON config file.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// URL the master uses to reach this agent (default: the listen address, or with a
+        /// wildcard listen address the local IP that routes to the master).
+        #[arg(long)]
+        advertise_url: Option<String>,
     },
     /// Run CMD, restart it with backoff when it exits, stop it on SIGTERM.
     Supervise {
@@ -185,6 +189,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             resources,
             attributes,
             config,
+            advertise_url,
         } => {
             let token = read_token(&token_file).map_err(|e| Usage(chain(&e)))?;
             let mut cfg = AgentConfig::new(master, &work_dir, token);
@@ -201,6 +206,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .map_err(|e| Usage(format!("--attributes: {e}")))?;
             }
             cfg.public |= public;
+            if advertise_url.is_some() {
+                cfg.advertise_url = advertise_url;
+            }
             let listener = bind(&listen, &work_dir).await?;
             agent::run(listener, cfg, shutdown_on_signals()).await?;
         }

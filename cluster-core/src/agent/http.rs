@@ -77,14 +77,10 @@ async fn kill(State(agent): State<Arc<Agent>>, headers: HeaderMap, body: Bytes) 
         return r;
     }
     match serde_json::from_slice::<KillTask>(&body) {
-        Ok(m) if agent.kill(&m.framework_id.value, &m.task_id.value) => {
+        Ok(m) => {
+            agent.kill(&m.framework_id.value, &m.task_id.value);
             StatusCode::ACCEPTED.into_response()
         }
-        Ok(m) => (
-            StatusCode::NOT_FOUND,
-            format!("no task {} on this agent", m.task_id.value),
-        )
-            .into_response(),
         Err(e) => bad(format!("invalid kill message: {e}")),
     }
 }

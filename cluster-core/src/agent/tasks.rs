@@ -36,6 +36,8 @@ pub(super) struct Agent {
     pub checkpoints: Checkpoints,
     pub agent_id: Mutex<Option<String>>,
     tasks: Mutex<HashMap<TaskKey, Entry>>,
+    /// Kills that arrived before their launch (the two requests race): such a launch is refused.
+    killed_early: Mutex<std::collections::HashSet<TaskKey>>,
     /// Owns one monitor task per running process.
     pub monitors: TaskTracker,
     outbox: mpsc::UnboundedSender<Outgoing>,
@@ -59,6 +61,7 @@ impl Agent {
             url,
             shutdown,
             tasks: Mutex::new(HashMap::new()),
+            killed_early: Mutex::new(Default::default()),
             monitors: TaskTracker::new(),
             outbox: tx,
             outbox_rx: Mutex::new(Some(rx)),
@@ -164,6 +167,14 @@ impl Agent {
         if let Some(id) = self.id() {
             env.push(("MESOS_AGENT_ID".into(), id));
         }
+        if lock(&self.killed_early).remove(&key) {
+            self.emit(
+                &key,
+                TaskState::Killed,
+                "killed before it was started".into(),
+            );
+            return;
+        }
         match executor::spawn(&task, &sandbox, &env) {
             Ok(proc) => {
                 if let Some(e) = lock(&self.tasks).get_mut(&key) {
@@ -177,14 +188,19 @@ impl Agent {
         }
     }
 
-    /// Kills a task; false if the agent does not know it.
-    pub fn kill(&self, framework_id: &str, task_id: &str) -> bool {
-        match lock(&self.tasks).get(&(framework_id.to_string(), task_id.to_string())) {
-            Some(e) => {
-                e.kill.cancel();
-                true
+    /// Kills a task. An unknown task is remembered, so that a launch still in flight is refused.
+    pub fn kill(&self, framework_id: &str, task_id: &str) {
+        let key = (framework_id.to_string(), task_id.to_string());
+        match lock(&self.tasks).get(&key) {
+            Some(e) => e.kill.cancel(),
+            None => {
+                let mut early = lock(&self.killed_early);
+                // Bounded: these are rare races, not a queue.
+                if early.len() > 10_000 {
+                    early.clear();
+                }
+                early.insert(key);
             }
-            None => false,
         }
     }
 
