@@ -648,3 +648,42 @@ async fn a_task_that_ended_while_its_agent_was_down_is_reported_when_it_returns(
     assert!(st["message"].as_str().unwrap().contains("status 3"), "{st}");
     m.stop().await;
 }
+
+#[tokio::test]
+async fn tasks_get_cgroup_v2_limits_where_the_hierarchy_allows() {
+    let dir = tempfile::tempdir().unwrap();
+    // A stand-in for /sys/fs/cgroup: same files, plain directory (so nothing is enforced, but
+    // every write the agent and the task wrapper make is visible).
+    let cg = dir.path().join("cgroup");
+    std::fs::create_dir_all(&cg).unwrap();
+    std::fs::write(cg.join("cgroup.controllers"), "cpu io memory pids\n").unwrap();
+    let m = Master::start(&dir.path().join("m")).await;
+    let cgb = cg.clone();
+    let _a = Agent::start_with(&m.url, &dir.path().join("a1"), AGENT_RES, false, move |c| {
+        c.cgroup_base = Some(cgb);
+    })
+    .await;
+    m.wait_agents(1).await;
+    let mut fw = Framework::subscribe(&m.url, framework_info("limited")).await;
+    let offer = fw.offers().await.remove(0);
+    fw.launch(&offer, vec![task(&offer, "capped", "echo $$ > pid")])
+        .await;
+    fw.wait_state("capped", "TASK_FINISHED").await;
+    let task_cg = cg
+        .join("dccore")
+        .join(format!("{}_capped", dccore::agent::safe_name(&fw.id)));
+    assert_eq!(
+        std::fs::read_to_string(task_cg.join("cpu.max")).unwrap(),
+        "10000 100000"
+    );
+    assert_eq!(
+        std::fs::read_to_string(task_cg.join("memory.max")).unwrap(),
+        (32u64 << 20).to_string()
+    );
+    let procs = std::fs::read_to_string(task_cg.join("cgroup.procs")).unwrap();
+    assert!(
+        procs.trim().parse::<u32>().is_ok(),
+        "the wrapper moved itself in: {procs:?}"
+    );
+    m.stop().await;
+}

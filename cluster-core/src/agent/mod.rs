@@ -7,6 +7,7 @@
 //!    └──register/heartbeat/status── link.rs ◀─┘            checkpoint.rs: agent id, one file per task
 //! ```
 
+mod cgroup;
 mod checkpoint;
 mod executor;
 mod http;
@@ -67,6 +68,8 @@ pub struct AgentConfig {
     pub kill_grace: Duration,
     /// URL the master uses to reach this agent; default `http://LISTEN_ADDRESS`.
     pub advertise_url: Option<String>,
+    /// cgroup v2 mount used for task limits (`None`: no limits). Default `/sys/fs/cgroup`.
+    pub cgroup_base: Option<PathBuf>,
 }
 
 impl AgentConfig {
@@ -91,6 +94,7 @@ impl AgentConfig {
             heartbeat_interval: Duration::from_secs(1),
             kill_grace: Duration::from_secs(3),
             advertise_url: None,
+            cgroup_base: Some(PathBuf::from(cgroup::DEFAULT_BASE)),
         }
     }
 
@@ -145,6 +149,9 @@ impl AgentConfig {
         if let Some(u) = f.advertise_url {
             self.advertise_url = Some(u);
         }
+        if f.cgroups == Some(false) {
+            self.cgroup_base = None;
+        }
         Ok(self)
     }
 }
@@ -167,6 +174,8 @@ pub struct ConfigFile {
     pub kill_grace_secs: Option<f64>,
     /// URL the master should use to reach this agent (NAT, containers).
     pub advertise_url: Option<String>,
+    /// `false` disables cgroup v2 limits even where they are available.
+    pub cgroups: Option<bool>,
 }
 
 fn hostname() -> String {

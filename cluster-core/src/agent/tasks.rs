@@ -2,6 +2,7 @@
 //! `std::sync::Mutex` held only for short sections, never across an `.await`.
 
 use super::AgentConfig;
+use super::cgroup::Cgroups;
 use super::checkpoint::{Checkpoints, TaskCheckpoint, safe_name};
 use super::executor::{self, Proc};
 use crate::proto::internal::ReportedTask;
@@ -43,6 +44,8 @@ pub(super) struct Agent {
     outbox: mpsc::UnboundedSender<Outgoing>,
     outbox_rx: Mutex<Option<mpsc::UnboundedReceiver<Outgoing>>>,
     pub http: reqwest::Client,
+    /// Task limits, where the host supports cgroups v2.
+    cgroups: Option<Cgroups>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -54,7 +57,9 @@ impl Agent {
     pub fn new(cfg: AgentConfig, url: String, shutdown: CancellationToken) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let checkpoints = Checkpoints::new(&cfg.work_dir);
+        let cgroups = cfg.cgroup_base.as_deref().and_then(Cgroups::detect);
         Agent {
+            cgroups,
             agent_id: Mutex::new(checkpoints.agent_id()),
             checkpoints,
             cfg,
@@ -175,6 +180,19 @@ impl Agent {
             );
             return;
         }
+        let cgroup = self.cgroups.as_ref().and_then(|cg| {
+            let res = crate::proto::Resources::from_mesos(&task.resources);
+            match cg.create(&format!("{}_{}", safe_name(&key.0), safe_name(&key.1)), &res) {
+                Ok(dir) => Some(dir),
+                Err(e) => {
+                    tracing::warn!(task = %key.1, error = %e, "cannot create the task's cgroup; running it without limits");
+                    None
+                }
+            }
+        });
+        if let Some(dir) = &cgroup {
+            env.push(("DCCORE_CGROUP".into(), dir.display().to_string()));
+        }
         match executor::spawn(&task, &sandbox, &env) {
             Ok(proc) => {
                 if let Some(e) = lock(&self.tasks).get_mut(&key) {
@@ -182,9 +200,14 @@ impl Agent {
                 }
                 tracing::info!(task = %key.1, pid = ?proc.pid(), "task started");
                 self.emit(&key, TaskState::Running, "task started".into());
-                self.monitor(key, proc, sandbox, kill);
+                self.monitor(key, proc, sandbox, kill, cgroup);
             }
-            Err(err) => self.emit(&key, TaskState::Failed, crate::util::chain(&err)),
+            Err(err) => {
+                if let Some(dir) = &cgroup {
+                    Cgroups::remove(dir);
+                }
+                self.emit(&key, TaskState::Failed, crate::util::chain(&err));
+            }
         }
     }
 
@@ -210,6 +233,7 @@ impl Agent {
         mut proc: Proc,
         sandbox: PathBuf,
         kill: CancellationToken,
+        cgroup: Option<PathBuf>,
     ) {
         let me = self.clone();
         let grace = lock(&self.tasks)
@@ -225,6 +249,9 @@ impl Agent {
                 e = executor::wait(&mut proc, &sandbox) => e,
                 _ = kill.cancelled() => executor::kill(&mut proc, &sandbox, grace).await,
             };
+            if let Some(dir) = &cgroup {
+                Cgroups::remove(dir);
+            }
             tracing::info!(task = %key.1, state = exit.state.name(), message = %exit.message, "task ended");
             me.emit(&key, exit.state, exit.message);
         });
@@ -253,7 +280,9 @@ impl Agent {
             match pid {
                 Some(pid) if executor::alive(pid) => {
                     tracing::info!(task = %key.1, pid, "re-attached to a running task");
-                    self.monitor(key, Proc::Adopted(pid), sandbox, kill);
+                    let name = format!("{}_{}", safe_name(&key.0), safe_name(&key.1));
+                    let cgroup = self.cgroups.as_ref().map(|cg| cg.path(&name));
+                    self.monitor(key, Proc::Adopted(pid), sandbox, kill, cgroup);
                 }
                 _ => {
                     let exit = if pid.is_some() {

@@ -153,6 +153,16 @@ pub struct Agent {
 
 impl Agent {
     pub async fn start(master: &str, dir: &Path, resources: &str, public: bool) -> Agent {
+        Self::start_with(master, dir, resources, public, |_| {}).await
+    }
+
+    pub async fn start_with(
+        master: &str,
+        dir: &Path,
+        resources: &str,
+        public: bool,
+        tweak: impl FnOnce(&mut AgentConfig),
+    ) -> Agent {
         let listener = within("agent bind", tokio::net::TcpListener::bind("127.0.0.1:0"))
             .await
             .expect("bind agent");
@@ -162,6 +172,9 @@ impl Agent {
         cfg.public = public;
         cfg.heartbeat_interval = Duration::from_millis(100);
         cfg.kill_grace = Duration::from_millis(500);
+        // Tests never touch the host's cgroups; the cgroup test passes a fake hierarchy.
+        cfg.cgroup_base = None;
+        tweak(&mut cfg);
         let stop = CancellationToken::new();
         let s = stop.clone();
         let task = tokio::spawn(async move {
