@@ -21,12 +21,7 @@ impl State {
         // Offers on a returning agent are void, and its tasks' allocations are rebuilt below
         // from what the agent reports.
         self.rescind_agent_offers(&id);
-        let keys: Vec<TaskKey> = self
-            .tasks
-            .iter()
-            .filter(|(_, t)| t.agent_id == id)
-            .map(|(k, _)| k.clone())
-            .collect();
+        let keys: Vec<TaskKey> = self.tasks_on(&id);
         for k in &keys {
             self.release_resources(k);
         }
@@ -99,7 +94,7 @@ impl State {
                     } else {
                         rt.state
                     };
-                    self.tasks.insert(
+                    self.insert_task(
                         key.clone(),
                         TaskRec {
                             framework_id: key.0.clone(),
@@ -188,10 +183,9 @@ impl State {
             self.alloc.set_agent_active(&id, false);
             self.rescind_agent_offers(&id);
             let keys: Vec<TaskKey> = self
-                .tasks
-                .iter()
-                .filter(|(_, t)| t.agent_id == id && !t.state.is_terminal())
-                .map(|(k, _)| k.clone())
+                .tasks_on(&id)
+                .into_iter()
+                .filter(|k| self.tasks.get(k).is_some_and(|t| !t.state.is_terminal()))
                 .collect();
             for k in keys {
                 let Some(t) = self.tasks.get(&k) else {

@@ -175,7 +175,7 @@ impl State {
         for k in keys {
             self.release_resources(&k);
             self.unacked.remove(&k);
-            if let Some(mut t) = self.tasks.remove(&k) {
+            if let Some(mut t) = self.remove_task(&k) {
                 if !t.state.is_terminal() {
                     match self.agents.get(&t.agent_id) {
                         Some(a) if a.reachable => {
@@ -413,7 +413,7 @@ impl State {
             }
             avail.subtract(&res);
             batch.push(t.clone());
-            self.tasks.insert(
+            self.insert_task(
                 key.clone(),
                 TaskRec {
                     framework_id: fid.to_string(),
@@ -459,7 +459,7 @@ impl State {
             self.send_to_framework(fid, Event::Update(st));
             return;
         }
-        self.tasks.insert(
+        self.insert_task(
             key.clone(),
             TaskRec {
                 framework_id: fid.to_string(),

@@ -85,6 +85,8 @@ pub(super) struct State {
     pub frameworks: BTreeMap<String, FrameworkRec>,
     pub removed_frameworks: VecDeque<String>,
     pub tasks: HashMap<TaskKey, TaskRec>,
+    /// Index: agent id -> its tasks in `tasks` (registration and agent loss must not scan all tasks).
+    pub agent_tasks: HashMap<String, HashSet<TaskKey>>,
     pub completed_tasks: VecDeque<TaskRec>,
     /// Tasks with updates waiting for acknowledgement.
     pub unacked: HashSet<TaskKey>,
@@ -121,6 +123,7 @@ impl State {
             frameworks: BTreeMap::new(),
             removed_frameworks: registry.removed_frameworks.iter().cloned().collect(),
             tasks: HashMap::new(),
+            agent_tasks: HashMap::new(),
             completed_tasks: VecDeque::new(),
             unacked: HashSet::new(),
             doomed: HashSet::new(),
@@ -371,6 +374,35 @@ impl State {
                 }
             }
         });
+    }
+
+    /// Adds a task (keeps the agent index).
+    pub fn insert_task(&mut self, key: TaskKey, rec: TaskRec) {
+        self.agent_tasks
+            .entry(rec.agent_id.clone())
+            .or_default()
+            .insert(key.clone());
+        self.tasks.insert(key, rec);
+    }
+
+    /// Removes a task (keeps the agent index).
+    pub fn remove_task(&mut self, key: &TaskKey) -> Option<TaskRec> {
+        let rec = self.tasks.remove(key)?;
+        if let Some(set) = self.agent_tasks.get_mut(&rec.agent_id) {
+            set.remove(key);
+            if set.is_empty() {
+                self.agent_tasks.remove(&rec.agent_id);
+            }
+        }
+        Some(rec)
+    }
+
+    /// The tasks on an agent.
+    pub fn tasks_on(&self, agent_id: &str) -> Vec<TaskKey> {
+        self.agent_tasks
+            .get(agent_id)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     fn metrics_snapshot(&self) -> MetricsSnapshot {
