@@ -18,6 +18,8 @@ mod frameworks;
 mod registry;
 mod state;
 mod tasks;
+#[cfg(test)]
+mod tests;
 mod views;
 
 pub use command::{CallError, MasterCommand, MetricsSnapshot, OperatorQuery, Subscription};
