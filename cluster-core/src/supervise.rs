@@ -64,6 +64,15 @@ impl Supervisor {
             })
     }
 
+    /// Appends one line about the supervisor itself to the log file (best effort: the log is
+    /// where an operator on a host without systemd looks).
+    fn note(&self, line: &str) {
+        use std::io::Write;
+        if let Ok(mut f) = self.open_log() {
+            let _ = writeln!(f, "dccore supervise: {line}");
+        }
+    }
+
     /// Runs until `shutdown`; then stops the child and removes the pid file.
     pub async fn run(&self, shutdown: CancellationToken) -> Result<(), SuperviseError> {
         let (program, args) = self.cmd.split_first().ok_or(SuperviseError::NoCommand)?;
@@ -96,9 +105,18 @@ impl Supervisor {
             match spawned {
                 Ok(mut child) => {
                     tracing::info!(pid = ?child.id(), cmd = %program, "started");
+                    self.note(&format!(
+                        "started {program} (pid {})",
+                        child.id().unwrap_or(0)
+                    ));
                     tokio::select! {
                         st = child.wait() => {
                             tracing::warn!(status = ?st, "supervised command exited; restarting in {backoff:?}");
+                            let how = match st {
+                                Ok(st) => st.to_string(),
+                                Err(e) => e.to_string(),
+                            };
+                            self.note(&format!("{program} exited ({how}); restarting in {backoff:?}"));
                         }
                         _ = shutdown.cancelled() => {
                             if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
@@ -107,6 +125,7 @@ impl Supervisor {
                             if tokio::time::timeout(STOP_GRACE, child.wait()).await.is_err() {
                                 let _ = child.kill().await;
                             }
+                            self.note(&format!("stopped {program} on SIGTERM"));
                             let _ = std::fs::remove_file(&self.pid_file);
                             return Ok(());
                         }

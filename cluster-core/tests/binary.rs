@@ -185,13 +185,9 @@ async fn supervise_restarts_the_command_and_stops_it_on_sigterm() {
         std::fs::read_to_string(&pid_file).unwrap().trim(),
         sup.id().unwrap().to_string()
     );
-    assert_eq!(
-        std::fs::read_to_string(&log_file)
-            .unwrap()
-            .matches("started")
-            .count(),
-        3
-    );
+    let log = std::fs::read_to_string(&log_file).unwrap();
+    assert_eq!(log.lines().filter(|l| *l == "started").count(), 3, "{log}");
+    assert!(log.contains("dccore supervise: /bin/sh exited"), "{log}");
     let sup_pid = nix::unistd::Pid::from_raw(sup.id().unwrap() as i32);
     nix::sys::signal::kill(sup_pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     let status = within("supervisor exit", sup.wait()).await.unwrap();
@@ -201,6 +197,11 @@ async fn supervise_restarts_the_command_and_stops_it_on_sigterm() {
         "the supervised command is stopped with the supervisor"
     );
     assert!(!pid_file.exists(), "pid file removed on exit");
+    let log = std::fs::read_to_string(&log_file).unwrap();
+    assert!(
+        log.ends_with("dccore supervise: stopped /bin/sh on SIGTERM\n"),
+        "{log}"
+    );
 }
 
 const PYMESOS_FRAMEWORK: &str = r#"
