@@ -87,7 +87,7 @@ impl Supervisor {
             path: self.pid_file.clone(),
             source,
         })?;
-        let mut backoff = BACKOFF.0;
+        let mut backoff = crate::util::Backoff::new(BACKOFF.0, BACKOFF.1);
         loop {
             let log = self.open_log()?;
             let log2 = log.try_clone().map_err(|source| SuperviseError::File {
@@ -111,12 +111,15 @@ impl Supervisor {
                     ));
                     tokio::select! {
                         st = child.wait() => {
-                            tracing::warn!(status = ?st, "supervised command exited; restarting in {backoff:?}");
+                            if started.elapsed() >= STABLE {
+                                backoff.reset();
+                            }
+                            tracing::warn!(status = ?st, "supervised command exited; restarting in {:?}", backoff.peek());
                             let how = match st {
                                 Ok(st) => st.to_string(),
                                 Err(e) => e.to_string(),
                             };
-                            self.note(&format!("{program} exited ({how}); restarting in {backoff:?}"));
+                            self.note(&format!("{program} exited ({how}); restarting in {:?}", backoff.peek()));
                         }
                         _ = shutdown.cancelled() => {
                             if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
@@ -132,20 +135,16 @@ impl Supervisor {
                     }
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, cmd = %program, "cannot start; retrying in {backoff:?}")
+                    tracing::error!(error = %e, cmd = %program, "cannot start; retrying in {:?}", backoff.peek())
                 }
             }
-            if started.elapsed() >= STABLE {
-                backoff = BACKOFF.0;
-            }
             tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
+                _ = tokio::time::sleep(backoff.next_delay()) => {}
                 _ = shutdown.cancelled() => {
                     let _ = std::fs::remove_file(&self.pid_file);
                     return Ok(());
                 }
             }
-            backoff = (backoff * 2).min(BACKOFF.1);
         }
     }
 }
