@@ -687,3 +687,87 @@ async fn tasks_get_cgroup_v2_limits_where_the_hierarchy_allows() {
     );
     m.stop().await;
 }
+
+#[tokio::test]
+async fn a_failed_over_framework_receives_the_updates_it_did_not_acknowledge() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Master::start(&dir.path().join("m")).await;
+    let _a = Agent::start(&m.url, &dir.path().join("a1"), AGENT_RES, false).await;
+    m.wait_agents(1).await;
+    let mut fw = Framework::subscribe(&m.url, framework_info("flaky")).await;
+    let offer = fw.offers().await.remove(0);
+    fw.launch(&offer, vec![task(&offer, "t", "true")]).await;
+    let running = fw.update().await;
+    assert_eq!(running["state"], "TASK_RUNNING");
+    let fid = fw.id.clone();
+    drop(fw); // disconnects without acknowledging
+    let mut fw = Framework::subscribe_with(&m.url, framework_info("flaky"), Some(&fid)).await;
+    let again = fw.update().await;
+    assert_eq!(
+        again["uuid"], running["uuid"],
+        "the same update, resent on the new stream"
+    );
+    fw.ack(&again).await;
+    fw.wait_state("t", "TASK_FINISHED").await;
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn launch_group_tasks_run_and_offers_carry_agent_attributes() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Master::start(&dir.path().join("m")).await;
+    let _a = Agent::start_with(&m.url, &dir.path().join("a1"), AGENT_RES, false, |c| {
+        c.attributes = dccore::proto::parse_attributes("rack:r1;zone:a").unwrap();
+    })
+    .await;
+    m.wait_agents(1).await;
+    let mut fw = Framework::subscribe(&m.url, framework_info("grouped")).await;
+    let offer = fw.offers().await.remove(0);
+    assert_eq!(offer["attributes"][0]["name"], "rack");
+    assert_eq!(offer["attributes"][0]["text"]["value"], "r1");
+    let code = fw
+        .call(
+            json!({"type": "ACCEPT", "accept": {"offer_ids": [offer["id"]], "operations": [
+            {"type": "LAUNCH_GROUP", "launch_group": {"executor": {}, "task_group": {"tasks": [
+                task(&offer, "g1", "true"), task(&offer, "g2", "true")]}}}]}}),
+        )
+        .await;
+    assert_eq!(code, 202);
+    let mut finished = std::collections::BTreeSet::new();
+    within("both group tasks to finish", async {
+        while finished.len() < 2 {
+            let st = fw.update_acked().await;
+            if st["state"] == "TASK_FINISHED" {
+                finished.insert(st["task_id"]["value"].as_str().unwrap().to_string());
+            }
+        }
+    })
+    .await;
+    assert_eq!(finished.into_iter().collect::<Vec<_>>(), ["g1", "g2"]);
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn a_framework_may_not_claim_another_principal() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Master::start(&dir.path().join("m")).await;
+    let mut info = framework_info("impostor");
+    info["principal"] = json!("someone-else");
+    let r = within(
+        "subscribe",
+        reqwest::Client::new()
+            .post(format!("{}/api/v1/scheduler", m.url))
+            .header("authorization", basic())
+            .json(&json!({"type": "SUBSCRIBE", "subscribe": {"framework_info": info}}))
+            .send(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 403);
+    let text = within("body", r.text()).await.unwrap();
+    assert!(
+        text.contains("does not match the authenticated principal"),
+        "{text}"
+    );
+    m.stop().await;
+}
