@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
 use super::connect::{Session, error_chain};
+
 use super::{SshError, shell_quote};
 
 /// What to upload.
@@ -87,6 +88,9 @@ impl UploadOutcome {
         matches!(self, UploadOutcome::Uploaded { .. })
     }
 }
+
+/// Read size for streamed files.
+const CHUNK: usize = 1 << 20;
 
 /// Exit status the receiving script uses for a hash mismatch.
 const HASH_MISMATCH: u32 = 86;
@@ -254,37 +258,70 @@ impl Session {
             .await
             .map_err(|_| "session closed".to_string())?;
         let e = |e: russh::Error| error_chain(&e);
-        let mut ch = handle.channel_open_session().await.map_err(e)?;
-        ch.exec(true, wrapped.as_bytes()).await.map_err(e)?;
-        match src {
-            UploadSource::Bytes(b) => ch.data(&b[..]).await.map_err(e)?,
-            UploadSource::File(p) => {
-                let f = tokio::fs::File::open(p)
-                    .await
-                    .map_err(|err| format!("open {}: {err}", p.display()))?;
-                ch.data(f).await.map_err(e)?
-            }
-        }
-        ch.eof().await.map_err(e)?;
-        let mut status = None;
-        let mut tail: Vec<String> = Vec::new();
-        while let Some(msg) = ch.wait().await {
-            match msg {
-                russh::ChannelMsg::Data { data } | russh::ChannelMsg::ExtendedData { data, .. } => {
-                    for l in String::from_utf8_lossy(&data).lines() {
-                        self.log.line(&format!("  | {l}"));
-                        tail.push(l.to_string());
+        let mut ch = self.open_channel(handle).await.map_err(e)?;
+        let transfer = async {
+            ch.exec(true, wrapped.as_bytes()).await.map_err(e)?;
+            match src {
+                UploadSource::Bytes(b) => ch.data_bytes(b.clone()).await.map_err(e)?,
+                UploadSource::File(p) => {
+                    // Large reads handed over as owned buffers: `data(reader)` would copy through an
+                    // 8 KiB buffer with one blocking-pool round trip per read, which caps a single
+                    // stream far below what the link and the ciphers can do.
+                    let mut f = tokio::fs::File::open(p)
+                        .await
+                        .map_err(|err| format!("open {}: {err}", p.display()))?;
+                    loop {
+                        let mut buf = vec![0u8; CHUNK];
+                        let mut filled = 0;
+                        while filled < CHUNK {
+                            let n = f
+                                .read(&mut buf[filled..])
+                                .await
+                                .map_err(|err| format!("read {}: {err}", p.display()))?;
+                            if n == 0 {
+                                break;
+                            }
+                            filled += n;
+                        }
+                        if filled == 0 {
+                            break;
+                        }
+                        buf.truncate(filled);
+                        ch.data_bytes(buf).await.map_err(e)?;
+                        if filled < CHUNK {
+                            break;
+                        }
                     }
                 }
-                russh::ChannelMsg::ExitStatus { exit_status } => {
-                    status = Some(super::ExitStatus::Code(exit_status))
-                }
-                russh::ChannelMsg::ExitSignal { signal_name, .. } => {
-                    status = Some(super::ExitStatus::Signal(format!("{signal_name:?}")))
-                }
-                _ => {}
             }
-        }
+            ch.eof().await.map_err(e)?;
+            let mut status = None;
+            let mut tail: Vec<String> = Vec::new();
+            while let Some(msg) = ch.wait().await {
+                match msg {
+                    russh::ChannelMsg::Data { data }
+                    | russh::ChannelMsg::ExtendedData { data, .. } => {
+                        for l in String::from_utf8_lossy(&data).lines() {
+                            self.log.line(&format!("  | {l}"));
+                            tail.push(l.to_string());
+                        }
+                    }
+                    russh::ChannelMsg::ExitStatus { exit_status } => {
+                        status = Some(super::ExitStatus::Code(exit_status))
+                    }
+                    russh::ChannelMsg::ExitSignal { signal_name, .. } => {
+                        status = Some(super::ExitStatus::Signal(format!("{signal_name:?}")))
+                    }
+                    _ => {}
+                }
+            }
+
+            Ok::<_, String>((status, tail))
+        };
+        let (status, mut tail) = tokio::select! {
+            r = transfer => r?,
+            _ = super::connect::closed(handle) => return Ok(None),
+        };
         let keep = tail.len().saturating_sub(20);
         Ok(status.map(|s| (s, tail.split_off(keep))))
     }
