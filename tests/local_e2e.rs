@@ -193,6 +193,19 @@ async fn local_cluster_boots_runs_a_task_reapplies_as_no_op_and_destroys_cleanly
         .clone();
     let out = fw.sandbox_file(&agent_url, "hello-1", "stdout").await;
     assert!(out.contains("hello-from-local"), "stdout was {out:?}");
+    let o = dcform(&["task", "logs", "hello-1", c.def()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("hello-from-local"),
+        "{}",
+        text(&o)
+    );
+    let o = dcform(&["task", "list", c.def()]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("TASK_FINISHED"),
+        "{}",
+        text(&o)
+    );
 
     let o = dcform(&["apply", "--auto-approve", c.def()]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
