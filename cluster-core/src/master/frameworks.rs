@@ -109,7 +109,8 @@ impl State {
         }
         self.registry_dirty = true;
         self.alloc_pending = true;
-        let _ = now;
+        // SUBSCRIBED is already queued, so the resent updates follow it on the stream.
+        self.retry_updates(now);
         Ok(Subscription {
             framework_id: id,
             stream_id,
