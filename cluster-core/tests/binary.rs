@@ -188,6 +188,18 @@ async fn supervise_restarts_the_command_and_stops_it_on_sigterm() {
     let log = std::fs::read_to_string(&log_file).unwrap();
     assert_eq!(log.lines().filter(|l| *l == "started").count(), 3, "{log}");
     assert!(log.contains("dccore supervise: /bin/sh exited"), "{log}");
+    // If an assertion below fails, the supervisor dies by SIGKILL (kill_on_drop) and cannot stop
+    // its child: this guard does.
+    struct Reap(i32);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.0),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+    let _reap = Reap(pid);
     let sup_pid = nix::unistd::Pid::from_raw(sup.id().unwrap() as i32);
     nix::sys::signal::kill(sup_pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     let status = within("supervisor exit", sup.wait()).await.unwrap();

@@ -157,6 +157,28 @@ async fn command_task_runs_to_finished_and_its_output_is_served() {
     })
     .await;
     assert!(tasks["get_tasks"]["tasks"].as_array().unwrap().is_empty());
+    let metrics = within(
+        "metrics",
+        reqwest::Client::new()
+            .get(format!("{}/metrics", m.url))
+            .header("authorization", bearer())
+            .send(),
+    )
+    .await
+    .unwrap();
+    let metrics = within("metrics body", metrics.text()).await.unwrap();
+    assert!(
+        metrics.contains("dccore_tasks{state=\"TASK_FINISHED\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("dccore_agents{state=\"reachable\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("# TYPE dccore_allocation_cycle_seconds gauge"),
+        "{metrics}"
+    );
     m.stop().await;
 }
 

@@ -109,7 +109,8 @@ impl State {
         }
         self.registry_dirty = true;
         self.alloc_pending = true;
-        let _ = now;
+        // SUBSCRIBED is already queued, so the resent updates follow it on the stream.
+        self.retry_updates(now);
         Ok(Subscription {
             framework_id: id,
             stream_id,
@@ -412,13 +413,17 @@ impl State {
                 continue;
             }
             avail.subtract(&res);
-            batch.push(t.clone());
+            // The master keeps the parsed `res`; the verbose Mesos resource list goes to the agent
+            // only (it is most of a task's memory at 100,000 tasks).
+            let mut stored = t.clone();
+            stored.resources = Vec::new();
+            batch.push(t);
             self.insert_task(
                 key.clone(),
                 TaskRec {
                     framework_id: fid.to_string(),
                     agent_id: agent.clone(),
-                    info: t,
+                    info: stored,
                     resources: res,
                     state: TaskState::Staging,
                     holds_resources: true, // already allocated as part of the offer

@@ -184,7 +184,7 @@ pub async fn run(
         shutdown: shutdown.clone(),
         streams: TaskTracker::new(),
     };
-    let token = auth_token(&auth);
+    let token = auth.token().to_string();
     let owner = state::State::new(config, registry, tx, token);
     let owner_task = tokio::spawn(owner.run(rx, shutdown.clone()));
     let app = crate::api::router(handle.clone());
@@ -196,8 +196,4 @@ pub async fn run(
     handle.streams.wait().await;
     let _ = owner_task.await;
     served.map_err(MasterError::Serve)
-}
-
-fn auth_token(auth: &Authenticator) -> String {
-    auth.token().to_string()
 }

@@ -69,6 +69,8 @@ impl State {
         t.pending.pop_front();
         t.last_sent = None;
         if t.pending.is_empty() {
+            // Most tasks sit idle with nothing pending: give the queue's buffer back.
+            t.pending = Default::default();
             self.unacked.remove(key);
         } else {
             self.send_head(key, now);

@@ -61,7 +61,9 @@ pub fn bearer() -> String {
 
 pub fn fast_master_config(dir: &Path) -> MasterConfig {
     let mut c = MasterConfig::new(dir);
-    c.agent_timeout = Duration::from_millis(1500);
+    // Short enough for the agent-loss tests, long enough that a loaded CI machine does not lose
+    // agents that heartbeat every 100 ms.
+    c.agent_timeout = Duration::from_secs(3);
     c.allocation_interval = Duration::from_millis(200);
     c.status_update_retry = Duration::from_millis(300);
     c.framework_heartbeat = Duration::from_secs(1);
