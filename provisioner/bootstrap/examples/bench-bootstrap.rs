@@ -341,7 +341,11 @@ async fn main() -> Result<(), BoxError> {
     let storage = docker(&["info", "--format", "{{.Driver}}"]).unwrap_or_default();
     println!(
         "work: {size_mb} MiB upload + install script on {hosts} containers (real sshd), destination on {}",
-        if tmpfs { "tmpfs".to_string() } else { format!("the container filesystem ({storage})") }
+        if tmpfs {
+            "tmpfs".to_string()
+        } else {
+            format!("the container filesystem ({storage})")
+        }
     );
     let script = Arc::new(script);
     let mut loops = Vec::new();
