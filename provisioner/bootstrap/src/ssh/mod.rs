@@ -16,6 +16,7 @@
 
 mod connect;
 mod exec;
+mod keygen;
 mod log;
 mod upload;
 
@@ -26,6 +27,7 @@ pub use exec::{Command, ExecOutput, OutputLine, OutputSink, OutputStream};
 pub use upload::{Upload, UploadOutcome, UploadSource};
 
 pub use connect::Session;
+pub use keygen::{GeneratedKey, generate_ed25519};
 
 use crate::retry::Backoff;
 
