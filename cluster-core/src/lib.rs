@@ -13,6 +13,8 @@
 //! * [`agent`]: registers with the master, runs tasks in per-task sandboxes, checkpoints them, serves files.
 //! * [`supervise`]: a minimal process supervisor for hosts without systemd.
 
+#![warn(missing_docs)]
+
 pub mod agent;
 pub mod allocator;
 pub mod api;

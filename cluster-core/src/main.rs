@@ -64,6 +64,10 @@ enum Cmd {
         /// JSON config file.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// URL the master uses to reach this agent (default: the listen address, or with a
+        /// wildcard listen address the local IP that routes to the master).
+        #[arg(long)]
+        advertise_url: Option<String>,
     },
     /// Run CMD, restart it with backoff when it exits, stop it on SIGTERM.
     Supervise {
@@ -120,13 +124,14 @@ async fn bind(listen: &str, work_dir: &Path) -> anyhow::Result<tokio::net::TcpLi
         .local_addr()
         .context("cannot read the listen address")?;
     let url = format!("http://{addr}");
-    // First stdout line: the chosen address (scripts read it); also DIR/address.
-    let mut out = std::io::stdout();
-    writeln!(out, "{url}").context("cannot write to stdout")?;
-    out.flush().context("cannot write to stdout")?;
+    // DIR/address first (atomically), then the first stdout line: whoever reads the line can
+    // also rely on the file.
     let tmp = work_dir.join(".address.tmp");
     std::fs::write(&tmp, format!("{url}\n")).context("cannot write the address file")?;
     std::fs::rename(&tmp, work_dir.join("address")).context("cannot write the address file")?;
+    let mut out = std::io::stdout();
+    writeln!(out, "{url}").context("cannot write to stdout")?;
+    out.flush().context("cannot write to stdout")?;
     Ok(listener)
 }
 
@@ -184,6 +189,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             resources,
             attributes,
             config,
+            advertise_url,
         } => {
             let token = read_token(&token_file).map_err(|e| Usage(chain(&e)))?;
             let mut cfg = AgentConfig::new(master, &work_dir, token);
@@ -200,6 +206,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .map_err(|e| Usage(format!("--attributes: {e}")))?;
             }
             cfg.public |= public;
+            if advertise_url.is_some() {
+                cfg.advertise_url = advertise_url;
+            }
             let listener = bind(&listen, &work_dir).await?;
             agent::run(listener, cfg, shutdown_on_signals()).await?;
         }

@@ -64,6 +64,15 @@ impl Supervisor {
             })
     }
 
+    /// Appends one line about the supervisor itself to the log file (best effort: the log is
+    /// where an operator on a host without systemd looks).
+    fn note(&self, line: &str) {
+        use std::io::Write;
+        if let Ok(mut f) = self.open_log() {
+            let _ = writeln!(f, "dccore supervise: {line}");
+        }
+    }
+
     /// Runs until `shutdown`; then stops the child and removes the pid file.
     pub async fn run(&self, shutdown: CancellationToken) -> Result<(), SuperviseError> {
         let (program, args) = self.cmd.split_first().ok_or(SuperviseError::NoCommand)?;
@@ -78,7 +87,7 @@ impl Supervisor {
             path: self.pid_file.clone(),
             source,
         })?;
-        let mut backoff = BACKOFF.0;
+        let mut backoff = crate::util::Backoff::new(BACKOFF.0, BACKOFF.1);
         loop {
             let log = self.open_log()?;
             let log2 = log.try_clone().map_err(|source| SuperviseError::File {
@@ -96,9 +105,21 @@ impl Supervisor {
             match spawned {
                 Ok(mut child) => {
                     tracing::info!(pid = ?child.id(), cmd = %program, "started");
+                    self.note(&format!(
+                        "started {program} (pid {})",
+                        child.id().unwrap_or(0)
+                    ));
                     tokio::select! {
                         st = child.wait() => {
-                            tracing::warn!(status = ?st, "supervised command exited; restarting in {backoff:?}");
+                            if started.elapsed() >= STABLE {
+                                backoff.reset();
+                            }
+                            tracing::warn!(status = ?st, "supervised command exited; restarting in {:?}", backoff.peek());
+                            let how = match st {
+                                Ok(st) => st.to_string(),
+                                Err(e) => e.to_string(),
+                            };
+                            self.note(&format!("{program} exited ({how}); restarting in {:?}", backoff.peek()));
                         }
                         _ = shutdown.cancelled() => {
                             if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
@@ -107,26 +128,23 @@ impl Supervisor {
                             if tokio::time::timeout(STOP_GRACE, child.wait()).await.is_err() {
                                 let _ = child.kill().await;
                             }
+                            self.note(&format!("stopped {program} on SIGTERM"));
                             let _ = std::fs::remove_file(&self.pid_file);
                             return Ok(());
                         }
                     }
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, cmd = %program, "cannot start; retrying in {backoff:?}")
+                    tracing::error!(error = %e, cmd = %program, "cannot start; retrying in {:?}", backoff.peek())
                 }
             }
-            if started.elapsed() >= STABLE {
-                backoff = BACKOFF.0;
-            }
             tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
+                _ = tokio::time::sleep(backoff.next_delay()) => {}
                 _ = shutdown.cancelled() => {
                     let _ = std::fs::remove_file(&self.pid_file);
                     return Ok(());
                 }
             }
-            backoff = (backoff * 2).min(BACKOFF.1);
         }
     }
 }

@@ -35,3 +35,54 @@ pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     }
     s
 }
+
+/// Exponential backoff between `min` and `max`, written once for every retry loop.
+#[derive(Debug, Clone)]
+pub(crate) struct Backoff {
+    min: std::time::Duration,
+    max: std::time::Duration,
+    next: std::time::Duration,
+}
+
+impl Backoff {
+    /// Starts at `min`.
+    pub(crate) const fn new(min: std::time::Duration, max: std::time::Duration) -> Self {
+        Backoff {
+            min,
+            max,
+            next: min,
+        }
+    }
+
+    /// The delay before the next attempt; each call doubles the following one, up to `max`.
+    pub(crate) fn next_delay(&mut self) -> std::time::Duration {
+        let d = self.next;
+        self.next = (self.next * 2).min(self.max);
+        d
+    }
+
+    /// The delay the next call to [`Backoff::next_delay`] returns.
+    pub(crate) fn peek(&self) -> std::time::Duration {
+        self.next
+    }
+
+    /// Back to `min` (after a success).
+    pub(crate) fn reset(&mut self) {
+        self.next = self.min;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Backoff;
+    use std::time::Duration;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_and_resets() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(350));
+        let got: Vec<u128> = (0..4).map(|_| b.next_delay().as_millis()).collect();
+        assert_eq!(got, [100, 200, 350, 350]);
+        b.reset();
+        assert_eq!(b.peek(), Duration::from_millis(100));
+    }
+}

@@ -43,31 +43,117 @@ pub fn master_url(state: &State) -> Option<String> {
         .map(|m| format!("http://{}", api_address(m)))
 }
 
-/// Asks the master for its agents.
-pub async fn agents(master: &str, token: &str) -> Result<Vec<AgentView>, ApiError> {
+/// A task as the master reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskView {
+    /// Task id.
+    pub id: String,
+    /// Task name.
+    pub name: String,
+    /// Its framework.
+    pub framework_id: String,
+    /// The agent it runs (or ran) on.
+    pub agent_id: String,
+    /// Latest state (`TASK_RUNNING`...).
+    pub state: String,
+}
+
+fn client(url: &str) -> Result<reqwest::Client, ApiError> {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| ApiError::Unreachable {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })
+}
+
+/// One operator call (`GET_AGENTS`, `GET_TASKS`...), its JSON answer.
+pub async fn operator(master: &str, token: &str, call: &str) -> Result<Value, ApiError> {
     let url = format!("{master}/api/v1");
     let unreachable = |reason: String| ApiError::Unreachable {
         url: url.clone(),
         reason,
     };
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .map_err(|e| unreachable(e.to_string()))?;
-    let resp = client
+    let resp = client(&url)?
         .post(&url)
         .bearer_auth(token)
-        .json(&serde_json::json!({"type": "GET_AGENTS"}))
+        .json(&serde_json::json!({ "type": call }))
         .send()
         .await
         .map_err(|e| unreachable(e.to_string()))?;
     if !resp.status().is_success() {
         return Err(unreachable(format!("HTTP {}", resp.status())));
     }
-    let body: Value = resp
-        .json()
+    resp.json()
         .await
-        .map_err(|e| unreachable(format!("not JSON: {e}")))?;
+        .map_err(|e| unreachable(format!("not JSON: {e}")))
+}
+
+/// Every task the master knows: running, unreachable and completed.
+pub async fn tasks(master: &str, token: &str) -> Result<Vec<TaskView>, ApiError> {
+    let body = operator(master, token, "GET_TASKS").await?;
+    let mut out = Vec::new();
+    for list in ["tasks", "unreachable_tasks", "completed_tasks"] {
+        for t in body
+            .pointer(&format!("/get_tasks/{list}"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let s = |p: &str| {
+                t.pointer(p)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            out.push(TaskView {
+                id: s("/task_id/value"),
+                name: s("/name"),
+                framework_id: s("/framework_id/value"),
+                agent_id: s("/agent_id/value"),
+                state: s("/state"),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// A file of a task's sandbox (`stdout`, `stderr`) through the agent's files API.
+pub async fn sandbox_file(
+    agent_url: &str,
+    token: &str,
+    task: &TaskView,
+    file: &str,
+) -> Result<String, ApiError> {
+    let path = format!("{}/{}/{file}", task.framework_id, task.id);
+    let query = path
+        .replace('%', "%25")
+        .replace('/', "%2F")
+        .replace(' ', "%20")
+        .replace('&', "%26");
+    let url = format!("{agent_url}/files/download?path={query}");
+    let unreachable = |reason: String| ApiError::Unreachable {
+        url: url.clone(),
+        reason,
+    };
+    let resp = client(&url)?
+        .get(&url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    if !resp.status().is_success() {
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        return Err(unreachable(format!("HTTP {status}: {}", body.trim())));
+    }
+    resp.text().await.map_err(|e| unreachable(e.to_string()))
+}
+
+/// Asks the master for its agents.
+pub async fn agents(master: &str, token: &str) -> Result<Vec<AgentView>, ApiError> {
+    let body = operator(master, token, "GET_AGENTS").await?;
     let list = body
         .pointer("/get_agents/agents")
         .and_then(Value::as_array)

@@ -95,7 +95,7 @@ pub fn spawn(
     let stderr = open("stderr").map_err(spawn_err)?;
     let mut c = Command::new("/bin/sh");
     c.arg("-c")
-        .arg(r#"rc=0; "$@" || rc=$?; echo "$rc" > "$DCCORE_EXIT_FILE.tmp" && mv "$DCCORE_EXIT_FILE.tmp" "$DCCORE_EXIT_FILE"; exit "$rc""#)
+        .arg(r#"[ -z "$DCCORE_CGROUP" ] || echo $$ > "$DCCORE_CGROUP/cgroup.procs" 2>/dev/null || true; rc=0; "$@" || rc=$?; echo "$rc" > "$DCCORE_EXIT_FILE.tmp" && mv "$DCCORE_EXIT_FILE.tmp" "$DCCORE_EXIT_FILE"; exit "$rc""#)
         .arg("dccore-task")
         .args(&argv)
         .current_dir(sandbox)

@@ -24,17 +24,16 @@ pub(super) async fn run(agent: Arc<Agent>) {
     };
     let mut pending: VecDeque<Outgoing> = VecDeque::new();
     loop {
-        let mut backoff = REGISTER_BACKOFF.0;
+        let mut backoff = crate::util::Backoff::new(REGISTER_BACKOFF.0, REGISTER_BACKOFF.1);
         let registered = loop {
             match register(&agent).await {
                 Ok(r) => break r,
                 Err(e) => {
-                    tracing::warn!(master = %agent.cfg.master, error = %e, "registration failed; retrying in {backoff:?}");
+                    tracing::warn!(master = %agent.cfg.master, error = %e, "registration failed; retrying in {:?}", backoff.peek());
                     tokio::select! {
                         _ = agent.shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(backoff) => {}
+                        _ = tokio::time::sleep(backoff.next_delay()) => {}
                     }
-                    backoff = (backoff * 2).min(REGISTER_BACKOFF.1);
                 }
             }
         };
@@ -74,10 +73,8 @@ pub(super) async fn run(agent: Arc<Agent>) {
             if let Next::Reregister = flush(&agent, &id, &mut pending).await {
                 break;
             }
-            if beat {
-                if let Next::Reregister = heartbeat(&agent, &id).await {
-                    break;
-                }
+            if beat && let Next::Reregister = heartbeat(&agent, &id).await {
+                break;
             }
         }
     }

@@ -7,6 +7,7 @@
 //!    └──register/heartbeat/status── link.rs ◀─┘            checkpoint.rs: agent id, one file per task
 //! ```
 
+mod cgroup;
 mod checkpoint;
 mod executor;
 mod http;
@@ -67,6 +68,8 @@ pub struct AgentConfig {
     pub kill_grace: Duration,
     /// URL the master uses to reach this agent; default `http://LISTEN_ADDRESS`.
     pub advertise_url: Option<String>,
+    /// cgroup v2 mount used for task limits (`None`: no limits). Default `/sys/fs/cgroup`.
+    pub cgroup_base: Option<PathBuf>,
 }
 
 impl AgentConfig {
@@ -91,6 +94,7 @@ impl AgentConfig {
             heartbeat_interval: Duration::from_secs(1),
             kill_grace: Duration::from_secs(3),
             advertise_url: None,
+            cgroup_base: Some(PathBuf::from(cgroup::DEFAULT_BASE)),
         }
     }
 
@@ -137,13 +141,16 @@ impl AgentConfig {
             .heartbeat_interval_secs
             .filter(|s| s.is_finite() && *s > 0.0)
         {
-            self.heartbeat_interval = Duration::from_secs_f64(s);
+            self.heartbeat_interval = Duration::from_secs_f64(s.min(3600.0));
         }
         if let Some(s) = f.kill_grace_secs.filter(|s| s.is_finite() && *s >= 0.0) {
-            self.kill_grace = Duration::from_secs_f64(s);
+            self.kill_grace = Duration::from_secs_f64(s.min(86400.0));
         }
         if let Some(u) = f.advertise_url {
             self.advertise_url = Some(u);
+        }
+        if f.cgroups == Some(false) {
+            self.cgroup_base = None;
         }
         Ok(self)
     }
@@ -167,6 +174,8 @@ pub struct ConfigFile {
     pub kill_grace_secs: Option<f64>,
     /// URL the master should use to reach this agent (NAT, containers).
     pub advertise_url: Option<String>,
+    /// `false` disables cgroup v2 limits even where they are available.
+    pub cgroups: Option<bool>,
 }
 
 fn hostname() -> String {
@@ -199,6 +208,41 @@ pub fn detect_resources() -> Resources {
     }
 }
 
+/// The address the master should use: the listen address, unless that is a wildcard (0.0.0.0 or
+/// ::), in which case the local IP the kernel routes to the master from (a UDP "connect" sends
+/// nothing) with the listen port.
+async fn advertised_addr(listen: std::net::SocketAddr, master: &str) -> std::net::SocketAddr {
+    if !listen.ip().is_unspecified() {
+        return listen;
+    }
+    let hostport = master
+        .trim_start_matches("http://")
+        .trim_start_matches("https://")
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let local = async {
+        let target = tokio::net::lookup_host(&hostport).await.ok()?.next()?;
+        let bind = if target.is_ipv4() {
+            "0.0.0.0:0"
+        } else {
+            "[::]:0"
+        };
+        let sock = tokio::net::UdpSocket::bind(bind).await.ok()?;
+        sock.connect(target).await.ok()?;
+        sock.local_addr().ok()
+    }
+    .await;
+    match local {
+        Some(l) => std::net::SocketAddr::new(l.ip(), listen.port()),
+        None => {
+            tracing::warn!(%listen, "cannot tell which local address reaches the master; advertising the listen address");
+            listen
+        }
+    }
+}
+
 /// Runs an agent on `listener` until `shutdown`. Running tasks are left running (and re-attached
 /// by the next agent run on the same work dir).
 pub async fn run(
@@ -207,10 +251,10 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), AgentError> {
     let addr = listener.local_addr().map_err(AgentError::Address)?;
-    let url = config
-        .advertise_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{addr}"));
+    let url = match &config.advertise_url {
+        Some(u) => u.clone(),
+        None => format!("http://{}", advertised_addr(addr, &config.master).await),
+    };
     let shared = Arc::new(tasks::Agent::new(config, url, shutdown.clone()));
     shared.recover();
     let link = tokio::spawn(link::run(shared.clone()));
@@ -223,4 +267,43 @@ pub async fn run(
     shared.monitors.close();
     shared.monitors.wait().await;
     served.map_err(AgentError::Serve)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn wildcard_listen_address_advertises_the_ip_that_reaches_the_master() {
+        let listen: std::net::SocketAddr = "0.0.0.0:5051".parse().unwrap();
+        let got = tokio::time::timeout(
+            Duration::from_secs(10),
+            advertised_addr(listen, "http://127.0.0.1:5050"),
+        )
+        .await
+        .expect("advertised_addr finishes");
+        assert_eq!(got, "127.0.0.1:5051".parse().unwrap());
+        let fixed: std::net::SocketAddr = "127.0.0.1:7".parse().unwrap();
+        let got = tokio::time::timeout(
+            Duration::from_secs(10),
+            advertised_addr(fixed, "http://10.0.0.1:5050"),
+        )
+        .await
+        .expect("advertised_addr finishes");
+        assert_eq!(got, fixed);
+    }
+
+    #[test]
+    fn resource_flags_override_only_what_they_name() {
+        let c = AgentConfig::new("127.0.0.1:1", "/tmp/x", "t")
+            .with_resources_spec("cpus:3")
+            .unwrap();
+        assert_eq!(c.resources.cpus, 3.0);
+        assert_eq!(
+            c.resources.ports,
+            vec![(31000, 32000)],
+            "ports keep the detected default"
+        );
+        assert_eq!(c.master, "http://127.0.0.1:1");
+    }
 }

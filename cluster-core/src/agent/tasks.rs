@@ -2,6 +2,7 @@
 //! `std::sync::Mutex` held only for short sections, never across an `.await`.
 
 use super::AgentConfig;
+use super::cgroup::Cgroups;
 use super::checkpoint::{Checkpoints, TaskCheckpoint, safe_name};
 use super::executor::{self, Proc};
 use crate::proto::internal::ReportedTask;
@@ -36,11 +37,15 @@ pub(super) struct Agent {
     pub checkpoints: Checkpoints,
     pub agent_id: Mutex<Option<String>>,
     tasks: Mutex<HashMap<TaskKey, Entry>>,
+    /// Kills that arrived before their launch (the two requests race): such a launch is refused.
+    killed_early: Mutex<std::collections::HashSet<TaskKey>>,
     /// Owns one monitor task per running process.
     pub monitors: TaskTracker,
     outbox: mpsc::UnboundedSender<Outgoing>,
     outbox_rx: Mutex<Option<mpsc::UnboundedReceiver<Outgoing>>>,
     pub http: reqwest::Client,
+    /// Task limits, where the host supports cgroups v2.
+    cgroups: Option<Cgroups>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -52,13 +57,16 @@ impl Agent {
     pub fn new(cfg: AgentConfig, url: String, shutdown: CancellationToken) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let checkpoints = Checkpoints::new(&cfg.work_dir);
+        let cgroups = cfg.cgroup_base.as_deref().and_then(Cgroups::detect);
         Agent {
+            cgroups,
             agent_id: Mutex::new(checkpoints.agent_id()),
             checkpoints,
             cfg,
             url,
             shutdown,
             tasks: Mutex::new(HashMap::new()),
+            killed_early: Mutex::new(Default::default()),
             monitors: TaskTracker::new(),
             outbox: tx,
             outbox_rx: Mutex::new(Some(rx)),
@@ -164,6 +172,27 @@ impl Agent {
         if let Some(id) = self.id() {
             env.push(("MESOS_AGENT_ID".into(), id));
         }
+        if lock(&self.killed_early).remove(&key) {
+            self.emit(
+                &key,
+                TaskState::Killed,
+                "killed before it was started".into(),
+            );
+            return;
+        }
+        let cgroup = self.cgroups.as_ref().and_then(|cg| {
+            let res = crate::proto::Resources::from_mesos(&task.resources);
+            match cg.create(&format!("{}_{}", safe_name(&key.0), safe_name(&key.1)), &res) {
+                Ok(dir) => Some(dir),
+                Err(e) => {
+                    tracing::warn!(task = %key.1, error = %e, "cannot create the task's cgroup; running it without limits");
+                    None
+                }
+            }
+        });
+        if let Some(dir) = &cgroup {
+            env.push(("DCCORE_CGROUP".into(), dir.display().to_string()));
+        }
         match executor::spawn(&task, &sandbox, &env) {
             Ok(proc) => {
                 if let Some(e) = lock(&self.tasks).get_mut(&key) {
@@ -171,20 +200,30 @@ impl Agent {
                 }
                 tracing::info!(task = %key.1, pid = ?proc.pid(), "task started");
                 self.emit(&key, TaskState::Running, "task started".into());
-                self.monitor(key, proc, sandbox, kill);
+                self.monitor(key, proc, sandbox, kill, cgroup);
             }
-            Err(err) => self.emit(&key, TaskState::Failed, crate::util::chain(&err)),
+            Err(err) => {
+                if let Some(dir) = &cgroup {
+                    Cgroups::remove(dir);
+                }
+                self.emit(&key, TaskState::Failed, crate::util::chain(&err));
+            }
         }
     }
 
-    /// Kills a task; false if the agent does not know it.
-    pub fn kill(&self, framework_id: &str, task_id: &str) -> bool {
-        match lock(&self.tasks).get(&(framework_id.to_string(), task_id.to_string())) {
-            Some(e) => {
-                e.kill.cancel();
-                true
+    /// Kills a task. An unknown task is remembered, so that a launch still in flight is refused.
+    pub fn kill(&self, framework_id: &str, task_id: &str) {
+        let key = (framework_id.to_string(), task_id.to_string());
+        match lock(&self.tasks).get(&key) {
+            Some(e) => e.kill.cancel(),
+            None => {
+                let mut early = lock(&self.killed_early);
+                // Bounded: these are rare races, not a queue.
+                if early.len() > 10_000 {
+                    early.clear();
+                }
+                early.insert(key);
             }
-            None => false,
         }
     }
 
@@ -194,6 +233,7 @@ impl Agent {
         mut proc: Proc,
         sandbox: PathBuf,
         kill: CancellationToken,
+        cgroup: Option<PathBuf>,
     ) {
         let me = self.clone();
         let grace = lock(&self.tasks)
@@ -209,6 +249,9 @@ impl Agent {
                 e = executor::wait(&mut proc, &sandbox) => e,
                 _ = kill.cancelled() => executor::kill(&mut proc, &sandbox, grace).await,
             };
+            if let Some(dir) = &cgroup {
+                Cgroups::remove(dir);
+            }
             tracing::info!(task = %key.1, state = exit.state.name(), message = %exit.message, "task ended");
             me.emit(&key, exit.state, exit.message);
         });
@@ -237,7 +280,9 @@ impl Agent {
             match pid {
                 Some(pid) if executor::alive(pid) => {
                     tracing::info!(task = %key.1, pid, "re-attached to a running task");
-                    self.monitor(key, Proc::Adopted(pid), sandbox, kill);
+                    let name = format!("{}_{}", safe_name(&key.0), safe_name(&key.1));
+                    let cgroup = self.cgroups.as_ref().map(|cg| cg.path(&name));
+                    self.monitor(key, Proc::Adopted(pid), sandbox, kill, cgroup);
                 }
                 _ => {
                     let exit = if pid.is_some() {

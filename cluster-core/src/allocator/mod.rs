@@ -366,8 +366,8 @@ mod tests {
         a.add_agent("a2", res(10.0, 1000.0), false);
         a.add_framework("f1", vec!["*".into()]);
         a.add_framework("f2", vec!["*".into()]);
-        // f1 already holds 4 cpus on a1: a2 must go to f2, and a1's rest to f2 too? No: after f2
-        // gets all of a1's free 6 cpus it is ahead, so whoever is lower takes the next agent.
+        // f1 already holds 4 of the 20 cpus, so f2 (share 0) gets the first free agent; then f2
+        // holds 6/20 > f1's 4/20 and the next agent goes to f1.
         a.allocate_to("f1", "a1", &res(4.0, 100.0));
         let out = a.allocate(now);
         assert_eq!(out.grants[0].agent, "a1");

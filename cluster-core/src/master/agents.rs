@@ -21,12 +21,7 @@ impl State {
         // Offers on a returning agent are void, and its tasks' allocations are rebuilt below
         // from what the agent reports.
         self.rescind_agent_offers(&id);
-        let keys: Vec<TaskKey> = self
-            .tasks
-            .iter()
-            .filter(|(_, t)| t.agent_id == id)
-            .map(|(k, _)| k.clone())
-            .collect();
+        let keys: Vec<TaskKey> = self.tasks_on(&id);
         for k in &keys {
             self.release_resources(k);
         }
@@ -71,6 +66,9 @@ impl State {
                 Some(t) if !framework_known => {
                     kill.push(t.info.task_id.clone());
                 }
+                // A terminal state is not applied here: the agent still holds the update with
+                // the details (exit code) and sends it right after registering.
+                Some(_) if rt.state.is_terminal() => {}
                 Some(t) => {
                     let was = t.state;
                     t.state = rt.state;
@@ -88,16 +86,22 @@ impl State {
                     }
                 }
                 None if framework_known => {
-                    // Master restart: adopt the task the agent still runs.
+                    // Master restart: adopt the task the agent still runs (or ran: a terminal
+                    // state arrives as the agent's own status update right after this).
                     let res = Resources::from_mesos(&rt.task.resources);
-                    self.tasks.insert(
+                    let state = if rt.state.is_terminal() {
+                        TaskState::Running
+                    } else {
+                        rt.state
+                    };
+                    self.insert_task(
                         key.clone(),
                         TaskRec {
                             framework_id: key.0.clone(),
                             agent_id: id.clone(),
                             info: rt.task.clone(),
                             resources: res,
-                            state: rt.state,
+                            state,
                             holds_resources: false,
                             statuses: Vec::new(),
                             pending: Default::default(),
@@ -105,18 +109,6 @@ impl State {
                         },
                     );
                     self.hold_resources(&key);
-                    if rt.state.is_terminal() {
-                        // It ended while no master knew it: tell the framework now.
-                        let st = TaskStatus::new(
-                            rt.task.task_id.clone(),
-                            rt.state,
-                            "SOURCE_MASTER",
-                            Some(Id::new(&id)),
-                        )
-                        .with_message("task ended while the master was away")
-                        .with_reason("REASON_AGENT_REREGISTERED");
-                        self.update_task(&key, st, now);
-                    }
                 }
                 None => kill.push(rt.task.task_id.clone()),
             }
@@ -142,7 +134,7 @@ impl State {
             }
         }
         if changed {
-            self.save_registry();
+            self.registry_dirty = true;
         }
         self.alloc_pending = true;
         Registered {
@@ -191,10 +183,9 @@ impl State {
             self.alloc.set_agent_active(&id, false);
             self.rescind_agent_offers(&id);
             let keys: Vec<TaskKey> = self
-                .tasks
-                .iter()
-                .filter(|(_, t)| t.agent_id == id && !t.state.is_terminal())
-                .map(|(k, _)| k.clone())
+                .tasks_on(&id)
+                .into_iter()
+                .filter(|k| self.tasks.get(k).is_some_and(|t| !t.state.is_terminal()))
                 .collect();
             for k in keys {
                 let Some(t) = self.tasks.get(&k) else {

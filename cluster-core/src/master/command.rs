@@ -147,8 +147,8 @@ pub enum MasterCommand {
     LaunchFailed {
         /// Framework.
         framework_id: String,
-        /// Task.
-        task_id: String,
+        /// The tasks of the failed request.
+        task_ids: Vec<String>,
         /// Why.
         error: String,
     },

@@ -22,12 +22,12 @@ impl State {
         principal: Option<String>,
         now: Instant,
     ) -> Result<Subscription, CallError> {
-        if let (Some(p), Some(claimed)) = (&principal, &info.principal) {
-            if p != claimed {
-                return Err(CallError::Forbidden(format!(
-                    "framework_info.principal {claimed:?} does not match the authenticated principal {p:?}"
-                )));
-            }
+        if let (Some(p), Some(claimed)) = (&principal, &info.principal)
+            && p != claimed
+        {
+            return Err(CallError::Forbidden(format!(
+                "framework_info.principal {claimed:?} does not match the authenticated principal {p:?}"
+            )));
         }
         let id = framework_id
             .or_else(|| info.id.as_ref().map(|i| i.value.clone()))
@@ -38,12 +38,13 @@ impl State {
                     "framework {id} has been torn down"
                 )));
             }
-            if let Some(f) = self.frameworks.get(id) {
-                if f.principal.is_some() && f.principal != principal {
-                    return Err(CallError::Forbidden(format!(
-                        "framework {id} belongs to another principal"
-                    )));
-                }
+            if let Some(f) = self.frameworks.get(id)
+                && f.principal.is_some()
+                && f.principal != principal
+            {
+                return Err(CallError::Forbidden(format!(
+                    "framework {id} belongs to another principal"
+                )));
             }
         }
         let id = id.unwrap_or_else(|| format!("{}-{:04}", self.master_id, self.frameworks.len()));
@@ -75,7 +76,6 @@ impl State {
                 id: id.clone(),
                 info_raw,
                 info,
-                roles: roles.clone(),
                 principal,
                 stream: Some(Stream {
                     id: stream_id.clone(),
@@ -107,9 +107,10 @@ impl State {
                 t.last_sent = None;
             }
         }
-        self.save_registry();
+        self.registry_dirty = true;
         self.alloc_pending = true;
-        let _ = now;
+        // SUBSCRIBED is already queued, so the resent updates follow it on the stream.
+        self.retry_updates(now);
         Ok(Subscription {
             framework_id: id,
             stream_id,
@@ -175,7 +176,7 @@ impl State {
         for k in keys {
             self.release_resources(&k);
             self.unacked.remove(&k);
-            if let Some(mut t) = self.tasks.remove(&k) {
+            if let Some(mut t) = self.remove_task(&k) {
                 if !t.state.is_terminal() {
                     match self.agents.get(&t.agent_id) {
                         Some(a) if a.reachable => {
@@ -201,7 +202,7 @@ impl State {
         if self.removed_frameworks.len() > REMOVED_KEPT {
             self.removed_frameworks.pop_front();
         }
-        self.save_registry();
+        self.registry_dirty = true;
     }
 
     /// Every scheduler call but SUBSCRIBE.
@@ -241,10 +242,10 @@ impl State {
                 let until = now
                     + self.refuse_duration(decline.filters.as_ref().and_then(|f| f.refuse_seconds));
                 for oid in &decline.offer_ids {
-                    if let Some(o) = self.offers.get(&oid.value) {
-                        if o.framework_id != fid {
-                            continue;
-                        }
+                    if let Some(o) = self.offers.get(&oid.value)
+                        && o.framework_id != fid
+                    {
+                        continue;
                     }
                     if let Some(o) = self.offers.remove(&oid.value) {
                         self.alloc
@@ -381,6 +382,7 @@ impl State {
         let (Some(agent), Some(url)) = (agent, agent_url) else {
             return Ok(()); // unreachable: `invalid` covers a missing agent
         };
+        let mut batch: Vec<TaskInfo> = Vec::new();
         for t in tasks {
             let res = Resources::from_mesos(&t.resources);
             let key = (fid.to_string(), t.task_id.value.clone());
@@ -411,14 +413,17 @@ impl State {
                 continue;
             }
             avail.subtract(&res);
-            let body = serde_json::json!({"framework_id": {"value": fid}, "task": t});
-            let (fw, tid) = (fid.to_string(), t.task_id.value.clone());
-            self.tasks.insert(
+            // The master keeps the parsed `res`; the verbose Mesos resource list goes to the agent
+            // only (it is most of a task's memory at 100,000 tasks).
+            let mut stored = t.clone();
+            stored.resources = Vec::new();
+            batch.push(t);
+            self.insert_task(
                 key.clone(),
                 TaskRec {
                     framework_id: fid.to_string(),
                     agent_id: agent.clone(),
-                    info: t,
+                    info: stored,
                     resources: res,
                     state: TaskState::Staging,
                     holds_resources: true, // already allocated as part of the offer
@@ -427,13 +432,19 @@ impl State {
                     last_sent: None,
                 },
             );
+        }
+        if !batch.is_empty() {
+            // One request per ACCEPT: all its tasks are on one agent.
+            let ids: Vec<String> = batch.iter().map(|t| t.task_id.value.clone()).collect();
+            let body = serde_json::json!({"framework_id": {"value": fid}, "tasks": batch});
+            let fw = fid.to_string();
             self.push_to_agent(
                 &url,
                 "/internal/v1/launch",
                 body,
                 Some(move |error| super::MasterCommand::LaunchFailed {
                     framework_id: fw,
-                    task_id: tid,
+                    task_ids: ids,
                     error,
                 }),
             );
@@ -453,7 +464,7 @@ impl State {
             self.send_to_framework(fid, Event::Update(st));
             return;
         }
-        self.tasks.insert(
+        self.insert_task(
             key.clone(),
             TaskRec {
                 framework_id: fid.to_string(),

@@ -18,6 +18,8 @@ mod frameworks;
 mod registry;
 mod state;
 mod tasks;
+#[cfg(test)]
+mod tests;
 mod views;
 
 pub use command::{CallError, MasterCommand, MetricsSnapshot, OperatorQuery, Subscription};
@@ -105,7 +107,8 @@ impl MasterConfig {
         let f: ConfigFile = serde_json::from_str(&text).map_err(|e| bad(Box::new(e)))?;
         let secs = |v: Option<f64>, d: Duration| {
             v.filter(|s| s.is_finite() && *s >= 0.0)
-                .map(Duration::from_secs_f64)
+                // Capped at ~31 years so no value can overflow a Duration or an Instant.
+                .map(|s| Duration::from_secs_f64(s.min(1e9)))
                 .unwrap_or(d)
         };
         self.agent_timeout = secs(f.agent_timeout_secs, self.agent_timeout);
@@ -181,7 +184,7 @@ pub async fn run(
         shutdown: shutdown.clone(),
         streams: TaskTracker::new(),
     };
-    let token = auth_token(&auth);
+    let token = auth.token().to_string();
     let owner = state::State::new(config, registry, tx, token);
     let owner_task = tokio::spawn(owner.run(rx, shutdown.clone()));
     let app = crate::api::router(handle.clone());
@@ -193,8 +196,4 @@ pub async fn run(
     handle.streams.wait().await;
     let _ = owner_task.await;
     served.map_err(MasterError::Serve)
-}
-
-fn auth_token(auth: &Authenticator) -> String {
-    auth.token().to_string()
 }

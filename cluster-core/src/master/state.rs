@@ -46,7 +46,6 @@ pub(super) struct FrameworkRec {
     pub id: String,
     pub info_raw: Value,
     pub info: FrameworkInfo,
-    pub roles: Vec<String>,
     pub principal: Option<String>,
     pub stream: Option<Stream>,
     pub disconnected_at: Option<Instant>,
@@ -86,6 +85,8 @@ pub(super) struct State {
     pub frameworks: BTreeMap<String, FrameworkRec>,
     pub removed_frameworks: VecDeque<String>,
     pub tasks: HashMap<TaskKey, TaskRec>,
+    /// Index: agent id -> its tasks in `tasks` (registration and agent loss must not scan all tasks).
+    pub agent_tasks: HashMap<String, HashSet<TaskKey>>,
     pub completed_tasks: VecDeque<TaskRec>,
     /// Tasks with updates waiting for acknowledgement.
     pub unacked: HashSet<TaskKey>,
@@ -98,6 +99,9 @@ pub(super) struct State {
     pub tx: mpsc::Sender<MasterCommand>,
     pub io: TaskTracker,
     pub alloc_pending: bool,
+    /// The registry changed; written at the next housekeeping tick (at most 100 ms later), so a
+    /// burst of registrations costs one write.
+    pub registry_dirty: bool,
     pub next_alloc: Instant,
     pub metrics: MetricsSnapshot,
     pub completed_by_state: BTreeMap<&'static str, u64>,
@@ -119,6 +123,7 @@ impl State {
             frameworks: BTreeMap::new(),
             removed_frameworks: registry.removed_frameworks.iter().cloned().collect(),
             tasks: HashMap::new(),
+            agent_tasks: HashMap::new(),
             completed_tasks: VecDeque::new(),
             unacked: HashSet::new(),
             doomed: HashSet::new(),
@@ -126,12 +131,15 @@ impl State {
             registry,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
+                // Few idle connections per agent: a burst of launches must not leave thousands open.
+                .pool_max_idle_per_host(4)
                 .build()
                 .expect("invariant: a plain HTTP client always builds"),
             token,
             tx,
             io: TaskTracker::new(),
             alloc_pending: false,
+            registry_dirty: false,
             next_alloc: now,
             metrics: MetricsSnapshot::default(),
             completed_by_state: BTreeMap::new(),
@@ -166,7 +174,7 @@ impl State {
         for f in self.registry.frameworks.clone() {
             let info: FrameworkInfo = serde_json::from_value(f.info.clone()).unwrap_or_default();
             let roles = info.effective_roles();
-            self.alloc.add_framework(&f.id, roles.clone());
+            self.alloc.add_framework(&f.id, roles);
             self.alloc.set_framework_active(&f.id, false);
             let failover_timeout = self.failover_timeout(&info);
             self.frameworks.insert(
@@ -175,7 +183,6 @@ impl State {
                     id: f.id,
                     info_raw: f.info,
                     info,
-                    roles,
                     principal: f.principal,
                     stream: None,
                     disconnected_at: Some(now),
@@ -205,6 +212,9 @@ impl State {
                 },
                 _ = tick.tick() => self.housekeeping(Instant::now()),
             }
+        }
+        if self.registry_dirty {
+            self.save_registry();
         }
         // Dropping the streams' senders ends every subscription stream.
         for f in self.frameworks.values_mut() {
@@ -264,22 +274,26 @@ impl State {
             }
             MasterCommand::LaunchFailed {
                 framework_id,
-                task_id,
+                task_ids,
                 error,
             } => {
-                let key = (framework_id, task_id);
-                if let Some(t) = self.tasks.get(&key) {
-                    if t.state == TaskState::Staging {
-                        let st = TaskStatus::new(
-                            t.info.task_id.clone(),
-                            TaskState::Dropped,
-                            "SOURCE_MASTER",
-                            Some(t.info.agent_id.clone()),
-                        )
-                        .with_message(format!("agent did not accept the task: {error}"))
-                        .with_reason("REASON_AGENT_DISCONNECTED");
-                        self.update_task(&key, st, now);
+                for task_id in task_ids {
+                    let key = (framework_id.clone(), task_id);
+                    let Some(t) = self.tasks.get(&key) else {
+                        continue;
+                    };
+                    if t.state != TaskState::Staging {
+                        continue;
                     }
+                    let st = TaskStatus::new(
+                        t.info.task_id.clone(),
+                        TaskState::Dropped,
+                        "SOURCE_MASTER",
+                        Some(t.info.agent_id.clone()),
+                    )
+                    .with_message(format!("agent did not accept the task: {error}"))
+                    .with_reason("REASON_AGENT_DISCONNECTED");
+                    self.update_task(&key, st, now);
                 }
             }
             MasterCommand::Operator { query, reply } => {
@@ -298,6 +312,10 @@ impl State {
         self.retry_updates(now);
         if self.alloc_pending || now >= self.next_alloc {
             self.allocate(now);
+        }
+        if self.registry_dirty {
+            self.registry_dirty = false;
+            self.save_registry();
         }
     }
 
@@ -356,6 +374,35 @@ impl State {
                 }
             }
         });
+    }
+
+    /// Adds a task (keeps the agent index).
+    pub fn insert_task(&mut self, key: TaskKey, rec: TaskRec) {
+        self.agent_tasks
+            .entry(rec.agent_id.clone())
+            .or_default()
+            .insert(key.clone());
+        self.tasks.insert(key, rec);
+    }
+
+    /// Removes a task (keeps the agent index).
+    pub fn remove_task(&mut self, key: &TaskKey) -> Option<TaskRec> {
+        let rec = self.tasks.remove(key)?;
+        if let Some(set) = self.agent_tasks.get_mut(&rec.agent_id) {
+            set.remove(key);
+            if set.is_empty() {
+                self.agent_tasks.remove(&rec.agent_id);
+            }
+        }
+        Some(rec)
+    }
+
+    /// The tasks on an agent.
+    pub fn tasks_on(&self, agent_id: &str) -> Vec<TaskKey> {
+        self.agent_tasks
+            .get(agent_id)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     fn metrics_snapshot(&self) -> MetricsSnapshot {

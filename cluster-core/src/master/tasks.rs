@@ -51,10 +51,10 @@ impl State {
         let Some(f) = self.frameworks.get(&key.0) else {
             return;
         };
-        if let Some(s) = &f.stream {
-            if s.tx.try_send(Event::Update(head.clone())).is_ok() {
-                t.last_sent = Some(now);
-            }
+        if let Some(s) = &f.stream
+            && s.tx.try_send(Event::Update(head.clone())).is_ok()
+        {
+            t.last_sent = Some(now);
         }
     }
 
@@ -69,6 +69,8 @@ impl State {
         t.pending.pop_front();
         t.last_sent = None;
         if t.pending.is_empty() {
+            // Most tasks sit idle with nothing pending: give the queue's buffer back.
+            t.pending = Default::default();
             self.unacked.remove(key);
         } else {
             self.send_head(key, now);
@@ -84,7 +86,7 @@ impl State {
             .is_some_and(|t| t.state.is_terminal() && t.pending.is_empty());
         if done {
             self.unacked.remove(key);
-            if let Some(t) = self.tasks.remove(key) {
+            if let Some(t) = self.remove_task(key) {
                 *self.completed_by_state.entry(t.state.name()).or_default() += 1;
                 self.completed_tasks.push_back(t);
                 if self.completed_tasks.len() > COMPLETED_TASKS_KEPT {

@@ -128,6 +128,7 @@ impl State {
                     offered.add(&o.resources);
                 }
                 json!({
+                    "name": f.info.name,
                     "framework_info": f.info_raw,
                     "active": f.stream.is_some(),
                     "connected": f.stream.is_some(),

@@ -3,7 +3,7 @@
 //! Agent -> master: `POST /internal/v1/agents/register` ([`RegisterAgent`] -> [`Registered`]),
 //! `POST /internal/v1/agents/heartbeat` ([`Heartbeat`]; 404 means "register again"),
 //! `POST /internal/v1/agents/status` ([`StatusMessage`]; 200 means the master has it).
-//! Master -> agent: `POST /internal/v1/launch` ([`LaunchTask`]), `POST /internal/v1/kill` ([`KillTask`]).
+//! Master -> agent: `POST /internal/v1/launch` ([`LaunchTasks`]), `POST /internal/v1/kill` ([`KillTask`]).
 
 use super::{Attribute, Id, Resource, TaskInfo, TaskState, TaskStatus};
 use serde::{Deserialize, Serialize};
@@ -73,13 +73,13 @@ pub struct StatusMessage {
     pub status: TaskStatus,
 }
 
-/// Master -> agent: run a task.
+/// Master -> agent: run tasks (those of one ACCEPT).
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct LaunchTask {
+pub struct LaunchTasks {
     /// The framework.
     pub framework_id: Id,
-    /// The task.
-    pub task: TaskInfo,
+    /// The tasks.
+    pub tasks: Vec<TaskInfo>,
 }
 
 /// Master -> agent: kill a task.

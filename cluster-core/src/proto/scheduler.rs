@@ -252,10 +252,7 @@ impl Event {
 /// Splits complete RecordIO records off the front of `buf` (client side, used by tests and benches).
 pub fn take_records(buf: &mut Vec<u8>) -> Vec<Value> {
     let mut out = Vec::new();
-    loop {
-        let Some(nl) = buf.iter().position(|&b| b == b'\n') else {
-            break;
-        };
+    while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
         let Some(len) = std::str::from_utf8(&buf[..nl])
             .ok()
             .and_then(|s| s.trim().parse::<usize>().ok())
@@ -280,7 +277,7 @@ mod tests {
     #[test]
     fn records_are_length_prefixed_and_split_back() {
         let mut buf = Event::Heartbeat.to_record();
-        assert!(buf.starts_with(b"18\n{\"type\":\"HEARTBEAT\"}"));
+        assert!(buf.starts_with(b"20\n{\"type\":\"HEARTBEAT\"}"));
         buf.extend(Event::Error("x".into()).to_record());
         buf.extend_from_slice(b"99\n{");
         let recs = take_records(&mut buf);

@@ -69,7 +69,7 @@ impl Progress for PlainProgress {
         let t = self.start.elapsed().as_secs_f64();
         match e {
             ProgressEvent::StepStarted { node, step } => eprintln!("[{t:6.1}s] {node}: {step}"),
-            ProgressEvent::NodeDone { node, what } => eprintln!("[{t:6.1}s] {node}: {what}"),
+            ProgressEvent::NodeDone { node, what } => eprintln!("[{t:6.1}s] {node}: done ({what})"),
             ProgressEvent::NodeFailed { node, error } => {
                 eprintln!("[{t:6.1}s] {node}: FAILED: {error}")
             }

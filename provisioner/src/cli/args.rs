@@ -102,6 +102,9 @@ pub enum Command {
     /// Inspect the state.
     #[command(subcommand)]
     State(StateCommand),
+    /// Tasks running on the cluster: list them, read their output.
+    #[command(subcommand)]
+    Task(TaskCommand),
     /// Remove a state lock left by a process that is gone.
     #[command(after_help = "Example:\n  dcform force-unlock 3f2a7c4e-... examples/local.hcl")]
     ForceUnlock(ForceUnlockArgs),
@@ -116,6 +119,33 @@ pub enum StateCommand {
     /// Show everything the state records about one node.
     #[command(after_help = "Example:\n  dcform state show agents-1 examples/local.hcl")]
     Show(ShowArgs),
+}
+
+/// `dcform task ...`.
+#[derive(Debug, Subcommand)]
+pub enum TaskCommand {
+    /// List the tasks the master knows (running, unreachable, completed).
+    #[command(
+        after_help = "Examples:\n  dcform task list examples/local.hcl\n  dcform task list --json ."
+    )]
+    List(StateArgs),
+    /// Print a task's stdout (or stderr) from its sandbox on the agent.
+    #[command(
+        after_help = "Examples:\n  dcform task logs hello-1 examples/local.hcl\n  dcform task logs --stderr hello-1 ."
+    )]
+    Logs(TaskLogsArgs),
+}
+
+/// `dcform task logs TASK`.
+#[derive(Debug, Clone, Args)]
+pub struct TaskLogsArgs {
+    /// Task id.
+    pub task: String,
+    #[command(flatten)]
+    pub target: StateArgs,
+    /// Print stderr instead of stdout.
+    #[arg(long)]
+    pub stderr: bool,
 }
 
 /// Where the definition is and its variables.

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::args::{
     ApplyArgs, Cli, Command, DefArgs, ForceUnlockArgs, OutputArgs, PlanArgs, ShowArgs, StateArgs,
-    StateCommand,
+    StateCommand, TaskCommand, TaskLogsArgs,
 };
 use super::{CliError, exit, stdout_is_tty, table};
 use crate::apply::{ApplyError, ApplyOptions, Executor, PlainProgress, Progress, TtyProgress};
@@ -38,6 +38,8 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::State(StateCommand::List(a)) => state_list(&a),
         Command::State(StateCommand::Show(a)) => state_show(&a),
         Command::ForceUnlock(a) => force_unlock(&a),
+        Command::Task(TaskCommand::List(a)) => task_list(&a).await,
+        Command::Task(TaskCommand::Logs(a)) => task_logs(&a).await,
     }
 }
 
@@ -603,5 +605,97 @@ fn force_unlock(a: &ForceUnlockArgs) -> Result<u8, CliError> {
     };
     let info = state::force_unlock(&file, &a.id)?;
     println!("Unlocked {} (was held by {info}).", file.path().display());
+    Ok(exit::OK)
+}
+
+/// The master URL and token of an applied cluster, for commands that talk to it.
+fn cluster_access(a: &StateArgs) -> Result<(String, String), CliError> {
+    let (file, state) = read_state(a)?;
+    let master = cluster_api::master_url(&state).ok_or_else(|| {
+        CliError::user(anyhow!(
+            "the cluster in {} has no master yet; run `dcform apply`",
+            file.path().display()
+        ))
+    })?;
+    let token = std::fs::read_to_string(file.dir().join("token")).map_err(|e| {
+        CliError::user(anyhow!(
+            "cannot read the cluster token in {}: {e}",
+            file.dir().display()
+        ))
+    })?;
+    Ok((master, token.trim().to_string()))
+}
+
+async fn task_list(a: &StateArgs) -> Result<u8, CliError> {
+    let (master, token) = cluster_access(a)?;
+    let tasks = cluster_api::tasks(&master, &token)
+        .await
+        .map_err(CliError::internal)?;
+    if a.def.json {
+        for t in &tasks {
+            println!(
+                "{}",
+                serde_json::json!({"id": t.id, "name": t.name, "state": t.state, "framework_id": t.framework_id, "agent_id": t.agent_id})
+            );
+        }
+        return Ok(exit::OK);
+    }
+    let rows: Vec<Vec<String>> = tasks
+        .iter()
+        .map(|t| {
+            vec![
+                t.id.clone(),
+                t.name.clone(),
+                t.state.clone(),
+                t.agent_id.clone(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table::render(&["TASK", "NAME", "STATE", "AGENT"], &rows)
+    );
+    Ok(exit::OK)
+}
+
+async fn task_logs(a: &TaskLogsArgs) -> Result<u8, CliError> {
+    let (master, token) = cluster_access(&a.target)?;
+    let tasks = cluster_api::tasks(&master, &token)
+        .await
+        .map_err(CliError::internal)?;
+    let task = tasks.iter().find(|t| t.id == a.task).ok_or_else(|| {
+        let known: Vec<&str> = tasks.iter().map(|t| t.id.as_str()).take(20).collect();
+        CliError::user(anyhow!(
+            "no task {:?} on this cluster; tasks: {}",
+            a.task,
+            if known.is_empty() {
+                "none".into()
+            } else {
+                known.join(", ")
+            }
+        ))
+    })?;
+    let agents = cluster_api::agents(&master, &token)
+        .await
+        .map_err(CliError::internal)?;
+    let agent = agents
+        .iter()
+        .find(|g| g.id == task.agent_id)
+        .ok_or_else(|| {
+            CliError::internal(anyhow!(
+                "the master does not list agent {} of task {} (is it down?)",
+                task.agent_id,
+                task.id
+            ))
+        })?;
+    let text = cluster_api::sandbox_file(
+        &agent.url,
+        &token,
+        task,
+        if a.stderr { "stderr" } else { "stdout" },
+    )
+    .await
+    .map_err(CliError::internal)?;
+    print!("{text}");
     Ok(exit::OK)
 }

@@ -24,6 +24,8 @@ pub struct LocalProvider {
 impl LocalProvider {
     /// Sandboxes live in `<state_dir>/nodes/`.
     pub fn new(state_dir: &Path) -> LocalProvider {
+        // Scripts run inside each sandbox, so every path handed to them must be absolute.
+        let state_dir = std::path::absolute(state_dir).unwrap_or_else(|_| state_dir.to_path_buf());
         LocalProvider {
             root: state_dir.join("nodes"),
         }
@@ -183,6 +185,8 @@ impl Remote for LocalRemote {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
+            // Its own process group: a Ctrl-C at the terminal reaches dcform, which lets this step finish.
+            .process_group(0)
             .spawn()
             .map_err(|e| RemoteError::Other {
                 host: self.node.clone(),

@@ -153,10 +153,10 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 /// The cluster's bearer token, made once (random, 0600) in the state folder and reused by every apply.
 fn cluster_token(dir: &Path) -> Result<Vec<u8>, BuildError> {
     let path = dir.join("token");
-    if let Ok(t) = std::fs::read(&path) {
-        if !t.is_empty() {
-            return Ok(t);
-        }
+    if let Ok(t) = std::fs::read(&path)
+        && !t.is_empty()
+    {
+        return Ok(t);
     }
     let token = format!(
         "{}{}",

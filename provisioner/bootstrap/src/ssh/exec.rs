@@ -264,9 +264,9 @@ impl Session {
             .map_err(|_| ExecFailure::ConnectionLost("session closed".into()))?;
         let wrapped = self.wrap(&cmd.script, cmd.privileged);
         self.log.line(&format!("[{}] $ {}", cmd.step, wrapped));
+        let lost = |e: russh::Error| ExecFailure::ConnectionLost(error_chain(&e));
+        let mut ch = self.open_channel(handle).await.map_err(lost)?;
         let work = async {
-            let lost = |e: russh::Error| ExecFailure::ConnectionLost(error_chain(&e));
-            let mut ch = handle.channel_open_session().await.map_err(lost)?;
             ch.exec(true, wrapped.as_bytes()).await.map_err(lost)?;
             if let Some(data) = &cmd.stdin {
                 ch.data(&data[..]).await.map_err(lost)?;
@@ -307,6 +307,10 @@ impl Session {
         let out = match tokio::time::timeout(cmd.timeout, work).await {
             Ok(r) => r?,
             Err(_) => {
+                // A dropped channel is not closed by russh: kill the command and free the channel
+                // so sshd's per-connection session limit is not eaten by abandoned commands.
+                let _ = ch.signal(russh::Sig::KILL).await;
+                let _ = ch.close().await;
                 self.log
                     .line(&format!("[{}] timed out after {:?}", cmd.step, cmd.timeout));
                 return Err(ExecFailure::Final(SshError::Timeout {

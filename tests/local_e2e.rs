@@ -1,0 +1,348 @@
+//! The `local` provider end to end, with the real `dccore`: apply examples/local.hcl, see every agent
+//! registered through `dcform status`, run a task through the scheduler API and read its output, re-apply
+//! (no changes), kill an apply half-way and converge, destroy and leave no process behind.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use support::mesos::Scheduler;
+
+fn dcform(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dcform"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("dcform runs")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A copy of examples/local.hcl in a fresh folder, destroyed (processes and all) when dropped.
+struct Cluster {
+    dir: tempfile::TempDir,
+    def: PathBuf,
+}
+
+impl Cluster {
+    fn new(name: &str) -> Cluster {
+        core_binary_is_built();
+        let dir = tempfile::tempdir().unwrap();
+        let def = dir.path().join("local.hcl");
+        let src = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/local.hcl"),
+        )
+        .unwrap();
+        std::fs::write(
+            &def,
+            src.replace("cluster \"local\"", &format!("cluster \"{name}\"")),
+        )
+        .unwrap();
+        Cluster { dir, def }
+    }
+
+    fn def(&self) -> &str {
+        self.def.to_str().unwrap()
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let o = dcform(&["status", "--json", self.def()]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        serde_json::from_slice(&o.stdout).expect("status json")
+    }
+
+    fn sandbox_pids(&self) -> Vec<u32> {
+        let mut pids = Vec::new();
+        let Ok(walk) = glob_pid_files(self.dir.path()) else {
+            return pids;
+        };
+        for f in walk {
+            if let Some(p) = std::fs::read_to_string(&f)
+                .ok()
+                .and_then(|s| s.trim().parse::<u32>().ok())
+                && Path::new(&format!("/proc/{p}")).exists()
+            {
+                pids.push(p);
+            }
+        }
+        pids
+    }
+}
+
+impl Cluster {
+    /// Live `dccore supervise` processes whose command line points into this cluster's folder.
+    fn supervisors(&self) -> usize {
+        let root = self.dir.path().to_string_lossy().to_string();
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .filter(|c| c.contains(" supervise ") && c.contains(&root))
+            .count()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = dcform(&["destroy", "--auto-approve", self.def()]);
+    }
+}
+
+fn glob_pid_files(root: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d)? {
+            let p = e?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "pid") {
+                out.push(p);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `dcform` finds `dccore` next to itself; cargo builds it for this package's tests only if asked, so check.
+fn core_binary_is_built() {
+    let dir = Path::new(env!("CARGO_BIN_EXE_dcform"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    assert!(
+        dir.join("dccore").is_file(),
+        "{}/dccore is missing: build the workspace first (cargo build --workspace)",
+        dir.display()
+    );
+}
+
+fn agents_healthy(status: &serde_json::Value) -> (usize, usize) {
+    let nodes = status["nodes"].as_array().unwrap();
+    let agents: Vec<_> = nodes
+        .iter()
+        .filter(|n| n["role"].as_str().unwrap().contains("agent"))
+        .collect();
+    (
+        agents.iter().filter(|n| n["health"] == "healthy").count(),
+        agents.len(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn local_cluster_boots_runs_a_task_reapplies_as_no_op_and_destroys_cleanly() {
+    let c = Cluster::new("e2e-local");
+    let o = dcform(&["apply", "--auto-approve", c.def()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains("Apply complete! Nodes: 4 added"),
+        "{}",
+        text(&o)
+    );
+
+    let status = c.status();
+    assert_eq!(agents_healthy(&status), (3, 3), "{status:#}");
+    let agent = status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "agents-1")
+        .unwrap();
+    assert!(
+        agent["resources"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|x| x["name"] == "cpus")),
+        "{agent}"
+    );
+
+    // A task through the scheduler API, its output through the agent's sandbox API.
+    let master = status["outputs"]["master_url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let token = std::fs::read_to_string(status["outputs"]["token_file"].as_str().unwrap()).unwrap();
+    let mut fw = tokio::time::timeout(
+        Duration::from_secs(30),
+        Scheduler::subscribe(&master, token.trim(), "e2e"),
+    )
+    .await
+    .expect("subscribe");
+    fw.launch("hello-1", "echo hello-from-local").await;
+    let finished = fw.wait_state("hello-1", "TASK_FINISHED").await;
+    let agent_id = finished["update"]["status"]["agent_id"]["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let agents = dcform::cluster_api::agents(&master, token.trim())
+        .await
+        .unwrap();
+    let agent_url = agents
+        .iter()
+        .find(|a| a.id == agent_id)
+        .expect("agent of the task")
+        .url
+        .clone();
+    let out = fw.sandbox_file(&agent_url, "hello-1", "stdout").await;
+    assert!(out.contains("hello-from-local"), "stdout was {out:?}");
+    let o = dcform(&["task", "logs", "hello-1", c.def()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("hello-from-local"),
+        "{}",
+        text(&o)
+    );
+    let o = dcform(&["task", "list", c.def()]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("TASK_FINISHED"),
+        "{}",
+        text(&o)
+    );
+
+    let o = dcform(&["apply", "--auto-approve", c.def()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains("No changes. Your cluster matches the definition."),
+        "{}",
+        text(&o)
+    );
+
+    let running = c.sandbox_pids();
+    assert!(running.len() >= 4, "a supervisor per node: {running:?}");
+    let o = dcform(&["destroy", "--auto-approve", c.def()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    for p in running {
+        assert!(
+            !Path::new(&format!("/proc/{p}")).exists() || is_zombie(p),
+            "process {p} survived destroy"
+        );
+    }
+    let o = dcform(&["state", "list", c.def()]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "",
+        "no node left in the state"
+    );
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| s.contains(") Z "))
+        .unwrap_or(true)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_apply_killed_half_way_converges_on_the_next_apply() {
+    let c = Cluster::new("e2e-kill");
+    let state = c.dir.path().join(".dcform/e2e-kill/state.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dcform"))
+        .args(["apply", "--auto-approve", "-var", "agents=4", c.def()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once the master is up and agents are under way (the state has agents in it).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = std::fs::read_to_string(&state).unwrap_or_default();
+        if s.contains("\"agents-") || child.try_wait().unwrap().is_some() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "apply never got to the agents"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = child.kill(); // SIGKILL: no chance to clean up
+    let _ = child.wait();
+
+    let o = dcform(&["apply", "--auto-approve", "-var", "agents=4", c.def()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(agents_healthy(&c.status()), (5, 5));
+    let o = dcform(&["plan", "--detailed-exitcode", "-var", "agents=4", c.def()]);
+    assert_eq!(o.status.code(), Some(0), "converged: {}", text(&o));
+    // One supervisor per node, not two: the killed apply's half-made nodes were taken over, not duplicated.
+    assert_eq!(
+        c.supervisors(),
+        6,
+        "dccore supervisors running for this cluster"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scale_up_and_down_touch_only_the_changed_agents() {
+    let c = Cluster::new("e2e-scale");
+    let o = dcform(&["apply", "--auto-approve", "-var", "agents=1", c.def()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = dcform(&["apply", "--auto-approve", "-var", "agents=3", c.def()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains("Nodes: 2 added, 0 changed, 0 destroyed"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(agents_healthy(&c.status()), (4, 4));
+    let o = dcform(&["apply", "--auto-approve", "-var", "agents=2", c.def()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("- agents-3 (agent)"), "{}", text(&o));
+    let names: Vec<String> = c.status()["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["agents-1", "agents-2", "masters-1", "public-1"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_finishes_in_flight_steps_saves_and_exits_130() {
+    let c = Cluster::new("e2e-int");
+    let state = c.dir.path().join(".dcform/e2e-int/state.json");
+    let child = Command::new(env!("CARGO_BIN_EXE_dcform"))
+        .args(["apply", "--auto-approve", "-var", "agents=6", c.def()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&state)
+        .unwrap_or_default()
+        .contains("\"agents-")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "apply never got to the agents"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let o = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    // The interrupt lands while agents are being made: in-flight steps finish, the state is saved, exit 130.
+    assert_eq!(o.status.code(), Some(130), "{}", text(&o));
+    assert!(text(&o).contains("interrupted"), "{}", text(&o));
+    let saved: dcform::state::State =
+        serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    assert!(!saved.nodes.is_empty());
+    let o = dcform(&["apply", "--auto-approve", "-var", "agents=6", c.def()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(agents_healthy(&c.status()), (7, 7));
+}
