@@ -62,7 +62,8 @@ impl Target {
     }
 }
 
-/// A bastion host and how its own host key is checked.
+/// A bastion host and how its own host key is checked. It is authenticated with the same
+/// [`Auth`] as the target, and only the hop from it to the target is retried while booting.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JumpHost {
     /// Where the bastion is.

@@ -180,23 +180,32 @@ async fn failed_preflight_names_each_failed_check_and_installs_nothing() {
     let mut params = InstallParams::new("test", "agents-0", Role::Agent, "0.0.0.0:22", 1_000);
     params.master_url = Some("http://10.0.0.1:5050".into());
     params.binary_arch = "riscv64".into();
-    let err = within(
-        "bootstrap",
-        bootstrap_node(&s, &params, &JoinToken::new("t"), &standin(), &|_| {}),
-    )
-    .await
-    .expect_err("preflight must fail");
-    match &err {
-        BootstrapError::Preflight { failed, .. } => {
-            let text = failed.join("\n");
-            assert!(text.contains("FAIL arch"), "{text}");
-            assert!(text.contains("FAIL port: 22 is already in use"), "{text}");
-            assert!(text.contains("FAIL clock"), "{text}");
-            assert!(!text.contains("FAIL disk"), "{text}");
+    // Once with `ss`, once with the /proc/net/tcp fallback of hosts without iproute2.
+    for without_ss in [false, true] {
+        if without_ss {
+            node.sh("mv \"$(command -v ss)\" /root/ss.hidden");
         }
-        other => panic!("expected a preflight failure, got {other}"),
+        let err = within(
+            "bootstrap",
+            bootstrap_node(&s, &params, &JoinToken::new("t"), &standin(), &|_| {}),
+        )
+        .await
+        .expect_err("preflight must fail");
+        match &err {
+            BootstrapError::Preflight { failed, .. } => {
+                let text = failed.join("\n");
+                assert!(text.contains("FAIL arch"), "{text}");
+                assert!(text.contains("FAIL port: 22 is already in use"), "{text}");
+                assert!(text.contains("FAIL clock"), "{text}");
+                assert!(!text.contains("FAIL disk"), "{text}");
+            }
+            other => panic!("expected a preflight failure, got {other}"),
+        }
+        assert!(err.is_user_error());
+        if without_ss {
+            node.sh("mv /root/ss.hidden /usr/bin/ss");
+        }
     }
-    assert!(err.is_user_error());
     assert_eq!(
         diff(&before, &snapshot(&node)),
         "",
