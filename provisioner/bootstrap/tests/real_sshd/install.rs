@@ -212,3 +212,83 @@ async fn failed_preflight_names_each_failed_check_and_installs_nothing() {
         "a failed preflight must change nothing"
     );
 }
+
+#[tokio::test]
+async fn systemd_hosts_get_a_unit_installed_once_and_removed_by_uninstall() {
+    let Some(net) = TestNet::new() else { return };
+    let key = net.keygen("id", "ed25519", "");
+    let node = net.node(&key.public, &[]);
+    let s = connect(&node.ip, "root", &key.path).await;
+    // The scripts detect systemd by /run/systemd/system; systemctl is a recording stand-in.
+    let fake = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/real_sshd/fixtures/fake-systemctl.sh"),
+    )
+    .expect("fixture");
+    within(
+        "setup",
+        s.run(
+            &dcform_bootstrap::ssh::Command::new(
+                "setup",
+                "mkdir -p /run/systemd/system && cat > /usr/local/sbin/systemctl && chmod 755 /usr/local/sbin/systemctl",
+            )
+            .stdin(fake.into_bytes()),
+        ),
+    )
+    .await
+    .expect("setup");
+    let before = snapshot(&node);
+    let mut params = InstallParams::new("test", "agents-1", Role::Agent, "0.0.0.0:5051", now());
+    params.master_url = Some("http://10.9.9.9:5050".into());
+    params.attributes = Some("rack:r1;zone:a".into());
+    let token = JoinToken::new("tok");
+
+    let first = within(
+        "bootstrap",
+        bootstrap_node(&s, &params, &token, &standin(), &|_| {}),
+    )
+    .await
+    .expect("install");
+    assert_eq!(first.manager, ServiceManager::Systemd);
+    assert!(first.changed && first.started);
+    let unit = node.sh("cat /etc/systemd/system/dcform-agent.service");
+    assert!(
+        unit.contains("ExecStart=/usr/local/bin/dccore agent --master http://10.9.9.9:5050 --listen 0.0.0.0:5051 --work-dir /var/lib/dcform/agent --token-file /etc/dcform/token --attributes \"rack:r1;zone:a\""),
+        "{unit}"
+    );
+    let calls = node.sh("cat /root/systemctl.calls");
+    assert!(
+        calls.contains("enable --quiet dcform-agent.service"),
+        "{calls}"
+    );
+    assert!(calls.contains("restart dcform-agent.service"), "{calls}");
+    // Nothing was started outside systemd.
+    assert_eq!(node.sh("ls /run/dcform"), "");
+
+    node.sh(": > /root/systemctl.calls");
+    let second = within(
+        "bootstrap again",
+        bootstrap_node(&s, &params, &token, &standin(), &|_| {}),
+    )
+    .await
+    .expect("install again");
+    assert!(!second.changed && !second.started, "{second:?}");
+    let calls = node.sh("cat /root/systemctl.calls");
+    assert!(
+        !calls.contains("restart") && !calls.contains("daemon-reload"),
+        "{calls}"
+    );
+
+    within("uninstall", uninstall_node(&s, &params, &|_| {}))
+        .await
+        .expect("uninstall");
+    assert!(
+        node.sh("cat /root/systemctl.calls")
+            .contains("disable --now --quiet dcform-agent.service")
+    );
+    assert_eq!(
+        diff(&before, &snapshot(&node)),
+        "",
+        "uninstall must remove the unit and every file"
+    );
+}
