@@ -407,13 +407,9 @@ fn import_changes(hash: &str) -> Vec<String> {
     ]
 }
 
-fn build_docker(
-    opts: &NodeImageOptions,
-    hash: &str,
-    dir: &Path,
-    progress: &mut dyn FnMut(&str),
-) -> Result<String, NodeImageError> {
-    let dockerfile = format!(
+/// The fallback recipe: the same packages, entry script, labels and command as the mmdebstrap path.
+fn dockerfile(opts: &NodeImageOptions, hash: &str) -> String {
+    format!(
         "FROM debian:{suite}-slim\n\
          RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends {pkgs} \\\n \
          && rm -rf /var/lib/apt/lists/* /etc/ssh/ssh_host_*\n\
@@ -425,7 +421,16 @@ fn build_docker(
         suite = opts.suite,
         pkgs = opts.packages().join(" "),
         version = env!("CARGO_PKG_VERSION"),
-    );
+    )
+}
+
+fn build_docker(
+    opts: &NodeImageOptions,
+    hash: &str,
+    dir: &Path,
+    progress: &mut dyn FnMut(&str),
+) -> Result<String, NodeImageError> {
+    let dockerfile = dockerfile(opts, hash);
     let df = dir.join("Dockerfile");
     std::fs::write(&df, dockerfile).map_err(|source| NodeImageError::Io {
         what: format!("write {}", df.display()),
@@ -524,6 +529,24 @@ mod tests {
         };
         assert_ne!(a.recipe_hash(), b.recipe_hash());
         assert_eq!(a.recipe_hash(), c.recipe_hash());
+    }
+
+    #[test]
+    fn fallback_dockerfile_matches_the_mmdebstrap_recipe() {
+        let d = dockerfile(&NodeImageOptions::default(), "abc");
+        assert!(d.starts_with("FROM debian:bookworm-slim\n"));
+        assert!(d.contains(
+            "install -y --no-install-recommends ca-certificates iproute2 openssh-server procps sudo"
+        ));
+        assert!(d.contains("rm -rf /var/lib/apt/lists/* /etc/ssh/ssh_host_*"));
+        assert!(d.contains(&format!(
+            "LABEL dcform.version={} dcform.recipe=abc",
+            env!("CARGO_PKG_VERSION")
+        )));
+        assert!(d.contains("CMD [\"/usr/local/sbin/dcform-node-init\"]"));
+        let changes = import_changes("abc").join(" ");
+        assert!(changes.contains("CMD [\"/usr/local/sbin/dcform-node-init\"]"));
+        assert!(changes.contains("LABEL dcform.recipe=abc"));
     }
 
     #[test]
