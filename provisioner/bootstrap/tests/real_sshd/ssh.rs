@@ -507,3 +507,22 @@ async fn a_jump_host_tunnels_to_the_target() {
         .expect("run");
     assert_eq!(out.stdout.trim(), inner.name);
 }
+
+#[test]
+fn encrypted_keys_are_detected_before_connecting() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keygen = |name: &str, pass: &str| {
+        let p = dir.path().join(name);
+        let out = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", pass, "-f"])
+            .arg(&p)
+            .output()
+            .expect("ssh-keygen");
+        assert!(out.status.success());
+        p
+    };
+    let plain = keygen("plain", "");
+    let enc = keygen("enc", "pw");
+    assert!(!dcform_bootstrap::ssh::key_needs_passphrase(&plain).expect("read"));
+    assert!(dcform_bootstrap::ssh::key_needs_passphrase(&enc).expect("read"));
+}
