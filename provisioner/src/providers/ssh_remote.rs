@@ -39,6 +39,8 @@ pub struct SshConnector {
     pub insecure_skip_host_key: bool,
     /// Folder of the per-node session logs (`<state dir>/logs`).
     pub log_dir: PathBuf,
+    /// Passphrase typed at the prompt for an encrypted key (`DCFORM_SSH_PASSPHRASE` wins when set).
+    pub passphrase: Option<String>,
 }
 
 impl SshConnector {
@@ -50,8 +52,18 @@ impl SshConnector {
         log_dir: PathBuf,
         insecure_skip_host_key: bool,
     ) -> SshConnector {
-        let key_files = ssh.private_key.iter().cloned().chain(extra_key).collect();
+        let key_files: Vec<PathBuf> = ssh.private_key.iter().cloned().chain(extra_key).collect();
+        // An encrypted key with no DCFORM_SSH_PASSPHRASE: ask once on the terminal (nothing without one).
+        let passphrase = if std::env::var_os("DCFORM_SSH_PASSPHRASE").is_some() {
+            None
+        } else {
+            key_files
+                .iter()
+                .find(|k| dcform_bootstrap::ssh::key_needs_passphrase(k).unwrap_or(false))
+                .and_then(|k| dcform_bootstrap::ssh::prompt_passphrase(k).ok().flatten())
+        };
         SshConnector {
+            passphrase,
             user: ssh.user.clone(),
             port: ssh.port,
             key_files,
@@ -128,14 +140,13 @@ impl SshConnector {
             log_path: Some(self.log_dir.join(format!("{}.log", node.name))),
             ..ConnectOptions::default()
         };
-        let session = Session::connect(
-            target,
-            Auth::from_env(self.key_files.clone()),
-            self.policy_for(node),
-            opts,
-        )
-        .await
-        .map_err(|e| map_error(&host, e))?;
+        let mut auth = Auth::from_env(self.key_files.clone());
+        if auth.passphrase.is_none() {
+            auth.passphrase = self.passphrase.clone();
+        }
+        let session = Session::connect(target, auth, self.policy_for(node), opts)
+            .await
+            .map_err(|e| map_error(&host, e))?;
         Ok(SshRemote {
             session: Arc::new(session),
             host,
