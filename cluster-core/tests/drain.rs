@@ -207,3 +207,156 @@ async fn a_drain_survives_a_master_restart() {
     a1.stop().await;
     m.stop().await;
 }
+
+const BIN: &str = env!("CARGO_BIN_EXE_dccore");
+
+/// Runs `dccore ARGS`: exit success, stdout, stderr.
+async fn dccore(args: &[&str]) -> (bool, String, String) {
+    let out = within(
+        &format!("dccore {}", args.join(" ")),
+        tokio::process::Command::new(BIN).args(args).output(),
+    )
+    .await
+    .expect("run dccore");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn probe_and_drain_commands_check_membership_and_empty_an_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
+    let token = token.to_str().unwrap();
+    let m = Master::start(&dir.path().join("m")).await;
+    let a1 = Agent::start(&m.url, &dir.path().join("a1"), AGENT_RES, false).await;
+    m.wait_agents(1).await;
+
+    let (ok, out, err) = dccore(&["probe", "--master", &m.url, "--token-file", token]).await;
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = dccore(&[
+        "probe",
+        "--master",
+        &m.url,
+        "--token-file",
+        token,
+        "--agent-url",
+        &a1.url,
+    ])
+    .await;
+    assert!(ok, "{out}{err}");
+    let (ok, _, err) = dccore(&[
+        "probe",
+        "--master",
+        &m.url,
+        "--token-file",
+        token,
+        "--agent-url",
+        "http://127.0.0.1:9",
+    ])
+    .await;
+    assert!(!ok);
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(
+        err.contains("not registered") && err.contains(&a1.url),
+        "{err}"
+    );
+
+    let id = agent_id(&m.agent_by_url(&a1.url).await.expect("a1 listed"));
+    let mut fw = Framework::subscribe(&m.url, framework_info("bin-drain")).await;
+    let offer = offer_on(&mut fw, &id).await;
+    fw.launch(&offer, vec![task(&offer, "svc", "sleep 1000")])
+        .await;
+    fw.wait_state("svc", "TASK_RUNNING").await;
+    let (ok, out, err) = dccore(&[
+        "drain",
+        "--master",
+        &m.url,
+        "--token-file",
+        token,
+        "--agent-url",
+        &a1.url,
+        "--max-grace-secs",
+        "1",
+    ])
+    .await;
+    assert!(ok, "{out}{err}");
+    // DRAINED, or caught a moment earlier with no live task left.
+    assert!(
+        out.contains(&a1.url) && (out.contains("drained") || out.contains("no live task")),
+        "{out}"
+    );
+    fw.wait_state("svc", "TASK_KILLED").await;
+    let (ok, _, err) = dccore(&[
+        "probe",
+        "--master",
+        &m.url,
+        "--token-file",
+        token,
+        "--agent-url",
+        &a1.url,
+    ])
+    .await;
+    assert!(!ok);
+    assert!(err.contains("deactivated"), "{err}");
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn drain_command_fails_with_what_is_left_and_the_drain_resumes_when_the_agent_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
+    let token = token.to_str().unwrap();
+    let mdir = dir.path().join("m");
+    // The agent must not be declared lost while it is down in this test.
+    let mut cfg = fast_master_config(&mdir);
+    cfg.agent_timeout = std::time::Duration::from_secs(3600);
+    let m = Master::start_on(&mdir, "127.0.0.1:0", cfg).await;
+    let a1 = Agent::start(&m.url, &dir.path().join("a1"), AGENT_RES, false).await;
+    m.wait_agents(1).await;
+    let url = a1.url.clone();
+    let id = agent_id(&m.agent_by_url(&url).await.expect("a1 listed"));
+    let mut fw = Framework::subscribe(&m.url, framework_info("stubborn")).await;
+    let offer = offer_on(&mut fw, &id).await;
+    fw.launch(&offer, vec![task(&offer, "stuck", "sleep 1000")])
+        .await;
+    fw.wait_state("stuck", "TASK_RUNNING").await;
+    // The agent process stops (its task keeps running): the kill cannot reach it.
+    a1.stop().await;
+    let (ok, out, err) = dccore(&[
+        "drain",
+        "--master",
+        &m.url,
+        "--token-file",
+        token,
+        "--agent-url",
+        &url,
+        "--timeout-secs",
+        "0",
+    ])
+    .await;
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains("not drained") && err.contains("1 task(s) still live"),
+        "{err}"
+    );
+    // Back with the same work dir: it re-registers, and the drain kills the task it reports.
+    let _a1 = Agent::start(&m.url, &dir.path().join("a1"), AGENT_RES, false).await;
+    let st = fw.wait_state("stuck", "TASK_KILLED").await;
+    assert_eq!(st["reason"], "REASON_AGENT_DRAINING", "{st}");
+    eventually("agent drained", || async {
+        let a = m.operator("GET_AGENTS").await;
+        let agent = a["get_agents"]["agents"]
+            .as_array()?
+            .iter()
+            .find(|a| a["agent_info"]["id"]["value"] == id.as_str())?
+            .clone();
+        (agent["drain_info"]["state"] == "DRAINED").then_some(())
+    })
+    .await;
+    m.stop().await;
+}
