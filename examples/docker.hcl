@@ -1,6 +1,10 @@
 # The same cluster, one container per node on a per-cluster Docker network. The node image is built
 # locally on first use (`dcform node-image build`); nothing is pulled from a registry.
 #   dcform apply examples/docker.hcl
+#   dcform status examples/docker.hcl          # health and resources as the master reports them
+#   dcform ssh masters-1 examples/docker.hcl   # or: dcform exec agents-1 examples/docker.hcl -- ps aux
+#   dcform destroy examples/docker.hcl         # or, with the state lost: dcform destroy --cluster docker
+# tests/providers_docker.rs runs this file end to end.
 
 variable "agents" {
   type        = number

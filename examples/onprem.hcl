@@ -2,6 +2,9 @@
 # (192.0.2.0/24, RFC 5737), which is never routed: replace them with your hosts.
 #   dcform plan examples/onprem.hcl
 #   dcform apply examples/onprem.hcl -var ssh_key=~/.ssh/id_ed25519
+#   dcform destroy examples/onprem.hcl   # uninstalls: stops dccore, removes every file it installed
+# Host keys are trusted on first use and pinned in the state; a host whose key later changes is refused.
+# tests/providers_ssh.rs runs this file against containers standing in for the four hosts.
 
 variable "ssh_key" {
   type        = string

@@ -1,5 +1,7 @@
 //! The `dcform` command line as a user meets it: exit codes, saved plans, locks, state safety.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

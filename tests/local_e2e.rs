@@ -2,6 +2,8 @@
 //! registered through `dcform status`, run a task through the scheduler API and read its output, re-apply
 //! (no changes), kill an apply half-way and converge, destroy and leave no process behind.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -68,10 +70,9 @@ impl Cluster {
             if let Some(p) = std::fs::read_to_string(&f)
                 .ok()
                 .and_then(|s| s.trim().parse::<u32>().ok())
+                && Path::new(&format!("/proc/{p}")).exists()
             {
-                if Path::new(&format!("/proc/{p}")).exists() {
-                    pids.push(p);
-                }
+                pids.push(p);
             }
         }
         pids

@@ -60,16 +60,16 @@ pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, CoreBinaryError> {
         };
     }
     let mut looked = Vec::new();
-    if let Ok(exe) = std::env::current_exe() {
-        if let Some(dir) = exe.parent() {
-            // `cargo test` runs dcform from target/<profile>/ too; deps/ holds test binaries, so look one up.
-            for d in [dir, dir.parent().unwrap_or(dir)] {
-                let p = d.join("dccore");
-                if p.is_file() {
-                    return Ok(p);
-                }
-                looked.push(p);
+    if let Ok(exe) = std::env::current_exe()
+        && let Some(dir) = exe.parent()
+    {
+        // `cargo test` runs dcform from target/<profile>/ too; deps/ holds test binaries, so look one up.
+        for d in [dir, dir.parent().unwrap_or(dir)] {
+            let p = d.join("dccore");
+            if p.is_file() {
+                return Ok(p);
             }
+            looked.push(p);
         }
     }
     Err(CoreBinaryError::NotFound { looked })

@@ -98,7 +98,9 @@ impl ScriptInstaller {
         };
         let reach = api_address(node);
         let listen = match self.layout {
-            Layout::Host => format!("0.0.0.0:{}", reach.rsplit(':').next().unwrap_or("0")),
+            // Bind the node's own address, not 0.0.0.0: dccore advertises the address it listens on, and
+            // agents registered as `0.0.0.0:5051` could not be reached by the master.
+            Layout::Host => reach.clone(),
             Layout::Sandbox { .. } => reach.clone(),
         };
         let mut p = InstallParams::new(

@@ -434,6 +434,15 @@ pub fn detect_binary_arch(path: &Path) -> std::io::Result<Option<&'static str>> 
 mod tests {
     use super::*;
 
+    fn assert_send<T: Send>(_: &T) {}
+
+    /// The executor spawns bootstraps on a multi-threaded runtime: the futures must be `Send`.
+    #[allow(dead_code, reason = "compile-time check only")]
+    fn bootstrap_futures_are_send(s: &Session, p: &InstallParams, t: &JoinToken, bin: &Path) {
+        assert_send(&bootstrap_node(s, p, t, bin, &|_| {}));
+        assert_send(&uninstall_node(s, p, &|_| {}));
+    }
+
     #[test]
     fn result_fields_are_parsed_from_the_last_result_line() {
         let out = "install: x\nDCFORM_RESULT changed=0 started=1 manager=supervise\n";

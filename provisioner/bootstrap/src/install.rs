@@ -516,8 +516,8 @@ mod tests {
         let r = render(&p).expect("render");
         for needle in [
             "-ge 1048576",
-            "sport = :5051",
-            "sport = :8080",
+            "port_listening 5051",
+            "port_listening 8080",
             "now - 1800000000",
             "-le 300",
         ] {
@@ -527,7 +527,7 @@ mod tests {
             r.preflight
                 .contains(&format!("[ \"$arch\" = {} ]", p.binary_arch))
         );
-        assert_eq!(r.preflight.matches("sport = :5051").count(), 1);
+        assert_eq!(r.preflight.matches("port_listening 5051").count(), 1);
     }
 
     #[test]

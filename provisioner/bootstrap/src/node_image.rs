@@ -8,7 +8,8 @@
 //! ```
 //!
 //! The image has no systemd: its entry command (`templates/node-image/dcform-node-init`) creates
-//! `/run/sshd`, generates host keys at container start (so every container has its own), installs the
+//! `/run/sshd`, generates host keys at container start (so every container has its own; types from
+//! env `DCFORM_HOST_KEY_TYPES`, default `ed25519 ecdsa`), installs the
 //! authorized key given at creation (env `DCFORM_AUTHORIZED_KEYS` or a file bind-mounted at
 //! `/dcform/authorized_keys`) and runs `sshd -D -e` in the foreground.
 //!
@@ -260,6 +261,10 @@ fn build_unlocked(
     progress: &mut dyn FnMut(&str),
 ) -> Result<ImageInfo, NodeImageError> {
     let hash = opts.recipe_hash();
+    // The image the tag pointed at before, to drop once the tag moves (see below).
+    let previous = docker_output(&["image", "inspect", "--format", "{{.Id}}", &opts.tag])
+        .ok()
+        .map(|s| s.trim().to_string());
     let dir = tempdir_for_build()?;
     let init = dir.join("dcform-node-init");
     std::fs::write(&init, NODE_INIT_SCRIPT).map_err(|source| NodeImageError::Io {
@@ -278,6 +283,18 @@ fn build_unlocked(
     let _ = std::fs::remove_dir_all(&dir);
     let (id, path) = result?;
     progress(&format!("node image {} built ({path})", opts.tag));
+    // An untagged old node image still carries the dcform.version label and would be listed by
+    // `docker images --filter label=dcform.version`. Remove it unless containers still use it
+    // (no --force: docker refuses then, and that is fine).
+    if let Some(old) = previous.filter(|old| !old.is_empty() && !id.contains(old.as_str()))
+        && docker_output(&["image", "rm", &old]).is_ok()
+    {
+        progress(&format!(
+            "removed the previous node image {}",
+            &old[..old.len().min(19)]
+        ));
+    }
+
     Ok(ImageInfo {
         tag: opts.tag.clone(),
         id,
@@ -390,13 +407,9 @@ fn import_changes(hash: &str) -> Vec<String> {
     ]
 }
 
-fn build_docker(
-    opts: &NodeImageOptions,
-    hash: &str,
-    dir: &Path,
-    progress: &mut dyn FnMut(&str),
-) -> Result<String, NodeImageError> {
-    let dockerfile = format!(
+/// The fallback recipe: the same packages, entry script, labels and command as the mmdebstrap path.
+fn dockerfile(opts: &NodeImageOptions, hash: &str) -> String {
+    format!(
         "FROM debian:{suite}-slim\n\
          RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends {pkgs} \\\n \
          && rm -rf /var/lib/apt/lists/* /etc/ssh/ssh_host_*\n\
@@ -408,7 +421,16 @@ fn build_docker(
         suite = opts.suite,
         pkgs = opts.packages().join(" "),
         version = env!("CARGO_PKG_VERSION"),
-    );
+    )
+}
+
+fn build_docker(
+    opts: &NodeImageOptions,
+    hash: &str,
+    dir: &Path,
+    progress: &mut dyn FnMut(&str),
+) -> Result<String, NodeImageError> {
+    let dockerfile = dockerfile(opts, hash);
     let df = dir.join("Dockerfile");
     std::fs::write(&df, dockerfile).map_err(|source| NodeImageError::Io {
         what: format!("write {}", df.display()),
@@ -510,9 +532,27 @@ mod tests {
     }
 
     #[test]
+    fn fallback_dockerfile_matches_the_mmdebstrap_recipe() {
+        let d = dockerfile(&NodeImageOptions::default(), "abc");
+        assert!(d.starts_with("FROM debian:bookworm-slim\n"));
+        assert!(d.contains(
+            "install -y --no-install-recommends ca-certificates iproute2 openssh-server procps sudo"
+        ));
+        assert!(d.contains("rm -rf /var/lib/apt/lists/* /etc/ssh/ssh_host_*"));
+        assert!(d.contains(&format!(
+            "LABEL dcform.version={} dcform.recipe=abc",
+            env!("CARGO_PKG_VERSION")
+        )));
+        assert!(d.contains("CMD [\"/usr/local/sbin/dcform-node-init\"]"));
+        let changes = import_changes("abc").join(" ");
+        assert!(changes.contains("CMD [\"/usr/local/sbin/dcform-node-init\"]"));
+        assert!(changes.contains("LABEL dcform.recipe=abc"));
+    }
+
+    #[test]
     fn entry_script_generates_host_keys_at_start_and_runs_sshd_in_foreground() {
-        assert!(NODE_INIT_SCRIPT.contains("ssh-keygen -A"));
+        assert!(NODE_INIT_SCRIPT.contains("ssh-keygen -q -t \"$t\""));
         assert!(NODE_INIT_SCRIPT.contains("mkdir -p /run/sshd"));
-        assert!(NODE_INIT_SCRIPT.contains("exec /usr/sbin/sshd -D -e"));
+        assert!(NODE_INIT_SCRIPT.contains("exec /usr/sbin/sshd -D -e $hostkey_opts"));
     }
 }

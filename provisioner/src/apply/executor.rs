@@ -414,11 +414,11 @@ impl<P: Provider, I: Installer> NodeTask<P, I> {
             _ => {
                 if remote.is_none() {
                     let r = self.connect(&ctx.node).await?;
-                    if ctx.node.ssh_host_key.is_none() {
-                        if let Some(key) = r.host_key() {
-                            ctx.node.ssh_host_key = Some(key);
-                            self.record(&ctx.node).await;
-                        }
+                    if ctx.node.ssh_host_key.is_none()
+                        && let Some(key) = r.host_key()
+                    {
+                        ctx.node.ssh_host_key = Some(key);
+                        self.record(&ctx.node).await;
                     }
                     *remote = Some(r);
                 }

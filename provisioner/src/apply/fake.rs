@@ -42,10 +42,10 @@ pub struct World {
 impl World {
     fn op(&mut self, node: &str, op: &str) -> Option<bool> {
         self.log.push(format!("{op} {node}"));
-        if let Some((n, token)) = &self.cancel_after {
-            if self.log.len() >= *n {
-                token.cancel();
-            }
+        if let Some((n, token)) = &self.cancel_after
+            && self.log.len() >= *n
+        {
+            token.cancel();
         }
         for f in self.faults.iter_mut() {
             if f.op == op && f.node.as_deref().is_none_or(|n| n == node) && f.times > 0 {

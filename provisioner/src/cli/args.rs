@@ -70,9 +70,25 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Remove every node of the cluster and the provider's resources.
     #[command(
-        after_help = "Examples:\n  dcform destroy examples/local.hcl\n  dcform destroy --auto-approve ."
+        after_help = "Examples:\n  dcform destroy examples/local.hcl\n  dcform destroy --auto-approve .\n  dcform destroy --cluster docker --auto-approve   # no state: remove every Docker object labelled with the cluster"
     )]
-    Destroy(ApplyArgs),
+    Destroy(DestroyArgs),
+    /// List the Docker clusters on this machine, found by their labels (no state needed).
+    #[command(after_help = "Examples:\n  dcform list\n  dcform list --json")]
+    List(ListArgs),
+    /// Open an interactive shell on a node over SSH (or run one command with `-- CMD`).
+    #[command(
+        after_help = "Examples:\n  dcform ssh masters-1 examples/docker.hcl\n  dcform ssh agents-1 . -- uptime"
+    )]
+    Ssh(NodeCmdArgs),
+    /// Run a command on a node over SSH and exit with its exit code.
+    #[command(
+        after_help = "Examples:\n  dcform exec agents-1 examples/docker.hcl -- ps aux\n  dcform exec masters-1 . -- cat /var/log/dcform/dccore-master.log"
+    )]
+    Exec(NodeCmdArgs),
+    /// Build the node image used by the docker provider (and by the SSH tests).
+    #[command(subcommand, name = "node-image")]
+    NodeImage(NodeImageCommand),
     /// Show the cluster's nodes: role, address, core version and status.
     #[command(
         after_help = "Examples:\n  dcform status examples/local.hcl\n  dcform status --json . | jq '.nodes[].health'"
@@ -185,6 +201,60 @@ pub struct ApplyArgs {
     /// The dccore binary to install (default: the one next to dcform).
     #[arg(long = "core-binary", env = "DCFORM_CORE_BINARY", value_name = "FILE")]
     pub core_binary: Option<PathBuf>,
+    /// Accept any SSH host key. For throwaway test clusters only: a replaced or impostor host is not noticed.
+    #[arg(long = "insecure-skip-host-key")]
+    pub insecure_skip_host_key: bool,
+}
+
+/// `dcform destroy`.
+#[derive(Debug, Clone, Args)]
+pub struct DestroyArgs {
+    #[command(flatten)]
+    pub apply: ApplyArgs,
+    /// Without a state: remove every container, network and volume labelled `dcform.cluster=NAME`.
+    #[arg(long, value_name = "NAME")]
+    pub cluster: Option<String>,
+}
+
+/// `dcform list`.
+#[derive(Debug, Clone, Args)]
+pub struct ListArgs {
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `dcform ssh NODE [PATH] [-- CMD...]` / `dcform exec NODE [PATH] -- CMD...`.
+#[derive(Debug, Clone, Args)]
+pub struct NodeCmdArgs {
+    /// Node name, e.g. `agents-1`.
+    pub node: String,
+    #[command(flatten)]
+    pub target: StateArgs,
+    /// The command to run (after `--`).
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+/// `dcform node-image ...`.
+#[derive(Debug, Subcommand)]
+pub enum NodeImageCommand {
+    /// Build (or rebuild) the node image from Debian packages.
+    #[command(
+        after_help = "Examples:\n  dcform node-image build\n  dcform node-image build --tag dcform-node:test"
+    )]
+    Build(NodeImageArgs),
+}
+
+/// `dcform node-image build`.
+#[derive(Debug, Clone, Args)]
+pub struct NodeImageArgs {
+    /// Image tag.
+    #[arg(long, default_value = "dcform-node:bookworm")]
+    pub tag: String,
+    /// Reuse an image built from the same recipe instead of building again.
+    #[arg(long = "if-missing")]
+    pub if_missing: bool,
 }
 
 /// Commands that read a cluster's state.

@@ -27,7 +27,12 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Validate(a) => validate(&a),
         Command::Plan(a) => plan_cmd(&a),
         Command::Apply(a) => apply_cmd(&a, false).await,
-        Command::Destroy(a) => apply_cmd(&a, true).await,
+        Command::Destroy(a) if a.cluster.is_some() => super::nodes::destroy_by_label(&a).await,
+        Command::Destroy(a) => apply_cmd(&a.apply, true).await,
+        Command::List(a) => super::nodes::list(&a).await,
+        Command::Ssh(a) => super::nodes::ssh(&a).await,
+        Command::Exec(a) => super::nodes::exec(&a).await,
+        Command::NodeImage(c) => super::nodes::node_image(&c).await,
         Command::Status(a) => status(&a).await,
         Command::Output(a) => output(&a),
         Command::State(StateCommand::List(a)) => state_list(&a),
@@ -39,7 +44,7 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
 }
 
 /// Loads the definition with its variables; warnings go to stderr.
-fn load_def(def: &DefArgs) -> Result<ClusterSpec, CliError> {
+pub(super) fn load_def(def: &DefArgs) -> Result<ClusterSpec, CliError> {
     let mut vars = Vec::new();
     for v in &def.vars {
         let (k, val) = v.split_once('=').ok_or_else(|| {
@@ -69,7 +74,7 @@ fn state_file(spec: &ClusterSpec, flag: &Option<PathBuf>) -> StateFile {
 }
 
 /// The state for commands that only read it: `--state FILE`, or the definition's default location.
-fn read_state(a: &StateArgs) -> Result<(StateFile, State), CliError> {
+pub(super) fn read_state(a: &StateArgs) -> Result<(StateFile, State), CliError> {
     let file = match &a.state {
         Some(p) => StateFile::at(p),
         None => state_file(&load_def(&a.def)?, &None),
@@ -253,6 +258,11 @@ async fn apply_cmd(a: &ApplyArgs, destroy: bool) -> Result<u8, CliError> {
         }
         return Ok(exit::OK);
     }
+    if a.insecure_skip_host_key {
+        eprintln!(
+            "Warning: --insecure-skip-host-key: SSH host keys are not checked; use this for throwaway test clusters only."
+        );
+    }
     if !a.auto_approve && !confirm(destroy)? {
         println!("{} cancelled.", if destroy { "Destroy" } else { "Apply" });
         return Ok(exit::USER);
@@ -263,6 +273,7 @@ async fn apply_cmd(a: &ApplyArgs, destroy: bool) -> Result<u8, CliError> {
         &plan.core,
         &BuildOptions {
             core_binary: a.core_binary.clone(),
+            insecure_skip_host_key: a.insecure_skip_host_key,
         },
     );
     let (provider, installer, core) = build.map_err(|e| {
@@ -364,7 +375,7 @@ fn record_outputs(state: &mut State, core: &CoreBinary, file: &StateFile) {
         .insert("agents".into(), serde_json::json!(count(true)));
 }
 
-fn confirm(destroy: bool) -> Result<bool, CliError> {
+pub(super) fn confirm(destroy: bool) -> Result<bool, CliError> {
     let what = if destroy {
         "destroy every node of this cluster"
     } else {

@@ -3,6 +3,7 @@
 
 mod args;
 mod commands;
+mod nodes;
 mod table;
 
 use std::io::IsTerminal;

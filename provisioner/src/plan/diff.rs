@@ -249,7 +249,7 @@ pub fn destroy(spec: &ClusterSpec, state: &State, core: &CoreTarget) -> Plan {
         .iter()
         .filter(|n| n.role == Role::Master)
         .collect();
-    masters.sort_by(|a, b| b.index.cmp(&a.index));
+    masters.sort_by_key(|m| std::cmp::Reverse(m.index));
     for m in masters {
         let mut c = to_change(m);
         c.wave = wave;

@@ -196,7 +196,6 @@ fn on_prem_pools_match_nodes_by_host_and_uninstall_on_removal() {
             ("drain + remove".to_string(), "agents-2", Some("a2")),
         ]
         .into_iter()
-        .map(|(a, n, h)| (a, n, h))
         .collect::<Vec<_>>()
     );
     let removal = plan.actions().find(|c| c.action == Action::Remove).unwrap();

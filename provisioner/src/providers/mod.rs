@@ -2,7 +2,10 @@
 //! installer that puts the core on its machines. Every provider is a variant of [`AnyProvider`]; adding one
 //! means adding a variant and following the compiler.
 
+pub mod docker;
 pub mod local;
+pub mod ssh;
+pub mod ssh_remote;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -56,12 +59,18 @@ impl BuildError {
 pub enum AnyProvider {
     /// Process sandboxes on this host.
     Local(local::LocalProvider),
+    /// One container per node on a per-cluster Docker network.
+    Docker(Box<docker::DockerProvider>),
+    /// Existing hosts over SSH.
+    Ssh(ssh::SshProvider),
 }
 
 /// A connection to a machine of any provider.
 pub enum AnyRemote {
     /// A sandbox on this host.
     Local(local::LocalRemote),
+    /// A machine over SSH (docker and ssh providers).
+    Ssh(ssh_remote::SshRemote),
 }
 
 /// Options the CLI passes down.
@@ -69,6 +78,8 @@ pub enum AnyRemote {
 pub struct BuildOptions {
     /// `--core-binary` / `DCFORM_CORE_BINARY`.
     pub core_binary: Option<PathBuf>,
+    /// `--insecure-skip-host-key`: accept any SSH host key (the CLI warns).
+    pub insecure_skip_host_key: bool,
 }
 
 /// The provider and installer for `spec`, keeping their files (token, keys, logs, sandboxes) beside `state`.
@@ -95,6 +106,22 @@ pub fn build(
             let root = p.root().to_path_buf();
             (AnyProvider::Local(p), Layout::Sandbox { root })
         }
+        ProviderSpec::Docker(d) => {
+            // Containers share this host's kernel and architecture.
+            core_binary::check_arch(&binary, std::env::consts::ARCH)?;
+            let p = docker::DockerProvider::new(spec, d, state.dir(), opts.insecure_skip_host_key);
+            (AnyProvider::Docker(Box::new(p)), Layout::Host)
+        }
+        ProviderSpec::Ssh(_) => {
+            // The preflight checks each host's architecture against the binary.
+            let c = ssh_remote::SshConnector::from_spec(
+                &spec.ssh,
+                None,
+                state.dir().join("logs"),
+                opts.insecure_skip_host_key,
+            );
+            (AnyProvider::Ssh(ssh::SshProvider::new(c)), Layout::Host)
+        }
         other => return Err(BuildError::Unavailable(other.kind())),
     };
     let token = cluster_token(state.dir())?;
@@ -111,13 +138,25 @@ pub fn build(
     Ok((provider, installer, binary))
 }
 
+/// An error and its causes on one line.
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
 /// The cluster's bearer token, made once (random, 0600) in the state folder and reused by every apply.
 fn cluster_token(dir: &Path) -> Result<Vec<u8>, BuildError> {
     let path = dir.join("token");
-    if let Ok(t) = std::fs::read(&path) {
-        if !t.is_empty() {
-            return Ok(t);
-        }
+    if let Ok(t) = std::fs::read(&path)
+        && !t.is_empty()
+    {
+        return Ok(t);
     }
     let token = format!(
         "{}{}",
@@ -141,26 +180,36 @@ impl Provider for AnyProvider {
     ) -> Result<BTreeMap<String, String>, ProviderError> {
         match self {
             AnyProvider::Local(p) => p.prepare(spec, r).await,
+            AnyProvider::Docker(p) => p.prepare(spec, r).await,
+            AnyProvider::Ssh(p) => p.prepare(spec, r).await,
         }
     }
     async fn create(&self, req: &NodeRequest) -> Result<Machine, ProviderError> {
         match self {
             AnyProvider::Local(p) => p.create(req).await,
+            AnyProvider::Docker(p) => p.create(req).await,
+            AnyProvider::Ssh(p) => p.create(req).await,
         }
     }
     async fn connect(&self, node: &NodeState) -> Result<AnyRemote, RemoteError> {
         match self {
             AnyProvider::Local(p) => p.connect(node).await.map(AnyRemote::Local),
+            AnyProvider::Docker(p) => p.connect(node).await.map(AnyRemote::Ssh),
+            AnyProvider::Ssh(p) => p.connect(node).await.map(AnyRemote::Ssh),
         }
     }
     async fn destroy(&self, node: &NodeState) -> Result<(), ProviderError> {
         match self {
             AnyProvider::Local(p) => p.destroy(node).await,
+            AnyProvider::Docker(p) => p.destroy(node).await,
+            AnyProvider::Ssh(p) => p.destroy(node).await,
         }
     }
     async fn teardown(&self, r: &BTreeMap<String, String>) -> Result<(), ProviderError> {
         match self {
             AnyProvider::Local(p) => p.teardown(r).await,
+            AnyProvider::Docker(p) => p.teardown(r).await,
+            AnyProvider::Ssh(p) => p.teardown(r).await,
         }
     }
 }
@@ -169,6 +218,7 @@ impl Remote for AnyRemote {
     async fn run(&self, script: &str, timeout: Duration) -> Result<CmdOutput, RemoteError> {
         match self {
             AnyRemote::Local(r) => r.run(script, timeout).await,
+            AnyRemote::Ssh(r) => r.run(script, timeout).await,
         }
     }
     async fn upload(
@@ -179,11 +229,13 @@ impl Remote for AnyRemote {
     ) -> Result<(), RemoteError> {
         match self {
             AnyRemote::Local(r) => r.upload(contents, dest, mode).await,
+            AnyRemote::Ssh(r) => r.upload(contents, dest, mode).await,
         }
     }
     fn host_key(&self) -> Option<String> {
         match self {
             AnyRemote::Local(r) => r.host_key(),
+            AnyRemote::Ssh(r) => r.host_key(),
         }
     }
 }

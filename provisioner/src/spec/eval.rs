@@ -6,7 +6,9 @@
 //! unknown function, division by zero, integer overflow) at their exact position. The arithmetic check
 //! also keeps hcl-rs's number type from panicking on `1 % 0` or overflowing integers.
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::cell::Cell;
+use std::panic::{AssertUnwindSafe, UnwindSafe};
+use std::sync::Once;
 
 use hcl::Value;
 use hcl::edit::Span;
@@ -92,7 +94,7 @@ impl Evaluator<'_> {
     /// ahead (operands bound by a `for` expression); contain that rather than crash the CLI.
     fn try_eval(&self, expr: &Expression) -> Result<Value, Failure> {
         let plain: hcl::Expression = expr.clone().into();
-        match catch_unwind(AssertUnwindSafe(|| plain.evaluate(&self.ctx))) {
+        match quiet_catch_unwind(AssertUnwindSafe(|| plain.evaluate(&self.ctx))) {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(Failure::Error(e.kind().to_string())),
             Err(_) => Err(Failure::Panic),
@@ -229,7 +231,7 @@ impl Check<'_, '_> {
         }
         let eval = |e: &Expression| {
             let plain: hcl::Expression = e.clone().into();
-            catch_unwind(AssertUnwindSafe(|| plain.evaluate(&self.ev.ctx)))
+            quiet_catch_unwind(AssertUnwindSafe(|| plain.evaluate(&self.ev.ctx)))
                 .ok()
                 .and_then(Result::ok)
         };
@@ -502,4 +504,28 @@ mod tests {
         );
         assert!(run(None, "[for x in [1] : y]").is_err());
     }
+}
+
+thread_local! {
+    /// Set while evaluating under [`quiet_catch_unwind`]: the panic is contained and reported as a diagnostic,
+    /// so the default "thread panicked" message must not reach the user's terminal.
+    static QUIET: Cell<bool> = const { Cell::new(false) };
+}
+
+/// `catch_unwind` that keeps the panic message off stderr (hcl-rs panics on some arithmetic; we report it
+/// ourselves, with its position). Other panics keep the previous hook's output.
+fn quiet_catch_unwind<R>(f: impl FnOnce() -> R + UnwindSafe) -> std::thread::Result<R> {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    QUIET.with(|q| q.set(true));
+    let r = std::panic::catch_unwind(f);
+    QUIET.with(|q| q.set(false));
+    r
 }

@@ -73,7 +73,7 @@ impl StateLock {
                     return Err(StateError::Locked {
                         path: state.path().to_path_buf(),
                         id: holder.id.clone(),
-                        holder,
+                        holder: Box::new(holder),
                     });
                 }
                 Err(TryLockError::Error(e)) => return Err(StateError::io(&path, "cannot lock")(e)),

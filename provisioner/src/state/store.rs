@@ -39,7 +39,7 @@ pub enum StateError {
         /// The state file.
         path: PathBuf,
         /// Who holds it (pid, host, operation, since).
-        holder: LockInfo,
+        holder: Box<LockInfo>,
         /// The lock id to pass to `force-unlock`.
         id: String,
     },

@@ -16,6 +16,7 @@
 
 mod connect;
 mod exec;
+mod keygen;
 mod log;
 mod upload;
 
@@ -26,6 +27,7 @@ pub use exec::{Command, ExecOutput, OutputLine, OutputSink, OutputStream};
 pub use upload::{Upload, UploadOutcome, UploadSource};
 
 pub use connect::Session;
+pub use keygen::{GeneratedKey, generate_ed25519};
 
 use crate::retry::Backoff;
 
@@ -62,7 +64,8 @@ impl Target {
     }
 }
 
-/// A bastion host and how its own host key is checked.
+/// A bastion host and how its own host key is checked. It is authenticated with the same
+/// [`Auth`] as the target, and only the hop from it to the target is retried while booting.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JumpHost {
     /// Where the bastion is.
@@ -131,6 +134,52 @@ impl Auth {
                 .map(PathBuf::from),
         }
     }
+}
+
+/// True when the private key file is encrypted and cannot be used without a passphrase.
+/// The CLI uses it to decide whether to ask for one (see [`prompt_passphrase`]).
+pub fn key_needs_passphrase(path: &std::path::Path) -> Result<bool, SshError> {
+    let text = std::fs::read_to_string(path).map_err(|e| SshError::KeyFile {
+        path: path.to_path_buf(),
+        reason: format!("cannot read: {e}"),
+    })?;
+    Ok(matches!(
+        russh::keys::decode_secret_key(&text, None),
+        Err(russh::keys::Error::KeyIsEncrypted)
+    ))
+}
+
+/// Asks for the passphrase of `key` on the controlling terminal with echo off (`stty -echo`).
+/// `Ok(None)` when there is no terminal (CI, pipes): then `DCFORM_SSH_PASSPHRASE` is the way.
+/// Blocking; call it before connecting, never from many tasks at once.
+pub fn prompt_passphrase(key: &std::path::Path) -> std::io::Result<Option<String>> {
+    use std::io::{BufRead, Write};
+    let Ok(tty) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+    else {
+        return Ok(None);
+    };
+    let stty = |arg: &str| {
+        std::process::Command::new("stty")
+            .arg(arg)
+            .stdin(tty.try_clone()?)
+            .status()
+    };
+    let mut out = tty.try_clone()?;
+    write!(out, "Passphrase for {}: ", key.display())?;
+    out.flush()?;
+    let echo_off = stty("-echo").map(|s| s.success()).unwrap_or(false);
+    let mut line = String::new();
+    let read = std::io::BufReader::new(tty.try_clone()?).read_line(&mut line);
+    // Echo comes back on whatever happened to the read.
+    if echo_off {
+        let _ = stty("echo");
+    }
+    writeln!(out)?;
+    read?;
+    Ok(Some(line.trim_end_matches(['\r', '\n']).to_string()))
 }
 
 /// Connection tuning.

@@ -116,8 +116,26 @@ async fn local_hash(src: &UploadSource) -> Result<(String, u64), std::io::Error>
     }
 }
 
+/// Marker lines of the receiving script: the first line it prints says whether to send.
+const HAVE: &str = "DCFORM_UPLOAD_HAVE";
+const NEED: &str = "DCFORM_UPLOAD_NEED";
+
+/// How one transfer attempt ended.
+struct Attempt {
+    status: super::ExitStatus,
+    tail: Vec<String>,
+    /// The destination already had the content: nothing was sent.
+    skipped: bool,
+}
+
 impl Session {
     /// Uploads a file (see the module doc). Returns whether anything was written.
+    ///
+    /// One channel per attempt: the receiving script first compares the destination's sha256
+    /// and mode and answers "have" (nothing is sent) or "need"; then it receives the stream into
+    /// a temp file beside the destination (same filesystem, so the final `mv` is atomic), checks
+    /// the hash and moves it into place. A dead connection leaves a short temp file whose hash
+    /// fails; the trap removes it, and the attempt is repeated on a new connection.
     pub async fn upload(&self, up: &Upload) -> Result<UploadOutcome, SshError> {
         let (sha, bytes) = local_hash(&up.source)
             .await
@@ -127,35 +145,13 @@ impl Session {
             })?;
         let dest = shell_quote(&up.dest);
         let mode = format!("{:o}", up.mode);
-
-        // 1. Same content and mode already there: nothing to send.
-        let probe = super::Command::new(
-            up.step.clone(),
-            format!(
-                "if [ -f {dest} ]; then echo \"$(sha256sum {dest} | cut -c1-64) $(stat -c %a {dest})\"; fi"
-            ),
-        )
-        .idempotent()
-        .timeout(Duration::from_secs(120));
-        let probe = super::Command {
-            privileged: up.privileged,
-            ..probe
-        };
-        let seen = self.run(&probe).await?;
-        if seen.stdout.trim() == format!("{sha} {mode}") {
-            self.log.line(&format!(
-                "[{}] {} already has sha256 {sha}; skipped",
-                up.step, up.dest
-            ));
-            return Ok(UploadOutcome::AlreadyPresent { sha256: sha });
-        }
-
-        // 2. Stream into a temp file beside the destination (same filesystem, so mv is atomic),
-        //    check the hash there, then move into place. A dead connection leaves a short temp
-        //    file whose hash fails; the trap removes it.
         let script = format!(
             "set -eu\n\
              dest={dest}\n\
+             if [ -f \"$dest\" ] && [ \"$(sha256sum \"$dest\" | cut -c1-64) $(stat -c %a \"$dest\")\" = \"{sha} {mode}\" ]; then\n\
+               echo {HAVE}; exit 0\n\
+             fi\n\
+             echo {NEED}\n\
              tmp=\"$dest.dcform-upload.$$\"\n\
              mkdir -p \"$(dirname \"$dest\")\"\n\
              trap 'rm -f \"$tmp\"' EXIT\n\
@@ -192,13 +188,24 @@ impl Session {
                 }
             };
             match res {
-                Ok(Some((status, tail))) => {
+                Ok(Some(Attempt {
+                    status,
+                    tail,
+                    skipped,
+                })) => {
                     let out = super::ExecOutput {
                         status: status.clone(),
                         stdout: String::new(),
                         stderr: tail.join("\n"),
                         tail,
                     };
+                    if out.success() && skipped {
+                        self.log.line(&format!(
+                            "[{}] {} already has sha256 {sha}; skipped",
+                            up.step, up.dest
+                        ));
+                        return Ok(UploadOutcome::AlreadyPresent { sha256: sha });
+                    }
                     if out.success() {
                         return Ok(UploadOutcome::Uploaded {
                             sha256: sha,
@@ -215,7 +222,8 @@ impl Session {
                     }
                     if up.privileged
                         && self.target.user != "root"
-                        && out.stderr.contains("a password is required")
+                        && (out.stderr.contains("a password is required")
+                            || out.stderr.contains("a terminal is required"))
                     {
                         return Err(SshError::SudoNeedsPassword {
                             host: self.target.host.clone(),
@@ -245,13 +253,13 @@ impl Session {
         }
     }
 
-    /// One transfer. `Ok(None)`: the channel ended without a status (connection lost).
+    /// One attempt. `Ok(None)`: the connection was lost before the script finished.
     async fn stream_once(
         &self,
         handle: &russh::client::Handle<super::connect::Client>,
         wrapped: &str,
         src: &UploadSource,
-    ) -> Result<Option<(super::ExitStatus, Vec<String>)>, String> {
+    ) -> Result<Option<Attempt>, String> {
         let _permit = self
             .channels
             .acquire()
@@ -261,50 +269,28 @@ impl Session {
         let mut ch = self.open_channel(handle).await.map_err(e)?;
         let transfer = async {
             ch.exec(true, wrapped.as_bytes()).await.map_err(e)?;
-            match src {
-                UploadSource::Bytes(b) => ch.data_bytes(b.clone()).await.map_err(e)?,
-                UploadSource::File(p) => {
-                    // Large reads handed over as owned buffers: `data(reader)` would copy through an
-                    // 8 KiB buffer with one blocking-pool round trip per read, which caps a single
-                    // stream far below what the link and the ciphers can do.
-                    let mut f = tokio::fs::File::open(p)
-                        .await
-                        .map_err(|err| format!("open {}: {err}", p.display()))?;
-                    loop {
-                        let mut buf = vec![0u8; CHUNK];
-                        let mut filled = 0;
-                        while filled < CHUNK {
-                            let n = f
-                                .read(&mut buf[filled..])
-                                .await
-                                .map_err(|err| format!("read {}: {err}", p.display()))?;
-                            if n == 0 {
+            let mut status = None;
+            let mut lines: Vec<String> = Vec::new();
+            let mut partial = Vec::new();
+            // Phase 1: wait for the script's verdict (or its early end, e.g. sudo refusing).
+            let mut verdict = None;
+            while verdict.is_none() {
+                let Some(msg) = ch.wait().await else { break };
+                match msg {
+                    russh::ChannelMsg::Data { data } => {
+                        partial.extend_from_slice(&data);
+                        while let Some(pos) = partial.iter().position(|&b| b == b'\n') {
+                            let line: Vec<u8> = partial.drain(..=pos).collect();
+                            let line = String::from_utf8_lossy(&line[..pos]).trim().to_string();
+                            if line == HAVE || line == NEED {
+                                verdict = Some(line == HAVE);
                                 break;
                             }
-                            filled += n;
-                        }
-                        if filled == 0 {
-                            break;
-                        }
-                        buf.truncate(filled);
-                        ch.data_bytes(buf).await.map_err(e)?;
-                        if filled < CHUNK {
-                            break;
+                            lines.push(line);
                         }
                     }
-                }
-            }
-            ch.eof().await.map_err(e)?;
-            let mut status = None;
-            let mut tail: Vec<String> = Vec::new();
-            while let Some(msg) = ch.wait().await {
-                match msg {
-                    russh::ChannelMsg::Data { data }
-                    | russh::ChannelMsg::ExtendedData { data, .. } => {
-                        for l in String::from_utf8_lossy(&data).lines() {
-                            self.log.line(&format!("  | {l}"));
-                            tail.push(l.to_string());
-                        }
+                    russh::ChannelMsg::ExtendedData { data, .. } => {
+                        lines.extend(String::from_utf8_lossy(&data).lines().map(str::to_string));
                     }
                     russh::ChannelMsg::ExitStatus { exit_status } => {
                         status = Some(super::ExitStatus::Code(exit_status))
@@ -315,14 +301,84 @@ impl Session {
                     _ => {}
                 }
             }
-
-            Ok::<_, String>((status, tail))
+            let skipped = verdict == Some(true);
+            // Phase 2: send the content only when asked for it.
+            if verdict == Some(false) {
+                self.send_source(&ch, src).await?;
+            }
+            if verdict.is_some() {
+                ch.eof().await.map_err(e)?;
+            }
+            while let Some(msg) = ch.wait().await {
+                match msg {
+                    russh::ChannelMsg::Data { data }
+                    | russh::ChannelMsg::ExtendedData { data, .. } => {
+                        lines.extend(String::from_utf8_lossy(&data).lines().map(str::to_string));
+                    }
+                    russh::ChannelMsg::ExitStatus { exit_status } => {
+                        status = Some(super::ExitStatus::Code(exit_status))
+                    }
+                    russh::ChannelMsg::ExitSignal { signal_name, .. } => {
+                        status = Some(super::ExitStatus::Signal(format!("{signal_name:?}")))
+                    }
+                    _ => {}
+                }
+            }
+            for l in &lines {
+                self.log.line(&format!("  | {l}"));
+            }
+            Ok::<_, String>((status, lines, skipped))
         };
-        let (status, mut tail) = tokio::select! {
+        let (status, mut tail, skipped) = tokio::select! {
             r = transfer => r?,
             _ = super::connect::closed(handle) => return Ok(None),
         };
         let keep = tail.len().saturating_sub(20);
-        Ok(status.map(|s| (s, tail.split_off(keep))))
+        Ok(status.map(|status| Attempt {
+            status,
+            tail: tail.split_off(keep),
+            skipped,
+        }))
+    }
+
+    /// Streams the content in 1 MiB owned buffers: `data(reader)` would copy through an 8 KiB
+    /// buffer with one blocking-pool round trip per read, which caps a single stream far below
+    /// what the link and the ciphers can do.
+    async fn send_source(
+        &self,
+        ch: &russh::Channel<russh::client::Msg>,
+        src: &UploadSource,
+    ) -> Result<(), String> {
+        let e = |e: russh::Error| error_chain(&e);
+        match src {
+            UploadSource::Bytes(b) => ch.data_bytes(b.clone()).await.map_err(e),
+            UploadSource::File(p) => {
+                let mut f = tokio::fs::File::open(p)
+                    .await
+                    .map_err(|err| format!("open {}: {err}", p.display()))?;
+                loop {
+                    let mut buf = vec![0u8; CHUNK];
+                    let mut filled = 0;
+                    while filled < CHUNK {
+                        let n = f
+                            .read(&mut buf[filled..])
+                            .await
+                            .map_err(|err| format!("read {}: {err}", p.display()))?;
+                        if n == 0 {
+                            break;
+                        }
+                        filled += n;
+                    }
+                    if filled == 0 {
+                        return Ok(());
+                    }
+                    buf.truncate(filled);
+                    ch.data_bytes(buf).await.map_err(e)?;
+                    if filled < CHUNK {
+                        return Ok(());
+                    }
+                }
+            }
+        }
     }
 }

@@ -180,26 +180,115 @@ async fn failed_preflight_names_each_failed_check_and_installs_nothing() {
     let mut params = InstallParams::new("test", "agents-0", Role::Agent, "0.0.0.0:22", 1_000);
     params.master_url = Some("http://10.0.0.1:5050".into());
     params.binary_arch = "riscv64".into();
-    let err = within(
-        "bootstrap",
-        bootstrap_node(&s, &params, &JoinToken::new("t"), &standin(), &|_| {}),
-    )
-    .await
-    .expect_err("preflight must fail");
-    match &err {
-        BootstrapError::Preflight { failed, .. } => {
-            let text = failed.join("\n");
-            assert!(text.contains("FAIL arch"), "{text}");
-            assert!(text.contains("FAIL port: 22 is already in use"), "{text}");
-            assert!(text.contains("FAIL clock"), "{text}");
-            assert!(!text.contains("FAIL disk"), "{text}");
+    // Once with `ss`, once with the /proc/net/tcp fallback of hosts without iproute2.
+    for without_ss in [false, true] {
+        if without_ss {
+            node.sh("mv \"$(command -v ss)\" /root/ss.hidden");
         }
-        other => panic!("expected a preflight failure, got {other}"),
+        let err = within(
+            "bootstrap",
+            bootstrap_node(&s, &params, &JoinToken::new("t"), &standin(), &|_| {}),
+        )
+        .await
+        .expect_err("preflight must fail");
+        match &err {
+            BootstrapError::Preflight { failed, .. } => {
+                let text = failed.join("\n");
+                assert!(text.contains("FAIL arch"), "{text}");
+                assert!(text.contains("FAIL port: 22 is already in use"), "{text}");
+                assert!(text.contains("FAIL clock"), "{text}");
+                assert!(!text.contains("FAIL disk"), "{text}");
+            }
+            other => panic!("expected a preflight failure, got {other}"),
+        }
+        assert!(err.is_user_error());
+        if without_ss {
+            node.sh("mv /root/ss.hidden /usr/bin/ss");
+        }
     }
-    assert!(err.is_user_error());
     assert_eq!(
         diff(&before, &snapshot(&node)),
         "",
         "a failed preflight must change nothing"
+    );
+}
+
+#[tokio::test]
+async fn systemd_hosts_get_a_unit_installed_once_and_removed_by_uninstall() {
+    let Some(net) = TestNet::new() else { return };
+    let key = net.keygen("id", "ed25519", "");
+    let node = net.node(&key.public, &[]);
+    let s = connect(&node.ip, "root", &key.path).await;
+    // The scripts detect systemd by /run/systemd/system; systemctl is a recording stand-in.
+    let fake = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/real_sshd/fixtures/fake-systemctl.sh"),
+    )
+    .expect("fixture");
+    within(
+        "setup",
+        s.run(
+            &dcform_bootstrap::ssh::Command::new(
+                "setup",
+                "mkdir -p /run/systemd/system && cat > /usr/local/sbin/systemctl && chmod 755 /usr/local/sbin/systemctl",
+            )
+            .stdin(fake.into_bytes()),
+        ),
+    )
+    .await
+    .expect("setup");
+    let before = snapshot(&node);
+    let mut params = InstallParams::new("test", "agents-1", Role::Agent, "0.0.0.0:5051", now());
+    params.master_url = Some("http://10.9.9.9:5050".into());
+    params.attributes = Some("rack:r1;zone:a".into());
+    let token = JoinToken::new("tok");
+
+    let first = within(
+        "bootstrap",
+        bootstrap_node(&s, &params, &token, &standin(), &|_| {}),
+    )
+    .await
+    .expect("install");
+    assert_eq!(first.manager, ServiceManager::Systemd);
+    assert!(first.changed && first.started);
+    let unit = node.sh("cat /etc/systemd/system/dcform-agent.service");
+    assert!(
+        unit.contains("ExecStart=/usr/local/bin/dccore agent --master http://10.9.9.9:5050 --listen 0.0.0.0:5051 --work-dir /var/lib/dcform/agent --token-file /etc/dcform/token --attributes \"rack:r1;zone:a\""),
+        "{unit}"
+    );
+    let calls = node.sh("cat /root/systemctl.calls");
+    assert!(
+        calls.contains("enable --quiet dcform-agent.service"),
+        "{calls}"
+    );
+    assert!(calls.contains("restart dcform-agent.service"), "{calls}");
+    // Nothing was started outside systemd.
+    assert_eq!(node.sh("ls /run/dcform"), "");
+
+    node.sh(": > /root/systemctl.calls");
+    let second = within(
+        "bootstrap again",
+        bootstrap_node(&s, &params, &token, &standin(), &|_| {}),
+    )
+    .await
+    .expect("install again");
+    assert!(!second.changed && !second.started, "{second:?}");
+    let calls = node.sh("cat /root/systemctl.calls");
+    assert!(
+        !calls.contains("restart") && !calls.contains("daemon-reload"),
+        "{calls}"
+    );
+
+    within("uninstall", uninstall_node(&s, &params, &|_| {}))
+        .await
+        .expect("uninstall");
+    assert!(
+        node.sh("cat /root/systemctl.calls")
+            .contains("disable --now --quiet dcform-agent.service")
+    );
+    assert_eq!(
+        diff(&before, &snapshot(&node)),
+        "",
+        "uninstall must remove the unit and every file"
     );
 }

@@ -150,7 +150,7 @@ async fn changed_host_key_is_refused_and_nothing_runs() {
     let first = net.node(&key.public, &[]);
     let s = connect(&first.ip, "root", &key.path).await;
     let pinned = s.host_key().fingerprint.clone();
-    s.close().await;
+    within("close", s.close()).await;
 
     // Pinned to the first container's key, reconnecting to it works.
     let again = within(
@@ -164,7 +164,7 @@ async fn changed_host_key_is_refused_and_nothing_runs() {
     )
     .await
     .expect("same key accepted");
-    again.close().await;
+    within("close", again.close()).await;
 
     // Another container has its own host key (generated at start): it must be refused.
     let other = net.node(&key.public, &[]);
@@ -206,7 +206,7 @@ async fn changed_host_key_is_refused_and_nothing_runs() {
     )
     .await
     .expect("learned");
-    learn.close().await;
+    within("close", learn.close()).await;
     let line = std::fs::read_to_string(&kh).expect("known_hosts written");
     std::fs::write(&kh, line.replace(&first.ip, &other.ip)).expect("rewrite");
     let err = within(
@@ -230,7 +230,7 @@ async fn wrong_key_is_an_auth_error_within_5_seconds_naming_user_host_and_keys()
     let wrong = net.keygen("wrong", "ed25519", "");
     let node = net.node(&good.public, &[]);
     // Make sure sshd is up, so the 5 s below measure authentication only.
-    connect(&node.ip, "root", &good.path).await.close().await;
+    within("close", connect(&node.ip, "root", &good.path).await.close()).await;
     let err = tokio::time::timeout(
         Duration::from_secs(5),
         Session::connect(
@@ -264,7 +264,7 @@ async fn rsa_encrypted_and_agent_keys_authenticate() {
         &format!("{}\n{}\n{}", rsa.public, enc.public, ag.public),
         &[],
     );
-    connect(&node.ip, "root", &rsa.path).await.close().await;
+    within("close", connect(&node.ip, "root", &rsa.path).await.close()).await;
 
     let connect_with = |a: Auth| {
         Session::connect(
@@ -285,11 +285,10 @@ async fn rsa_encrypted_and_agent_keys_authenticate() {
         passphrase: Some("s3cret phrase".into()),
         ..auth(&enc.path)
     };
-    within("encrypted", connect_with(with_pass))
+    let enc_session = within("encrypted", connect_with(with_pass))
         .await
-        .expect("encrypted key works")
-        .close()
-        .await;
+        .expect("encrypted key works");
+    within("close", enc_session.close()).await;
 
     // ssh-agent: started here, killed by its pid at the end.
     let sock = net.dir.path().join("agent.sock");
@@ -307,30 +306,32 @@ async fn rsa_encrypted_and_agent_keys_authenticate() {
         }
     }
     let _agent = Kill(agent);
-    let mut added = false;
-    for _ in 0..50 {
-        let st = std::process::Command::new("ssh-add")
-            .arg(&ag.path)
-            .env("SSH_AUTH_SOCK", &sock)
-            .output()
-            .expect("ssh-add");
-        if st.status.success() {
-            added = true;
-            break;
+    // The agent creates its socket asynchronously: poll (bounded) until ssh-add reaches it.
+    let added = within("ssh-add", async {
+        for _ in 0..50 {
+            let st = std::process::Command::new("ssh-add")
+                .arg(&ag.path)
+                .env("SSH_AUTH_SOCK", &sock)
+                .output()
+                .expect("ssh-add");
+            if st.status.success() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        false
+    })
+    .await;
     assert!(added, "ssh-add never reached the agent");
     let via_agent = Auth {
         key_files: vec![],
         passphrase: None,
         agent_socket: Some(sock),
     };
-    within("agent", connect_with(via_agent))
+    let agent_session = within("agent", connect_with(via_agent))
         .await
-        .expect("agent key works")
-        .close()
-        .await;
+        .expect("agent key works");
+    within("close", agent_session.close()).await;
 }
 
 #[tokio::test]
@@ -505,4 +506,23 @@ async fn a_jump_host_tunnels_to_the_target() {
         .await
         .expect("run");
     assert_eq!(out.stdout.trim(), inner.name);
+}
+
+#[test]
+fn encrypted_keys_are_detected_before_connecting() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keygen = |name: &str, pass: &str| {
+        let p = dir.path().join(name);
+        let out = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", pass, "-f"])
+            .arg(&p)
+            .output()
+            .expect("ssh-keygen");
+        assert!(out.status.success());
+        p
+    };
+    let plain = keygen("plain", "");
+    let enc = keygen("enc", "pw");
+    assert!(!dcform_bootstrap::ssh::key_needs_passphrase(&plain).expect("read"));
+    assert!(dcform_bootstrap::ssh::key_needs_passphrase(&enc).expect("read"));
 }

@@ -1,0 +1,253 @@
+//! Subcommands about machines rather than plans: `list` and `destroy --cluster` (Docker objects found by
+//! label, no state needed), `ssh` and `exec` on a node, `node-image build`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, anyhow};
+use dcform_bootstrap::node_image::{self, NodeImageOptions};
+use dcform_bootstrap::ssh::{Command as SshCommand, ExitStatus, OutputStream, shell_quote};
+
+use super::args::{DestroyArgs, ListArgs, NodeCmdArgs, NodeImageCommand};
+use super::commands::{confirm, load_def, read_state};
+use super::{CliError, exit, table};
+use crate::providers::docker;
+use crate::providers::ssh_remote::{SshConnector, SshRemote, map_error};
+use crate::spec::SshSpec;
+use crate::state::{NodeState, StateFile};
+
+/// `dcform destroy --cluster NAME`: removes every Docker object labelled with the cluster.
+pub async fn destroy_by_label(a: &DestroyArgs) -> Result<u8, CliError> {
+    let cluster = a
+        .cluster
+        .as_deref()
+        .expect("invariant: dispatched here only with --cluster");
+    println!(
+        "dcform will remove every container, network and volume labelled dcform.cluster={cluster}."
+    );
+    if !a.apply.auto_approve && !confirm(true)? {
+        println!("Destroy cancelled.");
+        return Ok(exit::USER);
+    }
+    let r = docker::purge_cluster(cluster)
+        .await
+        .map_err(|e| CliError::internal(anyhow::Error::new(e)))?;
+    for c in &r.containers {
+        println!("  - container {c}");
+    }
+    for n in &r.networks {
+        println!("  - network {n}");
+    }
+    for v in &r.volumes {
+        println!("  - volume {v}");
+    }
+    println!(
+        "\nDestroy complete! Removed {} container(s), {} network(s), {} volume(s) of cluster \"{cluster}\".",
+        r.containers.len(),
+        r.networks.len(),
+        r.volumes.len()
+    );
+    Ok(exit::OK)
+}
+
+/// `dcform list`: the Docker clusters on this machine.
+pub async fn list(a: &ListArgs) -> Result<u8, CliError> {
+    let clusters = docker::list_clusters()
+        .await
+        .map_err(|e| CliError::internal(anyhow::Error::new(e)))?;
+    if a.json {
+        let v: Vec<serde_json::Value> = clusters
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "cluster": c.name,
+                    "provider": "docker",
+                    "networks": c.networks,
+                    "nodes": c.nodes.iter().map(|n| serde_json::json!({
+                        "name": n.node, "pool": n.pool, "role": n.role, "state": n.state, "container": n.container,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(v));
+        return Ok(exit::OK);
+    }
+    if clusters.is_empty() {
+        println!("No dcform clusters found in Docker.");
+        return Ok(exit::OK);
+    }
+    let rows: Vec<Vec<String>> = clusters
+        .iter()
+        .map(|c| {
+            let running = c.nodes.iter().filter(|n| n.state == "running").count();
+            vec![
+                c.name.clone(),
+                "docker".into(),
+                c.nodes.len().to_string(),
+                running.to_string(),
+                c.networks.join(","),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table::render(
+            &["CLUSTER", "PROVIDER", "NODES", "RUNNING", "NETWORK"],
+            &rows
+        )
+    );
+    Ok(exit::OK)
+}
+
+/// The node and an SSH connector for it, from the state (and the definition's `ssh {}` block when it loads).
+fn node_target(a: &NodeCmdArgs) -> Result<(NodeState, SshConnector, StateFile), CliError> {
+    let (file, state) = read_state(&a.target)?;
+    let node = state.node(&a.node).cloned().ok_or_else(|| {
+        let names: Vec<&str> = state.nodes.iter().map(|n| n.name.as_str()).collect();
+        CliError::user(anyhow!(
+            "no node {:?} in the state; nodes: {}",
+            a.node,
+            if names.is_empty() {
+                "none".into()
+            } else {
+                names.join(", ")
+            }
+        ))
+    })?;
+    if state.provider == "local" {
+        return Err(CliError::user(anyhow!(
+            "{} is a local sandbox, not a machine: its files are in {}",
+            node.name,
+            node.provider_id.as_deref().unwrap_or("the state folder")
+        )));
+    }
+    // With `--state` alone the definition may not load; the docker provider's defaults then apply.
+    let ssh = load_def(&a.target.def)
+        .map(|s| s.ssh)
+        .unwrap_or_else(|_| SshSpec::default());
+    let key = state.resources.get("ssh_key").map(PathBuf::from);
+    let connector = SshConnector::from_spec(&ssh, key, file.dir().join("logs"), false);
+    Ok((node, connector, file))
+}
+
+async fn connect(node: &NodeState, c: &SshConnector) -> Result<SshRemote, CliError> {
+    c.connect(node)
+        .await
+        .map_err(|e| CliError::internal(anyhow::Error::new(e)))
+}
+
+/// `dcform ssh NODE`: checks the host key with the pinned fingerprint, then hands the terminal to the
+/// system `ssh` with exactly that host key trusted.
+pub async fn ssh(a: &NodeCmdArgs) -> Result<u8, CliError> {
+    let (node, c, file) = node_target(a)?;
+    let remote = connect(&node, &c).await?;
+    let host_key = remote.session().host_key().openssh.clone();
+    let host = SshConnector::host_of(&node).unwrap_or_default();
+    drop(remote);
+    // A known_hosts holding only the verified key: the system ssh then refuses anything else.
+    let kh = file.dir().join("known_hosts.ssh");
+    let line = if c.port == 22 {
+        format!("{host} {host_key}\n")
+    } else {
+        format!("[{host}]:{} {host_key}\n", c.port)
+    };
+    std::fs::write(&kh, line)
+        .with_context(|| format!("cannot write {}", kh.display()))
+        .map_err(CliError::internal)?;
+    let mut cmd = std::process::Command::new("ssh");
+    cmd.arg("-o")
+        .arg(format!("UserKnownHostsFile={}", kh.display()))
+        .arg("-o")
+        .arg("StrictHostKeyChecking=yes")
+        .arg("-p")
+        .arg(c.port.to_string())
+        .arg("-l")
+        .arg(&c.user);
+    for k in &c.key_files {
+        cmd.arg("-i").arg(k);
+    }
+    if let Some(b) = &c.bastion {
+        cmd.arg("-J").arg(b);
+    }
+    if a.command.is_empty() {
+        cmd.arg("-t");
+    }
+    cmd.arg(&host);
+    if !a.command.is_empty() {
+        cmd.arg("--").args(&a.command);
+    }
+    use std::os::unix::process::CommandExt;
+    let err = cmd.exec();
+    Err(CliError::user(anyhow!(
+        "cannot run the system `ssh` ({err}); install openssh-client, or use `dcform exec {} -- CMD`",
+        node.name
+    )))
+}
+
+/// `dcform exec NODE -- CMD`: runs CMD over dcform's own SSH engine (host key pinned), streams its output and
+/// exits with its exit code.
+pub async fn exec(a: &NodeCmdArgs) -> Result<u8, CliError> {
+    if a.command.is_empty() {
+        return Err(CliError::user(anyhow!(
+            "nothing to run: put the command after `--`, e.g. dcform exec {} -- uptime",
+            a.node
+        )));
+    }
+    let (node, c, _file) = node_target(a)?;
+    let remote = connect(&node, &c).await?;
+    let script = a
+        .command
+        .iter()
+        .map(|w| shell_quote(w))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<dcform_bootstrap::ssh::OutputLine>();
+    let printer = tokio::spawn(async move {
+        while let Some(l) = rx.recv().await {
+            match l.stream {
+                OutputStream::Stdout => println!("{}", l.line),
+                OutputStream::Stderr => eprintln!("{}", l.line),
+            }
+        }
+    });
+    let cmd = SshCommand::new("exec", script)
+        .timeout(std::time::Duration::from_secs(24 * 3600))
+        .sink(Some(tx));
+    let res = remote.session().exec(&cmd).await;
+    drop(cmd);
+    let _ = printer.await;
+    let host = SshConnector::host_of(&node).unwrap_or_default();
+    let out = res.map_err(|e| CliError::internal(anyhow::Error::new(map_error(&host, e))))?;
+    Ok(match out.status {
+        ExitStatus::Code(c) => u8::try_from(c).unwrap_or(255),
+        ExitStatus::Signal(_) | ExitStatus::Unknown => 255,
+    })
+}
+
+/// `dcform node-image build`.
+pub async fn node_image(c: &NodeImageCommand) -> Result<u8, CliError> {
+    let NodeImageCommand::Build(a) = c;
+    let opts = NodeImageOptions {
+        tag: a.tag.clone(),
+        ..NodeImageOptions::default()
+    };
+    let if_missing = a.if_missing;
+    let info = tokio::task::spawn_blocking(move || {
+        let mut progress = |line: &str| eprintln!("  {line}");
+        if if_missing {
+            node_image::ensure(&opts, &mut progress)
+        } else {
+            node_image::build(&opts, &mut progress)
+        }
+    })
+    .await
+    .map_err(|e| CliError::internal(anyhow!("node image build task failed: {e}")))?
+    .map_err(|e| CliError::internal(anyhow::Error::new(e)))?;
+    let id = info.id.trim_start_matches("sha256:");
+    println!(
+        "Node image {} ({}) ready: {}.",
+        info.tag,
+        id.get(..12).unwrap_or(id),
+        info.path
+    );
+    Ok(exit::OK)
+}

@@ -1,0 +1,102 @@
+//! Provider `ssh`: existing on-prem hosts listed in pools' `hosts`. There is no machine to create or
+//! destroy: `create` records the host, `destroy` forgets it. The planner puts an `Uninstall` step before
+//! every removal for this provider (`plan::diff`), so `dcform destroy` leaves the hosts as they were.
+
+use std::collections::BTreeMap;
+
+use crate::apply::{Machine, NodeRequest, Provider, ProviderError, RemoteError};
+use crate::spec::ClusterSpec;
+use crate::state::NodeState;
+
+use super::ssh_remote::{SshConnector, SshRemote};
+
+/// Existing hosts reached over SSH.
+#[derive(Debug, Clone)]
+pub struct SshProvider {
+    connector: SshConnector,
+}
+
+impl SshProvider {
+    /// A provider reaching hosts with `connector`.
+    pub fn new(connector: SshConnector) -> SshProvider {
+        SshProvider { connector }
+    }
+}
+
+impl Provider for SshProvider {
+    type Remote = SshRemote;
+
+    async fn prepare(
+        &self,
+        _spec: &ClusterSpec,
+        resources: &BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, String>, ProviderError> {
+        std::fs::create_dir_all(&self.connector.log_dir).map_err(|e| ProviderError {
+            node: "cluster".into(),
+            message: format!(
+                "cannot create the log folder {}: {e}",
+                self.connector.log_dir.display()
+            ),
+            transient: false,
+            source: Some(Box::new(e)),
+        })?;
+        Ok(resources.clone())
+    }
+
+    async fn create(&self, req: &NodeRequest) -> Result<Machine, ProviderError> {
+        let host = req.host.clone().ok_or_else(|| {
+            ProviderError::permanent(
+                &req.name,
+                "the ssh provider needs a host for every node (pool `hosts = [...]`, not `count`)",
+            )
+        })?;
+        Ok(Machine {
+            provider_id: host.clone(),
+            addresses: vec![host],
+        })
+    }
+
+    async fn connect(&self, node: &NodeState) -> Result<SshRemote, RemoteError> {
+        self.connector.connect(node).await
+    }
+
+    async fn destroy(&self, _node: &NodeState) -> Result<(), ProviderError> {
+        // The host is not ours to remove; the Uninstall step before this one cleaned it.
+        Ok(())
+    }
+
+    async fn teardown(&self, _resources: &BTreeMap<String, String>) -> Result<(), ProviderError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{Role, SshSpec};
+
+    #[tokio::test]
+    async fn create_records_the_host_and_refuses_a_node_without_one() {
+        let p = SshProvider::new(SshConnector::from_spec(
+            &SshSpec::default(),
+            None,
+            std::env::temp_dir(),
+            false,
+        ));
+        let mut req = NodeRequest {
+            cluster: "c".into(),
+            name: "agents-1".into(),
+            pool: "agents".into(),
+            index: 1,
+            role: Role::Agent,
+            host: Some("192.0.2.20".into()),
+            instance_type: None,
+        };
+        let m = p.create(&req).await.unwrap();
+        assert_eq!(m.addresses, vec!["192.0.2.20".to_string()]);
+        assert_eq!(m.provider_id, "192.0.2.20");
+        req.host = None;
+        let e = p.create(&req).await.unwrap_err();
+        assert!(!e.transient && e.message.contains("hosts"), "{e}");
+    }
+}

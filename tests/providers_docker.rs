@@ -1,0 +1,229 @@
+//! Provider `docker` end to end against the real Docker Engine and real OpenSSH in the node image:
+//! `examples/docker.hcl` boots, agents register with resources, a task runs and its stdout is served by the
+//! agent, a second apply changes nothing, destroy leaves no labelled object; an apply killed with SIGKILL
+//! converges when run again; `list` and `destroy --cluster` work from labels alone.
+
+#[path = "providers_support/mod.rs"]
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use support::{Leftovers, agents_healthy, dcform, labelled, ok, text, unique, within};
+
+/// `examples/docker.hcl` with its cluster renamed, so parallel runs never share objects.
+fn definition(dir: &Path, cluster: &str) -> String {
+    let src = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/docker.hcl"),
+    )
+    .expect("examples/docker.hcl");
+    assert!(src.contains("cluster \"docker\""), "example changed shape");
+    std::fs::write(
+        dir.join("docker.hcl"),
+        src.replace("cluster \"docker\"", &format!("cluster \"{cluster}\"")),
+    )
+    .expect("write definition");
+    "docker.hcl".into()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_example_boots_runs_a_task_is_idempotent_and_destroys_without_leftovers() {
+    let Some(env) = support::env() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = unique("dt");
+    let _guard = Leftovers(cluster.clone());
+    let def = definition(dir.path(), &cluster);
+
+    let o = dcform(&env, dir.path(), &["apply", "--auto-approve", &def]).await;
+    let t = ok(&o, "apply");
+    assert!(t.contains("Apply complete! Nodes: 4 added"), "{t}");
+    assert_eq!(labelled(&cluster).0, 4, "one container per node");
+
+    let (healthy, agents, status) = agents_healthy(&env, dir.path(), &def).await;
+    assert_eq!((healthy, agents), (3, 3), "{status}");
+
+    let master = status["outputs"]["master_url"]
+        .as_str()
+        .expect("master_url")
+        .to_string();
+    let token = std::fs::read_to_string(dir.path().join(format!(".dcform/{cluster}/token")))
+        .expect("token");
+    let marker = format!("hello-{cluster}");
+    let out = within(
+        Duration::from_secs(120),
+        "task through the scheduler API",
+        support::run_task(&master, token.trim(), &marker),
+    )
+    .await;
+    assert_eq!(out.trim(), marker);
+
+    let o = dcform(&env, dir.path(), &["apply", "--auto-approve", &def]).await;
+    assert!(
+        ok(&o, "second apply").contains("No changes"),
+        "{}",
+        text(&o)
+    );
+
+    // The operator extras: exec exits with the remote code, list finds the cluster by label.
+    let o = dcform(
+        &env,
+        dir.path(),
+        &[
+            "exec",
+            "agents-1",
+            &def,
+            "--",
+            "sh",
+            "-c",
+            "hostname; exit 3",
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "agents-1");
+    let o = dcform(
+        &env,
+        dir.path(),
+        &["ssh", "masters-1", &def, "--", "hostname"],
+    )
+    .await;
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "masters-1",
+        "{}",
+        text(&o)
+    );
+    let o = dcform(&env, dir.path(), &["list", "--json"]).await;
+    let listed: serde_json::Value = serde_json::from_slice(&o.stdout).expect("list --json");
+    let mine = listed
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["cluster"] == cluster.as_str()))
+        .unwrap_or_else(|| panic!("{cluster} not listed: {listed}"));
+    assert_eq!(mine["nodes"].as_array().map(Vec::len), Some(4));
+
+    let o = dcform(&env, dir.path(), &["destroy", "--auto-approve", &def]).await;
+    ok(&o, "destroy");
+    assert_eq!(
+        labelled(&cluster),
+        (0, 0, 0),
+        "labelled objects left after destroy"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apply_killed_midway_converges_and_destroy_by_label_needs_no_state() {
+    let Some(env) = support::env() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = unique("dk");
+    let _guard = Leftovers(cluster.clone());
+    let def = definition(dir.path(), &cluster);
+    let state = dir.path().join(format!(".dcform/{cluster}/state.json"));
+
+    // Kill the first apply once the state shows a node part-way (created or installed, not yet running).
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_dcform"))
+        .args(["apply", "--auto-approve", "-var", "agents=1", &def])
+        .current_dir(dir.path())
+        .env("DCFORM_CORE_BINARY", &env.core)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn apply");
+    let midway = within(
+        Duration::from_secs(240),
+        "a node part-way in the state",
+        async {
+            loop {
+                let s = std::fs::read_to_string(&state).unwrap_or_default();
+                if s.contains("\"created\"") || s.contains("\"installed\"") {
+                    return true;
+                }
+                if let Ok(Some(_)) = child.try_wait() {
+                    return false;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        },
+    )
+    .await;
+    assert!(midway, "apply finished before it could be killed");
+    child.kill().await.expect("SIGKILL the apply");
+
+    // The lock of the killed process is stale (its pid is gone), so the next apply proceeds and converges.
+    let o = dcform(
+        &env,
+        dir.path(),
+        &["apply", "--auto-approve", "-var", "agents=1", &def],
+    )
+    .await;
+    ok(&o, "apply after the kill");
+    let (healthy, agents, status) = agents_healthy(&env, dir.path(), &def).await;
+    assert_eq!((healthy, agents), (2, 2), "{status}");
+    assert_eq!(labelled(&cluster).0, 3, "no duplicate containers");
+
+    // Lose the state, then clean up by label.
+    std::fs::remove_dir_all(dir.path().join(".dcform")).expect("drop the state");
+    let o = dcform(
+        &env,
+        dir.path(),
+        &["destroy", "--cluster", &cluster, "--auto-approve"],
+    )
+    .await;
+    let t = ok(&o, "destroy --cluster");
+    assert!(t.contains("Removed 3 container(s), 1 network(s)"), "{t}");
+    assert_eq!(labelled(&cluster), (0, 0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_finds_the_container_an_interrupted_create_made_and_teardown_removes_everything() {
+    use dcform::apply::{NodeRequest, Provider};
+    use dcform::spec::{LoadOptions, ProviderSpec, Role};
+    let Some(_env) = support::env() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = unique("dc");
+    let _guard = Leftovers(cluster.clone());
+    let def = definition(dir.path(), &cluster);
+    let spec = dcform::spec::load(&dir.path().join(def), &LoadOptions::default())
+        .expect("definition loads")
+        .spec;
+    let ProviderSpec::Docker(settings) = &spec.provider else {
+        panic!("not a docker definition")
+    };
+    let p = dcform::providers::docker::DockerProvider::new(&spec, settings, dir.path(), false);
+    let limit = Duration::from_secs(120);
+    let resources = within(limit, "prepare", p.prepare(&spec, &Default::default()))
+        .await
+        .expect("prepare");
+    assert_eq!(resources["network"], format!("dcform-{cluster}"));
+    let key = dir.path().join("ssh/id_ed25519");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&key)
+        .expect("cluster key")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "cluster key must be private");
+
+    let req = NodeRequest {
+        cluster: cluster.clone(),
+        name: "agents-1".into(),
+        pool: "agents".into(),
+        index: 1,
+        role: Role::Agent,
+        host: None,
+        instance_type: None,
+    };
+    let first = within(limit, "create", p.create(&req))
+        .await
+        .expect("create");
+    // The apply that made it died before recording it: the next create adopts the same container.
+    let again = within(limit, "create again", p.create(&req))
+        .await
+        .expect("create again");
+    assert_eq!(first, again);
+    assert_eq!(labelled(&cluster), (1, 1, 0));
+
+    within(limit, "teardown", p.teardown(&resources))
+        .await
+        .expect("teardown");
+    assert_eq!(labelled(&cluster), (0, 0, 0));
+}

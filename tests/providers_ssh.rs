@@ -1,0 +1,292 @@
+//! Provider `ssh` end to end: containers from the node image stand in for existing on-prem hosts (started by
+//! the test on a network it owns, reached only at their container IPs). `examples/onprem.hcl` installs the
+//! cluster over real OpenSSH, a task runs, a second apply changes nothing, destroy leaves the hosts as they were.
+//! A host replaced at the same address is refused for its new host key; a wrong key is an auth error.
+
+#[path = "providers_support/mod.rs"]
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command as Proc;
+use std::time::Duration;
+
+use support::{Env, agents_healthy, dcform, ok, text, unique, within};
+
+const LABEL: &str = "dcform.test=providers-ssh";
+
+fn docker(args: &[&str]) -> String {
+    let out = Proc::new("docker").args(args).output().expect("run docker");
+    assert!(
+        out.status.success(),
+        "docker {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// "Existing hosts": a network of the test's own with node-image containers; all removed on drop.
+struct Hosts {
+    net: String,
+    prefix: String,
+    names: Vec<String>,
+    image: String,
+    key: PathBuf,
+    public: String,
+}
+
+impl Hosts {
+    fn new(env: &Env, dir: &Path, tag: &str) -> Hosts {
+        let net = unique(&format!("dcform-{tag}"));
+        // --ip needs a subnet of our choosing; try a few until one is free on this machine.
+        let seed = std::process::id() as usize;
+        let mut prefix = None;
+        for i in 0..40 {
+            let p = format!("10.252.{}", (seed + i * 7) % 250 + 1);
+            let o = Proc::new("docker")
+                .args([
+                    "network",
+                    "create",
+                    "--label",
+                    LABEL,
+                    "--subnet",
+                    &format!("{p}.0/24"),
+                    &net,
+                ])
+                .output()
+                .expect("docker network create");
+            if o.status.success() {
+                prefix = Some(p);
+                break;
+            }
+        }
+        let prefix = prefix.expect("no free 10.252.x.0/24 subnet for the test network");
+        let k = dcform_bootstrap::ssh::generate_ed25519("providers-ssh").expect("key");
+        let key = dir.join("id_test");
+        std::fs::write(&key, &k.private_openssh).expect("write key");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod key");
+        Hosts {
+            net,
+            prefix,
+            names: Vec::new(),
+            image: env.image.clone(),
+            key,
+            public: k.public_line,
+        }
+    }
+
+    /// Starts host number `n` at `<prefix>.<10+n>` (again, if it was removed: a new machine, new host key).
+    fn start(&mut self, n: usize) -> String {
+        let ip = format!("{}.{}", self.prefix, 10 + n);
+        let name = format!("{}-h{n}", self.net);
+        docker(&[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--label",
+            LABEL,
+            "--network",
+            &self.net,
+            "--ip",
+            &ip,
+            "--init",
+            "-e",
+            &format!("DCFORM_AUTHORIZED_KEYS={}", self.public),
+            &self.image,
+        ]);
+        if !self.names.contains(&name) {
+            self.names.push(name);
+        }
+        ip
+    }
+
+    fn remove(&self, n: usize) {
+        docker(&["rm", "-f", &format!("{}-h{n}", self.net)]);
+    }
+
+    /// What dcform's install leaves on host `n`: dccore processes and installed paths (empty = clean).
+    fn residue(&self, n: usize) -> String {
+        let out = Proc::new("docker")
+            .args([
+                "exec", &format!("{}-h{n}", self.net), "sh", "-c",
+                "pgrep -a dccore; ls -d /usr/local/bin/dccore /etc/dcform /var/lib/dcform /var/log/dcform \
+                 /run/dcform /etc/systemd/system/dcform-* 2>/dev/null; true",
+            ])
+            .output()
+            .expect("docker exec");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for Hosts {
+    fn drop(&mut self) {
+        for n in &self.names {
+            let _ = Proc::new("docker").args(["rm", "-f", n]).output();
+        }
+        let _ = Proc::new("docker")
+            .args(["network", "rm", &self.net])
+            .output();
+    }
+}
+
+/// `examples/onprem.hcl` pointed at the test's hosts.
+fn onprem(dir: &Path, cluster: &str, ips: &[String]) -> String {
+    let src = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/onprem.hcl"),
+    )
+    .expect("examples/onprem.hcl");
+    let mut s = src.replace("cluster \"onprem\"", &format!("cluster \"{cluster}\""));
+    for (placeholder, ip) in ["192.0.2.10", "192.0.2.20", "192.0.2.21", "192.0.2.30"]
+        .iter()
+        .zip(ips)
+    {
+        assert!(s.contains(placeholder), "example changed shape");
+        s = s.replace(placeholder, ip);
+    }
+    std::fs::write(dir.join("onprem.hcl"), s).expect("write definition");
+    "onprem.hcl".into()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn onprem_example_installs_runs_a_task_and_destroy_leaves_the_hosts_clean() {
+    let Some(env) = support::env() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut hosts = Hosts::new(&env, dir.path(), "onprem");
+    let ips: Vec<String> = (0..4).map(|n| hosts.start(n)).collect();
+    let cluster = unique("op");
+    let def = onprem(dir.path(), &cluster, &ips);
+    let key_var = format!("ssh_key={}", hosts.key.display());
+
+    let o = dcform(
+        &env,
+        dir.path(),
+        &["apply", "--auto-approve", "-var", &key_var, &def],
+    )
+    .await;
+    let t = ok(&o, "apply over ssh");
+    assert!(t.contains("Apply complete! Nodes: 4 added"), "{t}");
+    assert!(
+        !hosts.residue(1).is_empty(),
+        "nothing installed on agents-1"
+    );
+    let log = dir
+        .path()
+        .join(format!(".dcform/{cluster}/logs/masters-1.log"));
+    assert!(log.is_file(), "no session log at {}", log.display());
+
+    let (healthy, agents, status) = agents_healthy(&env, dir.path(), &def).await;
+    assert_eq!((healthy, agents), (3, 3), "{status}");
+    let master = status["outputs"]["master_url"]
+        .as_str()
+        .expect("master_url")
+        .to_string();
+    let token = std::fs::read_to_string(dir.path().join(format!(".dcform/{cluster}/token")))
+        .expect("token");
+    let marker = format!("hello-{cluster}");
+    let out = within(
+        Duration::from_secs(120),
+        "task through the scheduler API",
+        support::run_task(&master, token.trim(), &marker),
+    )
+    .await;
+    assert_eq!(out.trim(), marker);
+
+    let o = dcform(
+        &env,
+        dir.path(),
+        &["apply", "--auto-approve", "-var", &key_var, &def],
+    )
+    .await;
+    assert!(
+        ok(&o, "second apply").contains("No changes"),
+        "{}",
+        text(&o)
+    );
+
+    let o = dcform(
+        &env,
+        dir.path(),
+        &["destroy", "--auto-approve", "-var", &key_var, &def],
+    )
+    .await;
+    ok(&o, "destroy");
+    for n in 0..4 {
+        assert_eq!(hosts.residue(n), "", "host {n} not clean after destroy");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_host_is_refused_for_its_host_key_and_a_wrong_key_is_an_auth_error() {
+    let Some(env) = support::env() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut hosts = Hosts::new(&env, dir.path(), "hostkey");
+    let ip = hosts.start(0);
+    let cluster = unique("hk");
+    let body = |key: &Path| {
+        format!(
+            "cluster \"{cluster}\" {{\n  provider \"ssh\" {{}}\n  ssh {{\n    user = \"root\"\n    private_key = \"{}\"\n  }}\n  pool \"masters\" {{\n    role = \"master\"\n    hosts = [\"{ip}\"]\n  }}\n}}\n",
+            key.display()
+        )
+    };
+    std::fs::write(dir.path().join("one.hcl"), body(&hosts.key)).expect("write");
+    let o = dcform(&env, dir.path(), &["apply", "--auto-approve", "one.hcl"]).await;
+    ok(&o, "apply");
+    let state = std::fs::read_to_string(dir.path().join(format!(".dcform/{cluster}/state.json")))
+        .expect("state");
+    assert!(
+        state.contains("\"ssh_host_key\": \"SHA256:"),
+        "host key not pinned: {state}"
+    );
+
+    // Same address, new machine: nothing may run there.
+    hosts.remove(0);
+    hosts.start(0);
+    let o = dcform(&env, dir.path(), &["destroy", "--auto-approve", "one.hcl"]).await;
+    assert_ne!(
+        o.status.code(),
+        Some(0),
+        "destroy ran on a replaced host:\n{}",
+        text(&o)
+    );
+    let t = text(&o);
+    assert!(
+        t.contains("host key") && t.matches("SHA256:").count() >= 2,
+        "{t}"
+    );
+    // The escape hatch for throwaway clusters works, and says what it costs.
+    let o = dcform(
+        &env,
+        dir.path(),
+        &[
+            "destroy",
+            "--auto-approve",
+            "--insecure-skip-host-key",
+            "one.hcl",
+        ],
+    )
+    .await;
+    assert!(ok(&o, "insecure destroy").contains("Warning: --insecure-skip-host-key"));
+
+    // A key the host does not know: an authentication failure naming user and host, not a timeout.
+    let wrong = dcform_bootstrap::ssh::generate_ed25519("wrong").expect("key");
+    let wrong_path = dir.path().join("id_wrong");
+    std::fs::write(&wrong_path, &wrong.private_openssh).expect("write");
+    std::fs::write(dir.path().join("wrong.hcl"), body(&wrong_path)).expect("write");
+    let o = dcform(
+        &env,
+        dir.path(),
+        &[
+            "apply",
+            "--auto-approve",
+            "--state",
+            "wrong-state.json",
+            "wrong.hcl",
+        ],
+    )
+    .await;
+    assert_ne!(o.status.code(), Some(0));
+    let t = text(&o);
+    assert!(t.contains("authentication failed for root@"), "{t}");
+}

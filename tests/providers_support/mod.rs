@@ -1,0 +1,348 @@
+//! Shared by `providers_docker` and `providers_ssh`: finding Docker, the node image and `dccore`, running the
+//! `dcform` binary under a timeout, reading `status --json`, a minimal Mesos v1 scheduler client that runs one
+//! task and reads its stdout from the agent's sandbox, and label-based leftovers checks.
+//!
+//! Tests connect only to containers (and networks) that they or dcform created on this machine.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+/// Bound for one `dcform` run (a whole apply of a few containers on a 2-core machine, debug build).
+pub const CLI_LIMIT: Duration = Duration::from_secs(300);
+
+/// Awaits `fut` under `limit`, failing the test with `what` if it hangs.
+pub async fn within<F: std::future::Future>(limit: Duration, what: &str, fut: F) -> F::Output {
+    tokio::time::timeout(limit, fut)
+        .await
+        .unwrap_or_else(|_| panic!("timed out after {limit:?}: {what}"))
+}
+
+/// What every provider test needs: the node image tag and the `dccore` binary dcform installs.
+pub struct Env {
+    /// Node image tag.
+    pub image: String,
+    /// The dccore binary.
+    pub core: PathBuf,
+}
+
+fn skip_or_panic(why: &str) -> Option<Env> {
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("CI=true but {why}");
+    }
+    eprintln!("SKIP: {why}");
+    None
+}
+
+/// `None` (with a note) when Docker or dccore is missing outside CI; panics in CI.
+pub fn env() -> Option<Env> {
+    let docker_ok = std::process::Command::new("docker")
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !docker_ok {
+        return skip_or_panic("Docker Engine is not usable: provider tests need real containers");
+    }
+    let core = std::env::var_os("DCCORE_BIN")
+        .map(PathBuf::from)
+        .or_else(|| {
+            Path::new(env!("CARGO_BIN_EXE_dcform"))
+                .parent()
+                .map(|d| d.join("dccore"))
+        })
+        .filter(|p| p.is_file());
+    let Some(core) = core else {
+        return skip_or_panic(
+            "no dccore binary beside dcform (run `cargo build -p dccore` first, or set DCCORE_BIN)",
+        );
+    };
+    let info = dcform_bootstrap::node_image::ensure(
+        &dcform_bootstrap::node_image::NodeImageOptions::default(),
+        &mut |l| eprintln!("node-image: {l}"),
+    )
+    .unwrap_or_else(|e| panic!("cannot build the node image: {e}"));
+    Some(Env {
+        image: info.tag,
+        core,
+    })
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// A cluster name no other test (or parallel test run) uses.
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// Runs `dcform ARGS` in `dir` with the test's dccore.
+pub async fn dcform(env: &Env, dir: &Path, args: &[&str]) -> Output {
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_dcform"))
+        .args(args)
+        .current_dir(dir)
+        .env("DCFORM_CORE_BINARY", &env.core)
+        .kill_on_drop(true)
+        .output();
+    within(CLI_LIMIT, &format!("dcform {}", args.join(" ")), child)
+        .await
+        .expect("dcform runs")
+}
+
+/// stdout and stderr together, for assertion messages.
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Asserts a successful run and returns its text.
+pub fn ok(o: &Output, what: &str) -> String {
+    let t = text(o);
+    assert_eq!(o.status.code(), Some(0), "{what} failed:\n{t}");
+    t
+}
+
+/// `status --json`: (healthy agents with resources, all agents), and the whole document.
+pub async fn agents_healthy(env: &Env, dir: &Path, def: &str) -> (usize, usize, Value) {
+    let o = dcform(env, dir, &["status", "--json", def]).await;
+    let t = ok(&o, "status --json");
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {t}"));
+    let nodes = v["nodes"].as_array().cloned().unwrap_or_default();
+    let agents: Vec<&Value> = nodes
+        .iter()
+        .filter(|n| n["role"].as_str().is_some_and(|r| r.contains("agent")))
+        .collect();
+    let healthy = agents
+        .iter()
+        .filter(|n| n["health"] == "healthy" && n["resources"].is_array())
+        .count();
+    (healthy, agents.len(), v)
+}
+
+/// Objects still labelled with the cluster: (containers, networks, volumes).
+pub fn labelled(cluster: &str) -> (usize, usize, usize) {
+    let count = |args: &[&str]| {
+        let o = std::process::Command::new("docker")
+            .args(args)
+            .output()
+            .expect("docker runs");
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .count()
+    };
+    let f = format!("label=dcform.cluster={cluster}");
+    (
+        count(&["ps", "-aq", "--filter", &f]),
+        count(&["network", "ls", "-q", "--filter", &f]),
+        count(&["volume", "ls", "-q", "--filter", &f]),
+    )
+}
+
+/// Removes whatever a failed test left with the cluster's label.
+pub struct Leftovers(pub String);
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        let f = format!("label=dcform.cluster={}", self.0);
+        let ids = std::process::Command::new("docker")
+            .args(["ps", "-aq", "--filter", &f])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+            .unwrap_or_default();
+        for id in ids.split_whitespace() {
+            let _ = std::process::Command::new("docker")
+                .args(["rm", "-f", "-v", id])
+                .output();
+        }
+        let nets = std::process::Command::new("docker")
+            .args(["network", "ls", "-q", "--filter", &f])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+            .unwrap_or_default();
+        for n in nets.split_whitespace() {
+            let _ = std::process::Command::new("docker")
+                .args(["network", "rm", n])
+                .output();
+        }
+    }
+}
+
+fn records(buf: &mut Vec<u8>) -> Vec<Value> {
+    let mut out = Vec::new();
+    while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
+        let len: usize = match std::str::from_utf8(&buf[..nl])
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+        {
+            Some(l) => l,
+            None => panic!("bad RecordIO length in {:?}", String::from_utf8_lossy(buf)),
+        };
+        if buf.len() < nl + 1 + len {
+            break;
+        }
+        let rec: Vec<u8> = buf.drain(..nl + 1 + len).skip(nl + 1).collect();
+        out.push(serde_json::from_slice(&rec).expect("event is JSON"));
+    }
+    out
+}
+
+/// Runs `echo MARKER` as a task through the master's v1 scheduler API (a framework of its own) and returns
+/// what the agent's sandbox file API serves as the task's stdout.
+pub async fn run_task(master: &str, token: &str, marker: &str) -> String {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("http client");
+    let url = format!("{master}/api/v1/scheduler");
+    let mut resp = http
+        .post(&url)
+        .bearer_auth(token)
+        .header("Accept", "application/json")
+        .json(
+            &json!({"type": "SUBSCRIBE", "subscribe": {"framework_info": {
+            "user": "root", "name": "provider-test", "roles": ["*"]}}}),
+        )
+        .send()
+        .await
+        .expect("subscribe");
+    assert_eq!(resp.status().as_u16(), 200, "SUBSCRIBE refused");
+    let stream_id = resp
+        .headers()
+        .get("mesos-stream-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("Mesos-Stream-Id header")
+        .to_string();
+    let mut buf = Vec::new();
+    let mut framework = String::new();
+    let task_id = format!("task-{marker}");
+    let mut agent_id = String::new();
+    let mut launched = false;
+    loop {
+        let chunk = resp
+            .chunk()
+            .await
+            .expect("event stream")
+            .expect("stream open");
+        buf.extend_from_slice(&chunk);
+        for ev in records(&mut buf) {
+            let call = |body: Value| {
+                http.post(&url)
+                    .bearer_auth(token)
+                    .header("Mesos-Stream-Id", &stream_id)
+                    .json(&body)
+                    .send()
+            };
+            match ev["type"].as_str().unwrap_or_default() {
+                "SUBSCRIBED" => {
+                    framework = ev["subscribed"]["framework_id"]["value"]
+                        .as_str()
+                        .expect("framework id")
+                        .to_string();
+                }
+                "OFFERS" if !launched => {
+                    let offer = &ev["offers"]["offers"][0];
+                    agent_id = offer["agent_id"]["value"]
+                        .as_str()
+                        .expect("agent id")
+                        .to_string();
+                    let r = call(json!({"type": "ACCEPT", "framework_id": {"value": framework},
+                        "accept": {"offer_ids": [offer["id"]], "operations": [{"type": "LAUNCH", "launch": {
+                            "task_infos": [{"name": "echo", "task_id": {"value": task_id},
+                                "agent_id": {"value": agent_id},
+                                "resources": [
+                                    {"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}},
+                                    {"name": "mem", "type": "SCALAR", "scalar": {"value": 32}}],
+                                "command": {"value": format!("echo {marker}")}}]}}]}}))
+                    .await
+                    .expect("accept");
+                    assert_eq!(
+                        r.status().as_u16(),
+                        202,
+                        "ACCEPT refused: {:?}",
+                        r.text().await
+                    );
+                    launched = true;
+                }
+                "UPDATE" => {
+                    let st = &ev["update"]["status"];
+                    if let Some(uuid) = st["uuid"].as_str() {
+                        let _ = call(json!({"type": "ACKNOWLEDGE", "framework_id": {"value": framework},
+                            "acknowledge": {"agent_id": st["agent_id"], "task_id": st["task_id"], "uuid": uuid}}))
+                        .await;
+                    }
+                    match st["state"].as_str().unwrap_or_default() {
+                        "TASK_FINISHED" => {
+                            return read_stdout(
+                                &http, master, token, &agent_id, &framework, &task_id,
+                            )
+                            .await;
+                        }
+                        "TASK_FAILED" | "TASK_LOST" | "TASK_ERROR" | "TASK_KILLED"
+                        | "TASK_DROPPED" => {
+                            panic!("task did not finish: {st}")
+                        }
+                        _ => {}
+                    }
+                }
+                "ERROR" => panic!("scheduler error: {ev}"),
+                _ => {}
+            }
+        }
+    }
+}
+
+async fn read_stdout(
+    http: &reqwest::Client,
+    master: &str,
+    token: &str,
+    agent_id: &str,
+    framework: &str,
+    task: &str,
+) -> String {
+    let agents: Value = http
+        .post(format!("{master}/api/v1"))
+        .bearer_auth(token)
+        .json(&json!({"type": "GET_AGENTS"}))
+        .send()
+        .await
+        .expect("GET_AGENTS")
+        .json()
+        .await
+        .expect("agents JSON");
+    let agent = agents["get_agents"]["agents"]
+        .as_array()
+        .and_then(|a| {
+            a.iter()
+                .find(|a| a["agent_info"]["id"]["value"] == agent_id)
+        })
+        .unwrap_or_else(|| panic!("agent {agent_id} not in {agents}"));
+    let base = agent["url"]
+        .as_str()
+        .expect("agent url")
+        .trim_end_matches('/');
+    let v: Value = http
+        // Ids are made of [A-Za-z0-9-]: no escaping needed in the query string.
+        .get(format!(
+            "{base}/files/read?path={framework}/{task}/stdout&offset=0&length=65536"
+        ))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("files/read")
+        .json()
+        .await
+        .expect("files/read JSON");
+    v["data"].as_str().unwrap_or_default().to_string()
+}
