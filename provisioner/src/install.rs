@@ -77,8 +77,9 @@ pub fn api_address(node: &NodeState) -> String {
     }
 }
 
-/// The URL an agent node registers with: `http://` + its [`api_address`]. Sandboxes listen there;
-/// on machines of their own the agent listens on `0.0.0.0` and is told to advertise this URL.
+/// The URL an agent node registers with: `http://` + its [`api_address`]. The agent listens there
+/// and is also told to advertise it (`--advertise-url`), so that `dccore probe` and `dccore drain`
+/// find it by this URL whatever listen address the layout picks.
 pub fn agent_url(node: &NodeState) -> String {
     format!("http://{}", api_address(node))
 }
