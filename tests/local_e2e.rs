@@ -303,6 +303,51 @@ async fn scale_up_and_down_touch_only_the_changed_agents() {
         .map(|n| n["name"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(names, ["agents-1", "agents-2", "masters-1", "public-1"]);
+
+    // Removing agents drains them first: a long-running task on one of them is killed, and its
+    // framework hears TASK_KILLED from the drain, before the node goes.
+    let status = c.status();
+    let master = status["outputs"]["master_url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let token = std::fs::read_to_string(status["outputs"]["token_file"].as_str().unwrap()).unwrap();
+    let mut fw = tokio::time::timeout(
+        Duration::from_secs(30),
+        Scheduler::subscribe(&master, token.trim(), "e2e-drain"),
+    )
+    .await
+    .expect("subscribe");
+    // Only the private agents are offered to role "*": the task lands on agents-1 or agents-2.
+    fw.launch("long-1", "sleep 1000").await;
+    let running = fw.wait_state("long-1", "TASK_RUNNING").await;
+    let on = running["update"]["status"]["agent_id"]["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let def = c.def().to_string();
+    let apply = tokio::task::spawn_blocking(move || {
+        dcform(&["apply", "--auto-approve", "-var", "agents=0", &def])
+    });
+    let killed = tokio::time::timeout(
+        Duration::from_secs(120),
+        fw.wait_state("long-1", "TASK_KILLED"),
+    )
+    .await
+    .expect("TASK_KILLED during the scale-down");
+    let o = apply.await.unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("- agents-1 (agent)"), "{}", text(&o));
+    let st = &killed["update"]["status"];
+    assert_eq!(st["agent_id"]["value"], on.as_str(), "{st}");
+    assert_eq!(st["reason"], "REASON_AGENT_DRAINING", "{st}");
+    let names: Vec<String> = c.status()["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["masters-1", "public-1"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

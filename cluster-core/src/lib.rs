@@ -11,6 +11,7 @@
 //! * [`master`]: the master's state, owned by one task fed by a command channel; persistent registry.
 //! * [`api`]: the master's HTTP routes (scheduler, operator, agent-internal, metrics) and authentication.
 //! * [`agent`]: registers with the master, runs tasks in per-task sandboxes, checkpoints them, serves files.
+//! * [`client`]: operator client behind `dccore probe` and `dccore drain` (what dcform runs on nodes).
 //! * [`supervise`]: a minimal process supervisor for hosts without systemd.
 
 #![warn(missing_docs)]
@@ -19,6 +20,7 @@ pub mod agent;
 pub mod allocator;
 pub mod api;
 pub mod auth;
+pub mod client;
 pub mod master;
 pub mod proto;
 pub mod supervise;

@@ -1,13 +1,15 @@
-//! `dccore` command line: `master`, `agent`, `supervise`. Thin: parse, set up logging, run, map
+//! `dccore` command line: `master`, `agent`, `supervise`, and the operator clients `probe`, `drain`. Thin: parse, set up logging, run, map
 //! the result to an exit code (1 = runtime failure, 2 = bad usage/config).
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use dccore::agent::{self, AgentConfig};
 use dccore::auth::{Authenticator, read_token};
+use dccore::client::OperatorClient;
 use dccore::master::{self, MasterConfig};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// dccore: master and agent of the dcform cluster core.
@@ -69,6 +71,44 @@ enum Cmd {
         #[arg(long)]
         advertise_url: Option<String>,
     },
+    /// Check the master is healthy and (with --agent-url) lists that agent as active; exit 0 if
+    /// so, else exit 1 with one line saying what is missing.
+    Probe {
+        /// Master URL, e.g. http://10.0.0.1:5050.
+        #[arg(long)]
+        master: String,
+        /// File holding the cluster bearer token.
+        #[arg(long)]
+        token_file: PathBuf,
+        /// The agent's URL as it registered (its advertised URL), e.g. http://10.0.0.3:5051.
+        #[arg(long)]
+        agent_url: Option<String>,
+        /// Give up after this long.
+        #[arg(long, default_value_t = 10)]
+        timeout_secs: u64,
+    },
+    /// Drain the agent registered with --agent-url (DRAIN_AGENT) and wait until no task is left
+    /// on it; exit 1 with a message on timeout.
+    Drain {
+        /// Master URL, e.g. http://10.0.0.1:5050.
+        #[arg(long)]
+        master: String,
+        /// File holding the cluster bearer token.
+        #[arg(long)]
+        token_file: PathBuf,
+        /// The agent's URL as it registered (its advertised URL).
+        #[arg(long)]
+        agent_url: String,
+        /// Upper bound of the tasks' kill grace periods, seconds.
+        #[arg(long)]
+        max_grace_secs: Option<f64>,
+        /// Remove the agent for good once drained (tasks end TASK_GONE_BY_OPERATOR).
+        #[arg(long)]
+        mark_gone: bool,
+        /// Give up waiting after this long.
+        #[arg(long, default_value_t = 120)]
+        timeout_secs: u64,
+    },
     /// Run CMD, restart it with backoff when it exits, stop it on SIGTERM.
     Supervise {
         /// Where to write the supervisor's pid.
@@ -90,9 +130,15 @@ struct Usage(String);
 
 fn main() {
     let cli = Cli::parse();
+    // The clients print their own one-line verdicts; only warnings from libraries go to the log.
+    let default_filter = match cli.cmd {
+        Cmd::Probe { .. } | Cmd::Drain { .. } => "warn",
+        _ => "info",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default_filter.into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -211,6 +257,52 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let listener = bind(&listen, &work_dir).await?;
             agent::run(listener, cfg, shutdown_on_signals()).await?;
+        }
+        Cmd::Probe {
+            master,
+            token_file,
+            agent_url,
+            timeout_secs,
+        } => {
+            let token = read_token(&token_file).map_err(|e| Usage(chain(&e)))?;
+            let timeout = Duration::from_secs(timeout_secs.max(1));
+            let client = OperatorClient::new(&master, &token, timeout);
+            // The whole probe, not just each request, is bounded by --timeout-secs.
+            match tokio::time::timeout(timeout, client.probe(agent_url.as_deref())).await {
+                Ok(r) => r?,
+                Err(_) => anyhow::bail!("master {master}: no answer within {timeout_secs} s"),
+            }
+            match &agent_url {
+                Some(a) => println!("master {master} healthy; agent {a} active"),
+                None => println!("master {master} healthy"),
+            }
+        }
+        Cmd::Drain {
+            master,
+            token_file,
+            agent_url,
+            max_grace_secs,
+            mark_gone,
+            timeout_secs,
+        } => {
+            let token = read_token(&token_file).map_err(|e| Usage(chain(&e)))?;
+            let max_grace = match max_grace_secs {
+                Some(s) if !(s.is_finite() && s >= 0.0) => {
+                    return Err(Usage(format!("--max-grace-secs {s}: must be >= 0")).into());
+                }
+                Some(s) => Some(Duration::from_secs_f64(s.min(1e9))),
+                None => None,
+            };
+            let client = OperatorClient::new(&master, &token, Duration::from_secs(10));
+            let done = client
+                .drain(
+                    &agent_url,
+                    max_grace,
+                    mark_gone,
+                    Duration::from_secs(timeout_secs),
+                )
+                .await?;
+            println!("{done}");
         }
         Cmd::Supervise {
             pid_file,

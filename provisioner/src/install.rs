@@ -6,8 +6,8 @@
 //! | install | preflight script, upload dccore (0755), write token (0600) and config |
 //! | configure | write token and config |
 //! | start / restart | install script (idempotent: unit or `dccore supervise`, start; `CHANGED=1` restarts) |
-//! | wait-healthy | poll until the process runs and (agents) the master gave it an id |
-//! | drain | nothing to move yet (see docs/status.md) |
+//! | wait-healthy | poll until the process runs and `dccore probe` passes: the master is healthy and (agents) lists the agent's own URL as active |
+//! | drain | agents: `dccore drain` on the node: DRAIN_AGENT for its URL, wait until its tasks are killed |
 //! | uninstall | uninstall script: stop, remove every file and unit the install made |
 
 use std::path::PathBuf;
@@ -25,6 +25,10 @@ use crate::state::NodeState;
 pub const MASTER_PORT: u16 = 5050;
 /// Agent API port on machines of their own.
 pub const AGENT_PORT: u16 = 5051;
+/// How long one `dccore probe` may take (the step retries it).
+const PROBE_TIMEOUT_SECS: u64 = 5;
+/// How long `dccore drain` waits for an agent's tasks to be gone before the removal fails.
+pub const DRAIN_TIMEOUT_SECS: u64 = 120;
 
 /// Where the install goes on a node.
 #[derive(Debug, Clone)]
@@ -71,6 +75,13 @@ pub fn api_address(node: &NodeState) -> String {
         };
         format!("{addr}:{port}")
     }
+}
+
+/// The URL an agent node registers with: `http://` + its [`api_address`]. The agent listens there
+/// and is also told to advertise it (`--advertise-url`), so that `dccore probe` and `dccore drain`
+/// find it by this URL whatever listen address the layout picks.
+pub fn agent_url(node: &NodeState) -> String {
+    format!("http://{}", api_address(node))
 }
 
 impl ScriptInstaller {
@@ -123,6 +134,7 @@ impl ScriptInstaller {
                 )
             })?;
             p.master_url = Some(format!("http://{}", api_address(master)));
+            p.advertise_url = Some(agent_url(node));
             let pool = ctx.spec.pools.iter().find(|p| p.name == node.pool);
             if let Some(pool) = pool {
                 p.resources = pool.resources.clone();
@@ -197,19 +209,33 @@ impl Installer for ScriptInstaller {
                 Duration::from_secs(120),
             )),
             Step::WaitHealthy => {
-                let work = dcform_bootstrap::ssh::shell_quote(&r.paths.work_dir);
-                let pid = dcform_bootstrap::ssh::shell_quote(&r.paths.pid_file);
-                // The process runs and listens (it wrote its address); an agent also holds the id the master gave it.
+                let q = dcform_bootstrap::ssh::shell_quote;
+                let work = q(&r.paths.work_dir);
+                let pid = q(&r.paths.pid_file);
+                // The process runs and listens (it wrote its address), then the master's view:
+                // healthy, and an agent listed by its own URL as active.
                 let mut check = format!(
                     "set -e\n[ -s {work}/address ]\nif [ -f {pid} ]; then kill -0 \"$(cat {pid})\"; fi\n"
                 );
+                let master = match &p.master_url {
+                    Some(m) => m.clone(),
+                    None => format!("http://{}", api_address(&ctx.node)),
+                };
+                let mut probe = format!(
+                    "{} probe --master {} --token-file {} --timeout-secs {PROBE_TIMEOUT_SECS}",
+                    q(&r.paths.bin),
+                    q(&master),
+                    q(&r.paths.token_file),
+                );
                 if ctx.change.role.is_agent() {
-                    check.push_str(&format!("find {work} -name agent.json | grep -q .\n"));
+                    probe.push_str(&format!(" --agent-url {}", q(&agent_url(&ctx.node))));
                 }
+                check.push_str(&probe);
+                check.push('\n');
                 ops.push(RemoteOp::Run {
                     label: "wait until healthy".into(),
                     script: check,
-                    timeout: Duration::from_secs(10),
+                    timeout: Duration::from_secs(PROBE_TIMEOUT_SECS + 5),
                     until_ok: Some(Backoff {
                         initial: Duration::from_millis(100),
                         max: Duration::from_secs(1),
@@ -217,6 +243,28 @@ impl Installer for ScriptInstaller {
                     }),
                 });
             }
+            Step::Drain if ctx.change.role.is_agent() => {
+                let q = dcform_bootstrap::ssh::shell_quote;
+                let master = p.master_url.clone().ok_or_else(|| InstallError {
+                    node: ctx.node.name.clone(),
+                    step: step.name(),
+                    message: "an agent needs a master to be drained".into(),
+                })?;
+                // Kill grace comes from each task (or the agent's default); the step fails if the
+                // tasks are not gone in time, so the node is not removed under running work.
+                ops.push(run(
+                    "drain",
+                    format!(
+                        "set -e\n{} drain --master {} --token-file {} --agent-url {} --timeout-secs {DRAIN_TIMEOUT_SECS}\n",
+                        q(&r.paths.bin),
+                        q(&master),
+                        q(&r.paths.token_file),
+                        q(&agent_url(&ctx.node)),
+                    ),
+                    Duration::from_secs(DRAIN_TIMEOUT_SECS + 30),
+                ));
+            }
+            // Masters hold no tasks.
             Step::Drain => {}
             Step::Uninstall => ops.push(run(
                 "uninstall",
@@ -226,5 +274,174 @@ impl Installer for ScriptInstaller {
             Step::CreateNode | Step::DestroyNode => {}
         }
         Ok(ops)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Action, CoreTarget, NodeChange};
+    use crate::spec::{
+        ClusterSpec, CoreSpec, LocalProvider, PoolSize, PoolSpec, ProviderSpec, SshSpec,
+    };
+    use crate::state::NodeStatus;
+    use std::collections::BTreeMap;
+
+    fn node(name: &str, pool: &str, role: Role, addr: &str) -> NodeState {
+        NodeState {
+            name: name.into(),
+            pool: pool.into(),
+            index: 1,
+            role,
+            host: None,
+            provider_id: None,
+            addresses: vec![addr.into()],
+            ssh_host_key: None,
+            core_version: None,
+            config_hash: None,
+            status: NodeStatus::Running,
+        }
+    }
+
+    fn ctx(n: NodeState, steps: Vec<Step>) -> NodeContext {
+        let pool = |name: &str, role| PoolSpec {
+            name: name.into(),
+            role,
+            size: PoolSize::Count(1),
+            attributes: BTreeMap::new(),
+            resources: None,
+            instance_type: None,
+        };
+        NodeContext {
+            spec: Arc::new(ClusterSpec {
+                name: "demo".into(),
+                provider: ProviderSpec::Local(LocalProvider::default()),
+                ssh: SshSpec::default(),
+                core: CoreSpec::default(),
+                pools: vec![pool("masters", Role::Master), pool("agents", Role::Agent)],
+                definition_dir: PathBuf::from("."),
+            }),
+            change: NodeChange {
+                node: n.name.clone(),
+                pool: n.pool.clone(),
+                index: n.index,
+                role: n.role,
+                host: None,
+                action: Action::Create,
+                reason: "test".into(),
+                steps,
+                wave: 0,
+                config_hash: None,
+            },
+            node: n,
+            core: CoreTarget {
+                version: "1.0.0".into(),
+            },
+            masters: vec![node("masters-1", "masters", Role::Master, "10.0.0.2")],
+            resources: BTreeMap::new(),
+        }
+    }
+
+    fn installer(layout: Layout) -> ScriptInstaller {
+        ScriptInstaller {
+            core_binary: PathBuf::from("/tmp/dccore"),
+            core_arch: "x86_64".into(),
+            token: Arc::new(b"secret".to_vec()),
+            layout,
+            controller_epoch: 1_800_000_000,
+        }
+    }
+
+    fn scripts(ops: &[RemoteOp]) -> Vec<(&str, &str)> {
+        ops.iter()
+            .filter_map(|op| match op {
+                RemoteOp::Run { label, script, .. } => Some((label.as_str(), script.as_str())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn agent_waits_for_the_master_to_list_its_own_advertised_url_and_drains_by_it() {
+        let i = installer(Layout::Host);
+        let c = ctx(node("agents-1", "agents", Role::Agent, "10.0.0.3"), vec![]);
+        let ops = i.ops(Step::WaitHealthy, &c).expect("render");
+        let [(_, wait)] = scripts(&ops)[..] else {
+            panic!("one script: {ops:?}");
+        };
+        assert!(
+            wait.contains(
+                "/usr/local/bin/dccore probe --master http://10.0.0.2:5050 --token-file /etc/dcform/token \
+                 --timeout-secs 5 --agent-url http://10.0.0.3:5051"
+            ),
+            "{wait}"
+        );
+        let RemoteOp::Run { until_ok, .. } = &ops[0] else {
+            panic!("{ops:?}");
+        };
+        assert!(until_ok.is_some(), "health is retried");
+
+        let ops = i.ops(Step::Drain, &c).expect("render");
+        let [(label, drain)] = scripts(&ops)[..] else {
+            panic!("one script: {ops:?}");
+        };
+        assert_eq!(label, "drain");
+        assert!(
+            drain.contains(
+                "/usr/local/bin/dccore drain --master http://10.0.0.2:5050 --token-file /etc/dcform/token \
+                 --agent-url http://10.0.0.3:5051 --timeout-secs 120"
+            ),
+            "{drain}"
+        );
+        // The agent advertises the very URL the probe and the drain look for.
+        let ops = i.ops(Step::Start, &c).expect("render");
+        let [(_, install)] = scripts(&ops)[..] else {
+            panic!("one script: {ops:?}");
+        };
+        assert!(
+            install.contains("--advertise-url http://10.0.0.3:5051"),
+            "{install}"
+        );
+    }
+
+    #[test]
+    fn master_probes_itself_and_has_nothing_to_drain() {
+        let i = installer(Layout::Host);
+        let c = ctx(
+            node("masters-1", "masters", Role::Master, "10.0.0.2"),
+            vec![],
+        );
+        let ops = i.ops(Step::WaitHealthy, &c).expect("render");
+        let [(_, wait)] = scripts(&ops)[..] else {
+            panic!("one script: {ops:?}");
+        };
+        assert!(
+            wait.contains("probe --master http://10.0.0.2:5050 --token-file /etc/dcform/token --timeout-secs 5\n"),
+            "{wait}"
+        );
+        assert!(!wait.contains("--agent-url"), "{wait}");
+        assert!(i.ops(Step::Drain, &c).expect("render").is_empty());
+    }
+
+    #[test]
+    fn sandbox_agent_uses_its_recorded_address_and_sandbox_paths() {
+        let i = installer(Layout::Sandbox {
+            root: PathBuf::from("/tmp/c"),
+        });
+        let c = ctx(
+            node("agents-1", "agents", Role::Agent, "127.0.0.1:40001"),
+            vec![],
+        );
+        let ops = i.ops(Step::Drain, &c).expect("render");
+        let [(_, drain)] = scripts(&ops)[..] else {
+            panic!("one script: {ops:?}");
+        };
+        assert!(
+            drain.contains(
+                "/tmp/c/agents-1/bin/dccore drain --master http://10.0.0.2:5050 --token-file /tmp/c/agents-1/etc/token \
+                 --agent-url http://127.0.0.1:40001"
+            ),
+            "{drain}"
+        );
     }
 }

@@ -20,6 +20,7 @@ use serde::Deserialize;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Largest chunk `/files/read` returns at once.
 const MAX_READ: u64 = 1 << 20;
@@ -78,7 +79,11 @@ async fn kill(State(agent): State<Arc<Agent>>, headers: HeaderMap, body: Bytes) 
     }
     match serde_json::from_slice::<KillTask>(&body) {
         Ok(m) => {
-            agent.kill(&m.framework_id.value, &m.task_id.value);
+            let cap = m
+                .max_grace_secs
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                .map(|s| Duration::from_secs_f64(s.min(1e9)));
+            agent.kill(&m.framework_id.value, &m.task_id.value, cap);
             StatusCode::ACCEPTED.into_response()
         }
         Err(e) => bad(format!("invalid kill message: {e}")),

@@ -55,7 +55,7 @@ pub(super) async fn run(agent: Arc<Agent>) {
                 .map(|r| r.framework_id.value.clone())
             {
                 tracing::info!(task = %t.value, "master asked to kill a task on re-registration");
-                agent.kill(&fw, &t.value);
+                agent.kill(&fw, &t.value, None);
             }
         }
         let mut tick = tokio::time::interval(agent.cfg.heartbeat_interval);

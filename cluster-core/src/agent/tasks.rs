@@ -20,6 +20,9 @@ type TaskKey = (String, String);
 struct Entry {
     cp: TaskCheckpoint,
     kill: CancellationToken,
+    /// Upper bound of the kill grace period set by the kill request (operator drain), read when
+    /// the kill starts.
+    grace_cap: Option<Duration>,
 }
 
 /// A status update waiting to reach the master.
@@ -162,6 +165,7 @@ impl Agent {
                         done: false,
                     },
                     kill: kill.clone(),
+                    grace_cap: None,
                 },
             );
         }
@@ -211,11 +215,17 @@ impl Agent {
         }
     }
 
-    /// Kills a task. An unknown task is remembered, so that a launch still in flight is refused.
-    pub fn kill(&self, framework_id: &str, task_id: &str) {
+    /// Kills a task, its grace period bounded by `grace_cap` if given. An unknown task is
+    /// remembered, so that a launch still in flight is refused.
+    pub fn kill(&self, framework_id: &str, task_id: &str, grace_cap: Option<Duration>) {
         let key = (framework_id.to_string(), task_id.to_string());
-        match lock(&self.tasks).get(&key) {
-            Some(e) => e.kill.cancel(),
+        match lock(&self.tasks).get_mut(&key) {
+            Some(e) => {
+                if let Some(cap) = grace_cap {
+                    e.grace_cap = Some(e.grace_cap.map_or(cap, |c| c.min(cap)));
+                }
+                e.kill.cancel();
+            }
             None => {
                 let mut early = lock(&self.killed_early);
                 // Bounded: these are rare races, not a queue.
@@ -247,7 +257,11 @@ impl Agent {
                 // The agent stops but the task keeps running; the next agent run adopts it.
                 _ = me.shutdown.cancelled() => return,
                 e = executor::wait(&mut proc, &sandbox) => e,
-                _ = kill.cancelled() => executor::kill(&mut proc, &sandbox, grace).await,
+                _ = kill.cancelled() => {
+                    let cap = lock(&me.tasks).get(&key).and_then(|e| e.grace_cap);
+                    let grace = cap.map_or(grace, |c| grace.min(c));
+                    executor::kill(&mut proc, &sandbox, grace).await
+                }
             };
             if let Some(dir) = &cgroup {
                 Cgroups::remove(dir);
@@ -270,6 +284,7 @@ impl Agent {
                 Entry {
                     cp,
                     kill: kill.clone(),
+                    grace_cap: None,
                 },
             );
             if state.is_terminal() {

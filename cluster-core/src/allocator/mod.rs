@@ -47,6 +47,25 @@ pub struct Allocation {
     pub unoffered: Vec<Unoffered>,
 }
 
+/// Why the operator keeps an agent out of offers (it stays in the totals: its tasks still count).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AgentHold {
+    /// `DEACTIVATE_AGENT`: no offers until `REACTIVATE_AGENT`.
+    Deactivated,
+    /// `DRAIN_AGENT`: its tasks are being killed; no offers until `REACTIVATE_AGENT`.
+    Draining,
+}
+
+impl AgentHold {
+    /// The reason reported for an agent held this way.
+    pub fn reason(self) -> &'static str {
+        match self {
+            AgentHold::Deactivated => "agent not offered: deactivated by the operator",
+            AgentHold::Draining => "agent not offered: draining",
+        }
+    }
+}
+
 #[derive(Debug)]
 struct AgentEntry {
     total: Resources,
@@ -54,6 +73,7 @@ struct AgentEntry {
     allocated: Resources,
     public: bool,
     active: bool,
+    hold: Option<AgentHold>,
 }
 
 #[derive(Debug)]
@@ -103,6 +123,7 @@ impl Allocator {
                 allocated: Resources::default(),
                 public,
                 active: true,
+                hold: None,
             },
         );
     }
@@ -126,6 +147,14 @@ impl Allocator {
                 }
             }
             a.active = active;
+        }
+    }
+
+    /// Holds an agent out of offers (operator deactivation or drain), or releases it (`None`).
+    /// Unlike [`Allocator::set_agent_active`] the agent stays in the totals.
+    pub fn set_agent_hold(&mut self, id: &str, hold: Option<AgentHold>) {
+        if let Some(a) = self.agents.get_mut(id) {
+            a.hold = hold;
         }
     }
 
@@ -266,6 +295,13 @@ impl Allocator {
             let mut free = agent.total.clone();
             free.subtract(&agent.allocated);
             if free.is_empty() {
+                continue;
+            }
+            if let Some(hold) = agent.hold {
+                out.unoffered.push(Unoffered {
+                    agent: agent_id,
+                    reason: hold.reason().to_string(),
+                });
                 continue;
             }
             let public = agent.public;
@@ -458,6 +494,32 @@ mod tests {
         assert!(a.allocate(now).grants.is_empty());
         a.set_agent_active("a1", true);
         assert_eq!(a.allocate(now).grants[0].resources, res(2.0, 1024.0));
+    }
+
+    #[test]
+    fn draining_agent_is_not_offered_and_says_why_until_released() {
+        let now = Instant::now();
+        let mut a = Allocator::default();
+        a.add_agent("a1", res(2.0, 1024.0), false);
+        a.add_agent("a2", res(2.0, 1024.0), false);
+        a.add_framework("f1", vec![]);
+        a.set_agent_hold("a1", Some(AgentHold::Draining));
+        let out = a.allocate(now);
+        assert_eq!(out.grants.len(), 1);
+        assert_eq!(out.grants[0].agent, "a2");
+        assert_eq!(
+            out.unoffered,
+            vec![Unoffered {
+                agent: "a1".into(),
+                reason: "agent not offered: draining".into()
+            }]
+        );
+        a.set_agent_hold("a1", Some(AgentHold::Deactivated));
+        assert!(a.allocate(now).unoffered[0].reason.contains("deactivated"));
+        a.set_agent_hold("a1", None);
+        let out = a.allocate(now);
+        assert_eq!(out.grants[0].agent, "a1");
+        assert!(out.unoffered.is_empty());
     }
 
     #[test]

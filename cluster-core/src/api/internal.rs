@@ -26,7 +26,8 @@ pub async fn register(State(h): State<MasterHandle>, headers: HeaderMap, body: B
     })
     .await
     {
-        Ok(r) => axum::Json(r).into_response(),
+        Ok(Ok(r)) => axum::Json(r).into_response(),
+        Ok(Err(e)) => e.into_response(),
         Err(r) => r,
     }
 }

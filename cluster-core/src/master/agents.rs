@@ -1,6 +1,7 @@
 //! Agents: registration and re-registration (with task reconciliation), heartbeats timing out
 //! into unreachability, and status updates coming from agents.
 
+use super::command::CallError;
 use super::state::{AgentRec, State, TaskKey, TaskRec};
 use crate::proto::internal::{RegisterAgent, Registered, StatusMessage};
 use crate::proto::scheduler::Event;
@@ -8,13 +9,22 @@ use crate::proto::{Id, Resources, TaskState, TaskStatus};
 use tokio::time::Instant;
 
 impl State {
-    pub(super) fn register_agent(&mut self, msg: RegisterAgent, now: Instant) -> Registered {
+    pub(super) fn register_agent(
+        &mut self,
+        msg: RegisterAgent,
+        now: Instant,
+    ) -> Result<Registered, CallError> {
         let id = msg
             .agent_id
             .as_ref()
             .map(|i| i.value.clone())
             .filter(|v| !v.is_empty())
             .unwrap_or_else(|| format!("{}-S{}", self.master_id, self.agents.len()));
+        if self.gone_agents.contains(&id) {
+            return Err(CallError::Forbidden(format!(
+                "agent {id} was drained and marked gone: start it with a fresh work dir to join as a new agent"
+            )));
+        }
         let total = Resources::from_mesos(&msg.resources);
         tracing::info!(agent = %id, url = %msg.url, resources = %total, public = msg.public, "agent registered");
 
@@ -26,6 +36,14 @@ impl State {
             self.release_resources(k);
         }
         self.alloc.add_agent(&id, total.clone(), msg.public);
+        // The operator's deactivation and drain outlive re-registrations.
+        let (deactivated, drain) = self
+            .agents
+            .get(&id)
+            .map(|a| (a.deactivated, a.drain.clone()))
+            .unwrap_or((false, None));
+        self.alloc
+            .set_agent_hold(&id, Self::hold_of(deactivated, drain.as_ref()));
         let changed = match self.agents.get(&id) {
             Some(a) => {
                 a.url != msg.url
@@ -49,6 +67,8 @@ impl State {
                 recovered: false,
                 registered_time: crate::proto::now_secs(),
                 version: msg.version.clone(),
+                deactivated,
+                drain,
             },
         );
 
@@ -136,11 +156,13 @@ impl State {
         if changed {
             self.registry_dirty = true;
         }
+        // A drain that started while the agent was away goes on now.
+        self.kill_for_drain(&id);
         self.alloc_pending = true;
-        Registered {
+        Ok(Registered {
             agent_id: Id::new(id),
             kill,
-        }
+        })
     }
 
     pub(super) fn agent_status(&mut self, msg: StatusMessage, now: Instant) {
@@ -162,7 +184,9 @@ impl State {
         if t.state.is_terminal() {
             return;
         }
-        self.update_task(&key, msg.status, now);
+        let mut status = msg.status;
+        self.drain_rewrite(&msg.agent_id.value, &mut status);
+        self.update_task(&key, status, now);
     }
 
     /// Silent agents become unreachable: offers on them are rescinded, their tasks reported

@@ -1,5 +1,6 @@
 //! The master's interface: one enum of commands, each answered through its own oneshot.
 
+use super::drain::AgentCall;
 use crate::proto::internal::{RegisterAgent, Registered, StatusMessage};
 use crate::proto::scheduler::{Call, Event, FrameworkInfo};
 use serde_json::Value;
@@ -56,7 +57,7 @@ impl OperatorQuery {
             "GET_TASKS" => OperatorQuery::Tasks,
             other => {
                 return Err(format!(
-                    "unsupported operator call type {other:?}: supported are GET_HEALTH, GET_STATE, GET_AGENTS, GET_FRAMEWORKS, GET_TASKS"
+                    "unsupported operator call type {other:?}: supported are GET_HEALTH, GET_STATE, GET_AGENTS, GET_FRAMEWORKS, GET_TASKS, DRAIN_AGENT, DEACTIVATE_AGENT, REACTIVATE_AGENT"
                 ));
             }
         })
@@ -126,8 +127,8 @@ pub enum MasterCommand {
     RegisterAgent {
         /// The message.
         msg: Box<RegisterAgent>,
-        /// Answer.
-        reply: oneshot::Sender<Registered>,
+        /// Answer (refused for an agent drained with `mark_gone`).
+        reply: oneshot::Sender<Result<Registered, CallError>>,
     },
     /// An agent heartbeat; the answer is false if the agent must register again.
     Heartbeat {
@@ -158,6 +159,13 @@ pub enum MasterCommand {
         query: OperatorQuery,
         /// Answer (the Mesos JSON response).
         reply: oneshot::Sender<Value>,
+    },
+    /// Operator call that changes an agent (drain, deactivate, reactivate).
+    Agent {
+        /// The call.
+        call: AgentCall,
+        /// Answer.
+        reply: oneshot::Sender<Result<(), CallError>>,
     },
     /// Metrics snapshot.
     Metrics {

@@ -5,6 +5,7 @@
 //!                     ◀──oneshot reply───         │  ├─ agents.rs     registration, heartbeats, unreachable
 //!                                                 │  ├─ frameworks.rs subscribe, scheduler calls, failover
 //!                                                 │  ├─ tasks.rs      offers, launches, status updates until ack
+//!                                                 │  ├─ drain.rs      operator drain / deactivate / reactivate
 //!                                                 │  ├─ views.rs      operator API JSON
 //!                                                 │  └─ registry.rs   persistent agents/frameworks (atomic JSON)
 //!                                                 └─▶ I/O tasks (launch/kill pushed to agents), results come back as commands
@@ -14,6 +15,7 @@
 
 mod agents;
 mod command;
+mod drain;
 mod frameworks;
 mod registry;
 mod state;
@@ -23,6 +25,7 @@ mod tests;
 mod views;
 
 pub use command::{CallError, MasterCommand, MetricsSnapshot, OperatorQuery, Subscription};
+pub use drain::{AgentCall, DrainConfig, DrainInfo, DrainState};
 pub use registry::RegistryError;
 
 use crate::auth::Authenticator;

@@ -2,6 +2,7 @@
 //! Stored as one JSON file written atomically (temp file + rename), so the master needs no
 //! external service. Tasks are not stored: agents report them when they re-register.
 
+use super::drain::DrainInfo;
 use crate::proto::{Attribute, Resources};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -47,6 +48,12 @@ pub struct StoredAgent {
     /// Public agent.
     #[serde(default)]
     pub public: bool,
+    /// Deactivated by the operator (`DEACTIVATE_AGENT` or `DRAIN_AGENT`).
+    #[serde(default)]
+    pub deactivated: bool,
+    /// Drain in progress or finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_info: Option<DrainInfo>,
 }
 
 /// A framework as stored.
@@ -73,6 +80,9 @@ pub struct Registry {
     /// Frameworks torn down (may not re-subscribe); most recent last, capped.
     #[serde(default)]
     pub removed_frameworks: Vec<String>,
+    /// Agents drained with `mark_gone`: they may never register again.
+    #[serde(default)]
+    pub gone_agents: Vec<String>,
     /// Maintenance windows (kept verbatim; scheduling them is not implemented yet).
     #[serde(default)]
     pub maintenance: Vec<Value>,
@@ -123,11 +133,14 @@ mod tests {
             resources: Resources::new(1.0, 2.0, 3.0),
             attributes: vec![],
             public: true,
+            deactivated: true,
+            drain_info: None,
         });
         r.save().unwrap();
         let back = Registry::load(dir.path()).unwrap();
         assert_eq!(back.agents[0].id, "a");
         assert!(back.agents[0].public);
+        assert!(back.agents[0].deactivated);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use super::MasterConfig;
 use super::command::{MasterCommand, MetricsSnapshot};
+use super::drain::DrainInfo;
 use super::registry::Registry;
 use crate::allocator::Allocator;
 use crate::proto::scheduler::{Event, FrameworkInfo};
@@ -35,6 +36,10 @@ pub(super) struct AgentRec {
     pub recovered: bool,
     pub registered_time: f64,
     pub version: String,
+    /// The operator took it out of offers (`DEACTIVATE_AGENT`, `DRAIN_AGENT`).
+    pub deactivated: bool,
+    /// Drain in progress or finished.
+    pub drain: Option<DrainInfo>,
 }
 
 pub(super) struct Stream {
@@ -93,6 +98,8 @@ pub(super) struct State {
     /// Tasks killed while their agent was unreachable: killed when it re-registers.
     pub doomed: HashSet<TaskKey>,
     pub offers: HashMap<String, OfferRec>,
+    /// Agents drained with `mark_gone`: never admitted again.
+    pub gone_agents: HashSet<String>,
     pub registry: Registry,
     pub http: reqwest::Client,
     pub token: String,
@@ -128,6 +135,7 @@ impl State {
             unacked: HashSet::new(),
             doomed: HashSet::new(),
             offers: HashMap::new(),
+            gone_agents: registry.gone_agents.iter().cloned().collect(),
             registry,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
@@ -154,6 +162,8 @@ impl State {
         for a in self.registry.agents.clone() {
             self.alloc.add_agent(&a.id, a.resources.clone(), a.public);
             self.alloc.set_agent_active(&a.id, false);
+            self.alloc
+                .set_agent_hold(&a.id, Self::hold_of(a.deactivated, a.drain_info.as_ref()));
             self.agents.insert(
                 a.id.clone(),
                 AgentRec {
@@ -168,6 +178,8 @@ impl State {
                     recovered: true,
                     registered_time: 0.0,
                     version: String::new(),
+                    deactivated: a.deactivated,
+                    drain: a.drain_info,
                 },
             );
         }
@@ -299,6 +311,9 @@ impl State {
             MasterCommand::Operator { query, reply } => {
                 let _ = reply.send(self.operator(query));
             }
+            MasterCommand::Agent { call, reply } => {
+                let _ = reply.send(self.agent_call(call));
+            }
             MasterCommand::Metrics { reply } => {
                 let _ = reply.send(self.metrics_snapshot());
             }
@@ -310,6 +325,7 @@ impl State {
         self.check_frameworks(now);
         self.expire_offers(now);
         self.retry_updates(now);
+        self.check_drains();
         if self.alloc_pending || now >= self.next_alloc {
             self.allocate(now);
         }
@@ -332,8 +348,13 @@ impl State {
                 resources: a.total.clone(),
                 attributes: a.attributes.clone(),
                 public: a.public,
+                deactivated: a.deactivated,
+                drain_info: a.drain.clone(),
             })
             .collect();
+        let mut gone: Vec<String> = self.gone_agents.iter().cloned().collect();
+        gone.sort();
+        self.registry.gone_agents = gone;
         self.registry.frameworks = self
             .frameworks
             .values()

@@ -47,13 +47,18 @@ async fn silent_agent_becomes_unreachable_only_after_the_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = state(dir.path());
     let t0 = Instant::now();
-    let id = s.register_agent(agent_msg(None), t0).agent_id.value;
+    let id = s
+        .register_agent(agent_msg(None), t0)
+        .expect("registered")
+        .agent_id
+        .value;
     s.check_agents(t0 + Duration::from_secs(4));
     assert!(s.agents[&id].reachable, "within the 5 s default");
     s.check_agents(t0 + Duration::from_secs(6));
     assert!(!s.agents[&id].reachable);
     // Re-registration with the same id brings it back.
-    s.register_agent(agent_msg(Some(&id)), t0 + Duration::from_secs(7));
+    s.register_agent(agent_msg(Some(&id)), t0 + Duration::from_secs(7))
+        .expect("registered");
     assert!(s.agents[&id].reachable);
 }
 
@@ -62,7 +67,7 @@ async fn unanswered_offer_is_rescinded_at_the_offer_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = state(dir.path());
     let t0 = Instant::now();
-    s.register_agent(agent_msg(None), t0);
+    s.register_agent(agent_msg(None), t0).expect("registered");
     let (_fid, mut events) = subscribe(&mut s, t0);
     s.allocate(t0);
     assert_eq!(s.offers.len(), 1);
@@ -104,7 +109,7 @@ async fn terminal_state_is_kept_in_metrics_after_acknowledgement() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = state(dir.path());
     let t0 = Instant::now();
-    s.register_agent(agent_msg(None), t0);
+    s.register_agent(agent_msg(None), t0).expect("registered");
     let (fid, _events) = subscribe(&mut s, t0);
     s.allocate(t0);
     // A task the master refuses (no command) is recorded, reported and completed on ack.

@@ -63,7 +63,10 @@ impl State {
                 "resources": a.total.to_mesos(reserved, None),
                 "attributes": a.attributes,
             },
-            "active": a.reachable,
+            // Mesos: a deactivated (or draining) agent is not active.
+            "active": a.reachable && !a.deactivated,
+            "deactivated": a.deactivated,
+            "drain_info": a.drain,
             "version": a.version,
             "pid": format!("slave(1)@{}", a.url.trim_start_matches("http://")),
             "url": a.url,

@@ -89,4 +89,8 @@ pub struct KillTask {
     pub framework_id: Id,
     /// The task.
     pub task_id: Id,
+    /// Upper bound of the kill grace period in seconds (an operator drain's `max_grace_period`);
+    /// the task's own kill policy or the agent's default applies when shorter or unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_grace_secs: Option<f64>,
 }

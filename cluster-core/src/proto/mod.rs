@@ -250,6 +250,9 @@ pub enum TaskState {
     /// Known to be gone.
     #[serde(rename = "TASK_GONE")]
     Gone,
+    /// Killed because the operator drained its agent with `mark_gone` (the agent is leaving for good).
+    #[serde(rename = "TASK_GONE_BY_OPERATOR")]
+    GoneByOperator,
     /// State not known to the master.
     #[serde(rename = "TASK_UNKNOWN")]
     Unknown,
@@ -267,6 +270,7 @@ impl TaskState {
                 | TaskState::Lost
                 | TaskState::Dropped
                 | TaskState::Gone
+                | TaskState::GoneByOperator
         )
     }
 
@@ -285,6 +289,7 @@ impl TaskState {
             TaskState::Dropped => "TASK_DROPPED",
             TaskState::Unreachable => "TASK_UNREACHABLE",
             TaskState::Gone => "TASK_GONE",
+            TaskState::GoneByOperator => "TASK_GONE_BY_OPERATOR",
             TaskState::Unknown => "TASK_UNKNOWN",
         }
     }

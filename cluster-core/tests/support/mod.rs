@@ -131,6 +131,34 @@ impl Master {
             .expect("operator JSON")
     }
 
+    /// Any operator call with the token: its status and body text.
+    pub async fn operator_call(&self, body: Value) -> (reqwest::StatusCode, String) {
+        let r = within(
+            "operator call",
+            reqwest::Client::new()
+                .post(format!("{}/api/v1", self.url))
+                .header("authorization", bearer())
+                .json(&body)
+                .send(),
+        )
+        .await
+        .expect("operator call");
+        let status = r.status();
+        let text = within("operator body", r.text())
+            .await
+            .expect("operator body");
+        (status, text)
+    }
+
+    /// The GET_AGENTS entry (reachable agents) whose `url` is `url`.
+    pub async fn agent_by_url(&self, url: &str) -> Option<Value> {
+        self.operator("GET_AGENTS").await["get_agents"]["agents"]
+            .as_array()?
+            .iter()
+            .find(|a| a["url"] == url)
+            .cloned()
+    }
+
     pub async fn agent_count(&self) -> usize {
         self.operator("GET_AGENTS").await["get_agents"]["agents"]
             .as_array()

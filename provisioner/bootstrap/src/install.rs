@@ -171,6 +171,9 @@ pub struct InstallParams {
     pub resources: Option<String>,
     /// `--attributes "rack:r1;zone:a"` (agents only).
     pub attributes: Option<String>,
+    /// `--advertise-url URL` (agents only): the URL the agent registers with, so that dcform can
+    /// find it in the master's agent list (a wildcard listen address would leave the choice to dccore).
+    pub advertise_url: Option<String>,
     /// Architecture of the dccore binary (`x86_64`, `aarch64`), checked against `uname -m`.
     pub binary_arch: String,
     /// Free space needed at the work dir, MiB.
@@ -200,6 +203,7 @@ impl InstallParams {
             master_url: None,
             resources: None,
             attributes: None,
+            advertise_url: None,
             binary_arch: std::env::consts::ARCH.into(),
             min_free_mb: 1024,
             extra_ports: Vec::new(),
@@ -252,6 +256,9 @@ impl InstallParams {
             }
             if let Some(a) = &self.attributes {
                 v.extend(["--attributes".into(), a.clone()]);
+            }
+            if let Some(u) = &self.advertise_url {
+                v.extend(["--advertise-url".into(), u.clone()]);
             }
         }
         if self.pass_config_flag {
@@ -376,6 +383,7 @@ pub fn render(p: &InstallParams) -> Result<RenderedInstall, TemplateError> {
         public => p.role == Role::PublicAgent,
         resources => p.resources.clone().unwrap_or_default(),
         attributes => p.attributes.clone().unwrap_or_default(),
+        advertise_url => p.advertise_url.clone().unwrap_or_default(),
         extra_config => p.extra_config.clone().unwrap_or_default(),
         binary_arch => p.binary_arch.clone(),
         min_free_mb => p.min_free_mb,
@@ -461,6 +469,27 @@ mod tests {
             "/usr/local/bin/dccore agent --master http://10.0.0.2:5050 --listen 0.0.0.0:5051 \
              --work-dir /var/lib/dcform/public-agent --token-file /etc/dcform/token --public \
              --resources cpus:4;mem:8192 --attributes rack:r1;zone:a"
+        );
+    }
+
+    #[test]
+    fn agent_command_line_carries_the_advertised_url_when_given() {
+        let p = InstallParams {
+            advertise_url: Some("http://10.0.0.3:5051".into()),
+            ..agent()
+        };
+        let argv = p.dccore_argv().expect("argv");
+        assert!(
+            argv.join(" ")
+                .ends_with("--attributes rack:r1;zone:a --advertise-url http://10.0.0.3:5051"),
+            "{argv:?}"
+        );
+        let r = render(&p).expect("render");
+        assert!(
+            r.config
+                .contains("advertise_url = \"http://10.0.0.3:5051\""),
+            "{}",
+            r.config
         );
     }
 

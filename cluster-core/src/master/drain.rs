@@ -1,0 +1,349 @@
+//! Agent maintenance by the operator (Mesos 1.9+ operator calls): `DRAIN_AGENT`,
+//! `DEACTIVATE_AGENT`, `REACTIVATE_AGENT`.
+//!
+//! ```text
+//! DEACTIVATE_AGENT ──▶ deactivated (no offers) ─────────────────────────────┐
+//! DRAIN_AGENT ──▶ deactivated + DRAINING: offers rescinded, tasks killed     ├─ REACTIVATE_AGENT ─▶ offered again
+//!                   └─ no live task left ─▶ DRAINED ─(mark_gone)─▶ agent gone (never re-admitted)
+//! ```
+//! A deactivated or draining agent keeps its tasks' resources in the totals but gets no offers (the
+//! allocator reports it with an [`AgentHold`] reason). Drain state is stored in the registry, so a
+//! master restart resumes the drain when the agent re-registers. Tasks killed by a drain end in
+//! `TASK_KILLED` (`TASK_GONE_BY_OPERATOR` with `mark_gone`) with reason `REASON_AGENT_DRAINING`.
+
+use super::command::CallError;
+use super::state::State;
+use crate::allocator::AgentHold;
+use crate::proto::{DurationInfo, Id, TaskState, TaskStatus};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::time::Duration;
+
+/// Mesos `DrainState`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DrainState {
+    /// Tasks are being killed.
+    #[serde(rename = "DRAINING")]
+    Draining,
+    /// No live task is left on the agent.
+    #[serde(rename = "DRAINED")]
+    Drained,
+}
+
+/// Mesos `DrainConfig`: how the operator asked the agent to be drained.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DrainConfig {
+    /// Upper bound of the tasks' kill grace periods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_grace_period: Option<DurationInfo>,
+    /// Remove the agent for good once drained; its tasks end `TASK_GONE_BY_OPERATOR`.
+    #[serde(default)]
+    pub mark_gone: bool,
+}
+
+impl DrainConfig {
+    /// The grace bound, if any (negative values count as zero).
+    pub fn max_grace(&self) -> Option<Duration> {
+        self.max_grace_period
+            .as_ref()
+            .map(|d| Duration::from_nanos(d.nanoseconds.max(0) as u64))
+    }
+}
+
+/// Mesos `DrainInfo`, shown in `GET_AGENTS` as `drain_info` and kept in the registry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DrainInfo {
+    /// Where the drain is.
+    pub state: DrainState,
+    /// How it was asked for.
+    pub config: DrainConfig,
+}
+
+/// An operator call that changes an agent.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AgentCall {
+    /// `DRAIN_AGENT`.
+    Drain {
+        /// The agent.
+        agent_id: String,
+        /// Grace bound and `mark_gone`.
+        config: DrainConfig,
+    },
+    /// `DEACTIVATE_AGENT`.
+    Deactivate {
+        /// The agent.
+        agent_id: String,
+    },
+    /// `REACTIVATE_AGENT`: offers again; a drain (running or finished) is cancelled.
+    Reactivate {
+        /// The agent.
+        agent_id: String,
+    },
+}
+
+#[derive(Deserialize)]
+struct AgentIdOnly {
+    agent_id: Id,
+}
+
+#[derive(Deserialize)]
+struct DrainAgentBody {
+    agent_id: Id,
+    #[serde(default)]
+    max_grace_period: Option<DurationInfo>,
+    #[serde(default)]
+    mark_gone: Option<bool>,
+}
+
+impl AgentCall {
+    /// Operator call types handled here.
+    pub const TYPES: [&'static str; 3] = ["DRAIN_AGENT", "DEACTIVATE_AGENT", "REACTIVATE_AGENT"];
+
+    /// Parses a whole operator call (`{"type": "DRAIN_AGENT", "drain_agent": {...}}`); `None`
+    /// if `type` is not one of [`AgentCall::TYPES`], an error saying what is wrong otherwise.
+    pub fn parse(call: &Value) -> Option<Result<Self, String>> {
+        let kind = call.get("type")?.as_str()?;
+        let field = match kind {
+            "DRAIN_AGENT" => "drain_agent",
+            "DEACTIVATE_AGENT" => "deactivate_agent",
+            "REACTIVATE_AGENT" => "reactivate_agent",
+            _ => return None,
+        };
+        let Some(body) = call.get(field) else {
+            return Some(Err(format!(
+                "{kind} needs \"{field}\": {{\"agent_id\": {{\"value\": ...}}}}"
+            )));
+        };
+        let bad = |e: serde_json::Error| format!("invalid {field}: {e}");
+        Some(match kind {
+            "DRAIN_AGENT" => serde_json::from_value::<DrainAgentBody>(body.clone())
+                .map_err(bad)
+                .map(|b| AgentCall::Drain {
+                    agent_id: b.agent_id.value,
+                    config: DrainConfig {
+                        max_grace_period: b.max_grace_period,
+                        mark_gone: b.mark_gone.unwrap_or(false),
+                    },
+                }),
+            "DEACTIVATE_AGENT" => serde_json::from_value::<AgentIdOnly>(body.clone())
+                .map_err(bad)
+                .map(|b| AgentCall::Deactivate {
+                    agent_id: b.agent_id.value,
+                }),
+            _ => serde_json::from_value::<AgentIdOnly>(body.clone())
+                .map_err(bad)
+                .map(|b| AgentCall::Reactivate {
+                    agent_id: b.agent_id.value,
+                }),
+        })
+    }
+
+    fn agent_id(&self) -> &str {
+        match self {
+            AgentCall::Drain { agent_id, .. }
+            | AgentCall::Deactivate { agent_id }
+            | AgentCall::Reactivate { agent_id } => agent_id,
+        }
+    }
+}
+
+impl State {
+    /// Applies an operator call to an agent.
+    pub(super) fn agent_call(&mut self, call: AgentCall) -> Result<(), CallError> {
+        let id = call.agent_id().to_string();
+        let Some(a) = self.agents.get_mut(&id) else {
+            let why = if self.gone_agents.contains(&id) {
+                "was drained and marked gone"
+            } else {
+                "is not known to the master"
+            };
+            return Err(CallError::BadRequest(format!("agent {id} {why}")));
+        };
+        match call {
+            AgentCall::Drain { config, .. } => {
+                if a.drain.as_ref().is_some_and(|d| d.config == config) {
+                    // Same drain again (a retried `dccore drain`): nothing new to do.
+                    return Ok(());
+                }
+                tracing::info!(agent = %id, mark_gone = config.mark_gone, max_grace = ?config.max_grace(), "draining agent");
+                a.deactivated = true;
+                a.drain = Some(DrainInfo {
+                    state: DrainState::Draining,
+                    config,
+                });
+                self.alloc.set_agent_hold(&id, Some(AgentHold::Draining));
+                self.rescind_agent_offers(&id);
+                self.kill_for_drain(&id);
+                self.check_drain(&id);
+            }
+            AgentCall::Deactivate { .. } => {
+                tracing::info!(agent = %id, "agent deactivated");
+                a.deactivated = true;
+                if a.drain.is_none() {
+                    self.alloc.set_agent_hold(&id, Some(AgentHold::Deactivated));
+                }
+                self.rescind_agent_offers(&id);
+            }
+            AgentCall::Reactivate { .. } => {
+                tracing::info!(agent = %id, "agent reactivated");
+                a.deactivated = false;
+                a.drain = None;
+                self.alloc.set_agent_hold(&id, None);
+                self.alloc_pending = true;
+            }
+        }
+        self.registry_dirty = true;
+        Ok(())
+    }
+
+    /// The allocator hold an agent's operator state calls for.
+    pub(super) fn hold_of(deactivated: bool, drain: Option<&DrainInfo>) -> Option<AgentHold> {
+        match (deactivated, drain) {
+            (_, Some(_)) => Some(AgentHold::Draining),
+            (true, None) => Some(AgentHold::Deactivated),
+            (false, None) => None,
+        }
+    }
+
+    /// Asks a reachable draining agent to kill every live task (an unreachable one is asked when
+    /// it re-registers).
+    pub(super) fn kill_for_drain(&mut self, agent_id: &str) {
+        let Some(a) = self.agents.get(agent_id) else {
+            return;
+        };
+        let Some(drain) = &a.drain else {
+            return;
+        };
+        if !a.reachable || drain.state != DrainState::Draining {
+            return;
+        }
+        let url = a.url.clone();
+        let cap = drain.config.max_grace().map(|d| d.as_secs_f64());
+        for key in self.tasks_on(agent_id) {
+            let Some(t) = self.tasks.get(&key) else {
+                continue;
+            };
+            if t.state.is_terminal() {
+                continue;
+            }
+            let body = serde_json::to_value(crate::proto::internal::KillTask {
+                framework_id: Id::new(&key.0),
+                task_id: t.info.task_id.clone(),
+                max_grace_secs: cap,
+            })
+            .expect("invariant: a kill message is plain data");
+            self.push_to_agent(&url, "/internal/v1/kill", body, None::<fn(String) -> _>);
+        }
+    }
+
+    /// A kill confirmed by a draining agent carries the drain's reason, and with `mark_gone`
+    /// becomes `TASK_GONE_BY_OPERATOR` (Mesos rewrites it the same way).
+    pub(super) fn drain_rewrite(&self, agent_id: &str, status: &mut TaskStatus) {
+        let Some(drain) = self.agents.get(agent_id).and_then(|a| a.drain.as_ref()) else {
+            return;
+        };
+        if status.state == TaskState::Killed {
+            if drain.config.mark_gone {
+                status.state = TaskState::GoneByOperator;
+            }
+            status.reason = Some("REASON_AGENT_DRAINING".into());
+        }
+    }
+
+    /// Moves draining agents with no live task left to DRAINED.
+    pub(super) fn check_drains(&mut self) {
+        let draining: Vec<String> = self
+            .agents
+            .values()
+            .filter(|a| {
+                a.drain
+                    .as_ref()
+                    .is_some_and(|d| d.state == DrainState::Draining)
+            })
+            .map(|a| a.id.clone())
+            .collect();
+        for id in draining {
+            self.check_drain(&id);
+        }
+    }
+
+    fn check_drain(&mut self, id: &str) {
+        let live = self
+            .tasks_on(id)
+            .iter()
+            .filter_map(|k| self.tasks.get(k))
+            .any(|t| !t.state.is_terminal());
+        if live {
+            return;
+        }
+        let Some(a) = self.agents.get_mut(id) else {
+            return;
+        };
+        let Some(drain) = a.drain.as_mut() else {
+            return;
+        };
+        if drain.state == DrainState::Drained {
+            return;
+        }
+        drain.state = DrainState::Drained;
+        let mark_gone = drain.config.mark_gone;
+        tracing::info!(agent = %id, mark_gone, "agent drained");
+        self.registry_dirty = true;
+        if mark_gone {
+            self.mark_gone(id);
+        }
+    }
+
+    /// Removes a drained agent for good: it leaves the cluster's totals and may not register again.
+    fn mark_gone(&mut self, id: &str) {
+        self.rescind_agent_offers(id);
+        self.agents.remove(id);
+        self.alloc.remove_agent(id);
+        self.gone_agents.insert(id.to_string());
+        self.registry_dirty = true;
+        tracing::info!(agent = %id, "agent marked gone");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn drain_agent_call_parses_in_mesos_shape() {
+        let call = json!({"type": "DRAIN_AGENT", "drain_agent": {
+            "agent_id": {"value": "a1"},
+            "max_grace_period": {"nanoseconds": 2_000_000_000i64},
+            "mark_gone": true,
+        }});
+        let parsed = AgentCall::parse(&call).expect("a maintenance call");
+        let Ok(AgentCall::Drain { agent_id, config }) = parsed else {
+            panic!("{parsed:?}");
+        };
+        assert_eq!(agent_id, "a1");
+        assert!(config.mark_gone);
+        assert_eq!(config.max_grace(), Some(Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn get_calls_are_not_maintenance_and_missing_bodies_say_what_is_needed() {
+        assert!(AgentCall::parse(&json!({"type": "GET_AGENTS"})).is_none());
+        let err = AgentCall::parse(&json!({"type": "REACTIVATE_AGENT"}))
+            .expect("a maintenance call")
+            .expect_err("no body");
+        assert!(err.contains("reactivate_agent"), "{err}");
+    }
+
+    #[test]
+    fn drain_info_serializes_like_mesos() {
+        let d = DrainInfo {
+            state: DrainState::Draining,
+            config: DrainConfig::default(),
+        };
+        assert_eq!(
+            serde_json::to_value(d).expect("plain data"),
+            json!({"state": "DRAINING", "config": {"mark_gone": false}})
+        );
+    }
+}
