@@ -28,7 +28,7 @@ pub struct AgentView {
     pub id: String,
     /// The agent's API URL (`http://host:port`).
     pub url: String,
-    /// Whether the master currently hears from it.
+    /// Whether the master offers its resources (false when unreachable, deactivated or draining).
     pub active: bool,
     /// Total resources, in Mesos' JSON shape.
     pub resources: Value,
@@ -195,7 +195,10 @@ pub fn node_health(
             let want = format!("http://{}", api_address(node));
             match agents.iter().find(|a| a.url == want) {
                 Some(a) if a.active => ("healthy".into(), Some(a.resources.clone())),
-                Some(a) => ("unreachable".into(), Some(a.resources.clone())),
+                Some(a) => (
+                    "inactive (unreachable or draining)".into(),
+                    Some(a.resources.clone()),
+                ),
                 None => ("not registered".into(), None),
             }
         }

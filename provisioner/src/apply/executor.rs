@@ -413,7 +413,22 @@ impl<P: Provider, I: Installer> NodeTask<P, I> {
             }
             _ => {
                 if remote.is_none() {
-                    let r = self.connect(&ctx.node).await?;
+                    let r = match self.connect(&ctx.node).await {
+                        Ok(r) => r,
+                        // A node that cannot be reached cannot be drained, but it must still be removable:
+                        // the master has already reported its tasks unreachable, so nothing is lost.
+                        Err(e) if step == Step::Drain && e.is_transient() => {
+                            let msg = format!(
+                                "{}: cannot drain an unreachable node ({e}); removing it anyway",
+                                ctx.node.name
+                            );
+                            self.progress.event(ProgressEvent::Message(&msg));
+                            ctx.node.status = NodeStatus::Draining;
+                            self.record(&ctx.node).await;
+                            return Ok(());
+                        }
+                        Err(e) => return Err(e.to_string()),
+                    };
                     if ctx.node.ssh_host_key.is_none()
                         && let Some(key) = r.host_key()
                     {
@@ -445,7 +460,7 @@ impl<P: Provider, I: Installer> NodeTask<P, I> {
         Ok(())
     }
 
-    async fn connect(&self, node: &NodeState) -> Result<P::Remote, String> {
+    async fn connect(&self, node: &NodeState) -> Result<P::Remote, RemoteError> {
         let provider = &self.provider;
         with_backoff(self.opts.connect_retry, |_| async {
             match provider.connect(node).await {
@@ -455,7 +470,6 @@ impl<P: Provider, I: Installer> NodeTask<P, I> {
             }
         })
         .await
-        .map_err(|e| e.to_string())
     }
 
     async fn run_op(&self, remote: &P::Remote, op: RemoteOp) -> Result<(), RemoteError> {

@@ -337,3 +337,17 @@ async fn every_finished_step_is_on_disk_before_the_next_starts() {
         serde_json::from_str(&std::fs::read_to_string(h.store.backup_path()).unwrap()).unwrap();
     assert_eq!(backup.serial + 1, h.state().serial);
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_unreachable_agent_is_removed_without_its_drain() {
+    let h = Harness::new();
+    h.apply(&spec(1, 2)).await.unwrap();
+    h.world.lock().unwrap().lost.insert("agents-2".into());
+    h.apply(&spec(1, 1)).await.unwrap();
+    assert!(!h.log().contains(&"run:drain agents-2".to_string()));
+    assert!(
+        !h.world.lock().unwrap().machines.contains_key("agents-2"),
+        "the machine is gone"
+    );
+    assert!(h.state().node("agents-2").is_none());
+}
