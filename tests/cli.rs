@@ -117,9 +117,20 @@ fn applied_state_plans_no_changes_with_detailed_exitcode_0() {
         "{}",
         text(&o)
     );
+    let o = dcform(dir.path(), &["state", "rm", "agents-2", "local.hcl"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("was not touched"), "{}", text(&o));
+    let o = dcform(dir.path(), &["plan", "local.hcl"]);
+    assert!(
+        text(&o).contains("+ agents-2 (agent)"),
+        "a forgotten node that is still wanted is planned anew: {}",
+        text(&o)
+    );
+    let o = dcform(dir.path(), &["state", "rm", "agents-2", "local.hcl"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let o = dcform(dir.path(), &["status", "--json", "local.hcl"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v["nodes"].as_array().unwrap().len(), 4);
+    assert_eq!(v["nodes"].as_array().unwrap().len(), 3);
 }
 
 #[test]

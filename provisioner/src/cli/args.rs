@@ -119,6 +119,11 @@ pub enum StateCommand {
     /// Show everything the state records about one node.
     #[command(after_help = "Example:\n  dcform state show agents-1 examples/local.hcl")]
     Show(ShowArgs),
+    /// Forget a node without touching its machine (e.g. a host that died and will never answer again).
+    #[command(
+        after_help = "Example:\n  dcform state rm agents-3 examples/onprem.hcl   # then `dcform apply` plans it anew if still wanted"
+    )]
+    Rm(ShowArgs),
 }
 
 /// `dcform task ...`.

@@ -37,6 +37,7 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Output(a) => output(&a),
         Command::State(StateCommand::List(a)) => state_list(&a),
         Command::State(StateCommand::Show(a)) => state_show(&a),
+        Command::State(StateCommand::Rm(a)) => state_rm(&a),
         Command::ForceUnlock(a) => force_unlock(&a),
         Command::Task(TaskCommand::List(a)) => task_list(&a).await,
         Command::Task(TaskCommand::Logs(a)) => task_logs(&a).await,
@@ -595,6 +596,38 @@ fn state_show(a: &ShowArgs) -> Result<u8, CliError> {
             }
         }
     }
+    Ok(exit::OK)
+}
+
+fn state_rm(a: &ShowArgs) -> Result<u8, CliError> {
+    let (file, _) = read_state(&a.target)?;
+    let _lock = StateLock::acquire(&file, "state rm")?;
+    // Read again under the lock: another command may have written since.
+    let mut state = file
+        .load()?
+        .ok_or_else(|| CliError::user(anyhow!("no state at {}", file.path().display())))?;
+    let node = state.node(&a.node).cloned().ok_or_else(|| {
+        let names: Vec<&str> = state.nodes.iter().map(|n| n.name.as_str()).collect();
+        CliError::user(anyhow!(
+            "no node {:?} in the state; nodes: {}",
+            a.node,
+            if names.is_empty() {
+                "none".into()
+            } else {
+                names.join(", ")
+            }
+        ))
+    })?;
+    state.remove_node(&node.name);
+    file.save(&mut state)?;
+    println!(
+        "Removed {} from the state. Its machine ({}) was not touched; remove it by hand if it still exists.",
+        node.name,
+        node.provider_id
+            .as_deref()
+            .or(node.addresses.first().map(String::as_str))
+            .unwrap_or("unknown")
+    );
     Ok(exit::OK)
 }
 
