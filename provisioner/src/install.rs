@@ -18,7 +18,7 @@ use dcform_bootstrap::install::{self as tpl, InstallParams, InstallPaths};
 
 use crate::apply::{Backoff, InstallError, Installer, NodeContext, RemoteOp};
 use crate::plan::Step;
-use crate::spec::Role;
+use crate::spec::{Role, core_config};
 use crate::state::NodeState;
 
 /// Default API ports on machines of their own (docker, ssh, aws): Mesos' conventions.
@@ -126,6 +126,14 @@ impl ScriptInstaller {
             // A sandbox shares the host's disk with everything else: ask only for what a test cluster needs.
             p.min_free_mb = 100;
         }
+        // The definition's core config, the keys of this role, as dccore's `--config` JSON.
+        let applies = if ctx.change.role.is_agent() {
+            core_config::Applies::Agent
+        } else {
+            core_config::Applies::Master
+        };
+        let json = serde_json::Value::Object(core_config::for_role(&ctx.spec.core.config, applies));
+        p.config_json = format!("{json:#}\n");
         if ctx.change.role.is_agent() {
             let master = ctx.masters.first().ok_or_else(|| {
                 err(
@@ -279,7 +287,7 @@ impl Installer for ScriptInstaller {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    pub(super) use super::*;
     use crate::plan::{Action, CoreTarget, NodeChange};
     use crate::spec::{
         ClusterSpec, CoreSpec, LocalProvider, PoolSize, PoolSpec, ProviderSpec, SshSpec,
@@ -287,7 +295,7 @@ mod tests {
     use crate::state::NodeStatus;
     use std::collections::BTreeMap;
 
-    fn node(name: &str, pool: &str, role: Role, addr: &str) -> NodeState {
+    pub(super) fn node(name: &str, pool: &str, role: Role, addr: &str) -> NodeState {
         NodeState {
             name: name.into(),
             pool: pool.into(),
@@ -303,7 +311,7 @@ mod tests {
         }
     }
 
-    fn ctx(n: NodeState, steps: Vec<Step>) -> NodeContext {
+    pub(super) fn ctx(n: NodeState, steps: Vec<Step>) -> NodeContext {
         let pool = |name: &str, role| PoolSpec {
             name: name.into(),
             role,
@@ -342,7 +350,7 @@ mod tests {
         }
     }
 
-    fn installer(layout: Layout) -> ScriptInstaller {
+    pub(super) fn installer(layout: Layout) -> ScriptInstaller {
         ScriptInstaller {
             core_binary: PathBuf::from("/tmp/dccore"),
             core_arch: "x86_64".into(),
@@ -443,5 +451,41 @@ mod tests {
             ),
             "{drain}"
         );
+    }
+}
+
+#[cfg(test)]
+mod config_tests {
+    use super::tests::{ctx, installer, node};
+    use super::*;
+
+    #[test]
+    fn each_role_gets_its_core_config_keys_as_dccore_json() {
+        let master = node("masters-1", "masters", Role::Master, "10.0.0.2");
+        let agent = node("agents-1", "agents", Role::Agent, "10.0.0.3");
+        let written = |n: NodeState| -> serde_json::Value {
+            let mut c = ctx(n, vec![Step::Install]);
+            let mut spec = (*c.spec).clone();
+            spec.core
+                .config
+                .insert("agent_timeout_secs".into(), serde_json::json!(2.0));
+            spec.core
+                .config
+                .insert("kill_grace_secs".into(), serde_json::json!(1.0));
+            c.spec = Arc::new(spec);
+            let ops = installer(Layout::Host).ops(Step::Install, &c).expect("ops");
+            let json = ops.iter().find_map(|op| match op {
+                RemoteOp::Write { contents, dest, .. } if dest.ends_with(".json") => {
+                    Some(contents.clone())
+                }
+                _ => None,
+            });
+            serde_json::from_slice(&json.expect("a config file is written")).expect("valid JSON")
+        };
+        assert_eq!(
+            written(master),
+            serde_json::json!({"agent_timeout_secs": 2.0})
+        );
+        assert_eq!(written(agent), serde_json::json!({"kill_grace_secs": 1.0}));
     }
 }

@@ -59,8 +59,9 @@ fn local_example_loads_with_one_master_two_agents_one_public_agent() {
         Some("r1")
     );
     assert_eq!(
-        l.spec.core.config.get("agent_ping_timeout"),
-        Some(&serde_json::json!("2s"))
+        l.spec.core.config.get("agent_timeout_secs"),
+        Some(&serde_json::json!(2.0)),
+        "Mesos' agent_ping_timeout = \"2s\" becomes dccore's agent_timeout_secs"
     );
     assert_eq!(l.spec.definition_dir, repo_root().join("examples"));
     assert!(l.warnings.is_empty(), "{:?}", l.warnings);
@@ -392,7 +393,7 @@ fn functions_read_files_next_to_the_definition_and_the_injected_environment() {
         "main.hcl",
         &COUNTED.replace(
             "  provider \"local\" {}\n",
-            "  provider \"local\" {}\n  core {\n    version = trimmed\n    config  = { region = upper(env(\"REGION\")), n = max(var.n, 2) }\n  }\n",
+            "  provider \"local\" {}\n  core {\n    version = trimmed\n    config  = { cgroups = upper(env(\"REGION\")) == \"EU\", offer_timeout = format(\"%ds\", max(var.n, 2)) }\n  }\n",
         )
         .replace("trimmed", "file(\"version.txt\")"),
     );
@@ -401,10 +402,13 @@ fn functions_read_files_next_to_the_definition_and_the_injected_environment() {
     let l = load(&p, &o).expect("loads");
     assert_eq!(l.spec.core.version, "1.2.3");
     assert_eq!(
-        l.spec.core.config.get("region"),
-        Some(&serde_json::json!("EU"))
+        l.spec.core.config.get("cgroups"),
+        Some(&serde_json::json!(true))
     );
-    assert_eq!(l.spec.core.config.get("n"), Some(&serde_json::json!(2)));
+    assert_eq!(
+        l.spec.core.config.get("offer_timeout_secs"),
+        Some(&serde_json::json!(2.0))
+    );
 }
 
 #[test]

@@ -9,8 +9,6 @@ use minijinja::{Environment, UndefinedBehavior, context};
 use crate::ssh::shell_quote;
 
 const PREFLIGHT: &str = include_str!("../../../templates/preflight.sh.j2");
-const MASTER_TOML: &str = include_str!("../../../templates/master.toml.j2");
-const AGENT_TOML: &str = include_str!("../../../templates/agent.toml.j2");
 const UNIT: &str = include_str!("../../../templates/dccore.service.j2");
 const INSTALL: &str = include_str!("../../../templates/install.sh.j2");
 const UNINSTALL: &str = include_str!("../../../templates/uninstall.sh.j2");
@@ -92,7 +90,7 @@ pub struct RolePaths {
     pub bin: String,
     /// Config dir.
     pub config_dir: String,
-    /// `<config_dir>/<role>.toml`.
+    /// `<config_dir>/<role>.json`: the role's `dccore --config` file.
     pub config_file: String,
     /// `<config_dir>/token` (mode 0600).
     pub token_file: String,
@@ -140,7 +138,7 @@ impl InstallPaths {
         RolePaths {
             bin: self.bin.clone(),
             config_dir: self.config_dir.clone(),
-            config_file: format!("{}/{r}.toml", self.config_dir),
+            config_file: format!("{}/{r}.json", self.config_dir),
             token_file: format!("{}/token", self.config_dir),
             manifest: format!("{}/manifest-{r}", self.config_dir),
             work_dir: format!("{}/{r}", self.work_root),
@@ -186,10 +184,9 @@ pub struct InstallParams {
     pub max_clock_skew_secs: u64,
     /// Where things go.
     pub paths: InstallPaths,
-    /// Extra TOML appended to the role's config file.
-    pub extra_config: Option<String>,
-    /// Pass `--config <config_file>` to dccore (only once dccore reads this format).
-    pub pass_config_flag: bool,
+    /// The role's `dccore --config` file (JSON, as dccore reads it; dcform renders it from the definition's
+    /// `core { config = ... }`). Default `{}`: dccore's defaults.
+    pub config_json: String,
 }
 
 impl InstallParams {
@@ -210,8 +207,7 @@ impl InstallParams {
             controller_epoch,
             max_clock_skew_secs: 300,
             paths: InstallPaths::default(),
-            extra_config: None,
-            pass_config_flag: false,
+            config_json: "{}\n".into(),
         }
     }
 
@@ -261,9 +257,7 @@ impl InstallParams {
                 v.extend(["--advertise-url".into(), u.clone()]);
             }
         }
-        if self.pass_config_flag {
-            v.extend(["--config".into(), p.config_file.clone()]);
-        }
+        v.extend(["--config".into(), p.config_file.clone()]);
         Ok(v)
     }
 }
@@ -299,29 +293,12 @@ fn systemd_quote(arg: &str) -> String {
     format!("\"{}\"", a.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
-fn toml_string(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 fn env() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
-    // Scripts and TOML, not HTML.
+    // Scripts, not HTML.
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
     env.add_filter("sh", |v: String| shell_quote(&v));
-    env.add_filter("toml", |v: String| toml_string(&v));
     env
 }
 
@@ -384,7 +361,6 @@ pub fn render(p: &InstallParams) -> Result<RenderedInstall, TemplateError> {
         resources => p.resources.clone().unwrap_or_default(),
         attributes => p.attributes.clone().unwrap_or_default(),
         advertise_url => p.advertise_url.clone().unwrap_or_default(),
-        extra_config => p.extra_config.clone().unwrap_or_default(),
         binary_arch => p.binary_arch.clone(),
         min_free_mb => p.min_free_mb,
         ports => ports,
@@ -397,10 +373,7 @@ pub fn render(p: &InstallParams) -> Result<RenderedInstall, TemplateError> {
     };
     let env = env();
     let preflight = render_one(&env, "preflight.sh.j2", PREFLIGHT, &base)?;
-    let config = match p.role {
-        Role::Master => render_one(&env, "master.toml.j2", MASTER_TOML, &base)?,
-        Role::Agent | Role::PublicAgent => render_one(&env, "agent.toml.j2", AGENT_TOML, &base)?,
-    };
+    let config = p.config_json.clone();
     let unit = render_one(&env, "dccore.service.j2", UNIT, &base)?;
     let manifest = vec![
         paths.bin.clone(),
@@ -468,7 +441,8 @@ mod tests {
             argv.join(" "),
             "/usr/local/bin/dccore agent --master http://10.0.0.2:5050 --listen 0.0.0.0:5051 \
              --work-dir /var/lib/dcform/public-agent --token-file /etc/dcform/token --public \
-             --resources cpus:4;mem:8192 --attributes rack:r1;zone:a"
+             --resources cpus:4;mem:8192 --attributes rack:r1;zone:a \
+             --config /etc/dcform/public-agent.json"
         );
     }
 
@@ -481,15 +455,14 @@ mod tests {
         let argv = p.dccore_argv().expect("argv");
         assert!(
             argv.join(" ")
-                .ends_with("--attributes rack:r1;zone:a --advertise-url http://10.0.0.3:5051"),
+                .ends_with("--attributes rack:r1;zone:a --advertise-url http://10.0.0.3:5051 --config /etc/dcform/public-agent.json"),
             "{argv:?}"
         );
         let r = render(&p).expect("render");
         assert!(
-            r.config
-                .contains("advertise_url = \"http://10.0.0.3:5051\""),
+            r.unit.contains("--advertise-url http://10.0.0.3:5051"),
             "{}",
-            r.config
+            r.unit
         );
     }
 
@@ -531,13 +504,16 @@ mod tests {
     }
 
     #[test]
-    fn config_is_valid_toml_strings_and_master_has_no_agent_keys() {
-        let mut m = InstallParams::new("c\"x", "masters-0", Role::Master, "0.0.0.0:5050", 0);
-        m.extra_config = Some("[allocator]\nrefuse_seconds = 5".into());
+    fn config_file_is_the_given_json_and_dccore_is_pointed_at_it() {
+        let mut m = InstallParams::new("c", "masters-0", Role::Master, "0.0.0.0:5050", 0);
+        m.config_json = "{\"offer_timeout_secs\": 5.0}\n".into();
         let r = render(&m).expect("render");
-        assert!(r.config.contains("cluster = \"c\\\"x\""));
-        assert!(r.config.contains("refuse_seconds = 5"));
-        assert!(!r.config.contains("master ="));
+        assert_eq!(r.config, m.config_json);
+        assert_eq!(r.paths.config_file, "/etc/dcform/master.json");
+        assert!(m.dccore_argv().expect("argv").ends_with(&[
+            "--config".to_string(),
+            "/etc/dcform/master.json".to_string()
+        ]));
         assert!(!r.install.contains("--master"));
     }
 
@@ -576,7 +552,7 @@ mod tests {
     fn uninstall_removes_role_files_then_shared_ones_with_the_last_role() {
         let r = render(&agent()).expect("render");
         for p in [
-            "/etc/dcform/public-agent.toml",
+            "/etc/dcform/public-agent.json",
             "/var/lib/dcform/public-agent",
             "/etc/systemd/system/dcform-public-agent.service",
             "/usr/local/bin/dccore",

@@ -14,6 +14,7 @@
 //! Stages: `raw` (syntax, spans), [`vars`] (declarations, value sources and their precedence), `eval`
 //! (expression evaluation with positions), `funcs` (the function library), `validate` (every check).
 
+pub mod core_config;
 mod error;
 mod eval;
 mod funcs;

@@ -44,7 +44,7 @@ fn snapshot(node: &Node) -> String {
 
 fn state(node: &Node) -> String {
     node.sh(
-        "stat -c '%n %Y %a' /usr/local/bin/dccore /etc/dcform/master.toml /etc/dcform/token \
+        "stat -c '%n %Y %a' /usr/local/bin/dccore /etc/dcform/master.json /etc/dcform/token \
          /etc/dcform/manifest-master; cat /run/dcform/master.pid",
     )
 }
@@ -140,7 +140,7 @@ async fn install_twice_is_a_no_op_and_uninstall_leaves_nothing() {
 
     // A changed config restarts the role.
     let mut changed = params.clone();
-    changed.extra_config = Some("[allocator]\nrefuse_seconds = 5".into());
+    changed.config_json = "{\"offer_timeout_secs\": 5.0}\n".into();
     let third = within(
         "reconfigure",
         bootstrap_node(&s, &changed, &token, &standin(), &progress),

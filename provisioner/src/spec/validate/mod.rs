@@ -484,12 +484,24 @@ impl Validator<'_> {
             match self.value(a) {
                 Some(Value::Object(o)) => {
                     for (k, v) in o {
-                        match serde_json::to_value(&v) {
-                            Ok(j) => {
-                                spec.config.insert(k, j);
+                        let normalised = serde_json::to_value(&v)
+                            .map_err(|e| format!("core config \"{k}\": {e}"))
+                            .and_then(|j| super::core_config::normalise(&k, &j));
+                        match normalised {
+                            Ok((key, j)) => {
+                                spec.config.insert(key.to_string(), j);
                             }
                             Err(e) => {
-                                self.err(&a.value_loc, format!("core config \"{k}\": {e}"), "")
+                                let hint = if e.starts_with("unknown core config key") {
+                                    super::error::name_hint(
+                                        &k,
+                                        "core config keys",
+                                        &super::core_config::known_names(),
+                                    )
+                                } else {
+                                    String::new()
+                                };
+                                self.err(&a.value_loc, e, hint)
                             }
                         }
                     }
