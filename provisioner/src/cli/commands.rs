@@ -570,22 +570,11 @@ fn state_list(a: &StateArgs) -> Result<u8, CliError> {
 
 fn state_show(a: &ShowArgs) -> Result<u8, CliError> {
     let (_file, state) = read_state(&a.target)?;
-    let node = state.node(&a.node).ok_or_else(|| {
-        let names: Vec<&str> = state.nodes.iter().map(|n| n.name.as_str()).collect();
-        CliError::user(anyhow!(
-            "no node {:?} in the state; nodes: {}",
-            a.node,
-            if names.is_empty() {
-                "none".into()
-            } else {
-                names.join(", ")
-            }
-        ))
-    })?;
+    let node = find_node(&state, &a.node)?;
     if a.target.def.json {
         println!(
             "{}",
-            serde_json::to_string(node).map_err(CliError::internal)?
+            serde_json::to_string(&node).map_err(CliError::internal)?
         );
     } else {
         let v = serde_json::to_value(node).map_err(CliError::internal)?;
@@ -599,6 +588,19 @@ fn state_show(a: &ShowArgs) -> Result<u8, CliError> {
     Ok(exit::OK)
 }
 
+/// The node called `name`, or a user error listing the nodes the state has.
+pub(super) fn find_node(state: &State, name: &str) -> Result<crate::state::NodeState, CliError> {
+    state.node(name).cloned().ok_or_else(|| {
+        let names: Vec<&str> = state.nodes.iter().map(|n| n.name.as_str()).collect();
+        let list = if names.is_empty() {
+            "none".to_string()
+        } else {
+            names.join(", ")
+        };
+        CliError::user(anyhow!("no node {name:?} in the state; nodes: {list}"))
+    })
+}
+
 fn state_rm(a: &ShowArgs) -> Result<u8, CliError> {
     let (file, _) = read_state(&a.target)?;
     let _lock = StateLock::acquire(&file, "state rm")?;
@@ -606,18 +608,7 @@ fn state_rm(a: &ShowArgs) -> Result<u8, CliError> {
     let mut state = file
         .load()?
         .ok_or_else(|| CliError::user(anyhow!("no state at {}", file.path().display())))?;
-    let node = state.node(&a.node).cloned().ok_or_else(|| {
-        let names: Vec<&str> = state.nodes.iter().map(|n| n.name.as_str()).collect();
-        CliError::user(anyhow!(
-            "no node {:?} in the state; nodes: {}",
-            a.node,
-            if names.is_empty() {
-                "none".into()
-            } else {
-                names.join(", ")
-            }
-        ))
-    })?;
+    let node = find_node(&state, &a.node)?;
     state.remove_node(&node.name);
     file.save(&mut state)?;
     println!(

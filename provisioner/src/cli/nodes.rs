@@ -101,18 +101,7 @@ pub async fn list(a: &ListArgs) -> Result<u8, CliError> {
 /// The node and an SSH connector for it, from the state (and the definition's `ssh {}` block when it loads).
 fn node_target(a: &NodeCmdArgs) -> Result<(NodeState, SshConnector, StateFile), CliError> {
     let (file, state) = read_state(&a.target)?;
-    let node = state.node(&a.node).cloned().ok_or_else(|| {
-        let names: Vec<&str> = state.nodes.iter().map(|n| n.name.as_str()).collect();
-        CliError::user(anyhow!(
-            "no node {:?} in the state; nodes: {}",
-            a.node,
-            if names.is_empty() {
-                "none".into()
-            } else {
-                names.join(", ")
-            }
-        ))
-    })?;
+    let node = super::commands::find_node(&state, &a.node)?;
     if state.provider == "local" {
         return Err(CliError::user(anyhow!(
             "{} is a local sandbox, not a machine: its files are in {}",
