@@ -357,9 +357,12 @@ fn record_outputs(state: &mut State, core: &CoreBinary, file: &StateFile) {
             .outputs
             .insert("master_url".into(), serde_json::Value::String(url));
     }
+    // Absolute, so the output is usable from any folder.
+    let token = file.dir().join("token");
+    let token = std::path::absolute(&token).unwrap_or(token);
     state.outputs.insert(
         "token_file".into(),
-        serde_json::Value::String(file.dir().join("token").display().to_string()),
+        serde_json::Value::String(token.display().to_string()),
     );
     let count = |agent: bool| {
         state
