@@ -392,6 +392,7 @@ pub fn render(p: &InstallParams) -> Result<RenderedInstall, TemplateError> {
         paths.work_dir.clone(),
         paths.log_file.clone(),
         paths.pid_file.clone(),
+        format!("{}/.install-{role}.lock", paths.config_dir),
         paths.unit_file.clone(),
     ];
     let shared_paths = vec![
@@ -566,5 +567,73 @@ mod tests {
                 "uninstall misses {p}"
             );
         }
+    }
+}
+
+#[cfg(all(test, unix))]
+mod lock_tests {
+    use super::*;
+    use std::process::{Command, Stdio};
+
+    /// An apply killed mid-install leaves its script running; the next apply's install must not start a
+    /// second supervisor beside the first. Two installs of one node at once start exactly one.
+    #[test]
+    fn concurrent_installs_of_one_node_start_one_supervisor() {
+        if Command::new("flock").arg("-V").output().is_err() {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI needs flock (util-linux)"
+            );
+            eprintln!(
+                "skip: no flock on this machine (the lock is skipped where flock is missing)"
+            );
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().display().to_string();
+        // A stand-in for `dccore supervise --pid-file F ...`: records each start, writes F, stays up a while.
+        let bin = format!("{root}/dccore");
+        std::fs::write(
+            &bin,
+            format!(
+                "#!/bin/sh\necho $$ >> {root}/starts\nsleep 0.5\necho $$ > \"$3\"\nexec sleep 20\n"
+            ),
+        )
+        .expect("stand-in");
+        Command::new("chmod")
+            .args(["+x", &bin])
+            .status()
+            .expect("chmod");
+        let mut p = InstallParams::new("c", "masters-1", Role::Master, "127.0.0.1:1", 0);
+        p.paths = InstallPaths {
+            bin: bin.clone(),
+            config_dir: format!("{root}/etc"),
+            work_root: format!("{root}/lib"),
+            log_dir: format!("{root}/log"),
+            run_dir: format!("{root}/run"),
+            unit_dir: format!("{root}/systemd"),
+        };
+        let script = render(&p).expect("render").install;
+        let run = || {
+            Command::new("sh")
+                .arg("-c")
+                .arg(&script)
+                .env("DCFORM_NO_SYSTEMD", "1")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("sh")
+        };
+        let (mut a, mut b) = (run(), run());
+        let (ra, rb) = (a.wait().expect("wait"), b.wait().expect("wait"));
+        let starts = std::fs::read_to_string(format!("{root}/starts")).unwrap_or_default();
+        for pid in starts.split_whitespace() {
+            let _ = Command::new("kill").arg(pid).status();
+        }
+        assert!(
+            ra.success() && rb.success(),
+            "both installs succeed: {ra:?} {rb:?}"
+        );
+        assert_eq!(starts.lines().count(), 1, "supervisors started: {starts:?}");
     }
 }
