@@ -109,7 +109,8 @@ pub fn build(
         ProviderSpec::Docker(d) => {
             // Containers share this host's kernel and architecture.
             core_binary::check_arch(&binary, std::env::consts::ARCH)?;
-            let p = docker::DockerProvider::new(spec, d, state.dir(), opts.insecure_skip_host_key);
+            let p = docker::DockerProvider::new(spec, d, state.dir(), opts.insecure_skip_host_key)
+                .with_core(&binary.path);
             (AnyProvider::Docker(Box::new(p)), Layout::Host)
         }
         ProviderSpec::Ssh(_) => {
