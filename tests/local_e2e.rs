@@ -92,6 +92,84 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Starts `dcform apply -var VAR` in the background and returns once the state records an agent (the
+    /// master is up and the agents' wave has begun), or the apply ended.
+    async fn apply_until_agents_start(&self, var: &str, capture: bool) -> std::process::Child {
+        let state = self
+            .dir
+            .path()
+            .join(".dcform")
+            .join(self.name())
+            .join("state.json");
+        let out = || {
+            if capture {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            }
+        };
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dcform"))
+            .args(["apply", "--auto-approve", "-var", var, self.def()])
+            .stdin(Stdio::null())
+            .stdout(out())
+            .stderr(out())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !std::fs::read_to_string(&state)
+            .unwrap_or_default()
+            .contains("\"agents-")
+            && child.try_wait().unwrap().is_none()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "apply never got to the agents"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        child
+    }
+
+    /// The state file of this cluster.
+    fn state_path(&self) -> PathBuf {
+        self.dir
+            .path()
+            .join(".dcform")
+            .join(self.name())
+            .join("state.json")
+    }
+
+    fn name(&self) -> String {
+        std::fs::read_to_string(&self.def)
+            .unwrap()
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("cluster \"")
+                    .and_then(|r| r.split('"').next())
+                    .map(String::from)
+            })
+            .unwrap()
+    }
+}
+
+/// A framework subscribed to the cluster `status` describes, with the master URL and token it used.
+async fn framework(status: &serde_json::Value, name: &str) -> (Scheduler, String, String) {
+    let master = status["outputs"]["master_url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let token = std::fs::read_to_string(status["outputs"]["token_file"].as_str().unwrap()).unwrap();
+    let token = token.trim().to_string();
+    let fw = tokio::time::timeout(
+        Duration::from_secs(30),
+        Scheduler::subscribe(&master, &token, name),
+    )
+    .await
+    .expect("subscribe");
+    (fw, master, token)
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         let _ = dcform(&["destroy", "--auto-approve", self.def()]);
@@ -166,26 +244,14 @@ async fn local_cluster_boots_runs_a_task_reapplies_as_no_op_and_destroys_cleanly
     );
 
     // A task through the scheduler API, its output through the agent's sandbox API.
-    let master = status["outputs"]["master_url"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let token = std::fs::read_to_string(status["outputs"]["token_file"].as_str().unwrap()).unwrap();
-    let mut fw = tokio::time::timeout(
-        Duration::from_secs(30),
-        Scheduler::subscribe(&master, token.trim(), "e2e"),
-    )
-    .await
-    .expect("subscribe");
+    let (mut fw, master, token) = framework(&status, "e2e").await;
     fw.launch("hello-1", "echo hello-from-local").await;
     let finished = fw.wait_state("hello-1", "TASK_FINISHED").await;
     let agent_id = finished["update"]["status"]["agent_id"]["value"]
         .as_str()
         .unwrap()
         .to_string();
-    let agents = dcform::cluster_api::agents(&master, token.trim())
-        .await
-        .unwrap();
+    let agents = dcform::cluster_api::agents(&master, &token).await.unwrap();
     let agent_url = agents
         .iter()
         .find(|a| a.id == agent_id)
@@ -243,27 +309,8 @@ fn is_zombie(pid: u32) -> bool {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_apply_killed_half_way_converges_on_the_next_apply() {
     let c = Cluster::new("e2e-kill");
-    let state = c.dir.path().join(".dcform/e2e-kill/state.json");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dcform"))
-        .args(["apply", "--auto-approve", "-var", "agents=4", c.def()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
     // Kill it once the master is up and agents are under way (the state has agents in it).
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let s = std::fs::read_to_string(&state).unwrap_or_default();
-        if s.contains("\"agents-") || child.try_wait().unwrap().is_some() {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "apply never got to the agents"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let mut child = c.apply_until_agents_start("agents=4", false).await;
     let _ = child.kill(); // SIGKILL: no chance to clean up
     let _ = child.wait();
 
@@ -307,17 +354,7 @@ async fn scale_up_and_down_touch_only_the_changed_agents() {
     // Removing agents drains them first: a long-running task on one of them is killed, and its
     // framework hears TASK_KILLED from the drain, before the node goes.
     let status = c.status();
-    let master = status["outputs"]["master_url"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let token = std::fs::read_to_string(status["outputs"]["token_file"].as_str().unwrap()).unwrap();
-    let mut fw = tokio::time::timeout(
-        Duration::from_secs(30),
-        Scheduler::subscribe(&master, token.trim(), "e2e-drain"),
-    )
-    .await
-    .expect("subscribe");
+    let (mut fw, _, _) = framework(&status, "e2e-drain").await;
     // Only the private agents are offered to role "*": the task lands on agents-1 or agents-2.
     fw.launch("long-1", "sleep 1000").await;
     let running = fw.wait_state("long-1", "TASK_RUNNING").await;
@@ -353,25 +390,7 @@ async fn scale_up_and_down_touch_only_the_changed_agents() {
 #[tokio::test(flavor = "multi_thread")]
 async fn ctrl_c_finishes_in_flight_steps_saves_and_exits_130() {
     let c = Cluster::new("e2e-int");
-    let state = c.dir.path().join(".dcform/e2e-int/state.json");
-    let child = Command::new(env!("CARGO_BIN_EXE_dcform"))
-        .args(["apply", "--auto-approve", "-var", "agents=6", c.def()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !std::fs::read_to_string(&state)
-        .unwrap_or_default()
-        .contains("\"agents-")
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "apply never got to the agents"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let child = c.apply_until_agents_start("agents=6", true).await;
     let kill = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -385,7 +404,7 @@ async fn ctrl_c_finishes_in_flight_steps_saves_and_exits_130() {
     assert_eq!(o.status.code(), Some(130), "{}", text(&o));
     assert!(text(&o).contains("interrupted"), "{}", text(&o));
     let saved: dcform::state::State =
-        serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(c.state_path()).unwrap()).unwrap();
     assert!(!saved.nodes.is_empty());
     let o = dcform(&["apply", "--auto-approve", "-var", "agents=6", c.def()]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
