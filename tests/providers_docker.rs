@@ -42,20 +42,13 @@ async fn docker_example_boots_runs_a_task_is_idempotent_and_destroys_without_lef
     let (healthy, agents, status) = agents_healthy(&env, dir.path(), &def).await;
     assert_eq!((healthy, agents), (3, 3), "{status}");
 
-    let master = status["outputs"]["master_url"]
-        .as_str()
-        .expect("master_url")
-        .to_string();
-    let token = std::fs::read_to_string(dir.path().join(format!(".dcform/{cluster}/token")))
-        .expect("token");
     let marker = format!("hello-{cluster}");
-    let out = within(
-        Duration::from_secs(120),
-        "task through the scheduler API",
-        support::run_task(&master, token.trim(), &marker),
-    )
-    .await;
-    assert_eq!(out.trim(), marker);
+    assert_eq!(
+        support::marker_task(&status, dir.path(), &cluster, &marker)
+            .await
+            .trim(),
+        marker
+    );
 
     let o = dcform(&env, dir.path(), &["apply", "--auto-approve", &def]).await;
     assert!(

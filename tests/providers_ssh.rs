@@ -8,9 +8,8 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command as Proc;
-use std::time::Duration;
 
-use support::{Env, agents_healthy, dcform, ok, text, unique, within};
+use support::{Env, agents_healthy, dcform, ok, text, unique};
 
 const LABEL: &str = "dcform.test=providers-ssh";
 
@@ -178,20 +177,13 @@ async fn onprem_example_installs_runs_a_task_and_destroy_leaves_the_hosts_clean(
 
     let (healthy, agents, status) = agents_healthy(&env, dir.path(), &def).await;
     assert_eq!((healthy, agents), (3, 3), "{status}");
-    let master = status["outputs"]["master_url"]
-        .as_str()
-        .expect("master_url")
-        .to_string();
-    let token = std::fs::read_to_string(dir.path().join(format!(".dcform/{cluster}/token")))
-        .expect("token");
     let marker = format!("hello-{cluster}");
-    let out = within(
-        Duration::from_secs(120),
-        "task through the scheduler API",
-        support::run_task(&master, token.trim(), &marker),
-    )
-    .await;
-    assert_eq!(out.trim(), marker);
+    assert_eq!(
+        support::marker_task(&status, dir.path(), &cluster, &marker)
+            .await
+            .trim(),
+        marker
+    );
 
     let o = dcform(
         &env,

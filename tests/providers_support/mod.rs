@@ -346,3 +346,20 @@ async fn read_stdout(
         .expect("files/read JSON");
     v["data"].as_str().unwrap_or_default().to_string()
 }
+
+/// Runs a task printing `marker` on the cluster `status` (from `dcform status --json`) describes, through the
+/// scheduler API, and returns its stdout.
+pub async fn marker_task(status: &Value, dir: &Path, cluster: &str, marker: &str) -> String {
+    let master = status["outputs"]["master_url"]
+        .as_str()
+        .expect("master_url")
+        .to_string();
+    let token =
+        std::fs::read_to_string(dir.join(format!(".dcform/{cluster}/token"))).expect("token");
+    within(
+        Duration::from_secs(120),
+        "task through the scheduler API",
+        run_task(&master, token.trim(), marker),
+    )
+    .await
+}
