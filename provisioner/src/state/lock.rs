@@ -51,8 +51,11 @@ impl StateLock {
         let dir = state.dir();
         fs::create_dir_all(dir).map_err(StateError::io(dir, "cannot create the state folder"))?;
         let path = lock_path(state);
-        // Retry a few times only for the race where the file is replaced between open and lock.
-        for _ in 0..10 {
+        let orphan_deadline = std::time::Instant::now() + ORPHAN_GRACE;
+        // Retries: the race where the file is replaced between open and lock (a few), and the
+        // wait for a dead holder's descriptor to close (bounded by `orphan_deadline`).
+        let mut replaced = 0;
+        loop {
             let file = OpenOptions::new()
                 .read(true)
                 .write(true)
@@ -63,7 +66,17 @@ impl StateLock {
             match file.try_lock() {
                 Ok(()) => {}
                 Err(TryLockError::WouldBlock) => {
-                    let holder = read_info(&path).unwrap_or_else(|| LockInfo {
+                    let recorded = read_info(&path);
+                    // A holder killed on this host (SIGKILL, OOM) leaves the lock to whichever of its
+                    // children was between fork and exec at that moment; exec closes the descriptor
+                    // within moments. Wait that out instead of sending the user to force-unlock.
+                    if recorded.as_ref().is_some_and(holder_is_gone)
+                        && std::time::Instant::now() < orphan_deadline
+                    {
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                        continue;
+                    }
+                    let holder = recorded.unwrap_or_else(|| LockInfo {
                         id: "unknown".into(),
                         pid: 0,
                         host: "unknown".into(),
@@ -79,7 +92,14 @@ impl StateLock {
                 Err(TryLockError::Error(e)) => return Err(StateError::io(&path, "cannot lock")(e)),
             }
             if !same_file(&file, &path) {
-                continue; // force-unlocked or released between our open and lock: lock the new file
+                // Force-unlocked or released between our open and lock: lock the new file.
+                replaced += 1;
+                if replaced >= 10 {
+                    return Err(StateError::io(&path, "the lock file keeps changing")(
+                        std::io::Error::other("lock race"),
+                    ));
+                }
+                continue;
             }
             let info = LockInfo {
                 id: uuid::Uuid::new_v4().to_string(),
@@ -99,9 +119,6 @@ impl StateLock {
                 .map_err(StateError::io(&path, "cannot write the lock file"))?;
             return Ok(StateLock { file, path, info });
         }
-        Err(StateError::io(&path, "the lock file keeps changing")(
-            std::io::Error::other("lock race"),
-        ))
     }
 
     /// The holder details written for this lock.
@@ -133,6 +150,25 @@ pub fn force_unlock(state: &StateFile, id: &str) -> Result<LockInfo, StateError>
             given: id.to_string(),
             actual: other.map(|i| i.id).unwrap_or_else(|| "none".into()),
         }),
+    }
+}
+
+/// How long a lock whose recorded holder no longer runs may stay held before we report it.
+const ORPHAN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Whether the recorded holder is a process on this host that has exited (or is a zombie).
+/// Holders on other hosts (a shared folder) are never presumed gone.
+fn holder_is_gone(info: &LockInfo) -> bool {
+    if info.host != hostname() || info.pid == 0 || info.pid == std::process::id() {
+        return false;
+    }
+    match fs::read_to_string(format!("/proc/{}/stat", info.pid)) {
+        // The state is the field after the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+        // No /proc/PID on a host that has /proc: the process is gone.
+        Err(_) => Path::new("/proc/self").exists(),
     }
 }
 
@@ -208,5 +244,65 @@ mod tests {
         drop(stuck);
         assert!(StateLock::acquire(&state, "apply").is_err());
         drop(fresh);
+    }
+
+    /// Writes lock-info naming `pid` on this host, then has `flock(1)` hold the lock for `hold`.
+    fn held_by_another_process(state: &StateFile, pid: u32, hold: &str) -> std::process::Child {
+        let info = LockInfo {
+            id: "old".into(),
+            pid,
+            host: hostname(),
+            operation: "apply".into(),
+            created: 0,
+        };
+        let path = lock_path(state);
+        fs::write(&path, serde_json::to_vec(&info).unwrap()).unwrap();
+        let child = std::process::Command::new("flock")
+            .args(["-x", path.to_str().unwrap(), "sleep", hold])
+            .spawn()
+            .expect("flock(1) from util-linux");
+        // Wait until flock(1) has it.
+        let probe = File::open(&path).unwrap();
+        for _ in 0..200 {
+            match probe.try_lock() {
+                Ok(()) => probe.unlock().unwrap(),
+                Err(_) => return child,
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("flock(1) never took the lock");
+    }
+
+    #[test]
+    fn a_dead_holders_lock_kept_by_a_child_for_a_moment_is_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateFile::at(dir.path().join("state.json"));
+        let mut gone = std::process::Command::new("true").spawn().unwrap();
+        let dead_pid = gone.id();
+        gone.wait().unwrap();
+        let mut child = held_by_another_process(&state, dead_pid, "0.5");
+        let lock = StateLock::acquire(&state, "apply").expect("taken once the child let go");
+        assert_eq!(lock.info().pid, std::process::id());
+        assert!(
+            child.try_wait().unwrap().is_some(),
+            "only after the child exited"
+        );
+    }
+
+    #[test]
+    fn a_live_holder_is_reported_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateFile::at(dir.path().join("state.json"));
+        let mut child = held_by_another_process(&state, std::process::id(), "30");
+        // Our own pid is alive: the holder is running, so no waiting.
+        let started = std::time::Instant::now();
+        let err = StateLock::acquire(&state, "apply").unwrap_err();
+        assert!(matches!(err, StateError::Locked { .. }), "{err}");
+        assert!(
+            started.elapsed() < ORPHAN_GRACE,
+            "reported without the grace wait"
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 }
