@@ -2,7 +2,9 @@
 //! SSH engine (all hosts in parallel, one connection each) and with a plain `scp` + `ssh` loop doing
 //! the same work. Prints both wall times, the speedup and the machine.
 //!
-//! `cargo run --release -p dcform-bootstrap --example bench-bootstrap [-- --hosts 20 --size-mb 15 --rounds 3 --tmpfs]`
+//! `cargo run --release -p dcform-bootstrap --example bench-bootstrap [-- --hosts 20 --size-mb 15 --rounds 3 --tmpfs] [--skip-loop|--skip-dcform]`
+//!
+//! `--skip-loop` / `--skip-dcform` run one side only (for `perf record -a`).
 //!
 //! Creates its own docker network and containers (label `dcform.bench=bootstrap`) and removes them
 //! at the end; connects only to those containers.
@@ -242,6 +244,9 @@ async fn main() -> Result<(), BoxError> {
     // cap every upload far below the link; `--tmpfs` puts the destination directory on tmpfs
     // (for both contenders) to measure the transfer engines instead of the storage driver.
     let tmpfs = args.iter().any(|a| a == "--tmpfs");
+    // For profiling the dcform side alone (e.g. under `perf record -a`): no loop, no speedup.
+    let skip_loop = args.iter().any(|a| a == "--skip-loop");
+    let skip_dcform = args.iter().any(|a| a == "--skip-dcform");
     for w in args.windows(2) {
         match w[0].as_str() {
             "--hosts" => hosts = w[1].parse()?,
@@ -352,13 +357,25 @@ async fn main() -> Result<(), BoxError> {
     let mut ours = Vec::new();
     for round in 1..=rounds {
         reset(&ips)?;
-        let l = plain_loop(&ips, &key, &file, &script_path)?;
-        verify(&ips, &sha)?;
-        reset(&ips)?;
+        let l = if skip_loop {
+            Duration::ZERO
+        } else {
+            plain_loop(&ips, &key, &file, &script_path)?
+        };
+        if !skip_loop {
+            verify(&ips, &sha)?;
+            reset(&ips)?;
+        }
         let cpu0 = cpu_secs();
-        let d = dcform_parallel(&ips, &key, &file, script.clone()).await?;
+        let d = if skip_dcform {
+            Duration::ZERO
+        } else {
+            dcform_parallel(&ips, &key, &file, script.clone()).await?
+        };
         let cpu = cpu_secs() - cpu0;
-        verify(&ips, &sha)?;
+        if !skip_dcform {
+            verify(&ips, &sha)?;
+        }
         println!(
             "round {round}: scp+ssh loop {:.2} s, dcform parallel {:.2} s (controller CPU {cpu:.2} s), speedup {:.1}x",
             l.as_secs_f64(),
