@@ -34,6 +34,9 @@ pub(super) struct Conn {
     pub(super) generation: u64,
     /// The bastion session the tunnel runs through; must outlive `handle`.
     _jump: Option<Box<Session>>,
+    /// How long opening the transport took (TCP connect, or the tunnel through the bastion):
+    /// a round-trip time measured by the kernels, not inflated by a busy sshd.
+    rtt: Duration,
 }
 
 impl std::fmt::Debug for Session {
@@ -60,16 +63,19 @@ impl Session {
             target.display(),
             policy_name(&host_key)
         ));
-        let (handle, seen, jump) = match establish(&target, &auth, &host_key, &opts, &log).await {
-            Ok(v) => v,
-            Err(e) => {
-                log.line(&format!("connect failed: {}", error_chain(&e)));
-                return Err(e);
-            }
-        };
+        let (handle, seen, jump, rtt) =
+            match establish(&target, &auth, &host_key, &opts, &log).await {
+                Ok(v) => v,
+                Err(e) => {
+                    log.line(&format!("connect failed: {}", error_chain(&e)));
+                    return Err(e);
+                }
+            };
         log.line(&format!(
-            "connected; host key {} {}",
-            seen.algorithm, seen.fingerprint
+            "connected (transport opened in {:.1} ms); host key {} {}",
+            rtt.as_secs_f64() * 1000.0,
+            seen.algorithm,
+            seen.fingerprint
         ));
         let channels = Semaphore::new(opts.max_channels.max(1));
         Ok(Session {
@@ -81,6 +87,7 @@ impl Session {
                 handle: Arc::new(handle),
                 generation: 0,
                 _jump: jump,
+                rtt,
             }),
             channels,
             log,
@@ -123,6 +130,11 @@ impl Session {
         (c.handle.clone(), c.generation)
     }
 
+    /// The round-trip time measured when the current connection was opened.
+    pub(super) async fn rtt(&self) -> Duration {
+        self.conn.read().await.rtt
+    }
+
     /// Replaces a dead connection (unless someone already did since `seen_generation`). The host
     /// key must be the one seen at first connect: a reconnect never trusts a new key.
     pub(super) async fn reconnect(&self, seen_generation: u64) -> Result<(), SshError> {
@@ -132,11 +144,12 @@ impl Session {
         }
         self.log.line("connection lost; reconnecting");
         let pinned = HostKeyPolicy::Pinned(self.host_key.fingerprint.clone());
-        let (handle, _, jump) =
+        let (handle, _, jump, rtt) =
             establish(&self.target, &self.auth, &pinned, &self.opts, &self.log).await?;
         c.handle = Arc::new(handle);
         c.generation += 1;
         c._jump = jump;
+        c.rtt = rtt;
         self.log.line("reconnected");
         Ok(())
     }
@@ -312,7 +325,7 @@ impl client::Handler for Client {
     }
 }
 
-type Established = (Handle<Client>, HostKeyInfo, Option<Box<Session>>);
+type Established = (Handle<Client>, HostKeyInfo, Option<Box<Session>>, Duration);
 
 /// Connects (through the jump host if any) with boot retries, checks the host key, authenticates.
 async fn establish(
@@ -360,7 +373,7 @@ async fn establish(
         })
         .await;
     match res {
-        Ok((handle, info)) => Ok((handle, info, jump)),
+        Ok((handle, info, rtt)) => Ok((handle, info, jump, rtt)),
         Err((Attempt::Booting(source), attempts)) => Err(SshError::Connect {
             host: target.host.clone(),
             port: target.port,
@@ -418,7 +431,7 @@ async fn attempt_once(
     policy: &HostKeyPolicy,
     opts: &ConnectOptions,
     jump: Option<&Session>,
-) -> Result<(Handle<Client>, HostKeyInfo), Attempt> {
+) -> Result<(Handle<Client>, HostKeyInfo, Duration), Attempt> {
     let verdict = Arc::new(Mutex::new(KeyVerdict::NotChecked));
     let client = Client {
         host: target.host.clone(),
@@ -434,6 +447,8 @@ async fn attempt_once(
             format!("no SSH handshake within {timeout:?}"),
         ))
     };
+    let opened = std::time::Instant::now();
+    let rtt;
     let handshake = match jump {
         None => {
             let tcp = tokio::time::timeout(
@@ -454,6 +469,7 @@ async fn attempt_once(
                     })
                 }
             })?;
+            rtt = opened.elapsed();
             let _ = tcp.set_nodelay(true);
             tokio::time::timeout(timeout, handshake(config, tcp, client)).await
         }
@@ -477,6 +493,7 @@ async fn attempt_once(
                         ),
                     ))
                 })?;
+            rtt = opened.elapsed();
             tokio::time::timeout(timeout, handshake(config, ch.into_stream(), client)).await
         }
     };
@@ -497,7 +514,7 @@ async fn attempt_once(
     authenticate(&mut handle, target, auth)
         .await
         .map_err(Attempt::Fatal)?;
-    Ok((handle, info))
+    Ok((handle, info, rtt))
 }
 
 async fn handshake<S>(

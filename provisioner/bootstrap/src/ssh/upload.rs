@@ -101,12 +101,17 @@ const PACE_PIECE: usize = 64 * 1024;
 /// commands fall behind, every sshd keeps a full window buffered, and its buffer handling (copy,
 /// zero, fault in fresh pages) costs ten times the CPU per byte of a single upload: half of all
 /// CPU time. Capping the backlog halved sshd's CPU and cut the 20-host benchmark from ~7.3 s to
-/// ~4.5 s. The cost: one stream moves at most this much per round trip (256 MiB/s at 1 ms,
-/// 5 MiB/s at 50 ms).
+/// ~4.5 s. One stream moves at most the limit per round trip, so it grows with the connection's
+/// round-trip time to keep [`PACE_RATE`] (a 50 ms WAN link gets the whole window: no pacing).
 const PACE_LIMIT: u64 = 256 * 1024;
 
-/// With no window adjust for this long, the backlog limit doubles (up to the window): a server
-/// that adjusts only after consuming more than the limit is never left to trickle.
+/// Bytes per second one paced stream should be able to reach: the limit is at least this times
+/// the round-trip time.
+const PACE_RATE: f64 = 128.0 * 1024.0 * 1024.0;
+
+/// With no window adjust for this long, and none at all at the current limit, the limit doubles
+/// (up to the window): a server that adjusts only after consuming more than the limit is never
+/// left to trickle.
 const PACE_STALL: Duration = Duration::from_millis(250);
 
 /// Exit status the receiving script uses for a hash mismatch.
@@ -357,7 +362,8 @@ impl Session {
             let skipped = verdict == Some(true);
             // Phase 2: send the content only when asked for it.
             if verdict == Some(false) {
-                self.send_paced(&mut ch, src, window, &mut lines, &mut status)
+                let pacer = Pacer::new(window, self.rtt().await);
+                self.send_paced(&mut ch, src, pacer, &mut lines, &mut status)
                     .await?;
             }
             if verdict.is_some() {
@@ -396,21 +402,18 @@ impl Session {
     }
 
     /// Streams the content, paced so that at most [`PACE_LIMIT`] bytes wait unconsumed on the
-    /// far side. `granted` is the window the server gave this channel: the window it reports
-    /// after each adjust then says how much is still outstanding. Without it (unknown server
-    /// behaviour) the stream is sent as fast as the window allows. Output and the exit status
+    /// far side (see [`Pacer`]). Output and the exit status
     /// that arrive meanwhile go to `lines` and `status`; an early exit stops the stream.
     async fn send_paced(
         &self,
         ch: &mut russh::Channel<russh::client::Msg>,
         src: &UploadSource,
-        granted: Option<u32>,
+        mut pacer: Pacer,
         lines: &mut Vec<String>,
         status: &mut Option<super::ExitStatus>,
     ) -> Result<(), String> {
         let e = |e: russh::Error| error_chain(&e);
         let mut pieces = Pieces::open(src).await?;
-        let mut pacer = Pacer::new(granted);
         loop {
             if pacer.may_send() {
                 let Some(piece) = pieces.next().await? else {
@@ -446,7 +449,9 @@ impl Session {
 }
 
 /// Decides when the next piece may go (see [`PACE_LIMIT`]). Pure: fed what was sent and what
-/// the server reported.
+/// the server reported. The window the server granted before anything was sent tells, with the
+/// window it reports after each adjust, how much is still unconsumed; without it (a server that
+/// does not grant its window the way OpenSSH does) nothing is held back.
 #[derive(Debug)]
 struct Pacer {
     /// The channel's window before anything was sent; `None`: unknown, no pacing.
@@ -456,16 +461,23 @@ struct Pacer {
     /// Outstanding as of the last window adjust, and `sent` at that moment.
     base: u64,
     sent_at_base: u64,
+    /// The server has adjusted the window since `limit` was last raised: it works with this
+    /// limit, and a stall means a slow far side, not one that waits for more data.
+    adjusts_at_limit: bool,
 }
 
 impl Pacer {
-    fn new(granted: Option<u32>) -> Pacer {
+    fn new(granted: Option<u32>, rtt: Duration) -> Pacer {
+        // Whole bytes; a float-to-int cast saturates.
+        let for_rtt = (PACE_RATE * rtt.as_secs_f64()) as u64;
+        let cap = granted.map_or(u64::MAX, u64::from).max(PACE_LIMIT);
         Pacer {
             granted,
-            limit: PACE_LIMIT,
+            limit: for_rtt.clamp(PACE_LIMIT, cap),
             sent: 0,
             base: 0,
             sent_at_base: 0,
+            adjusts_at_limit: false,
         }
     }
 
@@ -487,11 +499,17 @@ impl Pacer {
         let granted = self.granted.unwrap_or(window);
         self.base = u64::from(granted.saturating_sub(window));
         self.sent_at_base = self.sent;
+        self.adjusts_at_limit = true;
     }
 
-    /// No adjust for [`PACE_STALL`]: this server adjusts later than OpenSSH does. Allow it a
-    /// larger backlog (up to its window) rather than trickling.
+    /// No adjust for [`PACE_STALL`]. If none came at this limit at all, this server adjusts
+    /// only after consuming more than the limit: allow it a larger backlog (up to its window)
+    /// rather than trickling. If it did adjust at this limit, its far side is just slow (a
+    /// busy host): wait for it, a larger backlog would only cost it more CPU.
     fn stalled(&mut self) {
+        if self.adjusts_at_limit {
+            return;
+        }
         let cap = self.granted.map_or(u64::MAX, u64::from).max(PACE_LIMIT);
         self.limit = (self.limit * 2).min(cap);
     }
@@ -569,10 +587,25 @@ mod tests {
     }
 
     const MIB: u32 = 1 << 20;
+    const LAN: Duration = Duration::from_micros(300);
+
+    #[test]
+    fn a_long_round_trip_gets_a_larger_backlog_and_a_wan_link_the_whole_window() {
+        let limit = |rtt| Pacer::new(Some(2 * MIB), rtt).limit;
+        assert_eq!(limit(Duration::ZERO), PACE_LIMIT);
+        assert_eq!(limit(Duration::from_millis(1)), PACE_LIMIT);
+        // 1/128 s at 128 MiB/s.
+        assert_eq!(limit(Duration::from_nanos(7_812_500)), u64::from(MIB));
+        assert_eq!(
+            limit(Duration::from_millis(50)),
+            u64::from(2 * MIB),
+            "capped at the window"
+        );
+    }
 
     #[test]
     fn pacing_keeps_at_most_the_limit_unconsumed() {
-        let mut p = Pacer::new(Some(2 * MIB));
+        let mut p = Pacer::new(Some(2 * MIB), LAN);
         let mut pieces = 0;
         while p.may_send() {
             p.sent(PACE_PIECE);
@@ -591,7 +624,7 @@ mod tests {
 
     #[test]
     fn a_server_that_adjusts_late_gets_a_larger_backlog_up_to_its_window() {
-        let mut p = Pacer::new(Some(MIB));
+        let mut p = Pacer::new(Some(MIB), LAN);
         while p.may_send() {
             p.sent(PACE_PIECE);
         }
@@ -607,8 +640,25 @@ mod tests {
     }
 
     #[test]
+    fn a_server_that_adjusts_at_this_limit_is_waited_for_when_it_is_slow() {
+        let mut p = Pacer::new(Some(2 * MIB), LAN);
+        while p.may_send() {
+            p.sent(PACE_PIECE);
+        }
+        p.adjusted(2 * MIB - 128 * 1024);
+        while p.may_send() {
+            p.sent(PACE_PIECE);
+        }
+        for _ in 0..10 {
+            p.stalled();
+        }
+        assert!(!p.may_send(), "still at most {PACE_LIMIT} outstanding");
+        assert_eq!(p.outstanding(), PACE_LIMIT);
+    }
+
+    #[test]
     fn without_a_known_window_nothing_is_held_back() {
-        let mut p = Pacer::new(None);
+        let mut p = Pacer::new(None, LAN);
         for _ in 0..1000 {
             assert!(p.may_send());
             p.sent(PACE_PIECE);
