@@ -143,6 +143,29 @@ async fn large_upload_is_hash_checked_atomic_and_skipped_when_present() {
     assert_eq!(again, UploadOutcome::AlreadyPresent { sha256: want });
 }
 
+/// The paced upload waits for a far side that consumes slowly (its window adjusts come late)
+/// instead of piling the stream into sshd; the file must still arrive whole.
+#[tokio::test]
+async fn an_upload_to_a_host_starved_of_cpu_arrives_intact() {
+    let Some(net) = TestNet::new() else { return };
+    let key = net.keygen("id", "ed25519", "");
+    let node = net.node(&key.public, &[]);
+    let s = connect(&node.ip, "root", &key.path).await;
+    crate::harness::docker(&["update", "--cpus", "0.1", &node.name]);
+    let file = net.dir.path().join("slow.bin");
+    let data: Vec<u8> = (0..8u32 << 20)
+        .map(|i| (i.wrapping_mul(2246822519) >> 11) as u8)
+        .collect();
+    std::fs::write(&file, &data).expect("write");
+    let want = hex::encode(Sha256::digest(&data));
+    let up = Upload::new("slow", UploadSource::File(file), "/opt/slow/f", 0o644);
+    let r = within("upload to a starved host", s.upload(&up))
+        .await
+        .expect("upload");
+    assert!(r.changed(), "{r:?}");
+    assert_eq!(node.sh("sha256sum /opt/slow/f | cut -c1-64"), want);
+}
+
 #[tokio::test]
 async fn changed_host_key_is_refused_and_nothing_runs() {
     let Some(net) = TestNet::new() else { return };
