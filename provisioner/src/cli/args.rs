@@ -70,7 +70,7 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Remove every node of the cluster and the provider's resources.
     #[command(
-        after_help = "Examples:\n  dcform destroy examples/local.hcl\n  dcform destroy --auto-approve .\n  dcform destroy --cluster docker --auto-approve   # no state: remove every Docker object labelled with the cluster"
+        after_help = "Examples:\n  dcform destroy examples/local.hcl\n  dcform destroy --auto-approve .\n  dcform destroy --cluster docker --auto-approve   # no state: remove every Docker object labelled with the cluster\n  dcform destroy --cluster docker --auto-approve examples/docker.hcl   # ... and forget its nodes in that definition's state"
     )]
     Destroy(DestroyArgs),
     /// List the Docker clusters on this machine, found by their labels (no state needed).
@@ -217,6 +217,8 @@ pub struct DestroyArgs {
     #[command(flatten)]
     pub apply: ApplyArgs,
     /// Without a state: remove every container, network and volume labelled `dcform.cluster=NAME`.
+    /// A `docker` state of that cluster at the definition's usual place (or `--state`) forgets
+    /// its nodes, so the next `apply` creates the cluster again.
     #[arg(long, value_name = "NAME")]
     pub cluster: Option<String>,
 }

@@ -13,7 +13,7 @@ use super::{CliError, exit, table};
 use crate::providers::docker;
 use crate::providers::ssh_remote::{SshConnector, SshRemote, map_error};
 use crate::spec::SshSpec;
-use crate::state::{NodeState, StateFile};
+use crate::state::{NodeState, StateFile, StateLock};
 
 /// `dcform destroy --cluster NAME`: removes every Docker object labelled with the cluster.
 pub async fn destroy_by_label(a: &DestroyArgs) -> Result<u8, CliError> {
@@ -46,7 +46,64 @@ pub async fn destroy_by_label(a: &DestroyArgs) -> Result<u8, CliError> {
         r.networks.len(),
         r.volumes.len()
     );
+    // A state left where the definition keeps it still lists the removed nodes: the next apply
+    // would report "No changes" for a cluster that is gone. Forget them.
+    let file = match &a.apply.state {
+        Some(p) => StateFile::at(p),
+        None => {
+            let p = &a.apply.def.path;
+            let dir = if p.is_file() {
+                p.parent()
+                    .unwrap_or(std::path::Path::new("."))
+                    .to_path_buf()
+            } else {
+                p.clone()
+            };
+            StateFile::default_for(&dir, cluster)
+        }
+    };
+    match forget_docker_nodes(&file, cluster)? {
+        Forgot::Nodes(n) => println!("Forgot {n} node(s) in {}.", file.path().display()),
+        Forgot::OtherCluster(what) => println!(
+            "The state {} is {what}: left as it is.",
+            file.path().display()
+        ),
+        Forgot::NoState => {}
+    }
     Ok(exit::OK)
+}
+
+/// What [`forget_docker_nodes`] did.
+#[derive(Debug, PartialEq, Eq)]
+enum Forgot {
+    NoState,
+    /// The state belongs to another cluster or provider (named).
+    OtherCluster(String),
+    Nodes(usize),
+}
+
+/// Empties the nodes, outputs and provider records of a `docker` state of `cluster` (under its
+/// lock), after its containers were removed by label. Any other state is left untouched.
+fn forget_docker_nodes(file: &StateFile, cluster: &str) -> Result<Forgot, CliError> {
+    if !file.path().exists() {
+        return Ok(Forgot::NoState);
+    }
+    let _lock = StateLock::acquire(file, "destroy --cluster")?;
+    let Some(mut state) = file.load()? else {
+        return Ok(Forgot::NoState);
+    };
+    if state.cluster != cluster || state.provider != "docker" {
+        return Ok(Forgot::OtherCluster(format!(
+            "of the {} cluster \"{}\"",
+            state.provider, state.cluster
+        )));
+    }
+    let n = state.nodes.len();
+    state.nodes.clear();
+    state.outputs.clear();
+    state.resources.clear();
+    file.save(&mut state)?;
+    Ok(Forgot::Nodes(n))
 }
 
 /// `dcform list`: the Docker clusters on this machine.
@@ -239,4 +296,72 @@ pub async fn node_image(c: &NodeImageCommand) -> Result<u8, CliError> {
         info.path
     );
     Ok(exit::OK)
+}
+
+#[cfg(test)]
+mod forget_tests {
+    use super::*;
+    use crate::state::State;
+
+    fn state_with_a_node(dir: &std::path::Path, cluster: &str, provider: &str) -> StateFile {
+        let file = StateFile::default_for(dir, cluster);
+        let mut s = State::new(cluster, provider);
+        s.upsert_node(NodeState {
+            name: "masters-1".into(),
+            pool: "masters".into(),
+            index: 1,
+            role: crate::spec::Role::Master,
+            host: None,
+            provider_id: Some("c0ffee".into()),
+            addresses: vec!["172.18.0.2".into()],
+            ssh_host_key: None,
+            core_version: None,
+            config_hash: None,
+            status: crate::state::NodeStatus::Running,
+        });
+        s.outputs.insert(
+            "master_url".into(),
+            serde_json::json!("http://172.18.0.2:5050"),
+        );
+        file.save(&mut s).unwrap();
+        file
+    }
+
+    #[test]
+    fn a_docker_state_of_the_purged_cluster_forgets_its_nodes() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = state_with_a_node(dir.path(), "demo", "docker");
+        let serial = file.load().unwrap().unwrap().serial;
+        assert_eq!(
+            forget_docker_nodes(&file, "demo").unwrap(),
+            Forgot::Nodes(1)
+        );
+        let after = file.load().unwrap().unwrap();
+        assert!(after.nodes.is_empty() && after.outputs.is_empty());
+        assert!(
+            after.serial > serial,
+            "a new serial: saved plans from before are stale"
+        );
+        assert!(
+            file.backup_path().exists(),
+            "the previous state is kept as backup"
+        );
+    }
+
+    #[test]
+    fn another_providers_or_clusters_state_is_left_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = state_with_a_node(dir.path(), "demo", "local");
+        let before = std::fs::read(file.path()).unwrap();
+        assert!(matches!(
+            forget_docker_nodes(&file, "demo").unwrap(),
+            Forgot::OtherCluster(_)
+        ));
+        assert_eq!(std::fs::read(file.path()).unwrap(), before);
+        let none = StateFile::default_for(dir.path(), "other");
+        assert_eq!(
+            forget_docker_nodes(&none, "other").unwrap(),
+            Forgot::NoState
+        );
+    }
 }
