@@ -57,6 +57,29 @@ async fn docker_example_boots_runs_a_task_is_idempotent_and_destroys_without_lef
         text(&o)
     );
 
+    // A machine removed behind dcform's back is found by the refresh and created again.
+    let rm = std::process::Command::new("docker")
+        .args(["rm", "-f", &format!("dcform-{cluster}-agents-1")])
+        .output()
+        .expect("docker runs");
+    assert!(
+        rm.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rm.stderr)
+    );
+    let o = dcform(&env, dir.path(), &["plan", &def]).await;
+    let t = ok(&o, "plan after docker rm");
+    assert!(
+        t.contains("+ agents-1") && t.contains("the machine is gone"),
+        "{t}"
+    );
+    let o = dcform(&env, dir.path(), &["apply", "--auto-approve", &def]).await;
+    let t = ok(&o, "apply after docker rm");
+    assert!(t.contains("1 added"), "{t}");
+    assert_eq!(labelled(&cluster).0, 4, "one container per node again");
+    let (healthy, agents, status) = agents_healthy(&env, dir.path(), &def).await;
+    assert_eq!((healthy, agents), (3, 3), "{status}");
+
     // The operator extras: exec exits with the remote code, list finds the cluster by label.
     let o = dcform(
         &env,

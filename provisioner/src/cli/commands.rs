@@ -25,7 +25,7 @@ use crate::state::{self, State, StateFile, StateLock};
 pub async fn run(cli: Cli) -> Result<u8, CliError> {
     match cli.command {
         Command::Validate(a) => validate(&a),
-        Command::Plan(a) => plan_cmd(&a),
+        Command::Plan(a) => plan_cmd(&a).await,
         Command::Apply(a) => apply_cmd(&a, false).await,
         Command::Destroy(a) if a.cluster.is_some() => super::nodes::destroy_by_label(&a).await,
         Command::Destroy(a) => apply_cmd(&a.apply, true).await,
@@ -154,13 +154,25 @@ fn print_plan(plan: &Plan, json: bool) {
     }
 }
 
-fn plan_cmd(a: &PlanArgs) -> Result<u8, CliError> {
-    let result = (|| -> Result<bool, CliError> {
+/// Loads the state (or a new one) and refreshes it: machines removed outside dcform are marked gone.
+async fn refreshed_state(spec: &ClusterSpec, file: &StateFile) -> Result<State, CliError> {
+    let mut state = file
+        .load()?
+        .unwrap_or_else(|| State::new(&spec.name, spec.provider.kind()));
+    let gone = providers::refresh(&mut state)
+        .await
+        .map_err(|e| CliError::internal(anyhow::Error::new(e).context("refreshing the state")))?;
+    for n in gone {
+        eprintln!("Refresh: the machine of {n} is gone (removed outside dcform).");
+    }
+    Ok(state)
+}
+
+async fn plan_cmd(a: &PlanArgs) -> Result<u8, CliError> {
+    let result = async {
         let spec = load_def(&a.def)?;
         let file = state_file(&spec, &a.state);
-        let state = file
-            .load()?
-            .unwrap_or_else(|| State::new(&spec.name, spec.provider.kind()));
+        let state = refreshed_state(&spec, &file).await?;
         let plan = make_plan(&spec, &state, a.destroy);
         print_plan(&plan, a.def.json);
         if let Some(out) = &a.out {
@@ -176,8 +188,9 @@ fn plan_cmd(a: &PlanArgs) -> Result<u8, CliError> {
                 );
             }
         }
-        Ok(plan.has_changes())
-    })();
+        Ok::<_, CliError>(plan.has_changes())
+    }
+    .await;
     match result {
         Ok(changes) if a.detailed_exitcode && changes => Ok(exit::CHANGES),
         Ok(_) => Ok(exit::OK),
@@ -225,9 +238,7 @@ async fn apply_cmd(a: &ApplyArgs, destroy: bool) -> Result<u8, CliError> {
         None => {
             let spec = load_def(&a.def)?;
             let file = state_file(&spec, &a.state);
-            let state = file
-                .load()?
-                .unwrap_or_else(|| State::new(&spec.name, spec.provider.kind()));
+            let state = refreshed_state(&spec, &file).await?;
             (make_plan(&spec, &state, destroy), file)
         }
     };

@@ -279,6 +279,14 @@ fn existing_node_change(
         Step::WaitHealthy,
     ];
     match node.status {
+        NodeStatus::Gone => {
+            return change_for(
+                w,
+                Action::Create,
+                "the machine is gone (removed outside dcform)".into(),
+                full,
+            );
+        }
         NodeStatus::Creating => {
             return change_for(w, Action::Create, "creation did not finish".into(), full);
         }

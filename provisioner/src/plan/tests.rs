@@ -419,3 +419,31 @@ fn plan_survives_a_round_trip_through_json() {
     let back: Plan = serde_json::from_str(&serde_json::to_string(&plan).unwrap()).unwrap();
     assert_eq!(back, plan);
 }
+
+#[test]
+fn a_gone_machine_is_created_again_and_its_destroy_skips_the_uninstall() {
+    let s = demo();
+    let mut state = applied(&s);
+    state
+        .nodes
+        .iter_mut()
+        .find(|n| n.name == "agents-1")
+        .unwrap()
+        .status = NodeStatus::Gone;
+    let plan = diff(&s, &state, &core());
+    let changes: Vec<_> = plan.actions().collect();
+    assert_eq!(changes.len(), 1, "only the gone node: {changes:?}");
+    assert_eq!(changes[0].node, "agents-1");
+    assert_eq!(changes[0].action, Action::Create);
+    assert!(changes[0].reason.contains("gone"), "{}", changes[0].reason);
+    assert_eq!(changes[0].steps[0], Step::CreateNode);
+
+    let plan = destroy(&s, &state, &core());
+    let gone = plan.actions().find(|c| c.node == "agents-1").unwrap();
+    assert!(
+        !gone.steps.contains(&Step::Uninstall) && !gone.steps.contains(&Step::Drain),
+        "nothing to uninstall on a machine that is not there: {:?}",
+        gone.steps
+    );
+    assert!(gone.steps.contains(&Step::DestroyNode));
+}

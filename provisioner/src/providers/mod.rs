@@ -17,7 +17,7 @@ use crate::core_binary::{self, CoreBinary, CoreBinaryError};
 use crate::install::{Layout, ScriptInstaller};
 use crate::plan::CoreTarget;
 use crate::spec::{ClusterSpec, ProviderSpec};
-use crate::state::{NodeState, StateFile};
+use crate::state::{NodeState, NodeStatus, State, StateFile};
 
 /// Why the provider could not be set up. Nothing was touched when this is returned.
 #[derive(Debug, thiserror::Error)]
@@ -238,5 +238,101 @@ impl Remote for AnyRemote {
             AnyRemote::Local(r) => r.host_key(),
             AnyRemote::Ssh(r) => r.host_key(),
         }
+    }
+}
+
+/// Refresh before planning, as Terraform does: marks [`NodeStatus::Gone`] (in memory) every node
+/// whose machine was removed outside dcform (a `docker rm`, a deleted sandbox folder), so the plan
+/// creates it again instead of reporting "No changes" for a cluster that is not there. On-prem
+/// hosts are never "gone" (unreachable is not removed). Returns the names marked.
+pub async fn refresh(state: &mut State) -> Result<Vec<String>, docker::DockerError> {
+    let gone: Vec<String> = match state.provider.as_str() {
+        "local" => state
+            .nodes
+            .iter()
+            .filter(|n| n.status >= NodeStatus::Created)
+            // Sandbox paths are recorded absolute; anything else is not ours to judge.
+            .filter(|n| {
+                n.provider_id
+                    .as_deref()
+                    .map(Path::new)
+                    .is_some_and(|d| d.is_absolute() && !d.is_dir())
+            })
+            .map(|n| n.name.clone())
+            .collect(),
+        "docker" if state.nodes.iter().any(|n| n.status >= NodeStatus::Created) => {
+            let found = docker::list_clusters().await?;
+            let here: Vec<&str> = found
+                .iter()
+                .filter(|c| c.name == state.cluster)
+                .flat_map(|c| c.nodes.iter().map(|n| n.node.as_str()))
+                .collect();
+            state
+                .nodes
+                .iter()
+                .filter(|n| n.status >= NodeStatus::Created && !here.contains(&n.name.as_str()))
+                .map(|n| n.name.clone())
+                .collect()
+        }
+        _ => Vec::new(),
+    };
+    for n in state.nodes.iter_mut().filter(|n| gone.contains(&n.name)) {
+        n.status = NodeStatus::Gone;
+    }
+    Ok(gone)
+}
+
+#[cfg(test)]
+mod refresh_tests {
+    use super::*;
+    use crate::spec::Role;
+
+    fn node(name: &str, provider_id: Option<String>, status: NodeStatus) -> NodeState {
+        NodeState {
+            name: name.into(),
+            pool: "agents".into(),
+            index: 1,
+            role: Role::Agent,
+            host: None,
+            provider_id,
+            addresses: vec![],
+            ssh_host_key: None,
+            core_version: None,
+            config_hash: None,
+            status,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_local_sandbox_deleted_outside_dcform_is_gone_and_others_are_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let kept = dir.path().join("agents-1");
+        std::fs::create_dir(&kept).unwrap();
+        let deleted = dir.path().join("agents-2").display().to_string();
+        let mut state = State::new("demo", "local");
+        state.upsert_node(node(
+            "agents-1",
+            Some(kept.display().to_string()),
+            NodeStatus::Running,
+        ));
+        state.upsert_node(node("agents-2", Some(deleted.clone()), NodeStatus::Running));
+        // Never created: nothing to find missing.
+        state.upsert_node(node("agents-3", Some(deleted), NodeStatus::Creating));
+        assert_eq!(
+            refresh(&mut state).await.unwrap(),
+            vec!["agents-2".to_string()]
+        );
+        let status = |n: &str| state.node(n).unwrap().status;
+        assert_eq!(status("agents-1"), NodeStatus::Running);
+        assert_eq!(status("agents-2"), NodeStatus::Gone);
+        assert_eq!(status("agents-3"), NodeStatus::Creating);
+    }
+
+    #[tokio::test]
+    async fn on_prem_hosts_are_never_gone() {
+        let mut state = State::new("demo", "ssh");
+        state.upsert_node(node("agents-1", None, NodeStatus::Running));
+        assert!(refresh(&mut state).await.unwrap().is_empty());
+        assert_eq!(state.node("agents-1").unwrap().status, NodeStatus::Running);
     }
 }

@@ -87,6 +87,9 @@ impl State {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeStatus {
+    /// The machine was removed outside dcform (found missing before planning). First in the
+    /// order: nothing is installed on it, nothing to uninstall.
+    Gone,
     /// The machine is being created; it may or may not exist (a create was interrupted).
     Creating,
     /// The machine exists; the core is not installed yet.
@@ -104,6 +107,7 @@ pub enum NodeStatus {
 impl fmt::Display for NodeStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = match self {
+            NodeStatus::Gone => "gone",
             NodeStatus::Creating => "creating",
             NodeStatus::Created => "created",
             NodeStatus::Installed => "installed",
