@@ -50,9 +50,18 @@ impl Drop for Cleanup {
             args.extend(self.containers.iter().map(String::as_str));
             let _ = Proc::new("docker").args(&args).output();
         }
-        let _ = Proc::new("docker")
-            .args(["network", "rm", &self.net])
-            .output();
+        // The engine may still be detaching the removed containers' endpoints: retry briefly.
+        for _ in 0..10 {
+            let removed = Proc::new("docker")
+                .args(["network", "rm", &self.net])
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false);
+            if removed {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
     }
 }
 
