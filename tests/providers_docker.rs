@@ -67,6 +67,13 @@ async fn docker_example_boots_runs_a_task_is_idempotent_and_destroys_without_lef
         "{}",
         String::from_utf8_lossy(&rm.stderr)
     );
+    let o = dcform(&env, dir.path(), &["status", &def]).await;
+    let t = ok(&o, "status after docker rm");
+    assert!(
+        t.lines()
+            .any(|l| l.starts_with("agents-1") && l.contains("not running (gone)")),
+        "{t}"
+    );
     let o = dcform(&env, dir.path(), &["plan", &def]).await;
     let t = ok(&o, "plan after docker rm");
     assert!(

@@ -431,7 +431,11 @@ fn display_value(v: &serde_json::Value) -> String {
 }
 
 async fn status(a: &StateArgs) -> Result<u8, CliError> {
-    let (file, state) = read_state(a)?;
+    let (file, mut state) = read_state(a)?;
+    // Machines removed outside dcform show as gone (the master may not have noticed yet).
+    if let Err(e) = providers::refresh(&mut state).await {
+        eprintln!("Warning: cannot check the machines: {e}");
+    }
     // Ask the master what it sees; a master that does not answer makes every health "unknown", not an error.
     let token = std::fs::read_to_string(file.dir().join("token")).unwrap_or_default();
     let (master_ok, agents) = match cluster_api::master_url(&state) {
