@@ -87,6 +87,45 @@ async fn docker_example_boots_runs_a_task_is_idempotent_and_destroys_without_lef
     let (healthy, agents, status) = agents_healthy(&env, dir.path(), &def).await;
     assert_eq!((healthy, agents), (3, 3), "{status}");
 
+    // A restarted container (Docker Engine or host restart) brings its role back by itself, as a
+    // systemd unit would: no apply needed.
+    let restart = std::process::Command::new("docker")
+        .args(["restart", "-t", "1", &format!("dcform-{cluster}-agents-2")])
+        .output()
+        .expect("docker runs");
+    assert!(
+        restart.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restart.stderr)
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let o = dcform(
+            &env,
+            dir.path(),
+            // The agent process itself, not a pid file that could be left from before the restart.
+            &[
+                "exec",
+                "agents-2",
+                &def,
+                "--",
+                "pgrep",
+                "-f",
+                "dccore agent",
+            ],
+        )
+        .await;
+        let (healthy, _, status) = agents_healthy(&env, dir.path(), &def).await;
+        if o.status.success() && healthy == 3 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "agents-2 did not come back after a container restart: {status}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+
     // The operator extras: exec exits with the remote code, list finds the cluster by label.
     let o = dcform(
         &env,

@@ -110,6 +110,9 @@ pub struct RolePaths {
     pub pid_file: String,
     /// `<unit_dir>/dcform-<role>.service`.
     pub unit_file: String,
+    /// `<config_dir>/boot-<role>.sh`: on hosts without systemd, starts the role's supervisor
+    /// again when the machine (container) restarts; the node image's entry command runs it.
+    pub boot_file: String,
 }
 
 impl RolePaths {
@@ -127,6 +130,7 @@ impl RolePaths {
             ("run_dir", self.run_dir.clone()),
             ("pid_file", self.pid_file.clone()),
             ("unit_file", self.unit_file.clone()),
+            ("boot_file", self.boot_file.clone()),
         ])
     }
 }
@@ -148,6 +152,7 @@ impl InstallPaths {
             run_dir: self.run_dir.clone(),
             pid_file: format!("{}/{r}.pid", self.run_dir),
             unit_file: format!("{}/dcform-{r}.service", self.unit_dir),
+            boot_file: format!("{}/boot-{r}.sh", self.config_dir),
         }
     }
 }
@@ -383,6 +388,7 @@ pub fn render(p: &InstallParams) -> Result<RenderedInstall, TemplateError> {
         paths.log_file.clone(),
         paths.pid_file.clone(),
         paths.unit_file.clone(),
+        paths.boot_file.clone(),
     ];
     let install_ctx = context! { unit => unit.trim_end(), manifest => manifest, ..base.clone() };
     let install = render_one(&env, "install.sh.j2", INSTALL, &install_ctx)?;
@@ -394,6 +400,7 @@ pub fn render(p: &InstallParams) -> Result<RenderedInstall, TemplateError> {
         paths.pid_file.clone(),
         format!("{}/.install-{role}.lock", paths.config_dir),
         paths.unit_file.clone(),
+        paths.boot_file.clone(),
     ];
     let shared_paths = vec![
         paths.bin.clone(),

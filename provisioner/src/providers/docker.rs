@@ -17,7 +17,10 @@ use std::time::Duration;
 
 use bollard::Docker;
 use bollard::errors::Error as BollardError;
-use bollard::models::{ContainerCreateBody, HostConfig, Ipam, IpamConfig, NetworkCreateRequest};
+use bollard::models::{
+    ContainerCreateBody, HostConfig, Ipam, IpamConfig, NetworkCreateRequest, RestartPolicy,
+    RestartPolicyNameEnum,
+};
 use bollard::query_parameters::{
     CreateContainerOptions, InspectContainerOptions, InspectNetworkOptions, ListContainersOptions,
     ListNetworksOptions, ListVolumesOptions, RemoveContainerOptions, RemoveVolumeOptions,
@@ -420,6 +423,12 @@ impl Provider for DockerProvider {
                     network_mode: Some(network_name(&self.cluster)),
                     // A real init as PID 1 reaps the daemons dccore's supervisor leaves behind.
                     init: Some(true),
+                    // Back after a Docker Engine or host restart; the roles come back with it
+                    // (the node image's entry command runs the installer's boot scripts).
+                    restart_policy: Some(RestartPolicy {
+                        name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                        maximum_retry_count: None,
+                    }),
                     ..Default::default()
                 }),
                 ..Default::default()
