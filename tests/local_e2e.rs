@@ -282,6 +282,29 @@ async fn local_cluster_boots_runs_a_task_reapplies_as_no_op_and_destroys_cleanly
         text(&o)
     );
 
+    // agents-1's processes die (as on a host restart): the refresh sees it, apply starts it again.
+    let run = c.state_path().parent().unwrap().join("nodes/agents-1/run");
+    for f in std::fs::read_dir(&run).unwrap().flatten() {
+        let pid = std::fs::read_to_string(f.path()).unwrap();
+        let pid = pid.trim();
+        // The supervisor leads its own process group (setsid): take the group, then the leader.
+        let _ = Command::new("kill")
+            .args(["-9", "--", &format!("-{pid}")])
+            .status();
+        let _ = Command::new("kill").args(["-9", pid]).status();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let o = dcform(&["plan", "--detailed-exitcode", c.def()]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("agents-1") && text(&o).contains("the core is not running"),
+        "{}",
+        text(&o)
+    );
+    let o = dcform(&["apply", "--auto-approve", c.def()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(agents_healthy(&c.status()), (3, 3));
+
     let running = c.sandbox_pids();
     assert!(running.len() >= 4, "a supervisor per node: {running:?}");
     let o = dcform(&["destroy", "--auto-approve", c.def()]);

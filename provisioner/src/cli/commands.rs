@@ -162,8 +162,13 @@ async fn refreshed_state(spec: &ClusterSpec, file: &StateFile) -> Result<State, 
     let gone = providers::refresh(&mut state)
         .await
         .map_err(|e| CliError::internal(anyhow::Error::new(e).context("refreshing the state")))?;
-    for n in gone {
-        eprintln!("Refresh: the machine of {n} is gone (removed outside dcform).");
+    for (n, status) in gone {
+        match status {
+            crate::state::NodeStatus::Gone => {
+                eprintln!("Refresh: the machine of {n} is gone (removed outside dcform).")
+            }
+            _ => eprintln!("Refresh: dccore is not running on {n}."),
+        }
     }
     Ok(state)
 }

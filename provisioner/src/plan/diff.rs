@@ -308,6 +308,15 @@ fn existing_node_change(
                 steps,
             );
         }
+        NodeStatus::Stopped => {
+            let steps = vec![Step::Start, Step::WaitHealthy];
+            return change_for(
+                w,
+                Action::Install,
+                "the core is not running (stopped outside dcform, or the host restarted)".into(),
+                steps,
+            );
+        }
         NodeStatus::Removing => {
             let steps = vec![Step::Install, Step::Start, Step::WaitHealthy];
             return change_for(

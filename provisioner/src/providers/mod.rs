@@ -244,8 +244,9 @@ impl Remote for AnyRemote {
 /// Refresh before planning, as Terraform does: marks [`NodeStatus::Gone`] (in memory) every node
 /// whose machine was removed outside dcform (a `docker rm`, a deleted sandbox folder), so the plan
 /// creates it again instead of reporting "No changes" for a cluster that is not there. On-prem
-/// hosts are never "gone" (unreachable is not removed). Returns the names marked.
-pub async fn refresh(state: &mut State) -> Result<Vec<String>, docker::DockerError> {
+/// hosts are never "gone" (unreachable is not removed). A local sandbox whose dccore is not running
+/// is marked [`NodeStatus::Stopped`]. Returns the nodes marked, with their new status.
+pub async fn refresh(state: &mut State) -> Result<Vec<(String, NodeStatus)>, docker::DockerError> {
     let gone: Vec<String> = match state.provider.as_str() {
         "local" => state
             .nodes
@@ -276,10 +277,39 @@ pub async fn refresh(state: &mut State) -> Result<Vec<String>, docker::DockerErr
         }
         _ => Vec::new(),
     };
+    let mut marked = Vec::new();
     for n in state.nodes.iter_mut().filter(|n| gone.contains(&n.name)) {
         n.status = NodeStatus::Gone;
+        marked.push((n.name.clone(), NodeStatus::Gone));
     }
-    Ok(gone)
+    // Local sandboxes have no supervisor of their own across a host restart: a running node whose
+    // sandbox has no live dccore process is started again.
+    if state.provider == "local" {
+        for n in state.nodes.iter_mut() {
+            let sandbox = n.provider_id.as_deref().map(Path::new);
+            if n.status == NodeStatus::Running && sandbox.is_some_and(|d| !dccore_runs_in(d)) {
+                n.status = NodeStatus::Stopped;
+                marked.push((n.name.clone(), NodeStatus::Stopped));
+            }
+        }
+    }
+    Ok(marked)
+}
+
+/// Whether any pid file under `<sandbox>/run` names a live `dccore` process.
+fn dccore_runs_in(sandbox: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(sandbox.join("run")) else {
+        return false;
+    };
+    entries
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "pid"))
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .filter_map(|pid| pid.trim().parse::<u32>().ok())
+        .any(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.windows(6).any(|w| w == b"dccore"))
+        })
 }
 
 #[cfg(test)]
@@ -318,14 +348,44 @@ mod refresh_tests {
         state.upsert_node(node("agents-2", Some(deleted.clone()), NodeStatus::Running));
         // Never created: nothing to find missing.
         state.upsert_node(node("agents-3", Some(deleted), NodeStatus::Creating));
+        // agents-1's sandbox is there but nothing runs in it.
         assert_eq!(
             refresh(&mut state).await.unwrap(),
-            vec!["agents-2".to_string()]
+            vec![
+                ("agents-2".to_string(), NodeStatus::Gone),
+                ("agents-1".to_string(), NodeStatus::Stopped)
+            ]
         );
         let status = |n: &str| state.node(n).unwrap().status;
-        assert_eq!(status("agents-1"), NodeStatus::Running);
+        assert_eq!(status("agents-1"), NodeStatus::Stopped);
         assert_eq!(status("agents-2"), NodeStatus::Gone);
         assert_eq!(status("agents-3"), NodeStatus::Creating);
+    }
+
+    #[tokio::test]
+    async fn a_local_sandbox_with_a_live_dccore_stays_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let sandbox = dir.path().join("agents-1");
+        std::fs::create_dir_all(sandbox.join("run")).unwrap();
+        // A process whose command line says dccore: a copy of sleep under that name.
+        let bin = dir.path().join("dccore");
+        std::fs::copy("/bin/sleep", &bin).unwrap();
+        let mut child = std::process::Command::new(&bin).arg("30").spawn().unwrap();
+        std::fs::write(sandbox.join("run/agent.pid"), child.id().to_string()).unwrap();
+        let mut state = State::new("demo", "local");
+        state.upsert_node(node(
+            "agents-1",
+            Some(sandbox.display().to_string()),
+            NodeStatus::Running,
+        ));
+        let marked = refresh(&mut state).await.unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(marked.is_empty(), "{marked:?}");
+        assert_eq!(state.node("agents-1").unwrap().status, NodeStatus::Running);
+        // Once it is gone, the node is stopped.
+        refresh(&mut state).await.unwrap();
+        assert_eq!(state.node("agents-1").unwrap().status, NodeStatus::Stopped);
     }
 
     #[tokio::test]

@@ -96,6 +96,9 @@ pub enum NodeStatus {
     Created,
     /// The core is installed and configured, not yet started (or stopped).
     Installed,
+    /// Installed and started once, but found not running before planning (a local sandbox after a
+    /// host restart, processes killed outside dcform). Before `Running` in the order: no drain.
+    Stopped,
     /// The core is running and was seen healthy.
     Running,
     /// Tasks are being moved away before removal.
@@ -111,6 +114,7 @@ impl fmt::Display for NodeStatus {
             NodeStatus::Creating => "creating",
             NodeStatus::Created => "created",
             NodeStatus::Installed => "installed",
+            NodeStatus::Stopped => "stopped",
             NodeStatus::Running => "running",
             NodeStatus::Draining => "draining",
             NodeStatus::Removing => "removing",
