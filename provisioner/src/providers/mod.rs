@@ -287,7 +287,9 @@ pub async fn refresh(state: &mut State) -> Result<Vec<(String, NodeStatus)>, doc
     if state.provider == "local" {
         for n in state.nodes.iter_mut() {
             let sandbox = n.provider_id.as_deref().map(Path::new);
-            if n.status == NodeStatus::Running && sandbox.is_some_and(|d| !dccore_runs_in(d)) {
+            if n.status == NodeStatus::Running
+                && sandbox.is_some_and(|d| d.is_absolute() && d.is_dir() && !dccore_runs_in(d))
+            {
                 n.status = NodeStatus::Stopped;
                 marked.push((n.name.clone(), NodeStatus::Stopped));
             }
@@ -372,6 +374,14 @@ mod refresh_tests {
         std::fs::copy("/bin/sleep", &bin).unwrap();
         let mut child = std::process::Command::new(&bin).arg("30").spawn().unwrap();
         std::fs::write(sandbox.join("run/agent.pid"), child.id().to_string()).unwrap();
+        // Setup: wait until the child shows its own command line (seen once to lag under load).
+        let cmdline = format!("/proc/{}/cmdline", child.id());
+        for _ in 0..200 {
+            if std::fs::read(&cmdline).is_ok_and(|c| c.windows(6).any(|w| w == b"dccore")) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         let mut state = State::new("demo", "local");
         state.upsert_node(node(
             "agents-1",
