@@ -58,15 +58,7 @@ async fn docker_example_boots_runs_a_task_is_idempotent_and_destroys_without_lef
     );
 
     // A machine removed behind dcform's back is found by the refresh and created again.
-    let rm = std::process::Command::new("docker")
-        .args(["rm", "-f", &format!("dcform-{cluster}-agents-1")])
-        .output()
-        .expect("docker runs");
-    assert!(
-        rm.status.success(),
-        "{}",
-        String::from_utf8_lossy(&rm.stderr)
-    );
+    docker_ok(&["rm", "-f", &format!("dcform-{cluster}-agents-1")]);
     let o = dcform(&env, dir.path(), &["status", &def]).await;
     let t = ok(&o, "status after docker rm");
     assert!(
@@ -89,15 +81,7 @@ async fn docker_example_boots_runs_a_task_is_idempotent_and_destroys_without_lef
 
     // A restarted container (Docker Engine or host restart) brings its role back by itself, as a
     // systemd unit would: no apply needed.
-    let restart = std::process::Command::new("docker")
-        .args(["restart", "-t", "1", &format!("dcform-{cluster}-agents-2")])
-        .output()
-        .expect("docker runs");
-    assert!(
-        restart.status.success(),
-        "{}",
-        String::from_utf8_lossy(&restart.stderr)
-    );
+    docker_ok(&["restart", "-t", "1", &format!("dcform-{cluster}-agents-2")]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         let o = dcform(
@@ -288,4 +272,18 @@ async fn create_finds_the_container_an_interrupted_create_made_and_teardown_remo
         .await
         .expect("teardown");
     assert_eq!(labelled(&cluster), (0, 0, 0));
+}
+
+/// Runs the docker CLI (test setup: what a user does behind dcform's back) and insists it worked.
+fn docker_ok(args: &[&str]) {
+    let o = std::process::Command::new("docker")
+        .args(args)
+        .output()
+        .expect("docker runs");
+    assert!(
+        o.status.success(),
+        "docker {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&o.stderr)
+    );
 }

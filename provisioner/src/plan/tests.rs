@@ -289,24 +289,9 @@ fn role_change_replaces_the_node() {
 fn interrupted_apply_resumes_each_node_where_it_stopped() {
     let s = demo();
     let mut state = applied(&s);
-    state
-        .nodes
-        .iter_mut()
-        .find(|n| n.name == "agents-1")
-        .unwrap()
-        .status = NodeStatus::Creating;
-    state
-        .nodes
-        .iter_mut()
-        .find(|n| n.name == "agents-2")
-        .unwrap()
-        .status = NodeStatus::Created;
-    state
-        .nodes
-        .iter_mut()
-        .find(|n| n.name == "public-1")
-        .unwrap()
-        .status = NodeStatus::Installed;
+    set_status(&mut state, "agents-1", NodeStatus::Creating);
+    set_status(&mut state, "agents-2", NodeStatus::Created);
+    set_status(&mut state, "public-1", NodeStatus::Installed);
     let plan = diff(&s, &state, &core());
     let steps: Vec<(&str, &[Step])> = plan
         .actions()
@@ -424,12 +409,7 @@ fn plan_survives_a_round_trip_through_json() {
 fn a_gone_machine_is_created_again_and_its_destroy_skips_the_uninstall() {
     let s = demo();
     let mut state = applied(&s);
-    state
-        .nodes
-        .iter_mut()
-        .find(|n| n.name == "agents-1")
-        .unwrap()
-        .status = NodeStatus::Gone;
+    set_status(&mut state, "agents-1", NodeStatus::Gone);
     let plan = diff(&s, &state, &core());
     let changes: Vec<_> = plan.actions().collect();
     assert_eq!(changes.len(), 1, "only the gone node: {changes:?}");
@@ -446,4 +426,14 @@ fn a_gone_machine_is_created_again_and_its_destroy_skips_the_uninstall() {
         gone.steps
     );
     assert!(gone.steps.contains(&Step::DestroyNode));
+}
+
+/// Sets one node's status in a test state.
+fn set_status(state: &mut State, node: &str, status: NodeStatus) {
+    state
+        .nodes
+        .iter_mut()
+        .find(|n| n.name == node)
+        .expect("node in the test state")
+        .status = status;
 }
