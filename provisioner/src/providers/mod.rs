@@ -375,9 +375,8 @@ mod refresh_tests {
         let mut child = std::process::Command::new(&bin).arg("30").spawn().unwrap();
         std::fs::write(sandbox.join("run/agent.pid"), child.id().to_string()).unwrap();
         // Setup: wait until the child shows its own command line (seen once to lag under load).
-        let cmdline = format!("/proc/{}/cmdline", child.id());
         for _ in 0..200 {
-            if std::fs::read(&cmdline).is_ok_and(|c| c.windows(6).any(|w| w == b"dccore")) {
+            if dccore_runs_in(&sandbox) {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
