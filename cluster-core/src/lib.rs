@@ -12,6 +12,7 @@
 //! * [`api`]: the master's HTTP routes (scheduler, operator, agent-internal, metrics) and authentication.
 //! * [`agent`]: registers with the master, runs tasks in per-task sandboxes, checkpoints them, serves files.
 //! * [`client`]: operator client behind `dccore probe` and `dccore drain` (what dcform runs on nodes).
+//! * [`proc`]: what `/proc` says about a pid (running or zombie, start time).
 //! * [`supervise`]: a minimal process supervisor for hosts without systemd.
 
 #![warn(missing_docs)]
@@ -22,6 +23,7 @@ pub mod api;
 pub mod auth;
 pub mod client;
 pub mod master;
+pub mod proc;
 pub mod proto;
 pub mod supervise;
 mod util;

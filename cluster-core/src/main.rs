@@ -71,18 +71,34 @@ enum Cmd {
         #[arg(long)]
         advertise_url: Option<String>,
     },
-    /// Check the master is healthy and (with --agent-url) lists that agent as active; exit 0 if
-    /// so, else exit 1 with one line saying what is missing.
+    /// Check the master is healthy and (with --agent-url) lists that agent as active; or (with
+    /// --agent-work-dir, on the agent's node, no credential needed) that the agent running now is
+    /// registered, acknowledged by the master within three heartbeats, and active. Exit 0 if so,
+    /// else exit 1 with one line saying what is missing.
+    ///
+    /// Examples:
+    ///   dccore probe --master http://10.0.0.1:5050 --token-file /etc/dcform/token
+    ///   dccore probe --agent-work-dir /var/lib/dcform/agent --pid-file /run/dcform/agent.pid
     Probe {
         /// Master URL, e.g. http://10.0.0.1:5050.
-        #[arg(long)]
-        master: String,
+        #[arg(
+            long,
+            required_unless_present = "agent_work_dir",
+            requires = "token_file"
+        )]
+        master: Option<String>,
         /// File holding the cluster bearer token.
         #[arg(long)]
-        token_file: PathBuf,
+        token_file: Option<PathBuf>,
         /// The agent's URL as it registered (its advertised URL), e.g. http://10.0.0.3:5051.
-        #[arg(long)]
+        #[arg(long, requires = "master")]
         agent_url: Option<String>,
+        /// The agent's work dir: judge the agent from its registration file (see above).
+        #[arg(long)]
+        agent_work_dir: Option<PathBuf>,
+        /// A pid file whose process must be running (a zombie or a dead pid fails).
+        #[arg(long)]
+        pid_file: Option<PathBuf>,
         /// Give up after this long.
         #[arg(long, default_value_t = 10)]
         timeout_secs: u64,
@@ -121,6 +137,24 @@ enum Cmd {
         #[arg(last = true, required = true)]
         cmd: Vec<String>,
     },
+}
+
+/// Fails unless the pid file names a running process: a stale pid file (dead pid, or a zombie
+/// that a non-reaping parent left behind) is not a running process.
+fn probe_pid_file(path: &std::path::Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("no pid file {}: {e}", path.display()))?;
+    let pid: u32 = text
+        .trim()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("pid file {} holds no pid", path.display()))?;
+    if !dccore::proc::is_running(pid) {
+        anyhow::bail!(
+            "process {pid} of pid file {} is not running (dead or a zombie)",
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 /// A usage or configuration error (exit code 2).
@@ -262,19 +296,39 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             master,
             token_file,
             agent_url,
+            agent_work_dir,
+            pid_file,
             timeout_secs,
         } => {
-            let token = read_token(&token_file).map_err(|e| Usage(chain(&e)))?;
-            let timeout = Duration::from_secs(timeout_secs.max(1));
-            let client = OperatorClient::new(&master, &token, timeout);
-            // The whole probe, not just each request, is bounded by --timeout-secs.
-            match tokio::time::timeout(timeout, client.probe(agent_url.as_deref())).await {
-                Ok(r) => r?,
-                Err(_) => anyhow::bail!("master {master}: no answer within {timeout_secs} s"),
+            if let Some(p) = &pid_file {
+                probe_pid_file(p)?;
             }
-            match &agent_url {
-                Some(a) => println!("master {master} healthy; agent {a} active"),
-                None => println!("master {master} healthy"),
+            if let Some(dir) = &agent_work_dir {
+                let r = dccore::agent::registration::read(dir).map_err(anyhow::Error::msg)?;
+                let seen = match dccore::proc::stat(r.pid) {
+                    Some(s) if s.state != 'Z' && s.state != 'X' => {
+                        dccore::agent::registration::ProcessSeen::Running(s.start_time)
+                    }
+                    _ => dccore::agent::registration::ProcessSeen::Gone,
+                };
+                let now = dccore::agent::registration::now_unix_ms();
+                let ok = dccore::agent::registration::verdict(&r, seen, now)
+                    .map_err(anyhow::Error::msg)?;
+                println!("{ok}");
+            }
+            if let (Some(master), Some(token_file)) = (master, token_file) {
+                let token = read_token(&token_file).map_err(|e| Usage(chain(&e)))?;
+                let timeout = Duration::from_secs(timeout_secs.max(1));
+                let client = OperatorClient::new(&master, &token, timeout);
+                // The whole probe, not just each request, is bounded by --timeout-secs.
+                match tokio::time::timeout(timeout, client.probe(agent_url.as_deref())).await {
+                    Ok(r) => r?,
+                    Err(_) => anyhow::bail!("master {master}: no answer within {timeout_secs} s"),
+                }
+                match &agent_url {
+                    Some(a) => println!("master {master} healthy; agent {a} active"),
+                    None => println!("master {master} healthy"),
+                }
             }
         }
         Cmd::Drain {

@@ -220,24 +220,27 @@ impl Installer for ScriptInstaller {
                 let q = dcform_bootstrap::ssh::shell_quote;
                 let work = q(&r.paths.work_dir);
                 let pid = q(&r.paths.pid_file);
-                // The process runs and listens (it wrote its address), then the master's view:
-                // healthy, and an agent listed by its own URL as active.
+                // What runs *now*, never what ran before: the process this start made listens (it
+                // wrote its address; the install removed the old one), its supervisor runs (not a
+                // stale pid file, not a zombie), and then:
+                // - an agent: its own registration file says the master accepted this very process
+                //   and answered it within three heartbeats, and offers it (not deactivated or
+                //   draining). The master's GET_AGENTS would still list a dead agent as active
+                //   until its agent timeout.
+                // - a master: it answers GET_HEALTH healthy.
                 let mut check = format!(
-                    "set -e\n[ -s {work}/address ]\nif [ -f {pid} ]; then kill -0 \"$(cat {pid})\"; fi\n"
+                    "set -e\n[ -s {work}/address ]\npf=\nif [ -f {pid} ]; then pf=\"--pid-file {pid}\"; fi\n"
                 );
-                let master = match &p.master_url {
-                    Some(m) => m.clone(),
-                    None => format!("http://{}", api_address(&ctx.node)),
+                let probe = if ctx.change.role.is_agent() {
+                    format!("{} probe $pf --agent-work-dir {work}", q(&r.paths.bin),)
+                } else {
+                    format!(
+                        "{} probe $pf --master {} --token-file {} --timeout-secs {PROBE_TIMEOUT_SECS}",
+                        q(&r.paths.bin),
+                        q(&format!("http://{}", api_address(&ctx.node))),
+                        q(&r.paths.token_file),
+                    )
                 };
-                let mut probe = format!(
-                    "{} probe --master {} --token-file {} --timeout-secs {PROBE_TIMEOUT_SECS}",
-                    q(&r.paths.bin),
-                    q(&master),
-                    q(&r.paths.token_file),
-                );
-                if ctx.change.role.is_agent() {
-                    probe.push_str(&format!(" --agent-url {}", q(&agent_url(&ctx.node))));
-                }
                 check.push_str(&probe);
                 check.push('\n');
                 ops.push(RemoteOp::Run {
@@ -370,20 +373,26 @@ mod tests {
     }
 
     #[test]
-    fn agent_waits_for_the_master_to_list_its_own_advertised_url_and_drains_by_it() {
+    fn agent_waits_for_its_own_live_registration_and_drains_by_its_advertised_url() {
         let i = installer(Layout::Host);
         let c = ctx(node("agents-1", "agents", Role::Agent, "10.0.0.3"), vec![]);
         let ops = i.ops(Step::WaitHealthy, &c).expect("render");
         let [(_, wait)] = scripts(&ops)[..] else {
             panic!("one script: {ops:?}");
         };
+        // Judged from what the agent running now was told by the master, not from the master's
+        // memory (which lists a dead agent as active until its timeout); no operator token needed.
         assert!(
             wait.contains(
-                "/usr/local/bin/dccore probe --master http://10.0.0.2:5050 --token-file /etc/dcform/token \
-                 --timeout-secs 5 --agent-url http://10.0.0.3:5051"
+                "/usr/local/bin/dccore probe $pf --agent-work-dir /var/lib/dcform/agent\n"
             ),
             "{wait}"
         );
+        assert!(
+            wait.contains("pf=\"--pid-file /run/dcform/agent.pid\""),
+            "the supervisor must run (a stale pid file fails): {wait}"
+        );
+        assert!(!wait.contains("--token-file"), "{wait}");
         let RemoteOp::Run { until_ok, .. } = &ops[0] else {
             panic!("{ops:?}");
         };
@@ -424,7 +433,7 @@ mod tests {
             panic!("one script: {ops:?}");
         };
         assert!(
-            wait.contains("probe --master http://10.0.0.2:5050 --token-file /etc/dcform/token --timeout-secs 5\n"),
+            wait.contains("probe $pf --master http://10.0.0.2:5050 --token-file /etc/dcform/token --timeout-secs 5\n"),
             "{wait}"
         );
         assert!(!wait.contains("--agent-url"), "{wait}");

@@ -3,8 +3,9 @@
 //! means the master does not know this agent (it restarted, or declared it unreachable): register
 //! again.
 
+use super::registration::{self, Registration};
 use super::tasks::{Agent, Outgoing};
-use crate::proto::internal::{Heartbeat, RegisterAgent, Registered, StatusMessage};
+use crate::proto::internal::{Heartbeat, HeartbeatAck, RegisterAgent, Registered, StatusMessage};
 use crate::proto::{Id, TaskState};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -16,6 +17,15 @@ const REGISTER_BACKOFF: (Duration, Duration) = (Duration::from_millis(200), Dura
 enum Next {
     Continue,
     Reregister,
+}
+
+/// Records what the master said to this process in `WORK_DIR/registration.json` (what a probe on
+/// the node reads). A failed write is logged: the probe then reports the agent as not registered,
+/// which is the truth as far as anyone on the node can see.
+fn record(agent: &Agent, reg: &Registration) {
+    if let Err(e) = registration::write(&agent.cfg.work_dir, reg) {
+        tracing::warn!(error = %e, "cannot write the registration file");
+    }
 }
 
 pub(super) async fn run(agent: Arc<Agent>) {
@@ -43,6 +53,20 @@ pub(super) async fn run(agent: Arc<Agent>) {
             tracing::error!(error = %crate::util::chain(&e), "cannot checkpoint the agent id");
         }
         tracing::info!(agent = %id, "registered with the master");
+        let now = registration::now_unix_ms();
+        let mut reg = Registration {
+            pid: std::process::id(),
+            start_time: crate::proc::own_start_time(),
+            agent_id: id.clone(),
+            master: agent.cfg.master.clone(),
+            url: agent.url.clone(),
+            registered_unix_ms: now,
+            acked_unix_ms: now,
+            heartbeat_interval_ms: agent.cfg.heartbeat_interval.as_millis() as u64,
+            deactivated: None,
+            drain: None,
+        };
+        record(&agent, &reg);
         // Fill in the agent id on updates queued before the first registration.
         for o in pending.iter_mut() {
             o.status.agent_id.get_or_insert_with(|| Id::new(&id));
@@ -73,8 +97,17 @@ pub(super) async fn run(agent: Arc<Agent>) {
             if let Next::Reregister = flush(&agent, &id, &mut pending).await {
                 break;
             }
-            if beat && let Next::Reregister = heartbeat(&agent, &id).await {
-                break;
+            if beat {
+                match heartbeat(&agent, &id).await {
+                    Beat::Reregister => break,
+                    Beat::Acked(ack) => {
+                        reg.acked_unix_ms = registration::now_unix_ms();
+                        reg.deactivated = Some(ack.deactivated);
+                        reg.drain = ack.drain;
+                        record(&agent, &reg);
+                    }
+                    Beat::Failed => {}
+                }
             }
         }
     }
@@ -107,7 +140,17 @@ async fn register(agent: &Agent) -> Result<Registered, String> {
         .map_err(|e| crate::util::chain(&e))
 }
 
-async fn heartbeat(agent: &Agent, id: &str) -> Next {
+/// A heartbeat's outcome.
+enum Beat {
+    /// The master knows the agent and says how it sees it.
+    Acked(HeartbeatAck),
+    /// The master does not know this agent: register again.
+    Reregister,
+    /// No usable answer (retried on the next tick).
+    Failed,
+}
+
+async fn heartbeat(agent: &Agent, id: &str) -> Beat {
     let r = agent
         .http
         .post(format!("{}/internal/v1/agents/heartbeat", agent.cfg.master))
@@ -120,12 +163,22 @@ async fn heartbeat(agent: &Agent, id: &str) -> Next {
     match r {
         Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => {
             tracing::warn!("master does not know this agent: registering again");
-            Next::Reregister
+            Beat::Reregister
         }
-        Ok(_) => Next::Continue,
+        Ok(r) if r.status().is_success() => match r.json::<HeartbeatAck>().await {
+            Ok(ack) => Beat::Acked(ack),
+            Err(e) => {
+                tracing::warn!(error = %crate::util::chain(&e), "unreadable heartbeat answer");
+                Beat::Failed
+            }
+        },
+        Ok(r) => {
+            tracing::warn!(status = %r.status(), "master refused a heartbeat");
+            Beat::Failed
+        }
         Err(e) => {
             tracing::warn!(error = %crate::util::chain(&e), "heartbeat failed");
-            Next::Continue
+            Beat::Failed
         }
     }
 }

@@ -12,6 +12,7 @@ mod checkpoint;
 mod executor;
 mod http;
 mod link;
+pub mod registration;
 mod tasks;
 
 pub use checkpoint::{CheckpointError, safe_name};

@@ -32,7 +32,7 @@ pub async fn register(State(h): State<MasterHandle>, headers: HeaderMap, body: B
     }
 }
 
-/// `POST /internal/v1/agents/heartbeat`: 200, or 404 when the agent must register again.
+/// `POST /internal/v1/agents/heartbeat`: 200 with a [`HeartbeatAck`](crate::proto::internal::HeartbeatAck), or 404 when the agent must register again.
 pub async fn heartbeat(State(h): State<MasterHandle>, headers: HeaderMap, body: Bytes) -> Response {
     if let Err(r) = authenticate(&h, &headers, false) {
         return r;
@@ -47,8 +47,8 @@ pub async fn heartbeat(State(h): State<MasterHandle>, headers: HeaderMap, body: 
     })
     .await
     {
-        Ok(true) => StatusCode::OK.into_response(),
-        Ok(false) => error(
+        Ok(Some(ack)) => axum::Json(ack).into_response(),
+        Ok(None) => error(
             StatusCode::NOT_FOUND,
             "unknown or unreachable agent: register again",
         ),

@@ -1,7 +1,7 @@
 //! The master's interface: one enum of commands, each answered through its own oneshot.
 
 use super::drain::AgentCall;
-use crate::proto::internal::{RegisterAgent, Registered, StatusMessage};
+use crate::proto::internal::{HeartbeatAck, RegisterAgent, Registered, StatusMessage};
 use crate::proto::scheduler::{Call, Event, FrameworkInfo};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
@@ -130,12 +130,12 @@ pub enum MasterCommand {
         /// Answer (refused for an agent drained with `mark_gone`).
         reply: oneshot::Sender<Result<Registered, CallError>>,
     },
-    /// An agent heartbeat; the answer is false if the agent must register again.
+    /// An agent heartbeat; the answer is `None` if the agent must register again.
     Heartbeat {
         /// Agent id.
         agent_id: String,
-        /// Answer.
-        reply: oneshot::Sender<bool>,
+        /// Answer: how the master sees the agent.
+        reply: oneshot::Sender<Option<HeartbeatAck>>,
     },
     /// A status update from an agent.
     AgentStatus {

@@ -30,6 +30,16 @@ pub enum DrainState {
     Drained,
 }
 
+impl DrainState {
+    /// Mesos' name of the state, as on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            DrainState::Draining => "DRAINING",
+            DrainState::Drained => "DRAINED",
+        }
+    }
+}
+
 /// Mesos `DrainConfig`: how the operator asked the agent to be drained.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct DrainConfig {

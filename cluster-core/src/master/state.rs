@@ -6,6 +6,7 @@ use super::command::{MasterCommand, MetricsSnapshot};
 use super::drain::DrainInfo;
 use super::registry::Registry;
 use crate::allocator::Allocator;
+use crate::proto::internal::HeartbeatAck;
 use crate::proto::scheduler::{Event, FrameworkInfo};
 use crate::proto::{Attribute, Resources, TaskInfo, TaskState, TaskStatus};
 use serde_json::Value;
@@ -265,14 +266,17 @@ impl State {
                 let _ = reply.send(r);
             }
             MasterCommand::Heartbeat { agent_id, reply } => {
-                let ok = match self.agents.get_mut(&agent_id) {
+                let ack = match self.agents.get_mut(&agent_id) {
                     Some(a) if a.reachable => {
                         a.last_seen = now;
-                        true
+                        Some(HeartbeatAck {
+                            deactivated: a.deactivated,
+                            drain: a.drain.as_ref().map(|d| d.state.name().to_string()),
+                        })
                     }
-                    _ => false,
+                    _ => None,
                 };
-                let _ = reply.send(ok);
+                let _ = reply.send(ack);
             }
             MasterCommand::AgentStatus { msg, reply } => {
                 let known = self

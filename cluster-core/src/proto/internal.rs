@@ -62,6 +62,19 @@ pub struct Heartbeat {
     pub agent_id: Id,
 }
 
+/// The master's answer to a heartbeat (200): how it sees the agent now. The agent records it in
+/// its registration file, so that a probe on the node can tell "registered, and offered" from what
+/// this agent process itself was told, not from the master's memory of an earlier process.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatAck {
+    /// The operator deactivated the agent (`DEACTIVATE_AGENT`, or a drain).
+    #[serde(default)]
+    pub deactivated: bool,
+    /// The drain's state (`DRAINING`/`DRAINED`), if the agent is being or was drained.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain: Option<String>,
+}
+
 /// A task status update from an agent.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct StatusMessage {
