@@ -107,6 +107,88 @@ async fn port_zero_prints_the_chosen_address_and_writes_the_address_file() {
     let _ = a.start_kill();
 }
 
+/// `dccore probe ARGS`: its exit status and its output.
+async fn probe(args: &[&str]) -> (bool, String) {
+    let out = within(
+        "dccore probe",
+        Command::new(BIN).arg("probe").args(args).output(),
+    )
+    .await
+    .expect("run dccore probe");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// Found on a fresh machine: right after an agent died, wait-healthy passed because the master
+/// still listed the dead agent as active (until its agent timeout). The node-side probe judges the
+/// agent that runs now, from what the master told that very process.
+#[tokio::test]
+async fn the_agent_probe_passes_for_a_live_registered_agent_and_fails_as_soon_as_it_dies() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = write_token(dir.path());
+    let wd = dir.path().join("m");
+    let (mut m, addr) = start(&[
+        "master",
+        "--listen",
+        "127.0.0.1:0",
+        "--work-dir",
+        wd.to_str().unwrap(),
+        "--token-file",
+        &token,
+    ])
+    .await;
+    let aw = dir.path().join("a");
+    let (mut a, aaddr) = start(&[
+        "agent",
+        "--master",
+        &addr,
+        "--listen",
+        "127.0.0.1:0",
+        "--work-dir",
+        aw.to_str().unwrap(),
+        "--token-file",
+        &token,
+        "--resources",
+        "cpus:1;mem:256",
+    ])
+    .await;
+    let work = aw.to_str().unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (ok, text) = probe(&["--agent-work-dir", work]).await;
+        if ok {
+            assert!(text.contains("active"), "{text}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "probe never passed: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    a.kill().await.expect("kill the agent");
+    // The master still lists it as active (it has not missed enough heartbeats yet) ...
+    let (ok, text) = probe(&[
+        "--master",
+        &addr,
+        "--token-file",
+        &token,
+        "--agent-url",
+        &aaddr,
+    ])
+    .await;
+    assert!(ok, "the master's memory of the agent: {text}");
+    // ... but the agent that registered is gone, and the node-side probe says so at once.
+    let (ok, text) = probe(&["--agent-work-dir", work]).await;
+    assert!(!ok, "{text}");
+    assert!(text.contains("not running"), "{text}");
+    let _ = m.start_kill();
+}
+
 #[tokio::test]
 async fn invalid_resources_are_a_usage_error_naming_what_is_valid() {
     let dir = tempfile::tempdir().unwrap();
