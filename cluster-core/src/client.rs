@@ -194,6 +194,44 @@ impl OperatorClient {
     }
 }
 
+impl OperatorClient {
+    /// `reactivate`: REACTIVATE_AGENT for every agent registered with `agent_url` that is
+    /// deactivated or drained/draining (an interrupted removal that is undone). Returns what it did.
+    pub async fn reactivate(&self, agent_url: &str) -> Result<String, ClientError> {
+        let url = normalize_url(agent_url);
+        let agents = self.call(json!({"type": "GET_AGENTS"})).await?;
+        let held = held_agents(&agents, &url);
+        if held.is_empty() {
+            return Ok(format!(
+                "agent {url}: not deactivated nor drained, nothing to do"
+            ));
+        }
+        for id in &held {
+            self.call(json!({"type": "REACTIVATE_AGENT", "reactivate_agent": {"agent_id": {"value": id}}}))
+                .await?;
+        }
+        Ok(format!("agent {url}: reactivated {}", held.join(", ")))
+    }
+}
+
+/// Ids of the agents registered with `url` (reachable, recovered or unreachable) that the master
+/// holds out of offers: deactivated, or with a drain.
+pub fn held_agents(get_agents: &Value, url: &str) -> Vec<String> {
+    let url = normalize_url(url);
+    ["agents", "recovered_agents", "unreachable_agents"]
+        .iter()
+        .flat_map(|l| {
+            get_agents["get_agents"][*l]
+                .as_array()
+                .into_iter()
+                .flatten()
+        })
+        .filter(|a| a["url"].as_str().map(normalize_url).as_deref() == Some(url.as_str()))
+        .filter(|a| a["deactivated"] == true || a["drain_info"].is_object())
+        .filter_map(|a| a["agent_info"]["id"]["value"].as_str().map(str::to_string))
+        .collect()
+}
+
 /// The agent registered with `url` (normalized): its id and whether it is reachable. Looks in
 /// `agents` and `unreachable_agents` of a GET_AGENTS answer.
 pub fn find_agent(get_agents: &Value, url: &str) -> Option<(String, bool)> {
@@ -294,6 +332,23 @@ pub fn drain_progress(get_agents: &Value, get_tasks: &Value, id: &str) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_held_agents_of_that_url_are_reactivated() {
+        let a = json!({"get_agents": {
+            "agents": [
+                {"url": "http://a:1", "deactivated": true, "drain_info": {"state": "DRAINED"}, "agent_info": {"id": {"value": "x"}}},
+                {"url": "http://b:1", "deactivated": true, "drain_info": null, "agent_info": {"id": {"value": "y"}}},
+                {"url": "http://a:1/", "deactivated": false, "drain_info": null, "agent_info": {"id": {"value": "z"}}}
+            ],
+            "recovered_agents": [],
+            "unreachable_agents": [
+                {"url": "a:1", "deactivated": false, "drain_info": {"state": "DRAINING"}, "agent_info": {"id": {"value": "w"}}}
+            ]
+        }});
+        assert_eq!(held_agents(&a, "http://a:1"), vec!["x", "w"]);
+        assert!(held_agents(&a, "http://c:1").is_empty());
+    }
 
     fn agents(list: Value) -> Value {
         json!({"get_agents": {"agents": list, "recovered_agents": [], "unreachable_agents": []}})

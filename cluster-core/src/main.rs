@@ -125,6 +125,22 @@ enum Cmd {
         #[arg(long, default_value_t = 120)]
         timeout_secs: u64,
     },
+    /// Bring the agent registered with --agent-url back into offers (REACTIVATE_AGENT) if it is
+    /// deactivated or drained: what undoes an interrupted removal. Exit 0 also when there is
+    /// nothing to undo.
+    ///
+    /// Example: dccore reactivate --master http://10.0.0.1:5050 --token-file T --agent-url http://10.0.0.3:5051
+    Reactivate {
+        /// Master URL, e.g. http://10.0.0.1:5050.
+        #[arg(long)]
+        master: String,
+        /// File holding the operator bearer token.
+        #[arg(long)]
+        token_file: PathBuf,
+        /// The agent's URL as it registered (its advertised URL).
+        #[arg(long)]
+        agent_url: String,
+    },
     /// Run CMD, restart it with backoff when it exits, stop it on SIGTERM.
     Supervise {
         /// Where to write the supervisor's pid.
@@ -166,7 +182,7 @@ fn main() {
     let cli = Cli::parse();
     // The clients print their own one-line verdicts; only warnings from libraries go to the log.
     let default_filter = match cli.cmd {
-        Cmd::Probe { .. } | Cmd::Drain { .. } => "warn",
+        Cmd::Probe { .. } | Cmd::Drain { .. } | Cmd::Reactivate { .. } => "warn",
         _ => "info",
     };
     tracing_subscriber::fmt()
@@ -330,6 +346,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     None => println!("master {master} healthy"),
                 }
             }
+        }
+        Cmd::Reactivate {
+            master,
+            token_file,
+            agent_url,
+        } => {
+            let token = read_token(&token_file).map_err(|e| Usage(chain(&e)))?;
+            let client = OperatorClient::new(&master, &token, Duration::from_secs(10));
+            println!("{}", client.reactivate(&agent_url).await?);
         }
         Cmd::Drain {
             master,

@@ -8,6 +8,7 @@
 //! | start / restart | install script (idempotent: unit or `dccore supervise`, start; `CHANGED=1` restarts) |
 //! | wait-healthy | poll until the process runs and `dccore probe` passes: the master is healthy and (agents) lists the agent's own URL as active |
 //! | drain | agents: `dccore drain` on the node: DRAIN_AGENT for its URL, wait until its tasks are killed |
+//! | reactivate | agents: `dccore reactivate` on the node: REACTIVATE_AGENT if the master holds it drained or deactivated |
 //! | uninstall | uninstall script: stop, remove every file and unit the install made |
 
 use std::path::PathBuf;
@@ -275,8 +276,32 @@ impl Installer for ScriptInstaller {
                     Duration::from_secs(DRAIN_TIMEOUT_SECS + 30),
                 ));
             }
+            Step::Reactivate if ctx.change.role.is_agent() => {
+                let q = dcform_bootstrap::ssh::shell_quote;
+                let master = p.master_url.clone().ok_or_else(|| InstallError {
+                    node: ctx.node.name.clone(),
+                    step: step.name(),
+                    message: "an agent needs a master to be reactivated".into(),
+                })?;
+                ops.push(RemoteOp::Run {
+                    label: "reactivate".into(),
+                    script: format!(
+                        "set -e\n{} reactivate --master {} --token-file {} --agent-url {}\n",
+                        q(&r.paths.bin),
+                        q(&master),
+                        q(&r.paths.token_file),
+                        q(&agent_url(&ctx.node)),
+                    ),
+                    timeout: Duration::from_secs(PROBE_TIMEOUT_SECS + 10),
+                    until_ok: Some(Backoff {
+                        initial: Duration::from_millis(200),
+                        max: Duration::from_secs(2),
+                        attempts: 20,
+                    }),
+                });
+            }
             // Masters hold no tasks.
-            Step::Drain => {}
+            Step::Drain | Step::Reactivate => {}
             Step::Uninstall => ops.push(run(
                 "uninstall",
                 r.uninstall.clone(),

@@ -439,6 +439,12 @@ impl<P: Provider, I: Installer> NodeTask<P, I> {
                 }
                 let r = remote.as_ref().expect("invariant: connected just above");
                 let ops = self.installer.ops(step, ctx).map_err(|e| e.to_string())?;
+                if step == Step::Drain && ctx.node.status != NodeStatus::Draining {
+                    // Recorded before the drain starts: an apply killed mid-drain leaves a node the
+                    // master may hold drained, and the next plan must know to reactivate it.
+                    ctx.node.status = NodeStatus::Draining;
+                    self.record(&ctx.node).await;
+                }
                 for op in ops {
                     self.run_op(r, op).await.map_err(|e| e.to_string())?;
                 }

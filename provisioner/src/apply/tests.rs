@@ -351,3 +351,34 @@ async fn an_unreachable_agent_is_removed_without_its_drain() {
     );
     assert!(h.state().node("agents-2").is_none());
 }
+
+/// The other half of the interrupted scale-down: the drain is recorded before it starts, so a
+/// removal stopped mid-drain is known to need a reactivation when the node is wanted again.
+#[tokio::test(start_paused = true)]
+async fn a_drain_stopped_half_way_is_recorded_and_undone_when_the_node_is_wanted_again() {
+    let h = Harness::new();
+    h.apply(&spec(1, 2)).await.unwrap();
+    h.world.lock().unwrap().faults.push(Fault {
+        node: Some("agents-2".into()),
+        op: "run:drain".into(),
+        transient: false,
+        times: 1,
+    });
+    h.apply(&spec(1, 1)).await.unwrap_err();
+    assert_eq!(
+        h.state().node("agents-2").unwrap().status,
+        NodeStatus::Draining
+    );
+    h.apply(&spec(1, 2)).await.unwrap();
+    let log = h.log();
+    let last_health = log.iter().rposition(|l| l == "run:health agents-2");
+    assert!(
+        h.pos("run:reactivate agents-2") < last_health.unwrap(),
+        "{log:?}"
+    );
+    assert_eq!(
+        h.state().node("agents-2").unwrap().status,
+        NodeStatus::Running
+    );
+    assert!(!plan::diff(&spec(1, 2), &h.state(), &core()).has_changes());
+}

@@ -318,7 +318,13 @@ fn existing_node_change(
             );
         }
         NodeStatus::Removing => {
-            let steps = vec![Step::Install, Step::Start, Step::WaitHealthy];
+            // The removal drained the agent first; the master keeps a drain across
+            // re-registrations, so the node only gets offers again once reactivated.
+            let mut steps = vec![Step::Install, Step::Start];
+            if w.pool.role.is_agent() && node.role.is_agent() {
+                steps.push(Step::Reactivate);
+            }
+            steps.push(Step::WaitHealthy);
             return change_for(
                 w,
                 Action::Install,
@@ -370,12 +376,18 @@ fn existing_node_change(
         );
     }
     if node.status == NodeStatus::Draining {
-        // A scale-down was interrupted after the drain but the node is wanted again: bring it back.
+        // A scale-down was interrupted during or after the drain but the node is wanted again:
+        // the master keeps the drain across re-registrations, so it must be undone there.
+        let mut steps = vec![Step::Start];
+        if node.role.is_agent() {
+            steps.push(Step::Reactivate);
+        }
+        steps.push(Step::WaitHealthy);
         return change_for(
             w,
             Action::Install,
             "drained by an interrupted removal; wanted again".into(),
-            vec![Step::Restart, Step::WaitHealthy],
+            steps,
         );
     }
     change_for(w, Action::NoOp, "up to date".into(), Vec::new())

@@ -97,6 +97,9 @@ pub enum Step {
     WaitHealthy,
     /// Move tasks away (agents) before removal.
     Drain,
+    /// Bring a drained or deactivated agent back into offers (REACTIVATE_AGENT): undoes the
+    /// drain of an interrupted removal when the node is wanted again.
+    Reactivate,
     /// Stop the service and remove every file and unit the install made.
     Uninstall,
     /// Provider destroys the machine.
@@ -114,6 +117,7 @@ impl Step {
             Step::Restart => "restart",
             Step::WaitHealthy => "wait-healthy",
             Step::Drain => "drain",
+            Step::Reactivate => "reactivate",
             Step::Uninstall => "uninstall",
             Step::DestroyNode => "destroy",
         }

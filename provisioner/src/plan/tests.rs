@@ -437,3 +437,42 @@ fn set_status(state: &mut State, node: &str, status: NodeStatus) {
         .expect("node in the test state")
         .status = status;
 }
+
+/// Found by killing `apply` during a scale-down and applying the old count again: the agent stayed
+/// DRAINED on the master (a drain outlives re-registrations), wait-healthy failed after ~87 s, and
+/// so did every later apply. An agent wanted again after a drain is reactivated before the wait.
+#[test]
+fn an_agent_wanted_again_after_an_interrupted_drain_or_removal_is_reactivated() {
+    let s = demo();
+    let mut state = applied(&s);
+    set_status(&mut state, "agents-1", NodeStatus::Draining);
+    set_status(&mut state, "agents-2", NodeStatus::Removing);
+    set_status(&mut state, "masters-1", NodeStatus::Removing);
+    let plan = diff(&s, &state, &core());
+    let steps: Vec<(&str, &[Step])> = plan
+        .actions()
+        .map(|c| (c.node.as_str(), c.steps.as_slice()))
+        .collect();
+    assert_eq!(
+        steps,
+        vec![
+            (
+                "masters-1",
+                &[Step::Install, Step::Start, Step::WaitHealthy][..]
+            ),
+            (
+                "agents-1",
+                &[Step::Start, Step::Reactivate, Step::WaitHealthy][..]
+            ),
+            (
+                "agents-2",
+                &[
+                    Step::Install,
+                    Step::Start,
+                    Step::Reactivate,
+                    Step::WaitHealthy
+                ][..]
+            ),
+        ]
+    );
+}
