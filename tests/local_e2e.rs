@@ -305,10 +305,28 @@ async fn local_cluster_boots_runs_a_task_reapplies_as_no_op_and_destroys_cleanly
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_eq!(agents_healthy(&c.status()), (3, 3));
 
+    // A task that leaves a process in a session of its own behind, as daemons do: destroy must
+    // take it too (found: tasks survived destroy with their folder deleted and parent pid 1).
+    let status = c.status();
+    let (mut fw, _, _) = framework(&status, "e2e-daemon").await;
+    fw.launch("daemon-1", "setsid sleep 300 & sleep 300").await;
+    fw.wait_state("daemon-1", "TASK_RUNNING").await;
+    let root = c.state_path().parent().unwrap().to_path_buf();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while task_processes(&root).len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the task's processes never showed up"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
     let running = c.sandbox_pids();
     assert!(running.len() >= 4, "a supervisor per node: {running:?}");
     let o = dcform(&["destroy", "--auto-approve", c.def()]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let left = task_processes(&root);
+    assert!(left.is_empty(), "task processes outlived destroy: {left:?}");
     for p in running {
         assert!(
             !Path::new(&format!("/proc/{p}")).exists() || is_zombie(p),
@@ -321,6 +339,29 @@ async fn local_cluster_boots_runs_a_task_reapplies_as_no_op_and_destroys_cleanly
         "",
         "no node left in the state"
     );
+}
+
+/// Live processes (zombies excluded) that run in a task sandbox under `root`: their environment
+/// has a MESOS_SANDBOX there.
+fn task_processes(root: &Path) -> Vec<u32> {
+    let want = format!("MESOS_SANDBOX={}/", root.display());
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(env) = std::fs::read(e.path().join("environ")) else {
+            continue;
+        };
+        if env
+            .split(|b| *b == 0)
+            .any(|v| v.starts_with(want.as_bytes()))
+            && !is_zombie(pid)
+        {
+            out.push(pid);
+        }
+    }
+    out
 }
 
 fn is_zombie(pid: u32) -> bool {

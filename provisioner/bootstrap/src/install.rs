@@ -12,6 +12,8 @@ const PREFLIGHT: &str = include_str!("../../../templates/preflight.sh.j2");
 const UNIT: &str = include_str!("../../../templates/dccore.service.j2");
 const INSTALL: &str = include_str!("../../../templates/install.sh.j2");
 const UNINSTALL: &str = include_str!("../../../templates/uninstall.sh.j2");
+/// Shell functions both the install and the uninstall include (`{% include "common.sh.j2" %}`).
+const COMMON: &str = include_str!("../../../templates/common.sh.j2");
 
 /// Errors of rendering. They name the template and what was wrong, never the values of secrets
 /// (there are none in the context).
@@ -304,6 +306,8 @@ fn env() -> Environment<'static> {
     // Scripts, not HTML.
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
     env.add_filter("sh", |v: String| shell_quote(&v));
+    env.add_template("common.sh.j2", COMMON)
+        .expect("invariant: the embedded common.sh.j2 parses (rendered by every install test)");
     env
 }
 

@@ -136,28 +136,52 @@ impl Provider for LocalProvider {
     }
 }
 
-/// Stops every process whose pid file lies in the sandbox: SIGTERM, a grace period, then SIGKILL.
-/// The supervisor stops its child on SIGTERM; the kill of the process group catches anything left.
+/// Stops every process of the sandbox: those named by its pid files (SIGTERM, a grace period,
+/// then SIGKILL of their process groups), then every task process the agent started, found by the
+/// `MESOS_SANDBOX` under this sandbox that tasks (and whatever they fork, also in sessions of
+/// their own) inherit: the agent leaves tasks running when it stops, so that a restarted agent
+/// re-attaches to them, but nothing of a cluster may outlive its destroy. A zombie is not alive
+/// (a pid 1 that never reaps keeps killed processes as zombies, and `kill -0` succeeds on them).
+/// The same rule as the uninstall template's `signal_tasks` (templates/common.sh.j2) for
+/// providers whose machines outlive a destroy.
 async fn stop_processes(dir: &Path) {
     let script = r#"
+alive() { st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1); case "$st" in ''|Z|X) return 1 ;; esac; }
+signal_tasks() {
+  n=0
+  for e in /proc/[0-9]*/environ; do
+    p=${e#/proc/}; p=${p%/environ}
+    [ "$p" != "$$" ] || continue
+    tr '\000' '\n' 2>/dev/null < "$e" | grep -qF -- "MESOS_SANDBOX=$PWD/" || continue
+    alive "$p" || continue
+    kill "-$1" "$p" 2>/dev/null && n=$((n + 1))
+  done
+  echo "$n"
+}
 pids=""
 for f in $(find . -name '*.pid' 2>/dev/null); do p=$(cat "$f" 2>/dev/null); [ -n "$p" ] && pids="$pids $p"; done
-[ -z "$pids" ] && exit 0
 for p in $pids; do kill -TERM "$p" 2>/dev/null; done
 i=0
-while [ $i -lt 50 ]; do
-  alive=0; for p in $pids; do kill -0 "$p" 2>/dev/null && alive=1; done
-  [ $alive = 0 ] && exit 0
+while [ -n "$pids" ] && [ $i -lt 50 ]; do
+  up=0; for p in $pids; do alive "$p" && up=1; done
+  [ $up = 0 ] && break
   sleep 0.1; i=$((i + 1))
 done
-for p in $pids; do kill -KILL -- "-$p" 2>/dev/null; kill -KILL "$p" 2>/dev/null; done
+for p in $pids; do alive "$p" && { kill -KILL -- "-$p" 2>/dev/null; kill -KILL "$p" 2>/dev/null; }; done
+[ "$(signal_tasks TERM)" = 0 ] && exit 0
+i=0
+while [ "$(signal_tasks 0)" != 0 ] && [ $i -lt 30 ]; do sleep 0.1; i=$((i + 1)); done
+signal_tasks KILL >/dev/null
 exit 0
 "#;
     if dir.is_dir() {
+        // An absolute working folder: the tasks' MESOS_SANDBOX is absolute, and $PWD must match it.
+        let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
         let _ = tokio::process::Command::new("sh")
             .arg("-c")
             .arg(script)
-            .current_dir(dir)
+            .current_dir(&dir)
+            .env("PWD", &dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
