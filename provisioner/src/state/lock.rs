@@ -66,7 +66,7 @@ impl StateLock {
             match file.try_lock() {
                 Ok(()) => {}
                 Err(TryLockError::WouldBlock) => {
-                    let recorded = read_info(&path);
+                    let recorded = read_info_of_holder(&path);
                     // A holder killed on this host (SIGKILL, OOM) leaves the lock to whichever of its
                     // children was between fork and exec at that moment; exec closes the descriptor
                     // within moments. Wait that out instead of sending the user to force-unlock.
@@ -113,6 +113,8 @@ impl StateLock {
             };
             let mut f = &file;
             let body = serde_json::to_vec(&info).expect("invariant: LockInfo always serialises");
+            // The file is empty until this one small write lands; readers wait for it
+            // (`read_info_of_holder`) rather than report an empty holder.
             file.set_len(0)
                 .map_err(StateError::io(&path, "cannot write the lock file"))?;
             f.write_all(&body)
@@ -178,6 +180,25 @@ fn lock_path(state: &StateFile) -> PathBuf {
     PathBuf::from(p)
 }
 
+/// How long a reader waits for a holder that has just taken the lock to write who it is.
+const INFO_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The holder's details, waiting (≤ [`INFO_GRACE`]) while the file is still empty or incomplete:
+/// a holder writes them right after it takes the lock, so a reader that lost a race by a moment
+/// would otherwise see an empty file and report "locked by pid 0 on unknown".
+fn read_info_of_holder(path: &Path) -> Option<LockInfo> {
+    let deadline = std::time::Instant::now() + INFO_GRACE;
+    loop {
+        if let Some(info) = read_info(path) {
+            return Some(info);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 fn read_info(path: &Path) -> Option<LockInfo> {
     serde_json::from_slice(&fs::read(path).ok()?).ok()
 }
@@ -220,6 +241,43 @@ mod tests {
         );
         assert!(msg.contains("apply"), "{msg}");
         assert!(msg.contains(&held.info().id), "{msg}");
+    }
+
+    /// Found with two applies started at the same instant: the loser said `locked by pid 0 on
+    /// unknown ... lock id unknown`, having read the lock file before the winner wrote it.
+    #[test]
+    fn a_lock_lost_by_a_moment_names_its_holder() {
+        for round in 0..100 {
+            let dir = tempfile::tempdir().unwrap();
+            let state = StateFile::at(dir.path().join("state.json"));
+            let barrier = std::sync::Barrier::new(2);
+            let results: Vec<Result<String, String>> = std::thread::scope(|s| {
+                let race = || {
+                    barrier.wait();
+                    match StateLock::acquire(&state, "apply") {
+                        Ok(l) => {
+                            // Hold it until the other has looked.
+                            std::thread::sleep(std::time::Duration::from_millis(30));
+                            Ok(l.info().id.clone())
+                        }
+                        Err(e) => Err(e.to_string()),
+                    }
+                };
+                let a = s.spawn(race);
+                let b = s.spawn(race);
+                vec![a.join().unwrap(), b.join().unwrap()]
+            });
+            let won: Vec<&String> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+            for r in &results {
+                if let Err(msg) = r {
+                    assert!(!msg.contains("unknown"), "round {round}: {msg}");
+                    assert!(
+                        won.iter().any(|id| msg.contains(id.as_str())),
+                        "round {round}: {msg}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
