@@ -214,3 +214,88 @@ fn bad_flags_exit_1_and_help_shows_examples() {
     assert_eq!(o.status.code(), Some(0));
     assert!(text(&o).contains("Examples:"));
 }
+
+/// Found: a saved plan given to validate/plan/destroy was reported as an HCL syntax error.
+#[test]
+fn a_saved_plan_given_where_a_definition_belongs_says_to_apply_it() {
+    let (dir, def) = setup();
+    let plan = dir.path().join("scale.plan");
+    let o = dcform(
+        dir.path(),
+        &[
+            "plan",
+            "-out",
+            plan.to_str().unwrap(),
+            def.to_str().unwrap(),
+        ],
+    );
+    assert!(plan.is_file(), "{}", text(&o));
+    for cmd in ["validate", "plan", "destroy"] {
+        let o = dcform(dir.path(), &[cmd, plan.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(1), "{cmd}: {}", text(&o));
+        assert!(
+            text(&o).contains("is a saved plan") && text(&o).contains("dcform apply"),
+            "{cmd}: {}",
+            text(&o)
+        );
+    }
+}
+
+/// Found: a FIFO as the definition or as a `-var-file` hung dcform forever.
+#[test]
+fn a_fifo_as_definition_or_var_file_is_refused_at_once() {
+    let (dir, def) = setup();
+    let fifo = dir.path().join("pipe.hcl");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (d, f, p) = (dir.path().to_path_buf(), def.clone(), fifo.clone());
+    std::thread::spawn(move || {
+        let a = dcform(&d, &["validate", p.to_str().unwrap()]);
+        let b = dcform(
+            &d,
+            &[
+                "validate",
+                f.to_str().unwrap(),
+                "-var-file",
+                p.to_str().unwrap(),
+            ],
+        );
+        let _ = tx.send((a, b));
+    });
+    let (a, b) = rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("dcform hung on a FIFO");
+    for o in [a, b] {
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        assert!(text(&o).contains("FIFO"), "{}", text(&o));
+    }
+}
+
+/// Found: a 5 MB value was echoed whole in an error.
+#[test]
+fn a_huge_value_in_an_error_is_cut_with_a_note() {
+    let (dir, _) = setup();
+    let def = dir.path().join("huge.hcl");
+    let huge = "p".repeat(5_000_000);
+    std::fs::write(
+        &def,
+        format!("cluster \"x\" {{\n  provider \"{huge}\" {{}}\n}}\n"),
+    )
+    .unwrap();
+    let o = dcform(dir.path(), &["validate", def.to_str().unwrap()]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        &text(&o)[..500.min(text(&o).len())]
+    );
+    let t = text(&o);
+    assert!(t.len() < 5_000, "{} bytes of error", t.len());
+    assert!(t.contains("more bytes not shown"), "{t}");
+}

@@ -60,6 +60,13 @@ pub(super) fn load_def(def: &DefArgs) -> Result<ClusterSpec, CliError> {
         var_files: def.var_files.clone(),
         env: std::env::vars().collect(),
     };
+    if read_plan_file(&def.path).is_some() {
+        return Err(CliError::user(anyhow!(
+            "{} is a saved plan, not a cluster definition: apply it with `dcform apply {}`, or give the definition's .hcl file",
+            def.path.display(),
+            def.path.display()
+        )));
+    }
     let loaded = spec::load(&def.path, &opts)?;
     for w in &loaded.warnings {
         eprintln!("Warning: {w}");
@@ -213,7 +220,7 @@ fn read_plan_file(path: &Path) -> Option<Result<Plan, CliError>> {
     if !path.is_file() || path.extension().is_some_and(|e| e == "hcl") {
         return None;
     }
-    let bytes = std::fs::read(path).ok()?;
+    let bytes = spec::input::read_regular_file(path).ok()?;
     let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     let format = value.get("format")?.as_u64()?;
     if format != u64::from(PLAN_FORMAT) {

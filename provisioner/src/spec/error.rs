@@ -5,6 +5,8 @@
 //! up, so a user fixes several mistakes per run instead of one.
 
 use std::fmt;
+
+use super::input::{MAX_ECHO_CHARS, echo};
 use std::path::PathBuf;
 
 /// One finding about a definition: an error (in [`SpecError::Invalid`]) or a warning (in `Loaded::warnings`).
@@ -41,24 +43,50 @@ impl Diagnostic {
 }
 
 impl fmt::Display for Diagnostic {
-    /// `FILE:LINE:COL: message` and, on the next line, the hint.
+    /// `FILE:LINE:COL: message` and, on the next line, the hint. User text quoted in them is cut to
+    /// a readable length (a 5 MB value is not echoed whole).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let file = tame(&self.file.display().to_string());
+        let message = tame(&self.message);
         if self.line > 0 {
-            write!(
-                f,
-                "{}:{}:{}: {}",
-                self.file.display(),
-                self.line,
-                self.col,
-                self.message
-            )?;
+            write!(f, "{file}:{}:{}: {message}", self.line, self.col)?;
         } else {
-            write!(f, "{}: {}", self.file.display(), self.message)?;
+            write!(f, "{file}: {message}")?;
         }
         if !self.hint.is_empty() {
-            write!(f, "\n  hint: {}", self.hint)?;
+            write!(f, "\n  hint: {}", tame(&self.hint))?;
         }
         Ok(())
+    }
+}
+
+/// Cuts every `"quoted"` piece of `text` to [`echo`]'s length, and the whole to a few times that:
+/// messages quote what the user wrote, which can be megabytes.
+fn tame(text: &str) -> String {
+    let quoted: Vec<String> = text
+        .split('"')
+        .enumerate()
+        .map(|(i, piece)| {
+            if i % 2 == 1 {
+                echo(piece)
+            } else {
+                piece.to_string()
+            }
+        })
+        .collect();
+    let joined = quoted.join("\"");
+    if joined.chars().count() > 8 * MAX_ECHO_CHARS {
+        let cut = joined
+            .char_indices()
+            .nth(8 * MAX_ECHO_CHARS)
+            .map_or(joined.len(), |(i, _)| i);
+        format!(
+            "{}… ({} more bytes not shown)",
+            &joined[..cut],
+            joined.len() - cut
+        )
+    } else {
+        joined
     }
 }
 

@@ -30,9 +30,6 @@ pub(crate) const NAMES: &[&str] = &[
     "upper",
 ];
 
-/// Largest file `file()` reads: a definition embeds keys and small configs, not disk images.
-const MAX_FILE_BYTES: u64 = 16 << 20;
-
 /// What the impure functions may see during one load.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct FuncEnv {
@@ -174,17 +171,8 @@ fn file(args: FuncArgs) -> Result<Value, String> {
         } else {
             env.dir.join(p)
         };
-        let meta =
-            std::fs::metadata(&full).map_err(|e| format!("cannot read {}: {e}", full.display()))?;
-        if meta.len() > MAX_FILE_BYTES {
-            return Err(format!(
-                "{} is larger than {} MiB",
-                full.display(),
-                MAX_FILE_BYTES >> 20
-            ));
-        }
-        let bytes =
-            std::fs::read(&full).map_err(|e| format!("cannot read {}: {e}", full.display()))?;
+        let bytes = super::input::read_regular_file(&full)
+            .map_err(|e| format!("cannot read {}: {e}", full.display()))?;
         String::from_utf8(bytes)
             .map(Value::String)
             .map_err(|_| format!("{} is not UTF-8 text", full.display()))

@@ -18,6 +18,7 @@ pub mod core_config;
 mod error;
 mod eval;
 mod funcs;
+pub mod input;
 mod model;
 mod raw;
 mod validate;
@@ -89,7 +90,7 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Loaded, SpecError> {
     let mut sources = Sources::default();
     let mut bodies = Vec::new();
     for p in &files.definitions {
-        let bytes = std::fs::read(p).map_err(|source| SpecError::Read {
+        let bytes = input::read_regular_file(p).map_err(|source| SpecError::Read {
             path: p.clone(),
             source,
         })?;

@@ -343,7 +343,7 @@ pub(crate) fn resolve(
         .chain(opts.var_files.iter().map(|p| (p.as_path(), false)))
         .collect();
     for (path, _auto) in files {
-        let text = match std::fs::read(path) {
+        let text = match super::input::read_regular_file(path) {
             Ok(b) => match String::from_utf8(b) {
                 Ok(t) => t,
                 Err(_) => {
