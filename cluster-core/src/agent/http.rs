@@ -2,13 +2,19 @@
 //!
 //! `GET /files/read?path=FRAMEWORK/TASK/stdout&offset=0&length=N` answers Mesos' `{"data","offset"}`;
 //! `GET /files/download?path=...` answers the raw bytes. Paths are relative to the sandbox root
-//! and cannot leave it. Every route but `/health` needs the cluster bearer token.
+//! and cannot leave it.
+//!
+//! Launch and kill need the secret this agent run sent the master when it registered: that is
+//! least privilege, because no other credential (not the agents' shared token, which every node
+//! holds, nor the operator token, which the agent may not have) can start a process here. The
+//! files API also takes the agent's own credential (`--token-file`), with which dcform reads
+//! task output. `/health` is open.
 
 // Early-return helpers hand back a finished Response; its size is irrelevant here.
 #![allow(clippy::result_large_err)]
 
 use super::tasks::Agent;
-use crate::auth::{Authenticator, Identity};
+use crate::auth::ct_eq;
 use crate::proto::internal::{KillTask, LaunchTasks};
 use axum::Router;
 use axum::body::Bytes;
@@ -38,20 +44,37 @@ pub(super) fn router(agent: Arc<Agent>) -> Router {
         .with_state(agent)
 }
 
-fn authorized(agent: &Agent, headers: &HeaderMap) -> Result<(), Response> {
-    let auth = Authenticator::new(agent.cfg.token.clone());
-    match auth.check(
-        headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok()),
-    ) {
-        Some(Identity::Token) => Ok(()),
-        _ => Err((
-            StatusCode::UNAUTHORIZED,
-            "authentication required: Authorization: Bearer TOKEN",
-        )
-            .into_response()),
+/// Who may call a route.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    /// The master only (its per-run secret).
+    Master,
+    /// The master, or a holder of the agent's own credential.
+    MasterOrOwnToken,
+}
+
+fn authorized(agent: &Agent, headers: &HeaderMap, caller: Caller) -> Result<(), Response> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().strip_prefix("Bearer "))
+        .map(|t| t.trim().as_bytes());
+    let ok = bearer.is_some_and(|t| {
+        ct_eq(t, agent.callback_token.as_bytes())
+            | (caller == Caller::MasterOrOwnToken && ct_eq(t, agent.cfg.token.as_bytes()))
+    });
+    if ok {
+        return Ok(());
     }
+    let msg = match caller {
+        Caller::Master => {
+            "authentication required: only the master this agent registered with may call this route"
+        }
+        Caller::MasterOrOwnToken => {
+            "authentication required: Authorization: Bearer with the agent's token"
+        }
+    };
+    Err((StatusCode::UNAUTHORIZED, msg).into_response())
 }
 
 fn bad(msg: String) -> Response {
@@ -59,7 +82,7 @@ fn bad(msg: String) -> Response {
 }
 
 async fn launch(State(agent): State<Arc<Agent>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = authorized(&agent, &headers) {
+    if let Err(r) = authorized(&agent, &headers, Caller::Master) {
         return r;
     }
     match serde_json::from_slice::<LaunchTasks>(&body) {
@@ -74,7 +97,7 @@ async fn launch(State(agent): State<Arc<Agent>>, headers: HeaderMap, body: Bytes
 }
 
 async fn kill(State(agent): State<Arc<Agent>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = authorized(&agent, &headers) {
+    if let Err(r) = authorized(&agent, &headers, Caller::Master) {
         return r;
     }
     match serde_json::from_slice::<KillTask>(&body) {
@@ -125,7 +148,7 @@ async fn read(
     headers: HeaderMap,
     Query(q): Query<FileQuery>,
 ) -> Response {
-    if let Err(r) = authorized(&agent, &headers) {
+    if let Err(r) = authorized(&agent, &headers, Caller::MasterOrOwnToken) {
         return r;
     }
     let path = match resolve(&agent.sandbox_root(), &q.path) {
@@ -166,7 +189,7 @@ async fn download(
     headers: HeaderMap,
     Query(q): Query<FileQuery>,
 ) -> Response {
-    if let Err(r) = authorized(&agent, &headers) {
+    if let Err(r) = authorized(&agent, &headers, Caller::MasterOrOwnToken) {
         return r;
     }
     let path = match resolve(&agent.sandbox_root(), &q.path) {
