@@ -393,3 +393,50 @@ async fn a_bad_acl_file_is_a_usage_error_naming_the_field() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn links_planted_in_a_sandbox_by_a_task_do_not_redirect_the_agent() {
+    if !nix_is_root() {
+        eprintln!("skipped: only a root agent switches users");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (m, a) = start(dir.path(), None).await;
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "untouched\n").unwrap();
+    let mut fw = Framework::subscribe_as(&m.url, framework_info("alice-fw"), None, &alice()).await;
+    // The task (as nobody) replaces its sandbox files with links to a file only root may write.
+    let plant = format!(
+        "rm -f stdout stderr; ln -s {v} stdout; ln -s {v} stderr; ln -s {v} .exit_status.tmp",
+        v = victim.display()
+    );
+    let offer = fw.offers().await.remove(0);
+    fw.launch(&offer, vec![task(&offer, "reused", &plant)])
+        .await;
+    fw.wait_state("reused", "TASK_FINISHED").await;
+    // A new task with the same id gets the same sandbox.
+    let offer = fw.offers().await.remove(0);
+    fw.launch(&offer, vec![task(&offer, "reused", "echo pwned")])
+        .await;
+    let st = within("the second task's end", async {
+        loop {
+            let st = fw.update_acked().await;
+            if st["task_id"]["value"] == "reused"
+                && st["state"].as_str().is_some_and(|s| s != "TASK_RUNNING")
+            {
+                return st;
+            }
+        }
+    })
+    .await;
+    assert_eq!(st["state"], "TASK_FAILED", "{st}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched\n");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        std::fs::metadata(&victim).unwrap().uid(),
+        0,
+        "victim re-owned"
+    );
+    a.stop().await;
+    m.stop().await;
+}

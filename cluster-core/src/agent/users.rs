@@ -121,12 +121,32 @@ impl TaskUsers {
     }
 }
 
-/// Gives `path` to the task user (the sandbox and its stdout/stderr), so the task can write
-/// there.
-pub fn give(path: &Path, run_as: &RunAs) -> std::io::Result<()> {
+/// Gives the sandbox folder to the task user, readable by it alone (and root). By path: callers
+/// make sure no one but the agent can replace `dir` (its parent belongs to the agent).
+pub fn give_dir(dir: &Path, run_as: &RunAs) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     match run_as {
         RunAs::Agent { .. } => Ok(()),
-        RunAs::User { uid, gid, .. } => std::os::unix::fs::chown(path, Some(*uid), Some(*gid)),
+        RunAs::User { uid, gid, .. } => {
+            std::os::unix::fs::chown(dir, Some(*uid), Some(*gid))?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        }
+    }
+}
+
+/// Gives an open sandbox file (`stdout`, `stderr`) to the task user, through the file handle so
+/// that no link planted by an earlier task of that id can redirect it. A file with other hard
+/// links is refused: it could be any file of the system.
+pub fn give_file(f: &std::fs::File, run_as: &RunAs) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if f.metadata()?.nlink() > 1 {
+        return Err(std::io::Error::other(
+            "sandbox file has other hard links: refusing to use it",
+        ));
+    }
+    match run_as {
+        RunAs::Agent { .. } => Ok(()),
+        RunAs::User { uid, gid, .. } => std::os::unix::fs::fchown(f, Some(*uid), Some(*gid)),
     }
 }
 
