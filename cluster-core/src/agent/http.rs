@@ -157,8 +157,9 @@ async fn read(
     };
     let offset = q.offset.unwrap_or(0);
     let length = q.length.unwrap_or(MAX_READ).min(MAX_READ);
+    let root = agent.sandbox_root();
     let result = tokio::task::spawn_blocking(move || -> std::io::Result<(u64, Vec<u8>)> {
-        let mut f = std::fs::File::open(&path)?;
+        let mut f = open_inside(&root, &path)?;
         let size = f.metadata()?.len();
         f.seek(SeekFrom::Start(offset.min(size)))?;
         let mut buf = Vec::new();
@@ -174,6 +175,9 @@ async fn read(
         .into_response(),
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
             (StatusCode::NOT_FOUND, format!("no file {}", q.path)).into_response()
+        }
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            (StatusCode::FORBIDDEN, format!("{}: {e}", q.path)).into_response()
         }
         Ok(Err(e)) => (
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -196,17 +200,47 @@ async fn download(
         Ok(p) => p,
         Err(m) => return bad(m),
     };
-    match tokio::fs::read(&path).await {
-        Ok(bytes) => ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+    let root = agent.sandbox_root();
+    let result = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        open_inside(&root, &path)?.read_to_end(&mut buf)?;
+        Ok(buf)
+    })
+    .await;
+    match result {
+        Ok(Ok(bytes)) => {
+            ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response()
+        }
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
             (StatusCode::NOT_FOUND, format!("no file {}", q.path)).into_response()
         }
-        Err(e) => (
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            (StatusCode::FORBIDDEN, format!("{}: {e}", q.path)).into_response()
+        }
+        Ok(Err(e)) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("cannot read {}: {e}", q.path),
         )
             .into_response(),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "file reader failed").into_response(),
     }
+}
+
+/// Opens `path` for reading, refusing a file outside `root`. Sandboxes belong to task users, who
+/// may put links anywhere in them, and the agent reads as root: so the check is on the file that
+/// was actually opened (its `/proc/self/fd` link), which no later swap of a link can change.
+fn open_inside(root: &Path, path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(path)?;
+    let real = std::fs::read_link(format!("/proc/self/fd/{}", f.as_raw_fd()))?;
+    let root = std::fs::canonicalize(root)?;
+    if !real.starts_with(&root) || !f.metadata()?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            "not a file inside the sandboxes (a link leads out of them)",
+        ));
+    }
+    Ok(f)
 }
 
 #[cfg(test)]
@@ -227,5 +261,22 @@ mod tests {
         assert!(resolve(root, "../etc/passwd").is_err());
         assert!(resolve(root, "f/../../x").is_err());
         assert!(resolve(root, "").is_err());
+    }
+
+    #[test]
+    fn links_out_of_the_sandboxes_are_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("sandboxes");
+        std::fs::create_dir_all(root.join("f/t")).unwrap();
+        std::fs::write(root.join("f/t/stdout"), "out").unwrap();
+        std::fs::write(dir.path().join("secret"), "s").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("secret"), root.join("f/t/leak")).unwrap();
+        std::os::unix::fs::symlink("stdout", root.join("f/t/inside")).unwrap();
+        assert!(open_inside(&root, &root.join("f/t/stdout")).is_ok());
+        assert!(open_inside(&root, &root.join("f/t/inside")).is_ok());
+        let e = open_inside(&root, &root.join("f/t/leak")).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied);
+        let e = open_inside(&root, &root.join("f/t")).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied, "a folder");
     }
 }
