@@ -77,6 +77,9 @@ impl TaskUsers {
                 .unwrap_or_else(|| euid.to_string())
         });
         let setpriv = SETPRIV.iter().map(PathBuf::from).find(|p| p.is_file());
+        if let Some(u) = &own_user {
+            tracing::warn!(user = %u, "the agent is not root: every task runs as {u}, whatever user it asks for");
+        }
         if own_user.is_none() && setpriv.is_none() {
             tracing::warn!(
                 "setpriv (util-linux) not found: tasks switch user before entering their sandbox, so every folder above the work dir must be searchable by task users, and cgroup limits do not apply to them"
