@@ -141,6 +141,9 @@ async fn phase(agents: usize, tasks: usize) {
                     public: false,
                     tasks: vec![],
                     version: "bench".into(),
+                    // The operator token registers it, so the master calls back with that.
+                    callback_token: None,
+                    task_user: None,
                 };
                 let r = http
                     .post(format!("{url}/internal/v1/agents/register"))

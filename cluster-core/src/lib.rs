@@ -9,6 +9,7 @@
 //! * [`proto`]: Mesos v1 JSON wire types and RecordIO framing.
 //! * [`allocator`]: weighted DRF over agents and frameworks; no I/O, no clock (takes `now`).
 //! * [`master`]: the master's state, owned by one task fed by a command channel; persistent registry.
+//! * [`acl`]: access rules in Mesos' ACL JSON and their evaluation (pure).
 //! * [`api`]: the master's HTTP routes (scheduler, operator, agent-internal, metrics) and authentication.
 //! * [`agent`]: registers with the master, runs tasks in per-task sandboxes, checkpoints them, serves files.
 //! * [`client`]: operator client behind `dccore probe` and `dccore drain` (what dcform runs on nodes).
@@ -17,6 +18,7 @@
 
 #![warn(missing_docs)]
 
+pub mod acl;
 pub mod agent;
 pub mod allocator;
 pub mod api;

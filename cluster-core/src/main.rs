@@ -4,7 +4,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use dccore::agent::{self, AgentConfig};
-use dccore::auth::{Authenticator, read_token};
+use dccore::auth::{Authenticator, read_agent_tokens, read_token};
 use dccore::client::OperatorClient;
 use dccore::master::{self, MasterConfig};
 use std::io::Write;
@@ -30,12 +30,20 @@ enum Cmd {
         /// Work directory (registry, address file).
         #[arg(long)]
         work_dir: PathBuf,
-        /// File holding the bearer token for operators and agents.
+        /// File holding the operator's bearer token (every right; agents given it still work).
         #[arg(long)]
         token_file: PathBuf,
+        /// File holding the agents' bearer token(s), one per line: accepted only on the agent
+        /// routes (/internal/v1/agents/*).
+        #[arg(long)]
+        agent_token_file: Option<PathBuf>,
         /// Mesos credentials JSON for frameworks: {"credentials":[{"principal":..,"secret":..}]}.
         #[arg(long)]
         credentials: Option<PathBuf>,
+        /// Mesos ACL JSON: what framework principals may do (default: built-in rules, see the
+        /// README). Overrides the config file's `acls`.
+        #[arg(long)]
+        acls: Option<PathBuf>,
         /// JSON config file (timeouts, role weights).
         #[arg(long)]
         config: Option<PathBuf>,
@@ -51,7 +59,8 @@ enum Cmd {
         /// Work directory (checkpoints, sandboxes, address file).
         #[arg(long)]
         work_dir: PathBuf,
-        /// File holding the cluster bearer token.
+        /// File holding the agent's credential for the master: an agent token (or the operator
+        /// token).
         #[arg(long)]
         token_file: PathBuf,
         /// Public agent: resources reserved for role slave_public.
@@ -259,7 +268,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             listen,
             work_dir,
             token_file,
+            agent_token_file,
             credentials,
+            acls,
             config,
         } => {
             let token = read_token(&token_file).map_err(|e| Usage(chain(&e)))?;
@@ -272,6 +283,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut cfg = MasterConfig::new(&work_dir);
             if let Some(c) = &config {
                 cfg = cfg.apply_file(c).map_err(|e| Usage(chain(&e)))?;
+            }
+            if let Some(f) = agent_token_file.as_ref().or(cfg.agent_token_file.as_ref()) {
+                let tokens = read_agent_tokens(f).map_err(|e| Usage(chain(&e)))?;
+                auth = auth.with_agent_tokens(tokens);
+            }
+            if let Some(a) = &acls {
+                cfg = cfg.with_acls_file(a).map_err(|e| Usage(chain(&e)))?;
             }
             let listener = bind(&listen, &work_dir).await?;
             master::run(listener, cfg, auth, shutdown_on_signals()).await?;

@@ -1,13 +1,16 @@
 //! Runs one task as a process in its sandbox: `stdout`/`stderr` files there, its own process
 //! group, kill = SIGTERM to the group, grace period, SIGKILL.
 //!
-//! The task runs under a small `/bin/sh` wrapper that writes the task's exit code to
+//! The task runs under a small `/bin/sh` wrapper (as root on a root agent it joins the task's
+//! cgroup, then becomes the task's user through `setpriv`) that writes the task's exit code to
 //! `SANDBOX/.exit_status`, so that an agent that restarted (and is no longer the parent) can
 //! still tell how an adopted task ended.
 
+use super::users::{self, TaskUsers};
 use crate::proto::{TaskInfo, TaskState};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -24,6 +27,9 @@ pub enum ExecError {
     /// The task description cannot be run.
     #[error("task has no command to run")]
     NoCommand,
+    /// The task's user cannot be used on this agent.
+    #[error("cannot run the task as its user: {0}")]
+    User(String),
     /// Sandbox setup or spawn failed.
     #[error("cannot start the task in {sandbox}")]
     Spawn {
@@ -63,15 +69,20 @@ impl Proc {
     }
 }
 
-/// Starts `task` in `sandbox` with `extra_env`.
+/// Starts `task` in `sandbox` with `extra_env`, as the user the master chose for it
+/// (`command.user`; see [`super::users`]). The sandbox and its output files belong to that user.
 pub fn spawn(
     task: &TaskInfo,
     sandbox: &Path,
     extra_env: &[(String, String)],
+    users: &TaskUsers,
 ) -> Result<Proc, ExecError> {
     let cmd = task.command.as_ref().ok_or(ExecError::NoCommand)?;
     let value = cmd.value.clone().ok_or(ExecError::NoCommand)?;
-    let argv: Vec<String> = if cmd.shell.unwrap_or(true) {
+    let run_as = users
+        .resolve(cmd.user.as_deref())
+        .map_err(ExecError::User)?;
+    let mut argv = if cmd.shell.unwrap_or(true) {
         vec!["/bin/sh".into(), "-c".into(), value]
     } else {
         // Mesos: `value` is the program, `arguments` the full argv (argv[0] included).
@@ -79,27 +90,48 @@ pub fn spawn(
         v.extend(cmd.arguments.iter().skip(1).cloned());
         v
     };
+    // Outer part (root on a root agent): join the cgroup, then become the task user (setpriv,
+    // if that is how this agent switches) by exec, keeping the pid and process group. Inner part
+    // (the task user): run the task and record its exit code. Nothing running as root writes
+    // into the sandbox, which the task user owns: it could plant symlinks there.
+    let mut wrapped = users::setpriv_prefix(&run_as);
+    wrapped.extend([
+        "/bin/sh".to_string(),
+        "-c".into(),
+        r#"rc=0; "$@" || rc=$?; echo "$rc" > "$DCCORE_EXIT_FILE.tmp" && mv "$DCCORE_EXIT_FILE.tmp" "$DCCORE_EXIT_FILE"; exit "$rc""#.into(),
+        "dccore-task".into(),
+    ]);
+    wrapped.append(&mut argv);
     let spawn_err = |source| ExecError::Spawn {
         sandbox: sandbox.to_path_buf(),
         source,
     };
     std::fs::create_dir_all(sandbox).map_err(spawn_err)?;
     let _ = std::fs::remove_file(sandbox.join(EXIT_FILE));
+    // The sandbox may be left from an earlier task with this id, run by another user: open its
+    // files without following links, and hand them over through the open file, never by path.
     let open = |name: &str| {
-        std::fs::OpenOptions::new()
+        let f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(sandbox.join(name))
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(sandbox.join(name))?;
+        users::give_file(&f, &run_as)?;
+        Ok::<_, std::io::Error>(f)
     };
     let stdout = open("stdout").map_err(spawn_err)?;
     let stderr = open("stderr").map_err(spawn_err)?;
+    // The folder itself is safe to change by path: its parent belongs to the agent.
+    users::give_dir(sandbox, &run_as).map_err(spawn_err)?;
     let mut c = Command::new("/bin/sh");
     c.arg("-c")
-        .arg(r#"[ -z "$DCCORE_CGROUP" ] || echo $$ > "$DCCORE_CGROUP/cgroup.procs" 2>/dev/null || true; rc=0; "$@" || rc=$?; echo "$rc" > "$DCCORE_EXIT_FILE.tmp" && mv "$DCCORE_EXIT_FILE.tmp" "$DCCORE_EXIT_FILE"; exit "$rc""#)
+        .arg(r#"[ -z "$DCCORE_CGROUP" ] || echo $$ > "$DCCORE_CGROUP/cgroup.procs" 2>/dev/null || true; exec "$@""#)
         .arg("dccore-task")
-        .args(&argv)
+        .args(&wrapped)
         .current_dir(sandbox)
         .env("MESOS_SANDBOX", sandbox)
+        .env("USER", run_as.name())
+        .env("LOGNAME", run_as.name())
         .env("DCCORE_EXIT_FILE", sandbox.join(EXIT_FILE))
         .envs(extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(Stdio::null())
@@ -108,6 +140,10 @@ pub fn spawn(
         .process_group(0)
         // The task must survive an agent restart: never kill it when the handle is dropped.
         .kill_on_drop(false);
+    if let Some((uid, gid)) = users::std_switch(&run_as) {
+        // No setpriv: the whole wrapper runs as the user (see `users`).
+        c.uid(uid.as_raw()).gid(gid.as_raw());
+    }
     if let Some(env) = &cmd.environment {
         c.envs(
             env.variables

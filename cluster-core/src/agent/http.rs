@@ -2,13 +2,19 @@
 //!
 //! `GET /files/read?path=FRAMEWORK/TASK/stdout&offset=0&length=N` answers Mesos' `{"data","offset"}`;
 //! `GET /files/download?path=...` answers the raw bytes. Paths are relative to the sandbox root
-//! and cannot leave it. Every route but `/health` needs the cluster bearer token.
+//! and cannot leave it.
+//!
+//! Launch and kill need the secret this agent run sent the master when it registered: that is
+//! least privilege, because no other credential (not the agents' shared token, which every node
+//! holds, nor the operator token, which the agent may not have) can start a process here. The
+//! files API also takes the agent's own credential (`--token-file`), with which dcform reads
+//! task output. `/health` is open.
 
 // Early-return helpers hand back a finished Response; its size is irrelevant here.
 #![allow(clippy::result_large_err)]
 
 use super::tasks::Agent;
-use crate::auth::{Authenticator, Identity};
+use crate::auth::ct_eq;
 use crate::proto::internal::{KillTask, LaunchTasks};
 use axum::Router;
 use axum::body::Bytes;
@@ -38,20 +44,37 @@ pub(super) fn router(agent: Arc<Agent>) -> Router {
         .with_state(agent)
 }
 
-fn authorized(agent: &Agent, headers: &HeaderMap) -> Result<(), Response> {
-    let auth = Authenticator::new(agent.cfg.token.clone());
-    match auth.check(
-        headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok()),
-    ) {
-        Some(Identity::Token) => Ok(()),
-        _ => Err((
-            StatusCode::UNAUTHORIZED,
-            "authentication required: Authorization: Bearer TOKEN",
-        )
-            .into_response()),
+/// Who may call a route.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    /// The master only (its per-run secret).
+    Master,
+    /// The master, or a holder of the agent's own credential.
+    MasterOrOwnToken,
+}
+
+fn authorized(agent: &Agent, headers: &HeaderMap, caller: Caller) -> Result<(), Response> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().strip_prefix("Bearer "))
+        .map(|t| t.trim().as_bytes());
+    let ok = bearer.is_some_and(|t| {
+        ct_eq(t, agent.callback_token.as_bytes())
+            | (caller == Caller::MasterOrOwnToken && ct_eq(t, agent.cfg.token.as_bytes()))
+    });
+    if ok {
+        return Ok(());
     }
+    let msg = match caller {
+        Caller::Master => {
+            "authentication required: only the master this agent registered with may call this route"
+        }
+        Caller::MasterOrOwnToken => {
+            "authentication required: Authorization: Bearer with the agent's token"
+        }
+    };
+    Err((StatusCode::UNAUTHORIZED, msg).into_response())
 }
 
 fn bad(msg: String) -> Response {
@@ -59,7 +82,7 @@ fn bad(msg: String) -> Response {
 }
 
 async fn launch(State(agent): State<Arc<Agent>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = authorized(&agent, &headers) {
+    if let Err(r) = authorized(&agent, &headers, Caller::Master) {
         return r;
     }
     match serde_json::from_slice::<LaunchTasks>(&body) {
@@ -74,7 +97,7 @@ async fn launch(State(agent): State<Arc<Agent>>, headers: HeaderMap, body: Bytes
 }
 
 async fn kill(State(agent): State<Arc<Agent>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = authorized(&agent, &headers) {
+    if let Err(r) = authorized(&agent, &headers, Caller::Master) {
         return r;
     }
     match serde_json::from_slice::<KillTask>(&body) {
@@ -125,7 +148,7 @@ async fn read(
     headers: HeaderMap,
     Query(q): Query<FileQuery>,
 ) -> Response {
-    if let Err(r) = authorized(&agent, &headers) {
+    if let Err(r) = authorized(&agent, &headers, Caller::MasterOrOwnToken) {
         return r;
     }
     let path = match resolve(&agent.sandbox_root(), &q.path) {
@@ -134,8 +157,9 @@ async fn read(
     };
     let offset = q.offset.unwrap_or(0);
     let length = q.length.unwrap_or(MAX_READ).min(MAX_READ);
+    let root = agent.sandbox_root();
     let result = tokio::task::spawn_blocking(move || -> std::io::Result<(u64, Vec<u8>)> {
-        let mut f = std::fs::File::open(&path)?;
+        let mut f = open_inside(&root, &path)?;
         let size = f.metadata()?.len();
         f.seek(SeekFrom::Start(offset.min(size)))?;
         let mut buf = Vec::new();
@@ -152,6 +176,9 @@ async fn read(
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
             (StatusCode::NOT_FOUND, format!("no file {}", q.path)).into_response()
         }
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            (StatusCode::FORBIDDEN, format!("{}: {e}", q.path)).into_response()
+        }
         Ok(Err(e)) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("cannot read {}: {e}", q.path),
@@ -166,24 +193,54 @@ async fn download(
     headers: HeaderMap,
     Query(q): Query<FileQuery>,
 ) -> Response {
-    if let Err(r) = authorized(&agent, &headers) {
+    if let Err(r) = authorized(&agent, &headers, Caller::MasterOrOwnToken) {
         return r;
     }
     let path = match resolve(&agent.sandbox_root(), &q.path) {
         Ok(p) => p,
         Err(m) => return bad(m),
     };
-    match tokio::fs::read(&path).await {
-        Ok(bytes) => ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+    let root = agent.sandbox_root();
+    let result = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        open_inside(&root, &path)?.read_to_end(&mut buf)?;
+        Ok(buf)
+    })
+    .await;
+    match result {
+        Ok(Ok(bytes)) => {
+            ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response()
+        }
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
             (StatusCode::NOT_FOUND, format!("no file {}", q.path)).into_response()
         }
-        Err(e) => (
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            (StatusCode::FORBIDDEN, format!("{}: {e}", q.path)).into_response()
+        }
+        Ok(Err(e)) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("cannot read {}: {e}", q.path),
         )
             .into_response(),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "file reader failed").into_response(),
     }
+}
+
+/// Opens `path` for reading, refusing a file outside `root`. Sandboxes belong to task users, who
+/// may put links anywhere in them, and the agent reads as root: so the check is on the file that
+/// was actually opened (its `/proc/self/fd` link), which no later swap of a link can change.
+fn open_inside(root: &Path, path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(path)?;
+    let real = std::fs::read_link(format!("/proc/self/fd/{}", f.as_raw_fd()))?;
+    let root = std::fs::canonicalize(root)?;
+    if !real.starts_with(&root) || !f.metadata()?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            "not a file inside the sandboxes (a link leads out of them)",
+        ));
+    }
+    Ok(f)
 }
 
 #[cfg(test)]
@@ -204,5 +261,22 @@ mod tests {
         assert!(resolve(root, "../etc/passwd").is_err());
         assert!(resolve(root, "f/../../x").is_err());
         assert!(resolve(root, "").is_err());
+    }
+
+    #[test]
+    fn links_out_of_the_sandboxes_are_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("sandboxes");
+        std::fs::create_dir_all(root.join("f/t")).unwrap();
+        std::fs::write(root.join("f/t/stdout"), "out").unwrap();
+        std::fs::write(dir.path().join("secret"), "s").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("secret"), root.join("f/t/leak")).unwrap();
+        std::os::unix::fs::symlink("stdout", root.join("f/t/inside")).unwrap();
+        assert!(open_inside(&root, &root.join("f/t/stdout")).is_ok());
+        assert!(open_inside(&root, &root.join("f/t/inside")).is_ok());
+        let e = open_inside(&root, &root.join("f/t/leak")).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied);
+        let e = open_inside(&root, &root.join("f/t")).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied, "a folder");
     }
 }

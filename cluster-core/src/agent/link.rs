@@ -123,6 +123,8 @@ async fn register(agent: &Agent) -> Result<Registered, String> {
         public: agent.cfg.public,
         tasks: agent.reported(),
         version: crate::VERSION.into(),
+        callback_token: Some(agent.callback_token.clone()),
+        task_user: agent.users.fixed_user().map(str::to_string),
     };
     let r = agent
         .http

@@ -14,6 +14,7 @@ mod http;
 mod link;
 pub mod registration;
 mod tasks;
+mod users;
 
 pub use checkpoint::{CheckpointError, safe_name};
 pub use executor::ExecError;
@@ -53,7 +54,9 @@ pub struct AgentConfig {
     pub master: String,
     /// Checkpoints and sandboxes live here.
     pub work_dir: PathBuf,
-    /// Cluster token (bearer) for the master and for requests to this agent.
+    /// The agent's credential for the master (an agent token, or the operator token). It also
+    /// opens this agent's `/files` API (dcform reads task output with it); launch and kill take
+    /// only the per-run secret the agent gives the master.
     pub token: String,
     /// Resources offered.
     pub resources: Resources,
@@ -71,6 +74,8 @@ pub struct AgentConfig {
     pub advertise_url: Option<String>,
     /// cgroup v2 mount used for task limits (`None`: no limits). Default `/sys/fs/cgroup`.
     pub cgroup_base: Option<PathBuf>,
+    /// The user a task runs as when the master names none (a root agent; default `nobody`).
+    pub default_task_user: String,
 }
 
 impl AgentConfig {
@@ -96,6 +101,7 @@ impl AgentConfig {
             kill_grace: Duration::from_secs(3),
             advertise_url: None,
             cgroup_base: Some(PathBuf::from(cgroup::DEFAULT_BASE)),
+            default_task_user: crate::acl::DEFAULT_TASK_USER.to_string(),
         }
     }
 
@@ -153,6 +159,12 @@ impl AgentConfig {
         if f.cgroups == Some(false) {
             self.cgroup_base = None;
         }
+        if let Some(u) = f.default_task_user {
+            if u.is_empty() {
+                return Err(bad("default_task_user must name a user".into()));
+            }
+            self.default_task_user = u;
+        }
         Ok(self)
     }
 }
@@ -177,6 +189,17 @@ pub struct ConfigFile {
     pub advertise_url: Option<String>,
     /// `false` disables cgroup v2 limits even where they are available.
     pub cgroups: Option<bool>,
+    /// The user tasks run as when the master names none (default `nobody`).
+    pub default_task_user: Option<String>,
+}
+
+/// A fresh random secret (two v4 uuids: 244 random bits from the OS generator).
+fn new_secret() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
 }
 
 fn hostname() -> String {

@@ -5,6 +5,7 @@ use super::AgentConfig;
 use super::cgroup::Cgroups;
 use super::checkpoint::{Checkpoints, TaskCheckpoint, safe_name};
 use super::executor::{self, Proc};
+use super::users::TaskUsers;
 use crate::proto::internal::ReportedTask;
 use crate::proto::{Id, TaskInfo, TaskState, TaskStatus};
 use std::collections::HashMap;
@@ -49,6 +50,10 @@ pub(super) struct Agent {
     pub http: reqwest::Client,
     /// Task limits, where the host supports cgroups v2.
     cgroups: Option<Cgroups>,
+    /// Which user tasks run as.
+    pub users: TaskUsers,
+    /// The secret the master calls this agent run with (sent in the registration).
+    pub callback_token: String,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -63,6 +68,8 @@ impl Agent {
         let cgroups = cfg.cgroup_base.as_deref().and_then(Cgroups::detect);
         Agent {
             cgroups,
+            users: TaskUsers::detect(&cfg.default_task_user),
+            callback_token: super::new_secret(),
             agent_id: Mutex::new(checkpoints.agent_id()),
             checkpoints,
             cfg,
@@ -197,7 +204,7 @@ impl Agent {
         if let Some(dir) = &cgroup {
             env.push(("DCCORE_CGROUP".into(), dir.display().to_string()));
         }
-        match executor::spawn(&task, &sandbox, &env) {
+        match executor::spawn(&task, &sandbox, &env, &self.users) {
             Ok(proc) => {
                 if let Some(e) = lock(&self.tasks).get_mut(&key) {
                     e.cp.pid = proc.pid();

@@ -1,6 +1,7 @@
 //! Agent-facing routes (`/internal/v1/agents/*`): registration, heartbeats, status updates.
 
-use super::{ask, authenticate, error, parse};
+use super::{Route, ask, authenticate, error, parse};
+use crate::auth::Identity;
 use crate::master::{MasterCommand, MasterHandle};
 use crate::proto::internal::{Heartbeat, RegisterAgent, StatusMessage};
 use axum::body::Bytes;
@@ -9,16 +10,35 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 /// `POST /internal/v1/agents/register`.
+///
+/// The master calls the agent back with the `callback_token` the agent sent (a secret of that
+/// agent run). An agent of an older version sends none and expects the one cluster token: that
+/// is allowed only when it authenticated with the operator token (it holds it already); an agent
+/// credential without a callback token is refused, so that the master never hands the operator
+/// token to a process that only proved it is an agent.
 pub async fn register(State(h): State<MasterHandle>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = authenticate(&h, &headers, false) {
-        return r;
-    }
-    let msg: RegisterAgent = match parse(&body) {
+    let identity = match authenticate(&h, &headers, Route::Agent) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let mut msg: RegisterAgent = match parse(&body) {
         Ok(m) => m,
         Err(r) => return r,
     };
     if msg.url.is_empty() {
         return error(StatusCode::BAD_REQUEST, "url must be the agent's base URL");
+    }
+    match (&msg.callback_token, identity) {
+        (Some(t), _) if !t.is_empty() => {}
+        (_, Identity::Operator) => {
+            msg.callback_token = Some(h.auth.operator_token().to_string());
+        }
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "registration has no callback_token: an agent that authenticates with an agent token must send the per-run secret the master calls it with (upgrade the agent)",
+            );
+        }
     }
     match ask(&h, |reply| MasterCommand::RegisterAgent {
         msg: Box::new(msg),
@@ -34,7 +54,7 @@ pub async fn register(State(h): State<MasterHandle>, headers: HeaderMap, body: B
 
 /// `POST /internal/v1/agents/heartbeat`: 200 with a [`HeartbeatAck`](crate::proto::internal::HeartbeatAck), or 404 when the agent must register again.
 pub async fn heartbeat(State(h): State<MasterHandle>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = authenticate(&h, &headers, false) {
+    if let Err(r) = authenticate(&h, &headers, Route::Agent) {
         return r;
     }
     let msg: Heartbeat = match parse(&body) {
@@ -58,7 +78,7 @@ pub async fn heartbeat(State(h): State<MasterHandle>, headers: HeaderMap, body: 
 
 /// `POST /internal/v1/agents/status`: 200 once the master has recorded the update.
 pub async fn status(State(h): State<MasterHandle>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = authenticate(&h, &headers, false) {
+    if let Err(r) = authenticate(&h, &headers, Route::Agent) {
         return r;
     }
     let msg: StatusMessage = match parse(&body) {

@@ -1,17 +1,32 @@
-//! `GET /metrics`: Prometheus text exposition.
+//! `GET /metrics`: Prometheus text exposition (operator token, or a principal granted
+//! `get_endpoints` for `/metrics`).
 
-use super::{ask, authenticate};
+use super::{Route, ask, authenticate, error};
+use crate::acl::Action;
 use crate::master::{MasterCommand, MasterHandle, MetricsSnapshot};
 use axum::extract::State;
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
 /// Serves the metrics.
 pub async fn handle(State(h): State<MasterHandle>, headers: HeaderMap) -> Response {
-    if let Err(r) = authenticate(&h, &headers, true) {
-        return r;
+    let identity = match authenticate(&h, &headers, Route::Client) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    if let Some(p) = identity.principal()
+        && !h
+            .acls
+            .allows(Action::GetEndpoint, Some(p), Some("/metrics"))
+    {
+        return error(
+            StatusCode::FORBIDDEN,
+            format!(
+                "principal {p:?} may not read /metrics: it needs the operator token or a get_endpoints rule with path /metrics"
+            ),
+        );
     }
     match ask(&h, |reply| MasterCommand::Metrics { reply }).await {
         Ok(m) => (

@@ -1,13 +1,15 @@
 //! The master's HTTP server: one route table, one file per API.
 //!
-//! | route | who | auth |
+//! | route | who | identities admitted ([`Route`]) |
 //! |---|---|---|
-//! | `POST /api/v1/scheduler` | frameworks ([`scheduler`]) | Basic (credentials file) or bearer token |
-//! | `POST /api/v1` | operators ([`operator`]) | bearer token or Basic |
-//! | `POST /internal/v1/agents/*` | agents ([`internal`]) | bearer token |
-//! | `GET /metrics` | Prometheus ([`metrics`]) | bearer token |
-//! | `GET /health`, `GET /version` | probes, framework libraries | none |
+//! | `POST /api/v1/scheduler` | frameworks ([`scheduler`]) | operator token, framework principal (Basic) |
+//! | `POST /api/v1` | operators ([`operator`]) | operator token, framework principal (what the rules allow) |
+//! | `POST /internal/v1/agents/*` | agents ([`internal`]) | agent token, operator token |
+//! | `GET /metrics` | Prometheus ([`metrics`]) | operator token, principal allowed `get_endpoints` `/metrics` |
+//! | `GET /health`, `GET /version` | probes, framework libraries | anyone |
 //!
+//! Unknown credentials get 401 (so do framework credentials on the agent routes); an agent token
+//! on the scheduler or operator API or `/metrics` gets 403 with a message.
 //! Handlers parse, authenticate and forward a [`MasterCommand`] to the owner task; they never
 //! touch master state themselves.
 
@@ -59,22 +61,39 @@ pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response 
     (status, message.into()).into_response()
 }
 
-/// Authenticates a request; 401 (counted in the metrics) if it fails. `principals` allows Basic
-/// framework credentials besides the bearer token.
+/// Which identities a route admits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// The scheduler and operator APIs and `/metrics`: the operator and framework principals.
+    Client,
+    /// `/internal/v1/agents/*`: agents and the operator (scripts that give agents the operator
+    /// token keep working).
+    Agent,
+}
+
+/// Authenticates a request for `route`: 401 (counted in the metrics) for missing or unknown
+/// credentials, 403 for known credentials that this route does not admit.
 pub(crate) fn authenticate(
     h: &MasterHandle,
     headers: &HeaderMap,
-    principals: bool,
+    route: Route,
 ) -> Result<Identity, Response> {
     let value = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    match h.auth.check(value) {
-        Some(Identity::Principal(p)) if !principals => {
-            tracing::debug!(principal = %p, "framework credentials used on a token-only route");
+    match (h.auth.check(value), route) {
+        (Some(Identity::Agent(_)), Route::Client) => {
+            return Err(error(
+                StatusCode::FORBIDDEN,
+                "agent credentials may call only the agent routes (/internal/v1/agents/*); use the operator token or framework credentials",
+            ));
         }
-        Some(id) => return Ok(id),
-        None => {}
+        // As before agent tokens existed: framework credentials are no credentials here (401).
+        (Some(Identity::Principal(p)), Route::Agent) => {
+            tracing::debug!(principal = %p, "framework credentials used on an agent route");
+        }
+        (Some(id), _) => return Ok(id),
+        (None, _) => {}
     }
     h.unauthorized.fetch_add(1, Ordering::Relaxed);
     let mut r = error(

@@ -3,8 +3,7 @@
 //! SUBSCRIBE answers `200` with a chunked RecordIO stream of events and a `Mesos-Stream-Id`
 //! header; every other call must carry that header and is answered `202 Accepted`.
 
-use super::{ask, authenticate, error, parse};
-use crate::auth::Identity;
+use super::{Route, ask, authenticate, error, parse};
 use crate::master::{MasterCommand, MasterHandle, Subscription};
 use crate::proto::scheduler::{Call, Event, FrameworkInfo};
 use axum::body::{Body, Bytes};
@@ -21,7 +20,7 @@ const STREAM_PIPE: usize = 64 * 1024;
 
 /// Handles one scheduler call.
 pub async fn handle(State(h): State<MasterHandle>, headers: HeaderMap, body: Bytes) -> Response {
-    let identity = match authenticate(&h, &headers, true) {
+    let identity = match authenticate(&h, &headers, Route::Client) {
         Ok(i) => i,
         Err(r) => return r,
     };
@@ -36,6 +35,7 @@ pub async fn handle(State(h): State<MasterHandle>, headers: HeaderMap, body: Byt
             .map(str::to_string);
         return match ask(&h, |reply| MasterCommand::Call {
             call,
+            principal: identity.principal().map(str::to_string),
             stream_id,
             reply,
         })
@@ -61,10 +61,7 @@ pub async fn handle(State(h): State<MasterHandle>, headers: HeaderMap, body: Byt
             );
         }
     };
-    let principal = match identity {
-        Identity::Principal(p) => Some(p),
-        Identity::Token => None,
-    };
+    let principal = identity.principal().map(str::to_string);
     let framework_id = call.framework_id.map(|i| i.value);
     let sub = match ask(&h, |reply| MasterCommand::Subscribe {
         info_raw: sub.framework_info,

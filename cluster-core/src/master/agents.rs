@@ -69,8 +69,12 @@ impl State {
                 version: msg.version.clone(),
                 deactivated,
                 drain,
+                task_user: msg.task_user.clone(),
             },
         );
+        if let Some(t) = &msg.callback_token {
+            self.agent_call_tokens.insert(msg.url.clone(), t.clone());
+        }
 
         let mut kill = Vec::new();
         let mut reported = std::collections::HashSet::new();

@@ -57,11 +57,21 @@ impl OperatorQuery {
             "GET_TASKS" => OperatorQuery::Tasks,
             other => {
                 return Err(format!(
-                    "unsupported operator call type {other:?}: supported are GET_HEALTH, GET_STATE, GET_AGENTS, GET_FRAMEWORKS, GET_TASKS, DRAIN_AGENT, DEACTIVATE_AGENT, REACTIVATE_AGENT"
+                    "unsupported operator call type {other:?}: supported are GET_HEALTH, GET_STATE, GET_AGENTS, GET_FRAMEWORKS, GET_TASKS, DRAIN_AGENT, DEACTIVATE_AGENT, REACTIVATE_AGENT, TEARDOWN"
                 ));
             }
         })
     }
+}
+
+/// Who reads the operator API: what they are shown depends on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Viewer {
+    /// The operator token: everything.
+    Operator,
+    /// A framework principal: its own frameworks and tasks, and those of the users the
+    /// `view_frameworks` / `view_tasks` rules let it see.
+    Principal(String),
 }
 
 /// Counters for `/metrics`.
@@ -111,6 +121,8 @@ pub enum MasterCommand {
     Call {
         /// The call.
         call: Call,
+        /// Authenticated principal (Basic), if any: it must be the framework's.
+        principal: Option<String>,
         /// `Mesos-Stream-Id` header.
         stream_id: Option<String>,
         /// Answer.
@@ -157,6 +169,8 @@ pub enum MasterCommand {
     Operator {
         /// Which.
         query: OperatorQuery,
+        /// Who asks.
+        viewer: Viewer,
         /// Answer (the Mesos JSON response).
         reply: oneshot::Sender<Value>,
     },
@@ -164,6 +178,16 @@ pub enum MasterCommand {
     Agent {
         /// The call.
         call: AgentCall,
+        /// Answer.
+        reply: oneshot::Sender<Result<(), CallError>>,
+    },
+    /// Operator `TEARDOWN` of a framework: its own principal, a principal the
+    /// `teardown_frameworks` rules allow, or the operator.
+    Teardown {
+        /// The framework.
+        framework_id: String,
+        /// Who asks: `None` is the operator.
+        principal: Option<String>,
         /// Answer.
         reply: oneshot::Sender<Result<(), CallError>>,
     },

@@ -383,9 +383,10 @@ impl State {
             return Ok(()); // unreachable: `invalid` covers a missing agent
         };
         let mut batch: Vec<TaskInfo> = Vec::new();
-        for t in tasks {
+        for mut t in tasks {
             let res = Resources::from_mesos(&t.resources);
             let key = (fid.to_string(), t.task_id.value.clone());
+            let user = self.task_user(fid, &t);
             let error = if t.task_id.value.is_empty() {
                 Some("task_id is empty".to_string())
             } else if self.tasks.contains_key(&key) {
@@ -397,6 +398,8 @@ impl State {
                 ))
             } else if t.command.as_ref().and_then(|c| c.value.as_ref()).is_none() {
                 Some("task has no command.value (custom executors are not supported)".to_string())
+            } else if let Err(why) = &user {
+                Some(why.clone())
             } else {
                 avail.shortfall(&res)
             };
@@ -413,6 +416,10 @@ impl State {
                 continue;
             }
             avail.subtract(&res);
+            // The agent runs the task as the user decided here (see `access`).
+            if let (Ok(u), Some(c)) = (user, t.command.as_mut()) {
+                c.user = Some(u);
+            }
             // The master keeps the parsed `res`; the verbose Mesos resource list goes to the agent
             // only (it is most of a task's memory at 100,000 tasks).
             let mut stored = t.clone();

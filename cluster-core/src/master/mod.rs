@@ -13,6 +13,7 @@
 //! The state has exactly one owner (the task started by [`run`]); everything else talks to it with
 //! [`MasterCommand`]s through a [`MasterHandle`].
 
+mod access;
 mod agents;
 mod command;
 mod drain;
@@ -24,10 +25,11 @@ mod tasks;
 mod tests;
 mod views;
 
-pub use command::{CallError, MasterCommand, MetricsSnapshot, OperatorQuery, Subscription};
+pub use command::{CallError, MasterCommand, MetricsSnapshot, OperatorQuery, Subscription, Viewer};
 pub use drain::{AgentCall, DrainConfig, DrainInfo, DrainState};
 pub use registry::RegistryError;
 
+use crate::acl::{AclError, Acls};
 use crate::auth::Authenticator;
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -58,6 +60,24 @@ pub enum MasterError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The ACL file is unreadable.
+    #[error("cannot read the ACL file {path}")]
+    AclRead {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The ACL file is not valid Mesos ACL JSON (the cause names the field).
+    #[error("bad ACL file {path}")]
+    Acls {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        #[source]
+        source: AclError,
+    },
 }
 
 /// Master settings. Defaults suit small clusters; `--config FILE` (JSON, all fields optional,
@@ -82,6 +102,12 @@ pub struct MasterConfig {
     pub default_failover_timeout: Duration,
     /// DRF weights per role (default 1).
     pub role_weights: HashMap<String, f64>,
+    /// Access rules for framework principals (`--acls`; built-in rules without a file). They
+    /// carry the default task user.
+    pub acls: Acls,
+    /// The config file's `agent_token_file` (resolved against the config file's folder); the
+    /// binary reads it unless `--agent-token-file` is given.
+    pub agent_token_file: Option<PathBuf>,
 }
 
 impl MasterConfig {
@@ -97,7 +123,25 @@ impl MasterConfig {
             default_refuse: Duration::from_secs(5),
             default_failover_timeout: Duration::from_secs(7 * 24 * 3600),
             role_weights: HashMap::new(),
+            acls: Acls::default(),
+            agent_token_file: None,
         }
+    }
+
+    /// Loads access rules from a Mesos ACL JSON file (evaluated with this config's default
+    /// task user).
+    pub fn with_acls_file(mut self, path: &std::path::Path) -> Result<Self, MasterError> {
+        let text = std::fs::read_to_string(path).map_err(|source| MasterError::AclRead {
+            path: path.into(),
+            source,
+        })?;
+        self.acls = Acls::parse(&text, self.acls.default_task_user()).map_err(|source| {
+            MasterError::Acls {
+                path: path.into(),
+                source,
+            }
+        })?;
+        Ok(self)
     }
 
     /// Applies a JSON config file.
@@ -127,6 +171,21 @@ impl MasterConfig {
         if let Some(w) = f.role_weights {
             self.role_weights = w;
         }
+        if let Some(u) = f.default_task_user {
+            if u.is_empty() {
+                return Err(bad("default_task_user must name a user".into()));
+            }
+            self.acls = self.acls.with_default_task_user(&u);
+        }
+        if let Some(t) = f.agent_token_file {
+            self.agent_token_file = Some(path.parent().map(|d| d.join(&t)).unwrap_or(t));
+        }
+        if let Some(a) = f.acls {
+            // A relative path is relative to the config file, as a node's config is written
+            // beside its ACL file.
+            let a = path.parent().map(|d| d.join(&a)).unwrap_or(a);
+            self = self.with_acls_file(&a)?;
+        }
         Ok(self)
     }
 }
@@ -151,6 +210,13 @@ pub struct ConfigFile {
     pub default_failover_timeout_secs: Option<f64>,
     /// See [`MasterConfig::role_weights`].
     pub role_weights: Option<HashMap<String, f64>>,
+    /// Mesos ACL JSON file (same as `--acls`, which wins); relative to the config file.
+    pub acls: Option<PathBuf>,
+    /// The user tasks run as when they ask for none, and the only one the built-in rules allow
+    /// (default `nobody`).
+    pub default_task_user: Option<String>,
+    /// Agents' token file (same as `--agent-token-file`, which wins); relative to the config file.
+    pub agent_token_file: Option<PathBuf>,
 }
 
 /// What HTTP handlers hold: the command channel to the owner task and shared, lock-free counters.
@@ -160,6 +226,8 @@ pub struct MasterHandle {
     pub tx: mpsc::Sender<MasterCommand>,
     /// Credentials.
     pub auth: Arc<Authenticator>,
+    /// Access rules (operator calls are checked in the handlers).
+    pub acls: Arc<Acls>,
     /// Requests rejected with 401 (reported in `/metrics`).
     pub unauthorized: Arc<AtomicU64>,
     /// Heartbeat interval for subscription streams.
@@ -181,14 +249,14 @@ pub async fn run(
     let (tx, rx) = mpsc::channel(4096);
     let handle = MasterHandle {
         tx: tx.clone(),
-        auth: Arc::new(auth.clone()),
+        auth: Arc::new(auth),
+        acls: Arc::new(config.acls.clone()),
         unauthorized: Arc::new(AtomicU64::new(0)),
         framework_heartbeat: config.framework_heartbeat,
         shutdown: shutdown.clone(),
         streams: TaskTracker::new(),
     };
-    let token = auth.token().to_string();
-    let owner = state::State::new(config, registry, tx, token);
+    let owner = state::State::new(config, registry, tx);
     let owner_task = tokio::spawn(owner.run(rx, shutdown.clone()));
     let app = crate::api::router(handle.clone());
     let served = axum::serve(listener, app)

@@ -41,6 +41,8 @@ pub(super) struct AgentRec {
     pub deactivated: bool,
     /// Drain in progress or finished.
     pub drain: Option<DrainInfo>,
+    /// Set when the agent is not root: every task there runs as this user.
+    pub task_user: Option<String>,
 }
 
 pub(super) struct Stream {
@@ -103,7 +105,9 @@ pub(super) struct State {
     pub gone_agents: HashSet<String>,
     pub registry: Registry,
     pub http: reqwest::Client,
-    pub token: String,
+    /// Agent URL -> the bearer token that agent run asked to be called with (never persisted:
+    /// a restarted agent sends a new one when it registers again).
+    pub agent_call_tokens: HashMap<String, String>,
     pub tx: mpsc::Sender<MasterCommand>,
     pub io: TaskTracker,
     pub alloc_pending: bool,
@@ -116,12 +120,7 @@ pub(super) struct State {
 }
 
 impl State {
-    pub fn new(
-        cfg: MasterConfig,
-        registry: Registry,
-        tx: mpsc::Sender<MasterCommand>,
-        token: String,
-    ) -> Self {
+    pub fn new(cfg: MasterConfig, registry: Registry, tx: mpsc::Sender<MasterCommand>) -> Self {
         let now = Instant::now();
         let mut s = State {
             alloc: Allocator::new(cfg.role_weights.clone()),
@@ -144,7 +143,7 @@ impl State {
                 .pool_max_idle_per_host(4)
                 .build()
                 .expect("invariant: a plain HTTP client always builds"),
-            token,
+            agent_call_tokens: HashMap::new(),
             tx,
             io: TaskTracker::new(),
             alloc_pending: false,
@@ -181,6 +180,7 @@ impl State {
                     version: String::new(),
                     deactivated: a.deactivated,
                     drain: a.drain_info,
+                    task_user: None,
                 },
             );
         }
@@ -246,15 +246,20 @@ impl State {
                 principal,
                 reply,
             } => {
-                let r = self.subscribe(info_raw, info, framework_id, principal, now);
+                let r = self
+                    .authorize_subscribe(&info, framework_id.as_deref(), principal.as_deref())
+                    .and_then(|()| self.subscribe(info_raw, info, framework_id, principal, now));
                 let _ = reply.send(r);
             }
             MasterCommand::Call {
                 call,
+                principal,
                 stream_id,
                 reply,
             } => {
-                let r = self.call(call, stream_id, now);
+                let r = self
+                    .authorize_call(&call, principal.as_deref())
+                    .and_then(|()| self.call(call, stream_id, now));
                 let _ = reply.send(r);
             }
             MasterCommand::StreamClosed {
@@ -312,8 +317,19 @@ impl State {
                     self.update_task(&key, st, now);
                 }
             }
-            MasterCommand::Operator { query, reply } => {
-                let _ = reply.send(self.operator(query));
+            MasterCommand::Operator {
+                query,
+                viewer,
+                reply,
+            } => {
+                let _ = reply.send(self.operator(query, &viewer));
+            }
+            MasterCommand::Teardown {
+                framework_id,
+                principal,
+                reply,
+            } => {
+                let _ = reply.send(self.operator_teardown(&framework_id, principal.as_deref()));
             }
             MasterCommand::Agent { call, reply } => {
                 let _ = reply.send(self.agent_call(call));
@@ -380,17 +396,24 @@ impl State {
     where
         F: FnOnce(String) -> MasterCommand + Send + 'static,
     {
+        let token = self.agent_call_tokens.get(agent_url).cloned();
         let req = self
             .http
             .post(format!("{}{}", agent_url.trim_end_matches('/'), path))
-            .bearer_auth(&self.token)
             .json(&body);
         let tx = self.tx.clone();
         self.io.spawn(async move {
-            let result = match req.send().await {
-                Ok(r) if r.status().is_success() => Ok(()),
-                Ok(r) => Err(format!("agent answered {}", r.status())),
-                Err(e) => Err(crate::util::chain(&e)),
+            // Only agents registered with this master run are called, and each sent its token.
+            let result = match token {
+                None => Err(
+                    "no credential for this agent: it has not registered with this master"
+                        .to_string(),
+                ),
+                Some(t) => match req.bearer_auth(t).send().await {
+                    Ok(r) if r.status().is_success() => Ok(()),
+                    Ok(r) => Err(format!("agent answered {}", r.status())),
+                    Err(e) => Err(crate::util::chain(&e)),
+                },
             };
             if let Err(error) = result {
                 tracing::warn!(%error, "request to agent failed");

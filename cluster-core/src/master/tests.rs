@@ -15,7 +15,7 @@ fn state(dir: &std::path::Path) -> State {
     let cfg = MasterConfig::new(dir);
     let registry = Registry::load(dir).expect("empty registry");
     let (tx, _rx) = mpsc::channel(16);
-    State::new(cfg, registry, tx, "t".into())
+    State::new(cfg, registry, tx)
 }
 
 fn agent_msg(id: Option<&str>) -> RegisterAgent {
@@ -28,6 +28,8 @@ fn agent_msg(id: Option<&str>) -> RegisterAgent {
         public: false,
         tasks: vec![],
         version: "test".into(),
+        callback_token: Some("agent-secret".into()),
+        task_user: None,
     }
 }
 

@@ -1,6 +1,8 @@
 //! Operator API responses (`POST /api/v1`) in the JSON shapes of Mesos' `master.proto` `Response`.
+//! Frameworks and tasks are filtered for the [`Viewer`] (Mesos' `view_frameworks` / `view_tasks`);
+//! agents are visible to every authenticated reader (frameworks see them in offers anyway).
 
-use super::command::OperatorQuery;
+use super::command::{OperatorQuery, Viewer};
 use super::state::{AgentRec, State, TaskRec};
 use crate::allocator::PUBLIC_ROLE;
 use crate::proto::{Resources, TaskState};
@@ -25,18 +27,20 @@ fn task_json(t: &TaskRec) -> Value {
 }
 
 impl State {
-    pub(super) fn operator(&self, q: OperatorQuery) -> Value {
+    pub(super) fn operator(&self, q: OperatorQuery, viewer: &Viewer) -> Value {
         match q {
             OperatorQuery::Health => json!({"type": "GET_HEALTH", "get_health": {"healthy": true}}),
             OperatorQuery::Agents => json!({"type": "GET_AGENTS", "get_agents": self.get_agents()}),
             OperatorQuery::Frameworks => {
-                json!({"type": "GET_FRAMEWORKS", "get_frameworks": self.get_frameworks()})
+                json!({"type": "GET_FRAMEWORKS", "get_frameworks": self.get_frameworks(viewer)})
             }
-            OperatorQuery::Tasks => json!({"type": "GET_TASKS", "get_tasks": self.get_tasks()}),
+            OperatorQuery::Tasks => {
+                json!({"type": "GET_TASKS", "get_tasks": self.get_tasks(viewer)})
+            }
             OperatorQuery::State => json!({"type": "GET_STATE", "get_state": {
-                "get_tasks": self.get_tasks(),
+                "get_tasks": self.get_tasks(viewer),
                 "get_executors": {"executors": []},
-                "get_frameworks": self.get_frameworks(),
+                "get_frameworks": self.get_frameworks(viewer),
                 "get_agents": self.get_agents(),
             }}),
         }
@@ -55,6 +59,11 @@ impl State {
             .next()
             .and_then(|p| p.trim_end_matches('/').parse::<u64>().ok())
             .unwrap_or(0);
+        let note = a.task_user.as_ref().map(|u| {
+            format!(
+                "the agent is not root: every task on it runs as {u}, whatever user it asks for"
+            )
+        });
         json!({
             "agent_info": {
                 "id": {"value": a.id},
@@ -71,6 +80,9 @@ impl State {
             "pid": format!("slave(1)@{}", a.url.trim_start_matches("http://")),
             "url": a.url,
             "public": a.public,
+            // dccore extension: null when the agent runs each task as the user the rules decide.
+            "task_user": a.task_user,
+            "task_user_note": note,
             "registered_time": nanos(a.registered_time),
             "total_resources": a.total.to_mesos(reserved, None),
             "allocated_resources": used.get(a.id.as_str()).map(|r| r.to_mesos(reserved, None)).unwrap_or_default(),
@@ -113,10 +125,11 @@ impl State {
         json!({"agents": agents, "recovered_agents": recovered, "unreachable_agents": unreachable})
     }
 
-    fn get_frameworks(&self) -> Value {
+    fn get_frameworks(&self, viewer: &Viewer) -> Value {
         let frameworks: Vec<Value> = self
             .frameworks
             .values()
+            .filter(|f| self.sees_framework(viewer, f))
             .map(|f| {
                 let mut alloc = Resources::default();
                 for t in self
@@ -142,19 +155,25 @@ impl State {
                 })
             })
             .collect();
-        let removed: Vec<Value> = self
-            .removed_frameworks
-            .iter()
-            .map(|id| json!({"framework_info": {"id": {"value": id}}}))
-            .collect();
+        // Only ids are kept of removed frameworks, not whose they were: operator only.
+        let removed: Vec<Value> = match viewer {
+            Viewer::Operator => self
+                .removed_frameworks
+                .iter()
+                .map(|id| json!({"framework_info": {"id": {"value": id}}}))
+                .collect(),
+            Viewer::Principal(_) => Vec::new(),
+        };
         json!({"frameworks": frameworks, "completed_frameworks": removed})
     }
 
-    fn get_tasks(&self) -> Value {
+    fn get_tasks(&self, viewer: &Viewer) -> Value {
+        let visible = |t: &&TaskRec| self.sees_task(viewer, t);
         let mut tasks: Vec<&TaskRec> = self
             .tasks
             .values()
             .filter(|t| t.state != TaskState::Unreachable && !t.state.is_terminal())
+            .filter(visible)
             .collect();
         tasks.sort_by(|a, b| {
             (&a.framework_id, &a.info.task_id).cmp(&(&b.framework_id, &b.info.task_id))
@@ -163,6 +182,7 @@ impl State {
             .tasks
             .values()
             .filter(|t| t.state == TaskState::Unreachable)
+            .filter(visible)
             .map(task_json)
             .collect();
         // Terminal tasks still waiting for acknowledgement count as completed already.
@@ -170,6 +190,7 @@ impl State {
             .completed_tasks
             .iter()
             .chain(self.tasks.values().filter(|t| t.state.is_terminal()))
+            .filter(visible)
             .map(task_json)
             .collect();
         json!({

@@ -1,4 +1,6 @@
-//! dccore's own master <-> agent messages (JSON over HTTP, bearer token). Not a Mesos API.
+//! dccore's own master <-> agent messages (JSON over HTTP). Not a Mesos API. The agent calls the
+//! master with its agent token (or the operator token); the master calls the agent with the
+//! per-run `callback_token` the agent sent in its registration.
 //!
 //! Agent -> master: `POST /internal/v1/agents/register` ([`RegisterAgent`] -> [`Registered`]),
 //! `POST /internal/v1/agents/heartbeat` ([`Heartbeat`]; 404 means "register again"),
@@ -43,6 +45,14 @@ pub struct RegisterAgent {
     /// dccore version of the agent.
     #[serde(default)]
     pub version: String,
+    /// Bearer token the master must use to call this agent: a random secret of this agent run,
+    /// so that the master needs no cluster-wide token to reach agents and an agent credential
+    /// opens no other agent. Absent from older agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_token: Option<String>,
+    /// Set by an agent that is not root: every task on it runs as this user, whatever it asks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_user: Option<String>,
 }
 
 /// The master's answer to a registration.

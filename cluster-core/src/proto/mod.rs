@@ -172,6 +172,10 @@ pub struct CommandInfo {
     /// Extra environment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<Environment>,
+    /// Unix user to run as. Frameworks may ask for one (the rules decide); the master always
+    /// fills in the user it decided on before the task reaches the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 /// `DurationInfo`.

@@ -8,7 +8,8 @@ use serde_json::{Value, json};
 /// `FrameworkInfo`: the fields dccore reads (the raw JSON is kept separately for echoing).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct FrameworkInfo {
-    /// Unix user tasks run as (informational: tasks run as the agent's user).
+    /// Unix user the framework's tasks should run as: a hint, honoured where the rules allow it
+    /// (see `master::access`).
     #[serde(default)]
     pub user: String,
     /// Framework name.

@@ -49,9 +49,14 @@ where
 }
 
 pub fn basic() -> String {
+    basic_for(PRINCIPAL, SECRET)
+}
+
+/// `Basic` header value for a principal and secret.
+pub fn basic_for(principal: &str, secret: &str) -> String {
     format!(
         "Basic {}",
-        dccore::proto::base64_encode(format!("{PRINCIPAL}:{SECRET}").as_bytes())
+        dccore::proto::base64_encode(format!("{principal}:{secret}").as_bytes())
     )
 }
 
@@ -85,12 +90,21 @@ impl Master {
     }
 
     pub async fn start_on(dir: &Path, addr: &str, cfg: MasterConfig) -> Master {
+        let auth = Authenticator::new(TOKEN).with_principal(PRINCIPAL, SECRET);
+        Self::start_with_auth(dir, addr, cfg, auth).await
+    }
+
+    pub async fn start_with_auth(
+        dir: &Path,
+        addr: &str,
+        cfg: MasterConfig,
+        auth: Authenticator,
+    ) -> Master {
         let listener = within("master bind", tokio::net::TcpListener::bind(addr))
             .await
             .expect("bind master");
         let addr = listener.local_addr().expect("local addr");
         let stop = CancellationToken::new();
-        let auth = Authenticator::new(TOKEN).with_principal(PRINCIPAL, SECRET);
         let s = stop.clone();
         let task = tokio::spawn(async move {
             master::run(listener, cfg, auth, s)
@@ -251,6 +265,16 @@ impl Framework {
     }
 
     pub async fn subscribe_with(base: &str, info: Value, framework_id: Option<&str>) -> Framework {
+        Self::subscribe_as(base, info, framework_id, &basic()).await
+    }
+
+    /// Subscribes with the `Authorization` header `auth` (e.g. another principal's Basic).
+    pub async fn subscribe_as(
+        base: &str,
+        info: Value,
+        framework_id: Option<&str>,
+        auth: &str,
+    ) -> Framework {
         let http = reqwest::Client::new();
         let mut body = json!({"type": "SUBSCRIBE", "subscribe": {"framework_info": info}});
         if let Some(id) = framework_id {
@@ -259,7 +283,7 @@ impl Framework {
         let mut resp = within(
             "subscribe",
             http.post(format!("{base}/api/v1/scheduler"))
-                .header("authorization", basic())
+                .header("authorization", auth)
                 .json(&body)
                 .send(),
         )
@@ -288,7 +312,7 @@ impl Framework {
             id: String::new(),
             stream_id,
             base: base.to_string(),
-            auth: basic(),
+            auth: auth.to_string(),
             http,
             events,
             backlog: VecDeque::new(),
