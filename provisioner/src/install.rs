@@ -307,7 +307,7 @@ impl Installer for ScriptInstaller {
                 r.uninstall.clone(),
                 Duration::from_secs(120),
             )),
-            Step::CreateNode | Step::DestroyNode => {}
+            Step::CreateNode | Step::StartNode | Step::DestroyNode => {}
         }
         Ok(ops)
     }

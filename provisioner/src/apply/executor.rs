@@ -396,6 +396,26 @@ impl<P: Provider, I: Installer> NodeTask<P, I> {
                 *remote = None;
                 self.record(&ctx.node).await;
             }
+            Step::StartNode => {
+                *remote = None;
+                let provider = &self.provider;
+                let node = ctx.node.clone();
+                let machine = with_backoff(self.opts.provider_retry, |_| async {
+                    match provider.start(&node).await {
+                        Ok(m) => Next::Done(m),
+                        Err(e) if e.transient => Next::Retry(e),
+                        Err(e) => Next::Fail(e),
+                    }
+                })
+                .await
+                .map_err(|e| chain(&e))?;
+                // A restarted container may come back with another address; the core on it is
+                // started by the next step (the node stays stopped until seen healthy).
+                ctx.node.provider_id = Some(machine.provider_id);
+                ctx.node.addresses = machine.addresses;
+                ctx.node.status = NodeStatus::Stopped;
+                self.record(&ctx.node).await;
+            }
             Step::DestroyNode => {
                 *remote = None;
                 let provider = &self.provider;

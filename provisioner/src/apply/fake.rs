@@ -28,6 +28,8 @@ pub struct World {
     pub faults: Vec<Fault>,
     /// Hosts that never answer.
     pub lost: BTreeSet<String>,
+    /// Machines that are stopped (they do not answer until the provider starts them).
+    pub stopped: BTreeSet<String>,
     /// Delay of every remote run.
     pub slow: Duration,
     pub in_flight: usize,
@@ -105,10 +107,25 @@ impl Provider for FakeProvider {
         })
     }
 
+    async fn start(&self, node: &NodeState) -> Result<Machine, ProviderError> {
+        let mut w = self.0.lock().unwrap();
+        w.log.push(format!("start-machine {}", node.name));
+        w.stopped.remove(&node.name);
+        let id = w
+            .machines
+            .get(&node.name)
+            .cloned()
+            .ok_or_else(|| ProviderError::permanent(&node.name, "no such machine"))?;
+        Ok(Machine {
+            provider_id: id,
+            addresses: vec![format!("10.0.0.{}", node.index)],
+        })
+    }
+
     async fn connect(&self, node: &NodeState) -> Result<FakeRemote, RemoteError> {
         let mut w = self.0.lock().unwrap();
         w.log.push(format!("connect {}", node.name));
-        if w.lost.contains(&node.name) {
+        if w.lost.contains(&node.name) || w.stopped.contains(&node.name) {
             return Err(RemoteError::Unreachable {
                 host: node.name.clone(),
                 message: "no route to host".into(),

@@ -184,6 +184,14 @@ pub trait Provider: Send + Sync + 'static {
         req: &NodeRequest,
     ) -> impl Future<Output = Result<Machine, ProviderError>> + Send;
 
+    /// Starts an existing machine that was stopped (outside dcform) and returns it as it is now
+    /// (its address may have changed). Providers whose machines cannot be stopped return the node
+    /// as recorded.
+    fn start(
+        &self,
+        node: &NodeState,
+    ) -> impl Future<Output = Result<Machine, ProviderError>> + Send;
+
     /// Connects to a machine. A pinned host key in `node` must match.
     fn connect(
         &self,

@@ -382,3 +382,27 @@ async fn a_drain_stopped_half_way_is_recorded_and_undone_when_the_node_is_wanted
     );
     assert!(!plan::diff(&spec(1, 2), &h.state(), &core()).has_changes());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_stopped_machine_is_started_by_its_provider_before_its_core() {
+    let h = Harness::new();
+    h.apply(&spec(1, 2)).await.unwrap();
+    h.world.lock().unwrap().stopped.insert("agents-2".into());
+    let mut state = h.state();
+    if let Some(n) = state.nodes.iter_mut().find(|n| n.name == "agents-2") {
+        n.status = NodeStatus::MachineStopped;
+    }
+    h.store.save(&mut state).unwrap();
+    h.apply(&spec(1, 2)).await.unwrap();
+    let log = h.log();
+    let started = h.pos("start-machine agents-2");
+    let last_health = log
+        .iter()
+        .rposition(|l| l == "run:health agents-2")
+        .unwrap();
+    assert!(started < last_health, "{log:?}");
+    assert_eq!(
+        h.state().node("agents-2").unwrap().status,
+        NodeStatus::Running
+    );
+}

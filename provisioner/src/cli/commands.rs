@@ -174,6 +174,11 @@ async fn refreshed_state(spec: &ClusterSpec, file: &StateFile) -> Result<State, 
             crate::state::NodeStatus::Gone => {
                 eprintln!("Refresh: the machine of {n} is gone (removed outside dcform).")
             }
+            crate::state::NodeStatus::MachineStopped => {
+                eprintln!(
+                    "Refresh: the machine of {n} is stopped (stopped or killed outside dcform)."
+                )
+            }
             _ => eprintln!("Refresh: dccore is not running on {n}."),
         }
     }

@@ -308,11 +308,20 @@ fn existing_node_change(
                 steps,
             );
         }
+        NodeStatus::MachineStopped => {
+            let steps = vec![Step::StartNode, Step::Start, Step::WaitHealthy];
+            return change_for(
+                w,
+                Action::Start,
+                "the machine is stopped (stopped or killed outside dcform)".into(),
+                steps,
+            );
+        }
         NodeStatus::Stopped => {
             let steps = vec![Step::Start, Step::WaitHealthy];
             return change_for(
                 w,
-                Action::Install,
+                Action::Start,
                 "the core is not running (stopped outside dcform, or the host restarted)".into(),
                 steps,
             );

@@ -33,6 +33,8 @@ pub enum Action {
     Create,
     /// The machine exists but an earlier apply stopped before the core ran (`~`).
     Install,
+    /// The machine or the core was found stopped (outside dcform, or a host restart): start it (`~`).
+    Start,
     /// The core version changes (`~`).
     Upgrade {
         /// Installed version.
@@ -57,7 +59,7 @@ impl Action {
     pub fn symbol(&self) -> &'static str {
         match self {
             Action::Create => "+",
-            Action::Install | Action::Upgrade { .. } | Action::Reconfigure => "~",
+            Action::Install | Action::Start | Action::Upgrade { .. } | Action::Reconfigure => "~",
             Action::Replace => "-/+",
             Action::Remove | Action::Destroy => "-",
             Action::NoOp => " ",
@@ -69,6 +71,7 @@ impl Action {
         match self {
             Action::Create => "create".into(),
             Action::Install => "install".into(),
+            Action::Start => "start".into(),
             Action::Upgrade { from, to } => format!("upgrade {from} -> {to}"),
             Action::Reconfigure => "reconfigure".into(),
             Action::Replace => "replace".into(),
@@ -85,6 +88,8 @@ impl Action {
 pub enum Step {
     /// Provider creates the machine.
     CreateNode,
+    /// Provider starts the (existing, stopped) machine again.
+    StartNode,
     /// Upload the core, write its configuration, install the service.
     Install,
     /// Rewrite the configuration only.
@@ -111,6 +116,7 @@ impl Step {
     pub fn name(self) -> &'static str {
         match self {
             Step::CreateNode => "create",
+            Step::StartNode => "start-machine",
             Step::Install => "install",
             Step::Configure => "configure",
             Step::Start => "start",
@@ -195,7 +201,9 @@ impl Plan {
         for c in self.actions() {
             match c.action {
                 Action::Create => s.add += 1,
-                Action::Install | Action::Upgrade { .. } | Action::Reconfigure => s.change += 1,
+                Action::Install | Action::Start | Action::Upgrade { .. } | Action::Reconfigure => {
+                    s.change += 1
+                }
                 Action::Replace => {
                     s.add += 1;
                     s.destroy += 1;

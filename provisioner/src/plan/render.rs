@@ -71,7 +71,9 @@ pub fn render_human(plan: &Plan, color: bool) -> String {
 fn colour_of(action: &Action) -> &'static str {
     match action {
         Action::Create => "\x1b[32m",
-        Action::Install | Action::Upgrade { .. } | Action::Reconfigure => "\x1b[33m",
+        Action::Install | Action::Start | Action::Upgrade { .. } | Action::Reconfigure => {
+            "\x1b[33m"
+        }
         Action::Replace | Action::Remove | Action::Destroy => "\x1b[31m",
         Action::NoOp => "",
     }
@@ -112,6 +114,7 @@ fn action_name(a: &Action) -> &'static str {
     match a {
         Action::Create => "create",
         Action::Install => "install",
+        Action::Start => "start",
         Action::Upgrade { .. } => "upgrade",
         Action::Reconfigure => "reconfigure",
         Action::Replace => "replace",

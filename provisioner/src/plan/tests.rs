@@ -476,3 +476,32 @@ fn an_agent_wanted_again_after_an_interrupted_drain_or_removal_is_reactivated() 
         ]
     );
 }
+
+/// Found: after `docker stop`/`docker kill` of an agent, `plan` said "No changes" and the cluster
+/// stayed short. A machine the refresh found stopped is started again, then its core.
+#[test]
+fn a_stopped_machine_is_started_again_then_its_core() {
+    let s = demo();
+    let mut state = applied(&s);
+    set_status(&mut state, "agents-1", NodeStatus::MachineStopped);
+    set_status(&mut state, "agents-2", NodeStatus::Stopped);
+    let plan = diff(&s, &state, &core());
+    let got: Vec<(&str, &str, &[Step])> = plan
+        .actions()
+        .map(|c| (c.node.as_str(), c.action.symbol(), c.steps.as_slice()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (
+                "agents-1",
+                "~",
+                &[Step::StartNode, Step::Start, Step::WaitHealthy][..]
+            ),
+            ("agents-2", "~", &[Step::Start, Step::WaitHealthy][..]),
+        ]
+    );
+    let c = plan.actions().next().unwrap();
+    assert_eq!(c.action.verb(), "start");
+    assert!(c.reason.contains("machine is stopped"), "{}", c.reason);
+}

@@ -459,6 +459,23 @@ impl Provider for DockerProvider {
         })
     }
 
+    async fn start(&self, node: &NodeState) -> Result<Machine, ProviderError> {
+        let docker = self
+            .docker()
+            .await
+            .map_err(|e| provider_error(&node.name, e))?;
+        let name = container_name(&self.cluster, &node.name);
+        // Starts it if it is not running and waits for its address on the cluster network.
+        let (id, ip) = self
+            .address(docker, &name)
+            .await
+            .map_err(|e| provider_error(&node.name, e))?;
+        Ok(Machine {
+            provider_id: id,
+            addresses: vec![ip],
+        })
+    }
+
     async fn connect(&self, node: &NodeState) -> Result<SshRemote, RemoteError> {
         self.connector.connect(node).await
     }

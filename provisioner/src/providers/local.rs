@@ -100,6 +100,14 @@ impl Provider for LocalProvider {
         })
     }
 
+    async fn start(&self, node: &NodeState) -> Result<Machine, ProviderError> {
+        // A sandbox is a folder: there is no machine to start.
+        Ok(Machine {
+            provider_id: node.provider_id.clone().unwrap_or_default(),
+            addresses: node.addresses.clone(),
+        })
+    }
+
     async fn connect(&self, node: &NodeState) -> Result<LocalRemote, RemoteError> {
         let dir = self.sandbox(&node.name);
         if !dir.is_dir() {

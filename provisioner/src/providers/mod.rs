@@ -192,6 +192,13 @@ impl Provider for AnyProvider {
             AnyProvider::Ssh(p) => p.create(req).await,
         }
     }
+    async fn start(&self, node: &NodeState) -> Result<Machine, ProviderError> {
+        match self {
+            AnyProvider::Local(p) => p.start(node).await,
+            AnyProvider::Docker(p) => p.start(node).await,
+            AnyProvider::Ssh(p) => p.start(node).await,
+        }
+    }
     async fn connect(&self, node: &NodeState) -> Result<AnyRemote, RemoteError> {
         match self {
             AnyProvider::Local(p) => p.connect(node).await.map(AnyRemote::Local),
@@ -247,6 +254,7 @@ impl Remote for AnyRemote {
 /// hosts are never "gone" (unreachable is not removed). A local sandbox whose dccore is not running
 /// is marked [`NodeStatus::Stopped`]. Returns the nodes marked, with their new status.
 pub async fn refresh(state: &mut State) -> Result<Vec<(String, NodeStatus)>, docker::DockerError> {
+    let mut stopped: Vec<String> = Vec::new();
     let gone: Vec<String> = match state.provider.as_str() {
         "local" => state
             .nodes
@@ -268,6 +276,13 @@ pub async fn refresh(state: &mut State) -> Result<Vec<(String, NodeStatus)>, doc
                 .filter(|c| c.name == state.cluster)
                 .flat_map(|c| c.nodes.iter().map(|n| n.node.as_str()))
                 .collect();
+            stopped = found
+                .iter()
+                .filter(|c| c.name == state.cluster)
+                .flat_map(|c| c.nodes.iter())
+                .filter(|n| n.state != "running")
+                .map(|n| n.node.clone())
+                .collect();
             state
                 .nodes
                 .iter()
@@ -281,6 +296,19 @@ pub async fn refresh(state: &mut State) -> Result<Vec<(String, NodeStatus)>, doc
     for n in state.nodes.iter_mut().filter(|n| gone.contains(&n.name)) {
         n.status = NodeStatus::Gone;
         marked.push((n.name.clone(), NodeStatus::Gone));
+    }
+    // A container that exists but does not run (`docker stop`, `docker kill`, or it crashed): the
+    // core on it cannot be running, whatever the master still remembers.
+    for n in state.nodes.iter_mut() {
+        if stopped.contains(&n.name)
+            && matches!(
+                n.status,
+                NodeStatus::Installed | NodeStatus::Stopped | NodeStatus::Running
+            )
+        {
+            n.status = NodeStatus::MachineStopped;
+            marked.push((n.name.clone(), NodeStatus::MachineStopped));
+        }
     }
     // Local sandboxes have no supervisor of their own across a host restart: a running node whose
     // sandbox has no live dccore process is started again.

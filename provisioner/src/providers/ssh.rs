@@ -56,6 +56,14 @@ impl Provider for SshProvider {
         })
     }
 
+    async fn start(&self, node: &NodeState) -> Result<Machine, ProviderError> {
+        // An existing host is the user's to power on; dcform only finds it as recorded.
+        Ok(Machine {
+            provider_id: node.provider_id.clone().unwrap_or_default(),
+            addresses: node.addresses.clone(),
+        })
+    }
+
     async fn connect(&self, node: &NodeState) -> Result<SshRemote, RemoteError> {
         self.connector.connect(node).await
     }

@@ -96,6 +96,9 @@ pub enum NodeStatus {
     Created,
     /// The core is installed and configured, not yet started (or stopped).
     Installed,
+    /// Installed, but the machine itself was found stopped before planning (a container stopped
+    /// or killed outside dcform): it is started again, then the core. Before `Running`: no drain.
+    MachineStopped,
     /// Installed and started once, but found not running before planning (a local sandbox after a
     /// host restart, processes killed outside dcform). Before `Running` in the order: no drain.
     Stopped,
@@ -114,6 +117,7 @@ impl fmt::Display for NodeStatus {
             NodeStatus::Creating => "creating",
             NodeStatus::Created => "created",
             NodeStatus::Installed => "installed",
+            NodeStatus::MachineStopped => "machine stopped",
             NodeStatus::Stopped => "stopped",
             NodeStatus::Running => "running",
             NodeStatus::Draining => "draining",
