@@ -19,7 +19,7 @@ impl State {
             .as_ref()
             .map(|i| i.value.clone())
             .filter(|v| !v.is_empty())
-            .unwrap_or_else(|| format!("{}-S{}", self.master_id, self.agents.len()));
+            .unwrap_or_else(new_agent_id);
         if self.gone_agents.contains(&id) {
             return Err(CallError::Forbidden(format!(
                 "agent {id} was drained and marked gone: start it with a fresh work dir to join as a new agent"
@@ -234,4 +234,10 @@ impl State {
             }
         }
     }
+}
+
+/// An agent id that is unique for the life of the cluster: a fresh uuid v4 (never derived from a
+/// count, which repeats once an agent is removed), in Mesos' `<uuid>-S0` shape.
+pub(super) fn new_agent_id() -> String {
+    format!("{}-S0", uuid::Uuid::new_v4())
 }

@@ -38,16 +38,24 @@ impl State {
                     "framework {id} has been torn down"
                 )));
             }
-            if let Some(f) = self.frameworks.get(id)
-                && f.principal.is_some()
-                && f.principal != principal
-            {
-                return Err(CallError::Forbidden(format!(
-                    "framework {id} belongs to another principal"
-                )));
+            match self.frameworks.get(id) {
+                Some(f) if f.principal.is_some() && f.principal != principal => {
+                    return Err(CallError::Forbidden(format!(
+                        "framework {id} belongs to another principal"
+                    )));
+                }
+                Some(_) => {}
+                // Ids are issued by this master (and kept in the registry); accepting a
+                // client-chosen one would let it claim a torn-down framework's id (once it has
+                // left the bounded removed list) and adopt its orphaned tasks.
+                None => {
+                    return Err(CallError::Forbidden(format!(
+                        "framework {id} is not known to this master: framework ids are assigned by the master; subscribe without framework_id to get a new one"
+                    )));
+                }
             }
         }
-        let id = id.unwrap_or_else(|| format!("{}-{:04}", self.master_id, self.frameworks.len()));
+        let id = id.unwrap_or_else(new_framework_id);
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let stream_id = uuid::Uuid::new_v4().to_string();
         let _ = tx.try_send(Event::Subscribed {
@@ -555,6 +563,12 @@ impl State {
             self.send_to_framework(fid, Event::Update(st));
         }
     }
+}
+
+/// A framework id that is unique for the life of the cluster: a fresh uuid v4 (never derived
+/// from a count, which repeats once a framework is removed), in Mesos' `<uuid>-0000` shape.
+pub(super) fn new_framework_id() -> String {
+    format!("{}-0000", uuid::Uuid::new_v4())
 }
 
 fn reconciled(task_id: &Id, state: TaskState, agent: Option<&String>) -> TaskStatus {

@@ -129,3 +129,78 @@ async fn terminal_state_is_kept_in_metrics_after_acknowledgement() {
     assert!(!s.tasks.contains_key(&key));
     assert_eq!(s.completed_by_state.get("TASK_ERROR"), Some(&1));
 }
+
+#[tokio::test]
+async fn a_framework_subscribing_after_a_teardown_never_gets_a_live_or_removed_frameworks_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = state(dir.path());
+    let t0 = Instant::now();
+    let (a, _ea) = subscribe(&mut s, t0);
+    let (b, _eb) = subscribe(&mut s, t0);
+    s.teardown(&a);
+    // With ids counted from the number of frameworks, this one got b's id.
+    let (c, _ec) = subscribe(&mut s, t0);
+    assert_ne!(c, a, "a removed framework's id is never reissued");
+    assert_ne!(c, b, "a live framework's id is never reissued");
+    assert!(s.frameworks.contains_key(&b) && s.frameworks.contains_key(&c));
+    for id in [&a, &b, &c] {
+        let (uuid, suffix) = id.rsplit_once('-').expect("<uuid>-0000");
+        assert_eq!(suffix, "0000", "{id}");
+        assert!(
+            uuid::Uuid::parse_str(uuid).is_ok(),
+            "{id} starts with a uuid"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_agent_registering_after_one_is_marked_gone_never_gets_a_known_agents_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = state(dir.path());
+    let t0 = Instant::now();
+    let first = s
+        .register_agent(agent_msg(None), t0)
+        .unwrap()
+        .agent_id
+        .value;
+    let second = s
+        .register_agent(agent_msg(None), t0)
+        .unwrap()
+        .agent_id
+        .value;
+    // What a drain with mark_gone does once the agent is drained.
+    s.agents.remove(&first);
+    s.gone_agents.insert(first.clone());
+    let third = s
+        .register_agent(agent_msg(None), t0)
+        .unwrap()
+        .agent_id
+        .value;
+    assert_ne!(third, first);
+    assert_ne!(
+        third, second,
+        "the counter scheme handed out the live agent's id"
+    );
+    assert_eq!(s.agents.len(), 2);
+    assert!(third.ends_with("-S0"), "{third}");
+}
+
+#[tokio::test]
+async fn subscribing_with_a_framework_id_the_master_never_issued_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = state(dir.path());
+    let t0 = Instant::now();
+    let info = FrameworkInfo::default();
+    let r = s.subscribe(
+        serde_json::json!({}),
+        info,
+        Some("made-up-0000".into()),
+        None,
+        t0,
+    );
+    match r {
+        Err(super::CallError::Forbidden(m)) => assert!(m.contains("not known"), "{m}"),
+        other => panic!("expected 403, got {other:?}"),
+    }
+    assert!(s.frameworks.is_empty());
+}
