@@ -14,7 +14,7 @@ mod http;
 mod link;
 mod tasks;
 
-pub use checkpoint::{CheckpointError, safe_name};
+pub use checkpoint::{CheckpointError, cgroup_name, safe_name};
 pub use executor::ExecError;
 
 use crate::proto::{Attribute, Resources};

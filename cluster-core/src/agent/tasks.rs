@@ -3,7 +3,7 @@
 
 use super::AgentConfig;
 use super::cgroup::Cgroups;
-use super::checkpoint::{Checkpoints, TaskCheckpoint, safe_name};
+use super::checkpoint::{Checkpoints, TaskCheckpoint, cgroup_name, safe_name};
 use super::executor::{self, Proc};
 use crate::proto::internal::ReportedTask;
 use crate::proto::{Id, TaskInfo, TaskState, TaskStatus};
@@ -186,7 +186,7 @@ impl Agent {
         }
         let cgroup = self.cgroups.as_ref().and_then(|cg| {
             let res = crate::proto::Resources::from_mesos(&task.resources);
-            match cg.create(&format!("{}_{}", safe_name(&key.0), safe_name(&key.1)), &res) {
+            match cg.create(&cgroup_name(&key.0, &key.1), &res) {
                 Ok(dir) => Some(dir),
                 Err(e) => {
                     tracing::warn!(task = %key.1, error = %e, "cannot create the task's cgroup; running it without limits");
@@ -295,7 +295,7 @@ impl Agent {
             match pid {
                 Some(pid) if executor::alive(pid) => {
                     tracing::info!(task = %key.1, pid, "re-attached to a running task");
-                    let name = format!("{}_{}", safe_name(&key.0), safe_name(&key.1));
+                    let name = cgroup_name(&key.0, &key.1);
                     let cgroup = self.cgroups.as_ref().map(|cg| cg.path(&name));
                     self.monitor(key, Proc::Adopted(pid), sandbox, kill, cgroup);
                 }

@@ -392,11 +392,22 @@ impl State {
         };
         let mut batch: Vec<TaskInfo> = Vec::new();
         for t in tasks {
-            let res = Resources::from_mesos(&t.resources);
             let key = (fid.to_string(), t.task_id.value.clone());
-            let error = if t.task_id.value.is_empty() {
-                Some("task_id is empty".to_string())
-            } else if self.tasks.contains_key(&key) {
+            // Checked before anything else uses the id (sandbox, checkpoint and cgroup names)
+            // or the amounts (a task must never run as if it had asked for nothing).
+            let res = match crate::proto::validate::task_id(&t.task_id.value)
+                .map_err(|e| e.to_string())
+                .and_then(|()| {
+                    crate::proto::validate::task_resources(&t.resources).map_err(|e| e.to_string())
+                }) {
+                Ok(res) => res,
+                Err(why) => {
+                    let st = task_error(&t, why);
+                    self.record_rejected(fid, t, st, now);
+                    continue;
+                }
+            };
+            let error = if self.tasks.contains_key(&key) {
                 Some(format!("task id {} is already in use", t.task_id.value))
             } else if t.agent_id.value != agent {
                 Some(format!(
@@ -409,14 +420,7 @@ impl State {
                 avail.shortfall(&res)
             };
             if let Some(why) = error {
-                let st = TaskStatus::new(
-                    t.task_id.clone(),
-                    TaskState::Error,
-                    "SOURCE_MASTER",
-                    Some(t.agent_id.clone()),
-                )
-                .with_message(why)
-                .with_reason("REASON_TASK_INVALID");
+                let st = task_error(&t, why);
                 self.record_rejected(fid, t, st, now);
                 continue;
             }
@@ -563,6 +567,18 @@ impl State {
             self.send_to_framework(fid, Event::Update(st));
         }
     }
+}
+
+/// The `TASK_ERROR` update of a task the master refuses to launch, saying why.
+fn task_error(t: &TaskInfo, why: String) -> TaskStatus {
+    TaskStatus::new(
+        t.task_id.clone(),
+        TaskState::Error,
+        "SOURCE_MASTER",
+        Some(t.agent_id.clone()),
+    )
+    .with_message(why)
+    .with_reason("REASON_TASK_INVALID")
 }
 
 /// A framework id that is unique for the life of the cluster: a fresh uuid v4 (never derived

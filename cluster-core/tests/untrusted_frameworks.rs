@@ -1,0 +1,97 @@
+//! What a framework cannot do to the cluster, however it is written: launch tasks whose ids or
+//! resources cannot be honoured, kill another framework's task, hold offers after it vanished,
+//! lose events by reading slowly, or exceed the master's limits. Real master and agents on
+//! 127.0.0.1:0, driven through the HTTP APIs.
+
+mod support;
+
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use support::*;
+
+/// Collects updates (acknowledging them) until every task in `want` has reached a terminal state.
+async fn terminal_states(fw: &mut Framework, want: usize) -> HashMap<String, Value> {
+    let mut got = HashMap::new();
+    within("terminal updates", async {
+        while got.len() < want {
+            let st = fw.update_acked().await;
+            let state = st["state"].as_str().unwrap_or_default();
+            if !matches!(state, "TASK_STAGING" | "TASK_STARTING" | "TASK_RUNNING") {
+                let id = st["task_id"]["value"]
+                    .as_str()
+                    .expect("task id")
+                    .to_string();
+                got.insert(id, st);
+            }
+        }
+    })
+    .await;
+    got
+}
+
+#[tokio::test]
+async fn task_ids_and_resources_mesos_refuses_end_in_task_error_saying_why_and_never_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Master::start(&dir.path().join("m")).await;
+    let _a = Agent::start(&m.url, &dir.path().join("a1"), AGENT_RES, false).await;
+    m.wait_agents(1).await;
+    let mut fw = Framework::subscribe(&m.url, framework_info("careless")).await;
+    let offer = fw.offers().await.remove(0);
+    let long = "x".repeat(256);
+    let mut tasks = Vec::new();
+    for id in ["a/b", "a b", "..", ".", long.as_str()] {
+        tasks.push(task(&offer, id, "touch ran"));
+    }
+    let mut neg = task(&offer, "neg", "touch ran");
+    neg["resources"][0]["scalar"]["value"] = json!(-1);
+    let mut zero = task(&offer, "zero", "touch ran");
+    zero["resources"][1]["scalar"]["value"] = json!(0);
+    let mut gpu = task(&offer, "gpu", "touch ran");
+    gpu["resources"][0]["name"] = json!("gpus");
+    let mut typed = task(&offer, "typed", "touch ran");
+    typed["resources"][0]["name"] = json!("ports");
+    let mut none = task(&offer, "none", "touch ran");
+    none["resources"] = json!([]);
+    tasks.extend([neg, zero, gpu, typed, none]);
+    // Ids that shared one sandbox (and checkpoint and cgroup) with the old name mapping now
+    // each run in their own.
+    tasks.push(task(&offer, "a_b", "echo $MESOS_TASK_ID > ran"));
+    tasks.push(task(&offer, "a:b", "echo $MESOS_TASK_ID > ran"));
+    fw.launch(&offer, tasks).await;
+    let got = terminal_states(&mut fw, 12).await;
+    let message = |id: &str| {
+        let st = &got[id];
+        assert_eq!(st["state"], "TASK_ERROR", "{id}: {st}");
+        assert_eq!(st["reason"], "REASON_TASK_INVALID", "{id}: {st}");
+        st["message"].as_str().unwrap().to_string()
+    };
+    assert!(message("a/b").contains("invalid character '/'"));
+    assert!(message("a b").contains("white space"));
+    assert!(message("..").contains("not allowed"));
+    assert!(message(".").contains("not allowed"));
+    assert!(message(&long).contains("at most 255"));
+    assert!(message("neg").contains("\"cpus\" must be a positive finite amount, not -1"));
+    assert!(message("zero").contains("\"mem\" must be a positive finite amount, not 0"));
+    assert!(message("gpu").contains("unknown resource \"gpus\""));
+    assert!(message("typed").contains("must be of type RANGES"));
+    assert!(message("none").contains("no resources"));
+    assert_eq!(got["a_b"]["state"], "TASK_FINISHED", "{}", got["a_b"]);
+    assert_eq!(got["a:b"]["state"], "TASK_FINISHED", "{}", got["a:b"]);
+    let sandboxes = dir
+        .path()
+        .join("a1/sandboxes")
+        .join(dccore::agent::safe_name(&fw.id));
+    let mut ran: Vec<String> = std::fs::read_dir(&sandboxes)
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("ran")).ok())
+        .map(|s| s.trim().to_string())
+        .collect();
+    ran.sort();
+    assert_eq!(
+        ran,
+        ["a:b", "a_b"],
+        "only the valid tasks ran, each in its own sandbox"
+    );
+    m.stop().await;
+}
