@@ -28,6 +28,11 @@ pub struct TaskCheckpoint {
     pub task: TaskInfo,
     /// Process id of the task's wrapper shell (its process group id too).
     pub pid: Option<u32>,
+    /// Start time of `pid` (`/proc/PID/stat` field 22, clock ticks since boot), recorded at
+    /// launch: after an agent restart a live `pid` is the task only if it still has this start
+    /// time (the pid may have been reused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<u64>,
     /// Last known state.
     pub state: TaskState,
     /// The terminal update reached the master: nothing more to report.
