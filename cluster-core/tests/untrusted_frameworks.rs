@@ -95,3 +95,64 @@ async fn task_ids_and_resources_mesos_refuses_end_in_task_error_saying_why_and_n
     );
     m.stop().await;
 }
+
+#[tokio::test]
+async fn a_kill_sent_on_reregistration_names_the_framework_so_another_frameworks_task_with_the_same_id_survives()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Master::start(&dir.path().join("m")).await;
+    let a = Agent::start(&m.url, &dir.path().join("a1"), AGENT_RES, false).await;
+    m.wait_agents(1).await;
+    let mut fws = Vec::new();
+    let mut pids = Vec::new();
+    for name in ["first", "second"] {
+        let mut fw = Framework::subscribe(&m.url, framework_info(name)).await;
+        let offer = fw.offers().await.remove(0);
+        fw.launch(
+            &offer,
+            vec![task(&offer, "t", "echo $$ > pid; exec sleep 1000")],
+        )
+        .await;
+        fw.wait_state("t", "TASK_RUNNING").await;
+        let pid_file = dir
+            .path()
+            .join("a1/sandboxes")
+            .join(dccore::agent::safe_name(&fw.id))
+            .join("t/pid");
+        pids.push(eventually("task pid file", || async { pid_in(&pid_file) }).await);
+        fws.push(fw);
+    }
+    a.stop().await;
+    for fw in &mut fws {
+        fw.wait_state("t", "TASK_UNREACHABLE").await;
+    }
+    // The first framework kills its "t" while the agent is away: the master orders the kill
+    // when the agent re-registers, and the agent reports both frameworks' "t".
+    assert_eq!(
+        fws[0]
+            .call(json!({"type": "KILL", "kill": {"task_id": {"value": "t"}}}))
+            .await,
+        202
+    );
+    fws[0].wait_state("t", "TASK_GONE").await;
+    let _a = Agent::start(&m.url, &dir.path().join("a1"), AGENT_RES, false).await;
+    eventually("the first framework's process to end", || async {
+        (!alive(pids[0])).then_some(())
+    })
+    .await;
+    fws[1].wait_state("t", "TASK_RUNNING").await;
+    assert!(
+        alive(pids[1]),
+        "the second framework's task with the same id runs on"
+    );
+    // And a kill while the agent is there stops only the caller's task too.
+    assert_eq!(
+        fws[1]
+            .call(json!({"type": "KILL", "kill": {"task_id": {"value": "t"}}}))
+            .await,
+        202
+    );
+    fws[1].wait_state("t", "TASK_KILLED").await;
+    assert!(!alive(pids[1]));
+    m.stop().await;
+}

@@ -3,7 +3,7 @@
 
 use super::command::CallError;
 use super::state::{AgentRec, State, TaskKey, TaskRec};
-use crate::proto::internal::{RegisterAgent, Registered, StatusMessage};
+use crate::proto::internal::{KillTask, RegisterAgent, Registered, StatusMessage};
 use crate::proto::scheduler::Event;
 use crate::proto::{Id, Resources, TaskState, TaskStatus};
 use tokio::time::Instant;
@@ -79,12 +79,12 @@ impl State {
             reported.insert(key.clone());
             let framework_known = self.frameworks.contains_key(&key.0);
             if self.doomed.remove(&key) {
-                kill.push(rt.task.task_id.clone());
+                kill.push(kill_task(&key));
                 continue;
             }
             match self.tasks.get_mut(&key) {
-                Some(t) if !framework_known => {
-                    kill.push(t.info.task_id.clone());
+                Some(_) if !framework_known => {
+                    kill.push(kill_task(&key));
                 }
                 // A terminal state is not applied here: the agent still holds the update with
                 // the details (exit code) and sends it right after registering.
@@ -130,7 +130,7 @@ impl State {
                     );
                     self.hold_resources(&key);
                 }
-                None => kill.push(rt.task.task_id.clone()),
+                None => kill.push(kill_task(&key)),
             }
         }
         // Tasks the master thought were on this agent but the agent no longer has.
@@ -161,7 +161,8 @@ impl State {
         self.alloc_pending = true;
         Ok(Registered {
             agent_id: Id::new(id),
-            kill,
+            kill_tasks: kill,
+            kill: Vec::new(),
         })
     }
 
@@ -240,4 +241,14 @@ impl State {
 /// count, which repeats once an agent is removed), in Mesos' `<uuid>-S0` shape.
 pub(super) fn new_agent_id() -> String {
     format!("{}-S0", uuid::Uuid::new_v4())
+}
+
+/// A kill order for the task `key` (framework, task): the framework is named, so an agent never
+/// kills another framework's task that has the same id.
+fn kill_task(key: &TaskKey) -> KillTask {
+    KillTask {
+        framework_id: Id::new(&key.0),
+        task_id: Id::new(&key.1),
+        max_grace_secs: None,
+    }
 }
