@@ -156,3 +156,70 @@ async fn a_kill_sent_on_reregistration_names_the_framework_so_another_frameworks
     assert!(!alive(pids[1]));
     m.stop().await;
 }
+
+/// Subscribes over a raw TCP connection and reads until `until` appears in the stream.
+async fn raw_subscribe(
+    addr: std::net::SocketAddr,
+    name: &str,
+    until: &str,
+) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = json!({"type": "SUBSCRIBE", "subscribe": {"framework_info": framework_info(name)}})
+        .to_string();
+    let mut s = within("raw connect", tokio::net::TcpStream::connect(addr))
+        .await
+        .expect("connect");
+    let req = format!(
+        "POST /api/v1/scheduler HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        basic(),
+        body.len()
+    );
+    within("raw request", s.write_all(req.as_bytes()))
+        .await
+        .expect("write");
+    let mut seen = Vec::new();
+    within(&format!("{until} on the raw stream"), async {
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&seen).contains(until) {
+            let n = s.read(&mut buf).await.expect("read");
+            assert!(
+                n > 0,
+                "stream ended early: {}",
+                String::from_utf8_lossy(&seen)
+            );
+            seen.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    s
+}
+
+#[tokio::test]
+async fn a_framework_that_subscribes_and_vanishes_does_not_keep_its_offers_from_the_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mdir = dir.path().join("m");
+    let mut cfg = fast_master_config(&mdir);
+    // Neither a heartbeat write nor the offer timeout may be what frees the offers.
+    cfg.framework_heartbeat = std::time::Duration::from_secs(600);
+    cfg.offer_timeout = std::time::Duration::from_secs(600);
+    let m = Master::start_on(&mdir, "127.0.0.1:0", cfg).await;
+    let _a = Agent::start(&m.url, &dir.path().join("a1"), AGENT_RES, false).await;
+    m.wait_agents(1).await;
+    let gone = raw_subscribe(m.addr, "vanishing", "\"OFFERS\"").await;
+    drop(gone);
+    let mut next = Framework::subscribe(&m.url, framework_info("next")).await;
+    let offers = tokio::time::timeout(std::time::Duration::from_secs(10), next.offers())
+        .await
+        .expect("offers within 10 s of the first client going away");
+    assert!(!offers.is_empty());
+    let frameworks = m.operator("GET_FRAMEWORKS").await;
+    let vanished = frameworks["get_frameworks"]["frameworks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["framework_info"]["name"] == "vanishing")
+        .cloned()
+        .expect("the vanished framework is still known (failover timeout)");
+    assert_eq!(vanished["connected"], false, "{vanished}");
+    m.stop().await;
+}

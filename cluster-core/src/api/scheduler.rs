@@ -80,6 +80,11 @@ pub async fn handle(State(h): State<MasterHandle>, headers: HeaderMap, body: Byt
         Err(r) => return r,
     };
     let (writer, reader) = tokio::io::duplex(STREAM_PIPE);
+    let closed = CancellationToken::new();
+    let reader = BodyReader {
+        inner: reader,
+        _closed: closed.clone().drop_guard(),
+    };
     let Subscription {
         framework_id,
         stream_id,
@@ -91,6 +96,7 @@ pub async fn handle(State(h): State<MasterHandle>, headers: HeaderMap, body: Byt
         events,
         h.framework_heartbeat,
         h.shutdown.clone(),
+        closed,
         h.tx.clone(),
         framework_id,
         stream_id,
@@ -104,13 +110,34 @@ pub async fn handle(State(h): State<MasterHandle>, headers: HeaderMap, body: Byt
     resp
 }
 
+/// The response body's end of the pipe. HTTP drops the body as soon as the client's connection
+/// closes; dropping this cancels `closed`, so the stream writer notices at once instead of at its
+/// next failed write (a framework that vanished must not keep its offers until then).
+struct BodyReader {
+    inner: tokio::io::DuplexStream,
+    _closed: tokio_util::sync::DropGuard,
+}
+
+impl tokio::io::AsyncRead for BodyReader {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
 /// Writes events (and HEARTBEATs when idle) as RecordIO until the master drops the stream, the
-/// client goes away, or the master shuts down; then tells the master the stream is closed.
+/// client goes away (`closed`, or a failed write), or the master shuts down; then tells the
+/// master the stream is closed.
+#[allow(clippy::too_many_arguments)] // one owned value per concern of the writer task
 async fn write_events(
     mut w: tokio::io::DuplexStream,
     mut events: mpsc::Receiver<Event>,
     heartbeat: Duration,
     shutdown: CancellationToken,
+    closed: CancellationToken,
     master: mpsc::Sender<MasterCommand>,
     framework_id: String,
     stream_id: String,
@@ -119,13 +146,25 @@ async fn write_events(
     loop {
         let event = tokio::select! {
             _ = shutdown.cancelled() => break,
+            _ = closed.cancelled() => break,
             e = events.recv() => match e {
                 Some(e) => e,
                 None => break,
             },
             _ = tick.tick() => Event::Heartbeat,
         };
-        if w.write_all(&event.to_record()).await.is_err() || w.flush().await.is_err() {
+        let record = event.to_record();
+        let write = async {
+            w.write_all(&record).await?;
+            w.flush().await
+        };
+        // A client that stops reading blocks the write: its going away must still end it.
+        let ok = tokio::select! {
+            r = write => r.is_ok(),
+            _ = closed.cancelled() => false,
+            _ = shutdown.cancelled() => false,
+        };
+        if !ok {
             break;
         }
     }
