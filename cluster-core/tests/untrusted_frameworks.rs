@@ -223,3 +223,31 @@ async fn a_framework_that_subscribes_and_vanishes_does_not_keep_its_offers_from_
     assert_eq!(vanished["connected"], false, "{vanished}");
     m.stop().await;
 }
+
+#[tokio::test]
+async fn reconcile_of_20000_task_ids_answers_every_one_of_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Master::start(&dir.path().join("m")).await;
+    let mut fw = Framework::subscribe(&m.url, framework_info("big")).await;
+    let n = 20_000;
+    let tasks: Vec<Value> = (0..n)
+        .map(|i| json!({"task_id": {"value": format!("t{i}")}}))
+        .collect();
+    assert_eq!(
+        fw.call(json!({"type": "RECONCILE", "reconcile": {"tasks": tasks}}))
+            .await,
+        202
+    );
+    let mut seen = std::collections::HashSet::new();
+    within("20000 reconciliation answers", async {
+        while seen.len() < n {
+            let e = fw.next("UPDATE").await;
+            let st = &e["update"]["status"];
+            assert_eq!(st["state"], "TASK_UNKNOWN", "{st}");
+            seen.insert(st["task_id"]["value"].as_str().expect("id").to_string());
+        }
+    })
+    .await;
+    assert_eq!(seen.len(), n);
+    m.stop().await;
+}

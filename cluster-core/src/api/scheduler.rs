@@ -5,7 +5,7 @@
 
 use super::{ask, authenticate, error, parse};
 use crate::auth::Identity;
-use crate::master::{MasterCommand, MasterHandle, Subscription};
+use crate::master::{MasterCommand, MasterHandle, STREAM_BUFFER, Subscription};
 use crate::proto::scheduler::{Call, Event, FrameworkInfo};
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -89,6 +89,7 @@ pub async fn handle(State(h): State<MasterHandle>, headers: HeaderMap, body: Byt
         framework_id,
         stream_id,
         events,
+        overflow,
     } = sub;
     let sid = HeaderValue::from_str(&stream_id).expect("invariant: a uuid is a valid header value");
     h.streams.spawn(write_events(
@@ -97,6 +98,7 @@ pub async fn handle(State(h): State<MasterHandle>, headers: HeaderMap, body: Byt
         h.framework_heartbeat,
         h.shutdown.clone(),
         closed,
+        overflow,
         h.tx.clone(),
         framework_id,
         stream_id,
@@ -138,15 +140,25 @@ async fn write_events(
     heartbeat: Duration,
     shutdown: CancellationToken,
     closed: CancellationToken,
+    overflow: CancellationToken,
     master: mpsc::Sender<MasterCommand>,
     framework_id: String,
     stream_id: String,
 ) {
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
-    loop {
+    let mut last = false;
+    while !last {
         let event = tokio::select! {
+            biased;
             _ = shutdown.cancelled() => break,
             _ = closed.cancelled() => break,
+            // Events were not queued: say so, as the stream's last event.
+            _ = overflow.cancelled() => {
+                last = true;
+                Event::Error(format!(
+                    "the framework fell {STREAM_BUFFER} events behind and events were not delivered: re-subscribe with its framework id and reconcile"
+                ))
+            }
             e = events.recv() => match e {
                 Some(e) => e,
                 None => break,
@@ -175,4 +187,45 @@ async fn write_events(
             stream_id,
         })
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn an_overflowed_stream_ends_with_an_error_event_and_tells_the_master() {
+        let (w, mut r) = tokio::io::duplex(STREAM_PIPE);
+        let (tx, events) = mpsc::channel(4);
+        tx.try_send(Event::Heartbeat).unwrap();
+        let overflow = CancellationToken::new();
+        overflow.cancel();
+        let (master, mut commands) = mpsc::channel(4);
+        let writer = write_events(
+            w,
+            events,
+            Duration::from_secs(600),
+            CancellationToken::new(),
+            CancellationToken::new(),
+            overflow,
+            master,
+            "f".into(),
+            "s".into(),
+        );
+        tokio::time::timeout(Duration::from_secs(10), writer)
+            .await
+            .expect("the writer ends by itself");
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).await.unwrap();
+        let records = crate::proto::scheduler::take_records(&mut out);
+        assert_eq!(records.len(), 1, "{records:?}");
+        assert_eq!(records[0]["type"], "ERROR");
+        let msg = records[0]["error"]["message"].as_str().unwrap();
+        assert!(msg.contains("re-subscribe"), "{msg}");
+        assert!(matches!(
+            commands.try_recv(),
+            Ok(MasterCommand::StreamClosed { .. })
+        ));
+    }
 }

@@ -228,9 +228,12 @@ impl State {
             }
             for f in self.frameworks.values() {
                 if let Some(s) = &f.stream {
-                    let _ = s.tx.try_send(Event::Failure {
-                        agent_id: Id::new(&id),
-                    });
+                    s.send(
+                        &f.id,
+                        Event::Failure {
+                            agent_id: Id::new(&id),
+                        },
+                    );
                 }
             }
         }

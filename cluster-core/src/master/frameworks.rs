@@ -57,6 +57,7 @@ impl State {
         }
         let id = id.unwrap_or_else(new_framework_id);
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let overflow = tokio_util::sync::CancellationToken::new();
         let stream_id = uuid::Uuid::new_v4().to_string();
         let _ = tx.try_send(Event::Subscribed {
             framework_id: Id::new(&id),
@@ -88,6 +89,7 @@ impl State {
                 stream: Some(Stream {
                     id: stream_id.clone(),
                     tx,
+                    overflow: overflow.clone(),
                 }),
                 disconnected_at: None,
                 failover_timeout,
@@ -123,6 +125,7 @@ impl State {
             framework_id: id,
             stream_id,
             events: rx,
+            overflow,
         })
     }
 

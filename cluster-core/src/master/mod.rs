@@ -27,6 +27,7 @@ mod views;
 pub use command::{CallError, MasterCommand, MetricsSnapshot, OperatorQuery, Subscription};
 pub use drain::{AgentCall, DrainConfig, DrainInfo, DrainState};
 pub use registry::RegistryError;
+pub use state::STREAM_BUFFER;
 
 use crate::auth::Authenticator;
 use serde::Deserialize;

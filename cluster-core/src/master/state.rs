@@ -20,8 +20,10 @@ use tokio_util::task::TaskTracker;
 const HOUSEKEEPING: Duration = Duration::from_millis(100);
 /// Completed tasks kept for the operator API.
 pub(super) const COMPLETED_TASKS_KEPT: usize = 1000;
-/// Events buffered per subscription before the master gives up on a slow framework.
-pub(super) const STREAM_BUFFER: usize = 10_000;
+/// Events buffered per subscription. A framework that falls further behind is not silently
+/// skipped: its stream ends with an ERROR event and it must re-subscribe (see [`Stream::send`]).
+/// The channel allocates as it fills, so the bound costs nothing until a framework lags.
+pub const STREAM_BUFFER: usize = 100_000;
 
 pub(super) struct AgentRec {
     pub id: String,
@@ -45,6 +47,27 @@ pub(super) struct AgentRec {
 pub(super) struct Stream {
     pub id: String,
     pub tx: mpsc::Sender<Event>,
+    /// Cancelled when an event did not fit: the stream writer then sends ERROR and ends the
+    /// stream, so the framework learns it missed events and re-subscribes.
+    pub overflow: CancellationToken,
+}
+
+impl Stream {
+    /// Queues an event for the framework. A full queue ends the stream with an ERROR rather than
+    /// dropping the event unnoticed; false means the event was not queued.
+    pub fn send(&self, framework_id: &str, event: Event) -> bool {
+        match self.tx.try_send(event) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if !self.overflow.is_cancelled() {
+                    tracing::warn!(framework = %framework_id, "framework is {STREAM_BUFFER} events behind: ending its stream with an error");
+                    self.overflow.cancel();
+                }
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
 }
 
 pub(super) struct FrameworkRec {

@@ -52,7 +52,7 @@ impl State {
             return;
         };
         if let Some(s) = &f.stream
-            && s.tx.try_send(Event::Update(head.clone())).is_ok()
+            && s.send(&key.0, Event::Update(head.clone()))
         {
             t.last_sent = Some(now);
         }
@@ -145,7 +145,7 @@ impl State {
         self.frameworks
             .get(framework_id)
             .and_then(|f| f.stream.as_ref())
-            .is_some_and(|s| s.tx.try_send(event).is_ok())
+            .is_some_and(|s| s.send(framework_id, event))
     }
 
     /// Runs an allocation cycle and sends the offers.

@@ -204,3 +204,35 @@ async fn subscribing_with_a_framework_id_the_master_never_issued_is_refused() {
     }
     assert!(s.frameworks.is_empty());
 }
+
+#[tokio::test]
+async fn a_framework_too_far_behind_has_its_stream_ended_with_an_error_not_events_dropped_silently()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = state(dir.path());
+    let t0 = Instant::now();
+    let sub = s
+        .subscribe(
+            serde_json::json!({"name": "slow"}),
+            FrameworkInfo::default(),
+            None,
+            None,
+            t0,
+        )
+        .expect("subscribe");
+    let fid = sub.framework_id.clone();
+    let ids: Vec<_> = (0..super::STREAM_BUFFER)
+        .map(|i| serde_json::json!({"task_id": {"value": format!("t{i}")}}))
+        .collect();
+    let call: crate::proto::scheduler::Call = serde_json::from_value(serde_json::json!({
+        "type": "RECONCILE", "framework_id": {"value": fid}, "reconcile": {"tasks": ids}}))
+    .unwrap();
+    s.call(call, Some(sub.stream_id.clone()), t0)
+        .expect("reconcile");
+    // SUBSCRIBED plus STREAM_BUFFER answers do not fit: the last one ends the stream.
+    assert!(
+        sub.overflow.is_cancelled(),
+        "the writer is told to send ERROR and stop"
+    );
+    assert_eq!(sub.events.len(), super::STREAM_BUFFER);
+}
