@@ -251,3 +251,62 @@ async fn reconcile_of_20000_task_ids_answers_every_one_of_them() {
     assert_eq!(seen.len(), n);
     m.stop().await;
 }
+
+/// SUBSCRIBE without an `Authorization` header: the status, and the stream id if any.
+async fn subscribe_without_credentials(m: &Master) -> (reqwest::StatusCode, Option<String>) {
+    let body =
+        json!({"type": "SUBSCRIBE", "subscribe": {"framework_info": framework_info("anon")}});
+    let r = within(
+        "subscribe without credentials",
+        reqwest::Client::new()
+            .post(format!("{}/api/v1/scheduler", m.url))
+            .json(&body)
+            .send(),
+    )
+    .await
+    .expect("subscribe request");
+    let sid = r
+        .headers()
+        .get("mesos-stream-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    (r.status(), sid)
+}
+
+#[tokio::test]
+async fn scheduler_calls_without_credentials_get_401_unless_authenticate_frameworks_is_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Master::start(&dir.path().join("m")).await;
+    let (status, _) = subscribe_without_credentials(&m).await;
+    assert_eq!(status, 401, "authenticate_frameworks is on by default");
+    m.stop().await;
+
+    let mdir = dir.path().join("m2");
+    let cfg_file = dir.path().join("master.json");
+    std::fs::write(&cfg_file, r#"{"authenticate_frameworks": false}"#).unwrap();
+    let cfg = fast_master_config(&mdir)
+        .apply_file(&cfg_file)
+        .expect("config");
+    let m = Master::start_on(&mdir, "127.0.0.1:0", cfg).await;
+    let (status, sid) = subscribe_without_credentials(&m).await;
+    assert_eq!(status, 200);
+    assert!(
+        sid.is_some(),
+        "a stream id for the unauthenticated framework"
+    );
+    // Wrong credentials are still refused.
+    let r = within(
+        "subscribe with a wrong secret",
+        reqwest::Client::new()
+            .post(format!("{}/api/v1/scheduler", m.url))
+            .header("authorization", "Basic Znc6d3Jvbmc=")
+            .json(
+                &json!({"type": "SUBSCRIBE", "subscribe": {"framework_info": framework_info("x")}}),
+            )
+            .send(),
+    )
+    .await
+    .expect("request");
+    assert_eq!(r.status(), 401);
+    m.stop().await;
+}

@@ -21,9 +21,15 @@ const STREAM_PIPE: usize = 64 * 1024;
 
 /// Handles one scheduler call.
 pub async fn handle(State(h): State<MasterHandle>, headers: HeaderMap, body: Bytes) -> Response {
-    let identity = match authenticate(&h, &headers, true) {
-        Ok(i) => i,
-        Err(r) => return r,
+    // Mesos' `--authenticate_frameworks=false`: a call without credentials comes from an
+    // unauthenticated framework (no principal). Credentials that are sent are still checked.
+    let identity = if !h.authenticate_frameworks && !headers.contains_key(header::AUTHORIZATION) {
+        None
+    } else {
+        match authenticate(&h, &headers, true) {
+            Ok(i) => Some(i),
+            Err(r) => return r,
+        }
     };
     let call: Call = match parse(&body) {
         Ok(c) => c,
@@ -62,8 +68,8 @@ pub async fn handle(State(h): State<MasterHandle>, headers: HeaderMap, body: Byt
         }
     };
     let principal = match identity {
-        Identity::Principal(p) => Some(p),
-        Identity::Token => None,
+        Some(Identity::Principal(p)) => Some(p),
+        Some(Identity::Token) | None => None,
     };
     let framework_id = call.framework_id.map(|i| i.value);
     let sub = match ask(&h, |reply| MasterCommand::Subscribe {

@@ -10,9 +10,6 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-/// Frameworks torn down that are remembered (they may not re-subscribe).
-const REMOVED_KEPT: usize = 1000;
-
 impl State {
     pub(super) fn subscribe(
         &mut self,
@@ -55,7 +52,13 @@ impl State {
                 }
             }
         }
-        let id = id.unwrap_or_else(new_framework_id);
+        let id = match id {
+            Some(id) => id,
+            None => {
+                self.check_framework_limit(principal.as_deref())?;
+                new_framework_id()
+            }
+        };
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let overflow = tokio_util::sync::CancellationToken::new();
         let stream_id = uuid::Uuid::new_v4().to_string();
@@ -127,6 +130,26 @@ impl State {
             events: rx,
             overflow,
         })
+    }
+
+    /// A principal may hold only `max_frameworks_per_principal` frameworks (connected or
+    /// within their failover timeout), so one client cannot exhaust the master.
+    fn check_framework_limit(&self, principal: Option<&str>) -> Result<(), CallError> {
+        let max = self.cfg.max_frameworks_per_principal;
+        let have = self
+            .frameworks
+            .values()
+            .filter(|f| f.principal.as_deref() == principal)
+            .count();
+        if have < max {
+            return Ok(());
+        }
+        let who = principal.map_or("frameworks without a principal".to_string(), |p| {
+            format!("principal {p:?}")
+        });
+        Err(CallError::Forbidden(format!(
+            "{who} already registered {have} frameworks (max_frameworks_per_principal is {max}): tear one down, or re-subscribe with an existing framework id"
+        )))
     }
 
     pub(super) fn stream_closed(&mut self, framework_id: &str, stream_id: &str, now: Instant) {
@@ -204,14 +227,16 @@ impl State {
                     t.state = TaskState::Killed;
                 }
                 *self.completed_by_state.entry(t.state.name()).or_default() += 1;
-                self.completed_tasks.push_back(t);
+                self.completed_tasks.push(t);
             }
         }
         self.frameworks.remove(framework_id);
         self.alloc.remove_framework(framework_id);
         self.removed_frameworks.push_back(framework_id.to_string());
-        if self.removed_frameworks.len() > REMOVED_KEPT {
-            self.removed_frameworks.pop_front();
+        while self.removed_frameworks.len() > self.cfg.max_completed_frameworks {
+            if let Some(old) = self.removed_frameworks.pop_front() {
+                self.completed_tasks.forget(&old);
+            }
         }
         self.registry_dirty = true;
     }
@@ -555,9 +580,9 @@ impl State {
                     Some(t) => reconciled(id, t.state, Some(&t.agent_id)),
                     None => match self
                         .completed_tasks
-                        .iter()
+                        .of(fid)
                         .rev()
-                        .find(|t| t.framework_id == fid && t.info.task_id == *id)
+                        .find(|t| t.info.task_id == *id)
                     {
                         Some(t) => reconciled(id, t.state, Some(&t.agent_id)),
                         None => reconciled(id, TaskState::Unknown, None),

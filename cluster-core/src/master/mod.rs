@@ -83,6 +83,18 @@ pub struct MasterConfig {
     pub default_failover_timeout: Duration,
     /// DRF weights per role (default 1).
     pub role_weights: HashMap<String, f64>,
+    /// Frameworks one principal may have registered at once (connected or within their failover
+    /// timeout); frameworks without a principal share one such allowance.
+    pub max_frameworks_per_principal: usize,
+    /// Torn-down frameworks remembered (Mesos' `--max_completed_frameworks`).
+    pub max_completed_frameworks: usize,
+    /// Completed tasks kept per framework (Mesos' `--max_completed_tasks_per_framework`).
+    pub max_completed_tasks_per_framework: usize,
+    /// Upper bound of a framework's `failover_timeout` (and of the default).
+    pub max_failover_timeout: Duration,
+    /// Scheduler calls must authenticate (Mesos' `--authenticate_frameworks`). When false, a
+    /// call without an `Authorization` header is accepted as from an unauthenticated framework.
+    pub authenticate_frameworks: bool,
 }
 
 impl MasterConfig {
@@ -98,6 +110,11 @@ impl MasterConfig {
             default_refuse: Duration::from_secs(5),
             default_failover_timeout: Duration::from_secs(7 * 24 * 3600),
             role_weights: HashMap::new(),
+            max_frameworks_per_principal: 100,
+            max_completed_frameworks: 50,
+            max_completed_tasks_per_framework: 1000,
+            max_failover_timeout: Duration::from_secs(7 * 24 * 3600),
+            authenticate_frameworks: true,
         }
     }
 
@@ -128,6 +145,19 @@ impl MasterConfig {
         if let Some(w) = f.role_weights {
             self.role_weights = w;
         }
+        if let Some(n) = f.max_frameworks_per_principal {
+            self.max_frameworks_per_principal = n;
+        }
+        if let Some(n) = f.max_completed_frameworks {
+            self.max_completed_frameworks = n;
+        }
+        if let Some(n) = f.max_completed_tasks_per_framework {
+            self.max_completed_tasks_per_framework = n;
+        }
+        self.max_failover_timeout = secs(f.max_failover_timeout_secs, self.max_failover_timeout);
+        if let Some(b) = f.authenticate_frameworks {
+            self.authenticate_frameworks = b;
+        }
         Ok(self)
     }
 }
@@ -152,6 +182,16 @@ pub struct ConfigFile {
     pub default_failover_timeout_secs: Option<f64>,
     /// See [`MasterConfig::role_weights`].
     pub role_weights: Option<HashMap<String, f64>>,
+    /// See [`MasterConfig::max_frameworks_per_principal`].
+    pub max_frameworks_per_principal: Option<usize>,
+    /// See [`MasterConfig::max_completed_frameworks`].
+    pub max_completed_frameworks: Option<usize>,
+    /// See [`MasterConfig::max_completed_tasks_per_framework`].
+    pub max_completed_tasks_per_framework: Option<usize>,
+    /// See [`MasterConfig::max_failover_timeout`].
+    pub max_failover_timeout_secs: Option<f64>,
+    /// See [`MasterConfig::authenticate_frameworks`].
+    pub authenticate_frameworks: Option<bool>,
 }
 
 /// What HTTP handlers hold: the command channel to the owner task and shared, lock-free counters.
@@ -169,6 +209,8 @@ pub struct MasterHandle {
     pub shutdown: CancellationToken,
     /// Owns the subscription stream writer tasks.
     pub streams: TaskTracker,
+    /// See [`MasterConfig::authenticate_frameworks`].
+    pub authenticate_frameworks: bool,
 }
 
 /// Runs a master on `listener` until `shutdown` is cancelled.
@@ -187,6 +229,7 @@ pub async fn run(
         framework_heartbeat: config.framework_heartbeat,
         shutdown: shutdown.clone(),
         streams: TaskTracker::new(),
+        authenticate_frameworks: config.authenticate_frameworks,
     };
     let token = auth.token().to_string();
     let owner = state::State::new(config, registry, tx, token);
