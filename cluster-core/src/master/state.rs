@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 /// How often the owner wakes up for timeouts, retries and pending allocations.
 const HOUSEKEEPING: Duration = Duration::from_millis(100);
 /// Events buffered per subscription. A framework that falls further behind is not silently
-/// skipped: its stream ends with an ERROR event and it must re-subscribe (see [`Stream::send`]).
+/// skipped: its stream ends with an ERROR event and it must re-subscribe.
 /// The channel allocates as it fills, so the bound costs nothing until a framework lags.
 pub const STREAM_BUFFER: usize = 100_000;
 
