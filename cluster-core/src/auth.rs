@@ -95,6 +95,10 @@ pub enum AgentProof {
     Token,
 }
 
+/// The principal of unauthenticated frameworks (`authenticate_frameworks = false`): one shared,
+/// unprivileged party. Empty, so no credentials file can name it (empty principals are refused).
+pub const ANONYMOUS_PRINCIPAL: &str = "";
+
 /// Who a request was authenticated as.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Identity {
@@ -152,6 +156,11 @@ impl Authenticator {
                 source,
             })?;
         for c in f.credentials {
+            // The empty principal is the anonymous one; a secret for it would let Basic auth
+            // impersonate unauthenticated frameworks.
+            if c.principal.is_empty() || c.secret.is_empty() {
+                continue;
+            }
             self.principals.insert(c.principal, c.secret);
         }
         Ok(self)

@@ -55,8 +55,14 @@ pub struct Exit {
 pub enum Proc {
     /// Spawned by this agent.
     Child(Child),
-    /// Found running after an agent restart.
-    Adopted(u32),
+    /// Found running after an agent restart: its pid and the start time recorded at launch, which
+    /// tell it apart from a later process that was given the same pid.
+    Adopted {
+        /// Process (and process group) id.
+        pid: u32,
+        /// `/proc/PID/stat` starttime recorded at launch.
+        start_time: u64,
+    },
 }
 
 impl Proc {
@@ -64,7 +70,16 @@ impl Proc {
     pub fn pid(&self) -> Option<u32> {
         match self {
             Proc::Child(c) => c.id(),
-            Proc::Adopted(p) => Some(*p),
+            Proc::Adopted { pid, .. } => Some(*pid),
+        }
+    }
+
+    /// True while the process is the task's: a child not yet reaped cannot have its pid reused;
+    /// an adopted one must still have the recorded start time.
+    fn is_ours(&self) -> bool {
+        match self {
+            Proc::Child(_) => true,
+            Proc::Adopted { pid, start_time } => same_process(*pid, *start_time),
         }
     }
 }
@@ -154,16 +169,38 @@ pub fn spawn(
     c.spawn().map(Proc::Child).map_err(spawn_err)
 }
 
+/// The fields of `/proc/PID/stat` after the parenthesised command name (which may itself
+/// contain spaces and parentheses): `[0]` is field 3 (state), `[19]` field 22 (starttime).
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    Some(rest.split_whitespace().map(str::to_string).collect())
+}
+
 /// True if `pid` is a live (non-zombie) process.
 pub fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state letter follows the parenthesised command name.
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|st| st != "Z" && st != "X"),
-        Err(_) => false,
-    }
+    stat_fields(pid)
+        .and_then(|f| f.first().cloned())
+        .is_some_and(|st| st != "Z" && st != "X")
+}
+
+/// When `pid` started, in clock ticks since boot (`/proc/PID/stat` field 22). A pid is reused
+/// once its process is gone; its start time is not, so (pid, start time) names one process.
+pub fn start_time(pid: u32) -> Option<u64> {
+    stat_fields(pid)?.get(19)?.parse().ok()
+}
+
+/// True if `pid` is alive with `dir` as its working directory.
+pub fn runs_in(pid: u32, dir: &Path) -> bool {
+    let Ok(cwd) = std::fs::read_link(format!("/proc/{pid}/cwd")) else {
+        return false;
+    };
+    alive(pid) && std::fs::canonicalize(dir).is_ok_and(|d| d == cwd)
+}
+
+/// True if `pid` is alive and still the process that had `start_time`.
+pub fn same_process(pid: u32, start_time: u64) -> bool {
+    alive(pid) && self::start_time(pid) == Some(start_time)
 }
 
 /// How a task whose process is gone ended, from the exit file its wrapper wrote.
@@ -219,8 +256,8 @@ pub async fn wait(proc: &mut Proc, sandbox: &Path) -> Exit {
                 message: format!("cannot wait for the task: {e}"),
             },
         },
-        Proc::Adopted(pid) => {
-            while alive(*pid) {
+        Proc::Adopted { pid, start_time } => {
+            while same_process(*pid, *start_time) {
                 tokio::time::sleep(ADOPTED_POLL).await;
             }
             exit_from_file(sandbox)
@@ -235,21 +272,32 @@ pub fn signal(pid: u32, signal: Signal) {
     }
 }
 
-/// Kills the task: SIGTERM to its group, then SIGKILL after `grace` if it is still there.
+/// Kills the task: SIGTERM to its group, then SIGKILL after `grace` if it is still there. An
+/// adopted process is checked before every signal: once its pid belongs to another process, that
+/// process group is never signalled.
 pub async fn kill(proc: &mut Proc, sandbox: &Path, grace: Duration) -> Exit {
     let Some(pid) = proc.pid() else {
         return wait(proc, sandbox).await;
     };
-    signal(pid, Signal::SIGTERM);
+    if proc.is_ours() {
+        signal(pid, Signal::SIGTERM);
+    }
     let exit = match tokio::time::timeout(grace, wait(proc, sandbox)).await {
         Ok(e) => e,
         Err(_) => {
-            signal(pid, Signal::SIGKILL);
+            if proc.is_ours() {
+                signal(pid, Signal::SIGKILL);
+            }
             wait(proc, sandbox).await
         }
     };
-    // Children of the task that ignored SIGTERM go too.
-    signal(pid, Signal::SIGKILL);
+    // Children of the task that ignored SIGTERM go too. The kernel does not reuse a pid while a
+    // process group of that id has members, so with no live process of that pid (or still the
+    // task's own) the group is the task's. A live process with another start time has taken the
+    // pid: its group is left alone.
+    if !alive(pid) || proc.is_ours() {
+        signal(pid, Signal::SIGKILL);
+    }
     Exit {
         state: TaskState::Killed,
         message: format!("killed ({})", exit.message),

@@ -71,15 +71,23 @@ pub(super) async fn run(agent: Arc<Agent>) {
         for o in pending.iter_mut() {
             o.status.agent_id.get_or_insert_with(|| Id::new(&id));
         }
-        for t in &registered.kill {
-            if let Some(fw) = agent
-                .reported()
-                .iter()
-                .find(|r| r.task.task_id == *t)
-                .map(|r| r.framework_id.value.clone())
-            {
-                tracing::info!(task = %t.value, "master asked to kill a task on re-registration");
-                agent.kill(&fw, &t.value, None);
+        for k in &registered.kill_tasks {
+            tracing::info!(framework = %k.framework_id.value, task = %k.task_id.value, "master asked to kill a task on re-registration");
+            agent.kill(&k.framework_id.value, &k.task_id.value, None);
+        }
+        if !registered.kill.is_empty() {
+            // An older master named tasks without their framework: act only where the id is
+            // unambiguous, never on another framework's task of the same id.
+            let reported = agent.reported();
+            for t in &registered.kill {
+                let mut owners = reported.iter().filter(|r| r.task.task_id == *t);
+                match (owners.next(), owners.next()) {
+                    (Some(r), None) => agent.kill(&r.framework_id.value, &t.value, None),
+                    (Some(_), Some(_)) => {
+                        tracing::warn!(task = %t.value, "master asked to kill a task id that several frameworks use, without naming the framework: ignored");
+                    }
+                    _ => {}
+                }
             }
         }
         let mut tick = tokio::time::interval(agent.cfg.heartbeat_interval);

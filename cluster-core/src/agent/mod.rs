@@ -16,7 +16,7 @@ pub mod registration;
 mod tasks;
 mod users;
 
-pub use checkpoint::{CheckpointError, safe_name};
+pub use checkpoint::{CheckpointError, cgroup_name, safe_name};
 pub use executor::ExecError;
 
 use crate::proto::{Attribute, Resources};

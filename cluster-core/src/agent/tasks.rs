@@ -3,7 +3,7 @@
 
 use super::AgentConfig;
 use super::cgroup::Cgroups;
-use super::checkpoint::{Checkpoints, TaskCheckpoint, safe_name};
+use super::checkpoint::{Checkpoints, TaskCheckpoint, cgroup_name, safe_name};
 use super::executor::{self, Proc};
 use super::users::TaskUsers;
 use crate::proto::internal::ReportedTask;
@@ -168,6 +168,7 @@ impl Agent {
                         framework_id: framework_id.clone(),
                         task: task.clone(),
                         pid: None,
+                        start_time: None,
                         state: TaskState::Staging,
                         done: false,
                     },
@@ -193,7 +194,7 @@ impl Agent {
         }
         let cgroup = self.cgroups.as_ref().and_then(|cg| {
             let res = crate::proto::Resources::from_mesos(&task.resources);
-            match cg.create(&format!("{}_{}", safe_name(&key.0), safe_name(&key.1)), &res) {
+            match cg.create(&cgroup_name(&key.0, &key.1), &res) {
                 Ok(dir) => Some(dir),
                 Err(e) => {
                     tracing::warn!(task = %key.1, error = %e, "cannot create the task's cgroup; running it without limits");
@@ -208,6 +209,8 @@ impl Agent {
             Ok(proc) => {
                 if let Some(e) = lock(&self.tasks).get_mut(&key) {
                     e.cp.pid = proc.pid();
+                    // Read while the child is unreaped, so it is certainly the task's.
+                    e.cp.start_time = proc.pid().and_then(executor::start_time);
                 }
                 tracing::info!(task = %key.1, pid = ?proc.pid(), "task started");
                 self.emit(&key, TaskState::Running, "task started".into());
@@ -285,6 +288,7 @@ impl Agent {
             let sandbox = self.sandbox(&key.0, &key.1);
             let kill = CancellationToken::new();
             let pid = cp.pid;
+            let start_time = cp.start_time;
             let state = cp.state;
             lock(&self.tasks).insert(
                 key.clone(),
@@ -299,12 +303,34 @@ impl Agent {
                 self.emit(&key, state, "reported again after an agent restart".into());
                 continue;
             }
-            match pid {
-                Some(pid) if executor::alive(pid) => {
+            // A live pid is the task only if it is still the process that was started; anything
+            // else (a later process given the same pid) is never adopted, so never signalled.
+            let ours = match (pid, start_time) {
+                (Some(p), Some(t)) => executor::same_process(p, t).then_some((p, t)),
+                // Checkpoints written before start times were recorded: the task's wrapper runs
+                // in its sandbox, a stranger given the same pid does not.
+                (Some(p), None) => executor::runs_in(p, &sandbox)
+                    .then(|| executor::start_time(p))
+                    .flatten()
+                    .map(|t| (p, t)),
+                _ => None,
+            };
+            match (pid, ours) {
+                (_, Some((pid, start_time))) => {
                     tracing::info!(task = %key.1, pid, "re-attached to a running task");
-                    let name = format!("{}_{}", safe_name(&key.0), safe_name(&key.1));
+                    let name = cgroup_name(&key.0, &key.1);
                     let cgroup = self.cgroups.as_ref().map(|cg| cg.path(&name));
-                    self.monitor(key, Proc::Adopted(pid), sandbox, kill, cgroup);
+                    let proc = Proc::Adopted { pid, start_time };
+                    self.monitor(key, proc, sandbox, kill, cgroup);
+                }
+                (Some(pid), None) if executor::alive(pid) => {
+                    tracing::warn!(task = %key.1, pid, "the task's pid now belongs to another process (start time differs): not adopted");
+                    let mut exit = executor::exit_of_gone(&sandbox);
+                    exit.message = format!(
+                        "{}; pid {pid} now belongs to another process, which is left alone",
+                        exit.message
+                    );
+                    self.emit(&key, exit.state, exit.message);
                 }
                 _ => {
                     let exit = if pid.is_some() {
@@ -319,5 +345,107 @@ impl Agent {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn agent(dir: &std::path::Path) -> Arc<Agent> {
+        let mut cfg = AgentConfig::new("http://127.0.0.1:9", dir, "t");
+        cfg.cgroup_base = None;
+        Arc::new(Agent::new(
+            cfg,
+            "http://127.0.0.1:9".into(),
+            CancellationToken::new(),
+        ))
+    }
+
+    /// A process in its own process group, like a task's wrapper.
+    fn process_group_leader() -> tokio::process::Child {
+        tokio::process::Command::new("sleep")
+            .arg("60")
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn sleep")
+    }
+
+    fn checkpoint(agent: &Agent, pid: u32, start_time: u64) {
+        let task: TaskInfo = serde_json::from_value(serde_json::json!({
+            "task_id": {"value": "t"}, "agent_id": {"value": "a"},
+            "command": {"value": "sleep 60"}}))
+        .expect("task info");
+        agent
+            .checkpoints
+            .save_task(&TaskCheckpoint {
+                framework_id: Id::new("fw"),
+                task,
+                pid: Some(pid),
+                start_time: Some(start_time),
+                state: TaskState::Running,
+                done: false,
+            })
+            .expect("checkpoint");
+    }
+
+    #[tokio::test]
+    async fn a_checkpointed_pid_whose_start_time_differs_is_never_adopted_or_signalled() {
+        let dir = tempfile::tempdir().unwrap();
+        let agent = agent(dir.path());
+        let mut stranger = process_group_leader();
+        let pid = stranger.id().unwrap();
+        let started = executor::start_time(pid).expect("start time of a live process");
+        // The task's process ended while the agent was down and its pid went to `stranger`.
+        checkpoint(&agent, pid, started + 1);
+        let mut outbox = agent.take_outbox().unwrap();
+        agent.recover();
+        let o = outbox
+            .try_recv()
+            .expect("the task is reported ended at once");
+        assert_eq!(o.status.state, TaskState::Failed);
+        let msg = o.status.message.unwrap_or_default();
+        assert!(msg.contains("belongs to another process"), "{msg}");
+        agent.kill("fw", "t", Some(Duration::ZERO));
+        // Killing a process with that pid but another start time sends no signal either.
+        let sandbox = agent.sandbox("fw", "t");
+        let mut proc = Proc::Adopted {
+            pid,
+            start_time: started + 1,
+        };
+        executor::kill(&mut proc, &sandbox, Duration::from_millis(100)).await;
+        assert!(
+            tokio::time::timeout(Duration::from_millis(500), stranger.wait())
+                .await
+                .is_err(),
+            "the stranger holding the reused pid was signalled"
+        );
+        assert!(executor::same_process(pid, started));
+        stranger.start_kill().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_checkpointed_task_still_running_is_adopted_and_killed() {
+        let dir = tempfile::tempdir().unwrap();
+        let agent = agent(dir.path());
+        let mut task = process_group_leader();
+        let pid = task.id().unwrap();
+        checkpoint(&agent, pid, executor::start_time(pid).unwrap());
+        let mut outbox = agent.take_outbox().unwrap();
+        agent.recover();
+        assert!(outbox.try_recv().is_err(), "adopted: nothing to report yet");
+        agent.kill("fw", "t", Some(Duration::ZERO));
+        let o = tokio::time::timeout(Duration::from_secs(10), outbox.recv())
+            .await
+            .expect("the kill is reported within 10 s")
+            .expect("outbox open");
+        assert_eq!(o.status.state, TaskState::Killed);
+        let st = tokio::time::timeout(Duration::from_secs(10), task.wait())
+            .await
+            .expect("the adopted process ends within 10 s")
+            .unwrap();
+        assert!(!st.success());
     }
 }

@@ -4,7 +4,8 @@
 //! header; every other call must carry that header and is answered `202 Accepted`.
 
 use super::{Route, ask, authenticate, error, parse};
-use crate::master::{MasterCommand, MasterHandle, Subscription};
+use crate::auth::ANONYMOUS_PRINCIPAL;
+use crate::master::{MasterCommand, MasterHandle, STREAM_BUFFER, Subscription};
 use crate::proto::scheduler::{Call, Event, FrameworkInfo};
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -20,10 +21,19 @@ const STREAM_PIPE: usize = 64 * 1024;
 
 /// Handles one scheduler call.
 pub async fn handle(State(h): State<MasterHandle>, headers: HeaderMap, body: Bytes) -> Response {
-    let identity = match authenticate(&h, &headers, Route::Client) {
-        Ok(i) => i,
-        Err(r) => return r,
-    };
+    // Mesos' `--authenticate_frameworks=false`: a call without credentials comes from an
+    // unauthenticated framework. It acts as the anonymous principal: restricted like any other
+    // principal (never with the operator token's rights, which "no principal" means to the
+    // master), seeing only anonymous frameworks. Credentials that are sent are still checked.
+    let principal: Option<String> =
+        if !h.authenticate_frameworks && !headers.contains_key(header::AUTHORIZATION) {
+            Some(ANONYMOUS_PRINCIPAL.to_string())
+        } else {
+            match authenticate(&h, &headers, Route::Client) {
+                Ok(i) => i.principal().map(str::to_string),
+                Err(r) => return r,
+            }
+        };
     let call: Call = match parse(&body) {
         Ok(c) => c,
         Err(r) => return r,
@@ -35,7 +45,7 @@ pub async fn handle(State(h): State<MasterHandle>, headers: HeaderMap, body: Byt
             .map(str::to_string);
         return match ask(&h, |reply| MasterCommand::Call {
             call,
-            principal: identity.principal().map(str::to_string),
+            principal: principal.clone(),
             stream_id,
             reply,
         })
@@ -61,7 +71,6 @@ pub async fn handle(State(h): State<MasterHandle>, headers: HeaderMap, body: Byt
             );
         }
     };
-    let principal = identity.principal().map(str::to_string);
     let framework_id = call.framework_id.map(|i| i.value);
     let sub = match ask(&h, |reply| MasterCommand::Subscribe {
         info_raw: sub.framework_info,
@@ -77,10 +86,16 @@ pub async fn handle(State(h): State<MasterHandle>, headers: HeaderMap, body: Byt
         Err(r) => return r,
     };
     let (writer, reader) = tokio::io::duplex(STREAM_PIPE);
+    let closed = CancellationToken::new();
+    let reader = BodyReader {
+        inner: reader,
+        _closed: closed.clone().drop_guard(),
+    };
     let Subscription {
         framework_id,
         stream_id,
         events,
+        overflow,
     } = sub;
     let sid = HeaderValue::from_str(&stream_id).expect("invariant: a uuid is a valid header value");
     h.streams.spawn(write_events(
@@ -88,6 +103,8 @@ pub async fn handle(State(h): State<MasterHandle>, headers: HeaderMap, body: Byt
         events,
         h.framework_heartbeat,
         h.shutdown.clone(),
+        closed,
+        overflow,
         h.tx.clone(),
         framework_id,
         stream_id,
@@ -101,28 +118,71 @@ pub async fn handle(State(h): State<MasterHandle>, headers: HeaderMap, body: Byt
     resp
 }
 
+/// The response body's end of the pipe. HTTP drops the body as soon as the client's connection
+/// closes; dropping this cancels `closed`, so the stream writer notices at once instead of at its
+/// next failed write (a framework that vanished must not keep its offers until then).
+struct BodyReader {
+    inner: tokio::io::DuplexStream,
+    _closed: tokio_util::sync::DropGuard,
+}
+
+impl tokio::io::AsyncRead for BodyReader {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
 /// Writes events (and HEARTBEATs when idle) as RecordIO until the master drops the stream, the
-/// client goes away, or the master shuts down; then tells the master the stream is closed.
+/// client goes away (`closed`, or a failed write), or the master shuts down; then tells the
+/// master the stream is closed.
+#[allow(clippy::too_many_arguments)] // one owned value per concern of the writer task
 async fn write_events(
     mut w: tokio::io::DuplexStream,
     mut events: mpsc::Receiver<Event>,
     heartbeat: Duration,
     shutdown: CancellationToken,
+    closed: CancellationToken,
+    overflow: CancellationToken,
     master: mpsc::Sender<MasterCommand>,
     framework_id: String,
     stream_id: String,
 ) {
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
-    loop {
+    let mut last = false;
+    while !last {
         let event = tokio::select! {
+            biased;
             _ = shutdown.cancelled() => break,
+            _ = closed.cancelled() => break,
+            // Events were not queued: say so, as the stream's last event.
+            _ = overflow.cancelled() => {
+                last = true;
+                Event::Error(format!(
+                    "the framework fell {STREAM_BUFFER} events behind and events were not delivered: re-subscribe with its framework id and reconcile"
+                ))
+            }
             e = events.recv() => match e {
                 Some(e) => e,
                 None => break,
             },
             _ = tick.tick() => Event::Heartbeat,
         };
-        if w.write_all(&event.to_record()).await.is_err() || w.flush().await.is_err() {
+        let record = event.to_record();
+        let write = async {
+            w.write_all(&record).await?;
+            w.flush().await
+        };
+        // A client that stops reading blocks the write: its going away must still end it.
+        let ok = tokio::select! {
+            r = write => r.is_ok(),
+            _ = closed.cancelled() => false,
+            _ = shutdown.cancelled() => false,
+        };
+        if !ok {
             break;
         }
     }
@@ -133,4 +193,45 @@ async fn write_events(
             stream_id,
         })
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn an_overflowed_stream_ends_with_an_error_event_and_tells_the_master() {
+        let (w, mut r) = tokio::io::duplex(STREAM_PIPE);
+        let (tx, events) = mpsc::channel(4);
+        tx.try_send(Event::Heartbeat).unwrap();
+        let overflow = CancellationToken::new();
+        overflow.cancel();
+        let (master, mut commands) = mpsc::channel(4);
+        let writer = write_events(
+            w,
+            events,
+            Duration::from_secs(600),
+            CancellationToken::new(),
+            CancellationToken::new(),
+            overflow,
+            master,
+            "f".into(),
+            "s".into(),
+        );
+        tokio::time::timeout(Duration::from_secs(10), writer)
+            .await
+            .expect("the writer ends by itself");
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).await.unwrap();
+        let records = crate::proto::scheduler::take_records(&mut out);
+        assert_eq!(records.len(), 1, "{records:?}");
+        assert_eq!(records[0]["type"], "ERROR");
+        let msg = records[0]["error"]["message"].as_str().unwrap();
+        assert!(msg.contains("re-subscribe"), "{msg}");
+        assert!(matches!(
+            commands.try_recv(),
+            Ok(MasterCommand::StreamClosed { .. })
+        ));
+    }
 }

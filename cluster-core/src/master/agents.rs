@@ -3,7 +3,7 @@
 
 use super::command::CallError;
 use super::state::{AgentRec, State, TaskKey, TaskRec};
-use crate::proto::internal::{RegisterAgent, Registered, StatusMessage};
+use crate::proto::internal::{KillTask, RegisterAgent, Registered, StatusMessage};
 use crate::proto::scheduler::Event;
 use crate::proto::{Id, Resources, TaskState, TaskStatus};
 use tokio::time::Instant;
@@ -19,7 +19,7 @@ impl State {
             .as_ref()
             .map(|i| i.value.clone())
             .filter(|v| !v.is_empty())
-            .unwrap_or_else(|| format!("{}-S{}", self.master_id, self.agents.len()));
+            .unwrap_or_else(new_agent_id);
         if self.gone_agents.contains(&id) {
             return Err(CallError::Forbidden(format!(
                 "agent {id} was drained and marked gone: start it with a fresh work dir to join as a new agent"
@@ -83,12 +83,12 @@ impl State {
             reported.insert(key.clone());
             let framework_known = self.frameworks.contains_key(&key.0);
             if self.doomed.remove(&key) {
-                kill.push(rt.task.task_id.clone());
+                kill.push(kill_task(&key));
                 continue;
             }
             match self.tasks.get_mut(&key) {
-                Some(t) if !framework_known => {
-                    kill.push(t.info.task_id.clone());
+                Some(_) if !framework_known => {
+                    kill.push(kill_task(&key));
                 }
                 // A terminal state is not applied here: the agent still holds the update with
                 // the details (exit code) and sends it right after registering.
@@ -134,7 +134,7 @@ impl State {
                     );
                     self.hold_resources(&key);
                 }
-                None => kill.push(rt.task.task_id.clone()),
+                None => kill.push(kill_task(&key)),
             }
         }
         // Tasks the master thought were on this agent but the agent no longer has.
@@ -165,7 +165,8 @@ impl State {
         self.alloc_pending = true;
         Ok(Registered {
             agent_id: Id::new(id),
-            kill,
+            kill_tasks: kill,
+            kill: Vec::new(),
         })
     }
 
@@ -231,11 +232,30 @@ impl State {
             }
             for f in self.frameworks.values() {
                 if let Some(s) = &f.stream {
-                    let _ = s.tx.try_send(Event::Failure {
-                        agent_id: Id::new(&id),
-                    });
+                    s.send(
+                        &f.id,
+                        Event::Failure {
+                            agent_id: Id::new(&id),
+                        },
+                    );
                 }
             }
         }
+    }
+}
+
+/// An agent id that is unique for the life of the cluster: a fresh uuid v4 (never derived from a
+/// count, which repeats once an agent is removed), in Mesos' `<uuid>-S0` shape.
+pub(super) fn new_agent_id() -> String {
+    format!("{}-S0", uuid::Uuid::new_v4())
+}
+
+/// A kill order for the task `key` (framework, task): the framework is named, so an agent never
+/// kills another framework's task that has the same id.
+fn kill_task(key: &TaskKey) -> KillTask {
+    KillTask {
+        framework_id: Id::new(&key.0),
+        task_id: Id::new(&key.1),
+        max_grace_secs: None,
     }
 }

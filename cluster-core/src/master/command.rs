@@ -29,6 +29,9 @@ pub struct Subscription {
     pub stream_id: String,
     /// Events for the stream.
     pub events: mpsc::Receiver<Event>,
+    /// Cancelled when the framework fell [`STREAM_BUFFER`](super::STREAM_BUFFER) events
+    /// behind: the writer sends ERROR and ends the stream instead of losing events unnoticed.
+    pub overflow: tokio_util::sync::CancellationToken,
 }
 
 /// Operator API queries.

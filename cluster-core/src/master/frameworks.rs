@@ -10,9 +10,6 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-/// Frameworks torn down that are remembered (they may not re-subscribe).
-const REMOVED_KEPT: usize = 1000;
-
 impl State {
     pub(super) fn subscribe(
         &mut self,
@@ -38,17 +35,32 @@ impl State {
                     "framework {id} has been torn down"
                 )));
             }
-            if let Some(f) = self.frameworks.get(id)
-                && f.principal.is_some()
-                && f.principal != principal
-            {
-                return Err(CallError::Forbidden(format!(
-                    "framework {id} belongs to another principal"
-                )));
+            match self.frameworks.get(id) {
+                Some(f) if f.principal.is_some() && f.principal != principal => {
+                    return Err(CallError::Forbidden(format!(
+                        "framework {id} belongs to another principal"
+                    )));
+                }
+                Some(_) => {}
+                // Ids are issued by this master (and kept in the registry); accepting a
+                // client-chosen one would let it claim a torn-down framework's id (once it has
+                // left the bounded removed list) and adopt its orphaned tasks.
+                None => {
+                    return Err(CallError::Forbidden(format!(
+                        "framework {id} is not known to this master: framework ids are assigned by the master; subscribe without framework_id to get a new one"
+                    )));
+                }
             }
         }
-        let id = id.unwrap_or_else(|| format!("{}-{:04}", self.master_id, self.frameworks.len()));
+        let id = match id {
+            Some(id) => id,
+            None => {
+                self.check_framework_limit(principal.as_deref())?;
+                new_framework_id()
+            }
+        };
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let overflow = tokio_util::sync::CancellationToken::new();
         let stream_id = uuid::Uuid::new_v4().to_string();
         let _ = tx.try_send(Event::Subscribed {
             framework_id: Id::new(&id),
@@ -80,6 +92,7 @@ impl State {
                 stream: Some(Stream {
                     id: stream_id.clone(),
                     tx,
+                    overflow: overflow.clone(),
                 }),
                 disconnected_at: None,
                 failover_timeout,
@@ -115,7 +128,28 @@ impl State {
             framework_id: id,
             stream_id,
             events: rx,
+            overflow,
         })
+    }
+
+    /// A principal may hold only `max_frameworks_per_principal` frameworks (connected or
+    /// within their failover timeout), so one client cannot exhaust the master.
+    fn check_framework_limit(&self, principal: Option<&str>) -> Result<(), CallError> {
+        let max = self.cfg.max_frameworks_per_principal;
+        let have = self
+            .frameworks
+            .values()
+            .filter(|f| f.principal.as_deref() == principal)
+            .count();
+        if have < max {
+            return Ok(());
+        }
+        let who = principal.map_or("frameworks without a principal".to_string(), |p| {
+            format!("principal {p:?}")
+        });
+        Err(CallError::Forbidden(format!(
+            "{who} already registered {have} frameworks (max_frameworks_per_principal is {max}): tear one down, or re-subscribe with an existing framework id"
+        )))
     }
 
     pub(super) fn stream_closed(&mut self, framework_id: &str, stream_id: &str, now: Instant) {
@@ -193,14 +227,16 @@ impl State {
                     t.state = TaskState::Killed;
                 }
                 *self.completed_by_state.entry(t.state.name()).or_default() += 1;
-                self.completed_tasks.push_back(t);
+                self.completed_tasks.push(t);
             }
         }
         self.frameworks.remove(framework_id);
         self.alloc.remove_framework(framework_id);
         self.removed_frameworks.push_back(framework_id.to_string());
-        if self.removed_frameworks.len() > REMOVED_KEPT {
-            self.removed_frameworks.pop_front();
+        while self.removed_frameworks.len() > self.cfg.max_completed_frameworks {
+            if let Some(old) = self.removed_frameworks.pop_front() {
+                self.completed_tasks.forget(&old);
+            }
         }
         self.registry_dirty = true;
     }
@@ -384,12 +420,23 @@ impl State {
         };
         let mut batch: Vec<TaskInfo> = Vec::new();
         for mut t in tasks {
-            let res = Resources::from_mesos(&t.resources);
             let key = (fid.to_string(), t.task_id.value.clone());
+            // Checked before anything else uses the id (sandbox, checkpoint and cgroup names)
+            // or the amounts (a task must never run as if it had asked for nothing).
+            let res = match crate::proto::validate::task_id(&t.task_id.value)
+                .map_err(|e| e.to_string())
+                .and_then(|()| {
+                    crate::proto::validate::task_resources(&t.resources).map_err(|e| e.to_string())
+                }) {
+                Ok(res) => res,
+                Err(why) => {
+                    let st = task_error(&t, why);
+                    self.record_rejected(fid, t, st, now);
+                    continue;
+                }
+            };
             let user = self.task_user(fid, &t);
-            let error = if t.task_id.value.is_empty() {
-                Some("task_id is empty".to_string())
-            } else if self.tasks.contains_key(&key) {
+            let error = if self.tasks.contains_key(&key) {
                 Some(format!("task id {} is already in use", t.task_id.value))
             } else if t.agent_id.value != agent {
                 Some(format!(
@@ -404,14 +451,7 @@ impl State {
                 avail.shortfall(&res)
             };
             if let Some(why) = error {
-                let st = TaskStatus::new(
-                    t.task_id.clone(),
-                    TaskState::Error,
-                    "SOURCE_MASTER",
-                    Some(t.agent_id.clone()),
-                )
-                .with_message(why)
-                .with_reason("REASON_TASK_INVALID");
+                let st = task_error(&t, why);
                 self.record_rejected(fid, t, st, now);
                 continue;
             }
@@ -547,9 +587,9 @@ impl State {
                     Some(t) => reconciled(id, t.state, Some(&t.agent_id)),
                     None => match self
                         .completed_tasks
-                        .iter()
+                        .of(fid)
                         .rev()
-                        .find(|t| t.framework_id == fid && t.info.task_id == *id)
+                        .find(|t| t.info.task_id == *id)
                     {
                         Some(t) => reconciled(id, t.state, Some(&t.agent_id)),
                         None => reconciled(id, TaskState::Unknown, None),
@@ -562,6 +602,24 @@ impl State {
             self.send_to_framework(fid, Event::Update(st));
         }
     }
+}
+
+/// The `TASK_ERROR` update of a task the master refuses to launch, saying why.
+fn task_error(t: &TaskInfo, why: String) -> TaskStatus {
+    TaskStatus::new(
+        t.task_id.clone(),
+        TaskState::Error,
+        "SOURCE_MASTER",
+        Some(t.agent_id.clone()),
+    )
+    .with_message(why)
+    .with_reason("REASON_TASK_INVALID")
+}
+
+/// A framework id that is unique for the life of the cluster: a fresh uuid v4 (never derived
+/// from a count, which repeats once a framework is removed), in Mesos' `<uuid>-0000` shape.
+pub(super) fn new_framework_id() -> String {
+    format!("{}-0000", uuid::Uuid::new_v4())
 }
 
 fn reconciled(task_id: &Id, state: TaskState, agent: Option<&String>) -> TaskStatus {

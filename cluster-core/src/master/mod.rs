@@ -28,6 +28,7 @@ mod views;
 pub use command::{CallError, MasterCommand, MetricsSnapshot, OperatorQuery, Subscription, Viewer};
 pub use drain::{AgentCall, DrainConfig, DrainInfo, DrainState};
 pub use registry::RegistryError;
+pub use state::STREAM_BUFFER;
 
 use crate::acl::{AclError, Acls};
 use crate::auth::Authenticator;
@@ -108,6 +109,19 @@ pub struct MasterConfig {
     /// The config file's `agent_token_file` (resolved against the config file's folder); the
     /// binary reads it unless `--agent-token-file` is given.
     pub agent_token_file: Option<PathBuf>,
+    /// Frameworks one principal may have registered at once (connected or within their failover
+    /// timeout); frameworks subscribed with the operator token share one such allowance, and
+    /// unauthenticated ones (the anonymous principal) another.
+    pub max_frameworks_per_principal: usize,
+    /// Torn-down frameworks remembered (Mesos' `--max_completed_frameworks`).
+    pub max_completed_frameworks: usize,
+    /// Completed tasks kept per framework (Mesos' `--max_completed_tasks_per_framework`).
+    pub max_completed_tasks_per_framework: usize,
+    /// Upper bound of a framework's `failover_timeout` (and of the default).
+    pub max_failover_timeout: Duration,
+    /// Scheduler calls must authenticate (Mesos' `--authenticate_frameworks`). When false, a
+    /// call without an `Authorization` header is accepted as from an unauthenticated framework.
+    pub authenticate_frameworks: bool,
 }
 
 impl MasterConfig {
@@ -125,6 +139,11 @@ impl MasterConfig {
             role_weights: HashMap::new(),
             acls: Acls::default(),
             agent_token_file: None,
+            max_frameworks_per_principal: 100,
+            max_completed_frameworks: 50,
+            max_completed_tasks_per_framework: 1000,
+            max_failover_timeout: Duration::from_secs(7 * 24 * 3600),
+            authenticate_frameworks: true,
         }
     }
 
@@ -186,6 +205,19 @@ impl MasterConfig {
             let a = path.parent().map(|d| d.join(&a)).unwrap_or(a);
             self = self.with_acls_file(&a)?;
         }
+        if let Some(n) = f.max_frameworks_per_principal {
+            self.max_frameworks_per_principal = n;
+        }
+        if let Some(n) = f.max_completed_frameworks {
+            self.max_completed_frameworks = n;
+        }
+        if let Some(n) = f.max_completed_tasks_per_framework {
+            self.max_completed_tasks_per_framework = n;
+        }
+        self.max_failover_timeout = secs(f.max_failover_timeout_secs, self.max_failover_timeout);
+        if let Some(b) = f.authenticate_frameworks {
+            self.authenticate_frameworks = b;
+        }
         Ok(self)
     }
 }
@@ -217,6 +249,16 @@ pub struct ConfigFile {
     pub default_task_user: Option<String>,
     /// Agents' token file (same as `--agent-token-file`, which wins); relative to the config file.
     pub agent_token_file: Option<PathBuf>,
+    /// See [`MasterConfig::max_frameworks_per_principal`].
+    pub max_frameworks_per_principal: Option<usize>,
+    /// See [`MasterConfig::max_completed_frameworks`].
+    pub max_completed_frameworks: Option<usize>,
+    /// See [`MasterConfig::max_completed_tasks_per_framework`].
+    pub max_completed_tasks_per_framework: Option<usize>,
+    /// See [`MasterConfig::max_failover_timeout`].
+    pub max_failover_timeout_secs: Option<f64>,
+    /// See [`MasterConfig::authenticate_frameworks`].
+    pub authenticate_frameworks: Option<bool>,
 }
 
 /// What HTTP handlers hold: the command channel to the owner task and shared, lock-free counters.
@@ -236,6 +278,8 @@ pub struct MasterHandle {
     pub shutdown: CancellationToken,
     /// Owns the subscription stream writer tasks.
     pub streams: TaskTracker,
+    /// See [`MasterConfig::authenticate_frameworks`].
+    pub authenticate_frameworks: bool,
 }
 
 /// Runs a master on `listener` until `shutdown` is cancelled.
@@ -255,6 +299,7 @@ pub async fn run(
         framework_heartbeat: config.framework_heartbeat,
         shutdown: shutdown.clone(),
         streams: TaskTracker::new(),
+        authenticate_frameworks: config.authenticate_frameworks,
     };
     let owner = state::State::new(config, registry, tx);
     let owner_task = tokio::spawn(owner.run(rx, shutdown.clone()));

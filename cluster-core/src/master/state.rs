@@ -19,10 +19,10 @@ use tokio_util::task::TaskTracker;
 
 /// How often the owner wakes up for timeouts, retries and pending allocations.
 const HOUSEKEEPING: Duration = Duration::from_millis(100);
-/// Completed tasks kept for the operator API.
-pub(super) const COMPLETED_TASKS_KEPT: usize = 1000;
-/// Events buffered per subscription before the master gives up on a slow framework.
-pub(super) const STREAM_BUFFER: usize = 10_000;
+/// Events buffered per subscription. A framework that falls further behind is not silently
+/// skipped: its stream ends with an ERROR event and it must re-subscribe.
+/// The channel allocates as it fills, so the bound costs nothing until a framework lags.
+pub const STREAM_BUFFER: usize = 100_000;
 
 pub(super) struct AgentRec {
     pub id: String,
@@ -48,6 +48,27 @@ pub(super) struct AgentRec {
 pub(super) struct Stream {
     pub id: String,
     pub tx: mpsc::Sender<Event>,
+    /// Cancelled when an event did not fit: the stream writer then sends ERROR and ends the
+    /// stream, so the framework learns it missed events and re-subscribes.
+    pub overflow: CancellationToken,
+}
+
+impl Stream {
+    /// Queues an event for the framework. A full queue ends the stream with an ERROR rather than
+    /// dropping the event unnoticed; false means the event was not queued.
+    pub fn send(&self, framework_id: &str, event: Event) -> bool {
+        match self.tx.try_send(event) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if !self.overflow.is_cancelled() {
+                    tracing::warn!(framework = %framework_id, "framework is {STREAM_BUFFER} events behind: ending its stream with an error");
+                    self.overflow.cancel();
+                }
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
 }
 
 pub(super) struct FrameworkRec {
@@ -78,6 +99,55 @@ pub(super) struct TaskRec {
     pub last_sent: Option<Instant>,
 }
 
+/// Completed tasks kept for the operator API and reconciliation, at most `max_per_framework` of
+/// each framework (oldest dropped first); a removed framework's go when it is forgotten.
+#[derive(Default)]
+pub(super) struct CompletedTasks {
+    by_framework: HashMap<String, VecDeque<TaskRec>>,
+    max_per_framework: usize,
+}
+
+impl CompletedTasks {
+    pub fn new(max_per_framework: usize) -> Self {
+        CompletedTasks {
+            by_framework: HashMap::new(),
+            max_per_framework,
+        }
+    }
+
+    pub fn push(&mut self, t: TaskRec) {
+        if self.max_per_framework == 0 {
+            return;
+        }
+        let q = self.by_framework.entry(t.framework_id.clone()).or_default();
+        q.push_back(t);
+        while q.len() > self.max_per_framework {
+            q.pop_front();
+        }
+    }
+
+    /// A framework's completed tasks, oldest first.
+    pub fn of(&self, framework_id: &str) -> impl DoubleEndedIterator<Item = &TaskRec> {
+        self.by_framework.get(framework_id).into_iter().flatten()
+    }
+
+    /// Every completed task.
+    pub fn iter(&self) -> impl Iterator<Item = &TaskRec> {
+        self.by_framework.values().flatten()
+    }
+
+    /// Forgets a framework's completed tasks.
+    pub fn forget(&mut self, framework_id: &str) {
+        self.by_framework.remove(framework_id);
+    }
+
+    /// How many are kept.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.by_framework.values().map(VecDeque::len).sum()
+    }
+}
+
 pub(super) struct OfferRec {
     pub framework_id: String,
     pub agent_id: String,
@@ -95,7 +165,7 @@ pub(super) struct State {
     pub tasks: HashMap<TaskKey, TaskRec>,
     /// Index: agent id -> its tasks in `tasks` (registration and agent loss must not scan all tasks).
     pub agent_tasks: HashMap<String, HashSet<TaskKey>>,
-    pub completed_tasks: VecDeque<TaskRec>,
+    pub completed_tasks: CompletedTasks,
     /// Tasks with updates waiting for acknowledgement.
     pub unacked: HashSet<TaskKey>,
     /// Tasks killed while their agent was unreachable: killed when it re-registers.
@@ -122,16 +192,24 @@ pub(super) struct State {
 impl State {
     pub fn new(cfg: MasterConfig, registry: Registry, tx: mpsc::Sender<MasterCommand>) -> Self {
         let now = Instant::now();
+        // The newest are at the end; older ones beyond the limit are forgotten.
+        let removed = &registry.removed_frameworks;
+        let removed_frameworks = removed
+            .iter()
+            .skip(removed.len().saturating_sub(cfg.max_completed_frameworks))
+            .cloned()
+            .collect();
+        let completed_tasks = CompletedTasks::new(cfg.max_completed_tasks_per_framework);
         let mut s = State {
             alloc: Allocator::new(cfg.role_weights.clone()),
             master_id: uuid::Uuid::new_v4().to_string(),
             cfg,
             agents: BTreeMap::new(),
             frameworks: BTreeMap::new(),
-            removed_frameworks: registry.removed_frameworks.iter().cloned().collect(),
+            removed_frameworks,
             tasks: HashMap::new(),
             agent_tasks: HashMap::new(),
-            completed_tasks: VecDeque::new(),
+            completed_tasks,
             unacked: HashSet::new(),
             doomed: HashSet::new(),
             offers: HashMap::new(),
@@ -206,11 +284,14 @@ impl State {
         }
     }
 
+    /// The framework's failover timeout, bounded by `max_failover_timeout` so that no client
+    /// can make the master keep its tasks and record for ever.
     pub fn failover_timeout(&self, info: &FrameworkInfo) -> Duration {
         info.failover_timeout
             .filter(|s| s.is_finite() && *s >= 0.0)
             .map(|s| Duration::from_secs_f64(s.min(1e9)))
             .unwrap_or(self.cfg.default_failover_timeout)
+            .min(self.cfg.max_failover_timeout)
     }
 
     pub async fn run(mut self, mut rx: mpsc::Receiver<MasterCommand>, shutdown: CancellationToken) {

@@ -1,7 +1,7 @@
 //! Offers and the task life cycle: allocation cycles turned into OFFERS events, offer expiry and
 //! rescinds, status updates delivered to frameworks and resent until acknowledged.
 
-use super::state::{COMPLETED_TASKS_KEPT, OfferRec, State, TaskKey};
+use super::state::{OfferRec, State, TaskKey};
 use crate::allocator::PUBLIC_ROLE;
 use crate::proto::scheduler::Event;
 use crate::proto::{Id, Offer, TaskState, TaskStatus};
@@ -52,7 +52,7 @@ impl State {
             return;
         };
         if let Some(s) = &f.stream
-            && s.tx.try_send(Event::Update(head.clone())).is_ok()
+            && s.send(&key.0, Event::Update(head.clone()))
         {
             t.last_sent = Some(now);
         }
@@ -88,10 +88,7 @@ impl State {
             self.unacked.remove(key);
             if let Some(t) = self.remove_task(key) {
                 *self.completed_by_state.entry(t.state.name()).or_default() += 1;
-                self.completed_tasks.push_back(t);
-                if self.completed_tasks.len() > COMPLETED_TASKS_KEPT {
-                    self.completed_tasks.pop_front();
-                }
+                self.completed_tasks.push(t);
             }
         }
     }
@@ -145,7 +142,7 @@ impl State {
         self.frameworks
             .get(framework_id)
             .and_then(|f| f.stream.as_ref())
-            .is_some_and(|s| s.tx.try_send(event).is_ok())
+            .is_some_and(|s| s.send(framework_id, event))
     }
 
     /// Runs an allocation cycle and sends the offers.

@@ -131,3 +131,264 @@ async fn terminal_state_is_kept_in_metrics_after_acknowledgement() {
     assert!(!s.tasks.contains_key(&key));
     assert_eq!(s.completed_by_state.get("TASK_ERROR"), Some(&1));
 }
+
+#[tokio::test]
+async fn a_framework_subscribing_after_a_teardown_never_gets_a_live_or_removed_frameworks_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = state(dir.path());
+    let t0 = Instant::now();
+    let (a, _ea) = subscribe(&mut s, t0);
+    let (b, _eb) = subscribe(&mut s, t0);
+    s.teardown(&a);
+    // With ids counted from the number of frameworks, this one got b's id.
+    let (c, _ec) = subscribe(&mut s, t0);
+    assert_ne!(c, a, "a removed framework's id is never reissued");
+    assert_ne!(c, b, "a live framework's id is never reissued");
+    assert!(s.frameworks.contains_key(&b) && s.frameworks.contains_key(&c));
+    for id in [&a, &b, &c] {
+        let (uuid, suffix) = id.rsplit_once('-').expect("<uuid>-0000");
+        assert_eq!(suffix, "0000", "{id}");
+        assert!(
+            uuid::Uuid::parse_str(uuid).is_ok(),
+            "{id} starts with a uuid"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_agent_registering_after_one_is_marked_gone_never_gets_a_known_agents_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = state(dir.path());
+    let t0 = Instant::now();
+    let first = s
+        .register_agent(agent_msg(None), t0)
+        .unwrap()
+        .agent_id
+        .value;
+    let second = s
+        .register_agent(agent_msg(None), t0)
+        .unwrap()
+        .agent_id
+        .value;
+    // What a drain with mark_gone does once the agent is drained.
+    s.agents.remove(&first);
+    s.gone_agents.insert(first.clone());
+    let third = s
+        .register_agent(agent_msg(None), t0)
+        .unwrap()
+        .agent_id
+        .value;
+    assert_ne!(third, first);
+    assert_ne!(
+        third, second,
+        "the counter scheme handed out the live agent's id"
+    );
+    assert_eq!(s.agents.len(), 2);
+    assert!(third.ends_with("-S0"), "{third}");
+}
+
+#[tokio::test]
+async fn subscribing_with_a_framework_id_the_master_never_issued_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = state(dir.path());
+    let t0 = Instant::now();
+    let info = FrameworkInfo::default();
+    let r = s.subscribe(
+        serde_json::json!({}),
+        info,
+        Some("made-up-0000".into()),
+        None,
+        t0,
+    );
+    match r {
+        Err(super::CallError::Forbidden(m)) => assert!(m.contains("not known"), "{m}"),
+        other => panic!("expected 403, got {other:?}"),
+    }
+    assert!(s.frameworks.is_empty());
+}
+
+#[tokio::test]
+async fn a_framework_too_far_behind_has_its_stream_ended_with_an_error_not_events_dropped_silently()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = state(dir.path());
+    let t0 = Instant::now();
+    let sub = s
+        .subscribe(
+            serde_json::json!({"name": "slow"}),
+            FrameworkInfo::default(),
+            None,
+            None,
+            t0,
+        )
+        .expect("subscribe");
+    let fid = sub.framework_id.clone();
+    let ids: Vec<_> = (0..super::STREAM_BUFFER)
+        .map(|i| serde_json::json!({"task_id": {"value": format!("t{i}")}}))
+        .collect();
+    let call: crate::proto::scheduler::Call = serde_json::from_value(serde_json::json!({
+        "type": "RECONCILE", "framework_id": {"value": fid}, "reconcile": {"tasks": ids}}))
+    .unwrap();
+    s.call(call, Some(sub.stream_id.clone()), t0)
+        .expect("reconcile");
+    // SUBSCRIBED plus STREAM_BUFFER answers do not fit: the last one ends the stream.
+    assert!(
+        sub.overflow.is_cancelled(),
+        "the writer is told to send ERROR and stop"
+    );
+    assert_eq!(sub.events.len(), super::STREAM_BUFFER);
+}
+
+fn limited(dir: &std::path::Path, tweak: impl FnOnce(&mut MasterConfig)) -> State {
+    let mut cfg = MasterConfig::new(dir);
+    tweak(&mut cfg);
+    let registry = Registry::load(dir).expect("empty registry");
+    let (tx, _rx) = mpsc::channel(16);
+    State::new(cfg, registry, tx)
+}
+
+fn subscribe_as(
+    s: &mut State,
+    principal: &str,
+    info: FrameworkInfo,
+    now: Instant,
+) -> Result<super::Subscription, super::CallError> {
+    s.subscribe(
+        serde_json::json!({}),
+        info,
+        None,
+        Some(principal.into()),
+        now,
+    )
+}
+
+#[tokio::test]
+async fn a_principal_cannot_register_more_frameworks_than_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = limited(dir.path(), |c| c.max_frameworks_per_principal = 2);
+    let t0 = Instant::now();
+    let a = subscribe_as(&mut s, "p", FrameworkInfo::default(), t0).unwrap();
+    let _b = subscribe_as(&mut s, "p", FrameworkInfo::default(), t0).unwrap();
+    match subscribe_as(&mut s, "p", FrameworkInfo::default(), t0) {
+        Err(super::CallError::Forbidden(m)) => {
+            assert!(m.contains("max_frameworks_per_principal is 2"), "{m}")
+        }
+        other => panic!("expected 403, got {other:?}"),
+    }
+    // Others are not affected, and failing over an existing framework is not a new one.
+    subscribe_as(&mut s, "q", FrameworkInfo::default(), t0).expect("another principal");
+    s.subscribe(
+        serde_json::json!({}),
+        FrameworkInfo::default(),
+        Some(a.framework_id.clone()),
+        Some("p".into()),
+        t0,
+    )
+    .expect("failover");
+    s.teardown(&a.framework_id);
+    subscribe_as(&mut s, "p", FrameworkInfo::default(), t0).expect("room again after a teardown");
+}
+
+#[tokio::test]
+async fn a_framework_cannot_ask_for_a_failover_timeout_beyond_the_maximum() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = limited(dir.path(), |c| {
+        c.max_failover_timeout = Duration::from_secs(60)
+    });
+    let t0 = Instant::now();
+    let info = FrameworkInfo {
+        failover_timeout: Some(1e9),
+        ..Default::default()
+    };
+    let sub = subscribe_as(&mut s, "p", info, t0).unwrap();
+    let fid = sub.framework_id.clone();
+    assert_eq!(s.frameworks[&fid].failover_timeout, Duration::from_secs(60));
+    s.stream_closed(&fid, &sub.stream_id, t0);
+    s.check_frameworks(t0 + Duration::from_secs(61));
+    assert!(!s.frameworks.contains_key(&fid), "torn down at the maximum");
+}
+
+#[tokio::test]
+async fn completed_tasks_and_frameworks_are_kept_only_up_to_their_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = limited(dir.path(), |c| {
+        c.max_completed_tasks_per_framework = 3;
+        c.max_completed_frameworks = 2;
+    });
+    let t0 = Instant::now();
+    s.register_agent(agent_msg(None), t0).expect("registered");
+    let mut fids = Vec::new();
+    for _ in 0..3 {
+        let sub = subscribe_as(&mut s, "p", FrameworkInfo::default(), t0).unwrap();
+        let fid = sub.framework_id.clone();
+        // Tasks refused by the master complete once acknowledged.
+        for i in 0..5 {
+            s.allocate(t0);
+            let Some(offer_id) = s
+                .offers
+                .iter()
+                .find(|(_, o)| o.framework_id == fid)
+                .map(|(k, _)| k.clone())
+            else {
+                panic!("an offer for {fid}");
+            };
+            let agent = s.offers[&offer_id].agent_id.clone();
+            let call: crate::proto::scheduler::Call = serde_json::from_value(serde_json::json!({
+                "type": "ACCEPT", "framework_id": {"value": fid},
+                "accept": {"offer_ids": [{"value": offer_id}], "filters": {"refuse_seconds": 0},
+                  "operations": [{"type": "LAUNCH", "launch": {"task_infos": [
+                    {"name": "x", "task_id": {"value": format!("x{i}")}, "agent_id": {"value": agent}, "resources": []}]}}]}}))
+            .unwrap();
+            s.call(call, Some(sub.stream_id.clone()), t0).unwrap();
+            let key = (fid.clone(), format!("x{i}"));
+            let uuid = s.tasks[&key].pending[0].uuid.clone().unwrap();
+            s.acknowledge(&key, &uuid, t0);
+        }
+        assert_eq!(s.completed_tasks.of(&fid).count(), 3, "the newest 3 of 5");
+        assert_eq!(
+            s.completed_tasks
+                .of(&fid)
+                .last()
+                .map(|t| t.info.task_id.value.clone()),
+            Some("x4".to_string())
+        );
+        s.teardown(&fid);
+        fids.push(fid);
+    }
+    assert_eq!(s.removed_frameworks.len(), 2);
+    assert!(
+        !s.removed_frameworks.contains(&fids[0]),
+        "the oldest is forgotten"
+    );
+    assert_eq!(s.completed_tasks.of(&fids[0]).count(), 0, "with its tasks");
+    assert_eq!(s.completed_tasks.len(), 6);
+}
+
+#[test]
+fn limits_and_authenticate_frameworks_are_read_from_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("m.json");
+    std::fs::write(
+        &f,
+        r#"{"max_frameworks_per_principal": 3, "max_completed_frameworks": 4,
+            "max_completed_tasks_per_framework": 5, "max_failover_timeout_secs": 60,
+            "authenticate_frameworks": false}"#,
+    )
+    .unwrap();
+    let d = MasterConfig::new(dir.path());
+    assert!(d.authenticate_frameworks, "on by default");
+    assert_eq!(
+        (
+            d.max_completed_frameworks,
+            d.max_completed_tasks_per_framework
+        ),
+        (50, 1000),
+        "Mesos' defaults"
+    );
+    let c = d.apply_file(&f).expect("valid config");
+    assert_eq!(c.max_frameworks_per_principal, 3);
+    assert_eq!(c.max_completed_frameworks, 4);
+    assert_eq!(c.max_completed_tasks_per_framework, 5);
+    assert_eq!(c.max_failover_timeout, Duration::from_secs(60));
+    assert!(!c.authenticate_frameworks);
+}

@@ -60,8 +60,13 @@ pub struct RegisterAgent {
 pub struct Registered {
     /// The agent's id (new or confirmed).
     pub agent_id: Id,
-    /// Tasks the agent must kill (their framework is gone or replaced them).
+    /// Tasks the agent must kill (their framework is gone or replaced them), each named with
+    /// its framework: two frameworks may use the same task id.
     #[serde(default)]
+    pub kill_tasks: Vec<KillTask>,
+    /// Older masters' form of `kill_tasks` (task ids only). Not sent any more; an agent acts on
+    /// an entry only when exactly one of its tasks has that id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kill: Vec<Id>,
 }
 

@@ -8,6 +8,7 @@ mod base64;
 pub mod internal;
 mod resources;
 pub mod scheduler;
+pub mod validate;
 
 pub use base64::{decode as base64_decode, encode as base64_encode};
 pub use resources::{PortRange, Resources, parse_attributes};

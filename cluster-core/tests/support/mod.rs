@@ -441,3 +441,19 @@ pub fn framework_info(name: &str) -> Value {
 }
 
 pub const AGENT_RES: &str = "cpus:2;mem:1024;disk:1000;ports:[31000-31100]";
+
+/// The pid a task wrote to `path` (`echo $$ > pid`).
+pub fn pid_in(path: &Path) -> Option<i32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// True if `pid` is a live, non-zombie process.
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, r)| r.split_whitespace().next() != Some("Z"))
+        })
+        .unwrap_or(false)
+}
