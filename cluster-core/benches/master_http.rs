@@ -25,6 +25,8 @@ const TOKEN: &str = "bench-token";
 
 #[tokio::main]
 async fn main() {
+    // The workspace's reqwest has rustls without a built-in provider: install ring first.
+    dccore::tls::install_default_provider();
     phase(1_000, 10_000).await;
     phase(10_000, 100_000).await;
 }

@@ -28,6 +28,7 @@ pub mod master;
 pub mod proc;
 pub mod proto;
 pub mod supervise;
+pub mod tls;
 mod util;
 
 /// The version reported by `dccore --version` and recorded by dcform in its state.

@@ -62,7 +62,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Agent {
-    pub fn new(cfg: AgentConfig, url: String, shutdown: CancellationToken) -> Self {
+    pub fn new(
+        cfg: AgentConfig,
+        url: String,
+        shutdown: CancellationToken,
+        http: reqwest::Client,
+    ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let checkpoints = Checkpoints::new(&cfg.work_dir);
         let cgroups = cfg.cgroup_base.as_deref().and_then(Cgroups::detect);
@@ -80,10 +85,7 @@ impl Agent {
             monitors: TaskTracker::new(),
             outbox: tx,
             outbox_rx: Mutex::new(Some(rx)),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .build()
-                .expect("invariant: a plain HTTP client always builds"),
+            http,
         }
     }
 

@@ -6,6 +6,7 @@
 use super::{Route, ask, authenticate, error, parse};
 use crate::master::{MasterCommand, MasterHandle, Subscription};
 use crate::proto::scheduler::{Call, Event, FrameworkInfo};
+use crate::tls::PeerCert;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -19,8 +20,13 @@ use tokio_util::sync::CancellationToken;
 const STREAM_PIPE: usize = 64 * 1024;
 
 /// Handles one scheduler call.
-pub async fn handle(State(h): State<MasterHandle>, headers: HeaderMap, body: Bytes) -> Response {
-    let identity = match authenticate(&h, &headers, Route::Client) {
+pub async fn handle(
+    State(h): State<MasterHandle>,
+    peer: PeerCert,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let identity = match authenticate(&h, &peer, &headers, Route::Client) {
         Ok(i) => i,
         Err(r) => return r,
     };

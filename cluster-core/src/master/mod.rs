@@ -51,6 +51,9 @@ pub enum MasterError {
     /// The HTTP server failed.
     #[error("HTTP server failed")]
     Serve(#[source] std::io::Error),
+    /// TLS could not be set up.
+    #[error("cannot set up TLS")]
+    Tls(#[source] crate::tls::TlsError),
     /// The config file is unreadable or invalid.
     #[error("bad master config {path}")]
     Config {
@@ -108,6 +111,12 @@ pub struct MasterConfig {
     /// The config file's `agent_token_file` (resolved against the config file's folder); the
     /// binary reads it unless `--agent-token-file` is given.
     pub agent_token_file: Option<PathBuf>,
+    /// The config file's `tls_cert_file`, `tls_key_file`, `ca_file` (resolved against its
+    /// folder); the binary loads them into [`MasterConfig::tls`] (flags win).
+    pub tls_files: crate::tls::TlsFiles,
+    /// HTTPS with the master's certificate (also presented to agents it calls), and the CA that
+    /// agents' certificates and agent URLs are checked against. Default: plain HTTP.
+    pub tls: crate::tls::Tls,
 }
 
 impl MasterConfig {
@@ -125,6 +134,8 @@ impl MasterConfig {
             role_weights: HashMap::new(),
             acls: Acls::default(),
             agent_token_file: None,
+            tls_files: Default::default(),
+            tls: Default::default(),
         }
     }
 
@@ -177,9 +188,15 @@ impl MasterConfig {
             }
             self.acls = self.acls.with_default_task_user(&u);
         }
+        let beside = |t: PathBuf| path.parent().map(|d| d.join(&t)).unwrap_or(t);
         if let Some(t) = f.agent_token_file {
-            self.agent_token_file = Some(path.parent().map(|d| d.join(&t)).unwrap_or(t));
+            self.agent_token_file = Some(beside(t));
         }
+        self.tls_files = crate::tls::TlsFiles {
+            cert: f.tls_cert_file.map(beside),
+            key: f.tls_key_file.map(beside),
+            ca: f.ca_file.map(beside),
+        };
         if let Some(a) = f.acls {
             // A relative path is relative to the config file, as a node's config is written
             // beside its ACL file.
@@ -217,6 +234,12 @@ pub struct ConfigFile {
     pub default_task_user: Option<String>,
     /// Agents' token file (same as `--agent-token-file`, which wins); relative to the config file.
     pub agent_token_file: Option<PathBuf>,
+    /// Same as `--tls-cert` (which wins); relative to the config file.
+    pub tls_cert_file: Option<PathBuf>,
+    /// Same as `--tls-key` (which wins); relative to the config file.
+    pub tls_key_file: Option<PathBuf>,
+    /// Same as `--ca-file` (which wins); relative to the config file.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// What HTTP handlers hold: the command channel to the owner task and shared, lock-free counters.
@@ -246,6 +269,19 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), MasterError> {
     let registry = registry::Registry::load(&config.work_dir)?;
+    let server_tls = config.tls.server_config().map_err(MasterError::Tls)?;
+    if server_tls.is_none() {
+        tracing::warn!("{}", crate::tls::PLAIN_HTTP_WARNING);
+    }
+    let http = config
+        .tls
+        .http_client()
+        .map_err(MasterError::Tls)?
+        .timeout(Duration::from_secs(10))
+        // Few idle connections per agent: a burst of launches must not leave thousands open.
+        .pool_max_idle_per_host(4)
+        .build()
+        .map_err(|e| MasterError::Tls(crate::tls::TlsError::Client(e)))?;
     let (tx, rx) = mpsc::channel(4096);
     let handle = MasterHandle {
         tx: tx.clone(),
@@ -256,12 +292,10 @@ pub async fn run(
         shutdown: shutdown.clone(),
         streams: TaskTracker::new(),
     };
-    let owner = state::State::new(config, registry, tx);
+    let owner = state::State::new(config, registry, tx, http);
     let owner_task = tokio::spawn(owner.run(rx, shutdown.clone()));
     let app = crate::api::router(handle.clone());
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await;
+    let served = crate::tls::serve(listener, server_tls, app, shutdown.clone()).await;
     shutdown.cancel();
     handle.streams.close();
     handle.streams.wait().await;

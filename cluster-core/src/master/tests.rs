@@ -15,7 +15,12 @@ fn state(dir: &std::path::Path) -> State {
     let cfg = MasterConfig::new(dir);
     let registry = Registry::load(dir).expect("empty registry");
     let (tx, _rx) = mpsc::channel(16);
-    State::new(cfg, registry, tx)
+    let http = crate::tls::Tls::default()
+        .http_client()
+        .expect("TLS config")
+        .build()
+        .expect("client");
+    State::new(cfg, registry, tx, http)
 }
 
 fn agent_msg(id: Option<&str>) -> RegisterAgent {
