@@ -350,6 +350,25 @@ async fn the_binary_serves_https_with_tls_flags_and_probe_trusts_only_the_ca_fil
         "{}",
         String::from_utf8_lossy(&refused.stderr)
     );
+    // drain and reactivate take the same --ca-file (no agent has that URL: nothing to do).
+    for sub in ["drain", "reactivate"] {
+        let out = within(
+            "dccore drain/reactivate",
+            Command::new(BIN)
+                .args([sub, "--master", &url, "--token-file"])
+                .arg(&token)
+                .args(["--agent-url", "https://127.0.0.1:1", "--ca-file"])
+                .arg(&c.pki.ca)
+                .output(),
+        )
+        .await
+        .expect("run dccore");
+        assert!(
+            out.status.success(),
+            "{sub} --ca-file: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     let _ = m.start_kill();
 }
 
