@@ -354,6 +354,41 @@ mod tests {
     }
 
     #[test]
+    fn tls_files_in_the_config_file_are_relative_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("agent.json");
+        std::fs::write(
+            &cfg,
+            r#"{"tls_cert_file": "node.crt", "tls_key_file": "/etc/k.pem", "ca_file": "ca.pem"}"#,
+        )
+        .unwrap();
+        let c = AgentConfig::new("127.0.0.1:1", "/tmp/x", "t")
+            .apply_file(&cfg)
+            .unwrap();
+        assert_eq!(
+            c.tls_files,
+            crate::tls::TlsFiles {
+                cert: Some(dir.path().join("node.crt")),
+                key: Some("/etc/k.pem".into()),
+                ca: Some(dir.path().join("ca.pem")),
+            }
+        );
+        let flags = crate::tls::TlsFiles {
+            ca: Some("/flag/ca.pem".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            flags.clone().or(&c.tls_files).ca,
+            Some("/flag/ca.pem".into()),
+            "flags win"
+        );
+        assert_eq!(
+            flags.or(&c.tls_files).cert,
+            Some(dir.path().join("node.crt"))
+        );
+    }
+
+    #[test]
     fn resource_flags_override_only_what_they_name() {
         let c = AgentConfig::new("127.0.0.1:1", "/tmp/x", "t")
             .with_resources_spec("cpus:3")
