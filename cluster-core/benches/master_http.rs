@@ -3,6 +3,15 @@
 //! one framework on the v1 scheduler API launching tasks of 0.1 cpu / 32 MiB and acknowledging
 //! every update. Prints launches/s (ACCEPT to acknowledged TASK_RUNNING) and the master's
 //! resident memory. Run with `cargo bench -p dccore --bench master_http`.
+//!
+//! Each size runs twice, side by side: plain HTTP, then TLS (a CA made here with rcgen; the master
+//! serves HTTPS with `--tls-cert/--tls-key/--ca-file`, the stub agent serves HTTPS and presents an
+//! agent certificate, the master presents its certificate when it calls the stub), and prints the
+//! ratio. Every client keeps its connections alive; the stub counts the connections the master
+//! opened to it, so a figure that paid for handshakes says so.
+//!
+//! `DCCORE_BENCH_SIZES="AGENTSxTASKS,..."` (default `1000x10000,10000x100000`);
+//! `DCCORE_BENCH_MODES=plain|tls|plain,tls` (default both).
 
 mod common;
 
@@ -15,6 +24,7 @@ use dccore::proto::{Resources, TaskState, TaskStatus};
 use serde_json::{Value, json};
 use std::process::Stdio;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
@@ -25,8 +35,108 @@ const TOKEN: &str = "bench-token";
 
 #[tokio::main]
 async fn main() {
-    phase(1_000, 10_000).await;
-    phase(10_000, 100_000).await;
+    // The workspace's reqwest has rustls without a built-in provider: install ring first.
+    dccore::tls::install_default_provider();
+    let sizes: Vec<(usize, usize)> = std::env::var("DCCORE_BENCH_SIZES")
+        .unwrap_or_else(|_| "1000x10000,10000x100000".into())
+        .split(',')
+        .map(|s| {
+            let (a, t) = s.trim().split_once('x').expect("AGENTSxTASKS");
+            (
+                a.parse().expect("agents count"),
+                t.parse().expect("tasks count"),
+            )
+        })
+        .collect();
+    let modes: Vec<Mode> = std::env::var("DCCORE_BENCH_MODES")
+        .unwrap_or_else(|_| "plain,tls".into())
+        .split(',')
+        .map(|m| match m.trim() {
+            "plain" => Mode::Plain,
+            "tls" => Mode::Tls,
+            other => panic!("DCCORE_BENCH_MODES: {other:?} is neither plain nor tls"),
+        })
+        .collect();
+    for (agents, tasks) in sizes {
+        let mut rates = Vec::new();
+        for &mode in &modes {
+            rates.push((mode, phase(agents, tasks, mode).await));
+        }
+        if let [(Mode::Plain, plain), (Mode::Tls, tls)] = rates[..] {
+            println!(
+                "{agents} agents, {tasks} tasks: TLS {tls:.0} launches/s vs plain {plain:.0}: TLS costs {:.1}%",
+                (1.0 - tls / plain) * 100.0
+            );
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Plain,
+    Tls,
+}
+
+/// The TLS files of one run: a CA, the master's and the stub agent's certificates.
+struct BenchPki {
+    ca: std::path::PathBuf,
+    master: (std::path::PathBuf, std::path::PathBuf),
+    agent: (std::path::PathBuf, std::path::PathBuf),
+}
+
+fn make_pki(dir: &std::path::Path) -> BenchPki {
+    use rcgen::{
+        BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+        KeyUsagePurpose, SanType,
+    };
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+    let ca_cert = ca.self_signed(&ca_key).expect("CA cert");
+    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).expect("write CA");
+    let issuer = Issuer::new(ca, ca_key);
+    let node = |name: &str, uri: &str| {
+        let key = KeyPair::generate().expect("key");
+        let mut p = CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("params");
+        p.subject_alt_names
+            .push(SanType::URI(uri.try_into().expect("uri")));
+        p.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let cert = p.signed_by(&key, &issuer).expect("sign");
+        let (c, k) = (
+            dir.join(format!("{name}.crt")),
+            dir.join(format!("{name}.key")),
+        );
+        std::fs::write(&c, cert.pem()).expect("write cert");
+        std::fs::write(&k, key.serialize_pem()).expect("write key");
+        (c, k)
+    };
+    BenchPki {
+        ca: dir.join("ca.pem"),
+        master: node("master", "urn:dcform:master:bench"),
+        agent: node("agent", "urn:dcform:agent:bench"),
+    }
+}
+
+/// The stub agent's listener: counts the connections the master opens to it.
+struct Counting<L>(L, Arc<AtomicU64>);
+
+impl<L: axum::serve::Listener> axum::serve::Listener for Counting<L> {
+    type Io = L::Io;
+    type Addr = L::Addr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let c = self.0.accept().await;
+        self.1.fetch_add(1, Ordering::Relaxed);
+        c
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.0.local_addr()
+    }
 }
 
 struct Stub {
@@ -77,9 +187,22 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-async fn phase(agents: usize, tasks: usize) {
+/// One run; returns launches/s.
+async fn phase(agents: usize, tasks: usize, mode: Mode) -> f64 {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("token"), TOKEN).expect("token file");
+    let pki = (mode == Mode::Tls).then(|| make_pki(dir.path()));
+    let tls_args: Vec<std::ffi::OsString> = match &pki {
+        Some(p) => vec![
+            "--tls-cert".into(),
+            p.master.0.clone().into(),
+            "--tls-key".into(),
+            p.master.1.clone().into(),
+            "--ca-file".into(),
+            p.ca.clone().into(),
+        ],
+        None => vec![],
+    };
     std::fs::write(
         dir.path().join("master.json"),
         r#"{"agent_timeout_secs": 36000, "allocation_interval_secs": 0.1, "offer_timeout_secs": 36000}"#,
@@ -93,6 +216,7 @@ async fn phase(agents: usize, tasks: usize) {
         .arg(dir.path().join("token"))
         .arg("--config")
         .arg(dir.path().join("master.json"))
+        .args(&tls_args)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -107,21 +231,59 @@ async fn phase(agents: usize, tasks: usize) {
         .expect("read")
         .expect("address line");
     let pid = master.id().expect("pid");
-    let http = reqwest::Client::new();
+    // The framework's and the registrations' client: trusts the CA (TLS) and keeps connections.
+    let (http, agent_tls) = match &pki {
+        Some(p) => (
+            dccore::tls::Tls::load(None, None, Some(&p.ca))
+                .expect("CA")
+                .http_client()
+                .expect("client")
+                .build()
+                .expect("client"),
+            Some(
+                dccore::tls::Tls::load(Some(&p.agent.0), Some(&p.agent.1), Some(&p.ca))
+                    .expect("agent TLS"),
+            ),
+        ),
+        None => (reqwest::Client::new(), None),
+    };
+    // The stub agent's status updates, with its agent certificate when TLS.
+    let stub_http = match &agent_tls {
+        Some(t) => t.http_client().expect("client").build().expect("client"),
+        None => http.clone(),
+    };
 
     let stub = Arc::new(Stub {
         master: url.clone(),
-        http: http.clone(),
+        http: stub_http,
         inflight: Arc::new(Semaphore::new(32)),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind stub");
-    let stub_url = format!("http://{}", listener.local_addr().expect("addr"));
+    let stub_addr = listener.local_addr().expect("addr");
     let app = axum::Router::new()
         .route("/internal/v1/launch", axum::routing::post(launch))
         .with_state(stub);
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let stub_conns = Arc::new(AtomicU64::new(0));
+    let server = match &agent_tls {
+        Some(t) => {
+            let cfg = t.server_config().expect("server config").expect("TLS");
+            let l = Counting(
+                dccore::tls::TlsListener::new(listener, cfg).expect("TLS listener"),
+                stub_conns.clone(),
+            );
+            tokio::spawn(async move { axum::serve(l, app).await })
+        }
+        None => {
+            let l = Counting(listener, stub_conns.clone());
+            tokio::spawn(async move { axum::serve(l, app).await })
+        }
+    };
+    let stub_url = format!(
+        "{}://{stub_addr}",
+        if agent_tls.is_some() { "https" } else { "http" }
+    );
 
     let t = Instant::now();
     let res = Resources::parse("cpus:10;mem:3200;disk:1000")
@@ -257,13 +419,17 @@ async fn phase(agents: usize, tasks: usize) {
     while calls.join_next().await.is_some() {}
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss = rss_kib(pid);
+    let rate = tasks as f64 / secs;
     println!(
-        "master over HTTP: {agents} agents registered in {reg_secs:.2} s; {tasks} tasks launched to acknowledged TASK_RUNNING in {secs:.2} s \
-         = {:.0} launches/s; master RSS {:.1} MiB with {agents} agents and {tasks} running tasks; on {}",
-        tasks as f64 / secs,
+        "master over {}: {agents} agents registered in {reg_secs:.2} s; {tasks} tasks launched to acknowledged TASK_RUNNING in {secs:.2} s \
+         = {rate:.0} launches/s; master RSS {:.1} MiB with {agents} agents and {tasks} running tasks; \
+         the master opened {} connection(s) to the stub agent; on {}",
+        if mode == Mode::Tls { "HTTPS" } else { "HTTP" },
         rss as f64 / 1024.0,
+        stub_conns.load(Ordering::Relaxed),
         common::describe()
     );
     server.abort();
     let _ = master.start_kill();
+    rate
 }

@@ -3,7 +3,8 @@
 //! | party | proof | [`Identity`] |
 //! |---|---|---|
 //! | operator | the operator token (`--token-file`), Bearer | [`Identity::Operator`] |
-//! | agent | an agent token (`--agent-token-file`, one or more lines), Bearer | [`Identity::Agent`] |
+//! | agent | an agent token (`--agent-token-file`, one or more lines), Bearer | [`Identity::Agent`] ([`AgentProof::Token`]) |
+//! | agent | a TLS client certificate of the cluster CA with SAN URI `urn:dcform:agent:NODE` | [`Identity::Agent`] ([`AgentProof::Certificate`]) |
 //! | framework | principal/secret from a Mesos credentials file (`--credentials`), Basic | [`Identity::Principal`] |
 //!
 //! What each identity may do is decided by the routes (`api`) and the rules ([`crate::acl`]).
@@ -90,9 +91,14 @@ pub fn read_agent_tokens(path: &Path) -> Result<Vec<String>, AuthError> {
 /// How an agent proved it is one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AgentProof {
-    /// A token from the master's `--agent-token-file`. (A TLS client certificate issued by the
-    /// cluster CA is meant to become another variant, naming the node it was issued to.)
+    /// A token from the master's `--agent-token-file`.
     Token,
+    /// A client certificate verified against the master's `--ca-file`, whose SAN URI is
+    /// `urn:dcform:agent:NODE` (see [`crate::tls`]).
+    Certificate {
+        /// The node the certificate was issued to.
+        node: String,
+    },
 }
 
 /// The principal of unauthenticated frameworks (`authenticate_frameworks = false`): one shared,

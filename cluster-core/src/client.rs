@@ -83,16 +83,31 @@ pub struct OperatorClient {
 }
 
 impl OperatorClient {
-    /// A client whose every request gives up after `timeout`.
+    /// A client whose every request gives up after `timeout`; an `https://` master is checked
+    /// against the system's roots.
     pub fn new(master: &str, token: &str, timeout: Duration) -> Self {
-        OperatorClient {
-            http: reqwest::Client::builder()
-                .timeout(timeout)
-                .build()
-                .expect("invariant: a plain HTTP client always builds"),
+        Self::with_tls(master, token, timeout, &crate::tls::Tls::default())
+            .expect("invariant: a client with the system roots and no certificate always builds")
+    }
+
+    /// A client whose every request gives up after `timeout`, trusting `tls.ca` (`--ca-file`)
+    /// alone for an `https://` master (the system's roots without one).
+    pub fn with_tls(
+        master: &str,
+        token: &str,
+        timeout: Duration,
+        tls: &crate::tls::Tls,
+    ) -> Result<Self, crate::tls::TlsError> {
+        let http = tls
+            .http_client()?
+            .timeout(timeout)
+            .build()
+            .map_err(crate::tls::TlsError::Client)?;
+        Ok(OperatorClient {
+            http,
             master: normalize_url(master),
             token: token.to_string(),
-        }
+        })
     }
 
     /// Sends an operator call; the JSON answer (`Value::Null` for an empty 200).

@@ -13,6 +13,8 @@
 //! * [`api`]: the master's HTTP routes (scheduler, operator, agent-internal, metrics) and authentication.
 //! * [`agent`]: registers with the master, runs tasks in per-task sandboxes, checkpoints them, serves files.
 //! * [`client`]: operator client behind `dccore probe` and `dccore drain` (what dcform runs on nodes).
+//! * [`tls`]: HTTPS for both servers and every client (rustls, ring); who a peer is by its
+//!   certificate's SAN URI (`urn:dcform:agent:NODE`, `urn:dcform:master:NODE`).
 //! * [`proc`]: what `/proc` says about a pid (running or zombie, start time).
 //! * [`supervise`]: a minimal process supervisor for hosts without systemd.
 
@@ -28,6 +30,7 @@ pub mod master;
 pub mod proc;
 pub mod proto;
 pub mod supervise;
+pub mod tls;
 mod util;
 
 /// The version reported by `dccore --version` and recorded by dcform in its state.

@@ -47,6 +47,18 @@ enum Cmd {
         /// JSON config file (timeouts, role weights).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// PEM certificate chain (own certificate first): serve HTTPS, and present it as client
+        /// certificate when calling agents. Needs --tls-key. Overrides the config's `tls_cert_file`.
+        #[arg(long, value_name = "FILE")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key of --tls-cert. Overrides the config's `tls_key_file`.
+        #[arg(long, value_name = "FILE")]
+        tls_key: Option<PathBuf>,
+        /// PEM CA bundle: the only CAs trusted for outgoing HTTPS calls (agents), and, when
+        /// serving HTTPS, the CA client certificates are checked against (urn:dcform:agent:NODE authenticates an agent). Overrides the
+        /// config's `ca_file`.
+        #[arg(long, value_name = "FILE")]
+        ca_file: Option<PathBuf>,
     },
     /// Run an agent (runs tasks for the master).
     Agent {
@@ -79,6 +91,18 @@ enum Cmd {
         /// wildcard listen address the local IP that routes to the master).
         #[arg(long)]
         advertise_url: Option<String>,
+        /// PEM certificate chain (own certificate first): serve HTTPS, and present it as client
+        /// certificate when calling the master. Needs --tls-key. Overrides the config's `tls_cert_file`.
+        #[arg(long, value_name = "FILE")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key of --tls-cert. Overrides the config's `tls_key_file`.
+        #[arg(long, value_name = "FILE")]
+        tls_key: Option<PathBuf>,
+        /// PEM CA bundle: the only CAs trusted for outgoing HTTPS calls (the master), and, when
+        /// serving HTTPS, the CA client certificates are checked against (urn:dcform:master:NODE may launch and kill). Overrides the
+        /// config's `ca_file`.
+        #[arg(long, value_name = "FILE")]
+        ca_file: Option<PathBuf>,
     },
     /// Check the master is healthy and (with --agent-url) lists that agent as active; or (with
     /// --agent-work-dir, on the agent's node, no credential needed) that the agent running now is
@@ -111,6 +135,9 @@ enum Cmd {
         /// Give up after this long.
         #[arg(long, default_value_t = 10)]
         timeout_secs: u64,
+        /// PEM CA bundle to trust for an https:// master (default: the system's roots).
+        #[arg(long, value_name = "FILE")]
+        ca_file: Option<PathBuf>,
     },
     /// Drain the agent registered with --agent-url (DRAIN_AGENT) and wait until no task is left
     /// on it; exit 1 with a message on timeout.
@@ -133,6 +160,9 @@ enum Cmd {
         /// Give up waiting after this long.
         #[arg(long, default_value_t = 120)]
         timeout_secs: u64,
+        /// PEM CA bundle to trust for an https:// master (default: the system's roots).
+        #[arg(long, value_name = "FILE")]
+        ca_file: Option<PathBuf>,
     },
     /// Bring the agent registered with --agent-url back into offers (REACTIVATE_AGENT) if it is
     /// deactivated or drained: what undoes an interrupted removal. Exit 0 also when there is
@@ -149,6 +179,9 @@ enum Cmd {
         /// The agent's URL as it registered (its advertised URL).
         #[arg(long)]
         agent_url: String,
+        /// PEM CA bundle to trust for an https:// master (default: the system's roots).
+        #[arg(long, value_name = "FILE")]
+        ca_file: Option<PathBuf>,
     },
     /// Run CMD, restart it with backoff when it exits, stop it on SIGTERM.
     Supervise {
@@ -219,7 +252,24 @@ fn main() {
     }
 }
 
-async fn bind(listen: &str, work_dir: &Path) -> anyhow::Result<tokio::net::TcpListener> {
+/// Loads TLS files: a bad file is a usage error (exit 2) naming the file and what is wrong.
+fn load_tls(files: &dccore::tls::TlsFiles) -> anyhow::Result<dccore::tls::Tls> {
+    Ok(files.load().map_err(|e| Usage(chain(&e)))?)
+}
+
+/// The CA of `--ca-file` for the operator clients (probe, drain, reactivate).
+fn client_tls(ca_file: Option<PathBuf>) -> anyhow::Result<dccore::tls::Tls> {
+    load_tls(&dccore::tls::TlsFiles {
+        ca: ca_file,
+        ..Default::default()
+    })
+}
+
+async fn bind(
+    listen: &str,
+    work_dir: &Path,
+    scheme: &str,
+) -> anyhow::Result<tokio::net::TcpListener> {
     std::fs::create_dir_all(work_dir)
         .with_context(|| format!("cannot create {}", work_dir.display()))?;
     let listener = tokio::net::TcpListener::bind(listen)
@@ -228,7 +278,7 @@ async fn bind(listen: &str, work_dir: &Path) -> anyhow::Result<tokio::net::TcpLi
     let addr = listener
         .local_addr()
         .context("cannot read the listen address")?;
-    let url = format!("http://{addr}");
+    let url = format!("{scheme}://{addr}");
     // DIR/address first (atomically), then the first stdout line: whoever reads the line can
     // also rely on the file.
     let tmp = work_dir.join(".address.tmp");
@@ -272,6 +322,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             credentials,
             acls,
             config,
+            tls_cert,
+            tls_key,
+            ca_file,
         } => {
             let token = read_token(&token_file).map_err(|e| Usage(chain(&e)))?;
             let mut auth = Authenticator::new(token);
@@ -291,7 +344,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(a) = &acls {
                 cfg = cfg.with_acls_file(a).map_err(|e| Usage(chain(&e)))?;
             }
-            let listener = bind(&listen, &work_dir).await?;
+            let files = dccore::tls::TlsFiles {
+                cert: tls_cert,
+                key: tls_key,
+                ca: ca_file,
+            };
+            cfg.tls = load_tls(&files.or(&cfg.tls_files))?;
+            let listener = bind(&listen, &work_dir, cfg.tls.scheme()).await?;
             master::run(listener, cfg, auth, shutdown_on_signals()).await?;
         }
         Cmd::Agent {
@@ -304,6 +363,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             attributes,
             config,
             advertise_url,
+            tls_cert,
+            tls_key,
+            ca_file,
         } => {
             let token = read_token(&token_file).map_err(|e| Usage(chain(&e)))?;
             let mut cfg = AgentConfig::new(master, &work_dir, token);
@@ -323,7 +385,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if advertise_url.is_some() {
                 cfg.advertise_url = advertise_url;
             }
-            let listener = bind(&listen, &work_dir).await?;
+            let files = dccore::tls::TlsFiles {
+                cert: tls_cert,
+                key: tls_key,
+                ca: ca_file,
+            };
+            cfg.tls = load_tls(&files.or(&cfg.tls_files))?;
+            let listener = bind(&listen, &work_dir, cfg.tls.scheme()).await?;
             agent::run(listener, cfg, shutdown_on_signals()).await?;
         }
         Cmd::Probe {
@@ -333,7 +401,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             agent_work_dir,
             pid_file,
             timeout_secs,
+            ca_file,
         } => {
+            let tls = client_tls(ca_file)?;
             if let Some(p) = &pid_file {
                 probe_pid_file(p)?;
             }
@@ -353,7 +423,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if let (Some(master), Some(token_file)) = (master, token_file) {
                 let token = read_token(&token_file).map_err(|e| Usage(chain(&e)))?;
                 let timeout = Duration::from_secs(timeout_secs.max(1));
-                let client = OperatorClient::new(&master, &token, timeout);
+                let client = OperatorClient::with_tls(&master, &token, timeout, &tls)?;
                 // The whole probe, not just each request, is bounded by --timeout-secs.
                 match tokio::time::timeout(timeout, client.probe(agent_url.as_deref())).await {
                     Ok(r) => r?,
@@ -369,9 +439,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             master,
             token_file,
             agent_url,
+            ca_file,
         } => {
             let token = read_token(&token_file).map_err(|e| Usage(chain(&e)))?;
-            let client = OperatorClient::new(&master, &token, Duration::from_secs(10));
+            let tls = client_tls(ca_file)?;
+            let client = OperatorClient::with_tls(&master, &token, Duration::from_secs(10), &tls)?;
             println!("{}", client.reactivate(&agent_url).await?);
         }
         Cmd::Drain {
@@ -381,7 +453,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             max_grace_secs,
             mark_gone,
             timeout_secs,
+            ca_file,
         } => {
+            let tls = client_tls(ca_file)?;
             let token = read_token(&token_file).map_err(|e| Usage(chain(&e)))?;
             let max_grace = match max_grace_secs {
                 Some(s) if !(s.is_finite() && s >= 0.0) => {
@@ -390,7 +464,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(s) => Some(Duration::from_secs_f64(s.min(1e9))),
                 None => None,
             };
-            let client = OperatorClient::new(&master, &token, Duration::from_secs(10));
+            let client = OperatorClient::with_tls(&master, &token, Duration::from_secs(10), &tls)?;
             let done = client
                 .drain(
                     &agent_url,

@@ -78,6 +78,8 @@ async fn port_zero_prints_the_chosen_address_and_writes_the_address_file() {
         std::fs::read_to_string(wd.join("address")).unwrap().trim(),
         addr
     );
+    // The workspace's reqwest has rustls without a built-in provider: install ring first.
+    dccore::tls::install_default_provider();
     let health = within("GET /health", reqwest::get(format!("{addr}/health")))
         .await
         .unwrap();

@@ -41,7 +41,7 @@ async fn agents_register_and_are_listed_by_the_operator_api() {
 async fn every_api_requires_authentication_and_rejections_are_counted() {
     let dir = tempfile::tempdir().unwrap();
     let m = Master::start(&dir.path().join("m")).await;
-    let http = reqwest::Client::new();
+    let http = http();
     let post = |path: &str, auth: Option<&str>, body: serde_json::Value| {
         let mut r = http.post(format!("{}{path}", m.url)).json(&body);
         if let Some(a) = auth {
@@ -126,7 +126,7 @@ async fn command_task_runs_to_finished_and_its_output_is_served() {
     let path = format!("{}/t1/stdout", dccore::agent::safe_name(&fw.id));
     let r = within(
         "files/read",
-        reqwest::Client::new()
+        http()
             .get(format!("{}/files/read?path={path}", a.url))
             .header("authorization", bearer())
             .send(),
@@ -137,7 +137,7 @@ async fn command_task_runs_to_finished_and_its_output_is_served() {
     assert_eq!(body["data"], "hello\n");
     let r = within(
         "files without token",
-        reqwest::Client::new()
+        http()
             .get(format!("{}/files/read?path={path}", a.url))
             .send(),
     )
@@ -159,7 +159,7 @@ async fn command_task_runs_to_finished_and_its_output_is_served() {
     assert!(tasks["get_tasks"]["tasks"].as_array().unwrap().is_empty());
     let metrics = within(
         "metrics",
-        reqwest::Client::new()
+        http()
             .get(format!("{}/metrics", m.url))
             .header("authorization", bearer())
             .send(),
@@ -514,7 +514,7 @@ async fn teardown_kills_the_frameworks_tasks_and_retires_its_id() {
     );
     let r = within(
         "resubscribe",
-        reqwest::Client::new()
+        http()
             .post(format!("{}/api/v1/scheduler", m.url))
             .header("authorization", basic())
             .json(
@@ -777,7 +777,7 @@ async fn a_framework_may_not_claim_another_principal() {
     info["principal"] = json!("someone-else");
     let r = within(
         "subscribe",
-        reqwest::Client::new()
+        http()
             .post(format!("{}/api/v1/scheduler", m.url))
             .header("authorization", basic())
             .json(&json!({"type": "SUBSCRIBE", "subscribe": {"framework_info": info}}))

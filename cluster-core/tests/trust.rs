@@ -50,7 +50,7 @@ async fn start(dir: &Path, acls: Option<&str>) -> (Master, Agent) {
 async fn post(base: &str, path: &str, auth: &str, body: Value) -> (u16, String) {
     let r = within(
         &format!("POST {path}"),
-        reqwest::Client::new()
+        http()
             .post(format!("{base}{path}"))
             .header("authorization", auth)
             .json(&body)
@@ -151,7 +151,7 @@ async fn a_framework_principal_cannot_see_kill_or_tear_down_another_principals_w
         body["framework_id"] = json!({"value": fw_a.id});
         let r = within(
             "bob's call on alice's framework",
-            reqwest::Client::new()
+            http()
                 .post(format!("{}/api/v1/scheduler", m.url))
                 .header("authorization", bob())
                 .header("mesos-stream-id", &fw_b.stream_id)
@@ -204,7 +204,7 @@ async fn a_framework_principal_cannot_see_kill_or_tear_down_another_principals_w
     }
     let r = within(
         "bob's metrics",
-        reqwest::Client::new()
+        http()
             .get(format!("{}/metrics", m.url))
             .header("authorization", bob())
             .send(),
@@ -248,7 +248,7 @@ async fn an_agent_credential_opens_only_the_agent_routes() {
     }
     let r = within(
         "agent's metrics",
-        reqwest::Client::new()
+        http()
             .get(format!("{}/metrics", m.url))
             .header("authorization", &agent)
             .send(),

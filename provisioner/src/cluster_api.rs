@@ -59,6 +59,9 @@ pub struct TaskView {
 }
 
 fn client(url: &str) -> Result<reqwest::Client, ApiError> {
+    // The workspace reqwest has rustls without a built-in crypto provider (dccore uses ring):
+    // install ring as the process default, or building the client panics.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()

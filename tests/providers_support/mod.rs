@@ -201,6 +201,9 @@ fn records(buf: &mut Vec<u8>) -> Vec<Value> {
 /// Runs `echo MARKER` as a task through the master's v1 scheduler API (a framework of its own) and returns
 /// what the agent's sandbox file API serves as the task's stdout.
 pub async fn run_task(master: &str, token: &str, marker: &str) -> String {
+    // The workspace reqwest has rustls without a built-in crypto provider (dccore uses ring):
+    // install ring as the process default, or building the client panics.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(120))
         .build()

@@ -22,6 +22,9 @@ pub struct Scheduler {
 impl Scheduler {
     /// Subscribes to the master at `base` (`http://host:port`) with the cluster's bearer token.
     pub async fn subscribe(base: &str, token: &str, name: &str) -> Scheduler {
+        // The workspace reqwest has rustls without a built-in crypto provider (dccore uses ring):
+        // install ring as the process default, or building the client panics.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::new();
         let body = json!({"type": "SUBSCRIBE", "subscribe": {"framework_info": {"user": "root", "name": name, "roles": ["*"], "capabilities": [{"type": "MULTI_ROLE"}]}}});
         let resp = client

@@ -4,6 +4,9 @@
 //! `GET /files/download?path=...` answers the raw bytes. Paths are relative to the sandbox root
 //! and cannot leave it.
 //!
+//! Over TLS with a CA (`--ca-file`), a verified master certificate (`urn:dcform:master:NODE`) is
+//! the master's proof instead; without TLS the per-run secret is the only one.
+//!
 //! Launch and kill need the secret this agent run sent the master when it registered: that is
 //! least privilege, because no other credential (not the agents' shared token, which every node
 //! holds, nor the operator token, which the agent may not have) can start a process here. The
@@ -16,6 +19,7 @@
 use super::tasks::Agent;
 use crate::auth::ct_eq;
 use crate::proto::internal::{KillTask, LaunchTasks};
+use crate::tls::PeerCert;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
@@ -53,7 +57,18 @@ enum Caller {
     MasterOrOwnToken,
 }
 
-fn authorized(agent: &Agent, headers: &HeaderMap, caller: Caller) -> Result<(), Response> {
+fn authorized(
+    agent: &Agent,
+    peer: &PeerCert,
+    headers: &HeaderMap,
+    caller: Caller,
+) -> Result<(), Response> {
+    // A master certificate is only ever seen verified: the agent asks for client certificates
+    // only when it serves TLS with a CA, and the handshake fails for any other CA's.
+    if let PeerCert::Master { node } = peer {
+        tracing::debug!(master = %node, "call authenticated by the master's certificate");
+        return Ok(());
+    }
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -68,7 +83,7 @@ fn authorized(agent: &Agent, headers: &HeaderMap, caller: Caller) -> Result<(), 
     }
     let msg = match caller {
         Caller::Master => {
-            "authentication required: only the master this agent registered with may call this route"
+            "authentication required: only the master this agent registered with (its per-run secret, or over TLS a master certificate of the cluster CA) may call this route"
         }
         Caller::MasterOrOwnToken => {
             "authentication required: Authorization: Bearer with the agent's token"
@@ -81,8 +96,13 @@ fn bad(msg: String) -> Response {
     (StatusCode::BAD_REQUEST, msg).into_response()
 }
 
-async fn launch(State(agent): State<Arc<Agent>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = authorized(&agent, &headers, Caller::Master) {
+async fn launch(
+    State(agent): State<Arc<Agent>>,
+    peer: PeerCert,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = authorized(&agent, &peer, &headers, Caller::Master) {
         return r;
     }
     match serde_json::from_slice::<LaunchTasks>(&body) {
@@ -96,8 +116,13 @@ async fn launch(State(agent): State<Arc<Agent>>, headers: HeaderMap, body: Bytes
     }
 }
 
-async fn kill(State(agent): State<Arc<Agent>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = authorized(&agent, &headers, Caller::Master) {
+async fn kill(
+    State(agent): State<Arc<Agent>>,
+    peer: PeerCert,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = authorized(&agent, &peer, &headers, Caller::Master) {
         return r;
     }
     match serde_json::from_slice::<KillTask>(&body) {
@@ -145,10 +170,11 @@ fn resolve(root: &Path, path: &str) -> Result<PathBuf, String> {
 
 async fn read(
     State(agent): State<Arc<Agent>>,
+    peer: PeerCert,
     headers: HeaderMap,
     Query(q): Query<FileQuery>,
 ) -> Response {
-    if let Err(r) = authorized(&agent, &headers, Caller::MasterOrOwnToken) {
+    if let Err(r) = authorized(&agent, &peer, &headers, Caller::MasterOrOwnToken) {
         return r;
     }
     let path = match resolve(&agent.sandbox_root(), &q.path) {
@@ -190,10 +216,11 @@ async fn read(
 
 async fn download(
     State(agent): State<Arc<Agent>>,
+    peer: PeerCert,
     headers: HeaderMap,
     Query(q): Query<FileQuery>,
 ) -> Response {
-    if let Err(r) = authorized(&agent, &headers, Caller::MasterOrOwnToken) {
+    if let Err(r) = authorized(&agent, &peer, &headers, Caller::MasterOrOwnToken) {
         return r;
     }
     let path = match resolve(&agent.sandbox_root(), &q.path) {

@@ -45,6 +45,9 @@ pub enum AgentError {
     /// The agent's address could not be read.
     #[error("cannot read the listener address")]
     Address(#[source] std::io::Error),
+    /// TLS could not be set up.
+    #[error("cannot set up TLS")]
+    Tls(#[source] crate::tls::TlsError),
 }
 
 /// Agent settings.
@@ -76,6 +79,12 @@ pub struct AgentConfig {
     pub cgroup_base: Option<PathBuf>,
     /// The user a task runs as when the master names none (a root agent; default `nobody`).
     pub default_task_user: String,
+    /// The config file's `tls_cert_file`, `tls_key_file`, `ca_file` (resolved against its
+    /// folder); the binary loads them into [`AgentConfig::tls`] (flags win).
+    pub tls_files: crate::tls::TlsFiles,
+    /// HTTPS with the agent's certificate (also its client certificate for the master), and the
+    /// CA the master's certificate is checked against. Default: plain HTTP.
+    pub tls: crate::tls::Tls,
 }
 
 impl AgentConfig {
@@ -102,6 +111,8 @@ impl AgentConfig {
             advertise_url: None,
             cgroup_base: Some(PathBuf::from(cgroup::DEFAULT_BASE)),
             default_task_user: crate::acl::DEFAULT_TASK_USER.to_string(),
+            tls_files: Default::default(),
+            tls: Default::default(),
         }
     }
 
@@ -165,6 +176,12 @@ impl AgentConfig {
             }
             self.default_task_user = u;
         }
+        let beside = |t: PathBuf| path.parent().map(|d| d.join(&t)).unwrap_or(t);
+        self.tls_files = crate::tls::TlsFiles {
+            cert: f.tls_cert_file.map(beside),
+            key: f.tls_key_file.map(beside),
+            ca: f.ca_file.map(beside),
+        };
         Ok(self)
     }
 }
@@ -191,6 +208,12 @@ pub struct ConfigFile {
     pub cgroups: Option<bool>,
     /// The user tasks run as when the master names none (default `nobody`).
     pub default_task_user: Option<String>,
+    /// Same as `--tls-cert` (which wins); relative to the config file.
+    pub tls_cert_file: Option<PathBuf>,
+    /// Same as `--tls-key` (which wins); relative to the config file.
+    pub tls_key_file: Option<PathBuf>,
+    /// Same as `--ca-file` (which wins); relative to the config file.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// A fresh random secret (two v4 uuids: 244 random bits from the OS generator).
@@ -275,17 +298,30 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), AgentError> {
     let addr = listener.local_addr().map_err(AgentError::Address)?;
+    let server_tls = config.tls.server_config().map_err(AgentError::Tls)?;
+    if server_tls.is_none() {
+        tracing::warn!("{}", crate::tls::PLAIN_HTTP_WARNING);
+    }
+    let http = config
+        .tls
+        .http_client()
+        .map_err(AgentError::Tls)?
+        .timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| AgentError::Tls(crate::tls::TlsError::Client(e)))?;
     let url = match &config.advertise_url {
         Some(u) => u.clone(),
-        None => format!("http://{}", advertised_addr(addr, &config.master).await),
+        None => format!(
+            "{}://{}",
+            config.tls.scheme(),
+            advertised_addr(addr, &config.master).await
+        ),
     };
-    let shared = Arc::new(tasks::Agent::new(config, url, shutdown.clone()));
+    let shared = Arc::new(tasks::Agent::new(config, url, shutdown.clone(), http));
     shared.recover();
     let link = tokio::spawn(link::run(shared.clone()));
     let app = http::router(shared.clone());
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await;
+    let served = crate::tls::serve(listener, server_tls, app, shutdown.clone()).await;
     shutdown.cancel();
     let _ = link.await;
     shared.monitors.close();
@@ -315,6 +351,41 @@ mod tests {
         .await
         .expect("advertised_addr finishes");
         assert_eq!(got, fixed);
+    }
+
+    #[test]
+    fn tls_files_in_the_config_file_are_relative_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("agent.json");
+        std::fs::write(
+            &cfg,
+            r#"{"tls_cert_file": "node.crt", "tls_key_file": "/etc/k.pem", "ca_file": "ca.pem"}"#,
+        )
+        .unwrap();
+        let c = AgentConfig::new("127.0.0.1:1", "/tmp/x", "t")
+            .apply_file(&cfg)
+            .unwrap();
+        assert_eq!(
+            c.tls_files,
+            crate::tls::TlsFiles {
+                cert: Some(dir.path().join("node.crt")),
+                key: Some("/etc/k.pem".into()),
+                ca: Some(dir.path().join("ca.pem")),
+            }
+        );
+        let flags = crate::tls::TlsFiles {
+            ca: Some("/flag/ca.pem".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            flags.clone().or(&c.tls_files).ca,
+            Some("/flag/ca.pem".into()),
+            "flags win"
+        );
+        assert_eq!(
+            flags.or(&c.tls_files).cert,
+            Some(dir.path().join("node.crt"))
+        );
     }
 
     #[test]

@@ -62,7 +62,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Agent {
-    pub fn new(cfg: AgentConfig, url: String, shutdown: CancellationToken) -> Self {
+    pub fn new(
+        cfg: AgentConfig,
+        url: String,
+        shutdown: CancellationToken,
+        http: reqwest::Client,
+    ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let checkpoints = Checkpoints::new(&cfg.work_dir);
         let cgroups = cfg.cgroup_base.as_deref().and_then(Cgroups::detect);
@@ -80,10 +85,7 @@ impl Agent {
             monitors: TaskTracker::new(),
             outbox: tx,
             outbox_rx: Mutex::new(Some(rx)),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .build()
-                .expect("invariant: a plain HTTP client always builds"),
+            http,
         }
     }
 
@@ -356,10 +358,16 @@ mod tests {
     fn agent(dir: &std::path::Path) -> Arc<Agent> {
         let mut cfg = AgentConfig::new("http://127.0.0.1:9", dir, "t");
         cfg.cgroup_base = None;
+        let http = crate::tls::Tls::default()
+            .http_client()
+            .expect("TLS config")
+            .build()
+            .expect("client");
         Arc::new(Agent::new(
             cfg,
             "http://127.0.0.1:9".into(),
             CancellationToken::new(),
+            http,
         ))
     }
 

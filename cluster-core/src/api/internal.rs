@@ -4,6 +4,7 @@ use super::{Route, ask, authenticate, error, parse};
 use crate::auth::Identity;
 use crate::master::{MasterCommand, MasterHandle};
 use crate::proto::internal::{Heartbeat, RegisterAgent, StatusMessage};
+use crate::tls::PeerCert;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -16,8 +17,13 @@ use axum::response::{IntoResponse, Response};
 /// is allowed only when it authenticated with the operator token (it holds it already); an agent
 /// credential without a callback token is refused, so that the master never hands the operator
 /// token to a process that only proved it is an agent.
-pub async fn register(State(h): State<MasterHandle>, headers: HeaderMap, body: Bytes) -> Response {
-    let identity = match authenticate(&h, &headers, Route::Agent) {
+pub async fn register(
+    State(h): State<MasterHandle>,
+    peer: PeerCert,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let identity = match authenticate(&h, &peer, &headers, Route::Agent) {
         Ok(i) => i,
         Err(r) => return r,
     };
@@ -53,8 +59,13 @@ pub async fn register(State(h): State<MasterHandle>, headers: HeaderMap, body: B
 }
 
 /// `POST /internal/v1/agents/heartbeat`: 200 with a [`HeartbeatAck`](crate::proto::internal::HeartbeatAck), or 404 when the agent must register again.
-pub async fn heartbeat(State(h): State<MasterHandle>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = authenticate(&h, &headers, Route::Agent) {
+pub async fn heartbeat(
+    State(h): State<MasterHandle>,
+    peer: PeerCert,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = authenticate(&h, &peer, &headers, Route::Agent) {
         return r;
     }
     let msg: Heartbeat = match parse(&body) {
@@ -77,8 +88,13 @@ pub async fn heartbeat(State(h): State<MasterHandle>, headers: HeaderMap, body: 
 }
 
 /// `POST /internal/v1/agents/status`: 200 once the master has recorded the update.
-pub async fn status(State(h): State<MasterHandle>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = authenticate(&h, &headers, Route::Agent) {
+pub async fn status(
+    State(h): State<MasterHandle>,
+    peer: PeerCert,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = authenticate(&h, &peer, &headers, Route::Agent) {
         return r;
     }
     let msg: StatusMessage = match parse(&body) {

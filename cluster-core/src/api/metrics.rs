@@ -4,6 +4,7 @@
 use super::{Route, ask, authenticate, error};
 use crate::acl::Action;
 use crate::master::{MasterCommand, MasterHandle, MetricsSnapshot};
+use crate::tls::PeerCert;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -11,8 +12,8 @@ use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
 /// Serves the metrics.
-pub async fn handle(State(h): State<MasterHandle>, headers: HeaderMap) -> Response {
-    let identity = match authenticate(&h, &headers, Route::Client) {
+pub async fn handle(State(h): State<MasterHandle>, peer: PeerCert, headers: HeaderMap) -> Response {
+    let identity = match authenticate(&h, &peer, &headers, Route::Client) {
         Ok(i) => i,
         Err(r) => return r,
     };

@@ -4,12 +4,14 @@
 //! |---|---|---|
 //! | `POST /api/v1/scheduler` | frameworks ([`scheduler`]) | operator token, framework principal (Basic) |
 //! | `POST /api/v1` | operators ([`operator`]) | operator token, framework principal (what the rules allow) |
-//! | `POST /internal/v1/agents/*` | agents ([`internal`]) | agent token, operator token |
+//! | `POST /internal/v1/agents/*` | agents ([`internal`]) | agent token or agent certificate, operator token |
 //! | `GET /metrics` | Prometheus ([`metrics`]) | operator token, principal allowed `get_endpoints` `/metrics` |
 //! | `GET /health`, `GET /version` | probes, framework libraries | anyone |
 //!
 //! Unknown credentials get 401 (so do framework credentials on the agent routes); an agent token
-//! on the scheduler or operator API or `/metrics` gets 403 with a message.
+//! or agent certificate on the scheduler or operator API or `/metrics` gets 403 with a message.
+//! Over TLS with a CA, a connection with a verified `urn:dcform:agent:NODE` client certificate
+//! counts as the agent's credential when the request has no valid `Authorization` header.
 //! Handlers parse, authenticate and forward a [`MasterCommand`] to the owner task; they never
 //! touch master state themselves.
 
@@ -22,8 +24,9 @@ pub mod metrics;
 pub mod operator;
 pub mod scheduler;
 
-use crate::auth::Identity;
+use crate::auth::{AgentProof, Identity};
 use crate::master::{CallError, MasterCommand, MasterHandle};
+use crate::tls::PeerCert;
 use axum::Router;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -73,24 +76,42 @@ pub(crate) enum Route {
 
 /// Authenticates a request for `route`: 401 (counted in the metrics) for missing or unknown
 /// credentials, 403 for known credentials that this route does not admit.
+///
+/// A valid `Authorization` header decides; without one, a verified agent certificate on the
+/// connection (`urn:dcform:agent:NODE`, see [`crate::tls`]) makes the request an agent's. So an
+/// agent that has a certificate needs no token, and an operator's token on an agent's
+/// connection is still the operator's.
 pub(crate) fn authenticate(
     h: &MasterHandle,
+    peer: &PeerCert,
     headers: &HeaderMap,
     route: Route,
 ) -> Result<Identity, Response> {
     let value = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    match (h.auth.check(value), route) {
+    let cert = match peer {
+        PeerCert::Agent { node } => Some(Identity::Agent(AgentProof::Certificate {
+            node: node.clone(),
+        })),
+        PeerCert::None | PeerCert::Master { .. } | PeerCert::Other => None,
+    };
+    let identity = match (h.auth.check(value), route) {
+        // As before agent tokens existed: framework credentials are no credentials here (401),
+        // unless the connection itself is an agent's.
+        (Some(Identity::Principal(p)), Route::Agent) => {
+            tracing::debug!(principal = %p, "framework credentials used on an agent route");
+            cert
+        }
+        (Some(id), _) => Some(id),
+        (None, _) => cert,
+    };
+    match (identity, route) {
         (Some(Identity::Agent(_)), Route::Client) => {
             return Err(error(
                 StatusCode::FORBIDDEN,
                 "agent credentials may call only the agent routes (/internal/v1/agents/*); use the operator token or framework credentials",
             ));
-        }
-        // As before agent tokens existed: framework credentials are no credentials here (401).
-        (Some(Identity::Principal(p)), Route::Agent) => {
-            tracing::debug!(principal = %p, "framework credentials used on an agent route");
         }
         (Some(id), _) => return Ok(id),
         (None, _) => {}

@@ -12,6 +12,7 @@ use crate::acl::{Acls, Action};
 use crate::auth::Identity;
 use crate::master::{AgentCall, MasterCommand, MasterHandle, OperatorQuery, Viewer};
 use crate::proto::Id;
+use crate::tls::PeerCert;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -19,8 +20,13 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 /// Handles one operator call.
-pub async fn handle(State(h): State<MasterHandle>, headers: HeaderMap, body: Bytes) -> Response {
-    let identity = match authenticate(&h, &headers, Route::Client) {
+pub async fn handle(
+    State(h): State<MasterHandle>,
+    peer: PeerCert,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let identity = match authenticate(&h, &peer, &headers, Route::Client) {
         Ok(i) => i,
         Err(r) => return r,
     };

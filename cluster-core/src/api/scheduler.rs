@@ -7,6 +7,7 @@ use super::{Route, ask, authenticate, error, parse};
 use crate::auth::ANONYMOUS_PRINCIPAL;
 use crate::master::{MasterCommand, MasterHandle, STREAM_BUFFER, Subscription};
 use crate::proto::scheduler::{Call, Event, FrameworkInfo};
+use crate::tls::PeerCert;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -20,20 +21,28 @@ use tokio_util::sync::CancellationToken;
 const STREAM_PIPE: usize = 64 * 1024;
 
 /// Handles one scheduler call.
-pub async fn handle(State(h): State<MasterHandle>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn handle(
+    State(h): State<MasterHandle>,
+    peer: PeerCert,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     // Mesos' `--authenticate_frameworks=false`: a call without credentials comes from an
     // unauthenticated framework. It acts as the anonymous principal: restricted like any other
     // principal (never with the operator token's rights, which "no principal" means to the
-    // master), seeing only anonymous frameworks. Credentials that are sent are still checked.
-    let principal: Option<String> =
-        if !h.authenticate_frameworks && !headers.contains_key(header::AUTHORIZATION) {
-            Some(ANONYMOUS_PRINCIPAL.to_string())
-        } else {
-            match authenticate(&h, &headers, Route::Client) {
-                Ok(i) => i.principal().map(str::to_string),
-                Err(r) => return r,
-            }
-        };
+    // master), seeing only anonymous frameworks. Credentials that are sent are still checked
+    // (an agent certificate with no header is still refused here).
+    let principal: Option<String> = if !h.authenticate_frameworks
+        && !headers.contains_key(header::AUTHORIZATION)
+        && matches!(peer, PeerCert::None)
+    {
+        Some(ANONYMOUS_PRINCIPAL.to_string())
+    } else {
+        match authenticate(&h, &peer, &headers, Route::Client) {
+            Ok(i) => i.principal().map(str::to_string),
+            Err(r) => return r,
+        }
+    };
     let call: Call = match parse(&body) {
         Ok(c) => c,
         Err(r) => return r,

@@ -52,6 +52,9 @@ pub enum MasterError {
     /// The HTTP server failed.
     #[error("HTTP server failed")]
     Serve(#[source] std::io::Error),
+    /// TLS could not be set up.
+    #[error("cannot set up TLS")]
+    Tls(#[source] crate::tls::TlsError),
     /// The config file is unreadable or invalid.
     #[error("bad master config {path}")]
     Config {
@@ -122,6 +125,12 @@ pub struct MasterConfig {
     /// Scheduler calls must authenticate (Mesos' `--authenticate_frameworks`). When false, a
     /// call without an `Authorization` header is accepted as from an unauthenticated framework.
     pub authenticate_frameworks: bool,
+    /// The config file's `tls_cert_file`, `tls_key_file`, `ca_file` (resolved against its
+    /// folder); the binary loads them into [`MasterConfig::tls`] (flags win).
+    pub tls_files: crate::tls::TlsFiles,
+    /// HTTPS with the master's certificate (also presented to agents it calls), and the CA that
+    /// agents' certificates and agent URLs are checked against. Default: plain HTTP.
+    pub tls: crate::tls::Tls,
 }
 
 impl MasterConfig {
@@ -144,6 +153,8 @@ impl MasterConfig {
             max_completed_tasks_per_framework: 1000,
             max_failover_timeout: Duration::from_secs(7 * 24 * 3600),
             authenticate_frameworks: true,
+            tls_files: Default::default(),
+            tls: Default::default(),
         }
     }
 
@@ -196,9 +207,15 @@ impl MasterConfig {
             }
             self.acls = self.acls.with_default_task_user(&u);
         }
+        let beside = |t: PathBuf| path.parent().map(|d| d.join(&t)).unwrap_or(t);
         if let Some(t) = f.agent_token_file {
-            self.agent_token_file = Some(path.parent().map(|d| d.join(&t)).unwrap_or(t));
+            self.agent_token_file = Some(beside(t));
         }
+        self.tls_files = crate::tls::TlsFiles {
+            cert: f.tls_cert_file.map(beside),
+            key: f.tls_key_file.map(beside),
+            ca: f.ca_file.map(beside),
+        };
         if let Some(a) = f.acls {
             // A relative path is relative to the config file, as a node's config is written
             // beside its ACL file.
@@ -259,6 +276,12 @@ pub struct ConfigFile {
     pub max_failover_timeout_secs: Option<f64>,
     /// See [`MasterConfig::authenticate_frameworks`].
     pub authenticate_frameworks: Option<bool>,
+    /// Same as `--tls-cert` (which wins); relative to the config file.
+    pub tls_cert_file: Option<PathBuf>,
+    /// Same as `--tls-key` (which wins); relative to the config file.
+    pub tls_key_file: Option<PathBuf>,
+    /// Same as `--ca-file` (which wins); relative to the config file.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// What HTTP handlers hold: the command channel to the owner task and shared, lock-free counters.
@@ -290,6 +313,19 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), MasterError> {
     let registry = registry::Registry::load(&config.work_dir)?;
+    let server_tls = config.tls.server_config().map_err(MasterError::Tls)?;
+    if server_tls.is_none() {
+        tracing::warn!("{}", crate::tls::PLAIN_HTTP_WARNING);
+    }
+    let http = config
+        .tls
+        .http_client()
+        .map_err(MasterError::Tls)?
+        .timeout(Duration::from_secs(10))
+        // Few idle connections per agent: a burst of launches must not leave thousands open.
+        .pool_max_idle_per_host(4)
+        .build()
+        .map_err(|e| MasterError::Tls(crate::tls::TlsError::Client(e)))?;
     let (tx, rx) = mpsc::channel(4096);
     let handle = MasterHandle {
         tx: tx.clone(),
@@ -301,12 +337,10 @@ pub async fn run(
         streams: TaskTracker::new(),
         authenticate_frameworks: config.authenticate_frameworks,
     };
-    let owner = state::State::new(config, registry, tx);
+    let owner = state::State::new(config, registry, tx, http);
     let owner_task = tokio::spawn(owner.run(rx, shutdown.clone()));
     let app = crate::api::router(handle.clone());
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await;
+    let served = crate::tls::serve(listener, server_tls, app, shutdown.clone()).await;
     shutdown.cancel();
     handle.streams.close();
     handle.streams.wait().await;

@@ -190,7 +190,12 @@ pub(super) struct State {
 }
 
 impl State {
-    pub fn new(cfg: MasterConfig, registry: Registry, tx: mpsc::Sender<MasterCommand>) -> Self {
+    pub fn new(
+        cfg: MasterConfig,
+        registry: Registry,
+        tx: mpsc::Sender<MasterCommand>,
+        http: reqwest::Client,
+    ) -> Self {
         let now = Instant::now();
         // The newest are at the end; older ones beyond the limit are forgotten.
         let removed = &registry.removed_frameworks;
@@ -215,12 +220,7 @@ impl State {
             offers: HashMap::new(),
             gone_agents: registry.gone_agents.iter().cloned().collect(),
             registry,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                // Few idle connections per agent: a burst of launches must not leave thousands open.
-                .pool_max_idle_per_host(4)
-                .build()
-                .expect("invariant: a plain HTTP client always builds"),
+            http,
             agent_call_tokens: HashMap::new(),
             tx,
             io: TaskTracker::new(),

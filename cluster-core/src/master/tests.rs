@@ -15,7 +15,12 @@ fn state(dir: &std::path::Path) -> State {
     let cfg = MasterConfig::new(dir);
     let registry = Registry::load(dir).expect("empty registry");
     let (tx, _rx) = mpsc::channel(16);
-    State::new(cfg, registry, tx)
+    let http = crate::tls::Tls::default()
+        .http_client()
+        .expect("TLS config")
+        .build()
+        .expect("client");
+    State::new(cfg, registry, tx, http)
 }
 
 fn agent_msg(id: Option<&str>) -> RegisterAgent {
@@ -244,7 +249,12 @@ fn limited(dir: &std::path::Path, tweak: impl FnOnce(&mut MasterConfig)) -> Stat
     tweak(&mut cfg);
     let registry = Registry::load(dir).expect("empty registry");
     let (tx, _rx) = mpsc::channel(16);
-    State::new(cfg, registry, tx)
+    let http = crate::tls::Tls::default()
+        .http_client()
+        .expect("TLS config")
+        .build()
+        .expect("client");
+    State::new(cfg, registry, tx, http)
 }
 
 fn subscribe_as(

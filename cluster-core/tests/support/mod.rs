@@ -2,6 +2,8 @@
 //! timeouts, and a minimal v1 scheduler client that speaks the real HTTP API.
 #![allow(dead_code)]
 
+pub mod pki;
+
 use dccore::agent::{self, AgentConfig};
 use dccore::auth::Authenticator;
 use dccore::master::{self, MasterConfig};
@@ -48,6 +50,13 @@ where
     .await
 }
 
+/// A reqwest client for plain HTTP. The workspace's reqwest has rustls without a built-in
+/// crypto provider, so *ring* is installed as the process default first.
+pub fn http() -> reqwest::Client {
+    dccore::tls::install_default_provider();
+    reqwest::Client::new()
+}
+
 pub fn basic() -> String {
     basic_for(PRINCIPAL, SECRET)
 }
@@ -78,6 +87,8 @@ pub fn fast_master_config(dir: &Path) -> MasterConfig {
 
 pub struct Master {
     pub url: String,
+    /// The client the operator helpers use (one that trusts the CA for a TLS master).
+    pub http: reqwest::Client,
     pub addr: SocketAddr,
     pub dir: PathBuf,
     pub stop: CancellationToken,
@@ -104,6 +115,20 @@ impl Master {
             .await
             .expect("bind master");
         let addr = listener.local_addr().expect("local addr");
+        let scheme = cfg.tls.scheme();
+        let http = match &cfg.tls.ca {
+            Some(_) => {
+                let ca = dccore::tls::Tls {
+                    own: None,
+                    ca: cfg.tls.ca.clone(),
+                };
+                ca.http_client()
+                    .expect("TLS client")
+                    .build()
+                    .expect("client")
+            }
+            None => http(),
+        };
         let stop = CancellationToken::new();
         let s = stop.clone();
         let task = tokio::spawn(async move {
@@ -112,7 +137,8 @@ impl Master {
                 .expect("master runs");
         });
         Master {
-            url: format!("http://{addr}"),
+            url: format!("{scheme}://{addr}"),
+            http,
             addr,
             dir: dir.to_path_buf(),
             stop,
@@ -131,7 +157,7 @@ impl Master {
     pub async fn operator(&self, kind: &str) -> Value {
         let r = within(
             "operator call",
-            reqwest::Client::new()
+            self.http
                 .post(format!("{}/api/v1", self.url))
                 .header("authorization", bearer())
                 .json(&json!({"type": kind}))
@@ -149,7 +175,7 @@ impl Master {
     pub async fn operator_call(&self, body: Value) -> (reqwest::StatusCode, String) {
         let r = within(
             "operator call",
-            reqwest::Client::new()
+            self.http
                 .post(format!("{}/api/v1", self.url))
                 .header("authorization", bearer())
                 .json(&body)
@@ -219,13 +245,14 @@ impl Agent {
         // Tests never touch the host's cgroups; the cgroup test passes a fake hierarchy.
         cfg.cgroup_base = None;
         tweak(&mut cfg);
+        let scheme = cfg.tls.scheme();
         let stop = CancellationToken::new();
         let s = stop.clone();
         let task = tokio::spawn(async move {
             agent::run(listener, cfg, s).await.expect("agent runs");
         });
         Agent {
-            url: format!("http://{addr}"),
+            url: format!("{scheme}://{addr}"),
             dir: dir.to_path_buf(),
             stop,
             task,
@@ -275,7 +302,17 @@ impl Framework {
         framework_id: Option<&str>,
         auth: &str,
     ) -> Framework {
-        let http = reqwest::Client::new();
+        Self::subscribe_using(http(), base, info, framework_id, auth).await
+    }
+
+    /// Subscribes through `http` (e.g. a client that trusts a TLS master's CA).
+    pub async fn subscribe_using(
+        http: reqwest::Client,
+        base: &str,
+        info: Value,
+        framework_id: Option<&str>,
+        auth: &str,
+    ) -> Framework {
         let mut body = json!({"type": "SUBSCRIBE", "subscribe": {"framework_info": info}});
         if let Some(id) = framework_id {
             body["framework_id"] = json!({"value": id});
