@@ -183,6 +183,34 @@ fn the_installer_config_converts_to_an_ssh_definition_with_its_hosts_and_user() 
 }
 
 #[test]
+fn plan_on_genconf_config_yaml_reads_the_key_beside_genconf_as_the_installer_did() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("genconf")).unwrap();
+    std::fs::copy(
+        data().join("zivost_dcos-custom-setup-guide_genconf_config.yaml"),
+        dir.path().join("genconf/config.yaml"),
+    )
+    .unwrap();
+    let o = dcform(dir.path(), &["validate", "--json", "genconf/config.yaml"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (v["provider"].as_str(), v["nodes"].as_u64()),
+        (Some("ssh"), Some(6))
+    );
+    let o = dcform(dir.path(), &["plan", "genconf/config.yaml"]);
+    assert!(text(&o).contains("Plan: 6 to add"), "{}", text(&o));
+    // The in-memory definition lives beside genconf/ (where genconf/ssh-key is), and so does its state.
+    let o = dcform(dir.path(), &["status", "genconf/config.yaml"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("no state at ./.dcform/trumpt-dcos/state.json"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
 fn import_tfstate_hands_running_instances_to_an_ssh_definition() {
     let dir = with_file("handwritten_v4_dcos-aws.tfstate", "terraform.tfstate");
     let o = dcform(

@@ -60,7 +60,15 @@ pub(super) fn convert_in_memory(path: &Path) -> Result<(std::path::PathBuf, Stri
     let dir = if path.is_dir() {
         path.to_path_buf()
     } else {
-        path.parent().map(Path::to_path_buf).unwrap_or_default()
+        let parent = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        // The installer runs beside its genconf/ folder, and the converted key path
+        // (genconf/ssh-key) is relative to that place: so is the definition, and its state.
+        match (c.report.kind, parent.file_name()) {
+            (SourceKind::Installer, Some(n)) if n == "genconf" => {
+                parent.parent().map(Path::to_path_buf).unwrap_or_default()
+            }
+            _ => parent,
+        }
     };
     Ok((dir.join(format!("{name} (converted)")), c.definition))
 }
@@ -102,11 +110,11 @@ fn emit(c: Conversion, out: Option<&Path>, json: bool) -> Result<u8, CliError> {
         if out.is_none() {
             v["definition"] = serde_json::Value::String(c.definition);
         }
-        println!("{v}");
+        print_out(&format!("{v}\n"));
         return Ok(exit::OK);
     }
     if out.is_none() {
-        print!("{}", c.definition);
+        print_out(&c.definition);
     }
     eprint!("{}", c.report.render_human());
     if let Some(out) = out {
@@ -117,6 +125,13 @@ fn emit(c: Conversion, out: Option<&Path>, json: bool) -> Result<u8, CliError> {
         );
     }
     Ok(exit::OK)
+}
+
+/// Writes to stdout; a reader that went away (`| head`) is not an error worth a panic.
+fn print_out(s: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(s.as_bytes()).and_then(|()| out.flush());
 }
 
 /// The state's outputs in Terraform's shape, with dcos-terraform's names.
