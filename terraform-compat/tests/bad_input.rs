@@ -47,6 +47,19 @@ fn a_configuration_without_node_modules_is_refused() {
 }
 
 #[test]
+fn two_cluster_modules_in_one_configuration_are_refused_naming_both() {
+    let m = |label: &str| {
+        format!("module \"{label}\" {{\n  source = \"dcos-terraform/dcos/aws\"\n}}\n")
+    };
+    let e = tf(&format!("{}{}", m("a"), m("b"))).unwrap_err();
+    let s = e.to_string();
+    assert!(
+        s.starts_with("main.tf:4:") && s.contains("\"a\" on line 1"),
+        "{s}"
+    );
+}
+
+#[test]
 fn a_state_that_is_not_json_is_refused_at_its_line() {
     let e = tfstate::import(
         Path::new("t.tfstate"),

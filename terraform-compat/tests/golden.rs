@@ -297,3 +297,25 @@ fn the_decomposed_form_gives_one_pool_per_instance_module_and_reports_the_rest()
         "{d:?}"
     );
 }
+
+#[test]
+fn a_cluster_name_variable_used_elsewhere_too_is_still_written() {
+    let text = "variable \"name\" {\n  default = \"demo\"\n}\nmodule \"dcos\" {\n  source = \"dcos-terraform/dcos/aws\"\n  cluster_name = \"${var.name}\"\n  masters_instance_type = \"${var.name == \"demo\" ? \"m5.large\" : \"m5.xlarge\"}\"\n}\n";
+    let c = terraform::convert(&[(PathBuf::from("main.tf"), text.to_string())]).unwrap();
+    assert!(
+        c.definition.contains("cluster \"demo\""),
+        "{}",
+        c.definition
+    );
+    assert!(
+        c.definition.contains("variable \"name\""),
+        "the instance type still uses it: {}",
+        c.definition
+    );
+    assert!(
+        c.definition
+            .contains("var.name == \"demo\" ? \"m5.large\" : \"m5.xlarge\""),
+        "{}",
+        c.definition
+    );
+}

@@ -140,6 +140,21 @@ pub fn convert(files: &[(PathBuf, String)]) -> Result<Conversion, CompatError> {
         });
     }
 
+    let clusters: Vec<&&ModuleCall> = converted
+        .iter()
+        .filter(|m| matches!(m.kind, ModKind::Cluster | ModKind::Infrastructure))
+        .collect();
+    if let [first, second, ..] = clusters.as_slice() {
+        return Err(CompatError::Unsupported {
+            file: second.file.clone(),
+            line: second.line,
+            message: format!(
+                "module \"{}\" makes a second cluster (module \"{}\" on line {} makes one already)",
+                second.label, first.label, first.line
+            ),
+            hint: "one dcform definition describes one cluster: convert each cluster's configuration on its own".into(),
+        });
+    }
     let var_names: BTreeSet<String> = vars.iter().map(|v| v.name.clone()).collect();
     let resolver = Resolver::new(&var_names, &locals);
     let mut b = Builder {
@@ -683,6 +698,7 @@ impl Builder<'_, '_> {
                 .drop_input(input, &m.file, a.line, "not a string"),
             Err(_) => {
                 // A block label cannot be a variable: use the variable's default, and say so.
+                let before = self.r.used.borrow().clone();
                 let default = match &a.value {
                     Expression::Traversal(t) => expr::var_name(t),
                     Expression::TemplateExpr(_) => match self.r.resolve(&a.value) {
@@ -698,9 +714,10 @@ impl Builder<'_, '_> {
                     Some(Expression::String(s)) => Some((v.name.clone(), s.clone())),
                     _ => None,
                 });
-                // Resolution of the template may have marked the variable used; a label does not use it.
+                // Resolving the template marked the variable used; a label does not use it (other
+                // inputs still may: restore what was used before, not less).
+                *self.r.used.borrow_mut() = before;
                 if let Some((var, s)) = default {
-                    self.r.used.borrow_mut().remove(&var);
                     self.report.note(
                         input,
                         &m.file,
