@@ -307,6 +307,15 @@ fn parse(path: &Path, text: &str) -> Result<Yaml, CompatError> {
     Ok(docs.into_iter().next().unwrap_or(Yaml::Null))
 }
 
+/// The top-level keys of a DC/OS config YAML text (dcos-terraform's `dcos_config`), or `None` when it
+/// is not a YAML mapping.
+pub(crate) fn config_keys(text: &str) -> Option<Vec<String>> {
+    match parse(Path::new("dcos_config"), text).ok()? {
+        Yaml::Hash(m) => Some(m.keys().filter_map(scalar).collect()),
+        _ => None,
+    }
+}
+
 fn scalar(y: &Yaml) -> Option<String> {
     match y {
         Yaml::String(s) | Yaml::Real(s) => Some(s.clone()),
@@ -355,7 +364,7 @@ impl KeyLines {
 }
 
 /// Why an installer key is not carried over.
-fn reason(key: &str, value: Option<&str>) -> String {
+pub(crate) fn reason(key: &str, value: Option<&str>) -> String {
     let r = match key {
         "bootstrap_url" => {
             "where nodes download the DC/OS installer; dcform uploads dccore to every node itself over SSH"

@@ -78,11 +78,20 @@ pub fn convert_path(path: &Path) -> Result<Conversion, CompatError> {
             } else {
                 vec![path.to_path_buf()]
             };
+            let dir = if path.is_dir() {
+                path.to_path_buf()
+            } else {
+                path.parent().map(Path::to_path_buf).unwrap_or_default()
+            };
             let texts = files
                 .into_iter()
                 .map(|p| read_text(&p).map(|t| (p, t)))
                 .collect::<Result<Vec<_>, _>>()?;
-            terraform::convert(&texts)
+            let values = tfvars_files(&dir)
+                .into_iter()
+                .map(|p| read_text(&p).map(|t| (p, t)))
+                .collect::<Result<Vec<_>, _>>()?;
+            terraform::convert_with_values(&texts, &values)
         }
         Some(SourceKind::Installer) => installer::convert(path, &read_text(path)?),
         Some(SourceKind::TfState) => Err(CompatError::NotRecognised {
@@ -123,4 +132,29 @@ fn tf_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
         .collect();
     v.sort();
     Ok(v)
+}
+
+/// The variable value files Terraform reads by itself from a configuration's folder, in its order:
+/// `terraform.tfvars`, then `*.auto.tfvars` alphabetically. (The JSON forms are not read.)
+fn tfvars_files(dir: &Path) -> Vec<PathBuf> {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let mut auto: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file() && p.to_string_lossy().ends_with(".auto.tfvars"))
+                .collect()
+        })
+        .unwrap_or_default();
+    auto.sort();
+    let main = dir.join("terraform.tfvars");
+    let mut v = Vec::new();
+    if main.is_file() {
+        v.push(main);
+    }
+    v.extend(auto);
+    v
 }

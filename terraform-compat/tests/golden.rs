@@ -319,3 +319,48 @@ fn a_cluster_name_variable_used_elsewhere_too_is_still_written() {
         c.definition
     );
 }
+
+#[test]
+fn terraform_tfvars_beside_main_tf_become_the_variables_defaults() {
+    let dir = std::env::temp_dir().join(format!("tfcompat-tfvars-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(
+        data().join("handwritten_v0.12-variables-extra-pools.main.tf"),
+        dir.join("main.tf"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("terraform.tfvars"),
+        "num_private_agents = 5\nnot_declared = 1\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("b.auto.tfvars"), "num_gpu_agents = 4\n").unwrap();
+    let c = terraform_compat::convert_path(&dir.join("main.tf")).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let agents = c.report.pools.iter().find(|p| p.name == "agents").unwrap();
+    assert_eq!(agents.nodes, Some(5), "{}", c.definition);
+    let gpu = c
+        .report
+        .pools
+        .iter()
+        .find(|p| p.name == "gpuagent")
+        .unwrap();
+    assert_eq!(gpu.nodes, Some(4));
+    assert!(
+        c.definition
+            .contains("count         = var.num_private_agents"),
+        "still a variable: {}",
+        c.definition
+    );
+    let note = c
+        .report
+        .notes
+        .iter()
+        .find(|n| n.input == "var.num_private_agents")
+        .unwrap();
+    assert!(
+        note.file.ends_with("terraform.tfvars") && note.line == 1,
+        "{note:?}"
+    );
+    assert!(dropped(&c).contains(&"var.not_declared"));
+}

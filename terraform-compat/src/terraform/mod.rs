@@ -52,12 +52,30 @@ struct ModuleCall {
 
 /// Converts one Terraform configuration: the `.tf` files of one folder (or one file).
 pub fn convert(files: &[(PathBuf, String)]) -> Result<Conversion, CompatError> {
+    convert_with_values(files, &[])
+}
+
+/// Converts a configuration with the variable values Terraform would read beside it
+/// (`terraform.tfvars`, `*.auto.tfvars`, in that order): they become the variables' defaults, so the
+/// definition plans what `terraform plan` would have.
+///
+/// # Errors
+///
+/// As [`convert`], for the value files too.
+pub fn convert_with_values(
+    files: &[(PathBuf, String)],
+    values: &[(PathBuf, String)],
+) -> Result<Conversion, CompatError> {
     let parsed: Vec<parse::TfFile> = files
         .iter()
         .map(|(p, t)| parse::parse(p, t))
         .collect::<Result<_, _>>()?;
+    let value_files: Vec<parse::TfFile> = values
+        .iter()
+        .map(|(p, t)| parse::parse(p, t))
+        .collect::<Result<_, _>>()?;
     let mut report = Report::new(
-        files.iter().map(|(p, _)| p.clone()).collect(),
+        files.iter().chain(values).map(|(p, _)| p.clone()).collect(),
         SourceKind::Terraform,
     );
 
@@ -154,6 +172,44 @@ pub fn convert(files: &[(PathBuf, String)]) -> Result<Conversion, CompatError> {
             ),
             hint: "one dcform definition describes one cluster: convert each cluster's configuration on its own".into(),
         });
+    }
+    for f in &value_files {
+        for b in &f.blocks {
+            report.drop_input(
+                &b.ident,
+                &f.path,
+                b.line,
+                "a variable value file holds attributes only",
+            );
+        }
+        for a in &f.attrs {
+            match vars.iter_mut().find(|v| v.name == a.key) {
+                Some(v) if expr::is_literal(&a.value) => {
+                    report.note(
+                        format!("var.{}", a.key),
+                        &f.path,
+                        a.line,
+                        format!(
+                            "default {} taken from this file, which Terraform reads itself",
+                            definition::expr_text(&a.value)
+                        ),
+                    );
+                    v.default = Some(a.value.clone());
+                }
+                Some(_) => report.drop_input(
+                    format!("var.{}", a.key),
+                    &f.path,
+                    a.line,
+                    "a variable value that is not a literal",
+                ),
+                None => report.drop_input(
+                    format!("var.{}", a.key),
+                    &f.path,
+                    a.line,
+                    "a value for a variable the configuration does not declare",
+                ),
+            }
+        }
     }
     let var_names: BTreeSet<String> = vars.iter().map(|v| v.name.clone()).collect();
     let resolver = Resolver::new(&var_names, &locals);
@@ -566,6 +622,26 @@ impl Builder<'_, '_> {
                             a.line,
                             "hosts made outside this configuration: a provider \"aws\" cluster makes its own machines; hand existing hosts to dcform with an ssh definition (dcform import-tfstate)",
                         );
+                    }
+                }
+                "dcos_config" => {
+                    // Extra DC/OS configuration, in the installer's YAML: name each key.
+                    let keys = match self.r.literal(&a.value) {
+                        Ok(Expression::String(y)) => crate::installer::config_keys(&y),
+                        _ => None,
+                    };
+                    match keys {
+                        Some(keys) if !keys.is_empty() => {
+                            for k in keys {
+                                self.report.drop_input(
+                                    format!("{}.{k}", input(key)),
+                                    &m.file,
+                                    a.line,
+                                    crate::installer::reason(&k, None),
+                                );
+                            }
+                        }
+                        _ => self.report.drop_input(input(key), &m.file, a.line, modules::reason(key, None)),
                     }
                 }
                 "count" | "for_each" => self.report.drop_input(
