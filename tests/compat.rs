@@ -150,6 +150,41 @@ fn plan_on_a_main_tf_converts_in_memory_and_says_so() {
 }
 
 #[test]
+fn apply_on_a_main_tf_says_it_converted_and_a_missing_value_names_the_converted_line() {
+    let dir = with_file("dcos-terraform-examples_aws-simple_v0.3.main.tf", "main.tf");
+    // No machine is made: the aws provider (or, before it, the core binary) stops the apply.
+    let o = dcform(dir.path(), &["apply", "--auto-approve", "main.tf"]);
+    assert_ne!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains(
+            "Converted main.tf (Terraform configuration) to a dcform definition in memory"
+        ),
+        "{}",
+        text(&o)
+    );
+    assert!(text(&o).contains("Plan: 4 to add"), "{}", text(&o));
+    std::fs::write(
+        dir.path().join("req.tf"),
+        "variable \"n\" {}\nmodule \"dcos\" {\n  source      = \"dcos-terraform/dcos/aws\"\n  num_masters = var.n\n}\n",
+    )
+    .unwrap();
+    let o = dcform(dir.path(), &["plan", "req.tf"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("req.tf (converted):")
+            && text(&o).contains("variable \"n\" has no value"),
+        "{}",
+        text(&o)
+    );
+    let o = dcform(dir.path(), &["plan", "req.tf", "-var", "n=3"]);
+    assert!(
+        text(&o).contains("Plan: 6 to add"),
+        "variables of the converted definition take -var: {}",
+        text(&o)
+    );
+}
+
+#[test]
 fn the_installer_config_converts_to_an_ssh_definition_with_its_hosts_and_user() {
     let dir = with_file(
         "zivost_dcos-custom-setup-guide_genconf_config.yaml",
