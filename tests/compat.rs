@@ -401,6 +401,16 @@ fn output_json_has_terraform_shape_with_dcos_terraform_names() {
     );
     let o = dcform(dir.path(), &["output", "-json", "masters-ips", "local.hcl"]);
     assert_eq!(String::from_utf8_lossy(&o.stdout), "[\"127.0.0.1:5050\"]\n");
+    let o = dcform(
+        dir.path(),
+        &["output", "-raw", "cluster-address", "local.hcl"],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "127.0.0.1:5050\n",
+        "{}",
+        text(&o)
+    );
     // The flat shape stays available.
     let o = dcform(dir.path(), &["output", "--json", "--flat", "local.hcl"]);
     let flat: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();

@@ -15,6 +15,7 @@ const TERRAFORM_FLAGS: &[&str] = &[
     "json",
     "parallelism",
     "destroy",
+    "raw",
 ];
 
 /// Rewrites `-var` / `-var=x` style flags to their `--` form so both spellings work.
@@ -343,6 +344,9 @@ pub struct OutputArgs {
     /// {"name": {"sensitive", "type", "value"}}.
     #[arg(long)]
     pub flat: bool,
+    /// Print the one value raw, as `terraform output -raw NAME` (what `dcform output NAME` does anyway).
+    #[arg(long)]
+    pub raw: bool,
 }
 
 /// `dcform state show NODE`.

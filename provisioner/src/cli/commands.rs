@@ -585,12 +585,16 @@ fn output(a: &OutputArgs) -> Result<u8, CliError> {
             })?;
         println!(
             "{}",
-            if target.def.json {
+            if target.def.json && !a.raw {
                 v.to_string()
             } else {
                 display_value(&v)
             }
         );
+    } else if a.raw {
+        return Err(CliError::user(anyhow!(
+            "-raw prints one value: name it, e.g. dcform output -raw master_url"
+        )));
     } else if target.def.json && a.flat {
         println!(
             "{}",
