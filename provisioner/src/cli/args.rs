@@ -15,6 +15,7 @@ const TERRAFORM_FLAGS: &[&str] = &[
     "json",
     "parallelism",
     "destroy",
+    "raw",
 ];
 
 /// Rewrites `-var` / `-var=x` style flags to their `--` form so both spellings work.
@@ -96,7 +97,7 @@ pub enum Command {
     Status(StateArgs),
     /// Show the cluster's outputs (master URL, ...).
     #[command(
-        after_help = "Examples:\n  dcform output examples/local.hcl\n  dcform output --json .\n  dcform output --name master_url ."
+        after_help = "Examples:\n  dcform output examples/local.hcl\n  dcform output -json .              # Terraform's shape: {\"master_url\": {\"sensitive\": false, \"type\": \"string\", \"value\": ...}}\n  dcform output masters-ips .        # one value, raw\n  dcform output --json --flat .      # {\"master_url\": ...}"
     )]
     Output(OutputArgs),
     /// Inspect the state.
@@ -108,6 +109,59 @@ pub enum Command {
     /// Remove a state lock left by a process that is gone.
     #[command(after_help = "Example:\n  dcform force-unlock 3f2a7c4e-... examples/local.hcl")]
     ForceUnlock(ForceUnlockArgs),
+    /// Convert a dcos-terraform main.tf or a DC/OS installer config.yaml to a dcform definition, listing
+    /// every input that is not carried over (plan and apply also take such files directly).
+    #[command(
+        after_help = "Examples:\n  dcform convert main.tf -o cluster.hcl\n  dcform convert genconf/config.yaml > onprem.hcl\n  dcform convert --json main.tf | jq '.report.not_carried_over[].input'"
+    )]
+    Convert(ConvertArgs),
+    /// Hand machines made by Terraform to dcform: a v4 state's aws_instances become ssh-provider pools.
+    #[command(
+        name = "import-tfstate",
+        after_help = "Examples:\n  dcform import-tfstate terraform.tfstate -o onprem.hcl\n  dcform import-tfstate terraform.tfstate --filter tag:Role=agent --ssh-user centos"
+    )]
+    ImportTfstate(ImportTfstateArgs),
+}
+
+/// `dcform convert FILE`.
+#[derive(Debug, Clone, Args)]
+pub struct ConvertArgs {
+    /// A Terraform main.tf (or a folder of .tf files) or an installer config.yaml.
+    pub path: PathBuf,
+    /// Write the definition to FILE instead of stdout.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Print the report (and the definition, without -o) as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `dcform import-tfstate STATE`.
+#[derive(Debug, Clone, Args)]
+pub struct ImportTfstateArgs {
+    /// A Terraform state file, format version 4 (Terraform 0.12 and later).
+    pub state: PathBuf,
+    /// Import only instances with this tag value (repeatable; all must match): tag:KEY=VALUE.
+    #[arg(long = "filter", value_name = "tag:KEY=VALUE")]
+    pub filters: Vec<String>,
+    /// The role of every imported instance (default: its Role tag, else its module's name).
+    #[arg(long, value_name = "master|agent|public_agent")]
+    pub role: Option<String>,
+    /// Login user of the machines (a state does not record it).
+    #[arg(long = "ssh-user", value_name = "USER")]
+    pub ssh_user: Option<String>,
+    /// Private key that logs in to the machines.
+    #[arg(long = "ssh-key", value_name = "FILE")]
+    pub ssh_key: Option<String>,
+    /// Cluster name (default: the instances' Cluster tag).
+    #[arg(long, value_name = "NAME")]
+    pub cluster: Option<String>,
+    /// Write the definition to FILE instead of stdout.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Print the report (and the definition, without -o) as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `dcform state ...`.
@@ -274,14 +328,25 @@ pub struct StateArgs {
     pub state: Option<PathBuf>,
 }
 
-/// `dcform output`.
+/// `dcform output [NAME] [PATH]`.
 #[derive(Debug, Clone, Args)]
 pub struct OutputArgs {
+    /// Print only this output's value, raw (as `terraform output NAME`). A lone argument that is an
+    /// existing path is taken as the definition instead.
+    #[arg(value_name = "NAME")]
+    pub name_arg: Option<String>,
     #[command(flatten)]
     pub target: StateArgs,
     /// Print only this output's value.
     #[arg(long)]
     pub name: Option<String>,
+    /// With --json: dcform's flat {"name": value} object instead of Terraform's
+    /// {"name": {"sensitive", "type", "value"}}.
+    #[arg(long)]
+    pub flat: bool,
+    /// Print the one value raw, as `terraform output -raw NAME` (what `dcform output NAME` does anyway).
+    #[arg(long)]
+    pub raw: bool,
 }
 
 /// `dcform state show NODE`.

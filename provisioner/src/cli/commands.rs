@@ -41,6 +41,8 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::ForceUnlock(a) => force_unlock(&a),
         Command::Task(TaskCommand::List(a)) => task_list(&a).await,
         Command::Task(TaskCommand::Logs(a)) => task_logs(&a).await,
+        Command::Convert(a) => super::compat::convert(&a),
+        Command::ImportTfstate(a) => super::compat::import_tfstate(&a),
     }
 }
 
@@ -67,7 +69,13 @@ pub(super) fn load_def(def: &DefArgs) -> Result<ClusterSpec, CliError> {
             def.path.display()
         )));
     }
-    let loaded = spec::load(&def.path, &opts)?;
+    // A dcos-terraform main.tf or an installer config.yaml is converted in memory first.
+    let loaded = if super::compat::is_foreign_definition(&def.path) {
+        let (path, text) = super::compat::convert_in_memory(&def.path)?;
+        spec::load_text(&path, text, &opts)?
+    } else {
+        spec::load(&def.path, &opts)?
+    };
     for w in &loaded.warnings {
         eprintln!("Warning: {w}");
     }
@@ -554,32 +562,58 @@ fn resources_summary(v: &serde_json::Value) -> String {
 }
 
 fn output(a: &OutputArgs) -> Result<u8, CliError> {
-    let (_file, state) = read_state(&a.target)?;
-    if let Some(name) = &a.name {
-        let v = state.outputs.get(name).ok_or_else(|| {
-            let known: Vec<&str> = state.outputs.keys().map(String::as_str).collect();
-            CliError::user(anyhow!(
-                "no output named {name:?}; the cluster has: {}",
-                if known.is_empty() {
-                    "none".into()
-                } else {
-                    known.join(", ")
-                }
-            ))
-        })?;
+    // `output NAME [PATH]` as in Terraform; a lone argument naming an existing path is the definition.
+    let mut target = a.target.clone();
+    let mut name = a.name.clone();
+    match &a.name_arg {
+        Some(n) if target.def.path == Path::new(".") && Path::new(n).exists() => {
+            target.def.path = PathBuf::from(n);
+        }
+        Some(n) => name = Some(n.clone()),
+        None => {}
+    }
+    let (_file, state) = read_state(&target)?;
+    let shaped = super::compat::terraform_outputs(&state);
+    if let Some(name) = &name {
+        // dcform's own outputs, then the dcos-terraform names (masters-ips, ...).
+        let v = state
+            .outputs
+            .get(name)
+            .cloned()
+            .or_else(|| shaped.get(name).map(|o| o["value"].clone()))
+            .ok_or_else(|| {
+                let known: Vec<&str> = shaped
+                    .as_object()
+                    .map(|o| o.keys().map(String::as_str).collect())
+                    .unwrap_or_default();
+                CliError::user(anyhow!(
+                    "no output named {name:?}; the cluster has: {}",
+                    if known.is_empty() {
+                        "none".into()
+                    } else {
+                        known.join(", ")
+                    }
+                ))
+            })?;
         println!(
             "{}",
-            if a.target.def.json {
+            if target.def.json && !a.raw {
                 v.to_string()
             } else {
-                display_value(v)
+                display_value(&v)
             }
         );
-    } else if a.target.def.json {
+    } else if a.raw {
+        return Err(CliError::user(anyhow!(
+            "-raw prints one value: name it, e.g. dcform output -raw master_url"
+        )));
+    } else if target.def.json && a.flat {
         println!(
             "{}",
             serde_json::to_string(&state.outputs).map_err(CliError::internal)?
         );
+    } else if target.def.json {
+        println!("{shaped}");
     } else {
         for (k, v) in &state.outputs {
             println!("{k} = {}", display_value(v));

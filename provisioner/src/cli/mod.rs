@@ -3,6 +3,7 @@
 
 mod args;
 mod commands;
+mod compat;
 mod nodes;
 mod table;
 

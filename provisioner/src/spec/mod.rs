@@ -78,6 +78,48 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Loaded, SpecError> {
         path: path.to_path_buf(),
         source,
     })?;
+    let mut texts = Vec::with_capacity(files.definitions.len());
+    for p in &files.definitions {
+        let bytes = input::read_regular_file(p).map_err(|source| SpecError::Read {
+            path: p.clone(),
+            source,
+        })?;
+        texts.push((p.clone(), bytes));
+    }
+    load_sources(path, files, texts, opts)
+}
+
+/// Loads a definition held in memory as if it were the file `path`: messages name `path`, and the
+/// definition folder (state location, relative paths) is `path`'s folder. For definitions converted from
+/// another format (`dcform plan main.tf`); nothing is read from `path` itself.
+///
+/// # Errors
+///
+/// As [`load`].
+pub fn load_text(path: &Path, text: String, opts: &LoadOptions) -> Result<Loaded, SpecError> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let files = raw::FileSet {
+        definitions: vec![path.to_path_buf()],
+        auto_files: vec![],
+        dir,
+    };
+    load_sources(
+        path,
+        files,
+        vec![(path.to_path_buf(), text.into_bytes())],
+        opts,
+    )
+}
+
+fn load_sources(
+    path: &Path,
+    files: raw::FileSet,
+    texts: Vec<(PathBuf, Vec<u8>)>,
+    opts: &LoadOptions,
+) -> Result<Loaded, SpecError> {
     let mut diags = Diags::default();
     if files.definitions.is_empty() {
         diags.error(Diagnostic::unplaced(
@@ -89,20 +131,16 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Loaded, SpecError> {
     }
     let mut sources = Sources::default();
     let mut bodies = Vec::new();
-    for p in &files.definitions {
-        let bytes = input::read_regular_file(p).map_err(|source| SpecError::Read {
-            path: p.clone(),
-            source,
-        })?;
+    for (p, bytes) in texts {
         let Ok(text) = String::from_utf8(bytes) else {
             diags.error(Diagnostic::unplaced(
-                p,
+                &p,
                 "file is not UTF-8 text",
                 "HCL files are UTF-8",
             ));
             continue;
         };
-        let id = sources.add(p.clone(), text);
+        let id = sources.add(p, text);
         match raw::parse_file(&sources, id) {
             Ok(body) => bodies.push((id, body)),
             Err(d) => diags.error(d),
