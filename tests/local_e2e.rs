@@ -153,21 +153,51 @@ impl Cluster {
     }
 }
 
-/// A framework subscribed to the cluster `status` describes, with the master URL and token it used.
-async fn framework(status: &serde_json::Value, name: &str) -> (Scheduler, String, String) {
+/// A framework subscribed to the cluster `status` describes, with the cluster access it used.
+async fn framework(status: &serde_json::Value, name: &str) -> (Scheduler, Access) {
     let master = status["outputs"]["master_url"]
         .as_str()
         .unwrap()
         .to_string();
-    let token = std::fs::read_to_string(status["outputs"]["token_file"].as_str().unwrap()).unwrap();
-    let token = token.trim().to_string();
+    let token_file = Path::new(status["outputs"]["token_file"].as_str().unwrap());
+    let access = Access::of(token_file.parent().unwrap());
     let fw = tokio::time::timeout(
         Duration::from_secs(30),
-        Scheduler::subscribe(&master, &token, name),
+        Scheduler::subscribe(
+            &master,
+            &access.operator_token,
+            access.ca_pem.as_deref(),
+            name,
+        ),
     )
     .await
     .expect("subscribe");
-    (fw, master, token)
+    (fw, access)
+}
+
+/// A cluster's credentials and CA from its state folder.
+struct Access {
+    operator_token: String,
+    agent_token: String,
+    ca_pem: Option<Vec<u8>>,
+    dir: PathBuf,
+}
+
+impl Access {
+    fn of(dir: &Path) -> Access {
+        let read = |f: &str| {
+            std::fs::read_to_string(dir.join(f))
+                .unwrap()
+                .trim()
+                .to_string()
+        };
+        Access {
+            operator_token: read("token"),
+            agent_token: read("agent-token"),
+            ca_pem: std::fs::read(dir.join("ca.pem")).ok(),
+            dir: dir.to_path_buf(),
+        }
+    }
 }
 
 impl Drop for Cluster {
@@ -244,21 +274,29 @@ async fn local_cluster_boots_runs_a_task_reapplies_as_no_op_and_destroys_cleanly
     );
 
     // A task through the scheduler API, its output through the agent's sandbox API.
-    let (mut fw, master, token) = framework(&status, "e2e").await;
+    let (mut fw, access) = framework(&status, "e2e").await;
     fw.launch("hello-1", "echo hello-from-local").await;
     let finished = fw.wait_state("hello-1", "TASK_FINISHED").await;
     let agent_id = finished["update"]["status"]["agent_id"]["value"]
         .as_str()
         .unwrap()
         .to_string();
-    let agents = dcform::cluster_api::agents(&master, &token).await.unwrap();
+    let state: dcform::state::State =
+        serde_json::from_slice(&std::fs::read(c.state_path()).unwrap()).unwrap();
+    let agents = dcform::cluster_api::ClusterAccess::of(&state, &access.dir)
+        .unwrap()
+        .agents()
+        .await
+        .unwrap();
     let agent_url = agents
         .iter()
         .find(|a| a.id == agent_id)
         .expect("agent of the task")
         .url
         .clone();
-    let out = fw.sandbox_file(&agent_url, "hello-1", "stdout").await;
+    let out = fw
+        .sandbox_file(&agent_url, &access.agent_token, "hello-1", "stdout")
+        .await;
     assert!(out.contains("hello-from-local"), "stdout was {out:?}");
     let o = dcform(&["task", "logs", "hello-1", c.def()]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
@@ -308,7 +346,7 @@ async fn local_cluster_boots_runs_a_task_reapplies_as_no_op_and_destroys_cleanly
     // A task that leaves a process in a session of its own behind, as daemons do: destroy must
     // take it too (found: tasks survived destroy with their folder deleted and parent pid 1).
     let status = c.status();
-    let (mut fw, _, _) = framework(&status, "e2e-daemon").await;
+    let (mut fw, _) = framework(&status, "e2e-daemon").await;
     fw.launch("daemon-1", "setsid sleep 300 & sleep 300").await;
     fw.wait_state("daemon-1", "TASK_RUNNING").await;
     let root = c.state_path().parent().unwrap().to_path_buf();
@@ -418,7 +456,7 @@ async fn scale_up_and_down_touch_only_the_changed_agents() {
     // Removing agents drains them first: a long-running task on one of them is killed, and its
     // framework hears TASK_KILLED from the drain, before the node goes.
     let status = c.status();
-    let (mut fw, _, _) = framework(&status, "e2e-drain").await;
+    let (mut fw, _) = framework(&status, "e2e-drain").await;
     // Only the private agents are offered to role "*": the task lands on agents-1 or agents-2.
     fw.launch("long-1", "sleep 1000").await;
     let running = fw.wait_state("long-1", "TASK_RUNNING").await;

@@ -50,12 +50,44 @@ pub struct ScriptInstaller {
     pub core_binary: PathBuf,
     /// Its architecture, checked by the preflight against `uname -m`.
     pub core_arch: String,
-    /// The cluster's bearer token (secret: written as a 0600 file, never rendered into a script).
-    pub token: Arc<Vec<u8>>,
+    /// The credentials and rules written to nodes (secrets: 0600 files, never rendered into a
+    /// script).
+    pub secrets: Arc<NodeSecrets>,
     /// Where things go.
     pub layout: Layout,
     /// The controller's clock (Unix seconds) for the preflight's clock check.
     pub controller_epoch: u64,
+}
+
+/// What dcform writes to nodes besides the binary and the config: each party's own credential.
+/// Masters get the operator token (what they check operators against), the agents' credential
+/// and the framework principals with their rules; agents get only the agents' credential and,
+/// with TLS, their own certificate. No agent ever holds the operator token.
+pub struct NodeSecrets {
+    /// The operator token.
+    pub operator_token: Vec<u8>,
+    /// The agents' credential (the agent routes only).
+    pub agent_token: Vec<u8>,
+    /// The cluster CA, when the cluster uses TLS: each node's certificate is issued at install.
+    pub ca: Option<crate::pki::ClusterCa>,
+    /// Masters' `credentials.json` (Mesos credentials: the principals and their secrets).
+    pub credentials_json: Vec<u8>,
+    /// Masters' `acls.json` (Mesos ACL JSON).
+    pub acls_json: Vec<u8>,
+}
+
+impl std::fmt::Debug for NodeSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the values.
+        f.debug_struct("NodeSecrets")
+            .field("tls", &self.ca.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// `https://` with TLS, else `http://`.
+pub fn scheme(spec: &crate::spec::ClusterSpec) -> &'static str {
+    if spec.core.tls { "https" } else { "http" }
 }
 
 /// The `host:port` others reach `node`'s API at: its address as recorded (sandboxes carry their own port),
@@ -81,8 +113,12 @@ pub fn api_address(node: &NodeState) -> String {
 /// The URL an agent node registers with: `http://` + its [`api_address`]. The agent listens there
 /// and is also told to advertise it (`--advertise-url`), so that `dccore probe` and `dccore drain`
 /// find it by this URL whatever listen address the layout picks.
-pub fn agent_url(node: &NodeState) -> String {
-    format!("http://{}", api_address(node))
+pub fn agent_url(node: &NodeState, tls: bool) -> String {
+    format!(
+        "{}://{}",
+        if tls { "https" } else { "http" },
+        api_address(node)
+    )
 }
 
 impl ScriptInstaller {
@@ -113,17 +149,10 @@ impl ScriptInstaller {
             self.controller_epoch,
         );
         p.binary_arch = self.core_arch.clone();
+        p.tls = ctx.spec.core.tls;
+        p.access_files = ctx.change.role == Role::Master;
         if let Layout::Sandbox { root } = &self.layout {
-            let base = root.join(&node.name);
-            let at = |sub: &str| base.join(sub).display().to_string();
-            p.paths = InstallPaths {
-                bin: at("bin/dccore"),
-                config_dir: at("etc"),
-                work_root: at("var/lib"),
-                log_dir: at("var/log"),
-                run_dir: at("run"),
-                unit_dir: at("etc/systemd"),
-            };
+            p.paths = sandbox_paths(root, &node.name);
             // A sandbox shares the host's disk with everything else: ask only for what a test cluster needs.
             p.min_free_mb = 100;
         }
@@ -133,7 +162,14 @@ impl ScriptInstaller {
         } else {
             core_config::Applies::Master
         };
-        let json = serde_json::Value::Object(core_config::for_role(&ctx.spec.core.config, applies));
+        let mut config = core_config::for_role(&ctx.spec.core.config, applies);
+        // The user tasks run as when they name none (and, without a principal allowing more,
+        // the only one): the same on masters (which decide) and agents (which run them).
+        config.insert(
+            "default_task_user".into(),
+            serde_json::Value::String(ctx.spec.core.task_user.clone()),
+        );
+        let json = serde_json::Value::Object(config);
         p.config_json = format!("{json:#}\n");
         if ctx.change.role.is_agent() {
             let master = ctx.masters.first().ok_or_else(|| {
@@ -142,8 +178,8 @@ impl ScriptInstaller {
                     "an agent needs a master, and the state has none yet".into(),
                 )
             })?;
-            p.master_url = Some(format!("http://{}", api_address(master)));
-            p.advertise_url = Some(agent_url(node));
+            p.master_url = Some(format!("{}://{}", scheme(&ctx.spec), api_address(master)));
+            p.advertise_url = Some(agent_url(node, ctx.spec.core.tls));
             let pool = ctx.spec.pools.iter().find(|p| p.name == node.pool);
             if let Some(pool) = pool {
                 p.resources = pool.resources.clone();
@@ -159,6 +195,40 @@ impl ScriptInstaller {
             }
         }
         Ok(p)
+    }
+}
+
+impl ScriptInstaller {
+    /// The first master and its master-role paths (where operator calls run).
+    fn master_side<'c>(
+        &self,
+        ctx: &'c NodeContext,
+        step: Step,
+    ) -> Result<(&'c NodeState, tpl::RolePaths), InstallError> {
+        let m = ctx.masters.first().ok_or_else(|| InstallError {
+            node: ctx.node.name.clone(),
+            step: step.name(),
+            message: "the state has no master to send the operator call to".into(),
+        })?;
+        let paths = match &self.layout {
+            Layout::Host => InstallPaths::default(),
+            Layout::Sandbox { root } => sandbox_paths(root, &m.name),
+        };
+        Ok((m, paths.for_role(tpl::Role::Master)))
+    }
+}
+
+/// The install paths of `node`'s sandbox under `root` (the local provider).
+fn sandbox_paths(root: &std::path::Path, node: &str) -> InstallPaths {
+    let base = root.join(node);
+    let at = |sub: &str| base.join(sub).display().to_string();
+    InstallPaths {
+        bin: at("bin/dccore"),
+        config_dir: at("etc"),
+        work_root: at("var/lib"),
+        log_dir: at("var/log"),
+        run_dir: at("run"),
+        unit_dir: at("etc/systemd"),
     }
 }
 
@@ -179,12 +249,53 @@ impl Installer for ScriptInstaller {
             step: step.name(),
             message: e.to_string(),
         })?;
+        let secret = |contents: &[u8], dest: &str| RemoteOp::Write {
+            contents: Arc::new(contents.to_vec()),
+            dest: dest.to_string(),
+            mode: 0o600,
+        };
+        let is_master = ctx.change.role == Role::Master;
+        // A certificate for the node's addresses as recorded now (issued again with every
+        // install or configure, so a node whose address changed gets a matching one).
+        let cert = match &self.secrets.ca {
+            Some(ca) => Some(
+                ca.issue(&ctx.node.name, ctx.change.role, &ctx.node.addresses)
+                    .map_err(|e| InstallError {
+                        node: ctx.node.name.clone(),
+                        step: step.name(),
+                        message: e.to_string(),
+                    })?,
+            ),
+            None => None,
+        };
         let files = |ops: &mut Vec<RemoteOp>| {
-            ops.push(RemoteOp::Write {
-                contents: self.token.clone(),
-                dest: r.paths.token_file.clone(),
-                mode: 0o600,
-            });
+            let s = &self.secrets;
+            ops.push(secret(
+                if is_master {
+                    &s.operator_token
+                } else {
+                    &s.agent_token
+                },
+                &r.paths.token_file,
+            ));
+            if let (Some(ca), Some(c)) = (&s.ca, &cert) {
+                ops.push(RemoteOp::Write {
+                    contents: Arc::new(ca.cert_pem().as_bytes().to_vec()),
+                    dest: r.paths.ca_file.clone(),
+                    mode: 0o644,
+                });
+                ops.push(RemoteOp::Write {
+                    contents: Arc::new(c.cert_pem.clone().into_bytes()),
+                    dest: r.paths.cert_file.clone(),
+                    mode: 0o644,
+                });
+                ops.push(secret(c.key_pem.as_bytes(), &r.paths.key_file));
+            }
+            if is_master {
+                ops.push(secret(&s.agent_token, &r.paths.agent_tokens_file));
+                ops.push(secret(&s.credentials_json, &r.paths.credentials_file));
+                ops.push(secret(&s.acls_json, &r.paths.acls_file));
+            }
             ops.push(RemoteOp::Write {
                 contents: Arc::new(r.config.clone().into_bytes()),
                 dest: r.paths.config_file.clone(),
@@ -235,12 +346,20 @@ impl Installer for ScriptInstaller {
                 let probe = if ctx.change.role.is_agent() {
                     format!("{} probe $pf --agent-work-dir {work}", q(&r.paths.bin),)
                 } else {
-                    format!(
+                    let mut probe = format!(
                         "{} probe $pf --master {} --token-file {} --timeout-secs {PROBE_TIMEOUT_SECS}",
                         q(&r.paths.bin),
-                        q(&format!("http://{}", api_address(&ctx.node))),
+                        q(&format!(
+                            "{}://{}",
+                            scheme(&ctx.spec),
+                            api_address(&ctx.node)
+                        )),
                         q(&r.paths.token_file),
-                    )
+                    );
+                    if ctx.spec.core.tls {
+                        probe.push_str(&format!(" --ca-file {}", q(&r.paths.ca_file)));
+                    }
+                    probe
                 };
                 check.push_str(&probe);
                 check.push('\n');
@@ -255,50 +374,46 @@ impl Installer for ScriptInstaller {
                     }),
                 });
             }
-            Step::Drain if ctx.change.role.is_agent() => {
+            Step::Drain | Step::Reactivate if ctx.change.role.is_agent() => {
+                // Operator calls, so they run on the first master, with its operator token: no
+                // agent holds one. The agent is named by the URL it registered with.
                 let q = dcform_bootstrap::ssh::shell_quote;
-                let master = p.master_url.clone().ok_or_else(|| InstallError {
-                    node: ctx.node.name.clone(),
-                    step: step.name(),
-                    message: "an agent needs a master to be drained".into(),
-                })?;
-                // Kill grace comes from each task (or the agent's default); the step fails if the
-                // tasks are not gone in time, so the node is not removed under running work.
-                ops.push(run(
-                    "drain",
-                    format!(
-                        "set -e\n{} drain --master {} --token-file {} --agent-url {} --timeout-secs {DRAIN_TIMEOUT_SECS}\n",
-                        q(&r.paths.bin),
-                        q(&master),
-                        q(&r.paths.token_file),
-                        q(&agent_url(&ctx.node)),
-                    ),
-                    Duration::from_secs(DRAIN_TIMEOUT_SECS + 30),
-                ));
-            }
-            Step::Reactivate if ctx.change.role.is_agent() => {
-                let q = dcform_bootstrap::ssh::shell_quote;
-                let master = p.master_url.clone().ok_or_else(|| InstallError {
-                    node: ctx.node.name.clone(),
-                    step: step.name(),
-                    message: "an agent needs a master to be reactivated".into(),
-                })?;
-                ops.push(RemoteOp::Run {
-                    label: "reactivate".into(),
-                    script: format!(
-                        "set -e\n{} reactivate --master {} --token-file {} --agent-url {}\n",
-                        q(&r.paths.bin),
-                        q(&master),
-                        q(&r.paths.token_file),
-                        q(&agent_url(&ctx.node)),
-                    ),
-                    timeout: Duration::from_secs(PROBE_TIMEOUT_SECS + 10),
-                    until_ok: Some(Backoff {
-                        initial: Duration::from_millis(200),
-                        max: Duration::from_secs(2),
-                        attempts: 20,
-                    }),
-                });
+                let (m, mp) = self.master_side(ctx, step)?;
+                let master_url = format!("{}://{}", scheme(&ctx.spec), api_address(m));
+                let mut call = format!(
+                    "set -e\n{} {} --master {} --token-file {} --agent-url {}",
+                    q(&mp.bin),
+                    if step == Step::Drain {
+                        "drain"
+                    } else {
+                        "reactivate"
+                    },
+                    q(&master_url),
+                    q(&mp.token_file),
+                    q(&agent_url(&ctx.node, ctx.spec.core.tls)),
+                );
+                if ctx.spec.core.tls {
+                    call.push_str(&format!(" --ca-file {}", q(&mp.ca_file)));
+                }
+                let op = if step == Step::Drain {
+                    // Kill grace comes from each task (or the agent's default); the step fails if
+                    // the tasks are not gone in time, so the node is not removed under running work.
+                    call.push_str(&format!(" --timeout-secs {DRAIN_TIMEOUT_SECS}\n"));
+                    run("drain", call, Duration::from_secs(DRAIN_TIMEOUT_SECS + 30))
+                } else {
+                    call.push('\n');
+                    RemoteOp::Run {
+                        label: "reactivate".into(),
+                        script: call,
+                        timeout: Duration::from_secs(PROBE_TIMEOUT_SECS + 10),
+                        until_ok: Some(Backoff {
+                            initial: Duration::from_millis(200),
+                            max: Duration::from_secs(2),
+                            attempts: 20,
+                        }),
+                    }
+                };
+                ops.push(RemoteOp::OnMaster(Box::new(op)));
             }
             // Masters hold no tasks.
             Step::Drain | Step::Reactivate => {}
@@ -379,19 +494,54 @@ mod tests {
     }
 
     pub(super) fn installer(layout: Layout) -> ScriptInstaller {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = crate::pki::ClusterCa::load_or_create(dir.path(), "demo").expect("CA");
         ScriptInstaller {
             core_binary: PathBuf::from("/tmp/dccore"),
             core_arch: "x86_64".into(),
-            token: Arc::new(b"secret".to_vec()),
+            secrets: Arc::new(NodeSecrets {
+                operator_token: b"operator-secret".to_vec(),
+                agent_token: b"agent-secret".to_vec(),
+                ca: Some(ca),
+                credentials_json: b"{\"credentials\":[]}".to_vec(),
+                acls_json: b"{}".to_vec(),
+            }),
             layout,
             controller_epoch: 1_800_000_000,
         }
     }
 
-    fn scripts(ops: &[RemoteOp]) -> Vec<(&str, &str)> {
+    /// Scripts with where they run: `(on_master, label, script)`.
+    fn scripts(ops: &[RemoteOp]) -> Vec<(bool, &str, &str)> {
         ops.iter()
             .filter_map(|op| match op {
-                RemoteOp::Run { label, script, .. } => Some((label.as_str(), script.as_str())),
+                RemoteOp::Run { label, script, .. } => {
+                    Some((false, label.as_str(), script.as_str()))
+                }
+                RemoteOp::OnMaster(inner) => match inner.as_ref() {
+                    RemoteOp::Run { label, script, .. } => {
+                        Some((true, label.as_str(), script.as_str()))
+                    }
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Files written: `(dest, mode, contents)`.
+    fn writes(ops: &[RemoteOp]) -> Vec<(&str, u32, String)> {
+        ops.iter()
+            .filter_map(|op| match op {
+                RemoteOp::Write {
+                    contents,
+                    dest,
+                    mode,
+                } => Some((
+                    dest.as_str(),
+                    *mode,
+                    String::from_utf8_lossy(contents).into_owned(),
+                )),
                 _ => None,
             })
             .collect()
@@ -402,8 +552,8 @@ mod tests {
         let i = installer(Layout::Host);
         let c = ctx(node("agents-1", "agents", Role::Agent, "10.0.0.3"), vec![]);
         let ops = i.ops(Step::WaitHealthy, &c).expect("render");
-        let [(_, wait)] = scripts(&ops)[..] else {
-            panic!("one script: {ops:?}");
+        let [(false, _, wait)] = scripts(&ops)[..] else {
+            panic!("one script on the node: {ops:?}");
         };
         // Judged from what the agent running now was told by the master, not from the master's
         // memory (which lists a dead agent as active until its timeout); no operator token needed.
@@ -423,42 +573,98 @@ mod tests {
         };
         assert!(until_ok.is_some(), "health is retried");
 
-        let ops = i.ops(Step::Drain, &c).expect("render");
-        let [(label, drain)] = scripts(&ops)[..] else {
-            panic!("one script: {ops:?}");
-        };
-        assert_eq!(label, "drain");
-        assert!(
-            drain.contains(
-                "/usr/local/bin/dccore drain --master http://10.0.0.2:5050 --token-file /etc/dcform/token \
-                 --agent-url http://10.0.0.3:5051 --timeout-secs 120"
-            ),
-            "{drain}"
-        );
+        // Drain and reactivate are operator calls: they run on the master, with its token.
+        for (step, verb) in [(Step::Drain, "drain"), (Step::Reactivate, "reactivate")] {
+            let ops = i.ops(step, &c).expect("render");
+            let [(true, label, script)] = scripts(&ops)[..] else {
+                panic!("one script on the master: {ops:?}");
+            };
+            assert_eq!(label, verb);
+            assert!(
+                script.contains(&format!(
+                    "/usr/local/bin/dccore {verb} --master https://10.0.0.2:5050 --token-file /etc/dcform/master.token \
+                     --agent-url https://10.0.0.3:5051 --ca-file /etc/dcform/ca.pem"
+                )),
+                "{script}"
+            );
+        }
         // The agent advertises the very URL the probe and the drain look for.
         let ops = i.ops(Step::Start, &c).expect("render");
-        let [(_, install)] = scripts(&ops)[..] else {
+        let [(false, _, install)] = scripts(&ops)[..] else {
             panic!("one script: {ops:?}");
         };
         assert!(
-            install.contains("--advertise-url http://10.0.0.3:5051"),
+            install.contains("--advertise-url https://10.0.0.3:5051"),
+            "{install}"
+        );
+        assert!(
+            install.contains("--master https://10.0.0.2:5050"),
             "{install}"
         );
     }
 
+    /// Found: one token was shared by operators and every agent. An agent node gets the agents'
+    /// credential, its own certificate and key (0600) and the CA; never the operator token.
     #[test]
-    fn master_probes_itself_and_has_nothing_to_drain() {
+    fn an_agent_node_never_receives_the_operator_token() {
+        let i = installer(Layout::Host);
+        let c = ctx(node("agents-1", "agents", Role::Agent, "10.0.0.3"), vec![]);
+        let ops = i.ops(Step::Install, &c).expect("render");
+        let w = writes(&ops);
+        assert!(
+            w.iter().all(|(_, _, c)| !c.contains("operator-secret")),
+            "{:?}",
+            w.iter().map(|(d, _, _)| d).collect::<Vec<_>>()
+        );
+        let file = |d: &str| w.iter().find(|(dest, _, _)| *dest == d).cloned();
+        assert_eq!(
+            file("/etc/dcform/agent.token").map(|(_, m, c)| (m, c)),
+            Some((0o600, "agent-secret".to_string()))
+        );
+        let (_, mode, key) = file("/etc/dcform/agent.key").expect("a key");
+        assert_eq!(mode, 0o600);
+        assert!(key.contains("PRIVATE KEY"));
+        assert!(file("/etc/dcform/agent.crt").is_some() && file("/etc/dcform/ca.pem").is_some());
+        assert!(file("/etc/dcform/credentials.json").is_none());
+    }
+
+    #[test]
+    fn a_master_node_gets_the_operator_token_agent_credentials_and_the_principals() {
+        let i = installer(Layout::Host);
+        let c = ctx(
+            node("masters-1", "masters", Role::Master, "10.0.0.2"),
+            vec![],
+        );
+        let ops = i.ops(Step::Configure, &c).expect("render");
+        let w = writes(&ops);
+        for (dest, mode) in [
+            ("/etc/dcform/master.token", 0o600),
+            ("/etc/dcform/agent-tokens", 0o600),
+            ("/etc/dcform/credentials.json", 0o600),
+            ("/etc/dcform/acls.json", 0o600),
+            ("/etc/dcform/master.key", 0o600),
+        ] {
+            assert!(
+                w.iter().any(|(d, m, _)| *d == dest && *m == mode),
+                "{dest} {mode:o} missing: {:?}",
+                w.iter().map(|(d, m, _)| (d, m)).collect::<Vec<_>>()
+            );
+        }
+    }
+
+    #[test]
+    fn master_probes_itself_over_https_and_has_nothing_to_drain() {
         let i = installer(Layout::Host);
         let c = ctx(
             node("masters-1", "masters", Role::Master, "10.0.0.2"),
             vec![],
         );
         let ops = i.ops(Step::WaitHealthy, &c).expect("render");
-        let [(_, wait)] = scripts(&ops)[..] else {
+        let [(false, _, wait)] = scripts(&ops)[..] else {
             panic!("one script: {ops:?}");
         };
         assert!(
-            wait.contains("probe $pf --master http://10.0.0.2:5050 --token-file /etc/dcform/token --timeout-secs 5\n"),
+            wait.contains("probe $pf --master https://10.0.0.2:5050 --token-file /etc/dcform/master.token --timeout-secs 5 --ca-file /etc/dcform/ca.pem\n"),
             "{wait}"
         );
         assert!(!wait.contains("--agent-url"), "{wait}");
@@ -466,7 +672,22 @@ mod tests {
     }
 
     #[test]
-    fn sandbox_agent_uses_its_recorded_address_and_sandbox_paths() {
+    fn plain_http_only_when_the_definition_asks_for_it() {
+        let i = installer(Layout::Host);
+        let mut c = ctx(node("agents-1", "agents", Role::Agent, "10.0.0.3"), vec![]);
+        let mut spec = (*c.spec).clone();
+        spec.core.tls = false;
+        c.spec = Arc::new(spec);
+        let ops = i.ops(Step::Drain, &c).expect("render");
+        let [(true, _, drain)] = scripts(&ops)[..] else {
+            panic!("{ops:?}");
+        };
+        assert!(drain.contains("--master http://10.0.0.2:5050"), "{drain}");
+        assert!(!drain.contains("--ca-file"), "{drain}");
+    }
+
+    #[test]
+    fn sandbox_agent_is_drained_from_the_masters_sandbox() {
         let i = installer(Layout::Sandbox {
             root: PathBuf::from("/tmp/c"),
         });
@@ -475,13 +696,13 @@ mod tests {
             vec![],
         );
         let ops = i.ops(Step::Drain, &c).expect("render");
-        let [(_, drain)] = scripts(&ops)[..] else {
+        let [(true, _, drain)] = scripts(&ops)[..] else {
             panic!("one script: {ops:?}");
         };
         assert!(
             drain.contains(
-                "/tmp/c/agents-1/bin/dccore drain --master http://10.0.0.2:5050 --token-file /tmp/c/agents-1/etc/token \
-                 --agent-url http://127.0.0.1:40001"
+                "/tmp/c/masters-1/bin/dccore drain --master https://10.0.0.2:5050 --token-file /tmp/c/masters-1/etc/master.token \
+                 --agent-url https://127.0.0.1:40001"
             ),
             "{drain}"
         );
@@ -509,7 +730,9 @@ mod config_tests {
             c.spec = Arc::new(spec);
             let ops = installer(Layout::Host).ops(Step::Install, &c).expect("ops");
             let json = ops.iter().find_map(|op| match op {
-                RemoteOp::Write { contents, dest, .. } if dest.ends_with(".json") => {
+                RemoteOp::Write { contents, dest, .. }
+                    if dest.ends_with("/master.json") || dest.ends_with("/agent.json") =>
+                {
                     Some(contents.clone())
                 }
                 _ => None,
@@ -518,8 +741,11 @@ mod config_tests {
         };
         assert_eq!(
             written(master),
-            serde_json::json!({"agent_timeout_secs": 2.0})
+            serde_json::json!({"agent_timeout_secs": 2.0, "default_task_user": "nobody"})
         );
-        assert_eq!(written(agent), serde_json::json!({"kill_grace_secs": 1.0}));
+        assert_eq!(
+            written(agent),
+            serde_json::json!({"kill_grace_secs": 1.0, "default_task_user": "nobody"})
+        );
     }
 }

@@ -2,13 +2,15 @@
 //!
 //! The pipeline, one module per stage:
 //! `spec` (HCL -> ClusterSpec) -> `state` (what exists) -> `plan` (pure diff) -> `apply` (executor over
-//! `Provider` + `Remote`) ; `cli` wires them to the `dcform` command line.
+//! `Provider` + `Remote`) ; `cli` wires them to the `dcform` command line. `pki`: the cluster CA and
+//! the secrets kept beside the state.
 
 pub mod apply;
 pub mod cli;
 pub mod cluster_api;
 pub mod core_binary;
 pub mod install;
+pub mod pki;
 pub mod plan;
 pub mod providers;
 pub mod spec;

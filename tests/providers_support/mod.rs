@@ -200,14 +200,9 @@ fn records(buf: &mut Vec<u8>) -> Vec<Value> {
 
 /// Runs `echo MARKER` as a task through the master's v1 scheduler API (a framework of its own) and returns
 /// what the agent's sandbox file API serves as the task's stdout.
-pub async fn run_task(master: &str, token: &str, marker: &str) -> String {
-    // The workspace reqwest has rustls without a built-in crypto provider (dccore uses ring):
-    // install ring as the process default, or building the client panics.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(120))
-        .build()
-        .expect("http client");
+pub async fn run_task(master: &str, access: &Access, marker: &str) -> String {
+    let token = access.operator_token.as_str();
+    let http = access.client();
     let url = format!("{master}/api/v1/scheduler");
     let mut resp = http
         .post(&url)
@@ -288,7 +283,7 @@ pub async fn run_task(master: &str, token: &str, marker: &str) -> String {
                     match st["state"].as_str().unwrap_or_default() {
                         "TASK_FINISHED" => {
                             return read_stdout(
-                                &http, master, token, &agent_id, &framework, &task_id,
+                                &http, master, access, &agent_id, &framework, &task_id,
                             )
                             .await;
                         }
@@ -309,14 +304,14 @@ pub async fn run_task(master: &str, token: &str, marker: &str) -> String {
 async fn read_stdout(
     http: &reqwest::Client,
     master: &str,
-    token: &str,
+    access: &Access,
     agent_id: &str,
     framework: &str,
     task: &str,
 ) -> String {
     let agents: Value = http
         .post(format!("{master}/api/v1"))
-        .bearer_auth(token)
+        .bearer_auth(&access.operator_token)
         .json(&json!({"type": "GET_AGENTS"}))
         .send()
         .await
@@ -340,7 +335,8 @@ async fn read_stdout(
         .get(format!(
             "{base}/files/read?path={framework}/{task}/stdout&offset=0&length=65536"
         ))
-        .bearer_auth(token)
+        // The agents' credential: an agent's files API does not take the operator token.
+        .bearer_auth(&access.agent_token)
         .send()
         .await
         .expect("files/read")
@@ -357,12 +353,50 @@ pub async fn marker_task(status: &Value, dir: &Path, cluster: &str, marker: &str
         .as_str()
         .expect("master_url")
         .to_string();
-    let token =
-        std::fs::read_to_string(dir.join(format!(".dcform/{cluster}/token"))).expect("token");
+    let access = Access::of(&dir.join(format!(".dcform/{cluster}")));
     within(
         Duration::from_secs(120),
         "task through the scheduler API",
-        run_task(&master, token.trim(), marker),
+        run_task(&master, &access, marker),
     )
     .await
+}
+
+/// What a test needs to call a cluster dcform made: its credentials and CA from the state folder.
+pub struct Access {
+    /// The operator token.
+    pub operator_token: String,
+    /// The agents' credential (what an agent's files API takes).
+    pub agent_token: String,
+    /// The cluster CA certificate, when the cluster serves HTTPS.
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+impl Access {
+    /// From the state folder `dir`.
+    pub fn of(dir: &Path) -> Access {
+        let read = |f: &str| {
+            std::fs::read_to_string(dir.join(f))
+                .unwrap_or_else(|e| panic!("{}/{f}: {e}", dir.display()))
+                .trim()
+                .to_string()
+        };
+        Access {
+            operator_token: read("token"),
+            agent_token: read("agent-token"),
+            ca_pem: std::fs::read(dir.join("ca.pem")).ok(),
+        }
+    }
+
+    /// A client that trusts the cluster CA (and only it).
+    pub fn client(&self) -> reqwest::Client {
+        // The workspace reqwest has rustls without a built-in crypto provider (dccore uses ring):
+        // install ring as the process default, or building the client panics.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut b = reqwest::Client::builder().timeout(Duration::from_secs(120));
+        if let Some(pem) = &self.ca_pem {
+            b = b.add_root_certificate(reqwest::Certificate::from_pem(pem).expect("CA PEM"));
+        }
+        b.build().expect("http client")
+    }
 }

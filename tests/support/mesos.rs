@@ -7,6 +7,18 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+/// A client that trusts `ca_pem` only (or the system roots without it).
+pub fn client(ca_pem: Option<&[u8]>) -> reqwest::Client {
+    // The workspace reqwest has rustls without a built-in crypto provider (dccore uses ring):
+    // install ring as the process default, or building the client panics.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut b = reqwest::Client::builder();
+    if let Some(pem) = ca_pem {
+        b = b.add_root_certificate(reqwest::Certificate::from_pem(pem).expect("CA PEM"));
+    }
+    b.build().expect("http client")
+}
+
 /// A subscribed framework.
 pub struct Scheduler {
     base: String,
@@ -20,12 +32,15 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// Subscribes to the master at `base` (`http://host:port`) with the cluster's bearer token.
-    pub async fn subscribe(base: &str, token: &str, name: &str) -> Scheduler {
-        // The workspace reqwest has rustls without a built-in crypto provider (dccore uses ring):
-        // install ring as the process default, or building the client panics.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::new();
+    /// Subscribes to the master at `base` (`http(s)://host:port`) with the cluster's bearer
+    /// token; `ca_pem` is the cluster CA for an `https://` master.
+    pub async fn subscribe(
+        base: &str,
+        token: &str,
+        ca_pem: Option<&[u8]>,
+        name: &str,
+    ) -> Scheduler {
+        let client = client(ca_pem);
         let body = json!({"type": "SUBSCRIBE", "subscribe": {"framework_info": {"user": "root", "name": name, "roles": ["*"], "capabilities": [{"type": "MULTI_ROLE"}]}}});
         let resp = client
             .post(format!("{base}/api/v1/scheduler"))
@@ -168,8 +183,15 @@ impl Scheduler {
         }
     }
 
-    /// Reads a task's sandbox file (`stdout`) through the agent's files API.
-    pub async fn sandbox_file(&self, agent_url: &str, task_id: &str, file: &str) -> String {
+    /// Reads a task's sandbox file (`stdout`) through the agent's files API, with `agent_token`
+    /// (the agents' credential: an agent's files API does not take the operator token).
+    pub async fn sandbox_file(
+        &self,
+        agent_url: &str,
+        agent_token: &str,
+        task_id: &str,
+        file: &str,
+    ) -> String {
         let path = format!("{}/{task_id}/{file}", self.framework_id);
         let resp = self
             .client
@@ -177,7 +199,7 @@ impl Scheduler {
                 "{agent_url}/files/download?path={}",
                 path.replace('/', "%2F")
             ))
-            .bearer_auth(&self.token)
+            .bearer_auth(agent_token)
             .send()
             .await
             .expect("files request");

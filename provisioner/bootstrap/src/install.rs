@@ -94,8 +94,21 @@ pub struct RolePaths {
     pub config_dir: String,
     /// `<config_dir>/<role>.json`: the role's `dccore --config` file.
     pub config_file: String,
-    /// `<config_dir>/token` (mode 0600).
+    /// `<config_dir>/<role>.token` (mode 0600): the role's own credential (masters: the
+    /// operator token they check; agents: the agents' credential).
     pub token_file: String,
+    /// `<config_dir>/<role>.crt`: the node's certificate for this role (TLS).
+    pub cert_file: String,
+    /// `<config_dir>/<role>.key` (mode 0600): its private key.
+    pub key_file: String,
+    /// `<config_dir>/ca.pem`: the cluster CA certificate (shared by the roles of a host).
+    pub ca_file: String,
+    /// `<config_dir>/agent-tokens` (masters, 0600): the credentials agents may present.
+    pub agent_tokens_file: String,
+    /// `<config_dir>/credentials.json` (masters, 0600): framework principals and their secrets.
+    pub credentials_file: String,
+    /// `<config_dir>/acls.json` (masters): the access rules, Mesos ACL JSON.
+    pub acls_file: String,
     /// `<config_dir>/manifest-<role>`: files this role's install made.
     pub manifest: String,
     /// `<work_root>/<role>`.
@@ -124,6 +137,12 @@ impl RolePaths {
             ("config_dir", self.config_dir.clone()),
             ("config_file", self.config_file.clone()),
             ("token_file", self.token_file.clone()),
+            ("cert_file", self.cert_file.clone()),
+            ("key_file", self.key_file.clone()),
+            ("ca_file", self.ca_file.clone()),
+            ("agent_tokens_file", self.agent_tokens_file.clone()),
+            ("credentials_file", self.credentials_file.clone()),
+            ("acls_file", self.acls_file.clone()),
             ("manifest", self.manifest.clone()),
             ("work_dir", self.work_dir.clone()),
             ("work_root", self.work_root.clone()),
@@ -145,7 +164,13 @@ impl InstallPaths {
             bin: self.bin.clone(),
             config_dir: self.config_dir.clone(),
             config_file: format!("{}/{r}.json", self.config_dir),
-            token_file: format!("{}/token", self.config_dir),
+            token_file: format!("{}/{r}.token", self.config_dir),
+            cert_file: format!("{}/{r}.crt", self.config_dir),
+            key_file: format!("{}/{r}.key", self.config_dir),
+            ca_file: format!("{}/ca.pem", self.config_dir),
+            agent_tokens_file: format!("{}/agent-tokens", self.config_dir),
+            credentials_file: format!("{}/credentials.json", self.config_dir),
+            acls_file: format!("{}/acls.json", self.config_dir),
             manifest: format!("{}/manifest-{r}", self.config_dir),
             work_dir: format!("{}/{r}", self.work_root),
             work_root: self.work_root.clone(),
@@ -194,6 +219,12 @@ pub struct InstallParams {
     /// The role's `dccore --config` file (JSON, as dccore reads it; dcform renders it from the definition's
     /// `core { config = ... }`). Default `{}`: dccore's defaults.
     pub config_json: String,
+    /// Serve HTTPS with `paths.cert_file`/`key_file` and trust only `paths.ca_file` (the files are
+    /// uploaded by dcform beside the config). Default: plain HTTP.
+    pub tls: bool,
+    /// Masters: dcform uploads `agent-tokens`, `credentials.json` and `acls.json` beside the
+    /// config, and the master reads them. Default false (a master with its built-in rules).
+    pub access_files: bool,
 }
 
 impl InstallParams {
@@ -215,6 +246,8 @@ impl InstallParams {
             max_clock_skew_secs: 300,
             paths: InstallPaths::default(),
             config_json: "{}\n".into(),
+            tls: false,
+            access_files: false,
         }
     }
 
@@ -263,6 +296,28 @@ impl InstallParams {
             if let Some(u) = &self.advertise_url {
                 v.extend(["--advertise-url".into(), u.clone()]);
             }
+        }
+        if self.tls {
+            v.extend([
+                "--tls-cert".into(),
+                p.cert_file.clone(),
+                "--tls-key".into(),
+                p.key_file.clone(),
+                "--ca-file".into(),
+                p.ca_file.clone(),
+            ]);
+        }
+        if self.role == Role::Master && self.access_files {
+            // Written by dcform with every install: who may call the agent routes, the
+            // framework principals and their rules.
+            v.extend([
+                "--agent-token-file".into(),
+                p.agent_tokens_file.clone(),
+                "--credentials".into(),
+                p.credentials_file.clone(),
+                "--acls".into(),
+                p.acls_file.clone(),
+            ]);
         }
         v.extend(["--config".into(), p.config_file.clone()]);
         Ok(v)
@@ -388,6 +443,9 @@ pub fn render(p: &InstallParams) -> Result<RenderedInstall, TemplateError> {
         paths.bin.clone(),
         paths.config_file.clone(),
         paths.token_file.clone(),
+        paths.cert_file.clone(),
+        paths.key_file.clone(),
+        paths.ca_file.clone(),
         paths.work_dir.clone(),
         paths.log_file.clone(),
         paths.pid_file.clone(),
@@ -396,8 +454,11 @@ pub fn render(p: &InstallParams) -> Result<RenderedInstall, TemplateError> {
     ];
     let install_ctx = context! { unit => unit.trim_end(), manifest => manifest, ..base.clone() };
     let install = render_one(&env, "install.sh.j2", INSTALL, &install_ctx)?;
-    let role_paths = vec![
+    let mut role_paths = vec![
         paths.config_file.clone(),
+        paths.token_file.clone(),
+        paths.cert_file.clone(),
+        paths.key_file.clone(),
         paths.manifest.clone(),
         paths.work_dir.clone(),
         paths.log_file.clone(),
@@ -406,9 +467,18 @@ pub fn render(p: &InstallParams) -> Result<RenderedInstall, TemplateError> {
         paths.unit_file.clone(),
         paths.boot_file.clone(),
     ];
+    if p.role == Role::Master {
+        role_paths.extend([
+            paths.agent_tokens_file.clone(),
+            paths.credentials_file.clone(),
+            paths.acls_file.clone(),
+        ]);
+    }
     let shared_paths = vec![
         paths.bin.clone(),
-        paths.token_file.clone(),
+        paths.ca_file.clone(),
+        // The one token file of installs made before each role had its own.
+        format!("{}/token", paths.config_dir),
         paths.config_dir.clone(),
         paths.work_root.clone(),
         paths.log_dir.clone(),
@@ -452,7 +522,7 @@ mod tests {
         assert_eq!(
             argv.join(" "),
             "/usr/local/bin/dccore agent --master http://10.0.0.2:5050 --listen 0.0.0.0:5051 \
-             --work-dir /var/lib/dcform/public-agent --token-file /etc/dcform/token --public \
+             --work-dir /var/lib/dcform/public-agent --token-file /etc/dcform/public-agent.token --public \
              --resources cpus:4;mem:8192 --attributes rack:r1;zone:a \
              --config /etc/dcform/public-agent.json"
         );

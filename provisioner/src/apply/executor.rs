@@ -465,8 +465,33 @@ impl<P: Provider, I: Installer> NodeTask<P, I> {
                     ctx.node.status = NodeStatus::Draining;
                     self.record(&ctx.node).await;
                 }
+                let mut master_remote: Option<P::Remote> = None;
                 for op in ops {
-                    self.run_op(r, op).await.map_err(|e| e.to_string())?;
+                    match op {
+                        RemoteOp::OnMaster(inner) => {
+                            if master_remote.is_none() {
+                                let m = ctx.masters.first().ok_or_else(|| {
+                                    format!(
+                                        "{}: {} needs a master, and the state has none",
+                                        ctx.node.name,
+                                        step.name()
+                                    )
+                                })?;
+                                let mr = self.connect(m).await.map_err(|e| {
+                                    format!(
+                                        "{}: cannot reach master {}: {e}",
+                                        ctx.node.name, m.name
+                                    )
+                                })?;
+                                master_remote = Some(mr);
+                            }
+                            let mr = master_remote
+                                .as_ref()
+                                .expect("invariant: connected just above");
+                            self.run_op(mr, *inner).await.map_err(|e| e.to_string())?;
+                        }
+                        op => self.run_op(r, op).await.map_err(|e| e.to_string())?,
+                    }
                 }
                 match step {
                     Step::Install | Step::Configure => {
@@ -500,6 +525,8 @@ impl<P: Provider, I: Installer> NodeTask<P, I> {
 
     async fn run_op(&self, remote: &P::Remote, op: RemoteOp) -> Result<(), RemoteError> {
         match op {
+            // Unwrapped by `step` (which knows the masters); nested, it runs where it is.
+            RemoteOp::OnMaster(inner) => Box::pin(self.run_op(remote, *inner)).await,
             RemoteOp::Upload { src, dest, mode } => {
                 let contents = self
                     .read_upload(&src)

@@ -261,6 +261,9 @@ pub enum RemoteOp {
         /// Retry a failing script until it succeeds, within this policy.
         until_ok: Option<Backoff>,
     },
+    /// Carry out the inner op on the cluster's first master instead of this node: operator calls
+    /// (drain, reactivate) need the operator token, which only masters hold.
+    OnMaster(Box<RemoteOp>),
 }
 
 /// Everything an installer may need to render a step for a node.

@@ -14,7 +14,7 @@ use super::args::{
 };
 use super::{CliError, exit, stdout_is_tty, table};
 use crate::apply::{ApplyError, ApplyOptions, Executor, PlainProgress, Progress, TtyProgress};
-use crate::cluster_api;
+use crate::cluster_api::{self, ClusterAccess};
 use crate::core_binary::CoreBinary;
 use crate::plan::{self, CoreTarget, PLAN_FORMAT, Plan};
 use crate::providers::{self, BuildOptions};
@@ -347,10 +347,17 @@ async fn apply_cmd(a: &ApplyArgs, destroy: bool) -> Result<u8, CliError> {
             }
         }
     });
+    // How dcform's own calls reach this cluster (`status`, `task`): recorded before any node is
+    // installed, so a failed apply leaves it true for the nodes it did install.
+    if !destroy {
+        state
+            .resources
+            .insert("tls".into(), plan.spec.core.tls.to_string());
+    }
     let result = executor.apply(&plan, &mut state, &file, shutdown).await;
     watcher.abort();
     if result.is_ok() {
-        record_outputs(&mut state, &core, &file);
+        record_outputs(&mut state, &plan.spec, &core, &file);
         file.save(&mut state)?;
     }
     let s = plan.summary();
@@ -375,7 +382,7 @@ async fn apply_cmd(a: &ApplyArgs, destroy: bool) -> Result<u8, CliError> {
 }
 
 /// After a successful apply: what the cluster is made of and how to reach it.
-fn record_outputs(state: &mut State, core: &CoreBinary, file: &StateFile) {
+fn record_outputs(state: &mut State, spec: &ClusterSpec, core: &CoreBinary, file: &StateFile) {
     if state.nodes.is_empty() {
         state.outputs.clear();
         state.resources.remove("core_version");
@@ -393,13 +400,43 @@ fn record_outputs(state: &mut State, core: &CoreBinary, file: &StateFile) {
             .outputs
             .insert("master_url".into(), serde_json::Value::String(url));
     }
-    // Absolute, so the output is usable from any folder.
-    let token = file.dir().join("token");
-    let token = std::path::absolute(&token).unwrap_or(token);
+    // Absolute, so the outputs are usable from any folder.
+    let abs = |p: std::path::PathBuf| {
+        serde_json::Value::String(std::path::absolute(&p).unwrap_or(p).display().to_string())
+    };
     state.outputs.insert(
         "token_file".into(),
-        serde_json::Value::String(token.display().to_string()),
+        abs(file.dir().join(crate::pki::OPERATOR_TOKEN_FILE)),
     );
+    if spec.core.tls {
+        // For other clients: `curl --cacert`, framework libraries that take a CA bundle.
+        state.outputs.insert(
+            "ca_file".into(),
+            abs(file.dir().join(crate::pki::CA_CERT_FILE)),
+        );
+    } else {
+        state.outputs.remove("ca_file");
+    }
+    if spec.core.principals.is_empty() {
+        state.outputs.remove("principal_secret_files");
+    } else {
+        // Where each framework principal's secret is (HTTP Basic: principal + this secret).
+        let files: serde_json::Map<String, serde_json::Value> = spec
+            .core
+            .principals
+            .iter()
+            .map(|p| {
+                (
+                    p.name.clone(),
+                    abs(providers::principal_secret_path(file.dir(), &p.name)),
+                )
+            })
+            .collect();
+        state.outputs.insert(
+            "principal_secret_files".into(),
+            serde_json::Value::Object(files),
+        );
+    }
     let count = |agent: bool| {
         state
             .nodes
@@ -461,29 +498,25 @@ async fn status(a: &StateArgs) -> Result<u8, CliError> {
     if let Err(e) = providers::refresh(&mut state).await {
         eprintln!("Warning: cannot check the machines: {e}");
     }
-    // Ask the master what it sees; a master that does not answer makes every health "unknown", not an error.
-    let token = std::fs::read_to_string(file.dir().join("token")).unwrap_or_default();
-    let (master_ok, agents) = match cluster_api::master_url(&state) {
-        Some(url)
-            if state
-                .nodes
-                .iter()
-                .any(|n| n.status == crate::state::NodeStatus::Running) =>
-        {
-            match cluster_api::agents(&url, token.trim()).await {
-                Ok(agents) => (Some(true), agents),
-                Err(e) => {
-                    eprintln!("Warning: {e}");
-                    (None, Vec::new())
-                }
-            }
+    // Ask each master for itself and the first for its agents; a node that does not answer is
+    // "unreachable"/"unknown", not an error.
+    let seen = match ClusterAccess::of(&state, file.dir()) {
+        Ok(access) => access.look(&state).await,
+        Err(cluster_api::AccessError::NoMaster) => cluster_api::Seen::default(),
+        Err(e) => {
+            eprintln!("Warning: {e}");
+            cluster_api::Seen::default()
         }
-        _ => (None, Vec::new()),
     };
+    for (m, r) in &seen.masters {
+        if let Err(e) = r {
+            eprintln!("Warning: {m}: {e}");
+        }
+    }
     let views: Vec<(String, Option<serde_json::Value>)> = state
         .nodes
         .iter()
-        .map(|n| cluster_api::node_health(n, master_ok, &agents))
+        .map(|n| cluster_api::node_health(&state, n, &seen))
         .collect();
     if a.def.json {
         let nodes: Vec<serde_json::Value> = state
@@ -701,29 +734,20 @@ fn force_unlock(a: &ForceUnlockArgs) -> Result<u8, CliError> {
     Ok(exit::OK)
 }
 
-/// The master URL and token of an applied cluster, for commands that talk to it.
-fn cluster_access(a: &StateArgs) -> Result<(String, String), CliError> {
+/// How to call an applied cluster, for commands that talk to it.
+fn cluster_access(a: &StateArgs) -> Result<ClusterAccess, CliError> {
     let (file, state) = read_state(a)?;
-    let master = cluster_api::master_url(&state).ok_or_else(|| {
-        CliError::user(anyhow!(
-            "the cluster in {} has no master yet; run `dcform apply`",
+    ClusterAccess::of(&state, file.dir()).map_err(|e| {
+        CliError::user(anyhow::Error::new(e).context(format!(
+            "cannot talk to the cluster of {}",
             file.path().display()
-        ))
-    })?;
-    let token = std::fs::read_to_string(file.dir().join("token")).map_err(|e| {
-        CliError::user(anyhow!(
-            "cannot read the cluster token in {}: {e}",
-            file.dir().display()
-        ))
-    })?;
-    Ok((master, token.trim().to_string()))
+        )))
+    })
 }
 
 async fn task_list(a: &StateArgs) -> Result<u8, CliError> {
-    let (master, token) = cluster_access(a)?;
-    let tasks = cluster_api::tasks(&master, &token)
-        .await
-        .map_err(CliError::internal)?;
+    let access = cluster_access(a)?;
+    let tasks = access.tasks().await.map_err(CliError::internal)?;
     if a.def.json {
         for t in &tasks {
             println!(
@@ -752,10 +776,8 @@ async fn task_list(a: &StateArgs) -> Result<u8, CliError> {
 }
 
 async fn task_logs(a: &TaskLogsArgs) -> Result<u8, CliError> {
-    let (master, token) = cluster_access(&a.target)?;
-    let tasks = cluster_api::tasks(&master, &token)
-        .await
-        .map_err(CliError::internal)?;
+    let access = cluster_access(&a.target)?;
+    let tasks = access.tasks().await.map_err(CliError::internal)?;
     let task = tasks.iter().find(|t| t.id == a.task).ok_or_else(|| {
         let known: Vec<&str> = tasks.iter().map(|t| t.id.as_str()).take(20).collect();
         CliError::user(anyhow!(
@@ -768,9 +790,7 @@ async fn task_logs(a: &TaskLogsArgs) -> Result<u8, CliError> {
             }
         ))
     })?;
-    let agents = cluster_api::agents(&master, &token)
-        .await
-        .map_err(CliError::internal)?;
+    let agents = access.agents().await.map_err(CliError::internal)?;
     let agent = agents
         .iter()
         .find(|g| g.id == task.agent_id)
@@ -781,14 +801,10 @@ async fn task_logs(a: &TaskLogsArgs) -> Result<u8, CliError> {
                 task.id
             ))
         })?;
-    let text = cluster_api::sandbox_file(
-        &agent.url,
-        &token,
-        task,
-        if a.stderr { "stderr" } else { "stdout" },
-    )
-    .await
-    .map_err(CliError::internal)?;
+    let text = access
+        .sandbox_file(&agent.url, task, if a.stderr { "stderr" } else { "stdout" })
+        .await
+        .map_err(CliError::internal)?;
     print!("{text}");
     Ok(exit::OK)
 }

@@ -13,11 +13,23 @@ use crate::state::{NodeState, NodeStatus, State};
 /// The configuration hash of a pool's nodes: what, when changed, means the node must be reconfigured.
 /// Computed over a canonical JSON encoding (maps are sorted), so the order in the file does not matter.
 pub fn config_hash(spec: &ClusterSpec, pool: &PoolSpec) -> String {
+    // Masters hold the principals' credentials and rules; every node has the TLS setting and
+    // the task user. `identities: 2` is the node layout with separate operator and agent
+    // credentials and the cluster CA: a node installed before it is reconfigured once.
+    let principals = if pool.role == Role::Master {
+        serde_json::to_value(&spec.core.principals).unwrap_or_default()
+    } else {
+        serde_json::Value::Null
+    };
     let canonical = serde_json::json!({
         "role": pool.role,
         "core_config": spec.core.config,
         "attributes": pool.attributes,
         "resources": pool.resources,
+        "identities": 2,
+        "tls": spec.core.tls,
+        "task_user": spec.core.task_user,
+        "principals": principals,
     });
     let digest = Sha256::digest(canonical.to_string().as_bytes());
     hex::encode(&digest[..8])

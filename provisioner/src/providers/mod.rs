@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use crate::apply::{CmdOutput, Machine, NodeRequest, Provider, ProviderError, Remote, RemoteError};
 use crate::core_binary::{self, CoreBinary, CoreBinaryError};
-use crate::install::{Layout, ScriptInstaller};
+use crate::install::{Layout, NodeSecrets, ScriptInstaller};
+use crate::pki;
 use crate::plan::CoreTarget;
 use crate::spec::{ClusterSpec, ProviderSpec};
 use crate::state::{NodeState, NodeStatus, State, StateFile};
@@ -38,14 +39,9 @@ pub enum BuildError {
         /// The plan's.
         wanted: String,
     },
-    /// Local files (the cluster token) could not be prepared.
-    #[error("{}: {what}", path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// What failed.
-        what: String,
-    },
+    /// The cluster's secrets (tokens, CA, principals' secrets) could not be made or read.
+    #[error("cannot prepare the cluster's secrets in the state folder")]
+    Secrets(#[from] crate::pki::PkiError),
 }
 
 impl BuildError {
@@ -125,11 +121,11 @@ pub fn build(
         }
         other => return Err(BuildError::Unavailable(other.kind())),
     };
-    let token = cluster_token(state.dir())?;
+    let secrets = node_secrets(spec, state.dir())?;
     let installer = ScriptInstaller {
         core_binary: binary.path.clone(),
         core_arch: binary.arch.clone(),
-        token: Arc::new(token),
+        secrets: Arc::new(secrets),
         layout,
         controller_epoch: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -152,23 +148,68 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// The cluster's bearer token, made once (random, 0600) in the state folder and reused by every apply.
-fn cluster_token(dir: &Path) -> Result<Vec<u8>, BuildError> {
-    let path = dir.join("token");
-    if let Ok(t) = std::fs::read(&path)
-        && !t.is_empty()
-    {
-        return Ok(t);
+/// The cluster's secrets, made at the first apply and kept 0600 in the state folder (see
+/// [`crate::pki`]), and what masters get of them: credentials and rules for the definition's
+/// principals.
+fn node_secrets(spec: &ClusterSpec, dir: &Path) -> Result<NodeSecrets, BuildError> {
+    let operator_token = pki::load_or_create_secret(&dir.join(pki::OPERATOR_TOKEN_FILE))?;
+    let agent_token = pki::load_or_create_secret(&dir.join(pki::AGENT_TOKEN_FILE))?;
+    let ca = if spec.core.tls {
+        Some(pki::ClusterCa::load_or_create(dir, &spec.name)?)
+    } else {
+        None
+    };
+    let mut credentials = Vec::new();
+    for p in &spec.core.principals {
+        let path = principal_secret_path(dir, &p.name);
+        let secret = pki::load_or_create_secret(&path)?;
+        credentials.push(serde_json::json!({"principal": p.name, "secret": secret}));
     }
-    let token = format!(
-        "{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    );
-    crate::state::write_private(&path, token.as_bytes()).map_err(|e| BuildError::Io {
-        path: path.clone(),
-        what: e.to_string(),
-    })?;
-    Ok(token.into_bytes())
+    let credentials_json =
+        serde_json::to_vec_pretty(&serde_json::json!({ "credentials": credentials }))
+            .expect("invariant: JSON values always serialise");
+    Ok(NodeSecrets {
+        operator_token: operator_token.into_bytes(),
+        agent_token: agent_token.into_bytes(),
+        ca,
+        credentials_json,
+        acls_json: acls_json(&spec.core.principals),
+    })
+}
+
+/// Where the secret of framework principal `name` is kept (0600).
+pub fn principal_secret_path(state_dir: &Path, name: &str) -> PathBuf {
+    state_dir
+        .join(pki::PRINCIPALS_DIR)
+        .join(format!("{name}.secret"))
+}
+
+/// The masters' access rules (Mesos ACL JSON) for the definition's principals: each may subscribe
+/// with its roles and run tasks as its users, and nothing else of either (the second rule of each
+/// pair denies the rest). Everything else is dccore's built-in rules: frameworks see and stop only
+/// their own work, operator calls need the operator token.
+pub fn acls_json(principals: &[crate::spec::PrincipalSpec]) -> Vec<u8> {
+    let entity = |values: &[String]| {
+        if values.iter().any(|v| v == "*") {
+            serde_json::json!({"type": "ANY"})
+        } else {
+            serde_json::json!({ "values": values })
+        }
+    };
+    let mut register = Vec::new();
+    let mut run = Vec::new();
+    for p in principals {
+        let who = serde_json::json!({"values": [p.name]});
+        register.push(serde_json::json!({"principals": who, "roles": entity(&p.roles)}));
+        register.push(serde_json::json!({"principals": who, "roles": {"type": "NONE"}}));
+        run.push(serde_json::json!({"principals": who, "users": entity(&p.users)}));
+        run.push(serde_json::json!({"principals": who, "users": {"type": "NONE"}}));
+    }
+    serde_json::to_vec_pretty(&serde_json::json!({
+        "register_frameworks": register,
+        "run_tasks": run,
+    }))
+    .expect("invariant: JSON values always serialise")
 }
 
 impl Provider for AnyProvider {

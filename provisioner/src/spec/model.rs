@@ -118,6 +118,26 @@ pub struct CoreSpec {
     /// Cluster-wide core settings (`agent_ping_timeout = "2s"` ...), passed to every node's config.
     /// A `BTreeMap` so that the config hash does not depend on the order in the file.
     pub config: BTreeMap<String, serde_json::Value>,
+    /// Every dccore API serves HTTPS with certificates of the cluster CA (`core { tls = false }`
+    /// asks for plain HTTP, for clients that cannot do TLS; `plan` warns).
+    #[serde(default = "yes")]
+    pub tls: bool,
+    /// The user tasks run as when they name none, and the only one a framework may use unless a
+    /// `principal` block allows others (`core { task_user = "nobody" }`).
+    #[serde(default = "nobody")]
+    pub task_user: String,
+    /// Framework principals (`principal "NAME" { roles = [...], users = [...] }`): each gets a
+    /// secret made by dcform and only the roles and task users listed.
+    #[serde(default)]
+    pub principals: Vec<PrincipalSpec>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn nobody() -> String {
+    "nobody".into()
 }
 
 impl Default for CoreSpec {
@@ -125,8 +145,22 @@ impl Default for CoreSpec {
         CoreSpec {
             version: "bundled".into(),
             config: BTreeMap::new(),
+            tls: true,
+            task_user: nobody(),
+            principals: Vec::new(),
         }
     }
+}
+
+/// A framework principal declared in the definition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrincipalSpec {
+    /// The principal (HTTP Basic user name of its frameworks).
+    pub name: String,
+    /// Roles its frameworks may subscribe with (`*`: any).
+    pub roles: Vec<String>,
+    /// Users its tasks may run as.
+    pub users: Vec<String>,
 }
 
 /// The role every node of a pool plays.

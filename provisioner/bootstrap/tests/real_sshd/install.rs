@@ -44,7 +44,7 @@ fn snapshot(node: &Node) -> String {
 
 fn state(node: &Node) -> String {
     node.sh(
-        "stat -c '%n %Y %a' /usr/local/bin/dccore /etc/dcform/master.json /etc/dcform/token \
+        "stat -c '%n %Y %a' /usr/local/bin/dccore /etc/dcform/master.json /etc/dcform/master.token \
          /etc/dcform/manifest-master; cat /run/dcform/master.pid",
     )
 }
@@ -103,11 +103,17 @@ async fn install_twice_is_a_no_op_and_uninstall_leaves_nothing() {
     );
     let running = node.sh("cat /proc/$(cat /run/dcform/master.pid)/cmdline | tr '\\0' ' '");
     assert!(
-        running.contains("supervise --pid-file /run/dcform/master.pid --log-file /var/log/dcform/master.log -- /usr/local/bin/dccore master --listen 0.0.0.0:5050 --work-dir /var/lib/dcform/master --token-file /etc/dcform/token"),
+        running.contains("supervise --pid-file /run/dcform/master.pid --log-file /var/log/dcform/master.log -- /usr/local/bin/dccore master --listen 0.0.0.0:5050 --work-dir /var/lib/dcform/master --token-file /etc/dcform/master.token"),
         "{running}"
     );
-    assert_eq!(node.sh("cat /etc/dcform/token"), "tok-very-secret-42");
-    assert_eq!(node.sh("stat -c '%U %a' /etc/dcform/token"), "root 600");
+    assert_eq!(
+        node.sh("cat /etc/dcform/master.token"),
+        "tok-very-secret-42"
+    );
+    assert_eq!(
+        node.sh("stat -c '%U %a' /etc/dcform/master.token"),
+        "root 600"
+    );
     let installed = state(&node);
 
     // Second run: same inputs, nothing changes, and it says so.
@@ -253,7 +259,7 @@ async fn systemd_hosts_get_a_unit_installed_once_and_removed_by_uninstall() {
     assert!(first.changed && first.started);
     let unit = node.sh("cat /etc/systemd/system/dcform-agent.service");
     assert!(
-        unit.contains("ExecStart=/usr/local/bin/dccore agent --master http://10.9.9.9:5050 --listen 0.0.0.0:5051 --work-dir /var/lib/dcform/agent --token-file /etc/dcform/token --attributes \"rack:r1;zone:a\""),
+        unit.contains("ExecStart=/usr/local/bin/dccore agent --master http://10.9.9.9:5050 --listen 0.0.0.0:5051 --work-dir /var/lib/dcform/agent --token-file /etc/dcform/agent.token --attributes \"rack:r1;zone:a\""),
         "{unit}"
     );
     let calls = node.sh("cat /root/systemctl.calls");

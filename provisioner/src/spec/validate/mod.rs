@@ -17,11 +17,12 @@ use super::raw::{Loc, RawAttr, RawBlock, RawBody, RawLabel, Sources};
 use super::vars::check_duplicate_attrs;
 
 mod pool;
+mod principal;
 
-const CLUSTER_BLOCKS: &[&str] = &["provider", "ssh", "core", "pool"];
+const CLUSTER_BLOCKS: &[&str] = &["provider", "ssh", "core", "pool", "principal"];
 const PROVIDERS: &[&str] = &["local", "docker", "ssh", "aws"];
 const SSH_ATTRS: &[&str] = &["user", "private_key", "port", "known_hosts", "bastion"];
-const CORE_ATTRS: &[&str] = &["version", "config"];
+const CORE_ATTRS: &[&str] = &["version", "config", "tls", "task_user"];
 const POOL_ATTRS: &[&str] = &[
     "role",
     "count",
@@ -119,10 +120,24 @@ impl Validator<'_> {
             .at_most_one(&block.body, "ssh")
             .map(|b| self.ssh(b))
             .unwrap_or_default();
-        let core = self
+        let mut core = self
             .at_most_one(&block.body, "core")
             .map(|b| self.core(b))
             .unwrap_or_default();
+        let task_user = core.task_user.clone();
+        for pb in block.body.blocks.iter().filter(|b| b.ident == "principal") {
+            if let Some(p) = self.principal(pb, &task_user) {
+                if core.principals.iter().any(|q| q.name == p.name) {
+                    self.err(
+                        &pb.ident_loc,
+                        format!("duplicate principal \"{}\"", p.name),
+                        "principal names must be unique",
+                    );
+                    continue;
+                }
+                core.principals.push(p);
+            }
+        }
 
         let pool_blocks: Vec<&RawBlock> = block
             .body
@@ -479,6 +494,23 @@ impl Validator<'_> {
                 Some(v) => spec.version = v,
                 None => {}
             }
+        }
+        if let Some(a) = b.body.attr("tls")
+            && let Some(t) = self.boolean(a, "core tls")
+        {
+            spec.tls = t;
+            if !t {
+                self.warn(
+                    &a.value_loc,
+                    "core { tls = false }: every dccore API serves plain HTTP, so tokens and framework secrets cross the network in clear text",
+                    "keep it only for clients that cannot do TLS (pymesos); remove it to serve HTTPS with the cluster CA",
+                );
+            }
+        }
+        if let Some(a) = b.body.attr("task_user")
+            && let Some(u) = self.task_user(a)
+        {
+            spec.task_user = u;
         }
         if let Some(a) = b.body.attr("config") {
             match self.value(a) {
