@@ -218,6 +218,34 @@ impl ScriptInstaller {
     }
 }
 
+/// The liveness check of `node`'s role (`templates/running.sh.j2`): exit 0 when its dccore runs,
+/// 3 when it does not. Needs only where the install went, not the cluster's secrets or binary.
+pub fn running_check(
+    layout: &Layout,
+    cluster: &str,
+    node: &NodeState,
+) -> Result<String, InstallError> {
+    let role = match node.role {
+        Role::Master => tpl::Role::Master,
+        Role::Agent => tpl::Role::Agent,
+        Role::PublicAgent => tpl::Role::PublicAgent,
+    };
+    let mut p = InstallParams::new(cluster, &node.name, role, &api_address(node), 0);
+    if let Layout::Sandbox { root } = layout {
+        p.paths = sandbox_paths(root, &node.name);
+    }
+    // The renderer builds the role's whole command line, and an agent's needs a master URL;
+    // the check itself does not use it.
+    p.master_url = Some("http://master.invalid".into());
+    tpl::render(&p)
+        .map(|r| r.running)
+        .map_err(|e| InstallError {
+            node: node.name.clone(),
+            step: "refresh",
+            message: e.to_string(),
+        })
+}
+
 /// The install paths of `node`'s sandbox under `root` (the local provider).
 fn sandbox_paths(root: &std::path::Path, node: &str) -> InstallPaths {
     let base = root.join(node);

@@ -14,6 +14,7 @@ const INSTALL: &str = include_str!("../../../templates/install.sh.j2");
 const UNINSTALL: &str = include_str!("../../../templates/uninstall.sh.j2");
 /// Shell functions both the install and the uninstall include (`{% include "common.sh.j2" %}`).
 const COMMON: &str = include_str!("../../../templates/common.sh.j2");
+const RUNNING: &str = include_str!("../../../templates/running.sh.j2");
 
 /// Errors of rendering. They name the template and what was wrong, never the values of secrets
 /// (there are none in the context).
@@ -337,6 +338,8 @@ pub struct RenderedInstall {
     pub install: String,
     /// Uninstall script (run with `sh -s`).
     pub uninstall: String,
+    /// Liveness check (run with `sh -s`): exit 0 when the role's dccore runs, 3 when it does not.
+    pub running: String,
     /// The role's paths.
     pub paths: RolePaths,
     /// systemd unit name.
@@ -484,10 +487,12 @@ pub fn render(p: &InstallParams) -> Result<RenderedInstall, TemplateError> {
         paths.log_dir.clone(),
         paths.run_dir.clone(),
     ];
+    let running = render_one(&env, "running.sh.j2", RUNNING, &base)?;
     let un_ctx = context! { role_paths => role_paths, shared_paths => shared_paths, ..base };
     let uninstall = render_one(&env, "uninstall.sh.j2", UNINSTALL, &un_ctx)?;
     Ok(RenderedInstall {
         preflight,
+        running,
         config,
         unit,
         install,

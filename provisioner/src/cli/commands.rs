@@ -190,7 +190,27 @@ async fn refreshed_state(spec: &ClusterSpec, file: &StateFile) -> Result<State, 
             _ => eprintln!("Refresh: dccore is not running on {n}."),
         }
     }
+    check_cores(spec, file, &mut state).await;
     Ok(state)
+}
+
+/// Asks each running docker/ssh node whether its core runs now (see `providers::liveness`).
+async fn check_cores(spec: &ClusterSpec, file: &StateFile, state: &mut State) {
+    let Ok((provider, layout)) = providers::machines(spec, file, false) else {
+        return;
+    };
+    let seen = providers::liveness::check(Arc::new(provider), &layout, state).await;
+    for (n, s) in seen {
+        match s {
+            providers::liveness::Seen::Running => {}
+            providers::liveness::Seen::NotRunning(why) => {
+                eprintln!("Refresh: dccore is not running on {n} ({why}).")
+            }
+            providers::liveness::Seen::Unknown(why) => {
+                eprintln!("Refresh: cannot check dccore on {n}: {why}")
+            }
+        }
+    }
 }
 
 async fn plan_cmd(a: &PlanArgs) -> Result<u8, CliError> {
@@ -497,6 +517,12 @@ async fn status(a: &StateArgs) -> Result<u8, CliError> {
     // Machines removed outside dcform show as gone (the master may not have noticed yet).
     if let Err(e) = providers::refresh(&mut state).await {
         eprintln!("Warning: cannot check the machines: {e}");
+    }
+    // And each running node's core, where the definition says how to reach the machines.
+    if a.state.is_none()
+        && let Ok(spec) = load_def(&a.def)
+    {
+        check_cores(&spec, &file, &mut state).await;
     }
     // Ask each master for itself and the first for its agents; a node that does not answer is
     // "unreachable"/"unknown", not an error.

@@ -140,7 +140,7 @@ pub struct DockerProvider {
     state_dir: PathBuf,
     connector: SshConnector,
     docker: OnceCell<Docker>,
-    /// The dccore binary, placed into each new container before it starts (see [`DockerProvider::with_core`]).
+    /// The dccore binary, placed into each new container before it starts (see [`DockerProvider::set_core`]).
     core: Option<PathBuf>,
     /// Its tar archive, made once for all containers.
     core_tar: OnceCell<bytes::Bytes>,
@@ -181,9 +181,8 @@ impl DockerProvider {
     /// its binaries into the node: the install step's upload then finds the same sha256 and mode and skips the
     /// transfer, which takes the heaviest part of each node's bootstrap (sshd receiving ~6 MB) off the cores.
     /// Everything else still runs over SSH.
-    pub fn with_core(mut self, binary: &Path) -> DockerProvider {
+    pub fn set_core(&mut self, binary: &Path) {
         self.core = Some(binary.to_path_buf());
-        self
     }
 
     /// Copies the core binary into a created (not yet started) container through the Docker API.

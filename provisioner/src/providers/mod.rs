@@ -3,6 +3,7 @@
 //! means adding a variant and following the compiler.
 
 pub mod docker;
+pub mod liveness;
 pub mod local;
 pub mod ssh;
 pub mod ssh_remote;
@@ -94,33 +95,18 @@ pub fn build(
             wanted: core.version.clone(),
         });
     }
-    let (provider, layout) = match &spec.provider {
-        ProviderSpec::Local(_) => {
-            // Sandboxes run on this host: the binary must run here.
+    match &spec.provider {
+        // Sandboxes and containers run on this host (containers share its kernel): the binary
+        // must run here. For ssh hosts the preflight checks each host's architecture.
+        ProviderSpec::Local(_) | ProviderSpec::Docker(_) => {
             core_binary::check_arch(&binary, std::env::consts::ARCH)?;
-            let p = local::LocalProvider::new(state.dir());
-            let root = p.root().to_path_buf();
-            (AnyProvider::Local(p), Layout::Sandbox { root })
         }
-        ProviderSpec::Docker(d) => {
-            // Containers share this host's kernel and architecture.
-            core_binary::check_arch(&binary, std::env::consts::ARCH)?;
-            let p = docker::DockerProvider::new(spec, d, state.dir(), opts.insecure_skip_host_key)
-                .with_core(&binary.path);
-            (AnyProvider::Docker(Box::new(p)), Layout::Host)
-        }
-        ProviderSpec::Ssh(_) => {
-            // The preflight checks each host's architecture against the binary.
-            let c = ssh_remote::SshConnector::from_spec(
-                &spec.ssh,
-                None,
-                state.dir().join("logs"),
-                opts.insecure_skip_host_key,
-            );
-            (AnyProvider::Ssh(ssh::SshProvider::new(c)), Layout::Host)
-        }
-        other => return Err(BuildError::Unavailable(other.kind())),
-    };
+        _ => {}
+    }
+    let (mut provider, layout) = machines(spec, state, opts.insecure_skip_host_key)?;
+    if let AnyProvider::Docker(p) = &mut provider {
+        p.set_core(&binary.path);
+    }
     let secrets = node_secrets(spec, state.dir())?;
     let installer = ScriptInstaller {
         core_binary: binary.path.clone(),
@@ -148,6 +134,36 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// The cluster's bearer token, made once (random, 0600) in the state folder and reused by every apply.
+/// The provider of `spec`'s machines and where installs go on them, without a core binary:
+/// enough to reach the machines (refresh, liveness checks), not to install on them.
+pub fn machines(
+    spec: &ClusterSpec,
+    state: &StateFile,
+    insecure_skip_host_key: bool,
+) -> Result<(AnyProvider, Layout), BuildError> {
+    Ok(match &spec.provider {
+        ProviderSpec::Local(_) => {
+            let p = local::LocalProvider::new(state.dir());
+            let root = p.root().to_path_buf();
+            (AnyProvider::Local(p), Layout::Sandbox { root })
+        }
+        ProviderSpec::Docker(d) => {
+            let p = docker::DockerProvider::new(spec, d, state.dir(), insecure_skip_host_key);
+            (AnyProvider::Docker(Box::new(p)), Layout::Host)
+        }
+        ProviderSpec::Ssh(_) => {
+            let c = ssh_remote::SshConnector::from_spec(
+                &spec.ssh,
+                None,
+                state.dir().join("logs"),
+                insecure_skip_host_key,
+            );
+            (AnyProvider::Ssh(ssh::SshProvider::new(c)), Layout::Host)
+        }
+        other => return Err(BuildError::Unavailable(other.kind())),
+    })
+}
+
 /// The cluster's secrets, made at the first apply and kept 0600 in the state folder (see
 /// [`crate::pki`]), and what masters get of them: credentials and rules for the definition's
 /// principals.
