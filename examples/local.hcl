@@ -35,4 +35,11 @@ cluster "local" {
     role  = "public_agent"
     count = 1
   }
+
+  # A framework principal: dcform makes its secret (`dcform output principal_secret_files`); its
+  # frameworks may subscribe only with role "analytics" and run tasks only as "nobody".
+  principal "analytics" {
+    roles = ["analytics"]
+    users = ["nobody"]
+  }
 }

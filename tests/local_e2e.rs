@@ -512,3 +512,62 @@ async fn ctrl_c_finishes_in_flight_steps_saves_and_exits_130() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_eq!(agents_healthy(&c.status()), (7, 7));
 }
+
+/// Framework principals come from the definition: dcform makes each a secret, says where it is,
+/// and the masters let it subscribe only with its roles. Every API is HTTPS with the cluster CA.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_definition_principal_subscribes_only_with_its_roles_over_https() {
+    let c = Cluster::new("e2e-principal");
+    let o = dcform(&["apply", "--auto-approve", c.def()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let status = c.status();
+    let master = status["outputs"]["master_url"].as_str().unwrap().to_string();
+    assert!(master.starts_with("https://"), "{master}");
+    let ca_file = status["outputs"]["ca_file"].as_str().unwrap().to_string();
+    let secret_file = status["outputs"]["principal_secret_files"]["analytics"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for f in [&ca_file, &secret_file] {
+            let mode = std::fs::metadata(f).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{f}");
+        }
+    }
+    let secret = std::fs::read_to_string(&secret_file).unwrap();
+    let access = Access::of(Path::new(&ca_file).parent().unwrap());
+    let http = support::mesos::client(access.ca_pem.as_deref());
+    let subscribe = |role: &'static str| {
+        let http = http.clone();
+        let (master, secret) = (master.clone(), secret.trim().to_string());
+        async move {
+            let body = serde_json::json!({"type": "SUBSCRIBE", "subscribe": {"framework_info": {
+                "user": "nobody", "name": "analytics-fw", "roles": [role], "capabilities": [{"type": "MULTI_ROLE"}]}}});
+            let r = tokio::time::timeout(
+                Duration::from_secs(30),
+                http.post(format!("{master}/api/v1/scheduler"))
+                    .basic_auth("analytics", Some(secret))
+                    .json(&body)
+                    .send(),
+            )
+            .await
+            .expect("subscribe answered in time")
+            .expect("subscribe request");
+            r.status().as_u16()
+        }
+    };
+    assert_eq!(subscribe("analytics").await, 200, "its own role");
+    assert_eq!(subscribe("other").await, 403, "a role the definition did not give it");
+    // Without the cluster CA the master cannot even be reached.
+    let plain = support::mesos::client(None);
+    let r = tokio::time::timeout(
+        Duration::from_secs(30),
+        plain.get(format!("{master}/health")).send(),
+    )
+    .await
+    .expect("answered in time");
+    assert!(r.is_err(), "reached the master without the cluster CA: {r:?}");
+    let o = dcform(&["destroy", "--auto-approve", c.def()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
