@@ -91,9 +91,17 @@ fn state_file(spec: &ClusterSpec, flag: &Option<PathBuf>) -> StateFile {
 
 /// The state for commands that only read it: `--state FILE`, or the definition's default location.
 pub(super) fn read_state(a: &StateArgs) -> Result<(StateFile, State), CliError> {
-    let file = match &a.state {
-        Some(p) => StateFile::at(p),
-        None => state_file(&load_def(&a.def)?, &None),
+    read_state_and_spec(a).map(|(f, s, _)| (f, s))
+}
+
+/// [`read_state`], with the definition when one was loaded (not with `--state`).
+fn read_state_and_spec(a: &StateArgs) -> Result<(StateFile, State, Option<ClusterSpec>), CliError> {
+    let (file, spec) = match &a.state {
+        Some(p) => (StateFile::at(p), None),
+        None => {
+            let spec = load_def(&a.def)?;
+            (state_file(&spec, &None), Some(spec))
+        }
     };
     let state = file.load()?.ok_or_else(|| {
         CliError::user(anyhow!(
@@ -101,7 +109,7 @@ pub(super) fn read_state(a: &StateArgs) -> Result<(StateFile, State), CliError> 
             file.path().display()
         ))
     })?;
-    Ok((file, state))
+    Ok((file, state, spec))
 }
 
 /// The core the definition asks for. `bundled` is the dccore built with this dcform (same workspace version).
@@ -513,16 +521,14 @@ fn display_value(v: &serde_json::Value) -> String {
 }
 
 async fn status(a: &StateArgs) -> Result<u8, CliError> {
-    let (file, mut state) = read_state(a)?;
+    let (file, mut state, spec) = read_state_and_spec(a)?;
     // Machines removed outside dcform show as gone (the master may not have noticed yet).
     if let Err(e) = providers::refresh(&mut state).await {
         eprintln!("Warning: cannot check the machines: {e}");
     }
     // And each running node's core, where the definition says how to reach the machines.
-    if a.state.is_none()
-        && let Ok(spec) = load_def(&a.def)
-    {
-        check_cores(&spec, &file, &mut state).await;
+    if let Some(spec) = &spec {
+        check_cores(spec, &file, &mut state).await;
     }
     // Ask each master for itself and the first for its agents; a node that does not answer is
     // "unreachable"/"unknown", not an error.
