@@ -521,7 +521,10 @@ async fn a_definition_principal_subscribes_only_with_its_roles_over_https() {
     let o = dcform(&["apply", "--auto-approve", c.def()]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let status = c.status();
-    let master = status["outputs"]["master_url"].as_str().unwrap().to_string();
+    let master = status["outputs"]["master_url"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(master.starts_with("https://"), "{master}");
     let ca_file = status["outputs"]["ca_file"].as_str().unwrap().to_string();
     let secret_file = status["outputs"]["principal_secret_files"]["analytics"]
@@ -558,7 +561,11 @@ async fn a_definition_principal_subscribes_only_with_its_roles_over_https() {
         }
     };
     assert_eq!(subscribe("analytics").await, 200, "its own role");
-    assert_eq!(subscribe("other").await, 403, "a role the definition did not give it");
+    assert_eq!(
+        subscribe("other").await,
+        403,
+        "a role the definition did not give it"
+    );
     // Without the cluster CA the master cannot even be reached.
     let plain = support::mesos::client(None);
     let r = tokio::time::timeout(
@@ -567,7 +574,10 @@ async fn a_definition_principal_subscribes_only_with_its_roles_over_https() {
     )
     .await
     .expect("answered in time");
-    assert!(r.is_err(), "reached the master without the cluster CA: {r:?}");
+    assert!(
+        r.is_err(),
+        "reached the master without the cluster CA: {r:?}"
+    );
     let o = dcform(&["destroy", "--auto-approve", c.def()]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
