@@ -172,6 +172,7 @@ fn node_target(a: &NodeCmdArgs) -> Result<(NodeState, SshConnector, StateFile), 
         .unwrap_or_else(|_| SshSpec::default());
     let key = state.resources.get("ssh_key").map(PathBuf::from);
     let connector = SshConnector::from_spec(&ssh, key, file.dir().join("logs"), false);
+    connector.pin_recorded(&state.resources);
     Ok((node, connector, file))
 }
 

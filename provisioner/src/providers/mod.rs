@@ -80,6 +80,9 @@ pub struct BuildOptions {
     pub core_binary: Option<PathBuf>,
     /// `--insecure-skip-host-key`: accept any SSH host key (the CLI warns).
     pub insecure_skip_host_key: bool,
+    /// The state's cluster-wide records: the bastion's pinned host key is among them. `prepare` is not run
+    /// by a destroy, so the provider learns them here.
+    pub resources: BTreeMap<String, String>,
 }
 
 /// The provider and installer for `spec`, keeping their files (token, keys, logs, sandboxes) beside `state`.
@@ -125,6 +128,11 @@ pub fn build(
         }
         other => return Err(BuildError::Unavailable(other.kind())),
     };
+    match &provider {
+        AnyProvider::Local(_) => {}
+        AnyProvider::Docker(p) => p.pin_recorded(&opts.resources),
+        AnyProvider::Ssh(p) => p.pin_recorded(&opts.resources),
+    }
     let token = cluster_token(state.dir())?;
     let installer = ScriptInstaller {
         core_binary: binary.path.clone(),
