@@ -330,6 +330,14 @@ async fn a_replaced_bastion_is_refused_for_its_host_key_and_nothing_runs_behind_
         !installed.is_empty(),
         "nothing installed behind the bastion"
     );
+    // `dcform ssh` through the bastion trusts exactly the pinned keys (the user's known_hosts has none).
+    let o = dcform(
+        &env,
+        dir.path(),
+        &["ssh", "masters-1", "b.hcl", "--", "hostname"],
+    )
+    .await;
+    ok(&o, "dcform ssh through the bastion");
 
     // Same address, another machine as the bastion: neither an apply that changes something nor a
     // destroy may get through it.
@@ -357,6 +365,18 @@ async fn a_replaced_bastion_is_refused_for_its_host_key_and_nothing_runs_behind_
             args[0]
         );
     }
+    let o = dcform(
+        &env,
+        dir.path(),
+        &["ssh", "masters-1", "b.hcl", "--", "true"],
+    )
+    .await;
+    assert_ne!(
+        o.status.code(),
+        Some(0),
+        "dcform ssh got through a replaced bastion"
+    );
+    assert!(text(&o).contains("host key of the bastion"), "{}", text(&o));
     assert_eq!(
         logins(&hosts, 1),
         before,

@@ -88,6 +88,13 @@ impl SshConnector {
         }
     }
 
+    /// The bastion as `user`, `host`, `port` (`None` without one, or when it does not parse).
+    pub fn bastion_target(&self) -> Option<Target> {
+        self.bastion
+            .as_deref()
+            .and_then(|b| parse_bastion(b, &self.user))
+    }
+
     /// Pins the bastion to the fingerprint recorded in the state's `resources`, if there is one.
     pub fn pin_recorded(&self, resources: &BTreeMap<String, String>) {
         if let Some(fp) = resources.get(BASTION_HOST_KEY).filter(|f| !f.is_empty())
