@@ -282,3 +282,131 @@ async fn a_replaced_host_is_refused_for_its_host_key_and_a_wrong_key_is_an_auth_
     let t = text(&o);
     assert!(t.contains("authentication failed for root@"), "{t}");
 }
+
+/// Logins sshd accepted on host `n` (sshd logs to stderr, which `docker logs` passes on as its own).
+fn logins(hosts: &Hosts, n: usize) -> usize {
+    let out = Proc::new("docker")
+        .args(["logs", &format!("{}-h{n}", hosts.net)])
+        .output()
+        .expect("docker logs");
+    String::from_utf8_lossy(&out.stderr)
+        .matches("Accepted publickey")
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_bastion_is_refused_for_its_host_key_and_nothing_runs_behind_it() {
+    let Some(env) = support::env() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut hosts = Hosts::new(&env, dir.path(), "bastion");
+    let bastion = hosts.start(0);
+    let ip = hosts.start(1);
+    let cluster = unique("bk");
+    let key = hosts.key.clone();
+    let body = |config: &str| {
+        format!(
+            "cluster \"{cluster}\" {{\n  provider \"ssh\" {{}}\n  ssh {{\n    user = \"root\"\n    private_key = \"{}\"\n    bastion = \"root@{bastion}\"\n  }}\n  core {{\n    config = {{ {config} }}\n  }}\n  pool \"masters\" {{\n    role = \"master\"\n    hosts = [\"{ip}\"]\n  }}\n}}\n",
+            key.display()
+        )
+    };
+    std::fs::write(dir.path().join("b.hcl"), body("offer_timeout = \"30s\"")).expect("write");
+    let o = dcform(&env, dir.path(), &["apply", "--auto-approve", "b.hcl"]).await;
+    ok(&o, "apply through the bastion");
+    let state_path = dir.path().join(format!(".dcform/{cluster}/state.json"));
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state_path).expect("state")).expect("json");
+    let recorded = state["resources"]["ssh_bastion_host_key"]
+        .as_str()
+        .unwrap_or_else(|| panic!("bastion host key not recorded: {state}"))
+        .to_string();
+    assert!(recorded.starts_with("SHA256:"), "{recorded}");
+    assert_ne!(
+        Some(recorded.as_str()),
+        state["nodes"][0]["ssh_host_key"].as_str(),
+        "the node's key was recorded as the bastion's"
+    );
+    let installed = hosts.residue(1);
+    assert!(
+        !installed.is_empty(),
+        "nothing installed behind the bastion"
+    );
+    // `dcform ssh` through the bastion trusts exactly the pinned keys (the user's known_hosts has none).
+    let o = dcform(
+        &env,
+        dir.path(),
+        &["ssh", "masters-1", "b.hcl", "--", "hostname"],
+    )
+    .await;
+    ok(&o, "dcform ssh through the bastion");
+
+    // Same address, another machine as the bastion: neither an apply that changes something nor a
+    // destroy may get through it.
+    hosts.remove(0);
+    hosts.start(0);
+    let before = logins(&hosts, 1);
+    std::fs::write(dir.path().join("b.hcl"), body("offer_timeout = \"31s\"")).expect("write");
+    for args in [
+        ["apply", "--auto-approve", "b.hcl"],
+        ["destroy", "--auto-approve", "b.hcl"],
+    ] {
+        let o = dcform(&env, dir.path(), &args).await;
+        let t = text(&o);
+        assert_ne!(
+            o.status.code(),
+            Some(0),
+            "{} got through a replaced bastion:\n{t}",
+            args[0]
+        );
+        assert!(
+            t.contains("host key of the bastion")
+                && t.contains(&recorded)
+                && t.contains("ssh_bastion_host_key"),
+            "{}: the refusal does not say which key changed and how to proceed:\n{t}",
+            args[0]
+        );
+    }
+    let o = dcform(
+        &env,
+        dir.path(),
+        &["ssh", "masters-1", "b.hcl", "--", "true"],
+    )
+    .await;
+    assert_ne!(
+        o.status.code(),
+        Some(0),
+        "dcform ssh got through a replaced bastion"
+    );
+    assert!(text(&o).contains("host key of the bastion"), "{}", text(&o));
+    assert_eq!(
+        logins(&hosts, 1),
+        before,
+        "a login reached the host behind the bastion"
+    );
+    assert_eq!(
+        hosts.residue(1),
+        installed,
+        "the host behind the bastion was changed"
+    );
+    let after: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state_path).expect("state")).expect("json");
+    assert_eq!(
+        after["resources"]["ssh_bastion_host_key"].as_str(),
+        Some(recorded.as_str()),
+        "the refused key replaced the recorded one"
+    );
+
+    // --insecure-skip-host-key still skips every check, the bastion's too.
+    let o = dcform(
+        &env,
+        dir.path(),
+        &[
+            "destroy",
+            "--auto-approve",
+            "--insecure-skip-host-key",
+            "b.hcl",
+        ],
+    )
+    .await;
+    ok(&o, "insecure destroy");
+    assert_eq!(hosts.residue(1), "", "host not clean after destroy");
+}

@@ -162,6 +162,41 @@ impl Scheduler {
         agent["value"].as_str().expect("agent id").to_string()
     }
 
+    /// Launches `cmd` as task `task_id` on the first offer from agent `agent_id` (any agent when
+    /// `None`; offers of others are left to expire), with `kill_grace` as its kill policy's grace
+    /// period (the agent's default when `None`); returns the agent id it went to.
+    pub async fn launch_on(
+        &mut self,
+        task_id: &str,
+        cmd: &str,
+        agent_id: Option<&str>,
+        kill_grace: Option<Duration>,
+    ) -> String {
+        let offer = loop {
+            let offers = self.next("OFFERS").await;
+            let found = offers["offers"]["offers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|o| agent_id.is_none_or(|a| o["agent_id"]["value"] == a))
+                .cloned();
+            if let Some(o) = found {
+                break o;
+            }
+        };
+        let agent = offer["agent_id"].clone();
+        let mut task = json!({"name": task_id, "task_id": {"value": task_id}, "agent_id": agent,
+            "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}}, {"name": "mem", "type": "SCALAR", "scalar": {"value": 32}}],
+            "command": {"value": cmd, "shell": true}});
+        if let Some(g) = kill_grace {
+            task["kill_policy"] = json!({"grace_period": {"nanoseconds": i64::try_from(g.as_nanos()).expect("grace fits i64")}});
+        }
+        self.call(json!({"framework_id": {"value": self.framework_id}, "type": "ACCEPT", "accept": {
+            "offer_ids": [offer["id"]], "operations": [{"type": "LAUNCH", "launch": {"task_infos": [task]}}]}}))
+        .await;
+        agent["value"].as_str().expect("agent id").to_string()
+    }
+
     /// Waits for `task_id` to reach `state`, acknowledging every update; panics on another terminal state.
     pub async fn wait_state(&mut self, task_id: &str, state: &str) -> Value {
         loop {

@@ -339,6 +339,7 @@ async fn apply_cmd(a: &ApplyArgs, destroy: bool) -> Result<u8, CliError> {
         &BuildOptions {
             core_binary: a.core_binary.clone(),
             insecure_skip_host_key: a.insecure_skip_host_key,
+            resources: state.resources.clone(),
         },
     );
     let (provider, installer, core) = build.map_err(|e| {

@@ -172,6 +172,7 @@ fn node_target(a: &NodeCmdArgs) -> Result<(NodeState, SshConnector, StateFile), 
         .unwrap_or_else(|_| SshSpec::default());
     let key = state.resources.get("ssh_key").map(PathBuf::from);
     let connector = SshConnector::from_spec(&ssh, key, file.dir().join("logs"), false);
+    connector.pin_recorded(&state.resources);
     Ok((node, connector, file))
 }
 
@@ -187,16 +188,25 @@ pub async fn ssh(a: &NodeCmdArgs) -> Result<u8, CliError> {
     let (node, c, file) = node_target(a)?;
     let remote = connect(&node, &c).await?;
     let host_key = remote.session().host_key().openssh.clone();
+    let bastion_key = remote.session().jump_host_key().map(|k| k.openssh.clone());
     let host = SshConnector::host_of(&node).unwrap_or_default();
     drop(remote);
-    // A known_hosts holding only the verified key: the system ssh then refuses anything else.
-    let kh = file.dir().join("known_hosts.ssh");
-    let line = if c.port == 22 {
-        format!("{host} {host_key}\n")
-    } else {
-        format!("[{host}]:{} {host_key}\n", c.port)
+    let known = |host: &str, port: u16, key: &str| {
+        if port == 22 {
+            format!("{host} {key}\n")
+        } else {
+            format!("[{host}]:{port} {key}\n")
+        }
     };
-    std::fs::write(&kh, line)
+    // A known_hosts holding only the verified keys (the node's and its bastion's, both just checked
+    // against the state): the system ssh then refuses anything else.
+    let kh = file.dir().join("known_hosts.ssh");
+    let mut lines = known(&host, c.port, &host_key);
+    let bastion = c.bastion_target().zip(bastion_key);
+    if let Some((b, key)) = &bastion {
+        lines.push_str(&known(&b.host, b.port, key));
+    }
+    std::fs::write(&kh, lines)
         .with_context(|| format!("cannot write {}", kh.display()))
         .map_err(CliError::internal)?;
     let mut cmd = std::process::Command::new("ssh");
@@ -211,8 +221,33 @@ pub async fn ssh(a: &NodeCmdArgs) -> Result<u8, CliError> {
     for k in &c.key_files {
         cmd.arg("-i").arg(k);
     }
-    if let Some(b) = &c.bastion {
-        cmd.arg("-J").arg(b);
+    if let Some((b, _)) = &bastion {
+        // Not `-J`: options on the command line do not reach the jump connection, which would then
+        // check the bastion against the user's own known_hosts (or ask), not the key dcform pinned.
+        // The ProxyCommand runs in the user's shell after `%` expansion: quote, then escape `%`.
+        let arg = |s: &str| shell_quote(s).replace('%', "%%");
+        let mut proxy = vec![
+            "ssh".to_string(),
+            "-o".into(),
+            arg(&format!("UserKnownHostsFile={}", kh.display())),
+            "-o".into(),
+            "StrictHostKeyChecking=yes".into(),
+        ];
+        for k in &c.key_files {
+            proxy.push("-i".into());
+            proxy.push(arg(&k.display().to_string()));
+        }
+        proxy.extend([
+            "-p".into(),
+            b.port.to_string(),
+            "-l".into(),
+            arg(&b.user),
+            "-W".into(),
+            "%h:%p".into(),
+            arg(&b.host),
+        ]);
+        cmd.arg("-o")
+            .arg(format!("ProxyCommand={}", proxy.join(" ")));
     }
     if a.command.is_empty() {
         cmd.arg("-t");

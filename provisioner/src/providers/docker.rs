@@ -177,6 +177,11 @@ impl DockerProvider {
         }
     }
 
+    /// Pins the bastion (if the definition has one) to the host key the state recorded.
+    pub fn pin_recorded(&self, resources: &BTreeMap<String, String>) {
+        self.connector.pin_recorded(resources);
+    }
+
     /// Places `binary` at `/usr/local/bin/dccore` (mode 0755) in each container it creates, the way kind bakes
     /// its binaries into the node: the install step's upload then finds the same sha256 and mode and skips the
     /// transfer, which takes the heaviest part of each node's bootstrap (sshd receiving ~6 MB) off the cores.
@@ -374,7 +379,8 @@ impl Provider for DockerProvider {
         std::fs::create_dir_all(self.state_dir.join("logs")).map_err(|e| {
             ProviderError::permanent("cluster", format!("cannot create the log folder: {e}"))
         })?;
-        let mut r = resources.clone();
+        // A bastion in the definition is pinned like the nodes, before any node step.
+        let mut r = self.connector.record_bastion_host_key(resources).await?;
         r.insert("network".into(), network_name(&self.cluster));
         r.insert("network_id".into(), id);
         r.insert("image".into(), self.image.clone());

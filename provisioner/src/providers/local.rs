@@ -185,17 +185,63 @@ exit 0
     if dir.is_dir() {
         // An absolute working folder: the tasks' MESOS_SANDBOX is absolute, and $PWD must match it.
         let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-        let _ = tokio::process::Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .current_dir(&dir)
+        let mut cmd = tied_to_dcform(script);
+        cmd.current_dir(&dir)
             .env("PWD", &dir)
-            .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .await;
+            .stderr(Stdio::null());
+        if let Ok(mut child) = cmd.spawn() {
+            let _lifeline = child.stdin.take();
+            let _ = child.wait().await;
+        }
     }
+}
+
+/// The wrapper of every script the local provider runs (see [`tied_to_dcform`]). `$1` is the script.
+/// Its stdin is a pipe whose only writer is this dcform: the watchdog moves it to fd 3, the script
+/// gets `/dev/null` as before, and the watchdog's `read` returns only when the writer is gone.
+const TIED_WRAPPER: &str = r#"exec 3<&0 </dev/null
+{ read -r _ <&3; kill -KILL 0; } >/dev/null 2>&1 &
+watchdog=$!
+exec 3<&-
+sh -c "$1"
+rc=$?
+kill "$watchdog" 2>/dev/null
+wait "$watchdog" 2>/dev/null
+exit "$rc"
+"#;
+
+/// `sh -c script` that dies, with everything it started in its process group, when the dcform
+/// that ran it dies: a destroy or apply that was SIGKILLed and run again must not find its first
+/// run's uninstall, stop or drain scripts still at work beside the new ones.
+///
+/// How: the script runs in a process group of its own (which also keeps a Ctrl-C at the terminal
+/// from reaching it: dcform lets the step finish) beside a watchdog subshell blocked on a pipe
+/// whose write end only dcform holds (`Child::stdin`, which the caller keeps until the script is
+/// over). When dcform dies, however it dies, the kernel closes that end, the watchdog's `read`
+/// returns and it SIGKILLs the group. A step that timed out drops the end too, so a timed-out
+/// script no longer leaves its children (a `sleep`, a `dccore drain`) behind either. Chosen over
+/// the alternatives: `PR_SET_PDEATHSIG` needs an unsafe `pre_exec` (the workspace forbids unsafe
+/// code), fires when the *thread* that spawned the child exits (tokio's threads come and go), and
+/// only reaches the direct child; `setpriv --pdeathsig` has the same limits and needs util-linux;
+/// a `kill -0 $PPID` poll costs a process per tick and can be fooled by pid reuse. The pipe costs
+/// nothing while the script runs and leaves no window.
+///
+/// Killing a script half-way corrupts nothing: install scripts are idempotent (the next apply
+/// resumes the step), write files through a temp file and `mv` so a reader never sees half of one,
+/// and hold their lock with `flock`, which the kernel releases with the dead process. What a
+/// script starts on purpose to outlive it (the `dccore supervise` of a node) is started with
+/// `setsid`, in a session and process group of its own, so the kill never reaches it.
+fn tied_to_dcform(script: &str) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg(TIED_WRAPPER)
+        .arg("dcform-script")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .kill_on_drop(true)
+        .process_group(0);
+    cmd
 }
 
 /// Commands in a sandbox: `sh -c` with the sandbox as working folder.
@@ -207,23 +253,19 @@ pub struct LocalRemote {
 
 impl Remote for LocalRemote {
     async fn run(&self, script: &str, timeout: Duration) -> Result<CmdOutput, RemoteError> {
-        let child = tokio::process::Command::new("sh")
-            .arg("-c")
-            .arg(script)
+        let mut child = tied_to_dcform(script)
             .current_dir(&self.dir)
             // Never a systemd unit for a sandbox, even on a host that runs systemd.
             .env("DCFORM_NO_SYSTEMD", "1")
-            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            // Its own process group: a Ctrl-C at the terminal reaches dcform, which lets this step finish.
-            .process_group(0)
             .spawn()
             .map_err(|e| RemoteError::Other {
                 host: self.node.clone(),
                 message: format!("cannot run sh: {e}"),
             })?;
+        // Held until this function returns, after the script ended or timed out (see `tied_to_dcform`).
+        let _lifeline = child.stdin.take();
         let label = script
             .lines()
             .find(|l| !l.trim().is_empty() && !l.starts_with('#'))
@@ -362,5 +404,128 @@ mod tests {
         p.destroy(&node).await.unwrap();
         assert!(!dir.path().join("nodes/agents-1").exists());
         p.destroy(&node).await.unwrap();
+    }
+
+    /// Live (not zombie) process `pid`.
+    fn alive(pid: &str) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|st| {
+                let state = st.rsplit_once(") ").map(|(_, r)| r.chars().next());
+                !matches!(state, Some(Some('Z' | 'X')) | None)
+            })
+            .unwrap_or(false)
+    }
+
+    fn wait_for_file(path: &Path) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(s) = std::fs::read_to_string(path)
+                && s.ends_with('\n')
+            {
+                return s.trim().to_string();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} never appeared",
+                path.display()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn assert_dead_within(pids: &[&str], limit: Duration) {
+        let deadline = std::time::Instant::now() + limit;
+        while pids.iter().any(|p| alive(p)) {
+            let left: Vec<_> = pids.iter().filter(|p| alive(p)).collect();
+            assert!(
+                std::time::Instant::now() < deadline,
+                "script processes still running after {limit:?}: {left:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    const LONG_SCRIPT: &str = "sleep 600 & echo $! > bg.pid; echo $$ > sh.pid; sleep 600";
+
+    /// Run as a child of the test below (see `scripts_die_with_the_dcform_that_ran_them`): plays the
+    /// dcform that is SIGKILLed while a script runs. Does nothing in a normal test run.
+    #[tokio::test]
+    async fn child_running_a_long_script() {
+        let Some(dir) = std::env::var_os("DCFORM_TEST_LONG_SCRIPT_IN") else {
+            return;
+        };
+        let r = LocalRemote {
+            dir: PathBuf::from(dir),
+            node: "agents-1".into(),
+        };
+        let _ = r.run(LONG_SCRIPT, Duration::from_secs(3600)).await;
+    }
+
+    #[test]
+    fn scripts_die_with_the_dcform_that_ran_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let exe = std::env::current_exe().unwrap();
+        let mut dcform = std::process::Command::new(exe)
+            .args([
+                "--exact",
+                "providers::local::tests::child_running_a_long_script",
+                "--test-threads=1",
+            ])
+            .env("DCFORM_TEST_LONG_SCRIPT_IN", dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let script = wait_for_file(&dir.path().join("sh.pid"));
+        let background = wait_for_file(&dir.path().join("bg.pid"));
+        assert!(alive(&script) && alive(&background));
+        // SIGKILL: dcform gets no chance to clean up (as when an apply or destroy is killed).
+        dcform.kill().unwrap();
+        dcform.wait().unwrap();
+        assert_dead_within(&[&script, &background], Duration::from_secs(10));
+    }
+
+    #[tokio::test]
+    async fn a_timed_out_script_leaves_nothing_of_it_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = LocalRemote {
+            dir: dir.path().to_path_buf(),
+            node: "agents-1".into(),
+        };
+        let err = r
+            .run(LONG_SCRIPT, Duration::from_secs(1))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RemoteError::Timeout { .. }), "{err}");
+        let script = wait_for_file(&dir.path().join("sh.pid"));
+        let background = wait_for_file(&dir.path().join("bg.pid"));
+        assert_dead_within(&[&script, &background], Duration::from_secs(10));
+    }
+
+    #[tokio::test]
+    async fn a_script_keeps_its_exit_code_and_what_it_starts_with_setsid_survives_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = LocalRemote {
+            dir: dir.path().to_path_buf(),
+            node: "agents-1".into(),
+        };
+        let out = r
+            .run(
+                "setsid sleep 30 </dev/null >/dev/null 2>&1 & echo $! > daemon.pid; echo out; echo err >&2; exit 7",
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (out.code, out.stdout.as_str(), out.stderr.as_str()),
+            (Some(7), "out\n", "err\n")
+        );
+        let daemon = wait_for_file(&dir.path().join("daemon.pid"));
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            alive(&daemon),
+            "a daemon the script started on purpose was killed"
+        );
+        let _ = std::process::Command::new("kill").arg(&daemon).status();
     }
 }

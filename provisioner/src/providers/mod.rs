@@ -77,6 +77,9 @@ pub struct BuildOptions {
     pub core_binary: Option<PathBuf>,
     /// `--insecure-skip-host-key`: accept any SSH host key (the CLI warns).
     pub insecure_skip_host_key: bool,
+    /// The state's cluster-wide records: the bastion's pinned host key is among them. `prepare` is not run
+    /// by a destroy, so the provider learns them here.
+    pub resources: BTreeMap<String, String>,
 }
 
 /// The provider and installer for `spec`, keeping their files (token, keys, logs, sandboxes) beside `state`.
@@ -104,8 +107,13 @@ pub fn build(
         _ => {}
     }
     let (mut provider, layout) = machines(spec, state, opts.insecure_skip_host_key)?;
-    if let AnyProvider::Docker(p) = &mut provider {
-        p.set_core(&binary.path);
+    match &mut provider {
+        AnyProvider::Local(_) => {}
+        AnyProvider::Docker(p) => {
+            p.set_core(&binary.path);
+            p.pin_recorded(&opts.resources);
+        }
+        AnyProvider::Ssh(p) => p.pin_recorded(&opts.resources),
     }
     let secrets = node_secrets(spec, state.dir())?;
     let installer = ScriptInstaller {

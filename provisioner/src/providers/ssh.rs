@@ -21,6 +21,11 @@ impl SshProvider {
     pub fn new(connector: SshConnector) -> SshProvider {
         SshProvider { connector }
     }
+
+    /// Pins the bastion to the host key the state recorded (see [`SshConnector::pin_recorded`]).
+    pub fn pin_recorded(&self, resources: &BTreeMap<String, String>) {
+        self.connector.pin_recorded(resources);
+    }
 }
 
 impl Provider for SshProvider {
@@ -40,7 +45,8 @@ impl Provider for SshProvider {
             transient: false,
             source: Some(Box::new(e)),
         })?;
-        Ok(resources.clone())
+        // Before any node step: a changed bastion key stops the apply here.
+        self.connector.record_bastion_host_key(resources).await
     }
 
     async fn create(&self, req: &NodeRequest) -> Result<Machine, ProviderError> {

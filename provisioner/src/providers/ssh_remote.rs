@@ -7,9 +7,15 @@
 //! replaced machine at the same address is a hard error naming both fingerprints and nothing runs there.
 //! A `known_hosts` file from the definition replaces trust-on-first-use; `--insecure-skip-host-key` turns
 //! every check off (throwaway clusters only; the CLI warns).
+//!
+//! The bastion (`ssh { bastion = ... }`) is held to the same rule: the provider's `prepare` connects to it
+//! before any node step and records its fingerprint in the state's `resources` under [`BASTION_HOST_KEY`]
+//! ([`SshConnector::record_bastion_host_key`]); every later connection (apply, destroy, `dcform exec`) pins
+//! it ([`SshConnector::pin_recorded`]), and a changed bastion key is refused before anything reaches a node.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dcform_bootstrap::retry::Backoff;
@@ -18,7 +24,7 @@ use dcform_bootstrap::ssh::{
     Upload, UploadSource,
 };
 
-use crate::apply::{CmdOutput, Remote, RemoteError};
+use crate::apply::{CmdOutput, ProviderError, Remote, RemoteError};
 use crate::spec::SshSpec;
 use crate::state::NodeState;
 
@@ -41,7 +47,14 @@ pub struct SshConnector {
     pub log_dir: PathBuf,
     /// Passphrase typed at the prompt for an encrypted key (`DCFORM_SSH_PASSPHRASE` wins when set).
     pub passphrase: Option<String>,
+    /// The bastion's pinned host key fingerprint: the state's record ([`SshConnector::pin_recorded`]),
+    /// or the key the first connection of this run saw. Shared by clones, so every node of a run is
+    /// held to one bastion key.
+    pub bastion_host_key: Arc<Mutex<Option<String>>>,
 }
+
+/// Key of the bastion's pinned host key fingerprint in the state's `resources`.
+pub const BASTION_HOST_KEY: &str = "ssh_bastion_host_key";
 
 impl SshConnector {
     /// The connector for a definition's `ssh {}` block; `extra_key` (a provider's generated key) is offered
@@ -71,6 +84,141 @@ impl SshConnector {
             bastion: ssh.bastion.clone(),
             insecure_skip_host_key,
             log_dir,
+            bastion_host_key: Arc::default(),
+        }
+    }
+
+    /// The bastion as `user`, `host`, `port` (`None` without one, or when it does not parse).
+    pub fn bastion_target(&self) -> Option<Target> {
+        self.bastion
+            .as_deref()
+            .and_then(|b| parse_bastion(b, &self.user))
+    }
+
+    /// Pins the bastion to the fingerprint recorded in the state's `resources`, if there is one.
+    pub fn pin_recorded(&self, resources: &BTreeMap<String, String>) {
+        if let Some(fp) = resources.get(BASTION_HOST_KEY).filter(|f| !f.is_empty())
+            && let Ok(mut pinned) = self.bastion_host_key.lock()
+        {
+            *pinned = Some(fp.clone());
+        }
+    }
+
+    fn pinned_bastion(&self) -> Option<String> {
+        self.bastion_host_key.lock().ok().and_then(|p| p.clone())
+    }
+
+    /// The host-key rule for the bastion: skip, known_hosts, the pinned key, or first use.
+    pub fn bastion_policy(&self) -> HostKeyPolicy {
+        if self.insecure_skip_host_key {
+            HostKeyPolicy::InsecureSkip
+        } else if let Some(kh) = &self.known_hosts {
+            HostKeyPolicy::KnownHosts(kh.clone())
+        } else if let Some(fp) = self.pinned_bastion() {
+            HostKeyPolicy::Pinned(fp)
+        } else {
+            HostKeyPolicy::TrustOnFirstUse
+        }
+    }
+
+    /// For a provider's `prepare`: connects to the bastion alone (pinned to the state's record, or
+    /// trusting it on first use) and returns `resources` with its fingerprint recorded under
+    /// [`BASTION_HOST_KEY`]. Runs before any node step, so a changed bastion key stops the apply before
+    /// anything reaches a node. Nothing to do without a bastion, with a known_hosts file (which then
+    /// holds the bastion's key) or with `--insecure-skip-host-key`.
+    pub async fn record_bastion_host_key(
+        &self,
+        resources: &BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, String>, ProviderError> {
+        let mut r = resources.clone();
+        let Some(b) = &self.bastion else {
+            return Ok(r);
+        };
+        if self.insecure_skip_host_key || self.known_hosts.is_some() {
+            return Ok(r);
+        }
+        self.pin_recorded(resources);
+        let target = parse_bastion(b, &self.user).ok_or_else(|| {
+            ProviderError::permanent(
+                "cluster",
+                format!("bastion {b:?} is not of the form [user@]host[:port]"),
+            )
+        })?;
+        let opts = ConnectOptions {
+            log_path: Some(self.log_dir.join("bastion.log")),
+            ..self.connect_options()
+        };
+        let policy = self.bastion_policy();
+        let session = Session::connect(target.clone(), self.auth(), policy, opts)
+            .await
+            .map_err(|e| {
+                let e = match e {
+                    SshError::HostKeyMismatch {
+                        expected,
+                        actual,
+                        algorithm,
+                        ..
+                    } => SshError::BastionHostKeyMismatch {
+                        bastion: target.display(),
+                        target: "the cluster's nodes".into(),
+                        expected,
+                        actual,
+                        algorithm,
+                    },
+                    other => other,
+                };
+                let transient = matches!(e, SshError::Connect { .. } | SshError::Protocol { .. });
+                let bastion = matches!(e, SshError::BastionHostKeyMismatch { .. });
+                let message = self.with_hint(chain(&e), bastion);
+                ProviderError {
+                    node: "cluster".into(),
+                    message,
+                    transient,
+                    source: Some(Box::new(e)),
+                }
+            })?;
+        let fp = session.host_key().fingerprint.clone();
+        session.close().await;
+        if let Ok(mut pinned) = self.bastion_host_key.lock() {
+            *pinned = Some(fp.clone());
+        }
+        r.insert(BASTION_HOST_KEY.into(), fp);
+        Ok(r)
+    }
+
+    /// Says how to get past a changed bastion key: the record is in the state, not in a known_hosts.
+    fn with_hint(&self, message: String, bastion_key_changed: bool) -> String {
+        if !bastion_key_changed {
+            return message;
+        }
+        let dir = self.log_dir.parent().unwrap_or(&self.log_dir);
+        format!(
+            "{message}. The bastion's key is recorded as `resources.{BASTION_HOST_KEY}` in the state file in {}: \
+             if the bastion was legitimately replaced, delete that entry and run again (the next connection \
+             records the new key)",
+            dir.display()
+        )
+    }
+
+    fn auth(&self) -> Auth {
+        let mut auth = Auth::from_env(self.key_files.clone());
+        if auth.passphrase.is_none() {
+            auth.passphrase = self.passphrase.clone();
+        }
+        auth
+    }
+
+    fn connect_options(&self) -> ConnectOptions {
+        ConnectOptions {
+            connect_timeout: Duration::from_secs(10),
+            // The executor retries an unreachable host with its own (growing) backoff; the engine polls
+            // briefly and often (~5 s) so a container whose sshd comes up is reached within a tenth of a second.
+            boot_retry: Backoff {
+                initial: Duration::from_millis(100),
+                max_delay: Duration::from_millis(500),
+                max_attempts: 12,
+            },
+            ..ConnectOptions::default()
         }
     }
 
@@ -109,12 +257,7 @@ impl SshConnector {
                 message: format!("bastion {b:?} is not of the form [user@]host[:port]"),
             })?;
             t.jump = Some(Box::new(JumpHost {
-                host_key: match (&self.known_hosts, self.insecure_skip_host_key) {
-                    (_, true) => HostKeyPolicy::InsecureSkip,
-                    (Some(kh), false) => HostKeyPolicy::KnownHosts(kh.clone()),
-                    // The state has no record for the bastion: it is trusted as the user's own machine.
-                    (None, false) => HostKeyPolicy::TrustOnFirstUse,
-                },
+                host_key: self.bastion_policy(),
                 target: jump,
             }));
         }
@@ -129,24 +272,40 @@ impl SshConnector {
         })?;
         let target = self.target(&host)?;
         let opts = ConnectOptions {
-            connect_timeout: Duration::from_secs(10),
-            // The executor retries an unreachable host with its own (growing) backoff; the engine polls
-            // briefly and often (~5 s) so a container whose sshd comes up is reached within a tenth of a second.
-            boot_retry: Backoff {
-                initial: Duration::from_millis(100),
-                max_delay: Duration::from_millis(500),
-                max_attempts: 12,
-            },
             log_path: Some(self.log_dir.join(format!("{}.log", node.name))),
-            ..ConnectOptions::default()
+            ..self.connect_options()
         };
-        let mut auth = Auth::from_env(self.key_files.clone());
-        if auth.passphrase.is_none() {
-            auth.passphrase = self.passphrase.clone();
-        }
-        let session = Session::connect(target, auth, self.policy_for(node), opts)
+        let refuse = |e: SshError| {
+            let bastion = matches!(e, SshError::BastionHostKeyMismatch { .. });
+            let mut r = map_error(&host, e);
+            if let RemoteError::Refused { message, .. } = &mut r {
+                *message = self.with_hint(std::mem::take(message), bastion);
+            }
+            r
+        };
+        let session = Session::connect(target.clone(), self.auth(), self.policy_for(node), opts)
             .await
-            .map_err(|e| map_error(&host, e))?;
+            .map_err(&refuse)?;
+        // No record yet (a state from before bastion keys were kept, or `dcform exec` before any apply):
+        // the first node of this run to get through sets the bastion key for all the others.
+        if let (Some(jump), Some(seen)) = (&target.jump, session.jump_host_key())
+            && jump.host_key == HostKeyPolicy::TrustOnFirstUse
+            && let Ok(mut pinned) = self.bastion_host_key.lock()
+        {
+            match pinned.as_deref() {
+                None => *pinned = Some(seen.fingerprint.clone()),
+                Some(fp) if fp == seen.fingerprint => {}
+                Some(fp) => {
+                    return Err(refuse(SshError::BastionHostKeyMismatch {
+                        bastion: jump.target.display(),
+                        target: target.display(),
+                        expected: fp.to_string(),
+                        actual: seen.fingerprint.clone(),
+                        algorithm: seen.algorithm.clone(),
+                    }));
+                }
+            }
+        }
         Ok(SshRemote {
             session: Arc::new(session),
             host,
@@ -194,6 +353,7 @@ pub fn map_error(host: &str, e: SshError) -> RemoteError {
             message,
         },
         SshError::HostKeyMismatch { .. }
+        | SshError::BastionHostKeyMismatch { .. }
         | SshError::KnownHosts { .. }
         | SshError::KeyFile { .. }
         | SshError::AuthFailed { .. }
@@ -339,6 +499,59 @@ mod tests {
             insecure.policy_for(&node("10.0.0.1", Some("SHA256:x"))),
             HostKeyPolicy::InsecureSkip
         );
+    }
+
+    #[test]
+    fn the_bastion_is_pinned_to_the_states_record_unless_checks_are_off() {
+        let c = SshConnector {
+            bastion: Some("ops@jump".into()),
+            ..connector()
+        };
+        assert_eq!(c.bastion_policy(), HostKeyPolicy::TrustOnFirstUse);
+        let resources = BTreeMap::from([(BASTION_HOST_KEY.to_string(), "SHA256:b".to_string())]);
+        c.pin_recorded(&resources);
+        assert_eq!(c.bastion_policy(), HostKeyPolicy::Pinned("SHA256:b".into()));
+        // Clones (one per provider use) share the pin.
+        assert_eq!(
+            c.clone().target("10.0.0.1").unwrap().jump.unwrap().host_key,
+            HostKeyPolicy::Pinned("SHA256:b".into())
+        );
+        let insecure = SshConnector {
+            insecure_skip_host_key: true,
+            ..c.clone()
+        };
+        assert_eq!(insecure.bastion_policy(), HostKeyPolicy::InsecureSkip);
+        let kh = SshConnector {
+            known_hosts: Some("/k".into()),
+            ..c
+        };
+        assert_eq!(kh.bastion_policy(), HostKeyPolicy::KnownHosts("/k".into()));
+    }
+
+    #[tokio::test]
+    async fn without_a_bastion_prepare_records_nothing_and_connects_nowhere() {
+        let resources = BTreeMap::from([("x".to_string(), "y".to_string())]);
+        assert_eq!(
+            connector()
+                .record_bastion_host_key(&resources)
+                .await
+                .unwrap(),
+            resources
+        );
+    }
+
+    #[test]
+    fn a_changed_bastion_key_says_where_its_record_is() {
+        let c = SshConnector {
+            log_dir: PathBuf::from("/d/.dcform/c/logs"),
+            ..connector()
+        };
+        let m = c.with_hint("host key of the bastion changed".into(), true);
+        assert!(
+            m.contains(BASTION_HOST_KEY) && m.contains("/d/.dcform/c"),
+            "{m}"
+        );
+        assert_eq!(c.with_hint("other".into(), false), "other");
     }
 
     #[test]

@@ -22,6 +22,8 @@ pub struct Session {
     auth: Auth,
     pub(super) opts: ConnectOptions,
     host_key: HostKeyInfo,
+    /// The bastion's host key as seen at first connect (when there is a bastion).
+    jump_host_key: Option<HostKeyInfo>,
     pub(super) conn: RwLock<Conn>,
     pub(super) channels: Semaphore,
     pub(super) log: SessionLog,
@@ -78,11 +80,13 @@ impl Session {
             seen.fingerprint
         ));
         let channels = Semaphore::new(opts.max_channels.max(1));
+        let jump_host_key = jump.as_ref().map(|j| j.host_key.clone());
         Ok(Session {
             target,
             auth,
             opts,
             host_key: seen,
+            jump_host_key,
             conn: RwLock::new(Conn {
                 handle: Arc::new(handle),
                 generation: 0,
@@ -97,6 +101,13 @@ impl Session {
     /// The host key the server presented (store its fingerprint and pin it next time).
     pub fn host_key(&self) -> &HostKeyInfo {
         &self.host_key
+    }
+
+    /// The host key the bastion presented at first connect, `None` without a bastion. A caller
+    /// that trusted it on first use stores its fingerprint and pins it next time, as for
+    /// [`Session::host_key`].
+    pub fn jump_host_key(&self) -> Option<&HostKeyInfo> {
+        self.jump_host_key.as_ref()
     }
 
     /// The target this session is connected to.
@@ -144,8 +155,16 @@ impl Session {
         }
         self.log.line("connection lost; reconnecting");
         let pinned = HostKeyPolicy::Pinned(self.host_key.fingerprint.clone());
+        // The bastion is held to the key it showed at first connect too, unless its checks were
+        // switched off: a reconnect through a swapped bastion must not trust it afresh.
+        let mut target = self.target.clone();
+        if let (Some(j), Some(seen)) = (target.jump.as_mut(), &self.jump_host_key)
+            && j.host_key == HostKeyPolicy::TrustOnFirstUse
+        {
+            j.host_key = HostKeyPolicy::Pinned(seen.fingerprint.clone());
+        }
         let (handle, _, jump, rtt) =
-            establish(&self.target, &self.auth, &pinned, &self.opts, &self.log).await?;
+            establish(&target, &self.auth, &pinned, &self.opts, &self.log).await?;
         c.handle = Arc::new(handle);
         c.generation += 1;
         c._jump = jump;
@@ -347,7 +366,24 @@ async fn establish(
                     ..opts.clone()
                 },
             ))
-            .await?,
+            .await
+            .map_err(|e| match e {
+                // Said as the bastion's key, so the user knows which record to look at; the
+                // target was never contacted.
+                SshError::HostKeyMismatch {
+                    expected,
+                    actual,
+                    algorithm,
+                    ..
+                } => SshError::BastionHostKeyMismatch {
+                    bastion: j.target.display(),
+                    target: target.display(),
+                    expected,
+                    actual,
+                    algorithm,
+                },
+                other => other,
+            })?,
         )),
         None => None,
     };

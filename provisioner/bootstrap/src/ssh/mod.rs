@@ -279,6 +279,24 @@ pub enum SshError {
         /// Algorithm of the presented key.
         algorithm: String,
     },
+    /// The bastion's host key is not the one expected. Nothing was sent to the target behind it.
+    #[error(
+        "host key of the bastion {bastion} changed: expected {expected}, got {actual} ({algorithm}); \
+         refusing to connect through it to {target} (if the bastion was legitimately replaced, remove \
+         its recorded host key)"
+    )]
+    BastionHostKeyMismatch {
+        /// The bastion, `user@host:port`.
+        bastion: String,
+        /// The host that was to be reached through it.
+        target: String,
+        /// Fingerprint(s) expected.
+        expected: String,
+        /// Fingerprint presented.
+        actual: String,
+        /// Algorithm of the presented key.
+        algorithm: String,
+    },
     /// The known_hosts file could not be used.
     #[error("known_hosts file {path}: {reason}")]
     KnownHosts {
@@ -383,6 +401,7 @@ impl SshError {
         matches!(
             self,
             SshError::HostKeyMismatch { .. }
+                | SshError::BastionHostKeyMismatch { .. }
                 | SshError::KeyFile { .. }
                 | SshError::AuthFailed { .. }
                 | SshError::SudoNeedsPassword { .. }

@@ -59,6 +59,21 @@ pub fn docker(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// What a container wrote, stdout and stderr: sshd (`-D -e`) logs to stderr, which `docker logs`
+/// passes on as its own stderr, so [`docker`] alone would never see a login.
+pub fn container_logs(name: &str) -> String {
+    let out = Proc::new("docker")
+        .args(["logs", name])
+        .output()
+        .expect("run docker logs");
+    assert!(out.status.success(), "docker logs {name} failed");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// A docker network owned by one test; its containers and itself are removed on drop.
 pub struct TestNet {
     pub name: String,

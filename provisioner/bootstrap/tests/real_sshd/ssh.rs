@@ -213,7 +213,11 @@ async fn changed_host_key_is_refused_and_nothing_runs() {
         other => panic!("expected a host key mismatch, got {other}"),
     }
     // The refusal happened before authentication: sshd never accepted a login.
-    let logs = crate::harness::docker(&["logs", &other.name]);
+    let logs = crate::harness::container_logs(&other.name);
+    assert!(
+        logs.contains("Server listening"),
+        "sshd's log not captured: {logs}"
+    );
     assert!(!logs.contains("Accepted publickey"), "{logs}");
 
     // known_hosts policy: learn on first use, refuse a changed key later.
@@ -548,4 +552,115 @@ fn encrypted_keys_are_detected_before_connecting() {
     let enc = keygen("enc", "pw");
     assert!(!dcform_bootstrap::ssh::key_needs_passphrase(&plain).expect("read"));
     assert!(dcform_bootstrap::ssh::key_needs_passphrase(&enc).expect("read"));
+}
+
+#[tokio::test]
+async fn a_changed_bastion_host_key_is_refused_and_nothing_reaches_the_target() {
+    let Some(net) = TestNet::new() else { return };
+    let key = net.keygen("id", "ed25519", "");
+    let bastion = net.node(&key.public, &[]);
+    let inner = net.node(&key.public, &[]);
+    let via = |policy: HostKeyPolicy, bastion_ip: &str| Target {
+        jump: Some(Box::new(JumpHost {
+            target: Target::new(bastion_ip, "root"),
+            host_key: policy,
+        })),
+        ..Target::new(&inner.ip, "root")
+    };
+    // First contact: the bastion's key is reported, for the caller to pin.
+    let s = within(
+        "first connect via the bastion",
+        Session::connect(
+            via(HostKeyPolicy::TrustOnFirstUse, &bastion.ip),
+            auth(&key.path),
+            HostKeyPolicy::TrustOnFirstUse,
+            opts(None),
+        ),
+    )
+    .await
+    .expect("jump connect");
+    let pinned = s
+        .jump_host_key()
+        .expect("a session through a bastion reports its key")
+        .fingerprint
+        .clone();
+    assert_ne!(
+        pinned,
+        s.host_key().fingerprint,
+        "bastion and target keys mixed up"
+    );
+    within("close", s.close()).await;
+    let accepted = |n: &crate::harness::Node| {
+        crate::harness::container_logs(&n.name)
+            .matches("Accepted publickey")
+            .count()
+    };
+    let logins_before = accepted(&inner);
+
+    // Pinned, the same bastion still works.
+    let again = within(
+        "pinned bastion",
+        Session::connect(
+            via(HostKeyPolicy::Pinned(pinned.clone()), &bastion.ip),
+            auth(&key.path),
+            HostKeyPolicy::TrustOnFirstUse,
+            opts(None),
+        ),
+    )
+    .await
+    .expect("same bastion key accepted");
+    within("close", again.close()).await;
+    let logins_before = {
+        let n = accepted(&inner);
+        assert_eq!(
+            n,
+            logins_before + 1,
+            "the pinned connection did not reach the target"
+        );
+        n
+    };
+
+    // Another machine as the bastion (its own host key): refused, naming the bastion.
+    let impostor = net.node(&key.public, &[]);
+    let err = within(
+        "changed bastion",
+        Session::connect(
+            via(HostKeyPolicy::Pinned(pinned.clone()), &impostor.ip),
+            auth(&key.path),
+            HostKeyPolicy::TrustOnFirstUse,
+            opts(None),
+        ),
+    )
+    .await
+    .expect_err("a changed bastion key must be refused");
+    match &err {
+        SshError::BastionHostKeyMismatch {
+            bastion,
+            expected,
+            actual,
+            ..
+        } => {
+            assert!(bastion.contains(&impostor.ip), "{err}");
+            assert_eq!(expected, &pinned);
+            assert_ne!(actual, &pinned);
+            let msg = err.to_string();
+            assert!(
+                msg.contains("bastion") && msg.contains("recorded host key"),
+                "{msg}"
+            );
+        }
+        other => panic!("expected a bastion host key mismatch, got {other}"),
+    }
+    assert!(err.is_user_error());
+    // Refused before logging in to the bastion, and so before any tunnel to the target.
+    let logs = crate::harness::container_logs(&impostor.name);
+    assert!(
+        logs.contains("Server listening"),
+        "sshd's log not captured: {logs}"
+    );
+    assert!(
+        !logs.contains("Accepted publickey"),
+        "logged in to the impostor bastion: {logs}"
+    );
+    assert_eq!(accepted(&inner), logins_before, "the target was reached");
 }
