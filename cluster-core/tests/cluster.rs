@@ -225,6 +225,61 @@ async fn kill_stops_a_running_task() {
     m.stop().await;
 }
 
+/// Found by the scale-down e2e: a task that ignores SIGTERM was killed at once, because dccore's
+/// own wrapper shell died of the SIGTERM sent to the group and the agent then SIGKILLed the rest.
+/// The task's kill grace period belongs to the task.
+#[tokio::test]
+async fn a_task_that_ignores_sigterm_keeps_running_until_its_grace_period_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Master::start(&dir.path().join("m")).await;
+    let _a = Agent::start(&m.url, &dir.path().join("a1"), AGENT_RES, false).await;
+    m.wait_agents(1).await;
+    let mut fw = Framework::subscribe(&m.url, framework_info("patient")).await;
+    let offer = fw.offers().await.remove(0);
+    let mut t = task(
+        &offer,
+        "stubborn",
+        "trap '' TERM; echo $$ > \"$MESOS_SANDBOX/pid\"; while :; do sleep 0.1; done",
+    );
+    t["kill_policy"] = json!({"grace_period": {"nanoseconds": 4_000_000_000i64}});
+    fw.launch(&offer, vec![t]).await;
+    fw.wait_state("stubborn", "TASK_RUNNING").await;
+    let pid = eventually("the task's pid file", || async {
+        find_file(&dir.path().join("a1"), "pid")
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .and_then(|s| s.trim().parse::<i32>().ok())
+    })
+    .await;
+    assert_eq!(
+        fw.call(json!({"type": "KILL", "kill": {"task_id": {"value": "stubborn"}}}))
+            .await,
+        202
+    );
+    // Well inside the 4 s grace: SIGTERM was sent and ignored, and the task still runs.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(
+        alive(pid),
+        "the task was killed before its grace period ended"
+    );
+    fw.wait_state("stubborn", "TASK_KILLED").await;
+    assert!(!alive(pid), "the task outlived its kill");
+    m.stop().await;
+}
+
+fn find_file(root: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
+    for e in std::fs::read_dir(root).ok()?.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            if let Some(f) = find_file(&p, name) {
+                return Some(f);
+            }
+        } else if p.file_name().is_some_and(|n| n == name) {
+            return Some(p);
+        }
+    }
+    None
+}
+
 #[tokio::test]
 async fn drf_splits_agents_evenly_between_two_idle_frameworks() {
     let dir = tempfile::tempdir().unwrap();

@@ -113,7 +113,10 @@ pub fn spawn(
     wrapped.extend([
         "/bin/sh".to_string(),
         "-c".into(),
-        r#"rc=0; "$@" || rc=$?; echo "$rc" > "$DCCORE_EXIT_FILE.tmp" && mv "$DCCORE_EXIT_FILE.tmp" "$DCCORE_EXIT_FILE"; exit "$rc""#.into(),
+        // `trap : TERM`: a kill signals the whole group, and this wrapper must outlive the
+        // task to record how it ended; a shell runs a trap only once the command it waits for
+        // has finished. (`trap '' TERM` would be inherited: the task could not be stopped.)
+        r#"trap : TERM; rc=0; "$@" || rc=$?; echo "$rc" > "$DCCORE_EXIT_FILE.tmp" && mv "$DCCORE_EXIT_FILE.tmp" "$DCCORE_EXIT_FILE"; exit "$rc""#.into(),
         "dccore-task".into(),
     ]);
     wrapped.append(&mut argv);
