@@ -366,3 +366,57 @@ pub fn node_health(state: &State, node: &NodeState, seen: &Seen) -> (String, Opt
         None => ("not registered".into(), None),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::Role;
+
+    fn node(name: &str, role: Role, addr: &str) -> NodeState {
+        NodeState {
+            name: name.into(),
+            pool: "p".into(),
+            index: 1,
+            role,
+            host: None,
+            provider_id: None,
+            addresses: vec![addr.into()],
+            ssh_host_key: None,
+            core_version: None,
+            config_hash: None,
+            status: NodeStatus::Running,
+        }
+    }
+
+    /// Found: `status` called every master healthy when the first one answered. Each master is
+    /// what it answered itself; agents are what the first master lists, over the right scheme.
+    #[test]
+    fn each_master_is_judged_by_its_own_answer_and_agents_by_the_masters_list() {
+        let mut state = State::new("c", "docker");
+        state.resources.insert("tls".into(), "true".into());
+        let m1 = node("masters-1", Role::Master, "10.0.0.2");
+        let m2 = node("masters-2", Role::Master, "10.0.0.3");
+        let a1 = node("agents-1", Role::Agent, "10.0.0.4");
+        let a2 = node("agents-2", Role::Agent, "10.0.0.5");
+        let mut seen = Seen::default();
+        seen.masters.insert("masters-1".into(), Ok(true));
+        seen.masters
+            .insert("masters-2".into(), Err("connection refused".into()));
+        seen.agents = Some(vec![AgentView {
+            id: "x".into(),
+            url: "https://10.0.0.4:5051".into(),
+            active: true,
+            resources: Value::Null,
+        }]);
+        let h = |n: &NodeState, seen: &Seen| node_health(&state, n, seen).0;
+        assert_eq!(h(&m1, &seen), "healthy");
+        assert_eq!(h(&m2, &seen), "unreachable");
+        assert_eq!(h(&a1, &seen), "healthy");
+        assert_eq!(h(&a2, &seen), "not registered");
+        let mut stopped = a1.clone();
+        stopped.status = NodeStatus::Stopped;
+        assert_eq!(h(&stopped, &seen), "not running (stopped)");
+        seen.agents = None;
+        assert_eq!(h(&a1, &seen), "unknown (master unreachable)");
+    }
+}
