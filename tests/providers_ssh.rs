@@ -197,6 +197,46 @@ async fn onprem_example_installs_runs_a_task_and_destroy_leaves_the_hosts_clean(
         text(&o)
     );
 
+    // A core killed on a host: the refresh asks the host over SSH, the plan starts it again.
+    let o = dcform(
+        &env,
+        dir.path(),
+        &[
+            "exec",
+            "agents-1",
+            "-var",
+            &key_var,
+            &def,
+            "--",
+            "sh",
+            "-c",
+            "pkill -9 -f '[d]ccore supervise'; pkill -9 -f '[d]ccore agent'; true",
+        ],
+    )
+    .await;
+    ok(&o, "kill the core on agents-1");
+    let o = dcform(
+        &env,
+        dir.path(),
+        &["plan", "--detailed-exitcode", "-var", &key_var, &def],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("dccore is not running on agents-1"),
+        "{}",
+        text(&o)
+    );
+    let o = dcform(
+        &env,
+        dir.path(),
+        &["apply", "--auto-approve", "-var", &key_var, &def],
+    )
+    .await;
+    ok(&o, "apply after the core died");
+    let (healthy, agents, status) = agents_healthy(&env, dir.path(), &def).await;
+    assert_eq!((healthy, agents), (3, 3), "right after the apply: {status}");
+
     let o = dcform(
         &env,
         dir.path(),
