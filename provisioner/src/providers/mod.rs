@@ -106,14 +106,10 @@ pub fn build(
         }
         _ => {}
     }
-    let (mut provider, layout) = machines(spec, state, opts.insecure_skip_host_key)?;
-    match &mut provider {
-        AnyProvider::Local(_) => {}
-        AnyProvider::Docker(p) => {
-            p.set_core(&binary.path);
-            p.pin_recorded(&opts.resources);
-        }
-        AnyProvider::Ssh(p) => p.pin_recorded(&opts.resources),
+    let (mut provider, layout) =
+        machines(spec, state, opts.insecure_skip_host_key, &opts.resources)?;
+    if let AnyProvider::Docker(p) = &mut provider {
+        p.set_core(&binary.path);
     }
     let secrets = node_secrets(spec, state.dir())?;
     let installer = ScriptInstaller {
@@ -143,13 +139,15 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// The cluster's bearer token, made once (random, 0600) in the state folder and reused by every apply.
 /// The provider of `spec`'s machines and where installs go on them, without a core binary:
-/// enough to reach the machines (refresh, liveness checks), not to install on them.
+/// enough to reach the machines (refresh, liveness checks), not to install on them. The state's
+/// `resources` pin the bastion's host key (every connection, not only an apply's, checks it).
 pub fn machines(
     spec: &ClusterSpec,
     state: &StateFile,
     insecure_skip_host_key: bool,
+    resources: &BTreeMap<String, String>,
 ) -> Result<(AnyProvider, Layout), BuildError> {
-    Ok(match &spec.provider {
+    let (provider, layout) = match &spec.provider {
         ProviderSpec::Local(_) => {
             let p = local::LocalProvider::new(state.dir());
             let root = p.root().to_path_buf();
@@ -169,7 +167,13 @@ pub fn machines(
             (AnyProvider::Ssh(ssh::SshProvider::new(c)), Layout::Host)
         }
         other => return Err(BuildError::Unavailable(other.kind())),
-    })
+    };
+    match &provider {
+        AnyProvider::Local(_) => {}
+        AnyProvider::Docker(p) => p.pin_recorded(resources),
+        AnyProvider::Ssh(p) => p.pin_recorded(resources),
+    }
+    Ok((provider, layout))
 }
 
 /// The cluster's secrets, made at the first apply and kept 0600 in the state folder (see
