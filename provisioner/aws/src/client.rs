@@ -24,6 +24,9 @@ pub struct Settings {
     pub max_attempts: Option<u32>,
     /// First retry delay; each next one doubles, with jitter, up to 20 s (default 500 ms).
     pub initial_backoff: Option<Duration>,
+    /// Fixed credentials (access key id, secret) instead of the default chain: for tests against
+    /// moto, which accepts any.
+    pub static_credentials: Option<(String, String)>,
 }
 
 /// An EC2 client and the region it talks to.
@@ -63,6 +66,15 @@ impl Ec2 {
             );
         if let Some(r) = &settings.region {
             loader = loader.region(Region::new(r.clone()));
+        }
+        if let Some((id, secret)) = &settings.static_credentials {
+            loader = loader.credentials_provider(aws_sdk_ec2::config::Credentials::new(
+                id,
+                secret,
+                None,
+                None,
+                "dcform-static",
+            ));
         }
         if let Some(e) = &settings.endpoint {
             loader = loader.endpoint_url(e.clone());
