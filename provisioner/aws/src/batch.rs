@@ -195,3 +195,68 @@ fn uuid_like() -> String {
     let mut r = rand::rng();
     format!("{:016x}{:016x}", r.random::<u64>(), r.random::<u64>())
 }
+
+/// Coalesces per-node terminations into one `TerminateInstances`, as [`Launcher`] does for launches.
+/// Does not wait for the instances to be gone (teardown does, before deleting the network).
+pub struct Terminator {
+    ec2: Ec2,
+    window: Duration,
+    pending: Mutex<Option<Vec<(String, oneshot::Sender<Result<(), AwsError>>)>>>,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl Terminator {
+    /// A terminator gathering concurrent calls for `window`.
+    pub fn new(ec2: Ec2, window: Duration) -> Terminator {
+        Terminator {
+            ec2,
+            window,
+            pending: Mutex::new(None),
+            calls: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// How many `TerminateInstances` calls this terminator made.
+    pub fn terminate_calls(&self) -> usize {
+        self.calls.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Terminates instance `id` together with the others asked for meanwhile. Gone already is fine.
+    pub async fn terminate(&self, id: String) -> Result<(), AwsError> {
+        let (tx, rx) = oneshot::channel();
+        let leader = {
+            let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            match p.as_mut() {
+                Some(v) => {
+                    v.push((id.clone(), tx));
+                    false
+                }
+                None => {
+                    *p = Some(vec![(id.clone(), tx)]);
+                    true
+                }
+            }
+        };
+        if leader {
+            tokio::time::sleep(self.window).await;
+            let batch = self
+                .pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+                .unwrap_or_default();
+            let ids: Vec<String> = batch.iter().map(|(i, _)| i.clone()).collect();
+            self.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let r = self.ec2.terminate(&ids).await;
+            for (_, reply) in batch {
+                let _ = reply.send(r.clone());
+            }
+        }
+        rx.await.unwrap_or_else(|_| {
+            Err(AwsError {
+                transient: true,
+                ..AwsError::other("TerminateInstances", &id, "the batch this instance was in was cancelled")
+            })
+        })
+    }
+}

@@ -31,7 +31,7 @@ pub mod tags;
 mod teardown;
 mod wait;
 
-pub use batch::Launcher;
+pub use batch::{Launcher, Terminator};
 pub use client::{Ec2, Settings};
 pub use error::AwsError;
 pub use instances::{ExtraVolume, Instance, NodeSlot, PoolTemplate, is_live};

@@ -263,6 +263,10 @@ pub struct ApplyArgs {
     /// Accept any SSH host key. For throwaway test clusters only: a replaced or impostor host is not noticed.
     #[arg(long = "insecure-skip-host-key")]
     pub insecure_skip_host_key: bool,
+    /// Create (or remove) machines and their network only, and connect to none of them: the next
+    /// plain `apply` bootstraps them.
+    #[arg(long = "infra-only")]
+    pub infra_only: bool,
 }
 
 /// `dcform destroy`.
@@ -275,6 +279,11 @@ pub struct DestroyArgs {
     /// its nodes, so the next `apply` creates the cluster again.
     #[arg(long, value_name = "NAME")]
     pub cluster: Option<String>,
+    /// With `--cluster`: where to look (`docker`, or `aws`: every EC2 resource tagged
+    /// `dcform:cluster=NAME` in the region of AWS_REGION / the definition). Default: the
+    /// definition's provider if one is given, else docker.
+    #[arg(long, value_name = "PROVIDER", value_parser = ["docker", "aws"], requires = "cluster")]
+    pub provider: Option<String>,
 }
 
 /// `dcform list`.

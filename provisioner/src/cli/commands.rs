@@ -307,6 +307,7 @@ async fn apply_cmd(a: &ApplyArgs, destroy: bool) -> Result<u8, CliError> {
             (make_plan(&spec, &state, destroy), file)
         }
     };
+    let plan = infra_only(plan, a, destroy)?;
     let _lock = StateLock::acquire(&file, if destroy { "destroy" } else { "apply" })?;
     let mut state = file
         .load()?
@@ -436,6 +437,9 @@ fn record_outputs(state: &mut State, spec: &ClusterSpec, core: &CoreBinary, file
     state
         .resources
         .insert("core_sha256".into(), core.sha256.clone());
+    if state.provider == "aws" {
+        state.outputs.extend(providers::aws::outputs(state));
+    }
     if let Some(url) = cluster_api::master_url(state) {
         state
             .outputs
@@ -491,6 +495,27 @@ fn record_outputs(state: &mut State, spec: &ClusterSpec, core: &CoreBinary, file
     state
         .outputs
         .insert("agents".into(), serde_json::json!(count(true)));
+}
+
+/// `apply --infra-only`: only the machine steps of `plan` (see `plan::infra_only`), saying what is
+/// left for the next plain apply.
+fn infra_only(plan: Plan, a: &ApplyArgs, destroy: bool) -> Result<Plan, CliError> {
+    if !a.infra_only {
+        return Ok(plan);
+    }
+    if destroy {
+        return Err(CliError::user(anyhow!(
+            "--infra-only is for apply: destroy never connects to machines that it removes"
+        )));
+    }
+    let (plan, left_out) = plan::infra_only(plan);
+    eprintln!(
+        "--infra-only: machines and network only; no node is connected to. The next `dcform apply` bootstraps them."
+    );
+    for l in left_out {
+        eprintln!("  left out: {l}");
+    }
+    Ok(plan)
 }
 
 pub(super) fn confirm(destroy: bool) -> Result<bool, CliError> {

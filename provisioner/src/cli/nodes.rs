@@ -15,37 +15,74 @@ use crate::providers::ssh_remote::{SshConnector, SshRemote, map_error};
 use crate::spec::SshSpec;
 use crate::state::{NodeState, StateFile, StateLock};
 
-/// `dcform destroy --cluster NAME`: removes every Docker object labelled with the cluster.
+/// `dcform destroy --cluster NAME`: removes every Docker object labelled with the cluster, or (with
+/// `--provider aws`, or an `aws` definition) every EC2 resource tagged with it.
 pub async fn destroy_by_label(a: &DestroyArgs) -> Result<u8, CliError> {
     let cluster = a
         .cluster
         .as_deref()
         .expect("invariant: dispatched here only with --cluster");
-    println!(
-        "dcform will remove every container, network and volume labelled dcform.cluster={cluster}."
-    );
-    if !a.apply.auto_approve && !confirm(true)? {
-        println!("Destroy cancelled.");
-        return Ok(exit::USER);
-    }
-    let r = docker::purge_cluster(cluster)
-        .await
-        .map_err(|e| CliError::internal(anyhow::Error::new(e)))?;
-    for c in &r.containers {
-        println!("  - container {c}");
-    }
-    for n in &r.networks {
-        println!("  - network {n}");
-    }
-    for v in &r.volumes {
-        println!("  - volume {v}");
-    }
-    println!(
-        "\nDestroy complete! Removed {} container(s), {} network(s), {} volume(s) of cluster \"{cluster}\".",
-        r.containers.len(),
-        r.networks.len(),
-        r.volumes.len()
-    );
+    // The definition, when one is given, names the provider and (for aws) its region and endpoint.
+    let def = (a.apply.def.path.is_file()
+        || a.apply.def.path.join(format!("{cluster}.hcl")).is_file()
+        || a.provider.is_none())
+    .then(|| load_def(&a.apply.def).ok())
+    .flatten();
+    let provider = match (&a.provider, &def) {
+        (Some(p), _) => p.clone(),
+        (None, Some(spec)) if spec.provider.kind() == "aws" => "aws".into(),
+        _ => "docker".into(),
+    };
+    let provider = if provider == "aws" {
+        let aws = match def.as_ref().map(|d| &d.provider) {
+            Some(crate::spec::ProviderSpec::Aws(a)) => a.clone(),
+            _ => crate::spec::AwsProvider::default(),
+        };
+        println!("dcform will remove every EC2 resource tagged dcform:cluster={cluster}.");
+        if !a.apply.auto_approve && !confirm(true)? {
+            println!("Destroy cancelled.");
+            return Ok(exit::USER);
+        }
+        let r = crate::providers::aws::purge_cluster(cluster, &aws)
+            .await
+            .map_err(|e| CliError::internal(anyhow::Error::new(e)))?;
+        for l in r.lines() {
+            println!("  - {l}");
+        }
+        println!(
+            "\nDestroy complete! Removed {} instance(s) and {} network resource(s) of cluster \"{cluster}\".",
+            r.instances.len(),
+            r.lines().len() - r.instances.len()
+        );
+        "aws"
+    } else {
+        println!(
+            "dcform will remove every container, network and volume labelled dcform.cluster={cluster}."
+        );
+        if !a.apply.auto_approve && !confirm(true)? {
+            println!("Destroy cancelled.");
+            return Ok(exit::USER);
+        }
+        let r = docker::purge_cluster(cluster)
+            .await
+            .map_err(|e| CliError::internal(anyhow::Error::new(e)))?;
+        for c in &r.containers {
+            println!("  - container {c}");
+        }
+        for n in &r.networks {
+            println!("  - network {n}");
+        }
+        for v in &r.volumes {
+            println!("  - volume {v}");
+        }
+        println!(
+            "\nDestroy complete! Removed {} container(s), {} network(s), {} volume(s) of cluster \"{cluster}\".",
+            r.containers.len(),
+            r.networks.len(),
+            r.volumes.len()
+        );
+        "docker"
+    };
     // A state left where the definition keeps it still lists the removed nodes: the next apply
     // would report "No changes" for a cluster that is gone. Forget them.
     let file = match &a.apply.state {
@@ -62,7 +99,7 @@ pub async fn destroy_by_label(a: &DestroyArgs) -> Result<u8, CliError> {
             StateFile::default_for(&dir, cluster)
         }
     };
-    match forget_docker_nodes(&file, cluster)? {
+    match forget_nodes(&file, cluster, provider)? {
         Forgot::Nodes(n) => println!("Forgot {n} node(s) in {}.", file.path().display()),
         Forgot::OtherCluster(what) => println!(
             "The state {} is {what}: left as it is.",
@@ -73,7 +110,7 @@ pub async fn destroy_by_label(a: &DestroyArgs) -> Result<u8, CliError> {
     Ok(exit::OK)
 }
 
-/// What [`forget_docker_nodes`] did.
+/// What [`forget_nodes`] did.
 #[derive(Debug, PartialEq, Eq)]
 enum Forgot {
     NoState,
@@ -82,9 +119,9 @@ enum Forgot {
     Nodes(usize),
 }
 
-/// Empties the nodes, outputs and provider records of a `docker` state of `cluster` (under its
+/// Empties the nodes, outputs and provider records of a `provider` state of `cluster` (under its
 /// lock), after its containers were removed by label. Any other state is left untouched.
-fn forget_docker_nodes(file: &StateFile, cluster: &str) -> Result<Forgot, CliError> {
+fn forget_nodes(file: &StateFile, cluster: &str, provider: &str) -> Result<Forgot, CliError> {
     if !file.path().exists() {
         return Ok(Forgot::NoState);
     }
@@ -92,7 +129,7 @@ fn forget_docker_nodes(file: &StateFile, cluster: &str) -> Result<Forgot, CliErr
     let Some(mut state) = file.load()? else {
         return Ok(Forgot::NoState);
     };
-    if state.cluster != cluster || state.provider != "docker" {
+    if state.cluster != cluster || state.provider != provider {
         return Ok(Forgot::OtherCluster(format!(
             "of the {} cluster \"{}\"",
             state.provider, state.cluster
@@ -368,7 +405,7 @@ mod forget_tests {
         let file = state_with_a_node(dir.path(), "demo", "docker");
         let serial = file.load().unwrap().unwrap().serial;
         assert_eq!(
-            forget_docker_nodes(&file, "demo").unwrap(),
+            forget_nodes(&file, "demo", "docker").unwrap(),
             Forgot::Nodes(1)
         );
         let after = file.load().unwrap().unwrap();
@@ -389,13 +426,13 @@ mod forget_tests {
         let file = state_with_a_node(dir.path(), "demo", "local");
         let before = std::fs::read(file.path()).unwrap();
         assert!(matches!(
-            forget_docker_nodes(&file, "demo").unwrap(),
+            forget_nodes(&file, "demo", "docker").unwrap(),
             Forgot::OtherCluster(_)
         ));
         assert_eq!(std::fs::read(file.path()).unwrap(), before);
         let none = StateFile::default_for(dir.path(), "other");
         assert_eq!(
-            forget_docker_nodes(&none, "other").unwrap(),
+            forget_nodes(&none, "other", "docker").unwrap(),
             Forgot::NoState
         );
     }

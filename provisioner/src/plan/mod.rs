@@ -6,6 +6,7 @@
 //! additions (drain first), and on destroy agents before masters.
 
 mod diff;
+mod infra;
 mod render;
 
 use serde::{Deserialize, Serialize};
@@ -13,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::spec::{ClusterSpec, Role};
 
 pub use diff::{config_hash, destroy, diff};
+pub use infra::infra_only;
 pub use render::{NO_CHANGES, Summary, render_human, render_json_lines};
 
 /// Plan file format version (`plan -out FILE`).

@@ -2,6 +2,7 @@
 //! installer that puts the core on its machines. Every provider is a variant of [`AnyProvider`]; adding one
 //! means adding a variant and following the compiler.
 
+pub mod aws;
 pub mod docker;
 pub mod liveness;
 pub mod local;
@@ -60,6 +61,8 @@ pub enum AnyProvider {
     Docker(Box<docker::DockerProvider>),
     /// Existing hosts over SSH.
     Ssh(ssh::SshProvider),
+    /// EC2 instances.
+    Aws(Box<aws::AwsProvider>),
 }
 
 /// A connection to a machine of any provider.
@@ -166,10 +169,15 @@ pub fn machines(
             );
             (AnyProvider::Ssh(ssh::SshProvider::new(c)), Layout::Host)
         }
-        other => return Err(BuildError::Unavailable(other.kind())),
+        ProviderSpec::Aws(a) => {
+            // The preflight checks each instance's architecture against the binary.
+            let p = aws::AwsProvider::new(spec, a, state.dir(), insecure_skip_host_key);
+            (AnyProvider::Aws(Box::new(p)), Layout::Host)
+        }
     };
     match &provider {
         AnyProvider::Local(_) => {}
+        AnyProvider::Aws(p) => p.pin_recorded(resources),
         AnyProvider::Docker(p) => p.pin_recorded(resources),
         AnyProvider::Ssh(p) => p.pin_recorded(resources),
     }
@@ -252,6 +260,7 @@ impl Provider for AnyProvider {
             AnyProvider::Local(p) => p.prepare(spec, r).await,
             AnyProvider::Docker(p) => p.prepare(spec, r).await,
             AnyProvider::Ssh(p) => p.prepare(spec, r).await,
+            AnyProvider::Aws(p) => p.prepare(spec, r).await,
         }
     }
     async fn create(&self, req: &NodeRequest) -> Result<Machine, ProviderError> {
@@ -259,6 +268,7 @@ impl Provider for AnyProvider {
             AnyProvider::Local(p) => p.create(req).await,
             AnyProvider::Docker(p) => p.create(req).await,
             AnyProvider::Ssh(p) => p.create(req).await,
+            AnyProvider::Aws(p) => p.create(req).await,
         }
     }
     async fn start(&self, node: &NodeState) -> Result<Machine, ProviderError> {
@@ -266,6 +276,7 @@ impl Provider for AnyProvider {
             AnyProvider::Local(p) => p.start(node).await,
             AnyProvider::Docker(p) => p.start(node).await,
             AnyProvider::Ssh(p) => p.start(node).await,
+            AnyProvider::Aws(p) => p.start(node).await,
         }
     }
     async fn connect(&self, node: &NodeState) -> Result<AnyRemote, RemoteError> {
@@ -273,6 +284,7 @@ impl Provider for AnyProvider {
             AnyProvider::Local(p) => p.connect(node).await.map(AnyRemote::Local),
             AnyProvider::Docker(p) => p.connect(node).await.map(AnyRemote::Ssh),
             AnyProvider::Ssh(p) => p.connect(node).await.map(AnyRemote::Ssh),
+            AnyProvider::Aws(p) => p.connect(node).await.map(AnyRemote::Ssh),
         }
     }
     async fn destroy(&self, node: &NodeState) -> Result<(), ProviderError> {
@@ -280,6 +292,7 @@ impl Provider for AnyProvider {
             AnyProvider::Local(p) => p.destroy(node).await,
             AnyProvider::Docker(p) => p.destroy(node).await,
             AnyProvider::Ssh(p) => p.destroy(node).await,
+            AnyProvider::Aws(p) => p.destroy(node).await,
         }
     }
     async fn teardown(&self, r: &BTreeMap<String, String>) -> Result<(), ProviderError> {
@@ -287,6 +300,7 @@ impl Provider for AnyProvider {
             AnyProvider::Local(p) => p.teardown(r).await,
             AnyProvider::Docker(p) => p.teardown(r).await,
             AnyProvider::Ssh(p) => p.teardown(r).await,
+            AnyProvider::Aws(p) => p.teardown(r).await,
         }
     }
 }

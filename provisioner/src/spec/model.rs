@@ -70,17 +70,51 @@ pub struct DockerProvider {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SshProvider {}
 
-/// `provider "aws" { region = ..., ... }`.
+/// `provider "aws" { region = ..., ... }`. Everything optional: credentials, region and endpoint
+/// also come the AWS way (environment, profiles, SSO, instance roles).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AwsProvider {
-    /// AWS region, e.g. `us-east-1`.
+    /// AWS region, e.g. `us-east-1` (else `AWS_REGION` / the profile's).
     pub region: Option<String>,
-    /// Default instance type for pools that do not set one.
+    /// Default instance type for pools that do not set one (else `m5.xlarge`).
     pub instance_type: Option<String>,
-    /// AMI id for the nodes.
+    /// AMI id for the nodes; else the newest image matching `ami_name` owned by `ami_owners`.
     pub ami: Option<String>,
-    /// Endpoint override (e.g. a local moto server in tests).
+    /// Endpoint override (e.g. a local moto server in tests); `AWS_ENDPOINT_URL_EC2` works too.
     pub endpoint: Option<String>,
+    /// Image name pattern (`*` wildcards) looked up with DescribeImages when `ami` is not set.
+    #[serde(default)]
+    pub ami_name: Option<String>,
+    /// Accounts whose images `ami_name` may match (e.g. Canonical's `099720109477`).
+    #[serde(default)]
+    pub ami_owners: Vec<String>,
+    /// Zones to spread nodes over; empty: the region's first three.
+    #[serde(default)]
+    pub availability_zones: Vec<String>,
+    /// CIDR of the VPC dcform creates (default `10.0.0.0/16`).
+    #[serde(default)]
+    pub vpc_cidr: Option<String>,
+    /// Existing subnets (one VPC) to launch in instead of creating a network.
+    #[serde(default)]
+    pub subnet_ids: Vec<String>,
+    /// Who may reach SSH and the master API (default `0.0.0.0/0`, as dcos-terraform's `admin_ips`).
+    #[serde(default)]
+    pub admin_cidrs: Vec<String>,
+    /// OpenSSH public key file imported as the cluster's key pair (default: `ssh.private_key` + `.pub`).
+    #[serde(default)]
+    pub public_key: Option<PathBuf>,
+    /// Root volume size in GiB (default: the AMI's).
+    #[serde(default)]
+    pub root_volume_size: Option<u32>,
+    /// Root volume type (`gp3`, `gp2`, `io1`...).
+    #[serde(default)]
+    pub root_volume_type: Option<String>,
+    /// Sizes in GiB of extra gp3 volumes per node (`/dev/sdf`, `/dev/sdg`, ...), deleted with it.
+    #[serde(default)]
+    pub extra_volumes: Vec<u32>,
+    /// User data passed to every instance (e.g. a cloud-init script).
+    #[serde(default)]
+    pub user_data: Option<String>,
 }
 
 /// The `ssh { ... }` block.

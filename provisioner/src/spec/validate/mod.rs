@@ -16,6 +16,7 @@ use super::model::*;
 use super::raw::{Loc, RawAttr, RawBlock, RawBody, RawLabel, Sources};
 use super::vars::check_duplicate_attrs;
 
+mod aws;
 mod pool;
 mod principal;
 
@@ -42,7 +43,7 @@ fn provider_attrs(kind: &str) -> &'static [&'static str] {
     match kind {
         "local" => &["base_port"],
         "docker" => &["image", "subnet"],
-        "aws" => &["region", "instance_type", "ami", "endpoint"],
+        "aws" => aws::ATTRS,
         _ => &[],
     }
 }
@@ -427,12 +428,7 @@ impl Validator<'_> {
                 ProviderSpec::Docker(DockerProvider { image, subnet })
             }
             "ssh" => ProviderSpec::Ssh(SshProvider {}),
-            _ => ProviderSpec::Aws(AwsProvider {
-                region: opt(self, "region"),
-                instance_type: opt(self, "instance_type"),
-                ami: opt(self, "ami"),
-                endpoint: opt(self, "endpoint"),
-            }),
+            _ => ProviderSpec::Aws(self.aws(b)),
         })
     }
 
@@ -559,7 +555,7 @@ fn short_value(v: &Value) -> String {
     }
 }
 
-fn valid_cidr(s: &str) -> bool {
+pub(crate) fn valid_cidr(s: &str) -> bool {
     let Some((ip, bits)) = s.split_once('/') else {
         return false;
     };

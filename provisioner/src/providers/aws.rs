@@ -1,0 +1,429 @@
+//! Provider `aws`: EC2 instances through the `dcform-aws` crate (the only place naming aws-sdk-ec2
+//! types). `prepare` finds or creates the cluster's network and key pair (recorded in the state's
+//! `resources` as `aws_*`) and resolves the AMI; `create` hands each node to a per-pool, per-zone
+//! batching [`Launcher`]: the executor's concurrent per-node calls of a wave become one
+//! `RunInstances` per zone. Instances are tagged `dcform:cluster`, `dcform:pool`, `dcform:node` and
+//! `Name`; an interrupted apply's instances are found by those tags and adopted, never launched
+//! twice. `destroy` terminates (batched too); `teardown` removes everything tagged with the cluster,
+//! in dependency order, which is also what `dcform destroy --cluster NAME` does with no state.
+//! Machines are bootstrapped over SSH at their public address like any other host.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use dcform_aws::{
+    AwsError, Ec2, ExtraVolume, Launcher, Network, NetworkSpec, NodeSlot, PoolTemplate,
+    PurgeReport, Settings, Terminator, WaitPolicy,
+};
+use tokio::sync::OnceCell;
+
+use crate::apply::{Machine, NodeRequest, Provider, ProviderError, RemoteError};
+use crate::install::MASTER_PORT;
+use crate::spec::{AwsProvider as AwsSpec, ClusterSpec, PoolSpec, Role, SshSpec};
+use crate::state::{NodeState, State};
+
+use super::ssh_remote::{SshConnector, SshRemote};
+
+/// Instance type for pools and providers that set none: 4 vCPUs, 16 GiB, dcos-terraform's default class.
+pub const DEFAULT_INSTANCE_TYPE: &str = "m5.xlarge";
+/// How long concurrent `create` calls are gathered into one launch.
+const GATHER: Duration = Duration::from_millis(50);
+
+/// EC2 machines for one cluster.
+pub struct AwsProvider {
+    cluster: String,
+    aws: AwsSpec,
+    ssh: SshSpec,
+    pools: Vec<PoolSpec>,
+    connector: SshConnector,
+    ec2: OnceCell<Ec2>,
+    launcher: OnceCell<Launcher>,
+    terminator: OnceCell<Terminator>,
+    /// Set by `prepare`: the network and each pool's template.
+    prepared: Mutex<Option<(Network, HashMap<String, Arc<PoolTemplate>>)>>,
+}
+
+/// How a provider error reads: the AWS error (call, code, hint) as the message.
+fn provider_error(node: &str, e: AwsError) -> ProviderError {
+    ProviderError {
+        node: node.to_string(),
+        message: e.to_string(),
+        transient: e.transient,
+        source: None,
+    }
+}
+
+/// The SDK settings of a provider block.
+pub fn settings(aws: &AwsSpec) -> Settings {
+    Settings {
+        region: aws.region.clone(),
+        endpoint: aws.endpoint.clone(),
+        ..Settings::default()
+    }
+}
+
+impl AwsProvider {
+    /// A provider for `spec`, keeping SSH logs under `state_dir/logs`.
+    pub fn new(
+        spec: &ClusterSpec,
+        aws: &AwsSpec,
+        state_dir: &Path,
+        insecure_skip_host_key: bool,
+    ) -> AwsProvider {
+        AwsProvider {
+            cluster: spec.name.clone(),
+            aws: aws.clone(),
+            ssh: spec.ssh.clone(),
+            pools: spec.pools.clone(),
+            connector: SshConnector::from_spec(
+                &spec.ssh,
+                None,
+                state_dir.join("logs"),
+                insecure_skip_host_key,
+            ),
+            ec2: OnceCell::new(),
+            launcher: OnceCell::new(),
+            terminator: OnceCell::new(),
+            prepared: Mutex::new(None),
+        }
+    }
+
+    /// Pins the bastion host key recorded in the state, as every SSH connection does.
+    pub fn pin_recorded(&self, resources: &BTreeMap<String, String>) {
+        self.connector.pin_recorded(resources);
+    }
+
+    async fn ec2(&self) -> Result<&Ec2, ProviderError> {
+        self.ec2
+            .get_or_try_init(|| async { Ec2::connect(&settings(&self.aws)).await })
+            .await
+            .map_err(|e| provider_error("cluster", e))
+    }
+
+    /// The public key to import: `public_key`, else the private key's `.pub` beside it.
+    fn public_key(&self) -> Result<Option<String>, ProviderError> {
+        let path: Option<PathBuf> = self.aws.public_key.clone().or_else(|| {
+            self.ssh.private_key.as_ref().map(|k| {
+                let mut p = k.clone().into_os_string();
+                p.push(".pub");
+                PathBuf::from(p)
+            })
+        });
+        let Some(path) = path else { return Ok(None) };
+        match std::fs::read_to_string(&path) {
+            Ok(k) if k.trim().starts_with("ssh-") || k.trim().starts_with("ecdsa-") => {
+                Ok(Some(k.trim().to_string()))
+            }
+            Ok(_) => Err(ProviderError::permanent(
+                "cluster",
+                format!(
+                    "{} is not an OpenSSH public key (ssh-ed25519 AAAA... / ssh-rsa AAAA...)",
+                    path.display()
+                ),
+            )),
+            Err(e) => Err(ProviderError::permanent(
+                "cluster",
+                format!(
+                    "cannot read the public key {} to import as the cluster's key pair: {e}; \
+                     make one with `ssh-keygen -t ed25519 -f {}` or set public_key in provider \"aws\"",
+                    path.display(),
+                    path.with_extension("").display()
+                ),
+            )),
+        }
+    }
+
+    /// The AMI and its root device: `ami`, else the `ami_name` lookup (kept in the state so a
+    /// later scale-up launches the same image as the rest of the cluster).
+    async fn image(
+        &self,
+        ec2: &Ec2,
+        records: &BTreeMap<String, String>,
+    ) -> Result<(String, String), ProviderError> {
+        let fallback_root = "/dev/sda1".to_string();
+        if let Some(ami) = &self.aws.ami {
+            if records.get("aws_ami") == Some(ami)
+                && let Some(root) = records.get("aws_root_device")
+            {
+                return Ok((ami.clone(), root.clone()));
+            }
+            let root = ec2
+                .root_device_of(ami)
+                .await
+                .map_err(|e| provider_error("cluster", e))?;
+            return Ok((ami.clone(), root.unwrap_or(fallback_root)));
+        }
+        let Some(pattern) = &self.aws.ami_name else {
+            return Err(ProviderError::permanent(
+                "cluster",
+                "provider \"aws\" has neither ami nor ami_name",
+            ));
+        };
+        if records.get("aws_ami_name") == Some(pattern)
+            && let (Some(ami), Some(root)) =
+                (records.get("aws_ami"), records.get("aws_root_device"))
+        {
+            return Ok((ami.clone(), root.clone()));
+        }
+        let (ami, root) = ec2
+            .find_image(pattern, &self.aws.ami_owners)
+            .await
+            .map_err(|e| provider_error("cluster", e))?;
+        Ok((ami, root.unwrap_or(fallback_root)))
+    }
+
+    fn template(&self, pool: &PoolSpec, net: &Network, ami: &str, root: &str) -> PoolTemplate {
+        let mut groups = vec![net.nodes_sg.clone(), net.admin_sg.clone()];
+        if pool.role == Role::PublicAgent {
+            groups.push(net.public_sg.clone());
+        }
+        PoolTemplate {
+            cluster: self.cluster.clone(),
+            pool: pool.name.clone(),
+            role: pool.role.as_str().to_string(),
+            instance_type: pool
+                .instance_type
+                .clone()
+                .or_else(|| self.aws.instance_type.clone())
+                .unwrap_or_else(|| DEFAULT_INSTANCE_TYPE.to_string()),
+            ami: ami.to_string(),
+            root_device: root.to_string(),
+            root_volume_gb: self.aws.root_volume_size,
+            root_volume_type: self.aws.root_volume_type.clone(),
+            extra_volumes: self
+                .aws
+                .extra_volumes
+                .iter()
+                .enumerate()
+                .map(|(k, size)| ExtraVolume {
+                    // /dev/sdf onwards, as the EC2 documentation recommends for data volumes.
+                    device: format!("/dev/sd{}", char::from(b'f' + k as u8)),
+                    size_gb: *size,
+                    kind: None,
+                })
+                .collect(),
+            user_data: self.aws.user_data.clone(),
+            public_ip: true,
+            security_groups: groups,
+            key_name: net.key_name.clone(),
+        }
+    }
+
+    fn prepared(
+        &self,
+        node: &str,
+        pool: &str,
+        index: u32,
+    ) -> Result<(Arc<PoolTemplate>, dcform_aws::Subnet), ProviderError> {
+        let guard = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
+        let Some((net, templates)) = guard.as_ref() else {
+            return Err(ProviderError::permanent(
+                node,
+                "internal: create before prepare",
+            ));
+        };
+        let t = templates.get(pool).cloned().ok_or_else(|| {
+            ProviderError::permanent(node, format!("pool \"{pool}\" is not in the definition"))
+        })?;
+        let subnet = net
+            .subnet_for(index)
+            .cloned()
+            .ok_or_else(|| ProviderError::permanent(node, "the cluster's network has no subnet"))?;
+        Ok((t, subnet))
+    }
+}
+
+impl Provider for AwsProvider {
+    type Remote = SshRemote;
+
+    async fn prepare(
+        &self,
+        _spec: &ClusterSpec,
+        resources: &BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, String>, ProviderError> {
+        std::fs::create_dir_all(&self.connector.log_dir).map_err(|e| ProviderError {
+            node: "cluster".into(),
+            message: format!(
+                "cannot create the log folder {}: {e}",
+                self.connector.log_dir.display()
+            ),
+            transient: false,
+            source: Some(Box::new(e)),
+        })?;
+        let ec2 = self.ec2().await?;
+        let spec = NetworkSpec {
+            cluster: self.cluster.clone(),
+            cidr: self
+                .aws
+                .vpc_cidr
+                .clone()
+                .unwrap_or_else(|| "10.0.0.0/16".into()),
+            zones: self.aws.availability_zones.clone(),
+            subnet_ids: self.aws.subnet_ids.clone(),
+            admin_cidrs: if self.aws.admin_cidrs.is_empty() {
+                vec!["0.0.0.0/0".into()]
+            } else {
+                self.aws.admin_cidrs.clone()
+            },
+            admin_ports: vec![self.ssh.port, MASTER_PORT],
+            // Public agents: web traffic and the task port range agents offer (Mesos' 31000-32000).
+            public_ports: vec![(80, 80), (443, 443), (31000, 32000)],
+            public_key: self.public_key()?,
+        };
+        let (net, (ami, root)) = tokio::try_join!(
+            async {
+                ec2.ensure_network(&spec)
+                    .await
+                    .map_err(|e| provider_error("cluster", e))
+            },
+            self.image(ec2, resources)
+        )?;
+        let templates: HashMap<String, Arc<PoolTemplate>> = self
+            .pools
+            .iter()
+            .map(|p| {
+                (
+                    p.name.clone(),
+                    Arc::new(self.template(p, &net, &ami, &root)),
+                )
+            })
+            .collect();
+        let mut records = resources.clone();
+        records.retain(|k, _| !k.starts_with("aws_"));
+        records.extend(net.to_records());
+        records.insert("aws_ami".into(), ami);
+        records.insert("aws_root_device".into(), root);
+        if let (None, Some(n)) = (&self.aws.ami, &self.aws.ami_name) {
+            records.insert("aws_ami_name".into(), n.clone());
+        }
+        *self.prepared.lock().unwrap_or_else(|p| p.into_inner()) = Some((net, templates));
+        Ok(records)
+    }
+
+    async fn create(&self, req: &NodeRequest) -> Result<Machine, ProviderError> {
+        let (template, subnet) = self.prepared(&req.name, &req.pool, req.index)?;
+        let ec2 = self.ec2().await?;
+        let launcher = self
+            .launcher
+            .get_or_init(|| async { Launcher::new(ec2.clone(), GATHER) })
+            .await;
+        let slot = NodeSlot {
+            name: req.name.clone(),
+            index: req.index,
+        };
+        let i = launcher
+            .launch(template, subnet, slot)
+            .await
+            .map_err(|e| provider_error(&req.name, e))?;
+        Ok(Machine {
+            addresses: i.addresses(),
+            provider_id: i.id,
+        })
+    }
+
+    async fn start(&self, node: &NodeState) -> Result<Machine, ProviderError> {
+        let Some(id) = node.provider_id.as_deref() else {
+            return Err(ProviderError::permanent(
+                &node.name,
+                "no instance id recorded",
+            ));
+        };
+        let i = self
+            .ec2()
+            .await?
+            .start(id)
+            .await
+            .map_err(|e| provider_error(&node.name, e))?;
+        Ok(Machine {
+            addresses: i.addresses(),
+            provider_id: i.id,
+        })
+    }
+
+    async fn connect(&self, node: &NodeState) -> Result<SshRemote, RemoteError> {
+        self.connector.connect(node).await
+    }
+
+    async fn destroy(&self, node: &NodeState) -> Result<(), ProviderError> {
+        let ec2 = self.ec2().await?;
+        // No id recorded (an apply killed inside RunInstances): the instance, if EC2 made it, is
+        // found by its tags.
+        let ids: Vec<String> = match &node.provider_id {
+            Some(id) => vec![id.clone()],
+            None => ec2
+                .live_instances(&self.cluster, Some(&node.pool))
+                .await
+                .map_err(|e| provider_error(&node.name, e))?
+                .into_iter()
+                .filter(|i| i.node.as_deref() == Some(node.name.as_str()))
+                .map(|i| i.id)
+                .collect(),
+        };
+        let terminator = self
+            .terminator
+            .get_or_init(|| async { Terminator::new(ec2.clone(), GATHER) })
+            .await;
+        for id in ids {
+            terminator
+                .terminate(id)
+                .await
+                .map_err(|e| provider_error(&node.name, e))?;
+        }
+        Ok(())
+    }
+
+    async fn teardown(&self, _resources: &BTreeMap<String, String>) -> Result<(), ProviderError> {
+        let ec2 = self.ec2().await?;
+        ec2.purge_cluster(&self.cluster, WaitPolicy::default())
+            .await
+            .map_err(|e| provider_error("cluster", e))?;
+        Ok(())
+    }
+}
+
+/// `dcform destroy --cluster NAME` for AWS: everything tagged `dcform:cluster=NAME`, no state needed.
+pub async fn purge_cluster(cluster: &str, aws: &AwsSpec) -> Result<PurgeReport, ProviderError> {
+    let ec2 = Ec2::connect(&settings(aws))
+        .await
+        .map_err(|e| provider_error("cluster", e))?;
+    ec2.purge_cluster(cluster, WaitPolicy::default())
+        .await
+        .map_err(|e| provider_error("cluster", e))
+}
+
+/// Outputs of an AWS cluster: master and public-agent addresses and the instance ids per pool.
+pub fn outputs(state: &State) -> BTreeMap<String, serde_json::Value> {
+    let addresses = |role: Role| -> Vec<String> {
+        state
+            .nodes
+            .iter()
+            .filter(|n| n.role == role)
+            .filter_map(|n| n.addresses.first().cloned())
+            .collect()
+    };
+    let mut ids: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for n in &state.nodes {
+        if let Some(id) = &n.provider_id {
+            ids.entry(n.pool.clone()).or_default().push(id.clone());
+        }
+    }
+    let mut out = BTreeMap::new();
+    out.insert(
+        "master_addresses".into(),
+        serde_json::json!(addresses(Role::Master)),
+    );
+    out.insert(
+        "public_agent_addresses".into(),
+        serde_json::json!(addresses(Role::PublicAgent)),
+    );
+    out.insert("instance_ids".into(), serde_json::json!(ids));
+    if let Some(r) = state.resources.get("aws_region") {
+        out.insert("aws_region".into(), serde_json::json!(r));
+    }
+    if let Some(v) = state.resources.get("aws_vpc") {
+        out.insert("aws_vpc".into(), serde_json::json!(v));
+    }
+    out
+}
