@@ -193,7 +193,8 @@ pub struct Fault {
     pub action: String,
     /// Answer this many of them with `code` (HTTP 503) instead of forwarding.
     pub fail: usize,
-    /// The error code, e.g. `RequestLimitExceeded`.
+    /// The error code, e.g. `RequestLimitExceeded` (EC2 sends it with HTTP 503) or
+    /// `InstanceLimitExceeded` (HTTP 400).
     pub code: String,
     /// Hold each forwarded answer this long before passing it on.
     pub hold: Duration,
@@ -291,12 +292,17 @@ fn serve(
         if is_action && injected.load(Ordering::SeqCst) < fault.fail {
             injected.fetch_add(1, Ordering::SeqCst);
             let xml = format!(
-                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{}</Code><Message>Request limit exceeded (injected by the test proxy).</Message></Error></Errors><RequestID>dcform-test</RequestID></Response>",
-                fault.code
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{}</Code><Message>{} (injected by the test proxy).</Message></Error></Errors><RequestID>dcform-test</RequestID></Response>",
+                fault.code, fault.code
             );
+            let status = if fault.code == "RequestLimitExceeded" {
+                "503 Service Unavailable"
+            } else {
+                "400 Bad Request"
+            };
             write!(
                 client,
-                "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/xml;charset=UTF-8\r\nContent-Length: {}\r\n\r\n{xml}",
+                "HTTP/1.1 {status}\r\nContent-Type: text/xml;charset=UTF-8\r\nContent-Length: {}\r\n\r\n{xml}",
                 xml.len()
             )?;
             continue;

@@ -196,12 +196,15 @@ fn uuid_like() -> String {
     format!("{:016x}{:016x}", r.random::<u64>(), r.random::<u64>())
 }
 
+/// An instance to terminate and who waits for it.
+type Waiter = (String, oneshot::Sender<Result<(), AwsError>>);
+
 /// Coalesces per-node terminations into one `TerminateInstances`, as [`Launcher`] does for launches.
 /// Does not wait for the instances to be gone (teardown does, before deleting the network).
 pub struct Terminator {
     ec2: Ec2,
     window: Duration,
-    pending: Mutex<Option<Vec<(String, oneshot::Sender<Result<(), AwsError>>)>>>,
+    pending: Mutex<Option<Vec<Waiter>>>,
     calls: std::sync::atomic::AtomicUsize,
 }
 
@@ -246,7 +249,8 @@ impl Terminator {
                 .take()
                 .unwrap_or_default();
             let ids: Vec<String> = batch.iter().map(|(i, _)| i.clone()).collect();
-            self.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.calls
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let r = self.ec2.terminate(&ids).await;
             for (_, reply) in batch {
                 let _ = reply.send(r.clone());
@@ -255,7 +259,11 @@ impl Terminator {
         rx.await.unwrap_or_else(|_| {
             Err(AwsError {
                 transient: true,
-                ..AwsError::other("TerminateInstances", &id, "the batch this instance was in was cancelled")
+                ..AwsError::other(
+                    "TerminateInstances",
+                    &id,
+                    "the batch this instance was in was cancelled",
+                )
             })
         })
     }

@@ -35,7 +35,7 @@ pub async fn destroy_by_label(a: &DestroyArgs) -> Result<u8, CliError> {
     };
     let provider = if provider == "aws" {
         let aws = match def.as_ref().map(|d| &d.provider) {
-            Some(crate::spec::ProviderSpec::Aws(a)) => a.clone(),
+            Some(crate::spec::ProviderSpec::Aws(a)) => (**a).clone(),
             _ => crate::spec::AwsProvider::default(),
         };
         println!("dcform will remove every EC2 resource tagged dcform:cluster={cluster}.");

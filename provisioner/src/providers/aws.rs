@@ -28,6 +28,8 @@ use super::ssh_remote::{SshConnector, SshRemote};
 
 /// Instance type for pools and providers that set none: 4 vCPUs, 16 GiB, dcos-terraform's default class.
 pub const DEFAULT_INSTANCE_TYPE: &str = "m5.xlarge";
+/// Why a definition without `ami` or `ami_name` cannot be applied.
+pub const NO_IMAGE: &str = "provider \"aws\" needs an image: set ami = \"ami-...\" (ids differ per region) or ami_name = \"...\" with ami_owners = [...]";
 /// How long concurrent `create` calls are gathered into one launch.
 const GATHER: Duration = Duration::from_millis(50);
 
@@ -41,8 +43,14 @@ pub struct AwsProvider {
     ec2: OnceCell<Ec2>,
     launcher: OnceCell<Launcher>,
     terminator: OnceCell<Terminator>,
-    /// Set by `prepare`: the network and each pool's template.
-    prepared: Mutex<Option<(Network, HashMap<String, Arc<PoolTemplate>>)>>,
+    /// Set by `prepare`.
+    prepared: Mutex<Option<Prepared>>,
+}
+
+/// What `prepare` found or made: the network and each pool's template.
+struct Prepared {
+    net: Network,
+    templates: HashMap<String, Arc<PoolTemplate>>,
 }
 
 /// How a provider error reads: the AWS error (call, code, hint) as the message.
@@ -218,7 +226,7 @@ impl AwsProvider {
         index: u32,
     ) -> Result<(Arc<PoolTemplate>, dcform_aws::Subnet), ProviderError> {
         let guard = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
-        let Some((net, templates)) = guard.as_ref() else {
+        let Some(Prepared { net, templates }) = guard.as_ref() else {
             return Err(ProviderError::permanent(
                 node,
                 "internal: create before prepare",
@@ -298,7 +306,8 @@ impl Provider for AwsProvider {
         if let (None, Some(n)) = (&self.aws.ami, &self.aws.ami_name) {
             records.insert("aws_ami_name".into(), n.clone());
         }
-        *self.prepared.lock().unwrap_or_else(|p| p.into_inner()) = Some((net, templates));
+        *self.prepared.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(Prepared { net, templates });
         Ok(records)
     }
 

@@ -44,12 +44,18 @@ pub enum BuildError {
     /// The cluster's secrets (tokens, CA, principals' secrets) could not be made or read.
     #[error("cannot prepare the cluster's secrets in the state folder")]
     Secrets(#[from] crate::pki::PkiError),
+    /// The definition lacks something this provider needs to make machines.
+    #[error("{0}; no machine was touched")]
+    Incomplete(String),
 }
 
 impl BuildError {
     /// Whether the user can fix it (missing or wrong binary) rather than an internal failure.
     pub fn is_user_error(&self) -> bool {
-        matches!(self, BuildError::Core(_) | BuildError::CoreVersion { .. })
+        matches!(
+            self,
+            BuildError::Core(_) | BuildError::CoreVersion { .. } | BuildError::Incomplete(_)
+        )
     }
 }
 
@@ -106,6 +112,10 @@ pub fn build(
         // must run here. For ssh hosts the preflight checks each host's architecture.
         ProviderSpec::Local(_) | ProviderSpec::Docker(_) => {
             core_binary::check_arch(&binary, std::env::consts::ARCH)?;
+        }
+        // A definition converted from a main.tf has no image yet: refused before anything is touched.
+        ProviderSpec::Aws(a) if a.ami.is_none() && a.ami_name.is_none() => {
+            return Err(BuildError::Incomplete(aws::NO_IMAGE.to_string()));
         }
         _ => {}
     }

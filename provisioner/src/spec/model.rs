@@ -34,8 +34,8 @@ pub enum ProviderSpec {
     Docker(DockerProvider),
     /// Existing hosts reached over SSH; pools list `hosts`.
     Ssh(SshProvider),
-    /// EC2 instances.
-    Aws(AwsProvider),
+    /// EC2 instances (boxed: many settings, and the other variants are small).
+    Aws(Box<AwsProvider>),
 }
 
 impl ProviderSpec {

@@ -25,6 +25,11 @@ pub(super) const ATTRS: &[&str] = &[
     "user_data",
 ];
 
+/// Why an `aws` provider without an image cannot launch anything.
+const NO_IMAGE: &str = "provider \"aws\" needs an image: set ami or ami_name";
+/// How to give it one.
+const IMAGE_HINT: &str = "e.g. ami_name = \"ubuntu/images/hvm-ssd*/ubuntu-*-amd64-server-*\" with ami_owners = [\"099720109477\"] (Canonical), or ami = \"ami-...\" (ids differ per region)";
+
 /// Largest EBS volume (GiB): gp3's limit.
 const MAX_VOLUME_GB: u64 = 16_384;
 
@@ -133,15 +138,13 @@ impl Validator<'_> {
                 "an id such as \"ami-0123456789abcdef0\" (ids differ per region), or remove it and set ami_name to look one up",
             );
         }
+        // A warning, not an error: a definition converted from a dcos-terraform main.tf has no
+        // image yet and should still plan; apply refuses it before touching AWS.
         if p.ami.is_none()
             && p.ami_name.is_none()
             && let Some(l) = b.labels.first()
         {
-            self.err(
-                &l.loc,
-                "provider \"aws\" needs an image: set ami or ami_name",
-                "e.g. ami_name = \"debian-12-amd64-*\" with ami_owners = [\"136693071363\"] (Debian), or ami = \"ami-...\"",
-            );
+            self.warn(&l.loc, NO_IMAGE, IMAGE_HINT);
         }
         p
     }

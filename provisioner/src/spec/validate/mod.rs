@@ -428,7 +428,7 @@ impl Validator<'_> {
                 ProviderSpec::Docker(DockerProvider { image, subnet })
             }
             "ssh" => ProviderSpec::Ssh(SshProvider {}),
-            _ => ProviderSpec::Aws(self.aws(b)),
+            _ => ProviderSpec::Aws(Box::new(self.aws(b))),
         })
     }
 
