@@ -225,6 +225,19 @@ fn example_nodes(agents: u32) -> Vec<String> {
     v
 }
 
+#[test]
+fn the_aws_example_validates_with_no_variables_set() {
+    // No moto needed: validation never talks to AWS.
+    let c = Cluster::new();
+    let o = c.run("http://127.0.0.1:9", &["validate", "aws.hcl"]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains("cluster \"aws-demo\", 9 node(s) in 3 pool(s), provider \"aws\""),
+        "{t}"
+    );
+}
+
 #[tokio::test]
 async fn apply_infra_only_creates_the_tagged_network_and_3_masters_5_agents_1_public_agent() {
     let Some((_g, moto)) = moto_support::session().await else {

@@ -16,7 +16,8 @@ mod moto_support;
 use std::process::Command;
 use std::time::Instant;
 
-const PUBLIC_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl dcform-bench";
+const PUBLIC_KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl dcform-bench";
 
 /// One master and 49 agents in one zone: the anchor's shape (one VPC, one subnet, one group, 50 instances).
 fn definition(key: &str) -> String {
@@ -59,7 +60,10 @@ fn machine() -> String {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     format!(
         "{cores} cores, {cpu}, load average {}",
-        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     )
 }
 
@@ -111,12 +115,22 @@ fn main() {
             let dir = tempfile::tempdir().unwrap();
             let key = dir.path().join("id_ed25519");
             std::fs::write(key.with_extension("pub"), PUBLIC_KEY).unwrap();
-            std::fs::write(dir.path().join("bench.hcl"), definition(&key.display().to_string()))
-                .unwrap();
+            std::fs::write(
+                dir.path().join("bench.hcl"),
+                definition(&key.display().to_string()),
+            )
+            .unwrap();
             applies.push(run(
                 dir.path(),
                 &moto.url,
-                &["apply", "--infra-only", "--auto-approve", "--parallelism", parallelism, "bench.hcl"],
+                &[
+                    "apply",
+                    "--infra-only",
+                    "--auto-approve",
+                    "--parallelism",
+                    parallelism,
+                    "bench.hcl",
+                ],
             ));
             let running = moto.count(
                 "Action=DescribeInstances&Filter.1.Name=tag:dcform:cluster&Filter.1.Value.1=bench50&Filter.2.Name=instance-state-name&Filter.2.Value.1=running",
@@ -126,7 +140,13 @@ fn main() {
             destroys.push(run(
                 dir.path(),
                 &moto.url,
-                &["destroy", "--auto-approve", "--parallelism", parallelism, "bench.hcl"],
+                &[
+                    "destroy",
+                    "--auto-approve",
+                    "--parallelism",
+                    parallelism,
+                    "bench.hcl",
+                ],
             ));
             let vpcs = moto.count(
                 "Action=DescribeVpcs&Filter.1.Name=tag:dcform:cluster&Filter.1.Value.1=bench50",
@@ -142,8 +162,14 @@ fn main() {
             "50 instances, --parallelism {parallelism}: apply --infra-only {:.2} s, destroy {:.2} s (median of 3; runs: apply {:?}, destroy {:?}); anchor Terraform 66.5 s / 68.7 s",
             median(&mut applies),
             median(&mut destroys),
-            applies.iter().map(|s| format!("{s:.2}")).collect::<Vec<_>>(),
-            destroys.iter().map(|s| format!("{s:.2}")).collect::<Vec<_>>(),
+            applies
+                .iter()
+                .map(|s| format!("{s:.2}"))
+                .collect::<Vec<_>>(),
+            destroys
+                .iter()
+                .map(|s| format!("{s:.2}"))
+                .collect::<Vec<_>>(),
         );
     }
 }
