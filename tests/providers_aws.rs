@@ -414,6 +414,36 @@ async fn scaling_a_pool_up_and_down_launches_or_terminates_only_those_instances(
 }
 
 #[tokio::test]
+async fn an_instance_terminated_outside_dcform_is_planned_again_and_relaunched() {
+    let Some((_g, moto)) = moto_support::session().await else {
+        return;
+    };
+    let c = Cluster::new();
+    c.ok(
+        &moto.url,
+        &["apply", "--infra-only", "--auto-approve", "aws.hcl"],
+    );
+    let victim = live(moto, "aws-demo")
+        .into_iter()
+        .find(|s| s.node.as_deref() == Some("agents-2"))
+        .unwrap();
+    moto.ec2(&format!(
+        "Action=TerminateInstances&InstanceId.1={}",
+        victim.id
+    ));
+    let plan = text(&c.run(&moto.url, &["plan", "aws.hcl"]));
+    assert!(plan.contains("agents-2"), "{plan}");
+    assert!(plan.contains("Plan: 1 to add"), "{plan}");
+    c.ok(
+        &moto.url,
+        &["apply", "--infra-only", "--auto-approve", "aws.hcl"],
+    );
+    let after = live(moto, "aws-demo");
+    assert_eq!(nodes_of(&after), example_nodes(5));
+    assert!(after.iter().all(|s| s.id != victim.id));
+}
+
+#[tokio::test]
 async fn destroy_leaves_no_tagged_resource() {
     let Some((_g, moto)) = moto_support::session().await else {
         return;

@@ -129,7 +129,7 @@ impl Launcher {
         let mut to_launch: Vec<(NodeSlot, Reply)> = Vec::new();
         let mut adopted: Vec<(Instance, Reply)> = Vec::new();
         for (slot, reply) in members {
-            // The oldest wins if an old bug ever made two: the others are left for destroy.
+            // Should two instances ever claim one node, the first found is kept; destroy (by tag) removes both.
             match existing
                 .iter()
                 .find(|i| i.node.as_deref() == Some(slot.name.as_str()))

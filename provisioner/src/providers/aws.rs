@@ -303,6 +303,10 @@ impl Provider for AwsProvider {
         records.extend(net.to_records());
         records.insert("aws_ami".into(), ami);
         records.insert("aws_root_device".into(), root);
+        // For refresh, which has only the state: where to ask.
+        if let Some(e) = &self.aws.endpoint {
+            records.insert("aws_endpoint".into(), e.clone());
+        }
         if let (None, Some(n)) = (&self.aws.ami, &self.aws.ami_name) {
             records.insert("aws_ami_name".into(), n.clone());
         }
@@ -400,6 +404,54 @@ pub async fn purge_cluster(cluster: &str, aws: &AwsSpec) -> Result<PurgeReport, 
     ec2.purge_cluster(cluster, WaitPolicy::default())
         .await
         .map_err(|e| provider_error("cluster", e))
+}
+
+/// Refresh for `aws` states: the nodes whose instance was terminated outside dcform (gone) and those
+/// whose instance is stopped, asked of EC2 by the cluster's tag in the region recorded by `prepare`
+/// (and the endpoint, when the definition set one). If EC2 cannot be asked, nothing is marked and
+/// the reason is logged: the plan is then the one the state alone gives.
+pub async fn refresh(state: &State) -> (Vec<String>, Vec<String>) {
+    let settings = Settings {
+        region: state.resources.get("aws_region").cloned(),
+        endpoint: state.resources.get("aws_endpoint").cloned(),
+        ..Settings::default()
+    };
+    let found = async {
+        let ec2 = Ec2::connect(&settings).await?;
+        ec2.instances(
+            &state.cluster,
+            None,
+            &["pending", "running", "stopping", "stopped"],
+        )
+        .await
+    }
+    .await;
+    let found = match found {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::warn!(error = %e, "refresh: cannot list the cluster's instances; planning from the state alone");
+            return (Vec::new(), Vec::new());
+        }
+    };
+    let mut gone = Vec::new();
+    let mut stopped = Vec::new();
+    for n in state
+        .nodes
+        .iter()
+        .filter(|n| n.status >= crate::state::NodeStatus::Created)
+    {
+        let Some(id) = n.provider_id.as_deref() else {
+            continue;
+        };
+        match found.iter().find(|i| i.id == id) {
+            None => gone.push(n.name.clone()),
+            Some(i) if matches!(i.state.as_str(), "stopping" | "stopped") => {
+                stopped.push(n.name.clone())
+            }
+            Some(_) => {}
+        }
+    }
+    (gone, stopped)
 }
 
 /// Outputs of an AWS cluster: master and public-agent addresses and the instance ids per pool.

@@ -383,6 +383,11 @@ pub async fn refresh(state: &mut State) -> Result<Vec<(String, NodeStatus)>, doc
                 .map(|n| n.name.clone())
                 .collect()
         }
+        "aws" if state.nodes.iter().any(|n| n.status >= NodeStatus::Created) => {
+            let (gone, machine_stopped) = aws::refresh(state).await;
+            stopped = machine_stopped;
+            gone
+        }
         _ => Vec::new(),
     };
     let mut marked = Vec::new();
