@@ -505,7 +505,7 @@ fn infra_only(plan: Plan, a: &ApplyArgs, destroy: bool) -> Result<Plan, CliError
     }
     if destroy {
         return Err(CliError::user(anyhow!(
-            "--infra-only is for apply: destroy never connects to machines that it removes"
+            "--infra-only belongs to apply only: destroy runs its plan as shown (`dcform destroy --help`)"
         )));
     }
     let (plan, left_out) = plan::infra_only(plan);
