@@ -409,11 +409,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             if let Some(dir) = &agent_work_dir {
                 let r = dccore::agent::registration::read(dir).map_err(anyhow::Error::msg)?;
-                let seen = match dccore::proc::stat(r.pid) {
-                    Some(s) if s.state != 'Z' && s.state != 'X' => {
-                        dccore::agent::registration::ProcessSeen::Running(s.start_time)
-                    }
-                    _ => dccore::agent::registration::ProcessSeen::Gone,
+                let seen = match dccore::proc::running_start_time(r.pid) {
+                    Some(t) => dccore::agent::registration::ProcessSeen::Running(t),
+                    None => dccore::agent::registration::ProcessSeen::Gone,
                 };
                 let now = dccore::agent::registration::now_unix_ms();
                 let ok = dccore::agent::registration::verdict(&r, seen, now)

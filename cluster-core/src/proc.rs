@@ -28,9 +28,16 @@ pub fn stat(pid: u32) -> Option<ProcStat> {
     parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
+/// The start time of `pid` if it names a process that has not exited (a zombie has exited).
+pub fn running_start_time(pid: u32) -> Option<u64> {
+    stat(pid)
+        .filter(|s| s.state != 'Z' && s.state != 'X')
+        .map(|s| s.start_time)
+}
+
 /// True when `pid` names a process that has not exited (a zombie has exited).
 pub fn is_running(pid: u32) -> bool {
-    stat(pid).is_some_and(|s| s.state != 'Z' && s.state != 'X')
+    running_start_time(pid).is_some()
 }
 
 /// The start time of this process.
