@@ -1,17 +1,28 @@
-//! The master over HTTP: the real `dccore master` binary, N simulated agents (registered over the
-//! agent API; one in-process stub serves all their launch requests and answers TASK_RUNNING), and
-//! one framework on the v1 scheduler API launching tasks of 0.1 cpu / 32 MiB and acknowledging
-//! every update. Prints launches/s (ACCEPT to acknowledged TASK_RUNNING) and the master's
-//! resident memory. Run with `cargo bench -p dccore --bench master_http`.
+//! **End-to-end master launch rate**: the real `dccore master` binary, N simulated agents, and one
+//! framework on the v1 scheduler HTTP API. Timed from the first OFFERS event to the moment the
+//! master has answered the ACKNOWLEDGE of the last task's TASK_RUNNING, over the path a launch
+//! takes in production: framework `ACCEPT` (HTTP) → master → agent `POST /internal/v1/launch`
+//! (HTTP) → agent `POST /internal/v1/agents/status` TASK_RUNNING (HTTP) → UPDATE on the
+//! framework's event stream → framework `ACKNOWLEDGE` (HTTP). Printed as `launches/s`, with the
+//! master's resident memory after the run.
 //!
-//! Each size runs twice, side by side: plain HTTP, then TLS (a CA made here with rcgen; the master
-//! serves HTTPS with `--tls-cert/--tls-key/--ca-file`, the stub agent serves HTTPS and presents an
-//! agent certificate, the master presents its certificate when it calls the stub), and prints the
-//! ratio. Every client keeps its connections alive; the stub counts the connections the master
-//! opened to it, so a figure that paid for handshakes says so.
+//! The agents are simulated: they register over the real agent API, and one in-process stub
+//! serves all their launch requests and answers each task with TASK_RUNNING at once (no process is
+//! started), at most 32 status calls in flight. The framework launches tasks of 0.1 cpu / 32 MiB,
+//! at most 100 per offer, keeps at most 32 calls in flight and acknowledges every update; every
+//! call must succeed.
 //!
-//! `DCCORE_BENCH_SIZES="AGENTSxTASKS,..."` (default `1000x10000,10000x100000`);
-//! `DCCORE_BENCH_MODES=plain|tls|plain,tls` (default both).
+//! Each size runs plain HTTP, then TLS, side by side (a CA made here with rcgen; the master serves
+//! HTTPS with `--tls-cert/--tls-key/--ca-file`, the stub agent serves HTTPS and presents an agent
+//! certificate, the master presents its certificate when it calls the stub), and prints the ratio.
+//! Every client keeps its connections alive; the stub counts the connections the master opened to
+//! it, so a figure that paid for handshakes says so.
+//!
+//! ```text
+//! cargo bench -p dccore --bench master_http                        # 10,000 agents, 100,000 tasks
+//! cargo bench -p dccore --bench master_http -- --quick             # 1,000 agents, 10,000 tasks
+//! cargo bench -p dccore --bench master_http -- --agents 2000 --tasks 50000 --modes plain
+//! ```
 
 mod common;
 
@@ -33,41 +44,76 @@ use tokio::task::JoinSet;
 
 const TOKEN: &str = "bench-token";
 
+/// The command line: `--agents N --tasks N` (default 10,000 / 100,000), `--quick` (1,000 /
+/// 10,000), `--modes plain,tls` (default both).
+struct Flags {
+    agents: usize,
+    tasks: usize,
+    modes: Vec<Mode>,
+}
+
+fn flags() -> Flags {
+    let mut f = Flags {
+        agents: 10_000,
+        tasks: 100_000,
+        modes: vec![Mode::Plain, Mode::Tls],
+    };
+    let mut args = std::env::args().skip(1);
+    let usage = "usage: master_http [--quick] [--agents N] [--tasks N] [--modes plain,tls]";
+    while let Some(a) = args.next() {
+        let mut value = |name: &str| {
+            args.next()
+                .unwrap_or_else(|| panic!("{name} needs a value; {usage}"))
+        };
+        match a.as_str() {
+            // `cargo bench` passes `--bench` to every bench binary.
+            "--bench" => {}
+            "--quick" => (f.agents, f.tasks) = (1_000, 10_000),
+            "--agents" => f.agents = value("--agents").parse().expect("--agents: a number"),
+            "--tasks" => f.tasks = value("--tasks").parse().expect("--tasks: a number"),
+            "--modes" => {
+                f.modes = value("--modes")
+                    .split(',')
+                    .map(|m| match m.trim() {
+                        "plain" => Mode::Plain,
+                        "tls" => Mode::Tls,
+                        other => panic!("--modes: {other:?} is neither plain nor tls"),
+                    })
+                    .collect()
+            }
+            other => panic!("unknown argument {other:?}; {usage}"),
+        }
+    }
+    assert!(f.agents > 0 && f.tasks > 0, "--agents and --tasks must be > 0");
+    f
+}
+
 #[tokio::main]
 async fn main() {
     // The workspace's reqwest has rustls without a built-in provider: install ring first.
     dccore::tls::install_default_provider();
-    let sizes: Vec<(usize, usize)> = std::env::var("DCCORE_BENCH_SIZES")
-        .unwrap_or_else(|_| "1000x10000,10000x100000".into())
-        .split(',')
-        .map(|s| {
-            let (a, t) = s.trim().split_once('x').expect("AGENTSxTASKS");
-            (
-                a.parse().expect("agents count"),
-                t.parse().expect("tasks count"),
-            )
-        })
-        .collect();
-    let modes: Vec<Mode> = std::env::var("DCCORE_BENCH_MODES")
-        .unwrap_or_else(|_| "plain,tls".into())
-        .split(',')
-        .map(|m| match m.trim() {
-            "plain" => Mode::Plain,
-            "tls" => Mode::Tls,
-            other => panic!("DCCORE_BENCH_MODES: {other:?} is neither plain nor tls"),
-        })
-        .collect();
-    for (agents, tasks) in sizes {
-        let mut rates = Vec::new();
-        for &mode in &modes {
-            rates.push((mode, phase(agents, tasks, mode).await));
-        }
-        if let [(Mode::Plain, plain), (Mode::Tls, tls)] = rates[..] {
-            println!(
-                "{agents} agents, {tasks} tasks: TLS {tls:.0} launches/s vs plain {plain:.0}: TLS costs {:.1}%",
-                (1.0 - tls / plain) * 100.0
-            );
-        }
+    let Flags {
+        agents,
+        tasks,
+        modes,
+    } = flags();
+    println!("machine: {}", common::describe());
+    let mut rates = Vec::new();
+    for &mode in &modes {
+        rates.push((mode, phase(agents, tasks, mode).await));
+    }
+    for (mode, rate) in &rates {
+        println!(
+            "END-TO-END MASTER LAUNCH RATE ({}): {rate:.0} launches/s \
+             (ACCEPT -> agent launch -> TASK_RUNNING -> ACKNOWLEDGE, {agents} agents, {tasks} tasks)",
+            mode.label()
+        );
+    }
+    if let [(Mode::Plain, plain), (Mode::Tls, tls)] = rates[..] {
+        println!(
+            "TLS costs {:.1}% ({tls:.0} vs {plain:.0} launches/s)",
+            (1.0 - tls / plain) * 100.0
+        );
     }
 }
 
@@ -75,6 +121,15 @@ async fn main() {
 enum Mode {
     Plain,
     Tls,
+}
+
+impl Mode {
+    fn label(self) -> &'static str {
+        match self {
+            Mode::Plain => "plain HTTP",
+            Mode::Tls => "HTTPS",
+        }
+    }
 }
 
 /// The TLS files of one run: a CA, the master's and the stub agent's certificates.
@@ -360,8 +415,19 @@ async fn phase(agents: usize, tasks: usize, mode: Mode) -> f64 {
         let permits = calls_inflight.clone();
         async move {
             let _permit = permits.acquire_owned().await;
-            req.send().await
+            // The master answers every accepted call with 202: anything else is a failed call.
+            match req.send().await {
+                Ok(r) if r.status() == StatusCode::ACCEPTED => Ok(()),
+                Ok(r) => Err(format!("HTTP {}", r.status())),
+                Err(e) => Err(e.to_string()),
+            }
         }
+    };
+    let mut failed: Vec<String> = Vec::new();
+    let mut collect = |r: Result<Result<(), String>, tokio::task::JoinError>| match r {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => failed.push(e),
+        Err(e) => failed.push(e.to_string()),
     };
     while running < tasks {
         let e = tokio::time::timeout(Duration::from_secs(120), events.recv())
@@ -403,8 +469,13 @@ async fn phase(agents: usize, tasks: usize, mode: Mode) -> f64 {
             }
             Some("UPDATE") => {
                 let st = &e["update"]["status"];
-                if st["state"] == "TASK_RUNNING" {
-                    running += 1;
+                match st["state"].as_str() {
+                    Some("TASK_RUNNING") => running += 1,
+                    Some(s @ ("TASK_ERROR" | "TASK_FAILED" | "TASK_LOST" | "TASK_DROPPED"
+                    | "TASK_KILLED" | "TASK_FINISHED")) => {
+                        panic!("task {} ended {s}: {}", st["task_id"]["value"], st["message"])
+                    }
+                    _ => {}
                 }
                 calls.spawn(call(
                     json!({"type": "ACKNOWLEDGE", "framework_id": {"value": fid}, "acknowledge": {
@@ -413,21 +484,31 @@ async fn phase(agents: usize, tasks: usize, mode: Mode) -> f64 {
             }
             _ => {}
         }
-        while calls.try_join_next().is_some() {}
+        while let Some(r) = calls.try_join_next() {
+            collect(r);
+        }
+    }
+    // The clock stops when the master has answered the last ACKNOWLEDGE.
+    while let Some(r) = calls.join_next().await {
+        collect(r);
     }
     let secs = started.map(|s| s.elapsed().as_secs_f64()).unwrap_or(0.0);
-    while calls.join_next().await.is_some() {}
+    assert!(
+        failed.is_empty(),
+        "{} framework call(s) failed, first: {}",
+        failed.len(),
+        failed[0]
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss = rss_kib(pid);
     let rate = tasks as f64 / secs;
     println!(
-        "master over {}: {agents} agents registered in {reg_secs:.2} s; {tasks} tasks launched to acknowledged TASK_RUNNING in {secs:.2} s \
-         = {rate:.0} launches/s; master RSS {:.1} MiB with {agents} agents and {tasks} running tasks; \
-         the master opened {} connection(s) to the stub agent; on {}",
-        if mode == Mode::Tls { "HTTPS" } else { "HTTP" },
+        "master over {}: {agents} agents registered in {reg_secs:.2} s; {tasks} tasks from first offer to \
+         last ACKNOWLEDGE answered in {secs:.2} s = {rate:.0} launches/s; master RSS {:.1} MiB with {agents} agents \
+         and {tasks} running tasks; the master opened {} connection(s) to the stub agent",
+        mode.label(),
         rss as f64 / 1024.0,
         stub_conns.load(Ordering::Relaxed),
-        common::describe()
     );
     server.abort();
     let _ = master.start_kill();

@@ -1,10 +1,18 @@
-//! Benchmark: upload a 15 MB file and run an install script on 20 node containers, with dcform's
-//! SSH engine (all hosts in parallel, one connection each) and with a plain `scp` + `ssh` loop doing
-//! the same work. Prints both wall times, the speedup and the machine.
+//! Benchmark: upload a 15 MB file and run an install script on 20 node containers, three ways
+//! doing the same work (same file, same destination, same script), in the same run:
+//! 1. dcform's SSH engine: all hosts in parallel, one connection each;
+//! 2. what an operator would use: `parallel-scp` then `parallel-ssh -I` (Debian package `pssh`)
+//!    with the same parallelism (`-p HOSTS`, every host at once);
+//! 3. a plain sequential `scp` + `ssh` loop (secondary).
 //!
-//! `cargo run --release -p dcform-bootstrap --example bench-bootstrap [-- --hosts 20 --size-mb 15 --rounds 3 --tmpfs] [--skip-loop|--skip-dcform]`
+//! Prints, per round and as medians, dcform vs pssh first, then the loop; each round line carries
+//! the 1-minute load average read before it, since the machine may be shared. Within a round
+//! dcform and pssh run back to back and swap order every round.
 //!
-//! `--skip-loop` / `--skip-dcform` run one side only (for `perf record -a`).
+//! `cargo run --release -p dcform-bootstrap --example bench-bootstrap [-- --hosts 20 --size-mb 15 --rounds 3 --tmpfs] [--skip-loop|--skip-pssh|--skip-dcform]`
+//!
+//! `--skip-loop` / `--skip-pssh` / `--skip-dcform` leave one contender out (e.g. for
+//! `perf record -a` of one side).
 //!
 //! Creates its own docker network and containers (label `dcform.bench=bootstrap`) and removes them
 //! at the end; connects only to those containers.
@@ -19,6 +27,10 @@ use dcform_bootstrap::ssh::{
     Auth, Command, ConnectOptions, HostKeyPolicy, Session, Target, Upload, UploadSource,
 };
 use sha2::{Digest, Sha256};
+
+/// The contenders' names in the output.
+const PSSH: &str = "parallel-scp+parallel-ssh";
+const LOOP: &str = "sequential scp+ssh loop";
 
 const DEST: &str = "/usr/local/bin/dccore-bench";
 
@@ -98,6 +110,17 @@ fn machine() -> String {
     format!("{cores} cores, {cpu}, Linux {kernel}")
 }
 
+/// `"dcform vs NAME X.XXx (dcform A s, NAME B s)"`: how many times faster dcform was than the
+/// other contender (below 1: slower), or which one did not run.
+fn compare(name: &str, dcform: Option<f64>, other: Option<f64>) -> String {
+    match (dcform, other) {
+        (Some(d), Some(o)) => format!("dcform vs {name} {:.2}x (dcform {d:.2} s, {name} {o:.2} s)", o / d),
+        (None, Some(o)) => format!("{name} {o:.2} s (dcform skipped)"),
+        (Some(d), None) => format!("dcform {d:.2} s ({name} skipped)"),
+        (None, None) => format!("dcform and {name} skipped"),
+    }
+}
+
 /// CPU seconds (user + system) this process has used, from /proc/self/stat.
 fn cpu_secs() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
@@ -152,6 +175,98 @@ fn ssh_opts(key: &Path) -> Vec<String> {
         "-o".into(),
         "BatchMode=yes".into(),
     ]
+}
+
+/// The 1-minute load average (`/proc/loadavg`).
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// The first of `names` found on `PATH` (Debian calls pssh's tools `parallel-scp` /
+/// `parallel-ssh`, other distributions `pscp.pssh` / `pssh`).
+fn find_tool(names: &[&str]) -> Option<String> {
+    let path = std::env::var_os("PATH")?;
+    names
+        .iter()
+        .find(|n| std::env::split_paths(&path).any(|d| d.join(n).is_file()))
+        .map(|n| n.to_string())
+}
+
+/// pssh's tools: (parallel-scp, parallel-ssh).
+struct Pssh {
+    scp: String,
+    ssh: String,
+}
+
+impl Pssh {
+    fn find() -> Result<Pssh, BoxError> {
+        match (
+            find_tool(&["parallel-scp", "pscp.pssh", "pscp"]),
+            find_tool(&["parallel-ssh", "pssh"]),
+        ) {
+            (Some(scp), Some(ssh)) => Ok(Pssh { scp, ssh }),
+            _ => Err("parallel-scp/parallel-ssh not found: install them (`apt-get install -y pssh`) or pass --skip-pssh".into()),
+        }
+    }
+}
+
+/// Runs one pssh tool; on failure returns its output (pssh prints one `[FAILURE]` line per host).
+fn run_pssh(cmd: &mut Proc, what: &str) -> Result<(), BoxError> {
+    let out = cmd.output()?;
+    if !out.status.success() {
+        return Err(format!(
+            "{what} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// `parallel-scp FILE DEST` to every host, then `parallel-ssh -I 'sh -s' < install.sh`, both with
+/// parallelism = number of hosts (what dcform uses) and the loop's ssh options.
+fn pssh_parallel(
+    tools: &Pssh,
+    hosts_file: &Path,
+    hosts: usize,
+    key: &Path,
+    file: &Path,
+    script: &Path,
+) -> Result<Duration, BoxError> {
+    let common = |cmd: &mut Proc| {
+        cmd.arg("-h")
+            .arg(hosts_file)
+            .args(["-l", "root", "-p", &hosts.to_string(), "-t", "600"]);
+        // pssh passes `-O` options and `-x` arguments through to ssh/scp.
+        for o in ssh_opts(key).chunks(2) {
+            match o {
+                [flag, v] if flag == "-o" => {
+                    cmd.args(["-O", v]);
+                }
+                [flag, v] if flag == "-i" => {
+                    cmd.args(["-O", &format!("IdentityFile={v}")]);
+                }
+                other => unreachable!("ssh_opts gives -o/-i pairs, not {other:?}"),
+            }
+        }
+    };
+    let start = Instant::now();
+    let mut scp = Proc::new(&tools.scp);
+    common(&mut scp);
+    scp.arg(file).arg(DEST);
+    run_pssh(&mut scp, "parallel-scp")?;
+    let mut ssh = Proc::new(&tools.ssh);
+    common(&mut ssh);
+    ssh.arg("-I")
+        .arg("sh -s")
+        .stdin(std::fs::File::open(script)?);
+    run_pssh(&mut ssh, "parallel-ssh")?;
+    Ok(start.elapsed())
 }
 
 fn plain_loop(
@@ -264,6 +379,9 @@ async fn main() -> Result<(), BoxError> {
             _ => {}
         }
     }
+    let skip_pssh = args.iter().any(|a| a == "--skip-pssh");
+    // Found before any container starts, so a missing pssh fails at once.
+    let pssh = if skip_pssh { None } else { Some(Pssh::find()?) };
     let img = node_image::ensure(&NodeImageOptions::default(), &mut |l| eprintln!("{l}"))?;
     let dir = std::env::temp_dir().join(format!("dcform-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -361,47 +479,73 @@ async fn main() -> Result<(), BoxError> {
             format!("the container filesystem ({storage})")
         }
     );
+    let hosts_file = dir.join("hosts");
+    let list: String = ips.iter().map(|(_, ip)| format!("{ip}\n")).collect();
+    std::fs::write(&hosts_file, list)?;
     let script = Arc::new(script);
-    let mut loops = Vec::new();
-    let mut ours = Vec::new();
+    // Seconds per round of each contender that ran.
+    let (mut ours, mut theirs, mut loops) = (Vec::new(), Vec::new(), Vec::new());
     for round in 1..=rounds {
-        reset(&ips)?;
-        let l = if skip_loop {
-            Duration::ZERO
-        } else {
-            plain_loop(&ips, &key, &file, &script_path)?
-        };
-        if !skip_loop {
-            verify(&ips, &sha)?;
+        let load_before = load();
+        let mut d = None;
+        let mut p = None;
+        let mut cpu = 0.0;
+        // dcform and pssh back to back, the order swapped every round so neither always runs
+        // on a machine the other just warmed (or loaded).
+        let dcform_first = round % 2 == 1;
+        for turn in [dcform_first, !dcform_first] {
             reset(&ips)?;
-        }
-        let cpu0 = cpu_secs();
-        let d = if skip_dcform {
-            Duration::ZERO
-        } else {
-            dcform_parallel(&ips, &key, &file, script.clone()).await?
-        };
-        let cpu = cpu_secs() - cpu0;
-        if !skip_dcform {
+            if turn && !skip_dcform {
+                let cpu0 = cpu_secs();
+                d = Some(dcform_parallel(&ips, &key, &file, script.clone()).await?);
+                cpu = cpu_secs() - cpu0;
+            } else if !turn && let Some(tools) = &pssh {
+                p = Some(pssh_parallel(
+                    tools,
+                    &hosts_file,
+                    ips.len(),
+                    &key,
+                    &file,
+                    &script_path,
+                )?);
+            } else {
+                continue;
+            }
             verify(&ips, &sha)?;
         }
-        println!(
-            "round {round}: scp+ssh loop {:.2} s, dcform parallel {:.2} s (controller CPU {cpu:.2} s), speedup {:.1}x",
-            l.as_secs_f64(),
-            d.as_secs_f64(),
-            l.as_secs_f64() / d.as_secs_f64()
+        let l = if skip_loop {
+            None
+        } else {
+            reset(&ips)?;
+            let l = plain_loop(&ips, &key, &file, &script_path)?;
+            verify(&ips, &sha)?;
+            Some(l)
+        };
+        let (d, p, l) = (
+            d.map(|v| v.as_secs_f64()),
+            p.map(|v| v.as_secs_f64()),
+            l.map(|v| v.as_secs_f64()),
         );
-        loops.push(l.as_secs_f64());
-        ours.push(d.as_secs_f64());
+        println!(
+            "round {round} (load {load_before}, {} first): {}, controller CPU {cpu:.2} s; secondary: {}",
+            if dcform_first { "dcform" } else { "pssh" },
+            compare(PSSH, d, p),
+            compare(LOOP, d, l),
+        );
+        ours.extend(d);
+        theirs.extend(p);
+        loops.extend(l);
     }
-    let med = |v: &mut Vec<f64>| {
+    let med = |mut v: Vec<f64>| {
         v.sort_by(|a, b| a.total_cmp(b));
-        v[v.len() / 2]
+        v.get(v.len() / 2).copied()
     };
-    let (l, d) = (med(&mut loops), med(&mut ours));
+    let (d, p, l) = (med(ours), med(theirs), med(loops));
     println!(
-        "median: scp+ssh loop {l:.2} s, dcform parallel {d:.2} s, speedup {:.1}x",
-        l / d
+        "median of {rounds} (load {} after): {}; secondary: {}",
+        load(),
+        compare(PSSH, d, p),
+        compare(LOOP, d, l),
     );
     drop(cleanup);
     let _ = std::fs::remove_dir_all(&dir);
