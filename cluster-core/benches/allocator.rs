@@ -36,7 +36,9 @@ fn main() {
         cycle_every_agent_free(agents, reps);
         cycle_nothing_free(agents, reps);
     }
-    println!("2. offer -> placements: framework-side matching (fit check + subtraction), no master");
+    println!(
+        "2. offer -> placements: framework-side matching (fit check + subtraction), no master"
+    );
     matching(10_000, 100, reps);
 }
 
@@ -129,7 +131,11 @@ fn matching(agents: usize, per_offer: usize, reps: usize) {
         }
         samples.push(t.elapsed());
     }
-    assert_eq!(placed, agents * per_offer, "every offer fits {per_offer} tasks");
+    assert_eq!(
+        placed,
+        agents * per_offer,
+        "every offer fits {per_offer} tasks"
+    );
     let (med, best) = stats(samples);
     println!(
         "   {} offers x {per_offer} tasks = {placed} placements: median {:.3} ms (best {:.3} ms) = {:.0} placements/s ({:.2} us per offer)",

@@ -84,7 +84,10 @@ fn flags() -> Flags {
             other => panic!("unknown argument {other:?}; {usage}"),
         }
     }
-    assert!(f.agents > 0 && f.tasks > 0, "--agents and --tasks must be > 0");
+    assert!(
+        f.agents > 0 && f.tasks > 0,
+        "--agents and --tasks must be > 0"
+    );
     f
 }
 
@@ -471,9 +474,14 @@ async fn phase(agents: usize, tasks: usize, mode: Mode) -> f64 {
                 let st = &e["update"]["status"];
                 match st["state"].as_str() {
                     Some("TASK_RUNNING") => running += 1,
-                    Some(s @ ("TASK_ERROR" | "TASK_FAILED" | "TASK_LOST" | "TASK_DROPPED"
-                    | "TASK_KILLED" | "TASK_FINISHED")) => {
-                        panic!("task {} ended {s}: {}", st["task_id"]["value"], st["message"])
+                    Some(
+                        s @ ("TASK_ERROR" | "TASK_FAILED" | "TASK_LOST" | "TASK_DROPPED"
+                        | "TASK_KILLED" | "TASK_FINISHED"),
+                    ) => {
+                        panic!(
+                            "task {} ended {s}: {}",
+                            st["task_id"]["value"], st["message"]
+                        )
                     }
                     _ => {}
                 }

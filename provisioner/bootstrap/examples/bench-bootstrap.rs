@@ -114,7 +114,10 @@ fn machine() -> String {
 /// other contender (below 1: slower), or which one did not run.
 fn compare(name: &str, dcform: Option<f64>, other: Option<f64>) -> String {
     match (dcform, other) {
-        (Some(d), Some(o)) => format!("dcform vs {name} {:.2}x (dcform {d:.2} s, {name} {o:.2} s)", o / d),
+        (Some(d), Some(o)) => format!(
+            "dcform vs {name} {:.2}x (dcform {d:.2} s, {name} {o:.2} s)",
+            o / d
+        ),
         (None, Some(o)) => format!("{name} {o:.2} s (dcform skipped)"),
         (Some(d), None) => format!("dcform {d:.2} s ({name} skipped)"),
         (None, None) => format!("dcform and {name} skipped"),
