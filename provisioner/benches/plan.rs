@@ -135,8 +135,10 @@ fn bench(label: &str, provider: &str, def: &Path, core: &CoreTarget) -> State {
     let total = load_med + state_med + noop_med.max(fresh_med) + render_med;
     println!("{label}: {nodes} nodes");
     println!(
-        "  load HCL ({} KiB):        median {:>8.2?}  best {:>8.2?}",
-        std::fs::metadata(def).map(|m| m.len() / 1024).unwrap_or(0),
+        "  load HCL ({:.1} KiB):      median {:>8.2?}  best {:>8.2?}",
+        std::fs::metadata(def)
+            .map(|m| m.len() as f64 / 1024.0)
+            .unwrap_or(0.0),
         load_med,
         load_min
     );

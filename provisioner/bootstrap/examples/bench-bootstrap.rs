@@ -488,6 +488,7 @@ async fn main() -> Result<(), BoxError> {
     let script = Arc::new(script);
     // Seconds per round of each contender that ran.
     let (mut ours, mut theirs, mut loops) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut pssh_ratios, mut loop_ratios) = (Vec::new(), Vec::new());
     for round in 1..=rounds {
         let load_before = load();
         let mut d = None;
@@ -535,6 +536,13 @@ async fn main() -> Result<(), BoxError> {
             compare(PSSH, d, p),
             compare(LOOP, d, l),
         );
+        // Ratios of the same round: the fairest comparison on a machine whose load drifts.
+        if let (Some(d), Some(p)) = (d, p) {
+            pssh_ratios.push(p / d);
+        }
+        if let (Some(d), Some(l)) = (d, l) {
+            loop_ratios.push(l / d);
+        }
         ours.extend(d);
         theirs.extend(p);
         loops.extend(l);
@@ -543,9 +551,15 @@ async fn main() -> Result<(), BoxError> {
         v.sort_by(|a, b| a.total_cmp(b));
         v.get(v.len() / 2).copied()
     };
+    let ratio = |r: Option<f64>| r.map(|r| format!("{r:.2}x")).unwrap_or_else(|| "-".into());
+    println!(
+        "median of the per-round ratios: dcform vs {PSSH} {}; secondary: dcform vs {LOOP} {}",
+        ratio(med(pssh_ratios)),
+        ratio(med(loop_ratios)),
+    );
     let (d, p, l) = (med(ours), med(theirs), med(loops));
     println!(
-        "median of {rounds} (load {} after): {}; secondary: {}",
+        "median times of {rounds} rounds (load {} after): {}; secondary: {}",
         load(),
         compare(PSSH, d, p),
         compare(LOOP, d, l),
