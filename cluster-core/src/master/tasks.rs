@@ -156,7 +156,7 @@ impl State {
         self.alloc_pending = false;
         self.next_alloc = now + self.cfg.allocation_interval;
         for u in &out.unoffered {
-            tracing::trace!(agent = %u.agent, reason = %u.reason, "agent not offered");
+            tracing::trace!(agent = %u.agent, reason = %u.message(), "agent not offered");
         }
         let mut by_framework: BTreeMap<String, Vec<Offer>> = BTreeMap::new();
         for g in out.grants {
