@@ -207,7 +207,10 @@ fn the_allocator_follows_the_order_of_any_sorter() {
     a.add_framework("fair", vec![]);
     a.add_framework("greedy", vec![]);
     let out = a.allocate(Instant::now());
-    assert!(out.grants.iter().all(|g| g.framework == "greedy"), "{out:?}");
+    assert!(
+        out.grants.iter().all(|g| g.framework == "greedy"),
+        "{out:?}"
+    );
 }
 
 #[test]
