@@ -305,8 +305,6 @@ impl<S: Sorter> Allocator<S> {
             f.filters.retain(|_, until| *until > now);
         }
         let mut passed: BTreeMap<(String, FrameworkReason), u64> = BTreeMap::new();
-        // The order changes only when a grant changes the shares.
-        let mut order: Option<Vec<String>> = None;
         let agent_ids: Vec<String> = self.agents.keys().cloned().collect();
         for agent_id in agent_ids {
             let Some(agent) = self.agents.get(&agent_id) else {
@@ -332,28 +330,22 @@ impl<S: Sorter> Allocator<S> {
                 continue;
             }
             let public = agent.public;
-            let order = order.get_or_insert_with(|| self.sorter.sort());
             let mut skips = Skips::default();
-            let mut winner = None;
-            for fid in order.iter() {
-                let Some(f) = self.frameworks.get(fid) else {
-                    continue;
-                };
+            // The order is asked for each agent: the previous grant changed the shares.
+            let winner = self.sorter.sort().into_iter().find_map(|fid| {
+                let f = self.frameworks.get(fid)?;
                 match f.refuses(&agent_id, public) {
-                    None => {
-                        winner = Some((fid.clone(), grant_role(f, public)));
-                        break;
-                    }
+                    None => Some((fid.to_string(), grant_role(f, public))),
                     Some(why) => {
                         skips.count(why);
-                        *passed.entry((fid.clone(), why)).or_default() += 1;
+                        *passed.entry((fid.to_string(), why)).or_default() += 1;
+                        None
                     }
                 }
-            }
+            });
             match winner {
                 Some((fid, role)) => {
                     self.allocate_to(&fid, &agent_id, &free);
-                    order.clear();
                     out.grants.push(Grant {
                         framework: fid,
                         agent: agent_id,
@@ -366,9 +358,6 @@ impl<S: Sorter> Allocator<S> {
                     reason: AgentReason::NoEligibleFramework,
                     skips,
                 }),
-            }
-            if order.is_empty() {
-                *order = self.sorter.sort();
             }
         }
         out.passed_over = passed

@@ -29,7 +29,7 @@ pub trait Sorter {
     /// The client's own (unweighted) dominant share.
     fn share(&self, client: &str) -> f64;
     /// Every client, the one to offer first first.
-    fn sort(&self) -> Vec<String>;
+    fn sort(&self) -> Vec<&str>;
 }
 
 /// The dominant share of `alloc` in a cluster of size `total`, divided by `weight`.
@@ -157,7 +157,7 @@ impl Sorter for DrfSorter {
             .unwrap_or(0.0)
     }
 
-    fn sort(&self) -> Vec<String> {
+    fn sort(&self) -> Vec<&str> {
         let mut keys: Vec<DrfKey<'_>> = self
             .clients
             .iter()
@@ -168,7 +168,7 @@ impl Sorter for DrfSorter {
             })
             .collect();
         keys.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-        keys.into_iter().map(|k| k.id.to_string()).collect()
+        keys.into_iter().map(|k| k.id).collect()
     }
 }
 

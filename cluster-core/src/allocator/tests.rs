@@ -188,7 +188,7 @@ impl Sorter for Favourite {
     fn share(&self, c: &str) -> f64 {
         self.inner.share(c)
     }
-    fn sort(&self) -> Vec<String> {
+    fn sort(&self) -> Vec<&str> {
         let mut v = self.inner.sort();
         v.sort_by_key(|c| *c != self.first);
         v
