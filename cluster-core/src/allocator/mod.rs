@@ -304,7 +304,9 @@ impl<S: Sorter> Allocator<S> {
         for f in self.frameworks.values_mut() {
             f.filters.retain(|_, until| *until > now);
         }
-        let mut passed: BTreeMap<(String, FrameworkReason), u64> = BTreeMap::new();
+        // Framework -> passed-over counts by reason ([`FrameworkReason::ALL`] order); the id is
+        // cloned once per framework and cycle, not once per agent.
+        let mut passed: HashMap<String, [u64; 4]> = HashMap::new();
         let agent_ids: Vec<String> = self.agents.keys().cloned().collect();
         for agent_id in agent_ids {
             let Some(agent) = self.agents.get(&agent_id) else {
@@ -338,7 +340,18 @@ impl<S: Sorter> Allocator<S> {
                     None => Some((fid.to_string(), grant_role(f, public))),
                     Some(why) => {
                         skips.count(why);
-                        *passed.entry((fid.to_string(), why)).or_default() += 1;
+                        let i = FrameworkReason::ALL
+                            .iter()
+                            .position(|r| *r == why)
+                            .unwrap_or(0);
+                        match passed.get_mut(fid) {
+                            Some(c) => c[i] += 1,
+                            None => {
+                                let mut c = [0; 4];
+                                c[i] = 1;
+                                passed.insert(fid.to_string(), c);
+                            }
+                        }
                         None
                     }
                 }
@@ -360,12 +373,20 @@ impl<S: Sorter> Allocator<S> {
                 }),
             }
         }
+        let mut passed: Vec<(String, [u64; 4])> = passed.into_iter().collect();
+        passed.sort_by(|a, b| a.0.cmp(&b.0));
         out.passed_over = passed
             .into_iter()
-            .map(|((framework, reason), agents)| PassedOver {
-                framework,
-                reason,
-                agents,
+            .flat_map(|(framework, counts)| {
+                FrameworkReason::ALL
+                    .into_iter()
+                    .zip(counts)
+                    .filter(|(_, n)| *n > 0)
+                    .map(move |(reason, agents)| PassedOver {
+                        framework: framework.clone(),
+                        reason,
+                        agents,
+                    })
             })
             .collect();
         out
