@@ -1,8 +1,8 @@
 //! Agent-facing routes (`/internal/v1/agents/*`): registration, heartbeats, status updates.
 
-use super::{Route, ask, authenticate, error, parse};
+use super::{ApiState, Route, ask, authenticate, error, parse};
 use crate::auth::Identity;
-use crate::master::{MasterCommand, MasterHandle};
+use crate::master::MasterCommand;
 use crate::proto::internal::{Heartbeat, RegisterAgent, StatusMessage};
 use crate::tls::PeerCert;
 use axum::body::Bytes;
@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 /// credential without a callback token is refused, so that the master never hands the operator
 /// token to a process that only proved it is an agent.
 pub async fn register(
-    State(h): State<MasterHandle>,
+    State(h): State<ApiState>,
     peer: PeerCert,
     headers: HeaderMap,
     body: Bytes,
@@ -60,7 +60,7 @@ pub async fn register(
 
 /// `POST /internal/v1/agents/heartbeat`: 200 with a [`HeartbeatAck`](crate::proto::internal::HeartbeatAck), or 404 when the agent must register again.
 pub async fn heartbeat(
-    State(h): State<MasterHandle>,
+    State(h): State<ApiState>,
     peer: PeerCert,
     headers: HeaderMap,
     body: Bytes,
@@ -89,7 +89,7 @@ pub async fn heartbeat(
 
 /// `POST /internal/v1/agents/status`: 200 once the master has recorded the update.
 pub async fn status(
-    State(h): State<MasterHandle>,
+    State(h): State<ApiState>,
     peer: PeerCert,
     headers: HeaderMap,
     body: Bytes,

@@ -1,9 +1,9 @@
 //! `GET /metrics`: Prometheus text exposition (operator token, or a principal granted
 //! `get_endpoints` for `/metrics`).
 
-use super::{Route, ask, authenticate, error};
+use super::{ApiState, Route, ask, authenticate, error};
 use crate::acl::Action;
-use crate::master::{MasterCommand, MasterHandle, MetricsSnapshot};
+use crate::master::{MasterCommand, MetricsSnapshot};
 use crate::tls::PeerCert;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -12,7 +12,7 @@ use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
 /// Serves the metrics.
-pub async fn handle(State(h): State<MasterHandle>, peer: PeerCert, headers: HeaderMap) -> Response {
+pub async fn handle(State(h): State<ApiState>, peer: PeerCert, headers: HeaderMap) -> Response {
     let identity = match authenticate(&h, &peer, &headers, Route::Client) {
         Ok(i) => i,
         Err(r) => return r,
@@ -121,6 +121,24 @@ pub fn render(m: &MetricsSnapshot, unauthorized: u64) -> String {
         "counter",
         "Time spent in allocation cycles.",
         &[(String::new(), format!("{:.9}", m.allocation_seconds_total))],
+    );
+    let labelled = |counts: &[(&'static str, u64)]| -> Vec<(String, String)> {
+        counts
+            .iter()
+            .map(|(reason, n)| (format!("{{reason=\"{reason}\"}}"), n.to_string()))
+            .collect()
+    };
+    metric(
+        "dccore_allocation_agents_not_offered_total",
+        "counter",
+        "Agents offered to no framework in an allocation cycle, by reason (summed over cycles).",
+        &labelled(&m.agents_not_offered),
+    );
+    metric(
+        "dccore_allocation_frameworks_passed_over_total",
+        "counter",
+        "Times a framework next in line for an agent was passed over, by reason.",
+        &labelled(&m.frameworks_passed_over),
     );
     metric(
         "dccore_http_unauthorized_total",

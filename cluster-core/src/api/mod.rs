@@ -12,8 +12,9 @@
 //! or agent certificate on the scheduler or operator API or `/metrics` gets 403 with a message.
 //! Over TLS with a CA, a connection with a verified `urn:dcform:agent:NODE` client certificate
 //! counts as the agent's credential when the request has no valid `Authorization` header.
-//! Handlers parse, authenticate and forward a [`MasterCommand`] to the owner task; they never
-//! touch master state themselves.
+//! Handlers parse, authenticate and forward a [`MasterCommand`] to the owner task through a
+//! [`MasterHandle`]; they never touch master state themselves. [`serve`] composes the two: it
+//! starts the master ([`Master::start`]) and serves these routes for it.
 
 // Handlers return `Result<_, Response>` so that `?`-style early returns carry a finished HTTP
 // answer; the Response is moved out at once, so its size does not matter here.
@@ -24,18 +25,95 @@ pub mod metrics;
 pub mod operator;
 pub mod scheduler;
 
-use crate::auth::{AgentProof, Identity};
-use crate::master::{CallError, MasterCommand, MasterHandle};
+use crate::acl::Acls;
+use crate::auth::{AgentProof, Authenticator, Identity};
+use crate::master::{CallError, Master, MasterCommand, MasterConfig, MasterError, MasterHandle};
 use crate::tls::PeerCert;
 use axum::Router;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::net::TcpListener;
 use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Errors that stop the master's server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The master could not start.
+    #[error("cannot start the master")]
+    Master(#[from] MasterError),
+    /// TLS for the server could not be set up.
+    #[error("cannot set up TLS")]
+    Tls(#[source] crate::tls::TlsError),
+    /// The HTTP server failed.
+    #[error("HTTP server failed")]
+    Serve(#[source] std::io::Error),
+}
+
+/// What HTTP handlers hold: the master's handle and the server's own, lock-free state.
+#[derive(Clone)]
+pub struct ApiState {
+    /// Commands to the master.
+    pub master: MasterHandle,
+    /// Credentials.
+    pub auth: Arc<Authenticator>,
+    /// Access rules (operator calls are checked in the handlers).
+    pub acls: Arc<Acls>,
+    /// Requests rejected with 401 (reported in `/metrics`).
+    pub unauthorized: Arc<AtomicU64>,
+    /// Heartbeat interval for subscription streams.
+    pub framework_heartbeat: Duration,
+    /// Stops stream writers on shutdown.
+    pub shutdown: CancellationToken,
+    /// Owns the subscription stream writer tasks.
+    pub streams: TaskTracker,
+    /// See [`MasterConfig::authenticate_frameworks`].
+    pub authenticate_frameworks: bool,
+}
+
+/// Runs a master on `listener` until `shutdown` is cancelled: starts the master, serves its
+/// routes, then waits for the stream writers and the master to stop.
+pub async fn serve(
+    listener: TcpListener,
+    config: MasterConfig,
+    auth: Authenticator,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    let server_tls = config.tls.server_config().map_err(ServeError::Tls)?;
+    if server_tls.is_none() {
+        tracing::warn!("{}", crate::tls::PLAIN_HTTP_WARNING);
+    }
+    let acls = Arc::new(config.acls.clone());
+    let framework_heartbeat = config.framework_heartbeat;
+    let authenticate_frameworks = config.authenticate_frameworks;
+    let master = Master::start(config, shutdown.clone())?;
+    let state = ApiState {
+        master: master.handle(),
+        auth: Arc::new(auth),
+        acls,
+        unauthorized: Arc::new(AtomicU64::new(0)),
+        framework_heartbeat,
+        shutdown: shutdown.clone(),
+        streams: TaskTracker::new(),
+        authenticate_frameworks,
+    };
+    let app = router(state.clone());
+    let served = crate::tls::serve(listener, server_tls, app, shutdown.clone()).await;
+    shutdown.cancel();
+    state.streams.close();
+    state.streams.wait().await;
+    drop(state);
+    master.stopped().await;
+    served.map_err(ServeError::Serve)
+}
 
 /// Builds the master's router.
-pub fn router(handle: MasterHandle) -> Router {
+pub fn router(handle: ApiState) -> Router {
     Router::new()
         .route("/api/v1/scheduler", post(scheduler::handle))
         .route("/api/v1", post(operator::handle))
@@ -82,7 +160,7 @@ pub(crate) enum Route {
 /// agent that has a certificate needs no token, and an operator's token on an agent's
 /// connection is still the operator's.
 pub(crate) fn authenticate(
-    h: &MasterHandle,
+    h: &ApiState,
     peer: &PeerCert,
     headers: &HeaderMap,
     route: Route,
@@ -130,13 +208,13 @@ pub(crate) fn authenticate(
 
 /// Sends a command and waits for its answer; 503 if the master is gone.
 pub(crate) async fn ask<T>(
-    h: &MasterHandle,
+    h: &ApiState,
     make: impl FnOnce(oneshot::Sender<T>) -> MasterCommand,
 ) -> Result<T, Response> {
-    let (tx, rx) = oneshot::channel();
-    let unavailable = || error(StatusCode::SERVICE_UNAVAILABLE, "master is shutting down");
-    h.tx.send(make(tx)).await.map_err(|_| unavailable())?;
-    rx.await.map_err(|_| unavailable())
+    h.master
+        .ask(make)
+        .await
+        .map_err(IntoResponse::into_response)
 }
 
 /// Parses a JSON body into `T`, or a 400 that says what is wrong.

@@ -1,5 +1,5 @@
 //! `POST /api/v1`: the operator API. Queries (GET_HEALTH, GET_STATE, GET_AGENTS, GET_FRAMEWORKS,
-//! GET_TASKS) answer Mesos `Response` JSON; agent maintenance (DRAIN_AGENT, DEACTIVATE_AGENT,
+//! GET_TASKS, and dccore's GET_ALLOCATION) answer Mesos `Response` JSON; agent maintenance (DRAIN_AGENT, DEACTIVATE_AGENT,
 //! REACTIVATE_AGENT) and TEARDOWN answer 200 with an empty body, as Mesos does.
 //!
 //! The operator token may do everything. A framework principal sees only its own frameworks and
@@ -7,10 +7,10 @@
 //! (plus what `teardown_frameworks` grants), and gets 403 for agent maintenance unless
 //! `drain_agents` / `deactivate_agents` / `reactivate_agents` / `mark_agents_gone` grant it.
 
-use super::{Route, ask, authenticate, error, parse};
+use super::{ApiState, Route, ask, authenticate, error, parse};
 use crate::acl::{Acls, Action};
 use crate::auth::Identity;
-use crate::master::{AgentCall, MasterCommand, MasterHandle, OperatorQuery, Viewer};
+use crate::master::{AgentCall, MasterCommand, OperatorQuery, Viewer};
 use crate::proto::Id;
 use crate::tls::PeerCert;
 use axum::body::Bytes;
@@ -21,7 +21,7 @@ use serde_json::Value;
 
 /// Handles one operator call.
 pub async fn handle(
-    State(h): State<MasterHandle>,
+    State(h): State<ApiState>,
     peer: PeerCert,
     headers: HeaderMap,
     body: Bytes,
@@ -68,15 +68,24 @@ pub async fn handle(
         // Agents never get here (authenticate refuses them on this route).
         Identity::Operator | Identity::Agent(_) => Viewer::Operator,
     };
-    match ask(&h, |reply| MasterCommand::Operator {
+    let view = match ask(&h, |reply| MasterCommand::Operator {
         query,
         viewer,
         reply,
     })
     .await
     {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    // The JSON of a big GET_STATE takes a while: built here from the master's snapshot, on a
+    // blocking thread, so neither the master nor this runtime's workers wait for it.
+    match tokio::task::spawn_blocking(move || view.to_json()).await {
         Ok(v) => axum::Json(v).into_response(),
-        Err(r) => r,
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("building the answer failed: {e}"),
+        ),
     }
 }
 
@@ -108,7 +117,7 @@ struct TeardownBody {
     framework_id: Id,
 }
 
-async fn teardown(h: &MasterHandle, identity: &Identity, call: &Value) -> Response {
+async fn teardown(h: &ApiState, identity: &Identity, call: &Value) -> Response {
     let body: TeardownBody = match call.get("teardown").cloned().map(serde_json::from_value) {
         Some(Ok(b)) => b,
         Some(Err(e)) => {

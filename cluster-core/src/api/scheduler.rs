@@ -3,7 +3,7 @@
 //! SUBSCRIBE answers `200` with a chunked RecordIO stream of events and a `Mesos-Stream-Id`
 //! header; every other call must carry that header and is answered `202 Accepted`.
 
-use super::{Route, ask, authenticate, error, parse};
+use super::{ApiState, Route, ask, authenticate, error, parse};
 use crate::auth::ANONYMOUS_PRINCIPAL;
 use crate::master::{MasterCommand, MasterHandle, STREAM_BUFFER, Subscription};
 use crate::proto::scheduler::{Call, Event, FrameworkInfo};
@@ -22,7 +22,7 @@ const STREAM_PIPE: usize = 64 * 1024;
 
 /// Handles one scheduler call.
 pub async fn handle(
-    State(h): State<MasterHandle>,
+    State(h): State<ApiState>,
     peer: PeerCert,
     headers: HeaderMap,
     body: Bytes,
@@ -114,7 +114,7 @@ pub async fn handle(
         h.shutdown.clone(),
         closed,
         overflow,
-        h.tx.clone(),
+        h.master.clone(),
         framework_id,
         stream_id,
     ));
@@ -156,7 +156,7 @@ async fn write_events(
     shutdown: CancellationToken,
     closed: CancellationToken,
     overflow: CancellationToken,
-    master: mpsc::Sender<MasterCommand>,
+    master: MasterHandle,
     framework_id: String,
     stream_id: String,
 ) {
@@ -197,7 +197,7 @@ async fn write_events(
     }
     let _ = w.shutdown().await;
     let _ = master
-        .send(MasterCommand::StreamClosed {
+        .tell(MasterCommand::StreamClosed {
             framework_id,
             stream_id,
         })
@@ -224,7 +224,7 @@ mod tests {
             CancellationToken::new(),
             CancellationToken::new(),
             overflow,
-            master,
+            MasterHandle::new(master),
             "f".into(),
             "s".into(),
         );

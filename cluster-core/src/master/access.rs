@@ -14,8 +14,9 @@
 //!    `TASK_ERROR`.
 
 use super::command::{CallError, Viewer};
-use super::state::{FrameworkRec, State, TaskRec};
-use crate::acl::Action;
+use super::state::State;
+use super::tables::{FrameworkRec, TaskRec};
+use crate::acl::{Acls, Action};
 use crate::proto::TaskInfo;
 use crate::proto::scheduler::{Call, FrameworkInfo};
 
@@ -31,7 +32,7 @@ impl State {
         let id = framework_id
             .or(info.id.as_ref().map(|i| i.value.as_str()))
             .filter(|v| !v.is_empty());
-        if let Some(f) = id.and_then(|id| self.frameworks.get(id))
+        if let Some(f) = id.and_then(|id| self.tables.frameworks.get(id))
             && f.principal.as_deref() != principal
         {
             return Err(CallError::Forbidden(format!(
@@ -66,7 +67,7 @@ impl State {
             return Ok(()); // the operator token
         };
         let fid = call.framework_id.as_ref().map(|i| i.value.as_str());
-        match fid.and_then(|id| self.frameworks.get(id)) {
+        match fid.and_then(|id| self.tables.frameworks.get(id)) {
             Some(f) if f.principal.as_deref() != Some(p) => Err(CallError::Forbidden(format!(
                 "framework {} belongs to another principal: {p:?} may not {} it",
                 f.id, call.kind
@@ -82,8 +83,9 @@ impl State {
         &mut self,
         framework_id: &str,
         principal: Option<&str>,
+        now: tokio::time::Instant,
     ) -> Result<(), CallError> {
-        let Some(f) = self.frameworks.get(framework_id) else {
+        let Some(f) = self.tables.frameworks.get(framework_id) else {
             return Err(CallError::BadRequest(format!(
                 "framework {framework_id} is not known"
             )));
@@ -100,13 +102,13 @@ impl State {
             )));
         }
         tracing::info!(framework = %framework_id, by = ?principal, "operator teardown");
-        self.teardown(framework_id);
+        self.teardown(framework_id, now);
         Ok(())
     }
 
     /// The user `task` of framework `fid` runs as (see the module doc), or why it may not run.
     pub(super) fn task_user(&self, fid: &str, task: &TaskInfo) -> Result<String, String> {
-        let Some(f) = self.frameworks.get(fid) else {
+        let Some(f) = self.tables.frameworks.get(fid) else {
             return Err(format!("framework {fid} is not subscribed"));
         };
         let principal = f.principal.as_deref();
@@ -145,38 +147,38 @@ impl State {
             ))
         }
     }
+}
 
-    /// May `viewer` see framework `f`?
-    pub(super) fn sees_framework(&self, viewer: &Viewer, f: &FrameworkRec) -> bool {
-        match viewer {
-            Viewer::Operator => true,
-            Viewer::Principal(p) => {
-                f.principal.as_deref() == Some(p)
-                    || self
-                        .cfg
-                        .acls
-                        .allows(Action::ViewFramework, Some(p), Some(&f.info.user))
-            }
+/// May `viewer` see framework `f`?
+pub(super) fn sees_framework(acls: &Acls, viewer: &Viewer, f: &FrameworkRec) -> bool {
+    match viewer {
+        Viewer::Operator => true,
+        Viewer::Principal(p) => {
+            f.principal.as_deref() == Some(p)
+                || acls.allows(Action::ViewFramework, Some(p), Some(&f.info.user))
         }
     }
+}
 
-    /// May `viewer` see task `t` (its command, environment, statuses)?
-    pub(super) fn sees_task(&self, viewer: &Viewer, t: &TaskRec) -> bool {
-        match viewer {
-            Viewer::Operator => true,
-            Viewer::Principal(p) => {
-                let own = self
-                    .frameworks
-                    .get(&t.framework_id)
-                    .is_some_and(|f| f.principal.as_deref() == Some(p));
-                let user = t
-                    .info
-                    .command
-                    .as_ref()
-                    .and_then(|c| c.user.as_deref())
-                    .unwrap_or(self.cfg.acls.default_task_user());
-                own || self.cfg.acls.allows(Action::ViewTask, Some(p), Some(user))
-            }
+/// May `viewer` see task `t` (its command, environment, statuses)? `framework_principal` is the
+/// principal of the task's framework, if it is registered.
+pub(super) fn sees_task(
+    acls: &Acls,
+    viewer: &Viewer,
+    t: &TaskRec,
+    framework_principal: Option<&str>,
+) -> bool {
+    match viewer {
+        Viewer::Operator => true,
+        Viewer::Principal(p) => {
+            let own = framework_principal == Some(p);
+            let user = t
+                .info
+                .command
+                .as_ref()
+                .and_then(|c| c.user.as_deref())
+                .unwrap_or(acls.default_task_user());
+            own || acls.allows(Action::ViewTask, Some(p), Some(user))
         }
     }
 }

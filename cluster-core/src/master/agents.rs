@@ -2,8 +2,9 @@
 //! into unreachability, and status updates coming from agents.
 
 use super::command::CallError;
-use super::state::{AgentRec, State, TaskKey, TaskRec};
-use crate::proto::internal::{KillTask, RegisterAgent, Registered, StatusMessage};
+use super::state::State;
+use super::tables::{AgentInfo, Change, TaskKey, TaskRec};
+use crate::proto::internal::{HeartbeatAck, KillTask, RegisterAgent, Registered, StatusMessage};
 use crate::proto::scheduler::Event;
 use crate::proto::{Id, Resources, TaskState, TaskStatus};
 use tokio::time::Instant;
@@ -20,7 +21,7 @@ impl State {
             .map(|i| i.value.clone())
             .filter(|v| !v.is_empty())
             .unwrap_or_else(new_agent_id);
-        if self.gone_agents.contains(&id) {
+        if self.tables.agents.is_gone(&id) {
             return Err(CallError::Forbidden(format!(
                 "agent {id} was drained and marked gone: start it with a fresh work dir to join as a new agent"
             )));
@@ -29,51 +30,31 @@ impl State {
         tracing::info!(agent = %id, url = %msg.url, resources = %total, public = msg.public, "agent registered");
 
         // Offers on a returning agent are void, and its tasks' allocations are rebuilt below
-        // from what the agent reports.
+        // from what the agent reports (the change releases them).
         self.rescind_agent_offers(&id);
-        let keys: Vec<TaskKey> = self.tasks_on(&id);
-        for k in &keys {
-            self.release_resources(k);
-        }
-        self.alloc.add_agent(&id, total.clone(), msg.public);
-        // The operator's deactivation and drain outlive re-registrations.
-        let (deactivated, drain) = self
-            .agents
-            .get(&id)
-            .map(|a| (a.deactivated, a.drain.clone()))
-            .unwrap_or((false, None));
-        self.alloc
-            .set_agent_hold(&id, Self::hold_of(deactivated, drain.as_ref()));
-        let changed = match self.agents.get(&id) {
-            Some(a) => {
-                a.url != msg.url
-                    || a.total != total
-                    || a.public != msg.public
-                    || a.hostname != msg.hostname
-            }
-            None => true,
+        let keys: Vec<TaskKey> = self.tables.tasks.on_agent(&id);
+        let agent = AgentInfo {
+            id: id.clone(),
+            hostname: msg.hostname.clone(),
+            url: msg.url.clone(),
+            total,
+            attributes: msg.attributes.clone(),
+            public: msg.public,
+            version: msg.version.clone(),
+            task_user: msg.task_user.clone(),
         };
-        self.agents.insert(
-            id.clone(),
-            AgentRec {
-                id: id.clone(),
-                hostname: msg.hostname.clone(),
-                url: msg.url.clone(),
-                total,
-                attributes: msg.attributes.clone(),
-                public: msg.public,
-                last_seen: now,
-                reachable: true,
-                recovered: false,
+        self.apply(
+            Change::AgentRegistered {
+                agent,
                 registered_time: crate::proto::now_secs(),
-                version: msg.version.clone(),
-                deactivated,
-                drain,
-                task_user: msg.task_user.clone(),
             },
+            now,
         );
+        self.local.last_seen.insert(id.clone(), now);
         if let Some(t) = &msg.callback_token {
-            self.agent_call_tokens.insert(msg.url.clone(), t.clone());
+            self.local
+                .agent_call_tokens
+                .insert(msg.url.clone(), t.clone());
         }
 
         let mut kill = Vec::new();
@@ -81,22 +62,32 @@ impl State {
         for rt in msg.tasks {
             let key = (rt.framework_id.value.clone(), rt.task.task_id.value.clone());
             reported.insert(key.clone());
-            let framework_known = self.frameworks.contains_key(&key.0);
-            if self.doomed.remove(&key) {
+            let framework_known = self.tables.frameworks.contains(&key.0);
+            if self.tables.tasks.is_doomed(&key) {
+                self.apply(
+                    Change::TaskKillOrdered {
+                        framework_id: key.0.clone(),
+                        task_id: key.1.clone(),
+                    },
+                    now,
+                );
                 kill.push(kill_task(&key));
                 continue;
             }
-            match self.tasks.get_mut(&key) {
-                Some(_) if !framework_known => {
-                    kill.push(kill_task(&key));
-                }
+            match self.tables.tasks.get(&key).map(|t| t.state) {
+                Some(_) if !framework_known => kill.push(kill_task(&key)),
                 // A terminal state is not applied here: the agent still holds the update with
                 // the details (exit code) and sends it right after registering.
                 Some(_) if rt.state.is_terminal() => {}
-                Some(t) => {
-                    let was = t.state;
-                    t.state = rt.state;
-                    self.hold_resources(&key);
+                Some(was) => {
+                    self.apply(
+                        Change::TaskReported {
+                            framework_id: key.0.clone(),
+                            task_id: key.1.clone(),
+                            state: rt.state,
+                        },
+                        now,
+                    );
                     if was != rt.state {
                         let st = TaskStatus::new(
                             rt.task.task_id.clone(),
@@ -113,26 +104,13 @@ impl State {
                     // Master restart: adopt the task the agent still runs (or ran: a terminal
                     // state arrives as the agent's own status update right after this).
                     let res = Resources::from_mesos(&rt.task.resources);
-                    let state = if rt.state.is_terminal() {
+                    let mut task = TaskRec::staging(&key.0, &id, rt.task.clone(), res);
+                    task.state = if rt.state.is_terminal() {
                         TaskState::Running
                     } else {
                         rt.state
                     };
-                    self.insert_task(
-                        key.clone(),
-                        TaskRec {
-                            framework_id: key.0.clone(),
-                            agent_id: id.clone(),
-                            info: rt.task.clone(),
-                            resources: res,
-                            state,
-                            holds_resources: false,
-                            statuses: Vec::new(),
-                            pending: Default::default(),
-                            last_sent: None,
-                        },
-                    );
-                    self.hold_resources(&key);
+                    self.apply(Change::TaskAdded { task, hold: true }, now);
                 }
                 None => kill.push(kill_task(&key)),
             }
@@ -142,7 +120,7 @@ impl State {
             if reported.contains(&k) {
                 continue;
             }
-            let Some(t) = self.tasks.get(&k) else {
+            let Some(t) = self.tables.tasks.get(&k) else {
                 continue;
             };
             if !t.state.is_terminal() {
@@ -157,9 +135,6 @@ impl State {
                 self.update_task(&k, st, now);
             }
         }
-        if changed {
-            self.registry_dirty = true;
-        }
         // A drain that started while the agent was away goes on now.
         self.kill_for_drain(&id);
         self.alloc_pending = true;
@@ -170,12 +145,23 @@ impl State {
         })
     }
 
+    /// A heartbeat: how the master sees the agent, or `None` if it must register again.
+    pub(super) fn heartbeat(&mut self, agent_id: &str, now: Instant) -> Option<HeartbeatAck> {
+        let a = self.tables.agents.reachable(agent_id)?;
+        let ack = HeartbeatAck {
+            deactivated: a.deactivated,
+            drain: a.drain.as_ref().map(|d| d.state.name().to_string()),
+        };
+        self.local.last_seen.insert(agent_id.to_string(), now);
+        Some(ack)
+    }
+
     pub(super) fn agent_status(&mut self, msg: StatusMessage, now: Instant) {
         let key = (
             msg.framework_id.value.clone(),
             msg.status.task_id.value.clone(),
         );
-        let Some(t) = self.tasks.get(&key) else {
+        let Some(t) = self.tables.tasks.get(&key) else {
             tracing::debug!(task = %key.1, "status update for an unknown task dropped");
             return;
         };
@@ -199,27 +185,34 @@ impl State {
     pub(super) fn check_agents(&mut self, now: Instant) {
         let timeout = self.cfg.agent_timeout;
         let lost: Vec<String> = self
+            .tables
             .agents
-            .values()
-            .filter(|a| a.reachable && now.saturating_duration_since(a.last_seen) > timeout)
-            .map(|a| a.id.clone())
+            .iter()
+            .filter(|a| a.reachable)
+            .filter(|a| {
+                self.local
+                    .last_seen
+                    .get(&a.info.id)
+                    .is_none_or(|at| now.saturating_duration_since(*at) > timeout)
+            })
+            .map(|a| a.info.id.clone())
             .collect();
         for id in lost {
             tracing::warn!(agent = %id, "agent unreachable: no heartbeat within {:?}", timeout);
-            if let Some(a) = self.agents.get_mut(&id) {
-                a.reachable = false;
-            }
-            self.alloc.set_agent_active(&id, false);
+            self.apply(
+                Change::AgentUnreachable {
+                    agent_id: id.clone(),
+                },
+                now,
+            );
             self.rescind_agent_offers(&id);
-            let keys: Vec<TaskKey> = self
-                .tasks_on(&id)
-                .into_iter()
-                .filter(|k| self.tasks.get(k).is_some_and(|t| !t.state.is_terminal()))
-                .collect();
-            for k in keys {
-                let Some(t) = self.tasks.get(&k) else {
+            for k in self.tables.tasks.on_agent(&id) {
+                let Some(t) = self.tables.tasks.get(&k) else {
                     continue;
                 };
+                if t.state.is_terminal() {
+                    continue;
+                }
                 let st = TaskStatus::new(
                     t.info.task_id.clone(),
                     TaskState::Unreachable,
@@ -230,16 +223,9 @@ impl State {
                 .with_reason("REASON_AGENT_REMOVED");
                 self.update_task(&k, st, now);
             }
-            for f in self.frameworks.values() {
-                if let Some(s) = &f.stream {
-                    s.send(
-                        &f.id,
-                        Event::Failure {
-                            agent_id: Id::new(&id),
-                        },
-                    );
-                }
-            }
+            self.conns.broadcast(&Event::Failure {
+                agent_id: Id::new(&id),
+            });
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The master's interface: one enum of commands, each answered through its own oneshot.
 
 use super::drain::AgentCall;
+use super::views::View;
 use crate::proto::internal::{HeartbeatAck, RegisterAgent, Registered, StatusMessage};
 use crate::proto::scheduler::{Call, Event, FrameworkInfo};
 use serde_json::Value;
@@ -47,6 +48,9 @@ pub enum OperatorQuery {
     Frameworks,
     /// `GET_TASKS`.
     Tasks,
+    /// `GET_ALLOCATION` (dccore extension): why agents and frameworks got no offer in the
+    /// last allocation cycle.
+    Allocation,
 }
 
 impl OperatorQuery {
@@ -58,9 +62,10 @@ impl OperatorQuery {
             "GET_AGENTS" => OperatorQuery::Agents,
             "GET_FRAMEWORKS" => OperatorQuery::Frameworks,
             "GET_TASKS" => OperatorQuery::Tasks,
+            "GET_ALLOCATION" => OperatorQuery::Allocation,
             other => {
                 return Err(format!(
-                    "unsupported operator call type {other:?}: supported are GET_HEALTH, GET_STATE, GET_AGENTS, GET_FRAMEWORKS, GET_TASKS, DRAIN_AGENT, DEACTIVATE_AGENT, REACTIVATE_AGENT, TEARDOWN"
+                    "unsupported operator call type {other:?}: supported are GET_HEALTH, GET_STATE, GET_AGENTS, GET_FRAMEWORKS, GET_TASKS, GET_ALLOCATION, DRAIN_AGENT, DEACTIVATE_AGENT, REACTIVATE_AGENT, TEARDOWN"
                 ));
             }
         })
@@ -102,6 +107,11 @@ pub struct MetricsSnapshot {
     pub allocation_seconds_total: f64,
     /// Status updates waiting for acknowledgement.
     pub status_updates_unacked: u64,
+    /// Agents not offered in an allocation cycle, summed over all cycles, by reason label
+    /// (every reason listed, from zero).
+    pub agents_not_offered: Vec<(&'static str, u64)>,
+    /// Frameworks passed over for an agent, summed over all cycles, by reason label.
+    pub frameworks_passed_over: Vec<(&'static str, u64)>,
 }
 
 /// Everything the owner task can be asked to do.
@@ -174,8 +184,8 @@ pub enum MasterCommand {
         query: OperatorQuery,
         /// Who asks.
         viewer: Viewer,
-        /// Answer (the Mesos JSON response).
-        reply: oneshot::Sender<Value>,
+        /// Answer: a snapshot; [`View::to_json`] makes the Mesos JSON response.
+        reply: oneshot::Sender<View>,
     },
     /// Operator call that changes an agent (drain, deactivate, reactivate).
     Agent {

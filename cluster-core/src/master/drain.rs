@@ -7,17 +7,18 @@
 //!                   └─ no live task left ─▶ DRAINED ─(mark_gone)─▶ agent gone (never re-admitted)
 //! ```
 //! A deactivated or draining agent keeps its tasks' resources in the totals but gets no offers (the
-//! allocator reports it with an [`AgentHold`] reason). Drain state is stored in the registry, so a
+//! allocator reports it with a reason, counted in `/metrics` and shown by `GET_ALLOCATION`). Drain state is stored in the registry, so a
 //! master restart resumes the drain when the agent re-registers. Tasks killed by a drain end in
 //! `TASK_KILLED` (`TASK_GONE_BY_OPERATOR` with `mark_gone`) with reason `REASON_AGENT_DRAINING`.
 
 use super::command::CallError;
 use super::state::State;
-use crate::allocator::AgentHold;
+use super::tables::Change;
 use crate::proto::{DurationInfo, Id, TaskState, TaskStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// Mesos `DrainState`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -159,10 +160,10 @@ impl AgentCall {
 
 impl State {
     /// Applies an operator call to an agent.
-    pub(super) fn agent_call(&mut self, call: AgentCall) -> Result<(), CallError> {
+    pub(super) fn agent_call(&mut self, call: AgentCall, now: Instant) -> Result<(), CallError> {
         let id = call.agent_id().to_string();
-        let Some(a) = self.agents.get_mut(&id) else {
-            let why = if self.gone_agents.contains(&id) {
+        let Some(a) = self.tables.agents.get(&id) else {
+            let why = if self.tables.agents.is_gone(&id) {
                 "was drained and marked gone"
             } else {
                 "is not known to the master"
@@ -176,80 +177,69 @@ impl State {
                     return Ok(());
                 }
                 tracing::info!(agent = %id, mark_gone = config.mark_gone, max_grace = ?config.max_grace(), "draining agent");
-                a.deactivated = true;
-                a.drain = Some(DrainInfo {
-                    state: DrainState::Draining,
-                    config,
-                });
-                self.alloc.set_agent_hold(&id, Some(AgentHold::Draining));
+                self.apply(
+                    Change::AgentDraining {
+                        agent_id: id.clone(),
+                        config,
+                    },
+                    now,
+                );
                 self.rescind_agent_offers(&id);
                 self.kill_for_drain(&id);
-                self.check_drain(&id);
+                self.check_drain(&id, now);
             }
             AgentCall::Deactivate { .. } => {
                 tracing::info!(agent = %id, "agent deactivated");
-                a.deactivated = true;
-                if a.drain.is_none() {
-                    self.alloc.set_agent_hold(&id, Some(AgentHold::Deactivated));
-                }
+                self.apply(
+                    Change::AgentDeactivated {
+                        agent_id: id.clone(),
+                    },
+                    now,
+                );
                 self.rescind_agent_offers(&id);
             }
             AgentCall::Reactivate { .. } => {
                 tracing::info!(agent = %id, "agent reactivated");
-                a.deactivated = false;
-                a.drain = None;
-                self.alloc.set_agent_hold(&id, None);
-                self.alloc_pending = true;
+                self.apply(Change::AgentReactivated { agent_id: id }, now);
             }
         }
-        self.registry_dirty = true;
         Ok(())
-    }
-
-    /// The allocator hold an agent's operator state calls for.
-    pub(super) fn hold_of(deactivated: bool, drain: Option<&DrainInfo>) -> Option<AgentHold> {
-        match (deactivated, drain) {
-            (_, Some(_)) => Some(AgentHold::Draining),
-            (true, None) => Some(AgentHold::Deactivated),
-            (false, None) => None,
-        }
     }
 
     /// Asks a reachable draining agent to kill every live task (an unreachable one is asked when
     /// it re-registers).
     pub(super) fn kill_for_drain(&mut self, agent_id: &str) {
-        let Some(a) = self.agents.get(agent_id) else {
+        let Some(a) = self.tables.agents.reachable(agent_id) else {
             return;
         };
         let Some(drain) = &a.drain else {
             return;
         };
-        if !a.reachable || drain.state != DrainState::Draining {
+        if drain.state != DrainState::Draining {
             return;
         }
-        let url = a.url.clone();
         let cap = drain.config.max_grace().map(|d| d.as_secs_f64());
-        for key in self.tasks_on(agent_id) {
-            let Some(t) = self.tasks.get(&key) else {
-                continue;
-            };
-            if t.state.is_terminal() {
-                continue;
+        for key in self.tables.tasks.on_agent(agent_id) {
+            if self
+                .tables
+                .tasks
+                .get(&key)
+                .is_some_and(|t| !t.state.is_terminal())
+            {
+                self.kill_on_agent(&key, cap);
             }
-            let body = serde_json::to_value(crate::proto::internal::KillTask {
-                framework_id: Id::new(&key.0),
-                task_id: t.info.task_id.clone(),
-                max_grace_secs: cap,
-            })
-            .expect("invariant: a kill message is plain data");
-            self.push_to_agent(&url, "/internal/v1/kill", body, None::<fn(String) -> _>);
         }
     }
 
     /// A kill confirmed by a draining agent carries the drain's reason, and with `mark_gone`
     /// becomes `TASK_GONE_BY_OPERATOR` (Mesos rewrites it the same way).
     pub(super) fn drain_rewrite(&self, agent_id: &str, status: &mut TaskStatus) {
-        let Some(drain) = self.agents.get(agent_id).and_then(|a| a.drain.as_ref()) else {
+        let Some(drain) = self
+            .tables
+            .agents
+            .get(agent_id)
+            .and_then(|a| a.drain.as_ref())
+        else {
             return;
         };
         if status.state == TaskState::Killed {
@@ -261,57 +251,59 @@ impl State {
     }
 
     /// Moves draining agents with no live task left to DRAINED.
-    pub(super) fn check_drains(&mut self) {
+    pub(super) fn check_drains(&mut self, now: Instant) {
         let draining: Vec<String> = self
+            .tables
             .agents
-            .values()
+            .iter()
             .filter(|a| {
                 a.drain
                     .as_ref()
                     .is_some_and(|d| d.state == DrainState::Draining)
             })
-            .map(|a| a.id.clone())
+            .map(|a| a.info.id.clone())
             .collect();
         for id in draining {
-            self.check_drain(&id);
+            self.check_drain(&id, now);
         }
     }
 
-    fn check_drain(&mut self, id: &str) {
+    fn check_drain(&mut self, id: &str, now: Instant) {
         let live = self
-            .tasks_on(id)
+            .tables
+            .tasks
+            .on_agent(id)
             .iter()
-            .filter_map(|k| self.tasks.get(k))
+            .filter_map(|k| self.tables.tasks.get(k))
             .any(|t| !t.state.is_terminal());
         if live {
             return;
         }
-        let Some(a) = self.agents.get_mut(id) else {
-            return;
-        };
-        let Some(drain) = a.drain.as_mut() else {
+        let Some(drain) = self.tables.agents.get(id).and_then(|a| a.drain.as_ref()) else {
             return;
         };
         if drain.state == DrainState::Drained {
             return;
         }
-        drain.state = DrainState::Drained;
         let mark_gone = drain.config.mark_gone;
+        self.apply(
+            Change::AgentDrained {
+                agent_id: id.to_string(),
+            },
+            now,
+        );
         tracing::info!(agent = %id, mark_gone, "agent drained");
-        self.registry_dirty = true;
         if mark_gone {
-            self.mark_gone(id);
+            // Removed for good: it leaves the cluster's totals and may not register again.
+            self.rescind_agent_offers(id);
+            self.apply(
+                Change::AgentRemoved {
+                    agent_id: id.to_string(),
+                },
+                now,
+            );
+            tracing::info!(agent = %id, "agent marked gone");
         }
-    }
-
-    /// Removes a drained agent for good: it leaves the cluster's totals and may not register again.
-    fn mark_gone(&mut self, id: &str) {
-        self.rescind_agent_offers(id);
-        self.agents.remove(id);
-        self.alloc.remove_agent(id);
-        self.gone_agents.insert(id.to_string());
-        self.registry_dirty = true;
-        tracing::info!(agent = %id, "agent marked gone");
     }
 }
 

@@ -1,26 +1,36 @@
 //! The master: agent registry, allocator-driven offers, frameworks and the task life cycle.
+//! It knows nothing of HTTP: [`crate::api`] parses requests and forwards [`MasterCommand`]s
+//! through a [`MasterHandle`].
 //!
 //! ```text
-//! HTTP handlers (api/) ──MasterCommand──▶ owner task (state.rs) ──▶ allocator (pure)
-//!                     ◀──oneshot reply───         │  ├─ agents.rs     registration, heartbeats, unreachable
-//!                                                 │  ├─ frameworks.rs subscribe, scheduler calls, failover
-//!                                                 │  ├─ tasks.rs      offers, launches, status updates until ack
-//!                                                 │  ├─ drain.rs      operator drain / deactivate / reactivate
-//!                                                 │  ├─ views.rs      operator API JSON
-//!                                                 │  └─ registry.rs   persistent agents/frameworks (atomic JSON)
-//!                                                 └─▶ I/O tasks (launch/kill pushed to agents), results come back as commands
+//! api/ ──MasterCommand──▶ owner task (state.rs) ──Change──▶ tables/ (apply: the replicated state)
+//!      ◀──oneshot reply──        │  ├─ agents.rs     registration, heartbeats, unreachable
+//!                                │  ├─ frameworks.rs subscribe, failover, teardown
+//!                                │  ├─ calls.rs      ACCEPT, DECLINE, KILL, RECONCILE, ...
+//!                                │  ├─ delivery.rs   status updates resent until acknowledged
+//!                                │  ├─ offers.rs     allocation cycles (allocator, pure) → offers
+//!                                │  ├─ drain.rs      operator drain / deactivate / reactivate
+//!                                │  ├─ streams.rs    framework connections
+//!                                │  └─ views.rs      snapshots for the operator API (JSON built by the caller)
+//!                                ├─▶ registry.rs writer task (fsync off the owner task)
+//!                                └─▶ I/O tasks (launch/kill pushed to agents), results come back as commands
 //! ```
-//! The state has exactly one owner (the task started by [`run`]); everything else talks to it with
-//! [`MasterCommand`]s through a [`MasterHandle`].
+//! The state has exactly one owner (the task started by [`Master::start`]); cluster state
+//! changes only through [`tables::apply`], one typed [`Change`] at a time.
 
 mod access;
 mod agents;
+mod calls;
 mod command;
+mod delivery;
 mod drain;
 mod frameworks;
+mod local;
+mod offers;
 mod registry;
 mod state;
-mod tasks;
+mod streams;
+pub mod tables;
 #[cfg(test)]
 mod tests;
 mod views;
@@ -28,20 +38,21 @@ mod views;
 pub use command::{CallError, MasterCommand, MetricsSnapshot, OperatorQuery, Subscription, Viewer};
 pub use drain::{AgentCall, DrainConfig, DrainInfo, DrainState};
 pub use registry::RegistryError;
-pub use state::STREAM_BUFFER;
+pub use streams::STREAM_BUFFER;
+pub use tables::Change;
+pub use views::View;
+
+/// Kept for `main.rs`, which starts the server through this name; the server itself (HTTP
+/// routes composed with [`Master::start`]) is [`crate::api::serve`].
+pub use crate::api::serve as run;
 
 use crate::acl::{AclError, Acls};
-use crate::auth::Authenticator;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
-use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 /// Errors that stop the master.
 #[derive(Debug, thiserror::Error)]
@@ -49,10 +60,7 @@ pub enum MasterError {
     /// The persistent registry could not be loaded.
     #[error("cannot load the registry")]
     Registry(#[from] RegistryError),
-    /// The HTTP server failed.
-    #[error("HTTP server failed")]
-    Serve(#[source] std::io::Error),
-    /// TLS could not be set up.
+    /// TLS for the calls to agents could not be set up.
     #[error("cannot set up TLS")]
     Tls(#[source] crate::tls::TlsError),
     /// The config file is unreadable or invalid.
@@ -284,66 +292,76 @@ pub struct ConfigFile {
     pub ca_file: Option<PathBuf>,
 }
 
-/// What HTTP handlers hold: the command channel to the owner task and shared, lock-free counters.
-#[derive(Clone)]
+/// The way in to a running master: its command channel. Cheap to clone.
+#[derive(Clone, Debug)]
 pub struct MasterHandle {
-    /// Commands to the owner task.
-    pub tx: mpsc::Sender<MasterCommand>,
-    /// Credentials.
-    pub auth: Arc<Authenticator>,
-    /// Access rules (operator calls are checked in the handlers).
-    pub acls: Arc<Acls>,
-    /// Requests rejected with 401 (reported in `/metrics`).
-    pub unauthorized: Arc<AtomicU64>,
-    /// Heartbeat interval for subscription streams.
-    pub framework_heartbeat: Duration,
-    /// Stops stream writers on shutdown.
-    pub shutdown: CancellationToken,
-    /// Owns the subscription stream writer tasks.
-    pub streams: TaskTracker,
-    /// See [`MasterConfig::authenticate_frameworks`].
-    pub authenticate_frameworks: bool,
+    tx: mpsc::Sender<MasterCommand>,
 }
 
-/// Runs a master on `listener` until `shutdown` is cancelled.
-pub async fn run(
-    listener: TcpListener,
-    config: MasterConfig,
-    auth: Authenticator,
-    shutdown: CancellationToken,
-) -> Result<(), MasterError> {
-    let registry = registry::Registry::load(&config.work_dir)?;
-    let server_tls = config.tls.server_config().map_err(MasterError::Tls)?;
-    if server_tls.is_none() {
-        tracing::warn!("{}", crate::tls::PLAIN_HTTP_WARNING);
+impl MasterHandle {
+    /// A handle over a command channel (a master started elsewhere, or a test's own receiver).
+    pub fn new(tx: mpsc::Sender<MasterCommand>) -> Self {
+        MasterHandle { tx }
     }
-    let http = config
-        .tls
-        .http_client()
-        .map_err(MasterError::Tls)?
-        .timeout(Duration::from_secs(10))
-        // Few idle connections per agent: a burst of launches must not leave thousands open.
-        .pool_max_idle_per_host(4)
-        .build()
-        .map_err(|e| MasterError::Tls(crate::tls::TlsError::Client(e)))?;
-    let (tx, rx) = mpsc::channel(4096);
-    let handle = MasterHandle {
-        tx: tx.clone(),
-        auth: Arc::new(auth),
-        acls: Arc::new(config.acls.clone()),
-        unauthorized: Arc::new(AtomicU64::new(0)),
-        framework_heartbeat: config.framework_heartbeat,
-        shutdown: shutdown.clone(),
-        streams: TaskTracker::new(),
-        authenticate_frameworks: config.authenticate_frameworks,
-    };
-    let owner = state::State::new(config, registry, tx, http);
-    let owner_task = tokio::spawn(owner.run(rx, shutdown.clone()));
-    let app = crate::api::router(handle.clone());
-    let served = crate::tls::serve(listener, server_tls, app, shutdown.clone()).await;
-    shutdown.cancel();
-    handle.streams.close();
-    handle.streams.wait().await;
-    let _ = owner_task.await;
-    served.map_err(MasterError::Serve)
+
+    /// Sends a command built around a reply channel and waits for the answer;
+    /// [`CallError::Unavailable`] if the master has stopped.
+    pub async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> MasterCommand,
+    ) -> Result<T, CallError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(make(tx))
+            .await
+            .map_err(|_| CallError::Unavailable)?;
+        rx.await.map_err(|_| CallError::Unavailable)
+    }
+
+    /// Sends a command that has no answer.
+    pub async fn tell(&self, cmd: MasterCommand) -> Result<(), CallError> {
+        self.tx.send(cmd).await.map_err(|_| CallError::Unavailable)
+    }
+}
+
+/// A running master: the owner task and its handle.
+pub struct Master {
+    handle: MasterHandle,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Master {
+    /// Loads the registry and starts the owner task (and its registry writer); it runs until
+    /// `shutdown` is cancelled. Needs a Tokio runtime.
+    pub fn start(config: MasterConfig, shutdown: CancellationToken) -> Result<Master, MasterError> {
+        let loaded = registry::Registry::load(&config.work_dir)?;
+        let http = config
+            .tls
+            .http_client()
+            .map_err(MasterError::Tls)?
+            .timeout(Duration::from_secs(10))
+            // Few idle connections per agent: a burst of launches must not leave thousands open.
+            .pool_max_idle_per_host(4)
+            .build()
+            .map_err(|e| MasterError::Tls(crate::tls::TlsError::Client(e)))?;
+        let writer = registry::Writer::start(registry::Registry::path(&config.work_dir));
+        let (tx, rx) = mpsc::channel(4096);
+        let owner = state::State::new(config, loaded, Some(writer), tx.clone(), http);
+        let task = tokio::spawn(owner.run(rx, shutdown));
+        Ok(Master {
+            handle: MasterHandle { tx },
+            task,
+        })
+    }
+
+    /// A handle to send commands with.
+    pub fn handle(&self) -> MasterHandle {
+        self.handle.clone()
+    }
+
+    /// Waits until the owner task has stopped (after `shutdown`), the registry written.
+    pub async fn stopped(self) {
+        drop(self.handle);
+        let _ = self.task.await;
+    }
 }

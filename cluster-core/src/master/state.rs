@@ -1,16 +1,24 @@
-//! The master's state and its owner loop. Only this task touches the state: handlers send
-//! [`MasterCommand`]s, I/O runs in tracked tasks whose outcomes come back as commands.
+//! The owner loop. Only this task touches the master's state: handlers send [`MasterCommand`]s,
+//! I/O runs in tracked tasks whose outcomes come back as commands.
+//!
+//! The state is the replicated [`Tables`], changed only through [`State::apply`] (one
+//! [`Change`] at a time, then the allocator and event delivery follow its [`Applied`] outcome),
+//! plus what belongs to this master process alone: offers, the allocator's bookkeeping,
+//! framework connections, heartbeat and delivery times, the agents' call tokens.
 
 use super::MasterConfig;
 use super::command::{MasterCommand, MetricsSnapshot};
-use super::drain::DrainInfo;
-use super::registry::Registry;
-use crate::allocator::Allocator;
-use crate::proto::internal::HeartbeatAck;
-use crate::proto::scheduler::{Event, FrameworkInfo};
-use crate::proto::{Attribute, Resources, TaskInfo, TaskState, TaskStatus};
+use super::local::Local;
+use super::offers::{AllocStats, Offers};
+use super::registry::{AfterWrite, Registry, Writer};
+use super::streams::Connections;
+use super::tables::{self, Applied, Change, Tables, TaskKey};
+use crate::allocator::{AgentReason, Allocator, FrameworkReason};
+use crate::proto::scheduler::Event;
+use crate::proto::{Id, TaskState, TaskStatus};
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -19,279 +27,176 @@ use tokio_util::task::TaskTracker;
 
 /// How often the owner wakes up for timeouts, retries and pending allocations.
 const HOUSEKEEPING: Duration = Duration::from_millis(100);
-/// Events buffered per subscription. A framework that falls further behind is not silently
-/// skipped: its stream ends with an ERROR event and it must re-subscribe.
-/// The channel allocates as it fills, so the bound costs nothing until a framework lags.
-pub const STREAM_BUFFER: usize = 100_000;
 
-pub(super) struct AgentRec {
-    pub id: String,
-    pub hostname: String,
-    pub url: String,
-    pub total: Resources,
-    pub attributes: Vec<Attribute>,
-    pub public: bool,
-    pub last_seen: Instant,
-    pub reachable: bool,
-    /// Loaded from the registry and not re-registered since this master started.
-    pub recovered: bool,
-    pub registered_time: f64,
-    pub version: String,
-    /// The operator took it out of offers (`DEACTIVATE_AGENT`, `DRAIN_AGENT`).
-    pub deactivated: bool,
-    /// Drain in progress or finished.
-    pub drain: Option<DrainInfo>,
-    /// Set when the agent is not root: every task there runs as this user.
-    pub task_user: Option<String>,
-}
-
-pub(super) struct Stream {
-    pub id: String,
-    pub tx: mpsc::Sender<Event>,
-    /// Cancelled when an event did not fit: the stream writer then sends ERROR and ends the
-    /// stream, so the framework learns it missed events and re-subscribes.
-    pub overflow: CancellationToken,
-}
-
-impl Stream {
-    /// Queues an event for the framework. A full queue ends the stream with an ERROR rather than
-    /// dropping the event unnoticed; false means the event was not queued.
-    pub fn send(&self, framework_id: &str, event: Event) -> bool {
-        match self.tx.try_send(event) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                if !self.overflow.is_cancelled() {
-                    tracing::warn!(framework = %framework_id, "framework is {STREAM_BUFFER} events behind: ending its stream with an error");
-                    self.overflow.cancel();
-                }
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-        }
-    }
-}
-
-pub(super) struct FrameworkRec {
-    pub id: String,
-    pub info_raw: Value,
-    pub info: FrameworkInfo,
-    pub principal: Option<String>,
-    pub stream: Option<Stream>,
-    pub disconnected_at: Option<Instant>,
-    pub failover_timeout: Duration,
-    pub registered_time: f64,
-}
-
-/// Task key: (framework id, task id).
-pub(super) type TaskKey = (String, String);
-
-pub(super) struct TaskRec {
-    pub framework_id: String,
-    pub agent_id: String,
-    pub info: TaskInfo,
-    pub resources: Resources,
-    pub state: TaskState,
-    /// Resources are counted in the allocator (false once terminal or unreachable).
-    pub holds_resources: bool,
-    pub statuses: Vec<TaskStatus>,
-    /// Updates to deliver, head first; the head is resent until acknowledged.
-    pub pending: VecDeque<TaskStatus>,
-    pub last_sent: Option<Instant>,
-}
-
-/// Completed tasks kept for the operator API and reconciliation, at most `max_per_framework` of
-/// each framework (oldest dropped first); a removed framework's go when it is forgotten.
-#[derive(Default)]
-pub(super) struct CompletedTasks {
-    by_framework: HashMap<String, VecDeque<TaskRec>>,
-    max_per_framework: usize,
-}
-
-impl CompletedTasks {
-    pub fn new(max_per_framework: usize) -> Self {
-        CompletedTasks {
-            by_framework: HashMap::new(),
-            max_per_framework,
-        }
-    }
-
-    pub fn push(&mut self, t: TaskRec) {
-        if self.max_per_framework == 0 {
-            return;
-        }
-        let q = self.by_framework.entry(t.framework_id.clone()).or_default();
-        q.push_back(t);
-        while q.len() > self.max_per_framework {
-            q.pop_front();
-        }
-    }
-
-    /// A framework's completed tasks, oldest first.
-    pub fn of(&self, framework_id: &str) -> impl DoubleEndedIterator<Item = &TaskRec> {
-        self.by_framework.get(framework_id).into_iter().flatten()
-    }
-
-    /// Every completed task.
-    pub fn iter(&self) -> impl Iterator<Item = &TaskRec> {
-        self.by_framework.values().flatten()
-    }
-
-    /// Forgets a framework's completed tasks.
-    pub fn forget(&mut self, framework_id: &str) {
-        self.by_framework.remove(framework_id);
-    }
-
-    /// How many are kept.
-    #[cfg(test)]
-    pub fn len(&self) -> usize {
-        self.by_framework.values().map(VecDeque::len).sum()
-    }
-}
-
-pub(super) struct OfferRec {
-    pub framework_id: String,
-    pub agent_id: String,
-    pub resources: Resources,
-    pub created: Instant,
+/// The registry as the owner loop sees it: dirty or not, and the replies waiting for a write.
+pub(super) struct Persist {
+    writer: Option<Writer>,
+    /// Changes not yet handed to the writer.
+    dirty: bool,
+    /// Counts registry-changing changes, so a command can tell whether it made one.
+    version: u64,
+    waiting: Vec<AfterWrite>,
 }
 
 pub(super) struct State {
-    pub cfg: MasterConfig,
-    pub master_id: String,
-    pub alloc: Allocator,
-    pub agents: BTreeMap<String, AgentRec>,
-    pub frameworks: BTreeMap<String, FrameworkRec>,
-    pub removed_frameworks: VecDeque<String>,
-    pub tasks: HashMap<TaskKey, TaskRec>,
-    /// Index: agent id -> its tasks in `tasks` (registration and agent loss must not scan all tasks).
-    pub agent_tasks: HashMap<String, HashSet<TaskKey>>,
-    pub completed_tasks: CompletedTasks,
-    /// Tasks with updates waiting for acknowledgement.
-    pub unacked: HashSet<TaskKey>,
-    /// Tasks killed while their agent was unreachable: killed when it re-registers.
-    pub doomed: HashSet<TaskKey>,
-    pub offers: HashMap<String, OfferRec>,
-    /// Agents drained with `mark_gone`: never admitted again.
-    pub gone_agents: HashSet<String>,
-    pub registry: Registry,
-    pub http: reqwest::Client,
-    /// Agent URL -> the bearer token that agent run asked to be called with (never persisted:
-    /// a restarted agent sends a new one when it registers again).
-    pub agent_call_tokens: HashMap<String, String>,
-    pub tx: mpsc::Sender<MasterCommand>,
-    pub io: TaskTracker,
-    pub alloc_pending: bool,
-    /// The registry changed; written at the next housekeeping tick (at most 100 ms later), so a
-    /// burst of registrations costs one write.
-    pub registry_dirty: bool,
-    pub next_alloc: Instant,
-    pub metrics: MetricsSnapshot,
-    pub completed_by_state: BTreeMap<&'static str, u64>,
+    pub(super) cfg: MasterConfig,
+    /// Access rules, shared with view snapshots.
+    pub(super) acls: Arc<crate::acl::Acls>,
+    pub(super) master_id: String,
+    pub(super) tables: Tables,
+    pub(super) alloc: Allocator,
+    pub(super) offers: Offers,
+    pub(super) conns: Connections,
+    pub(super) local: Local,
+    pub(super) persist: Persist,
+    pub(super) stats: AllocStats,
+    http: reqwest::Client,
+    tx: mpsc::Sender<MasterCommand>,
+    io: TaskTracker,
+    pub(super) alloc_pending: bool,
+    pub(super) next_alloc: Instant,
 }
 
 impl State {
+    /// The state recovered from `registry`; `writer` (none in tests) persists it from now on.
     pub fn new(
         cfg: MasterConfig,
         registry: Registry,
+        writer: Option<Writer>,
         tx: mpsc::Sender<MasterCommand>,
         http: reqwest::Client,
     ) -> Self {
         let now = Instant::now();
-        // The newest are at the end; older ones beyond the limit are forgotten.
-        let removed = &registry.removed_frameworks;
-        let removed_frameworks = removed
-            .iter()
-            .skip(removed.len().saturating_sub(cfg.max_completed_frameworks))
-            .cloned()
-            .collect();
-        let completed_tasks = CompletedTasks::new(cfg.max_completed_tasks_per_framework);
+        let mut tables = Tables::new(
+            cfg.max_completed_frameworks,
+            cfg.max_completed_tasks_per_framework,
+        );
+        tables.recover(&registry, |info| failover_timeout(&cfg, info));
         let mut s = State {
             alloc: Allocator::new(cfg.role_weights.clone()),
+            acls: Arc::new(cfg.acls.clone()),
             master_id: uuid::Uuid::new_v4().to_string(),
             cfg,
-            agents: BTreeMap::new(),
-            frameworks: BTreeMap::new(),
-            removed_frameworks,
-            tasks: HashMap::new(),
-            agent_tasks: HashMap::new(),
-            completed_tasks,
-            unacked: HashSet::new(),
-            doomed: HashSet::new(),
-            offers: HashMap::new(),
-            gone_agents: registry.gone_agents.iter().cloned().collect(),
-            registry,
+            tables,
+            offers: Offers::default(),
+            conns: Connections::default(),
+            local: Local::default(),
+            persist: Persist {
+                writer,
+                dirty: false,
+                version: 0,
+                waiting: Vec::new(),
+            },
+            stats: AllocStats::default(),
             http,
-            agent_call_tokens: HashMap::new(),
             tx,
             io: TaskTracker::new(),
             alloc_pending: false,
-            registry_dirty: false,
             next_alloc: now,
-            metrics: MetricsSnapshot::default(),
-            completed_by_state: BTreeMap::new(),
         };
-        s.recover_from_registry(now);
+        // Recovered agents wait (unreachable) for their re-registration, frameworks
+        // (disconnected) for their failover.
+        for a in s.tables.agents.iter() {
+            s.alloc
+                .add_agent(&a.info.id, a.info.total.clone(), a.info.public);
+            s.alloc.set_agent_active(&a.info.id, false);
+            s.alloc.set_agent_hold(&a.info.id, a.hold());
+        }
+        for f in s.tables.frameworks.iter() {
+            s.alloc.add_framework(&f.id, f.info.effective_roles());
+            s.alloc.set_framework_active(&f.id, false);
+            s.conns.away_since(&f.id, now);
+        }
         s
     }
 
-    /// Agents from the registry wait (unreachable) for their re-registration; frameworks wait
-    /// (disconnected) for their failover.
-    fn recover_from_registry(&mut self, now: Instant) {
-        for a in self.registry.agents.clone() {
-            self.alloc.add_agent(&a.id, a.resources.clone(), a.public);
-            self.alloc.set_agent_active(&a.id, false);
-            self.alloc
-                .set_agent_hold(&a.id, Self::hold_of(a.deactivated, a.drain_info.as_ref()));
-            self.agents.insert(
-                a.id.clone(),
-                AgentRec {
-                    id: a.id,
-                    hostname: a.hostname,
-                    url: a.url,
-                    total: a.resources,
-                    attributes: a.attributes,
-                    public: a.public,
-                    last_seen: now,
-                    reachable: false,
-                    recovered: true,
-                    registered_time: 0.0,
-                    version: String::new(),
-                    deactivated: a.deactivated,
-                    drain: a.drain_info,
-                    task_user: None,
-                },
-            );
-        }
-        for f in self.registry.frameworks.clone() {
-            let info: FrameworkInfo = serde_json::from_value(f.info.clone()).unwrap_or_default();
-            let roles = info.effective_roles();
-            self.alloc.add_framework(&f.id, roles);
-            self.alloc.set_framework_active(&f.id, false);
-            let failover_timeout = self.failover_timeout(&info);
-            self.frameworks.insert(
-                f.id.clone(),
-                FrameworkRec {
-                    id: f.id,
-                    info_raw: f.info,
-                    info,
-                    principal: f.principal,
-                    stream: None,
-                    disconnected_at: Some(now),
-                    failover_timeout,
-                    registered_time: 0.0,
-                },
-            );
-        }
+    /// The framework's failover timeout, bounded by `max_failover_timeout`.
+    pub fn failover_timeout(&self, info: &crate::proto::scheduler::FrameworkInfo) -> Duration {
+        failover_timeout(&self.cfg, info)
     }
 
-    /// The framework's failover timeout, bounded by `max_failover_timeout` so that no client
-    /// can make the master keep its tasks and record for ever.
-    pub fn failover_timeout(&self, info: &FrameworkInfo) -> Duration {
-        info.failover_timeout
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(|s| Duration::from_secs_f64(s.min(1e9)))
-            .unwrap_or(self.cfg.default_failover_timeout)
-            .min(self.cfg.max_failover_timeout)
+    /// Applies one change to the tables, then brings the allocator, event delivery and the
+    /// registry in line with what it did. The only way cluster state changes.
+    pub(super) fn apply(&mut self, change: Change, now: Instant) -> Applied {
+        let applied = tables::apply(&mut self.tables, &change);
+        if !applied.effective {
+            return applied;
+        }
+        for h in &applied.released {
+            self.alloc
+                .recover(&h.framework_id, &h.agent_id, &h.resources);
+            self.alloc_pending = true;
+        }
+        match &change {
+            Change::AgentRegistered { agent, .. } => {
+                self.alloc
+                    .add_agent(&agent.id, agent.total.clone(), agent.public);
+                let hold = self.tables.agents.get(&agent.id).and_then(|a| a.hold());
+                self.alloc.set_agent_hold(&agent.id, hold);
+                self.alloc_pending = true;
+            }
+            Change::AgentUnreachable { agent_id } => self.alloc.set_agent_active(agent_id, false),
+            Change::AgentDeactivated { agent_id }
+            | Change::AgentDraining { agent_id, .. }
+            | Change::AgentDrained { agent_id }
+            | Change::AgentReactivated { agent_id } => {
+                let hold = self.tables.agents.get(agent_id).and_then(|a| a.hold());
+                self.alloc.set_agent_hold(agent_id, hold);
+                self.alloc_pending = true;
+            }
+            Change::AgentRemoved { agent_id } => {
+                self.alloc.remove_agent(agent_id);
+                self.local.last_seen.remove(agent_id);
+            }
+            Change::FrameworkAdded { framework } | Change::FrameworkFailedOver { framework } => {
+                self.alloc
+                    .add_framework(&framework.id, framework.info.effective_roles());
+            }
+            Change::FrameworkRemoved { framework_id } => {
+                self.alloc.remove_framework(framework_id);
+                self.conns.remove(framework_id);
+            }
+            Change::TaskStatusAcknowledged {
+                framework_id,
+                task_id,
+                ..
+            } => {
+                self.local
+                    .last_sent
+                    .remove(&(framework_id.clone(), task_id.clone()));
+            }
+            _ => {}
+        }
+        for h in &applied.held {
+            self.alloc
+                .allocate_to(&h.framework_id, &h.agent_id, &h.resources);
+        }
+        if let Some((fid, status)) = &applied.deliver_once {
+            self.conns.send(fid, Event::Update(status.clone()));
+        }
+        if let Some(key) = &applied.deliver_head {
+            self.local.last_sent.remove(key);
+            self.send_head(key, now);
+        }
+        for k in &applied.completed {
+            self.local.last_sent.remove(k);
+        }
+        if applied.registry {
+            self.persist.dirty = true;
+            self.persist.version += 1;
+        }
+        applied
+    }
+
+    /// Records a status update for a task and delivers it.
+    pub(super) fn update_task(&mut self, key: &TaskKey, status: TaskStatus, now: Instant) {
+        self.apply(
+            Change::TaskStatusUpdated {
+                framework_id: key.0.clone(),
+                status,
+            },
+            now,
+        );
     }
 
     pub async fn run(mut self, mut rx: mpsc::Receiver<MasterCommand>, shutdown: CancellationToken) {
@@ -307,18 +212,46 @@ impl State {
                 _ = tick.tick() => self.housekeeping(Instant::now()),
             }
         }
-        if self.registry_dirty {
-            self.save_registry();
-        }
+        self.flush_registry();
         // Dropping the streams' senders ends every subscription stream.
-        for f in self.frameworks.values_mut() {
-            f.stream = None;
+        self.conns.close_all();
+        if let Some(w) = self.persist.writer.take() {
+            w.finish().await;
         }
         self.io.close();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.io.wait()).await;
     }
 
-    fn handle(&mut self, cmd: MasterCommand, now: Instant) {
+    /// Sends `reply` once every registry change made so far is on disk (at once if none is
+    /// pending): the answer to a call whose effect must survive a master restart.
+    fn reply_durably(&mut self, version_before: u64, reply: AfterWrite) {
+        if self.persist.version == version_before || self.persist.writer.is_none() {
+            reply();
+            return;
+        }
+        self.persist.waiting.push(reply);
+        self.flush_registry();
+    }
+
+    /// Hands the registry document to the writer (if anything changed), with the replies that
+    /// wait for it. The document is built here, the fsync happens in the writer task.
+    pub(super) fn flush_registry(&mut self) {
+        let waiting = std::mem::take(&mut self.persist.waiting);
+        if !self.persist.dirty {
+            for f in waiting {
+                f();
+            }
+            return;
+        }
+        self.persist.dirty = false;
+        match &self.persist.writer {
+            Some(w) => w.write(self.tables.registry(), waiting),
+            None => waiting.into_iter().for_each(|f| f()),
+        }
+    }
+
+    pub(super) fn handle(&mut self, cmd: MasterCommand, now: Instant) {
+        let before = self.persist.version;
         match cmd {
             MasterCommand::Subscribe {
                 info_raw,
@@ -330,7 +263,12 @@ impl State {
                 let r = self
                     .authorize_subscribe(&info, framework_id.as_deref(), principal.as_deref())
                     .and_then(|()| self.subscribe(info_raw, info, framework_id, principal, now));
-                let _ = reply.send(r);
+                self.reply_durably(
+                    before,
+                    Box::new(move || {
+                        let _ = reply.send(r);
+                    }),
+                );
             }
             MasterCommand::Call {
                 call,
@@ -341,34 +279,27 @@ impl State {
                 let r = self
                     .authorize_call(&call, principal.as_deref())
                     .and_then(|()| self.call(call, stream_id, now));
-                let _ = reply.send(r);
+                self.reply_durably(
+                    before,
+                    Box::new(move || {
+                        let _ = reply.send(r);
+                    }),
+                );
             }
             MasterCommand::StreamClosed {
                 framework_id,
                 stream_id,
             } => self.stream_closed(&framework_id, &stream_id, now),
             MasterCommand::RegisterAgent { msg, reply } => {
+                // Not durable: an agent the registry does not know is admitted again anyway.
                 let r = self.register_agent(*msg, now);
                 let _ = reply.send(r);
             }
             MasterCommand::Heartbeat { agent_id, reply } => {
-                let ack = match self.agents.get_mut(&agent_id) {
-                    Some(a) if a.reachable => {
-                        a.last_seen = now;
-                        Some(HeartbeatAck {
-                            deactivated: a.deactivated,
-                            drain: a.drain.as_ref().map(|d| d.state.name().to_string()),
-                        })
-                    }
-                    _ => None,
-                };
-                let _ = reply.send(ack);
+                let _ = reply.send(self.heartbeat(&agent_id, now));
             }
             MasterCommand::AgentStatus { msg, reply } => {
-                let known = self
-                    .agents
-                    .get(&msg.agent_id.value)
-                    .is_some_and(|a| a.reachable);
+                let known = self.tables.agents.reachable(&msg.agent_id.value).is_some();
                 if known {
                     self.agent_status(*msg, now);
                 }
@@ -378,42 +309,35 @@ impl State {
                 framework_id,
                 task_ids,
                 error,
-            } => {
-                for task_id in task_ids {
-                    let key = (framework_id.clone(), task_id);
-                    let Some(t) = self.tasks.get(&key) else {
-                        continue;
-                    };
-                    if t.state != TaskState::Staging {
-                        continue;
-                    }
-                    let st = TaskStatus::new(
-                        t.info.task_id.clone(),
-                        TaskState::Dropped,
-                        "SOURCE_MASTER",
-                        Some(t.info.agent_id.clone()),
-                    )
-                    .with_message(format!("agent did not accept the task: {error}"))
-                    .with_reason("REASON_AGENT_DISCONNECTED");
-                    self.update_task(&key, st, now);
-                }
-            }
+            } => self.launch_failed(framework_id, task_ids, &error, now),
             MasterCommand::Operator {
                 query,
                 viewer,
                 reply,
             } => {
-                let _ = reply.send(self.operator(query, &viewer));
+                let _ = reply.send(self.snapshot(query, viewer));
             }
             MasterCommand::Teardown {
                 framework_id,
                 principal,
                 reply,
             } => {
-                let _ = reply.send(self.operator_teardown(&framework_id, principal.as_deref()));
+                let r = self.operator_teardown(&framework_id, principal.as_deref(), now);
+                self.reply_durably(
+                    before,
+                    Box::new(move || {
+                        let _ = reply.send(r);
+                    }),
+                );
             }
             MasterCommand::Agent { call, reply } => {
-                let _ = reply.send(self.agent_call(call));
+                let r = self.agent_call(call, now);
+                self.reply_durably(
+                    before,
+                    Box::new(move || {
+                        let _ = reply.send(r);
+                    }),
+                );
             }
             MasterCommand::Metrics { reply } => {
                 let _ = reply.send(self.metrics_snapshot());
@@ -421,54 +345,43 @@ impl State {
         }
     }
 
-    fn housekeeping(&mut self, now: Instant) {
+    fn launch_failed(
+        &mut self,
+        framework_id: String,
+        task_ids: Vec<String>,
+        error: &str,
+        now: Instant,
+    ) {
+        for task_id in task_ids {
+            let key = (framework_id.clone(), task_id);
+            let Some(t) = self.tables.tasks.get(&key) else {
+                continue;
+            };
+            if t.state != TaskState::Staging {
+                continue;
+            }
+            let st = TaskStatus::new(
+                t.info.task_id.clone(),
+                TaskState::Dropped,
+                "SOURCE_MASTER",
+                Some(t.info.agent_id.clone()),
+            )
+            .with_message(format!("agent did not accept the task: {error}"))
+            .with_reason("REASON_AGENT_DISCONNECTED");
+            self.update_task(&key, st, now);
+        }
+    }
+
+    pub(super) fn housekeeping(&mut self, now: Instant) {
         self.check_agents(now);
         self.check_frameworks(now);
         self.expire_offers(now);
         self.retry_updates(now);
-        self.check_drains();
+        self.check_drains(now);
         if self.alloc_pending || now >= self.next_alloc {
             self.allocate(now);
         }
-        if self.registry_dirty {
-            self.registry_dirty = false;
-            self.save_registry();
-        }
-    }
-
-    /// Persists agents and frameworks. A failed write is logged, not fatal: the in-memory state is
-    /// still right and the next change retries the write.
-    pub fn save_registry(&mut self) {
-        self.registry.agents = self
-            .agents
-            .values()
-            .map(|a| super::registry::StoredAgent {
-                id: a.id.clone(),
-                hostname: a.hostname.clone(),
-                url: a.url.clone(),
-                resources: a.total.clone(),
-                attributes: a.attributes.clone(),
-                public: a.public,
-                deactivated: a.deactivated,
-                drain_info: a.drain.clone(),
-            })
-            .collect();
-        let mut gone: Vec<String> = self.gone_agents.iter().cloned().collect();
-        gone.sort();
-        self.registry.gone_agents = gone;
-        self.registry.frameworks = self
-            .frameworks
-            .values()
-            .map(|f| super::registry::StoredFramework {
-                id: f.id.clone(),
-                info: f.info_raw.clone(),
-                principal: f.principal.clone(),
-            })
-            .collect();
-        self.registry.removed_frameworks = self.removed_frameworks.iter().cloned().collect();
-        if let Err(e) = self.registry.save() {
-            tracing::error!(error = %crate::util::chain(&e), "cannot save the registry");
-        }
+        self.flush_registry();
     }
 
     /// Sends a request to an agent from a tracked task; on failure `on_error` (with the error
@@ -477,7 +390,7 @@ impl State {
     where
         F: FnOnce(String) -> MasterCommand + Send + 'static,
     {
-        let token = self.agent_call_tokens.get(agent_url).cloned();
+        let token = self.local.agent_call_tokens.get(agent_url).cloned();
         let req = self
             .http
             .post(format!("{}{}", agent_url.trim_end_matches('/'), path))
@@ -505,52 +418,74 @@ impl State {
         });
     }
 
-    /// Adds a task (keeps the agent index).
-    pub fn insert_task(&mut self, key: TaskKey, rec: TaskRec) {
-        self.agent_tasks
-            .entry(rec.agent_id.clone())
-            .or_default()
-            .insert(key.clone());
-        self.tasks.insert(key, rec);
+    /// Asks a reachable agent to kill a task (`max_grace_secs` caps its grace period).
+    pub(super) fn kill_on_agent(&self, key: &TaskKey, max_grace_secs: Option<f64>) -> bool {
+        let Some(t) = self.tables.tasks.get(key) else {
+            return false;
+        };
+        let Some(a) = self.tables.agents.reachable(&t.agent_id) else {
+            return false;
+        };
+        let body = serde_json::to_value(crate::proto::internal::KillTask {
+            framework_id: Id::new(&key.0),
+            task_id: t.info.task_id.clone(),
+            max_grace_secs,
+        })
+        .expect("invariant: a kill message is plain data");
+        self.push_to_agent(
+            &a.info.url,
+            "/internal/v1/kill",
+            body,
+            None::<fn(String) -> _>,
+        );
+        true
     }
 
-    /// Removes a task (keeps the agent index).
-    pub fn remove_task(&mut self, key: &TaskKey) -> Option<TaskRec> {
-        let rec = self.tasks.remove(key)?;
-        if let Some(set) = self.agent_tasks.get_mut(&rec.agent_id) {
-            set.remove(key);
-            if set.is_empty() {
-                self.agent_tasks.remove(&rec.agent_id);
-            }
-        }
-        Some(rec)
-    }
-
-    /// The tasks on an agent.
-    pub fn tasks_on(&self, agent_id: &str) -> Vec<TaskKey> {
-        self.agent_tasks
-            .get(agent_id)
-            .map(|s| s.iter().cloned().collect())
-            .unwrap_or_default()
-    }
-
-    fn metrics_snapshot(&self) -> MetricsSnapshot {
-        let mut m = self.metrics.clone();
-        m.agents_reachable = self.agents.values().filter(|a| a.reachable).count() as u64;
-        m.agents_unreachable = self.agents.len() as u64 - m.agents_reachable;
-        m.frameworks_connected = self
-            .frameworks
-            .values()
-            .filter(|f| f.stream.is_some())
-            .count() as u64;
-        m.frameworks_total = self.frameworks.len() as u64;
-        m.offers_outstanding = self.offers.len() as u64;
-        m.status_updates_unacked = self.unacked.len() as u64;
-        let mut by_state = self.completed_by_state.clone();
-        for t in self.tasks.values() {
+    pub(super) fn metrics_snapshot(&self) -> MetricsSnapshot {
+        let agents = &self.tables.agents;
+        let reachable = agents.iter().filter(|a| a.reachable).count() as u64;
+        let mut by_state: BTreeMap<&'static str, u64> =
+            self.tables.tasks.completed_by_state().clone();
+        for t in self.tables.tasks.iter() {
             *by_state.entry(t.state.name()).or_default() += 1;
         }
-        m.tasks_by_state = by_state.into_iter().collect();
-        m
+        let st = &self.stats;
+        MetricsSnapshot {
+            agents_reachable: reachable,
+            agents_unreachable: agents.len() as u64 - reachable,
+            frameworks_connected: self.conns.connected() as u64,
+            frameworks_total: self.tables.frameworks.len() as u64,
+            offers_outstanding: self.offers.len() as u64,
+            offers_total: st.offers_total,
+            tasks_by_state: by_state.into_iter().collect(),
+            allocation_cycles: st.cycles,
+            allocation_last_seconds: st.last_seconds,
+            allocation_seconds_total: st.seconds_total,
+            status_updates_unacked: self.tables.tasks.unacked_len() as u64,
+            agents_not_offered: AgentReason::ALL
+                .iter()
+                .map(|r| {
+                    let n = st.agents_not_offered.get(r).copied().unwrap_or(0);
+                    (r.label(), n)
+                })
+                .collect(),
+            frameworks_passed_over: FrameworkReason::ALL
+                .iter()
+                .map(|r| {
+                    let n = st.frameworks_passed_over.get(r).copied().unwrap_or(0);
+                    (r.label(), n)
+                })
+                .collect(),
+        }
     }
+}
+
+/// The framework's failover timeout, bounded by `max_failover_timeout` so that no client can
+/// make the master keep its tasks and record for ever.
+fn failover_timeout(cfg: &MasterConfig, info: &crate::proto::scheduler::FrameworkInfo) -> Duration {
+    info.failover_timeout
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(|s| Duration::from_secs_f64(s.min(1e9)))
+        .unwrap_or(cfg.default_failover_timeout)
+        .min(cfg.max_failover_timeout)
 }

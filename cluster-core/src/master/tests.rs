@@ -4,6 +4,7 @@
 use super::MasterConfig;
 use super::registry::Registry;
 use super::state::State;
+use crate::allocator::AgentReason;
 use crate::proto::internal::RegisterAgent;
 use crate::proto::scheduler::{Event, FrameworkInfo};
 use crate::proto::{Resources, TaskState};
@@ -20,7 +21,7 @@ fn state(dir: &std::path::Path) -> State {
         .expect("TLS config")
         .build()
         .expect("client");
-    State::new(cfg, registry, tx, http)
+    State::new(cfg, registry, None, tx, http)
 }
 
 fn agent_msg(id: Option<&str>) -> RegisterAgent {
@@ -60,13 +61,16 @@ async fn silent_agent_becomes_unreachable_only_after_the_timeout() {
         .agent_id
         .value;
     s.check_agents(t0 + Duration::from_secs(4));
-    assert!(s.agents[&id].reachable, "within the 5 s default");
+    assert!(
+        s.tables.agents.get(&id).unwrap().reachable,
+        "within the 5 s default"
+    );
     s.check_agents(t0 + Duration::from_secs(6));
-    assert!(!s.agents[&id].reachable);
+    assert!(!s.tables.agents.get(&id).unwrap().reachable);
     // Re-registration with the same id brings it back.
     s.register_agent(agent_msg(Some(&id)), t0 + Duration::from_secs(7))
         .expect("registered");
-    assert!(s.agents[&id].reachable);
+    assert!(s.tables.agents.get(&id).unwrap().reachable);
 }
 
 #[tokio::test]
@@ -81,7 +85,7 @@ async fn unanswered_offer_is_rescinded_at_the_offer_timeout() {
     s.expire_offers(t0 + Duration::from_secs(59));
     assert_eq!(s.offers.len(), 1);
     s.expire_offers(t0 + Duration::from_secs(60));
-    assert!(s.offers.is_empty());
+    assert_eq!(s.offers.len(), 0);
     let mut kinds = Vec::new();
     while let Ok(e) = events.try_recv() {
         kinds.push(e.to_json()["type"].as_str().unwrap_or_default().to_string());
@@ -95,20 +99,16 @@ async fn disconnected_framework_survives_until_its_failover_timeout() {
     let mut s = state(dir.path());
     let t0 = Instant::now();
     let (fid, _events) = subscribe(&mut s, t0);
-    let stream = s.frameworks[&fid]
-        .stream
-        .as_ref()
-        .map(|st| st.id.clone())
-        .unwrap();
+    let stream = s.conns.current(&fid).map(str::to_string).unwrap();
     s.stream_closed(&fid, &stream, t0);
     s.check_frameworks(t0 + Duration::from_secs(6 * 24 * 3600));
     assert!(
-        s.frameworks.contains_key(&fid),
+        s.tables.frameworks.contains(&fid),
         "default failover timeout is one week"
     );
     s.check_frameworks(t0 + Duration::from_secs(7 * 24 * 3600));
-    assert!(!s.frameworks.contains_key(&fid));
-    assert!(s.removed_frameworks.contains(&fid));
+    assert!(!s.tables.frameworks.contains(&fid));
+    assert!(s.tables.frameworks.is_removed(&fid));
 }
 
 #[tokio::test]
@@ -120,21 +120,27 @@ async fn terminal_state_is_kept_in_metrics_after_acknowledgement() {
     let (fid, _events) = subscribe(&mut s, t0);
     s.allocate(t0);
     // A task the master refuses (no command) is recorded, reported and completed on ack.
-    let offer_id = s.offers.keys().next().cloned().unwrap();
-    let agent = s.offers[&offer_id].agent_id.clone();
+    let offer_id = s.offers.iter().next().map(|(k, _)| k.clone()).unwrap();
+    let agent = s.offers.get(&offer_id).unwrap().agent_id.clone();
     let call: crate::proto::scheduler::Call = serde_json::from_value(serde_json::json!({
         "type": "ACCEPT", "framework_id": {"value": fid},
         "accept": {"offer_ids": [{"value": offer_id}], "operations": [{"type": "LAUNCH", "launch": {"task_infos": [
             {"name": "x", "task_id": {"value": "x"}, "agent_id": {"value": agent}, "resources": []}]}}]}}))
     .unwrap();
-    let sid = s.frameworks[&fid].stream.as_ref().map(|st| st.id.clone());
+    let sid = s.conns.current(&fid).map(str::to_string);
     s.call(call, sid, t0).expect("accept is valid");
     let key = (fid.clone(), "x".to_string());
-    assert_eq!(s.tasks[&key].state, TaskState::Error);
-    let uuid = s.tasks[&key].pending[0].uuid.clone().unwrap();
+    assert_eq!(s.tables.tasks.get(&key).unwrap().state, TaskState::Error);
+    let uuid = s.tables.tasks.get(&key).unwrap().pending[0]
+        .uuid
+        .clone()
+        .unwrap();
     s.acknowledge(&key, &uuid, t0);
-    assert!(!s.tasks.contains_key(&key));
-    assert_eq!(s.completed_by_state.get("TASK_ERROR"), Some(&1));
+    assert!(!s.tables.tasks.contains(&key));
+    assert_eq!(
+        s.tables.tasks.completed_by_state().get("TASK_ERROR"),
+        Some(&1)
+    );
 }
 
 #[tokio::test]
@@ -144,12 +150,12 @@ async fn a_framework_subscribing_after_a_teardown_never_gets_a_live_or_removed_f
     let t0 = Instant::now();
     let (a, _ea) = subscribe(&mut s, t0);
     let (b, _eb) = subscribe(&mut s, t0);
-    s.teardown(&a);
+    s.teardown(&a, t0);
     // With ids counted from the number of frameworks, this one got b's id.
     let (c, _ec) = subscribe(&mut s, t0);
     assert_ne!(c, a, "a removed framework's id is never reissued");
     assert_ne!(c, b, "a live framework's id is never reissued");
-    assert!(s.frameworks.contains_key(&b) && s.frameworks.contains_key(&c));
+    assert!(s.tables.frameworks.contains(&b) && s.tables.frameworks.contains(&c));
     for id in [&a, &b, &c] {
         let (uuid, suffix) = id.rsplit_once('-').expect("<uuid>-0000");
         assert_eq!(suffix, "0000", "{id}");
@@ -176,8 +182,12 @@ async fn an_agent_registering_after_one_is_marked_gone_never_gets_a_known_agents
         .agent_id
         .value;
     // What a drain with mark_gone does once the agent is drained.
-    s.agents.remove(&first);
-    s.gone_agents.insert(first.clone());
+    s.apply(
+        super::Change::AgentRemoved {
+            agent_id: first.clone(),
+        },
+        t0,
+    );
     let third = s
         .register_agent(agent_msg(None), t0)
         .unwrap()
@@ -188,7 +198,7 @@ async fn an_agent_registering_after_one_is_marked_gone_never_gets_a_known_agents
         third, second,
         "the counter scheme handed out the live agent's id"
     );
-    assert_eq!(s.agents.len(), 2);
+    assert_eq!(s.tables.agents.len(), 2);
     assert!(third.ends_with("-S0"), "{third}");
 }
 
@@ -209,7 +219,7 @@ async fn subscribing_with_a_framework_id_the_master_never_issued_is_refused() {
         Err(super::CallError::Forbidden(m)) => assert!(m.contains("not known"), "{m}"),
         other => panic!("expected 403, got {other:?}"),
     }
-    assert!(s.frameworks.is_empty());
+    assert_eq!(s.tables.frameworks.len(), 0);
 }
 
 #[tokio::test]
@@ -254,7 +264,7 @@ fn limited(dir: &std::path::Path, tweak: impl FnOnce(&mut MasterConfig)) -> Stat
         .expect("TLS config")
         .build()
         .expect("client");
-    State::new(cfg, registry, tx, http)
+    State::new(cfg, registry, None, tx, http)
 }
 
 fn subscribe_as(
@@ -295,7 +305,7 @@ async fn a_principal_cannot_register_more_frameworks_than_the_limit() {
         t0,
     )
     .expect("failover");
-    s.teardown(&a.framework_id);
+    s.teardown(&a.framework_id, t0);
     subscribe_as(&mut s, "p", FrameworkInfo::default(), t0).expect("room again after a teardown");
 }
 
@@ -312,10 +322,16 @@ async fn a_framework_cannot_ask_for_a_failover_timeout_beyond_the_maximum() {
     };
     let sub = subscribe_as(&mut s, "p", info, t0).unwrap();
     let fid = sub.framework_id.clone();
-    assert_eq!(s.frameworks[&fid].failover_timeout, Duration::from_secs(60));
+    assert_eq!(
+        s.tables.frameworks.get(&fid).unwrap().failover_timeout,
+        Duration::from_secs(60)
+    );
     s.stream_closed(&fid, &sub.stream_id, t0);
     s.check_frameworks(t0 + Duration::from_secs(61));
-    assert!(!s.frameworks.contains_key(&fid), "torn down at the maximum");
+    assert!(
+        !s.tables.frameworks.contains(&fid),
+        "torn down at the maximum"
+    );
 }
 
 #[tokio::test]
@@ -342,7 +358,7 @@ async fn completed_tasks_and_frameworks_are_kept_only_up_to_their_limits() {
             else {
                 panic!("an offer for {fid}");
             };
-            let agent = s.offers[&offer_id].agent_id.clone();
+            let agent = s.offers.get(&offer_id).unwrap().agent_id.clone();
             let call: crate::proto::scheduler::Call = serde_json::from_value(serde_json::json!({
                 "type": "ACCEPT", "framework_id": {"value": fid},
                 "accept": {"offer_ids": [{"value": offer_id}], "filters": {"refuse_seconds": 0},
@@ -351,27 +367,158 @@ async fn completed_tasks_and_frameworks_are_kept_only_up_to_their_limits() {
             .unwrap();
             s.call(call, Some(sub.stream_id.clone()), t0).unwrap();
             let key = (fid.clone(), format!("x{i}"));
-            let uuid = s.tasks[&key].pending[0].uuid.clone().unwrap();
+            let uuid = s.tables.tasks.get(&key).unwrap().pending[0]
+                .uuid
+                .clone()
+                .unwrap();
             s.acknowledge(&key, &uuid, t0);
         }
-        assert_eq!(s.completed_tasks.of(&fid).count(), 3, "the newest 3 of 5");
         assert_eq!(
-            s.completed_tasks
-                .of(&fid)
+            s.tables.tasks.completed_of(&fid).count(),
+            3,
+            "the newest 3 of 5"
+        );
+        assert_eq!(
+            s.tables
+                .tasks
+                .completed_of(&fid)
                 .last()
                 .map(|t| t.info.task_id.value.clone()),
             Some("x4".to_string())
         );
-        s.teardown(&fid);
+        s.teardown(&fid, t0);
         fids.push(fid);
     }
-    assert_eq!(s.removed_frameworks.len(), 2);
+    assert_eq!(s.tables.frameworks.removed().count(), 2);
     assert!(
-        !s.removed_frameworks.contains(&fids[0]),
+        !s.tables.frameworks.is_removed(&fids[0]),
         "the oldest is forgotten"
     );
-    assert_eq!(s.completed_tasks.of(&fids[0]).count(), 0, "with its tasks");
-    assert_eq!(s.completed_tasks.len(), 6);
+    assert_eq!(
+        s.tables.tasks.completed_of(&fids[0]).count(),
+        0,
+        "with its tasks"
+    );
+    assert_eq!(s.tables.tasks.completed_len(), 6);
+}
+
+#[tokio::test]
+async fn a_drained_agent_is_reported_as_not_offered_because_it_is_draining() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = state(dir.path());
+    let t0 = Instant::now();
+    let id = s
+        .register_agent(agent_msg(None), t0)
+        .expect("registered")
+        .agent_id
+        .value;
+    let (_fid, _events) = subscribe(&mut s, t0);
+    s.agent_call(
+        super::AgentCall::Drain {
+            agent_id: id.clone(),
+            config: super::DrainConfig::default(),
+        },
+        t0,
+    )
+    .expect("drain");
+    s.allocate(t0);
+    assert_eq!(s.offers.len(), 0);
+    let reasons: Vec<_> = s
+        .stats
+        .last
+        .unoffered
+        .iter()
+        .map(|u| (u.agent.clone(), u.reason))
+        .collect();
+    assert_eq!(reasons, [(id.clone(), AgentReason::Draining)]);
+    // The operator sees it in /metrics ...
+    let m = s.metrics_snapshot();
+    let draining = m.agents_not_offered.iter().find(|(r, _)| *r == "draining");
+    assert_eq!(draining, Some(&("draining", 1)));
+    let text = crate::api::metrics::render(&m, 0);
+    assert!(
+        text.contains("dccore_allocation_agents_not_offered_total{reason=\"draining\"} 1"),
+        "{text}"
+    );
+    // ... and in GET_ALLOCATION.
+    let v = s
+        .snapshot(super::OperatorQuery::Allocation, super::Viewer::Operator)
+        .to_json();
+    let a = &v["get_allocation"];
+    assert_eq!(a["unoffered_agents"][0]["agent_id"]["value"], id.as_str());
+    assert_eq!(a["unoffered_agents"][0]["reason"], "DRAINING");
+    assert_eq!(a["agents_not_offered"]["DRAINING"], 1);
+}
+
+#[tokio::test]
+async fn a_subscription_is_answered_only_once_the_new_framework_is_in_the_registry_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = MasterConfig::new(dir.path());
+    let registry = Registry::load(dir.path()).expect("empty registry");
+    let writer = super::registry::Writer::start(Registry::path(dir.path()));
+    let (tx, _rx) = mpsc::channel(16);
+    let http = crate::tls::Tls::default()
+        .http_client()
+        .expect("TLS config")
+        .build()
+        .expect("client");
+    let mut s = State::new(cfg, registry, Some(writer), tx, http);
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    s.handle(
+        super::MasterCommand::Subscribe {
+            info_raw: serde_json::json!({"name": "f"}),
+            info: FrameworkInfo::default(),
+            framework_id: None,
+            principal: None,
+            reply,
+        },
+        Instant::now(),
+    );
+    let sub = tokio::time::timeout(Duration::from_secs(10), answer)
+        .await
+        .expect("answered after the write")
+        .expect("a reply")
+        .expect("subscribed");
+    let on_disk = Registry::load(dir.path()).expect("registry written");
+    assert!(
+        on_disk.frameworks.iter().any(|f| f.id == sub.framework_id),
+        "the reply came before the registry had the framework"
+    );
+}
+
+#[tokio::test]
+async fn a_view_taken_before_a_change_still_shows_the_state_it_was_taken_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = state(dir.path());
+    let t0 = Instant::now();
+    s.register_agent(agent_msg(None), t0).expect("registered");
+    let (fid, _events) = subscribe(&mut s, t0);
+    s.allocate(t0);
+    let offer_id = s.offers.iter().next().map(|(k, _)| k.clone()).unwrap();
+    let agent = s.offers.get(&offer_id).unwrap().agent_id.clone();
+    let call: crate::proto::scheduler::Call = serde_json::from_value(serde_json::json!({
+        "type": "ACCEPT", "framework_id": {"value": fid},
+        "accept": {"offer_ids": [{"value": offer_id}], "operations": [{"type": "LAUNCH", "launch": {"task_infos": [
+            {"name": "x", "task_id": {"value": "x"}, "agent_id": {"value": agent},
+             "command": {"value": "true"},
+             "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 1.0}}]}]}}]}}))
+    .unwrap();
+    let sid = s.conns.current(&fid).map(str::to_string);
+    s.call(call, sid, t0).expect("accept is valid");
+    let before = s.snapshot(super::OperatorQuery::Tasks, super::Viewer::Operator);
+    let expected = before.to_json();
+    assert_eq!(expected["get_tasks"]["tasks"][0]["state"], "TASK_STAGING");
+    // The agent goes silent: the task becomes unreachable in the tables...
+    s.check_agents(t0 + Duration::from_secs(6));
+    let after = s
+        .snapshot(super::OperatorQuery::Tasks, super::Viewer::Operator)
+        .to_json();
+    assert_eq!(
+        after["get_tasks"]["unreachable_tasks"][0]["state"],
+        "TASK_UNREACHABLE"
+    );
+    // ... and the earlier snapshot still shows it as it was when taken.
+    assert_eq!(before.to_json(), expected);
 }
 
 #[test]

@@ -6,7 +6,7 @@ pub mod pki;
 
 use dccore::agent::{self, AgentConfig};
 use dccore::auth::Authenticator;
-use dccore::master::{self, MasterConfig};
+use dccore::master::MasterConfig;
 use dccore::proto::Resources;
 use dccore::proto::scheduler::take_records;
 use serde_json::{Value, json};
@@ -132,7 +132,7 @@ impl Master {
         let stop = CancellationToken::new();
         let s = stop.clone();
         let task = tokio::spawn(async move {
-            master::run(listener, cfg, auth, s)
+            dccore::api::serve(listener, cfg, auth, s)
                 .await
                 .expect("master runs");
         });

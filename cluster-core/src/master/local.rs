@@ -1,0 +1,18 @@
+//! What only this master process knows: times and credentials that are not cluster state (a
+//! new leader starts without them, as after a restart).
+
+use super::tables::TaskKey;
+use std::collections::HashMap;
+use tokio::time::Instant;
+
+/// What only this master process knows: times and credentials that are not cluster state.
+#[derive(Default)]
+pub(super) struct Local {
+    /// Agent id -> its last heartbeat (or registration).
+    pub last_seen: HashMap<String, Instant>,
+    /// Task -> when the head of its pending updates was last sent.
+    pub last_sent: HashMap<TaskKey, Instant>,
+    /// Agent URL -> the bearer token that agent run asked to be called with (never persisted:
+    /// a restarted agent sends a new one when it registers again).
+    pub agent_call_tokens: HashMap<String, String>,
+}
