@@ -1,18 +1,25 @@
-//! Operator client for `dccore probe` and `dccore drain`: what dcform runs on a node to check
-//! that it joined the cluster, and to empty an agent before the node is removed.
+//! The operator client: typed calls of the master's operator API ([`OperatorClient::get_agents`],
+//! ...), and behind `dccore probe`, `dccore drain` and `dccore reactivate` what dcform runs on a
+//! node to check that it joined the cluster, and to empty an agent before the node is removed.
 //!
 //! ```text
 //! probe: GET_HEALTH healthy? ──▶ (--agent-url) GET_AGENTS lists that url active? ──▶ exit 0
 //! drain: GET_AGENTS: url ─▶ agent id ──▶ DRAIN_AGENT ──▶ poll GET_AGENTS/GET_TASKS until
-//!        DRAINED, gone, or no live task on it ──▶ exit 0 (timeout: exit 1)
+//!        DRAINED, gone, or no live task on it ──▶ exit 0 (timeout: exit 2)
 //! ```
 //! Agents are found by the `url` they registered with (what the master uses to reach them); URLs
 //! compare without a trailing `/` and with `http://` assumed. The verdicts are pure functions of
-//! the operator API's JSON ([`probe_verdict`], [`drain_progress`]) and tested as such.
+//! the operator API's typed answers ([`probe_verdict`], [`drain_progress`]) and tested as such.
 
-use serde_json::{Value, json};
+use crate::operator::{
+    Call, DrainState, GetAgents, GetFrameworks, GetHealth, GetState, GetTasks, Response,
+};
+use crate::tls::{Tls, TlsError};
 use std::time::Duration;
 use tokio::time::Instant;
+
+/// The drain's polls: first after `DRAIN_POLL.0`, doubling up to `DRAIN_POLL.1`.
+const DRAIN_POLL: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(1));
 
 /// What went wrong talking to the master, or what the cluster is missing.
 #[derive(Debug, thiserror::Error)]
@@ -32,22 +39,43 @@ pub enum ClientError {
         /// Master URL.
         master: String,
         /// The operator call.
-        call: String,
+        call: &'static str,
         /// HTTP status.
         status: u16,
         /// The answer's text (the master says what is wrong).
         body: String,
     },
-    /// The answer is not the JSON expected.
+    /// The answer broke off.
     #[error("master {master} sent an unreadable answer to {call}")]
     Body {
         /// Master URL.
         master: String,
         /// The operator call.
-        call: String,
+        call: &'static str,
         /// The cause.
         #[source]
         source: reqwest::Error,
+    },
+    /// The answer is not the JSON of [`Response`] (another dccore version, or not a master).
+    #[error("master {master} answered {call} with JSON this client does not read")]
+    Json {
+        /// Master URL.
+        master: String,
+        /// The operator call.
+        call: &'static str,
+        /// What does not fit.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The answer is of another call (or empty where an answer was due).
+    #[error("master {master} answered {call} with {got}")]
+    Unexpected {
+        /// Master URL.
+        master: String,
+        /// The operator call.
+        call: &'static str,
+        /// What came instead.
+        got: String,
     },
     /// The probe's or the drain's verdict: what is missing.
     #[error("{0}")]
@@ -82,11 +110,22 @@ pub struct OperatorClient {
     token: String,
 }
 
+/// Picks one variant's answer out of a [`Response`].
+macro_rules! answer {
+    ($self:ident, $call:expr, $variant:ident, $field:ident) => {{
+        let call = $call;
+        match $self.send(&call).await? {
+            Some(Response::$variant { $field }) => Ok($field),
+            other => Err($self.unexpected(&call, other)),
+        }
+    }};
+}
+
 impl OperatorClient {
     /// A client whose every request gives up after `timeout`; an `https://` master is checked
     /// against the system's roots.
     pub fn new(master: &str, token: &str, timeout: Duration) -> Self {
-        Self::with_tls(master, token, timeout, &crate::tls::Tls::default())
+        Self::with_tls(master, token, timeout, &Tls::default())
             .expect("invariant: a client with the system roots and no certificate always builds")
     }
 
@@ -96,28 +135,39 @@ impl OperatorClient {
         master: &str,
         token: &str,
         timeout: Duration,
-        tls: &crate::tls::Tls,
-    ) -> Result<Self, crate::tls::TlsError> {
+        tls: &Tls,
+    ) -> Result<Self, TlsError> {
         let http = tls
             .http_client()?
             .timeout(timeout)
             .build()
-            .map_err(crate::tls::TlsError::Client)?;
-        Ok(OperatorClient {
+            .map_err(TlsError::Client)?;
+        Ok(Self::with_http(http, master, token))
+    }
+
+    /// A client over `http` (its TLS set-up and timeouts), e.g. one HTTP client shared with
+    /// other calls to the cluster.
+    pub fn with_http(http: reqwest::Client, master: &str, token: &str) -> Self {
+        OperatorClient {
             http,
             master: normalize_url(master),
             token: token.to_string(),
-        })
+        }
     }
 
-    /// Sends an operator call; the JSON answer (`Value::Null` for an empty 200).
-    pub async fn call(&self, body: Value) -> Result<Value, ClientError> {
-        let call = body["type"].as_str().unwrap_or("?").to_string();
+    /// The master's URL (normalized).
+    pub fn master(&self) -> &str {
+        &self.master
+    }
+
+    /// Sends an operator call: its answer, `None` for the empty 200 of maintenance calls.
+    pub async fn send(&self, call: &Call) -> Result<Option<Response>, ClientError> {
+        let name = call.name();
         let r = self
             .http
             .post(format!("{}/api/v1", self.master))
             .bearer_auth(&self.token)
-            .json(&body)
+            .json(call)
             .send()
             .await
             .map_err(|source| ClientError::Unreachable {
@@ -127,37 +177,83 @@ impl OperatorClient {
         let status = r.status();
         let bytes = r.bytes().await.map_err(|source| ClientError::Body {
             master: self.master.clone(),
-            call: call.clone(),
+            call: name,
             source,
         })?;
-        let text = String::from_utf8_lossy(&bytes).trim().to_string();
         if !status.is_success() {
             return Err(ClientError::Status {
                 master: self.master.clone(),
-                call,
+                call: name,
                 status: status.as_u16(),
-                body: text,
+                body: String::from_utf8_lossy(&bytes).trim().to_string(),
             });
         }
-        if text.is_empty() {
-            return Ok(Value::Null);
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
         }
-        serde_json::from_str(&text).map_err(|e| {
-            ClientError::Missing(format!(
-                "master {} answered {call} with invalid JSON: {e}",
-                self.master
-            ))
-        })
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|source| ClientError::Json {
+                master: self.master.clone(),
+                call: name,
+                source,
+            })
+    }
+
+    /// Sends a maintenance call (DRAIN_AGENT, DEACTIVATE_AGENT, REACTIVATE_AGENT, TEARDOWN),
+    /// which the master answers with an empty 200.
+    pub async fn execute(&self, call: &Call) -> Result<(), ClientError> {
+        match self.send(call).await? {
+            None => Ok(()),
+            Some(r) => Err(self.unexpected(call, Some(r))),
+        }
+    }
+
+    fn unexpected(&self, call: &Call, got: Option<Response>) -> ClientError {
+        ClientError::Unexpected {
+            master: self.master.clone(),
+            call: call.name(),
+            got: match got {
+                Some(r) => format!("a {} answer", r.name()),
+                None => "an empty answer".into(),
+            },
+        }
+    }
+
+    /// `GET_HEALTH`.
+    pub async fn get_health(&self) -> Result<GetHealth, ClientError> {
+        answer!(self, Call::GetHealth, GetHealth, get_health)
+    }
+
+    /// `GET_AGENTS`.
+    pub async fn get_agents(&self) -> Result<GetAgents, ClientError> {
+        answer!(self, Call::GetAgents, GetAgents, get_agents)
+    }
+
+    /// `GET_FRAMEWORKS`.
+    pub async fn get_frameworks(&self) -> Result<GetFrameworks, ClientError> {
+        answer!(self, Call::GetFrameworks, GetFrameworks, get_frameworks)
+    }
+
+    /// `GET_TASKS`.
+    pub async fn get_tasks(&self) -> Result<GetTasks, ClientError> {
+        answer!(self, Call::GetTasks, GetTasks, get_tasks)
+    }
+
+    /// `GET_STATE`.
+    pub async fn get_state(&self) -> Result<GetState, ClientError> {
+        answer!(self, Call::GetState, GetState, get_state)
     }
 
     /// `probe`: the master is healthy and (with `agent_url`) lists that agent as active.
     pub async fn probe(&self, agent_url: Option<&str>) -> Result<(), ClientError> {
-        let health = self.call(json!({"type": "GET_HEALTH"})).await?;
+        let health = self.get_health().await?;
         let agents = match agent_url {
-            Some(_) => self.call(json!({"type": "GET_AGENTS"})).await?,
-            None => Value::Null,
+            Some(_) => Some(self.get_agents().await?),
+            None => None,
         };
-        probe_verdict(&self.master, &health, &agents, agent_url).map_err(ClientError::Missing)
+        probe_verdict(&self.master, &health, agents.as_ref(), agent_url)
+            .map_err(ClientError::Missing)
     }
 
     /// `drain`: DRAIN_AGENT for the agent registered with `agent_url`, then waits (polling)
@@ -172,25 +268,19 @@ impl OperatorClient {
     ) -> Result<String, ClientError> {
         let deadline = Instant::now() + wait;
         let url = normalize_url(agent_url);
-        let agents = self.call(json!({"type": "GET_AGENTS"})).await?;
+        let agents = self.get_agents().await?;
         let Some(id) = find_agent(&agents, &url).map(|(id, _)| id) else {
             return Ok(format!(
                 "agent {url} is not registered with master {}: nothing to drain",
                 self.master
             ));
         };
-        let mut drain = json!({"agent_id": {"value": id}, "mark_gone": mark_gone});
-        if let Some(g) = max_grace {
-            drain["max_grace_period"] =
-                json!({"nanoseconds": g.as_nanos().min(i64::MAX as u128) as i64});
-        }
-        self.call(json!({"type": "DRAIN_AGENT", "drain_agent": drain}))
+        self.execute(&Call::drain_agent(&id, max_grace, mark_gone))
             .await?;
-        let mut backoff =
-            crate::util::Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+        let mut pause = DRAIN_POLL.0;
         loop {
-            let agents = self.call(json!({"type": "GET_AGENTS"})).await?;
-            let tasks = self.call(json!({"type": "GET_TASKS"})).await?;
+            let agents = self.get_agents().await?;
+            let tasks = self.get_tasks().await?;
             match drain_progress(&agents, &tasks, &id) {
                 Ok(done) => return Ok(format!("agent {url} ({id}) {done}")),
                 Err(last) => {
@@ -202,19 +292,18 @@ impl OperatorClient {
                             last,
                         });
                     }
-                    tokio::time::sleep(backoff.next_delay().min(deadline - now)).await;
+                    tokio::time::sleep(pause.min(deadline - now)).await;
+                    pause = (pause * 2).min(DRAIN_POLL.1);
                 }
             }
         }
     }
-}
 
-impl OperatorClient {
     /// `reactivate`: REACTIVATE_AGENT for every agent registered with `agent_url` that is
     /// deactivated or drained/draining (an interrupted removal that is undone). Returns what it did.
     pub async fn reactivate(&self, agent_url: &str) -> Result<String, ClientError> {
         let url = normalize_url(agent_url);
-        let agents = self.call(json!({"type": "GET_AGENTS"})).await?;
+        let agents = self.get_agents().await?;
         let held = held_agents(&agents, &url);
         if held.is_empty() {
             return Ok(format!(
@@ -222,43 +311,37 @@ impl OperatorClient {
             ));
         }
         for id in &held {
-            self.call(json!({"type": "REACTIVATE_AGENT", "reactivate_agent": {"agent_id": {"value": id}}}))
-                .await?;
+            self.execute(&Call::reactivate_agent(id)).await?;
         }
         Ok(format!("agent {url}: reactivated {}", held.join(", ")))
     }
 }
 
-/// Ids of the agents registered with `url` (reachable, recovered or unreachable) that the master
-/// holds out of offers: deactivated, or with a drain.
-pub fn held_agents(get_agents: &Value, url: &str) -> Vec<String> {
+/// Ids of the agents registered with `url` (reachable or unreachable) that the master holds out
+/// of offers: deactivated, or with a drain. (Recovered agents carry no URL until they
+/// re-register.)
+pub fn held_agents(get_agents: &GetAgents, url: &str) -> Vec<String> {
     let url = normalize_url(url);
-    ["agents", "recovered_agents", "unreachable_agents"]
-        .iter()
-        .flat_map(|l| {
-            get_agents["get_agents"][*l]
-                .as_array()
-                .into_iter()
-                .flatten()
-        })
-        .filter(|a| a["url"].as_str().map(normalize_url).as_deref() == Some(url.as_str()))
-        .filter(|a| a["deactivated"] == true || a["drain_info"].is_object())
-        .filter_map(|a| a["agent_info"]["id"]["value"].as_str().map(str::to_string))
+    get_agents
+        .all()
+        .filter(|a| normalize_url(&a.url) == url)
+        .filter(|a| a.deactivated || a.drain_info.is_some())
+        .map(|a| a.id().to_string())
         .collect()
 }
 
 /// The agent registered with `url` (normalized): its id and whether it is reachable. Looks in
 /// `agents` and `unreachable_agents` of a GET_AGENTS answer.
-pub fn find_agent(get_agents: &Value, url: &str) -> Option<(String, bool)> {
+pub fn find_agent(get_agents: &GetAgents, url: &str) -> Option<(String, bool)> {
     let url = normalize_url(url);
-    let lists = [("agents", true), ("unreachable_agents", false)];
+    let lists = [
+        (&get_agents.agents, true),
+        (&get_agents.unreachable_agents, false),
+    ];
     lists.iter().find_map(|(list, reachable)| {
-        get_agents["get_agents"][*list]
-            .as_array()?
-            .iter()
-            .find(|a| a["url"].as_str().map(normalize_url).as_deref() == Some(url.as_str()))
-            .and_then(|a| a["agent_info"]["id"]["value"].as_str())
-            .map(|id| (id.to_string(), *reachable))
+        list.iter()
+            .find(|a| normalize_url(&a.url) == url)
+            .map(|a| (a.id().to_string(), *reachable))
     })
 }
 
@@ -266,27 +349,30 @@ pub fn find_agent(get_agents: &Value, url: &str) -> Option<(String, bool)> {
 /// is missing, in one line.
 pub fn probe_verdict(
     master: &str,
-    health: &Value,
-    agents: &Value,
+    health: &GetHealth,
+    agents: Option<&GetAgents>,
     agent_url: Option<&str>,
 ) -> Result<(), String> {
-    if health["get_health"]["healthy"] != true {
-        return Err(format!("master {master} is not healthy: {health}"));
+    if !health.healthy {
+        return Err(format!(
+            "master {master} is not healthy: GET_HEALTH says healthy = false"
+        ));
     }
     let Some(url) = agent_url else {
         return Ok(());
     };
     let url = normalize_url(url);
-    let listed = agents["get_agents"]["agents"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|a| a["url"].as_str().map(normalize_url).as_deref() == Some(url.as_str()));
+    let Some(agents) = agents else {
+        return Err(format!(
+            "agent {url}: no GET_AGENTS answer from master {master} to look for it in"
+        ));
+    };
+    let listed = agents.agents.iter().find(|a| normalize_url(&a.url) == url);
     match listed {
-        Some(a) if a["active"] == true => Ok(()),
-        Some(a) if a["deactivated"] == true => Err(format!(
+        Some(a) if a.active => Ok(()),
+        Some(a) if a.deactivated => Err(format!(
             "agent {url} is registered with master {master} but deactivated by the operator (drain: {})",
-            a["drain_info"]["state"].as_str().unwrap_or("none")
+            a.drain_info.as_ref().map_or("none", |d| d.state.name())
         )),
         Some(_) => Err(format!(
             "agent {url} is registered with master {master} but not active"
@@ -295,12 +381,7 @@ pub fn probe_verdict(
             "agent {url} is known to master {master} but unreachable"
         )),
         None => {
-            let known: Vec<&str> = agents["get_agents"]["agents"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|a| a["url"].as_str())
-                .collect();
+            let known: Vec<&str> = agents.agents.iter().map(|a| a.url.as_str()).collect();
             Err(format!(
                 "agent {url} is not registered with master {master} (registered: {})",
                 if known.is_empty() {
@@ -315,116 +396,27 @@ pub fn probe_verdict(
 
 /// Whether the drain of agent `id` is over, from GET_AGENTS and GET_TASKS answers: `Ok` says how
 /// it ended, `Err` what is still going on.
-pub fn drain_progress(get_agents: &Value, get_tasks: &Value, id: &str) -> Result<String, String> {
-    let lists = ["agents", "unreachable_agents"];
-    let agent = lists.iter().find_map(|l| {
-        get_agents["get_agents"][*l]
-            .as_array()?
-            .iter()
-            .find(|a| a["agent_info"]["id"]["value"] == id)
-    });
-    let Some(agent) = agent else {
+pub fn drain_progress(get_agents: &GetAgents, get_tasks: &GetTasks, id: &str) -> Result<String, String> {
+    let Some(agent) = get_agents.all().find(|a| a.id() == id) else {
         return Ok("drained and removed (marked gone)".into());
     };
-    if agent["drain_info"]["state"] == "DRAINED" {
+    let state = agent.drain_info.as_ref().map(|d| d.state);
+    if state == Some(DrainState::Drained) {
         return Ok("drained".into());
     }
-    let live = get_tasks["get_tasks"]["tasks"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|t| t["agent_id"]["value"] == id)
+    let live = get_tasks
+        .tasks
+        .iter()
+        .filter(|t| t.agent_id.value == id)
         .count();
     if live == 0 {
         return Ok("has no live task left".into());
     }
     Err(format!(
         "{live} task(s) still live, drain state {}",
-        agent["drain_info"]["state"].as_str().unwrap_or("none")
+        state.map_or("none", DrainState::name)
     ))
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_held_agents_of_that_url_are_reactivated() {
-        let a = json!({"get_agents": {
-            "agents": [
-                {"url": "http://a:1", "deactivated": true, "drain_info": {"state": "DRAINED"}, "agent_info": {"id": {"value": "x"}}},
-                {"url": "http://b:1", "deactivated": true, "drain_info": null, "agent_info": {"id": {"value": "y"}}},
-                {"url": "http://a:1/", "deactivated": false, "drain_info": null, "agent_info": {"id": {"value": "z"}}}
-            ],
-            "recovered_agents": [],
-            "unreachable_agents": [
-                {"url": "a:1", "deactivated": false, "drain_info": {"state": "DRAINING"}, "agent_info": {"id": {"value": "w"}}}
-            ]
-        }});
-        assert_eq!(held_agents(&a, "http://a:1"), vec!["x", "w"]);
-        assert!(held_agents(&a, "http://c:1").is_empty());
-    }
-
-    fn agents(list: Value) -> Value {
-        json!({"get_agents": {"agents": list, "recovered_agents": [], "unreachable_agents": []}})
-    }
-
-    fn healthy() -> Value {
-        json!({"get_health": {"healthy": true}})
-    }
-
-    #[test]
-    fn probe_passes_for_a_healthy_master_and_an_active_agent_whatever_the_url_spelling() {
-        let a = agents(json!([{"url": "http://10.0.0.3:5051", "active": true,
-            "agent_info": {"id": {"value": "S1"}}}]));
-        assert_eq!(probe_verdict("m", &healthy(), &Value::Null, None), Ok(()));
-        assert_eq!(
-            probe_verdict("m", &healthy(), &a, Some("10.0.0.3:5051/")),
-            Ok(())
-        );
-    }
-
-    #[test]
-    fn probe_says_what_is_missing() {
-        let a = agents(
-            json!([{"url": "http://10.0.0.3:5051", "active": false, "deactivated": true,
-            "drain_info": {"state": "DRAINING"}, "agent_info": {"id": {"value": "S1"}}}]),
-        );
-        let err = probe_verdict("m", &healthy(), &a, Some("http://10.0.0.3:5051"))
-            .expect_err("deactivated");
-        assert!(
-            err.contains("deactivated") && err.contains("DRAINING"),
-            "{err}"
-        );
-        let err = probe_verdict("m", &healthy(), &a, Some("http://10.0.0.4:5051"))
-            .expect_err("not listed");
-        assert!(
-            err.contains("not registered") && err.contains("http://10.0.0.3:5051"),
-            "{err}"
-        );
-        let err = probe_verdict("m", &json!({"get_health": {"healthy": false}}), &a, None)
-            .expect_err("unhealthy");
-        assert!(err.contains("not healthy"), "{err}");
-    }
-
-    #[test]
-    fn drain_is_over_when_drained_gone_or_without_live_tasks() {
-        let draining = agents(json!([{"url": "u", "agent_info": {"id": {"value": "S1"}},
-            "drain_info": {"state": "DRAINING"}}]));
-        let busy = json!({"get_tasks": {"tasks": [{"agent_id": {"value": "S1"}}]}});
-        let idle = json!({"get_tasks": {"tasks": [{"agent_id": {"value": "S2"}}]}});
-        let err = drain_progress(&draining, &busy, "S1").expect_err("still busy");
-        assert!(
-            err.contains("1 task(s)") && err.contains("DRAINING"),
-            "{err}"
-        );
-        assert!(drain_progress(&draining, &idle, "S1").is_ok());
-        let drained = agents(json!([{"url": "u", "agent_info": {"id": {"value": "S1"}},
-            "drain_info": {"state": "DRAINED"}}]));
-        assert_eq!(drain_progress(&drained, &busy, "S1"), Ok("drained".into()));
-        assert!(
-            drain_progress(&agents(json!([])), &busy, "S1")
-                .is_ok_and(|s| s.contains("marked gone"))
-        );
-    }
-}
+mod tests;
