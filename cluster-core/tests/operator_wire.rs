@@ -53,21 +53,21 @@ async fn all_answers(m: &Master) -> HashMap<&'static str, Response> {
     out
 }
 
-fn agents_of(answers: &HashMap<&str, Response>) -> &GetAgents {
+fn agents_of<'a>(answers: &'a HashMap<&'static str, Response>) -> &'a GetAgents {
     match &answers["GET_AGENTS"] {
         Response::GetAgents { get_agents } => get_agents,
         other => panic!("GET_AGENTS answered {}", other.name()),
     }
 }
 
-fn tasks_of(answers: &HashMap<&str, Response>) -> &GetTasks {
+fn tasks_of<'a>(answers: &'a HashMap<&'static str, Response>) -> &'a GetTasks {
     match &answers["GET_TASKS"] {
         Response::GetTasks { get_tasks } => get_tasks,
         other => panic!("GET_TASKS answered {}", other.name()),
     }
 }
 
-fn frameworks_of(answers: &HashMap<&str, Response>) -> &GetFrameworks {
+fn frameworks_of<'a>(answers: &'a HashMap<&'static str, Response>) -> &'a GetFrameworks {
     match &answers["GET_FRAMEWORKS"] {
         Response::GetFrameworks { get_frameworks } => get_frameworks,
         other => panic!("GET_FRAMEWORKS answered {}", other.name()),
