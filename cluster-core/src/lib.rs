@@ -37,8 +37,8 @@ pub mod tls;
 mod util;
 
 // Every `crate::proto::...` and `dccore::proto::...` path keeps working.
-pub use dccore_api::proto;
 pub use dccore_api::MESOS_COMPAT_VERSION;
+pub use dccore_api::proto;
 
 /// The version reported by `dccore --version` and recorded by dcform in its state.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -246,7 +246,11 @@ async fn invalid_resources_are_a_usage_error_naming_what_is_valid() {
     )
     .await
     .unwrap();
-    assert_eq!(out.status.code(), Some(1), "bad usage exits 1, as with dcform");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "bad usage exits 1, as with dcform"
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("known resources are cpus, mem, disk, ports"),

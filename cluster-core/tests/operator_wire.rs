@@ -31,8 +31,12 @@ const QUERIES: [Call; 5] = [
 /// writing it back gives the raw JSON again.
 async fn typed_answer(m: &Master, call: &Call) -> Response {
     let raw = m.operator(call.name()).await;
-    let typed: Response = serde_json::from_value(raw.clone())
-        .unwrap_or_else(|e| panic!("{} does not read as the typed answer: {e}\n{raw:#}", call.name()));
+    let typed: Response = serde_json::from_value(raw.clone()).unwrap_or_else(|e| {
+        panic!(
+            "{} does not read as the typed answer: {e}\n{raw:#}",
+            call.name()
+        )
+    });
     assert_eq!(typed.name(), call.name(), "answer of another call");
     let back = serde_json::to_value(&typed).expect("serialize the typed answer");
     assert_eq!(
@@ -170,9 +174,12 @@ async fn every_operator_answer_reads_into_the_typed_api_and_writes_back_unchange
     .await
     .expect("TEARDOWN");
     // Typed maintenance calls: one agent deactivated, one drained (no task: DRAINED at once).
-    within("DEACTIVATE_AGENT", client.execute(&Call::deactivate_agent(&public_id)))
-        .await
-        .expect("DEACTIVATE_AGENT");
+    within(
+        "DEACTIVATE_AGENT",
+        client.execute(&Call::deactivate_agent(&public_id)),
+    )
+    .await
+    .expect("DEACTIVATE_AGENT");
     let drain = Call::drain_agent(&drained_id, Some(Duration::from_secs(1)), false);
     within("DRAIN_AGENT", client.execute(&drain))
         .await
@@ -182,10 +189,10 @@ async fn every_operator_answer_reads_into_the_typed_api_and_writes_back_unchange
     eventually("the stopped agent and its task unreachable", || async {
         let t = client.get_tasks().await.ok()?;
         let a = client.get_agents().await.ok()?;
-        let drained_now = a
-            .agents
-            .iter()
-            .any(|x| x.id() == drained_id && x.drain_info.as_ref().map(|d| d.state) == Some(DrainState::Drained));
+        let drained_now = a.agents.iter().any(|x| {
+            x.id() == drained_id
+                && x.drain_info.as_ref().map(|d| d.state) == Some(DrainState::Drained)
+        });
         (drained_now
             && t.unreachable_tasks.iter().any(|x| x.task_id.value == "far")
             && a.unreachable_agents.iter().any(|x| x.id() == leaving_id))
@@ -215,7 +222,12 @@ async fn every_operator_answer_reads_into_the_typed_api_and_writes_back_unchange
         state_of(&tasks.unreachable_tasks, "far"),
         Some(TaskState::Unreachable)
     );
-    assert!(tasks.tasks.iter().all(|t| t.command.is_some() && !t.statuses.is_empty()));
+    assert!(
+        tasks
+            .tasks
+            .iter()
+            .all(|t| t.command.is_some() && !t.statuses.is_empty())
+    );
     let frameworks = frameworks_of(&answers);
     let wire = frameworks
         .frameworks
@@ -232,18 +244,27 @@ async fn every_operator_answer_reads_into_the_typed_api_and_writes_back_unchange
             .any(|f| f.framework_info.id == Some(Id::new(gone.id.clone())))
     );
     assert_eq!(
-        within("typed GET_HEALTH", client.get_health()).await.expect("GET_HEALTH"),
+        within("typed GET_HEALTH", client.get_health())
+            .await
+            .expect("GET_HEALTH"),
         dccore_api::operator::GetHealth { healthy: true }
     );
 
     // REACTIVATE_AGENT (typed) gives the public agent back.
-    within("REACTIVATE_AGENT", client.execute(&Call::reactivate_agent(&public_id)))
-        .await
-        .expect("REACTIVATE_AGENT");
+    within(
+        "REACTIVATE_AGENT",
+        client.execute(&Call::reactivate_agent(&public_id)),
+    )
+    .await
+    .expect("REACTIVATE_AGENT");
     let a = within("typed GET_AGENTS", client.get_agents())
         .await
         .expect("GET_AGENTS");
-    let p = a.agents.iter().find(|x| x.id() == public_id).expect("listed");
+    let p = a
+        .agents
+        .iter()
+        .find(|x| x.id() == public_id)
+        .expect("listed");
     assert!(p.active && !p.deactivated);
 
     // Kill the long task with its framework, then restart the master on another port: the
@@ -260,7 +281,10 @@ async fn every_operator_answer_reads_into_the_typed_api_and_writes_back_unchange
     .expect("TEARDOWN");
     eventually("the long task killed", || async {
         let t = client.get_tasks().await.ok()?;
-        t.tasks.iter().all(|x| x.task_id.value != "long").then_some(())
+        t.tasks
+            .iter()
+            .all(|x| x.task_id.value != "long")
+            .then_some(())
     })
     .await;
     drop(fw);
@@ -284,7 +308,11 @@ async fn every_operator_answer_reads_into_the_typed_api_and_writes_back_unchange
 fn typed_calls_are_the_json_operators_send() {
     let wire = |c: &Call| serde_json::to_value(c).expect("serialize");
     assert_eq!(
-        wire(&Call::drain_agent("S1", Some(Duration::from_secs(1)), false)),
+        wire(&Call::drain_agent(
+            "S1",
+            Some(Duration::from_secs(1)),
+            false
+        )),
         json!({"type": "DRAIN_AGENT", "drain_agent": {
             "agent_id": {"value": "S1"}, "max_grace_period": {"nanoseconds": 1_000_000_000i64},
             "mark_gone": false}})

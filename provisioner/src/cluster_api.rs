@@ -290,7 +290,11 @@ impl ClusterAccess {
 
 /// A node's health as `status` shows it (from what was seen this time only), and the agent's
 /// resources when the master lists it.
-pub fn node_health(state: &State, node: &NodeState, seen: &Seen) -> (String, Option<Vec<Resource>>) {
+pub fn node_health(
+    state: &State,
+    node: &NodeState,
+    seen: &Seen,
+) -> (String, Option<Vec<Resource>>) {
     if node.status != NodeStatus::Running {
         return (format!("not running ({})", node.status), None);
     }

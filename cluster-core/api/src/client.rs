@@ -396,7 +396,11 @@ pub fn probe_verdict(
 
 /// Whether the drain of agent `id` is over, from GET_AGENTS and GET_TASKS answers: `Ok` says how
 /// it ended, `Err` what is still going on.
-pub fn drain_progress(get_agents: &GetAgents, get_tasks: &GetTasks, id: &str) -> Result<String, String> {
+pub fn drain_progress(
+    get_agents: &GetAgents,
+    get_tasks: &GetTasks,
+    id: &str,
+) -> Result<String, String> {
     let Some(agent) = get_agents.all().find(|a| a.id() == id) else {
         return Ok("drained and removed (marked gone)".into());
     };

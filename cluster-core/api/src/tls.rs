@@ -461,7 +461,11 @@ mod tests {
         let key_path = write(dir, "key.pem", &key.serialize_pem());
         let junk = write(dir, "junk.pem", "not pem");
         let e = Tls::load(None, Some(&key_path), None).unwrap_err();
-        assert!(e.to_string().contains("--tls-cert and --tls-key go together"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("--tls-cert and --tls-key go together"),
+            "{e}"
+        );
         let e = Tls::load(None, None, Some(&junk)).unwrap_err();
         assert!(e.to_string().starts_with("--ca-file"), "{e}");
         let tls = Tls::load(Some(&cert_path), Some(&key_path), Some(&cert_path)).unwrap();

@@ -105,8 +105,8 @@ fn probe_says_what_is_missing() {
         err.contains("not registered") && err.contains("http://10.0.0.3:5051"),
         "{err}"
     );
-    let err = probe_verdict("m", &GetHealth { healthy: false }, Some(&a), None)
-        .expect_err("unhealthy");
+    let err =
+        probe_verdict("m", &GetHealth { healthy: false }, Some(&a), None).expect_err("unhealthy");
     assert!(err.contains("not healthy"), "{err}");
 }
 

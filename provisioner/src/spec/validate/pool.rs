@@ -369,8 +369,8 @@ pub(super) fn pool_blocks_hosts(cluster: &RawBlock) -> BTreeMap<String, Vec<(Str
 /// `dccore agent --attributes` as `name:value;...`, which the agent reads with
 /// [`dccore_api::proto::parse_attributes`]; the same parser reads it back here.
 fn agent_attribute(name: &str, value: &str) -> Result<(), String> {
-    let parsed =
-        dccore_api::proto::parse_attributes(&format!("{name}:{value}")).map_err(|e| e.to_string())?;
+    let parsed = dccore_api::proto::parse_attributes(&format!("{name}:{value}"))
+        .map_err(|e| e.to_string())?;
     match parsed.as_slice() {
         [one] if one.name == name && one.text.value == value => Ok(()),
         _ => Err(format!(
