@@ -299,3 +299,48 @@ fn a_huge_value_in_an_error_is_cut_with_a_note() {
     assert!(t.len() < 5_000, "{} bytes of error", t.len());
     assert!(t.contains("more bytes not shown"), "{t}");
 }
+
+/// Found: `resources = "gpus:1"` passed `dcform validate` and failed on the node, where `dccore
+/// agent --resources` refused it. Validate now runs dccore's own parser and says what is valid.
+#[test]
+fn validate_refuses_resources_and_attributes_the_agent_would_refuse() {
+    let (dir, def) = setup();
+    let text_of = |from: &str, to: &str| {
+        let t = std::fs::read_to_string(&def).unwrap();
+        assert!(t.contains(from), "the example has {from:?}");
+        t.replacen(from, to, 1)
+    };
+    let gpus = dir.path().join("gpus.hcl");
+    std::fs::write(
+        &gpus,
+        text_of(
+            "    count = var.agents\n",
+            "    count = var.agents\n    resources = \"gpus:1\"\n",
+        ),
+    )
+    .unwrap();
+    let o = dcform(dir.path(), &["validate", gpus.to_str().unwrap()]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(t.contains("gpus.hcl:"), "names the file and line: {t}");
+    assert!(
+        t.contains("known resources are cpus, mem, disk, ports"),
+        "says what is valid: {t}"
+    );
+    let ok = dir.path().join("ok.hcl");
+    std::fs::write(
+        &ok,
+        text_of(
+            "    count = var.agents\n",
+            "    count = var.agents\n    resources = \"cpus:2;mem:1024;ports:[31000-32000]\"\n",
+        ),
+    )
+    .unwrap();
+    let o = dcform(dir.path(), &["validate", ok.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let attr = dir.path().join("attr.hcl");
+    std::fs::write(&attr, text_of("rack = \"r1\"", "rack = \"r1;zone\"")).unwrap();
+    let o = dcform(dir.path(), &["validate", attr.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("attribute rack"), "{}", text(&o));
+}

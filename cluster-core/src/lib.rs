@@ -6,17 +6,22 @@
 //!  agent     ──register/heartbeat/status─▶ api::internal┘ (one task) └─▶ launch/kill ──▶ agent ──▶ sandbox processes
 //! ```
 //!
-//! * [`proto`]: Mesos v1 JSON wire types and RecordIO framing.
+//! * [`proto`]: Mesos v1 JSON wire types and RecordIO framing (re-exported from `dccore-api`).
 //! * [`allocator`]: weighted DRF over agents and frameworks; no I/O, no clock (takes `now`).
 //! * [`master`]: the master's state, owned by one task fed by a command channel; persistent registry.
 //! * [`acl`]: access rules in Mesos' ACL JSON and their evaluation (pure).
 //! * [`api`]: the master's HTTP routes (scheduler, operator, agent-internal, metrics) and authentication.
 //! * [`agent`]: registers with the master, runs tasks in per-task sandboxes, checkpoints them, serves files.
-//! * [`client`]: operator client behind `dccore probe` and `dccore drain` (what dcform runs on nodes).
-//! * [`tls`]: HTTPS for both servers and every client (rustls, ring); who a peer is by its
-//!   certificate's SAN URI (`urn:dcform:agent:NODE`, `urn:dcform:master:NODE`).
+//! * [`tls`]: serving HTTPS (master, agent) and who a peer is by its certificate's SAN URI
+//!   (`urn:dcform:agent:NODE`, `urn:dcform:master:NODE`); the TLS material and every client's
+//!   set-up come from [`dccore_api::tls`].
 //! * [`proc`]: what `/proc` says about a pid (running or zombie, start time).
 //! * [`supervise`]: a minimal process supervisor for hosts without systemd.
+//!
+//! What a client needs (wire types, [`dccore_api::operator`] calls and answers,
+//! [`dccore_api::client::OperatorClient`] behind `dccore probe`, `drain` and `reactivate`) lives
+//! in the small `dccore-api` crate (`cluster-core/api`), which dcform builds on too: a field
+//! renamed here breaks dcform's build, not a user's cluster.
 
 #![warn(missing_docs)]
 
@@ -25,17 +30,15 @@ pub mod agent;
 pub mod allocator;
 pub mod api;
 pub mod auth;
-pub mod client;
 pub mod master;
 pub mod proc;
-pub mod proto;
 pub mod supervise;
 pub mod tls;
 mod util;
 
+// Every `crate::proto::...` and `dccore::proto::...` path keeps working.
+pub use dccore_api::MESOS_COMPAT_VERSION;
+pub use dccore_api::proto;
+
 /// The version reported by `dccore --version` and recorded by dcform in its state.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-
-/// The Mesos version whose v1 API dccore speaks (reported at `GET /version`, as framework libraries
-/// such as pymesos use it to pick features).
-pub const MESOS_COMPAT_VERSION: &str = "1.11.0";

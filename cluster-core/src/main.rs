@@ -1,12 +1,15 @@
-//! `dccore` command line: `master`, `agent`, `supervise`, and the operator clients `probe`, `drain`. Thin: parse, set up logging, run, map
-//! the result to an exit code (1 = runtime failure, 2 = bad usage/config).
+//! `dccore` command line: `master`, `agent`, `supervise`, and the operator clients `probe`, `drain`,
+//! `reactivate` (from `dccore-api`). Thin: parse, set up logging, run, map the result to an exit
+//! code, the same scheme as dcform's: 0 = success, 1 = bad usage/config (flags, files), 2 = runtime
+//! failure (a probe that finds something missing, a drain that times out, a server that fails).
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use dccore::agent::{self, AgentConfig};
 use dccore::auth::{Authenticator, read_agent_tokens, read_token};
-use dccore::client::OperatorClient;
 use dccore::master::{self, MasterConfig};
+use dccore_api::client::OperatorClient;
+use dccore_api::tls::{Tls, TlsFiles};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -107,7 +110,7 @@ enum Cmd {
     /// Check the master is healthy and (with --agent-url) lists that agent as active; or (with
     /// --agent-work-dir, on the agent's node, no credential needed) that the agent running now is
     /// registered, acknowledged by the master within three heartbeats, and active. Exit 0 if so,
-    /// else exit 1 with one line saying what is missing.
+    /// else exit 2 with one line saying what is missing (exit 1: bad flags or files).
     ///
     /// Examples:
     ///   dccore probe --master http://10.0.0.1:5050 --token-file /etc/dcform/token
@@ -140,7 +143,7 @@ enum Cmd {
         ca_file: Option<PathBuf>,
     },
     /// Drain the agent registered with --agent-url (DRAIN_AGENT) and wait until no task is left
-    /// on it; exit 1 with a message on timeout.
+    /// on it; exit 2 with a message on timeout.
     Drain {
         /// Master URL, e.g. http://10.0.0.1:5050.
         #[arg(long)]
@@ -215,13 +218,31 @@ fn probe_pid_file(path: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A usage or configuration error (exit code 2).
+/// Exit codes, as dcform's (`dcform::cli::exit`).
+mod exit {
+    /// Bad usage or configuration: flags, token, config, TLS or ACL files.
+    pub const USAGE: i32 = 1;
+    /// A runtime failure: what a probe finds missing, a drain timeout, a server that fails.
+    pub const FAILURE: i32 = 2;
+}
+
+/// A usage or configuration error (exit code [`exit::USAGE`]).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 struct Usage(String);
 
 fn main() {
-    let cli = Cli::parse();
+    // clap's own usage errors exit 2; here bad usage is 1, as every other usage error.
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            std::process::exit(match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
+                _ => exit::USAGE,
+            });
+        }
+    };
     // The clients print their own one-line verdicts; only warnings from libraries go to the log.
     let default_filter = match cli.cmd {
         Cmd::Probe { .. } | Cmd::Drain { .. } | Cmd::Reactivate { .. } => "warn",
@@ -238,28 +259,28 @@ fn main() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("dccore: cannot start the async runtime: {e}");
-            std::process::exit(1);
+            std::process::exit(exit::FAILURE);
         }
     };
     if let Err(e) = rt.block_on(run(cli)) {
         eprintln!("dccore: {e:#}");
         let code = if e.downcast_ref::<Usage>().is_some() {
-            2
+            exit::USAGE
         } else {
-            1
+            exit::FAILURE
         };
         std::process::exit(code);
     }
 }
 
-/// Loads TLS files: a bad file is a usage error (exit 2) naming the file and what is wrong.
-fn load_tls(files: &dccore::tls::TlsFiles) -> anyhow::Result<dccore::tls::Tls> {
+/// Loads TLS files: a bad file is a usage error (exit 1) naming the file and what is wrong.
+fn load_tls(files: &TlsFiles) -> anyhow::Result<Tls> {
     Ok(files.load().map_err(|e| Usage(chain(&e)))?)
 }
 
 /// The CA of `--ca-file` for the operator clients (probe, drain, reactivate).
-fn client_tls(ca_file: Option<PathBuf>) -> anyhow::Result<dccore::tls::Tls> {
-    load_tls(&dccore::tls::TlsFiles {
+fn client_tls(ca_file: Option<PathBuf>) -> anyhow::Result<Tls> {
+    load_tls(&TlsFiles {
         ca: ca_file,
         ..Default::default()
     })
@@ -344,7 +365,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(a) = &acls {
                 cfg = cfg.with_acls_file(a).map_err(|e| Usage(chain(&e)))?;
             }
-            let files = dccore::tls::TlsFiles {
+            let files = TlsFiles {
                 cert: tls_cert,
                 key: tls_key,
                 ca: ca_file,
@@ -385,7 +406,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if advertise_url.is_some() {
                 cfg.advertise_url = advertise_url;
             }
-            let files = dccore::tls::TlsFiles {
+            let files = TlsFiles {
                 cert: tls_cert,
                 key: tls_key,
                 ca: ca_file,

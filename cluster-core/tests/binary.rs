@@ -191,6 +191,40 @@ async fn the_agent_probe_passes_for_a_live_registered_agent_and_fails_as_soon_as
     let _ = m.start_kill();
 }
 
+/// dccore used the reverse of dcform's exit codes: now 1 is bad usage (clap's own errors too) and
+/// 2 a runtime failure, in both binaries.
+#[tokio::test]
+async fn usage_errors_exit_1_and_runtime_failures_exit_2_as_in_dcform() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = write_token(dir.path());
+    let run = |args: Vec<String>| async move {
+        within(
+            "dccore",
+            Command::new(BIN).args(&args).kill_on_drop(true).output(),
+        )
+        .await
+        .expect("run dccore")
+    };
+    let unknown_flag = run(vec!["probe".into(), "--no-such-flag".into()]).await;
+    assert_eq!(unknown_flag.status.code(), Some(1), "clap usage error");
+    let help = run(vec!["probe".into(), "--help".into()]).await;
+    assert_eq!(help.status.code(), Some(0), "--help");
+    // Nothing listens on port 9 of loopback: the probe runs and finds no master.
+    let no_master = run(vec![
+        "probe".into(),
+        "--master".into(),
+        "http://127.0.0.1:9".into(),
+        "--token-file".into(),
+        token.clone(),
+        "--timeout-secs".into(),
+        "2".into(),
+    ])
+    .await;
+    let err = String::from_utf8_lossy(&no_master.stderr);
+    assert_eq!(no_master.status.code(), Some(2), "{err}");
+    assert!(err.contains("unreachable"), "{err}");
+}
+
 #[tokio::test]
 async fn invalid_resources_are_a_usage_error_naming_what_is_valid() {
     let dir = tempfile::tempdir().unwrap();
@@ -212,7 +246,11 @@ async fn invalid_resources_are_a_usage_error_naming_what_is_valid() {
     )
     .await
     .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "bad usage exits 1, as with dcform"
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("known resources are cpus, mem, disk, ports"),

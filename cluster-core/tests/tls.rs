@@ -344,7 +344,11 @@ async fn the_binary_serves_https_with_tls_flags_and_probe_trusts_only_the_ca_fil
         String::from_utf8_lossy(&ok.stderr)
     );
     let refused = probe(None).await.expect("run probe");
-    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(
+        refused.status.code(),
+        Some(2),
+        "a master it cannot trust is a runtime failure"
+    );
     assert!(
         String::from_utf8_lossy(&refused.stderr).contains("unreachable"),
         "{}",
@@ -441,7 +445,11 @@ async fn bad_tls_files_are_usage_errors_that_name_the_file_and_the_problem() {
     for (args, names, says) in cases {
         let out = run(args.clone()).await.expect("run dccore");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "bad TLS files are bad usage: {args:?}: {err}"
+        );
         assert!(
             err.contains(&names) && err.contains(says),
             "{args:?}: {err}"

@@ -387,7 +387,11 @@ async fn a_bad_acl_file_is_a_usage_error_naming_the_field() {
     .await
     .expect("run dccore");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a bad ACL file is bad usage: {err}"
+    );
     assert!(
         err.contains("run_tasks[0].users") && err.contains("is missing"),
         "{err}"

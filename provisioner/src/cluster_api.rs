@@ -1,6 +1,9 @@
-//! What the running cluster says about itself: a small client of the master's operator API
-//! (`POST /api/v1` with `GET_AGENTS`, bearer token), used by `status` to show health and agent
-//! resources, and of an agent's files API (`task logs`).
+//! What the running cluster says about itself: the typed operator client of `dccore-api`
+//! (`GET_HEALTH`, `GET_AGENTS`, `GET_TASKS`, bearer token), used by `status` to show health and
+//! agent resources and by `task list`, and a client of an agent's files API (`task logs`).
+//!
+//! The answers are dccore's own types ([`dccore_api::operator`]): a field renamed in dccore
+//! breaks this crate's build, not a user's `dcform status`.
 //!
 //! [`ClusterAccess`] holds what dcform needs to call a cluster it made: the operator token for the
 //! master, the agents' credential for the files API, and, on a TLS cluster (recorded in the state
@@ -9,16 +12,24 @@
 use std::path::Path;
 use std::time::Duration;
 
-use serde_json::Value;
+use dccore_api::client::{ClientError, OperatorClient};
+use dccore_api::proto::Resource;
+use dccore_api::tls::{Ca, Tls, TlsError};
 
 use crate::install::api_address;
 use crate::state::{NodeState, NodeStatus, State};
 
-/// Errors talking to the master.
+/// How long one call to the cluster may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Errors talking to the cluster.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// No answer, or not a success.
-    #[error("master at {url} did not answer: {reason}")]
+    /// The master's operator API failed (no answer, an error status, an answer of another shape).
+    #[error(transparent)]
+    Master(#[from] ClientError),
+    /// An agent's files API did not answer, or not with a success.
+    #[error("agent at {url} did not answer: {reason}")]
     Unreachable {
         /// The URL asked.
         url: String,
@@ -36,8 +47,8 @@ pub struct AgentView {
     pub url: String,
     /// Whether the master offers its resources (false when unreachable, deactivated or draining).
     pub active: bool,
-    /// Total resources, in Mesos' JSON shape.
-    pub resources: Value,
+    /// Total resources, in Mesos' shape.
+    pub resources: Vec<Resource>,
 }
 
 /// Whether the cluster of `state` was installed with TLS (recorded by `apply`).
@@ -97,10 +108,13 @@ pub enum AccessError {
     Ca {
         /// The file.
         path: std::path::PathBuf,
+        /// What is wrong with it.
+        #[source]
+        source: TlsError,
     },
     /// The HTTP client could not be built.
     #[error("cannot build an HTTP client")]
-    Client(#[source] reqwest::Error),
+    Client(#[source] TlsError),
 }
 
 impl ClusterAccess {
@@ -120,49 +134,38 @@ impl ClusterAccess {
             read(crate::pki::AGENT_TOKEN_FILE).unwrap_or_else(|_| operator_token.clone());
         let ca = if uses_tls(state) {
             let path = dir.join(crate::pki::CA_CERT_FILE);
-            let pem = std::fs::read(&path).map_err(|source| AccessError::Read {
-                path: path.clone(),
-                source,
-            })?;
-            Some((path, pem))
+            Some(Ca::load(&path).map_err(|e| match e {
+                TlsError::Read { path, source, .. } => AccessError::Read { path, source },
+                source => AccessError::Ca { path, source },
+            })?)
         } else {
             None
         };
+        // The same TLS set-up as dccore's own clients: the cluster CA alone on a TLS cluster.
+        let http = Tls { own: None, ca }
+            .http_client()
+            .map_err(AccessError::Client)?
+            .timeout(CALL_TIMEOUT)
+            .build()
+            .map_err(|e| AccessError::Client(TlsError::Client(e)))?;
         Ok(ClusterAccess {
-            http: http_client(ca.as_ref().map(|(p, pem)| (p.as_path(), pem.as_slice())))?,
+            http,
             master,
             operator_token,
             agent_token,
         })
     }
-}
 
-/// A client with a 5 s timeout; with `ca`, HTTPS trusting that CA only.
-fn http_client(ca: Option<(&Path, &[u8])>) -> Result<reqwest::Client, AccessError> {
-    // The workspace reqwest has rustls without a built-in crypto provider (dccore uses ring).
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut b = reqwest::Client::builder().timeout(Duration::from_secs(5));
-    if let Some((path, pem)) = ca {
-        use rustls::pki_types::pem::PemObject;
-        let bad = || AccessError::Ca {
-            path: path.to_path_buf(),
-        };
-        let mut roots = rustls::RootCertStore::empty();
-        for der in rustls::pki_types::CertificateDer::pem_slice_iter(pem) {
-            roots.add(der.map_err(|_| bad())?).map_err(|_| bad())?;
-        }
-        if roots.is_empty() {
-            return Err(bad());
-        }
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|_| bad())?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        b = b.tls_backend_preconfigured(config);
+    /// The operator client of the master at `url` (not necessarily the first), over this
+    /// access's HTTP client.
+    fn operator_at(&self, url: &str) -> OperatorClient {
+        OperatorClient::with_http(self.http.clone(), url, &self.operator_token)
     }
-    b.build().map_err(AccessError::Client)
+
+    /// The operator client of the first master.
+    pub fn operator(&self) -> OperatorClient {
+        self.operator_at(&self.master)
+    }
 }
 
 /// A task as the master reports it.
@@ -181,56 +184,19 @@ pub struct TaskView {
 }
 
 impl ClusterAccess {
-    /// One operator call (`GET_AGENTS`, `GET_TASKS`...), its JSON answer.
-    pub async fn operator(&self, call: &str) -> Result<Value, ApiError> {
-        let url = format!("{}/api/v1", self.master);
-        let unreachable = |reason: String| ApiError::Unreachable {
-            url: url.clone(),
-            reason,
-        };
-        let resp = self
-            .http
-            .post(&url)
-            .bearer_auth(&self.operator_token)
-            .json(&serde_json::json!({ "type": call }))
-            .send()
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
-        if !resp.status().is_success() {
-            return Err(unreachable(format!("HTTP {}", resp.status())));
-        }
-        resp.json()
-            .await
-            .map_err(|e| unreachable(format!("not JSON: {e}")))
-    }
-
     /// Every task the master knows: running, unreachable and completed.
     pub async fn tasks(&self) -> Result<Vec<TaskView>, ApiError> {
-        let body = self.operator("GET_TASKS").await?;
-        let mut out = Vec::new();
-        for list in ["tasks", "unreachable_tasks", "completed_tasks"] {
-            for t in body
-                .pointer(&format!("/get_tasks/{list}"))
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                let s = |p: &str| {
-                    t.pointer(p)
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string()
-                };
-                out.push(TaskView {
-                    id: s("/task_id/value"),
-                    name: s("/name"),
-                    framework_id: s("/framework_id/value"),
-                    agent_id: s("/agent_id/value"),
-                    state: s("/state"),
-                });
-            }
-        }
-        Ok(out)
+        let tasks = self.operator().get_tasks().await?;
+        Ok(tasks
+            .all()
+            .map(|t| TaskView {
+                id: t.task_id.value.clone(),
+                name: t.name.clone(),
+                framework_id: t.framework_id.value.clone(),
+                agent_id: t.agent_id.value.clone(),
+                state: t.state.name().to_string(),
+            })
+            .collect())
     }
 
     /// A file of a task's sandbox (`stdout`, `stderr`) through the agent's files API (with the
@@ -267,30 +233,17 @@ impl ClusterAccess {
         resp.text().await.map_err(|e| unreachable(e.to_string()))
     }
 
-    /// Asks the master for its agents.
+    /// Asks the master for its (reachable) agents.
     pub async fn agents(&self) -> Result<Vec<AgentView>, ApiError> {
-        let body = self.operator("GET_AGENTS").await?;
-        let list = body
-            .pointer("/get_agents/agents")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        Ok(list
-            .iter()
+        let agents = self.operator().get_agents().await?;
+        Ok(agents
+            .agents
+            .into_iter()
             .map(|a| AgentView {
-                id: a
-                    .pointer("/agent_info/id/value")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string(),
-                url: a
-                    .get("url")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .trim_end_matches('/')
-                    .to_string(),
-                active: a.get("active").and_then(Value::as_bool).unwrap_or(false),
-                resources: a.get("total_resources").cloned().unwrap_or(Value::Null),
+                id: a.agent_info.id.value,
+                url: a.url.trim_end_matches('/').to_string(),
+                active: a.active,
+                resources: a.total_resources,
             })
             .collect())
     }
@@ -309,12 +262,7 @@ pub struct Seen {
 impl ClusterAccess {
     /// `GET_HEALTH` of the master at `url` (not necessarily the first).
     pub async fn master_health(&self, url: &str) -> Result<bool, ApiError> {
-        let one = ClusterAccess {
-            master: url.to_string(),
-            ..self.clone()
-        };
-        let v = one.operator("GET_HEALTH").await?;
-        Ok(v.pointer("/get_health/healthy") == Some(&Value::Bool(true)))
+        Ok(self.operator_at(url).get_health().await?.healthy)
     }
 
     /// Asks every running master for its health and the first master for its agents.
@@ -342,7 +290,11 @@ impl ClusterAccess {
 
 /// A node's health as `status` shows it (from what was seen this time only), and the agent's
 /// resources when the master lists it.
-pub fn node_health(state: &State, node: &NodeState, seen: &Seen) -> (String, Option<Value>) {
+pub fn node_health(
+    state: &State,
+    node: &NodeState,
+    seen: &Seen,
+) -> (String, Option<Vec<Resource>>) {
     if node.status != NodeStatus::Running {
         return (format!("not running ({})", node.status), None);
     }
@@ -406,7 +358,7 @@ mod tests {
             id: "x".into(),
             url: "https://10.0.0.4:5051".into(),
             active: true,
-            resources: Value::Null,
+            resources: Vec::new(),
         }]);
         let h = |n: &NodeState, seen: &Seen| node_health(&state, n, seen).0;
         assert_eq!(h(&m1, &seen), "healthy");

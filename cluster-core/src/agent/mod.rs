@@ -47,7 +47,7 @@ pub enum AgentError {
     Address(#[source] std::io::Error),
     /// TLS could not be set up.
     #[error("cannot set up TLS")]
-    Tls(#[source] crate::tls::TlsError),
+    Tls(#[source] dccore_api::tls::TlsError),
 }
 
 /// Agent settings.
@@ -81,10 +81,10 @@ pub struct AgentConfig {
     pub default_task_user: String,
     /// The config file's `tls_cert_file`, `tls_key_file`, `ca_file` (resolved against its
     /// folder); the binary loads them into [`AgentConfig::tls`] (flags win).
-    pub tls_files: crate::tls::TlsFiles,
+    pub tls_files: dccore_api::tls::TlsFiles,
     /// HTTPS with the agent's certificate (also its client certificate for the master), and the
     /// CA the master's certificate is checked against. Default: plain HTTP.
-    pub tls: crate::tls::Tls,
+    pub tls: dccore_api::tls::Tls,
 }
 
 impl AgentConfig {
@@ -177,7 +177,7 @@ impl AgentConfig {
             self.default_task_user = u;
         }
         let beside = |t: PathBuf| path.parent().map(|d| d.join(&t)).unwrap_or(t);
-        self.tls_files = crate::tls::TlsFiles {
+        self.tls_files = dccore_api::tls::TlsFiles {
             cert: f.tls_cert_file.map(beside),
             key: f.tls_key_file.map(beside),
             ca: f.ca_file.map(beside),
@@ -308,7 +308,7 @@ pub async fn run(
         .map_err(AgentError::Tls)?
         .timeout(Duration::from_secs(5))
         .build()
-        .map_err(|e| AgentError::Tls(crate::tls::TlsError::Client(e)))?;
+        .map_err(|e| AgentError::Tls(dccore_api::tls::TlsError::Client(e)))?;
     let url = match &config.advertise_url {
         Some(u) => u.clone(),
         None => format!(
@@ -367,13 +367,13 @@ mod tests {
             .unwrap();
         assert_eq!(
             c.tls_files,
-            crate::tls::TlsFiles {
+            dccore_api::tls::TlsFiles {
                 cert: Some(dir.path().join("node.crt")),
                 key: Some("/etc/k.pem".into()),
                 ca: Some(dir.path().join("ca.pem")),
             }
         );
-        let flags = crate::tls::TlsFiles {
+        let flags = dccore_api::tls::TlsFiles {
             ca: Some("/flag/ca.pem".into()),
             ..Default::default()
         };

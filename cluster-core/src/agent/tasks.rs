@@ -358,7 +358,7 @@ mod tests {
     fn agent(dir: &std::path::Path) -> Arc<Agent> {
         let mut cfg = AgentConfig::new("http://127.0.0.1:9", dir, "t");
         cfg.cgroup_base = None;
-        let http = crate::tls::Tls::default()
+        let http = dccore_api::tls::Tls::default()
             .http_client()
             .expect("TLS config")
             .build()

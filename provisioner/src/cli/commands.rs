@@ -583,7 +583,7 @@ async fn status(a: &StateArgs) -> Result<u8, CliError> {
             eprintln!("Warning: {m}: {e}");
         }
     }
-    let views: Vec<(String, Option<serde_json::Value>)> = state
+    let views: Vec<(String, Option<Vec<dccore_api::proto::Resource>>)> = state
         .nodes
         .iter()
         .map(|n| cluster_api::node_health(&state, n, &seen))
@@ -628,7 +628,7 @@ async fn status(a: &StateArgs) -> Result<u8, CliError> {
                 n.addresses.first().cloned().unwrap_or_else(|| "-".into()),
                 n.core_version.clone().unwrap_or_else(|| "-".into()),
                 resources
-                    .as_ref()
+                    .as_deref()
                     .map(resources_summary)
                     .unwrap_or_else(|| "-".into()),
             ]
@@ -644,18 +644,11 @@ async fn status(a: &StateArgs) -> Result<u8, CliError> {
     Ok(exit::OK)
 }
 
-/// `cpus:2 mem:1024 disk:1000` from Mesos' resource list.
-fn resources_summary(v: &serde_json::Value) -> String {
-    let Some(list) = v.as_array() else {
-        return "-".into();
-    };
+/// `cpus:2 mem:1024 disk:1000` from Mesos' resource list (scalars only).
+fn resources_summary(list: &[dccore_api::proto::Resource]) -> String {
     let parts: Vec<String> = list
         .iter()
-        .filter_map(|r| {
-            let name = r.get("name")?.as_str()?;
-            let value = r.pointer("/scalar/value")?.as_f64()?;
-            Some(format!("{name}:{value}"))
-        })
+        .filter_map(|r| Some(format!("{}:{}", r.name, r.scalar.as_ref()?.value)))
         .collect();
     if parts.is_empty() {
         "-".into()

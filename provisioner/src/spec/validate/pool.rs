@@ -114,15 +114,33 @@ impl Validator<'_> {
 
         let attributes = match b.body.attr("attributes") {
             None => BTreeMap::new(),
-            Some(a) => self.string_map(a, "attributes").unwrap_or_default(),
+            Some(a) => {
+                let map = self.string_map(a, "attributes").unwrap_or_default();
+                for (k, v) in &map {
+                    if let Err(why) = agent_attribute(k, v) {
+                        self.err(&a.value_loc, format!("attribute {k} = \"{v}\": {why}"), "names and values without `;` or `:` and with no surrounding spaces, e.g. rack = \"r1\"");
+                    }
+                }
+                map
+            }
         };
         let resources = b.body.attr("resources").and_then(|a| {
             let s = self.string(a, "resources")?;
-            if !valid_resources(&s) {
+            // The very parser `dccore agent --resources` runs on the node.
+            let parsed = dccore_api::proto::Resources::parse(&s);
+            if let Err(e) = &parsed {
                 self.err(
                     &a.value_loc,
-                    format!("resources \"{s}\" is not a resource list"),
-                    "write NAME:VALUE pairs separated by `;`, e.g. \"cpus:2;mem:1024\"",
+                    format!("resources \"{s}\": {e}"),
+                    "write NAME:VALUE pairs of cpus, mem (MiB), disk (MiB) and ports separated by `;`, e.g. \"cpus:2;mem:1024;ports:[31000-32000]\"",
+                );
+                return None;
+            }
+            if s.trim().is_empty() {
+                self.err(
+                    &a.value_loc,
+                    "resources \"\" names no resource",
+                    "leave resources out to use what each node has, or write e.g. \"cpus:2;mem:1024\"",
                 );
                 return None;
             }
@@ -347,12 +365,23 @@ pub(super) fn pool_blocks_hosts(cluster: &RawBlock) -> BTreeMap<String, Vec<(Str
     out
 }
 
-fn valid_resources(s: &str) -> bool {
-    !s.is_empty()
-        && s.split(';').all(|item| {
-            item.split_once(':')
-                .is_some_and(|(k, v)| !k.trim().is_empty() && !v.trim().is_empty())
-        })
+/// Whether `name = "value"` reaches the node as that very attribute: install passes the map to
+/// `dccore agent --attributes` as `name:value;...`, which the agent reads with
+/// [`dccore_api::proto::parse_attributes`]; the same parser reads it back here.
+fn agent_attribute(name: &str, value: &str) -> Result<(), String> {
+    let parsed = dccore_api::proto::parse_attributes(&format!("{name}:{value}"))
+        .map_err(|e| e.to_string())?;
+    match parsed.as_slice() {
+        [one] if one.name == name && one.text.value == value => Ok(()),
+        _ => Err(format!(
+            "dccore would read it as {}",
+            parsed
+                .iter()
+                .map(|a| format!("{}:{:?}", a.name, a.text.value))
+                .collect::<Vec<_>>()
+                .join(" and ")
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -360,9 +389,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn resource_lists_are_recognised() {
-        assert!(valid_resources("cpus:2;mem:1024"));
-        assert!(!valid_resources("cpus=2"));
-        assert!(!valid_resources(""));
+    fn attributes_must_reach_the_agent_unchanged() {
+        assert_eq!(agent_attribute("rack", "r1"), Ok(()));
+        assert!(agent_attribute("rack", "r1;zone").is_err());
+        assert!(agent_attribute("ra:ck", "r1").is_err());
+        assert!(agent_attribute("rack", " r1").is_err());
     }
 }

@@ -1,0 +1,426 @@
+//! The operator client: typed calls of the master's operator API ([`OperatorClient::get_agents`],
+//! ...), and behind `dccore probe`, `dccore drain` and `dccore reactivate` what dcform runs on a
+//! node to check that it joined the cluster, and to empty an agent before the node is removed.
+//!
+//! ```text
+//! probe: GET_HEALTH healthy? ──▶ (--agent-url) GET_AGENTS lists that url active? ──▶ exit 0
+//! drain: GET_AGENTS: url ─▶ agent id ──▶ DRAIN_AGENT ──▶ poll GET_AGENTS/GET_TASKS until
+//!        DRAINED, gone, or no live task on it ──▶ exit 0 (timeout: exit 2)
+//! ```
+//! Agents are found by the `url` they registered with (what the master uses to reach them); URLs
+//! compare without a trailing `/` and with `http://` assumed. The verdicts are pure functions of
+//! the operator API's typed answers ([`probe_verdict`], [`drain_progress`]) and tested as such.
+
+use crate::operator::{
+    Call, DrainState, GetAgents, GetFrameworks, GetHealth, GetState, GetTasks, Response,
+};
+use crate::tls::{Tls, TlsError};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The drain's polls: first after `DRAIN_POLL.0`, doubling up to `DRAIN_POLL.1`.
+const DRAIN_POLL: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(1));
+
+/// What went wrong talking to the master, or what the cluster is missing.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No HTTP answer.
+    #[error("master {master} unreachable")]
+    Unreachable {
+        /// Master URL.
+        master: String,
+        /// The cause.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// A non-success HTTP status.
+    #[error("master {master} answered {status} to {call}: {body}")]
+    Status {
+        /// Master URL.
+        master: String,
+        /// The operator call.
+        call: &'static str,
+        /// HTTP status.
+        status: u16,
+        /// The answer's text (the master says what is wrong).
+        body: String,
+    },
+    /// The answer broke off.
+    #[error("master {master} sent an unreadable answer to {call}")]
+    Body {
+        /// Master URL.
+        master: String,
+        /// The operator call.
+        call: &'static str,
+        /// The cause.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The answer is not the JSON of [`Response`] (another dccore version, or not a master).
+    #[error("master {master} answered {call} with JSON this client does not read")]
+    Json {
+        /// Master URL.
+        master: String,
+        /// The operator call.
+        call: &'static str,
+        /// What does not fit.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The answer is of another call (or empty where an answer was due).
+    #[error("master {master} answered {call} with {got}")]
+    Unexpected {
+        /// Master URL.
+        master: String,
+        /// The operator call.
+        call: &'static str,
+        /// What came instead.
+        got: String,
+    },
+    /// The probe's or the drain's verdict: what is missing.
+    #[error("{0}")]
+    Missing(String),
+    /// The drain did not finish in time.
+    #[error("agent {agent_url} not drained after {secs} s: {last}")]
+    DrainTimeout {
+        /// The agent.
+        agent_url: String,
+        /// The deadline.
+        secs: u64,
+        /// The last progress seen.
+        last: String,
+    },
+}
+
+/// Normalizes a URL for comparison: `http://` assumed, no trailing `/`.
+pub fn normalize_url(url: &str) -> String {
+    let u = url.trim().trim_end_matches('/');
+    if u.starts_with("http://") || u.starts_with("https://") {
+        u.to_string()
+    } else {
+        format!("http://{u}")
+    }
+}
+
+/// A bearer-token client of the master's operator API (`POST /api/v1`).
+#[derive(Debug, Clone)]
+pub struct OperatorClient {
+    http: reqwest::Client,
+    master: String,
+    token: String,
+}
+
+/// Picks one variant's answer out of a [`Response`].
+macro_rules! answer {
+    ($self:ident, $call:expr, $variant:ident, $field:ident) => {{
+        let call = $call;
+        match $self.send(&call).await? {
+            Some(Response::$variant { $field }) => Ok($field),
+            other => Err($self.unexpected(&call, other)),
+        }
+    }};
+}
+
+impl OperatorClient {
+    /// A client whose every request gives up after `timeout`; an `https://` master is checked
+    /// against the system's roots.
+    pub fn new(master: &str, token: &str, timeout: Duration) -> Self {
+        Self::with_tls(master, token, timeout, &Tls::default())
+            .expect("invariant: a client with the system roots and no certificate always builds")
+    }
+
+    /// A client whose every request gives up after `timeout`, trusting `tls.ca` (`--ca-file`)
+    /// alone for an `https://` master (the system's roots without one).
+    pub fn with_tls(
+        master: &str,
+        token: &str,
+        timeout: Duration,
+        tls: &Tls,
+    ) -> Result<Self, TlsError> {
+        let http = tls
+            .http_client()?
+            .timeout(timeout)
+            .build()
+            .map_err(TlsError::Client)?;
+        Ok(Self::with_http(http, master, token))
+    }
+
+    /// A client over `http` (its TLS set-up and timeouts), e.g. one HTTP client shared with
+    /// other calls to the cluster.
+    pub fn with_http(http: reqwest::Client, master: &str, token: &str) -> Self {
+        OperatorClient {
+            http,
+            master: normalize_url(master),
+            token: token.to_string(),
+        }
+    }
+
+    /// The master's URL (normalized).
+    pub fn master(&self) -> &str {
+        &self.master
+    }
+
+    /// Sends an operator call: its answer, `None` for the empty 200 of maintenance calls.
+    pub async fn send(&self, call: &Call) -> Result<Option<Response>, ClientError> {
+        let name = call.name();
+        let r = self
+            .http
+            .post(format!("{}/api/v1", self.master))
+            .bearer_auth(&self.token)
+            .json(call)
+            .send()
+            .await
+            .map_err(|source| ClientError::Unreachable {
+                master: self.master.clone(),
+                source,
+            })?;
+        let status = r.status();
+        let bytes = r.bytes().await.map_err(|source| ClientError::Body {
+            master: self.master.clone(),
+            call: name,
+            source,
+        })?;
+        if !status.is_success() {
+            return Err(ClientError::Status {
+                master: self.master.clone(),
+                call: name,
+                status: status.as_u16(),
+                body: String::from_utf8_lossy(&bytes).trim().to_string(),
+            });
+        }
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|source| ClientError::Json {
+                master: self.master.clone(),
+                call: name,
+                source,
+            })
+    }
+
+    /// Sends a maintenance call (DRAIN_AGENT, DEACTIVATE_AGENT, REACTIVATE_AGENT, TEARDOWN),
+    /// which the master answers with an empty 200.
+    pub async fn execute(&self, call: &Call) -> Result<(), ClientError> {
+        match self.send(call).await? {
+            None => Ok(()),
+            Some(r) => Err(self.unexpected(call, Some(r))),
+        }
+    }
+
+    fn unexpected(&self, call: &Call, got: Option<Response>) -> ClientError {
+        ClientError::Unexpected {
+            master: self.master.clone(),
+            call: call.name(),
+            got: match got {
+                Some(r) => format!("a {} answer", r.name()),
+                None => "an empty answer".into(),
+            },
+        }
+    }
+
+    /// `GET_HEALTH`.
+    pub async fn get_health(&self) -> Result<GetHealth, ClientError> {
+        answer!(self, Call::GetHealth, GetHealth, get_health)
+    }
+
+    /// `GET_AGENTS`.
+    pub async fn get_agents(&self) -> Result<GetAgents, ClientError> {
+        answer!(self, Call::GetAgents, GetAgents, get_agents)
+    }
+
+    /// `GET_FRAMEWORKS`.
+    pub async fn get_frameworks(&self) -> Result<GetFrameworks, ClientError> {
+        answer!(self, Call::GetFrameworks, GetFrameworks, get_frameworks)
+    }
+
+    /// `GET_TASKS`.
+    pub async fn get_tasks(&self) -> Result<GetTasks, ClientError> {
+        answer!(self, Call::GetTasks, GetTasks, get_tasks)
+    }
+
+    /// `GET_STATE`.
+    pub async fn get_state(&self) -> Result<GetState, ClientError> {
+        answer!(self, Call::GetState, GetState, get_state)
+    }
+
+    /// `probe`: the master is healthy and (with `agent_url`) lists that agent as active.
+    pub async fn probe(&self, agent_url: Option<&str>) -> Result<(), ClientError> {
+        let health = self.get_health().await?;
+        let agents = match agent_url {
+            Some(_) => Some(self.get_agents().await?),
+            None => None,
+        };
+        probe_verdict(&self.master, &health, agents.as_ref(), agent_url)
+            .map_err(ClientError::Missing)
+    }
+
+    /// `drain`: DRAIN_AGENT for the agent registered with `agent_url`, then waits (polling)
+    /// until it is drained, gone or has no live task; [`ClientError::DrainTimeout`] after `wait`.
+    /// Returns what happened, for the operator to read.
+    pub async fn drain(
+        &self,
+        agent_url: &str,
+        max_grace: Option<Duration>,
+        mark_gone: bool,
+        wait: Duration,
+    ) -> Result<String, ClientError> {
+        let deadline = Instant::now() + wait;
+        let url = normalize_url(agent_url);
+        let agents = self.get_agents().await?;
+        let Some(id) = find_agent(&agents, &url).map(|(id, _)| id) else {
+            return Ok(format!(
+                "agent {url} is not registered with master {}: nothing to drain",
+                self.master
+            ));
+        };
+        self.execute(&Call::drain_agent(&id, max_grace, mark_gone))
+            .await?;
+        let mut pause = DRAIN_POLL.0;
+        loop {
+            let agents = self.get_agents().await?;
+            let tasks = self.get_tasks().await?;
+            match drain_progress(&agents, &tasks, &id) {
+                Ok(done) => return Ok(format!("agent {url} ({id}) {done}")),
+                Err(last) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return Err(ClientError::DrainTimeout {
+                            agent_url: url,
+                            secs: wait.as_secs(),
+                            last,
+                        });
+                    }
+                    tokio::time::sleep(pause.min(deadline - now)).await;
+                    pause = (pause * 2).min(DRAIN_POLL.1);
+                }
+            }
+        }
+    }
+
+    /// `reactivate`: REACTIVATE_AGENT for every agent registered with `agent_url` that is
+    /// deactivated or drained/draining (an interrupted removal that is undone). Returns what it did.
+    pub async fn reactivate(&self, agent_url: &str) -> Result<String, ClientError> {
+        let url = normalize_url(agent_url);
+        let agents = self.get_agents().await?;
+        let held = held_agents(&agents, &url);
+        if held.is_empty() {
+            return Ok(format!(
+                "agent {url}: not deactivated nor drained, nothing to do"
+            ));
+        }
+        for id in &held {
+            self.execute(&Call::reactivate_agent(id)).await?;
+        }
+        Ok(format!("agent {url}: reactivated {}", held.join(", ")))
+    }
+}
+
+/// Ids of the agents registered with `url` (reachable or unreachable) that the master holds out
+/// of offers: deactivated, or with a drain. (Recovered agents carry no URL until they
+/// re-register.)
+pub fn held_agents(get_agents: &GetAgents, url: &str) -> Vec<String> {
+    let url = normalize_url(url);
+    get_agents
+        .all()
+        .filter(|a| normalize_url(&a.url) == url)
+        .filter(|a| a.deactivated || a.drain_info.is_some())
+        .map(|a| a.id().to_string())
+        .collect()
+}
+
+/// The agent registered with `url` (normalized): its id and whether it is reachable. Looks in
+/// `agents` and `unreachable_agents` of a GET_AGENTS answer.
+pub fn find_agent(get_agents: &GetAgents, url: &str) -> Option<(String, bool)> {
+    let url = normalize_url(url);
+    let lists = [
+        (&get_agents.agents, true),
+        (&get_agents.unreachable_agents, false),
+    ];
+    lists.iter().find_map(|(list, reachable)| {
+        list.iter()
+            .find(|a| normalize_url(&a.url) == url)
+            .map(|a| (a.id().to_string(), *reachable))
+    })
+}
+
+/// The probe's verdict from GET_HEALTH and (with `agent_url`) GET_AGENTS answers: `Err` says what
+/// is missing, in one line.
+pub fn probe_verdict(
+    master: &str,
+    health: &GetHealth,
+    agents: Option<&GetAgents>,
+    agent_url: Option<&str>,
+) -> Result<(), String> {
+    if !health.healthy {
+        return Err(format!(
+            "master {master} is not healthy: GET_HEALTH says healthy = false"
+        ));
+    }
+    let Some(url) = agent_url else {
+        return Ok(());
+    };
+    let url = normalize_url(url);
+    let Some(agents) = agents else {
+        return Err(format!(
+            "agent {url}: no GET_AGENTS answer from master {master} to look for it in"
+        ));
+    };
+    let listed = agents.agents.iter().find(|a| normalize_url(&a.url) == url);
+    match listed {
+        Some(a) if a.active => Ok(()),
+        Some(a) if a.deactivated => Err(format!(
+            "agent {url} is registered with master {master} but deactivated by the operator (drain: {})",
+            a.drain_info.as_ref().map_or("none", |d| d.state.name())
+        )),
+        Some(_) => Err(format!(
+            "agent {url} is registered with master {master} but not active"
+        )),
+        None if find_agent(agents, &url).is_some() => Err(format!(
+            "agent {url} is known to master {master} but unreachable"
+        )),
+        None => {
+            let known: Vec<&str> = agents.agents.iter().map(|a| a.url.as_str()).collect();
+            Err(format!(
+                "agent {url} is not registered with master {master} (registered: {})",
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ))
+        }
+    }
+}
+
+/// Whether the drain of agent `id` is over, from GET_AGENTS and GET_TASKS answers: `Ok` says how
+/// it ended, `Err` what is still going on.
+pub fn drain_progress(
+    get_agents: &GetAgents,
+    get_tasks: &GetTasks,
+    id: &str,
+) -> Result<String, String> {
+    let Some(agent) = get_agents.all().find(|a| a.id() == id) else {
+        return Ok("drained and removed (marked gone)".into());
+    };
+    let state = agent.drain_info.as_ref().map(|d| d.state);
+    if state == Some(DrainState::Drained) {
+        return Ok("drained".into());
+    }
+    let live = get_tasks
+        .tasks
+        .iter()
+        .filter(|t| t.agent_id.value == id)
+        .count();
+    if live == 0 {
+        return Ok("has no live task left".into());
+    }
+    Err(format!(
+        "{live} task(s) still live, drain state {}",
+        state.map_or("none", DrainState::name)
+    ))
+}
+
+#[cfg(test)]
+mod tests;
