@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use dccore::agent::{self, AgentConfig};
 use dccore::auth::{Authenticator, read_agent_tokens, read_token};
-use dccore::master::{self, MasterConfig};
+use dccore::master::MasterConfig;
 use dccore_api::client::OperatorClient;
 use dccore_api::tls::{Tls, TlsFiles};
 use std::io::Write;
@@ -372,7 +372,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             cfg.tls = load_tls(&files.or(&cfg.tls_files))?;
             let listener = bind(&listen, &work_dir, cfg.tls.scheme()).await?;
-            master::run(listener, cfg, auth, shutdown_on_signals()).await?;
+            dccore::api::serve(listener, cfg, auth, shutdown_on_signals()).await?;
         }
         Cmd::Agent {
             master,

@@ -42,10 +42,6 @@ pub use streams::STREAM_BUFFER;
 pub use tables::Change;
 pub use views::View;
 
-/// Kept for `main.rs`, which starts the server through this name; the server itself (HTTP
-/// routes composed with [`Master::start`]) is [`crate::api::serve`].
-pub use crate::api::serve as run;
-
 use crate::acl::{AclError, Acls};
 use serde::Deserialize;
 use std::collections::HashMap;
