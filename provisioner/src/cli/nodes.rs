@@ -8,7 +8,7 @@ use dcform_bootstrap::node_image::{self, NodeImageOptions};
 use dcform_bootstrap::ssh::{Command as SshCommand, ExitStatus, OutputStream, shell_quote};
 
 use super::args::{DestroyArgs, ListArgs, NodeCmdArgs, NodeImageCommand};
-use super::commands::{confirm, load_def, read_state};
+use super::inputs::{confirm, find_node, load_def, read_state};
 use super::{CliError, exit, table};
 use crate::providers::docker;
 use crate::providers::ssh_remote::{SshConnector, SshRemote, map_error};
@@ -195,7 +195,7 @@ pub async fn list(a: &ListArgs) -> Result<u8, CliError> {
 /// The node and an SSH connector for it, from the state (and the definition's `ssh {}` block when it loads).
 fn node_target(a: &NodeCmdArgs) -> Result<(NodeState, SshConnector, StateFile), CliError> {
     let (file, state) = read_state(&a.target)?;
-    let node = super::commands::find_node(&state, &a.node)?;
+    let node = find_node(&state, &a.node)?;
     if state.provider == "local" {
         return Err(CliError::user(anyhow!(
             "{} is a local sandbox, not a machine: its files are in {}",
