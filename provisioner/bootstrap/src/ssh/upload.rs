@@ -310,7 +310,7 @@ impl Session {
     /// One attempt. `Ok(None)`: the connection was lost before the script finished.
     async fn stream_once(
         &self,
-        handle: &russh::client::Handle<super::connect::Client>,
+        handle: &russh::client::Handle<super::host_key::Client>,
         wrapped: &str,
         src: &UploadSource,
     ) -> Result<Option<Attempt>, String> {
