@@ -20,6 +20,7 @@ mod exec;
 mod host_key;
 mod keygen;
 mod log;
+mod pacing;
 mod upload;
 
 use std::path::PathBuf;
