@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::install::api_address;
+use crate::step_ops::api_address;
 use crate::state::{NodeState, NodeStatus, State};
 
 /// Errors talking to the master.

@@ -10,7 +10,7 @@
 
 use std::path::Path;
 
-use crate::install::{InstallParams, RenderedInstall, TemplateError, render};
+use crate::templates::{InstallParams, RenderedInstall, TemplateError, render};
 use crate::ssh::{Command, Session, SshError, Upload, UploadOutcome, UploadSource};
 
 /// One step of the sequence, carried by progress events and errors.

@@ -7,7 +7,7 @@
 //!     preflight (templates/preflight.sh) -> upload dccore (sha256 checked, skipped if same)
 //!       -> write config + token -> install (systemd unit or `dccore supervise`) -> start
 //!   bootstrap::uninstall_node(session, params, progress): stop, remove every file and unit
-//! install::render(&InstallParams) -> RenderedInstall      -- pure, minijinja with strict undefined
+//! templates::render(&InstallParams) -> RenderedInstall     -- pure, minijinja with strict undefined
 //! ```
 //!
 //! Typical use by the executor (one session per node, reused for every step):
@@ -15,7 +15,7 @@
 //! ```no_run
 //! # async fn doc() -> Result<(), Box<dyn std::error::Error>> {
 //! use dcform_bootstrap::bootstrap::{bootstrap_node, JoinToken};
-//! use dcform_bootstrap::install::{InstallParams, Role};
+//! use dcform_bootstrap::templates::{InstallParams, Role};
 //! use dcform_bootstrap::ssh::{Auth, ConnectOptions, HostKeyPolicy, Session, Target};
 //!
 //! let session = Session::connect(
@@ -41,7 +41,7 @@
 //! named part of the bootstrap, carried by every error.
 
 pub mod bootstrap;
-pub mod install;
+pub mod templates;
 pub mod node_image;
 pub mod retry;
 pub mod ssh;

@@ -20,7 +20,7 @@ use dcform_aws::{
 use tokio::sync::OnceCell;
 
 use crate::apply::{Machine, NodeRequest, Provider, ProviderError, RemoteError};
-use crate::install::MASTER_PORT;
+use crate::step_ops::MASTER_PORT;
 use crate::spec::{AwsProvider as AwsSpec, ClusterSpec, PoolSpec, Role, SshSpec};
 use crate::state::{NodeState, State};
 

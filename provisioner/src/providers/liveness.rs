@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 
 use super::AnyProvider;
 use crate::apply::{Provider, Remote};
-use crate::install::{Layout, running_check};
+use crate::step_ops::{Layout, running_check};
 use crate::state::{NodeStatus, State};
 
 /// How long one node's connection and check may take.

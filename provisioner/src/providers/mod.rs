@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use crate::apply::{CmdOutput, Machine, NodeRequest, Provider, ProviderError, Remote, RemoteError};
 use crate::core_binary::{self, CoreBinary, CoreBinaryError};
-use crate::install::{Layout, NodeSecrets, ScriptInstaller};
+use crate::step_ops::{Layout, NodeSecrets, ScriptInstaller};
 use crate::pki;
 use crate::plan::CoreTarget;
 use crate::spec::{ClusterSpec, ProviderSpec};

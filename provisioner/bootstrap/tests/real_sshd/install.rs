@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use dcform_bootstrap::bootstrap::{
     BootstrapError, JoinToken, Progress, ServiceManager, bootstrap_node, uninstall_node,
 };
-use dcform_bootstrap::install::{InstallParams, Role};
+use dcform_bootstrap::templates::{InstallParams, Role};
 use dcform_bootstrap::ssh::{HostKeyPolicy, Session, Target, UploadOutcome};
 
 use crate::harness::{Node, TestNet, auth, connect, opts, within};

@@ -1,8 +1,8 @@
-//! Install templates: pure rendering of the node's preflight, config, unit, install and uninstall
+//! The install templates (`templates/` at the workspace root): pure rendering of the node's preflight, config, unit, install and uninstall
 //! scripts from typed parameters (minijinja, strict undefined, templates embedded at build time).
 //!
-//! Secrets are not inputs here: the join token travels as an uploaded file (see
-//! [`crate::bootstrap`]), so nothing rendered, logged or reported can contain it.
+//! Secrets are not inputs here: tokens, keys and credentials travel as uploaded files (dcform's
+//! `step_ops` writes them), so nothing rendered, logged or reported can contain them.
 
 use minijinja::{Environment, UndefinedBehavior, context};
 

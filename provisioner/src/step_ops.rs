@@ -1,5 +1,6 @@
-//! The installer: turns a plan step on a node into [`RemoteOp`]s from the install templates
-//! (`dcform_bootstrap::install`, `templates/`). Pure rendering; the executor carries the ops out.
+//! Step ops: what each plan step runs on a node. [`ScriptInstaller`] (the [`Installer`]) turns a step into
+//! [`RemoteOp`]s from the install templates
+//! (`dcform_bootstrap::templates`, `templates/`). Pure rendering; the executor carries the ops out.
 //!
 //! | step | ops |
 //! |---|---|
@@ -15,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dcform_bootstrap::install::{self as tpl, InstallParams, InstallPaths};
+use dcform_bootstrap::templates::{self as tpl, InstallParams, InstallPaths};
 
 use crate::apply::{Backoff, InstallError, Installer, NodeContext, RemoteOp};
 use crate::plan::Step;
