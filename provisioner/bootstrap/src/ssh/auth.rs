@@ -2,6 +2,7 @@
 //! server supports).
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use russh::client::{AuthResult, Handle};

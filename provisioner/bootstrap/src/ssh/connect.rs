@@ -1,12 +1,10 @@
 //! Connecting: TCP or jump-host tunnel, boot retries, host key policy, authentication.
 
 use std::io::ErrorKind;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use russh::client::{self, AuthResult, Handle};
-use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
+use russh::client::{self, Handle};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{RwLock, Semaphore};
 
