@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
 use super::connect::{Session, error_chain};
-use super::pacing::{PACE_LIMIT, PACE_STALL, Pacer, Pieces};
+use super::pacing::{PACE_STALL, Pacer, Pieces};
 use super::{SshError, shell_quote};
 
 /// What to upload.
@@ -376,7 +376,7 @@ impl Session {
         }))
     }
 
-    /// Streams the content, paced so that at most [`PACE_LIMIT`] bytes wait unconsumed on the
+    /// Streams the content, paced so that at most [`PACE_LIMIT`](super::pacing::PACE_LIMIT) bytes wait unconsumed on the
     /// far side (see [`Pacer`]). Output and the exit status
     /// that arrive meanwhile go to `lines` and `status`; an early exit stops the stream.
     async fn send_paced(
