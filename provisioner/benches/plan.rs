@@ -40,10 +40,10 @@ fn main() {
     let (load_med, load_min) = time(10, || spec::load(&def, &opts).expect("valid"));
     let spec = spec::load(&def, &opts).expect("valid").spec;
     let nodes: usize = spec.pools.iter().map(|p| p.size.len()).sum();
-    let empty = State::new("big", "local");
+    let empty = State::new("big", dcform::spec::ProviderKind::Local);
     let (fresh_med, fresh_min) = time(10, || plan::diff(&spec, &empty, &core));
     let fresh = plan::diff(&spec, &empty, &core);
-    let mut applied = State::new("big", "local");
+    let mut applied = State::new("big", dcform::spec::ProviderKind::Local);
     applied.nodes = fresh
         .actions()
         .map(|c| NodeState {

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::step_ops::api_address;
 use crate::state::{NodeState, NodeStatus, State};
+use crate::step_ops::api_address;
 
 /// Errors talking to the master.
 #[derive(Debug, thiserror::Error)]
@@ -392,7 +392,7 @@ mod tests {
     /// what it answered itself; agents are what the first master lists, over the right scheme.
     #[test]
     fn each_master_is_judged_by_its_own_answer_and_agents_by_the_masters_list() {
-        let mut state = State::new("c", "docker");
+        let mut state = State::new("c", crate::spec::ProviderKind::Docker);
         state.resources.insert("tls".into(), "true".into());
         let m1 = node("masters-1", Role::Master, "10.0.0.2");
         let m2 = node("masters-2", Role::Master, "10.0.0.3");

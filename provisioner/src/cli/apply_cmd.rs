@@ -18,7 +18,7 @@ use crate::cluster_api;
 use crate::core_binary::CoreBinary;
 use crate::plan::{self, Plan};
 use crate::providers::{self, BuildOptions};
-use crate::spec::ClusterSpec;
+use crate::spec::{ClusterSpec, ProviderKind};
 use crate::state::{State, StateFile, StateLock};
 
 pub(super) async fn apply_cmd(a: &ApplyArgs, destroy: bool) -> Result<u8, CliError> {
@@ -170,7 +170,7 @@ fn record_outputs(state: &mut State, spec: &ClusterSpec, core: &CoreBinary, file
     state
         .resources
         .insert("core_sha256".into(), core.sha256.clone());
-    if state.provider == "aws" {
+    if state.provider == ProviderKind::Aws {
         state.outputs.extend(providers::aws::outputs(state));
     }
     if let Some(url) = cluster_api::master_url(state) {
@@ -251,7 +251,6 @@ fn infra_only(plan: Plan, a: &ApplyArgs, destroy: bool) -> Result<Plan, CliError
     Ok(plan)
 }
 
-
 fn print_outputs(outputs: &BTreeMap<String, serde_json::Value>) {
     if outputs.is_empty() {
         return;
@@ -261,4 +260,3 @@ fn print_outputs(outputs: &BTreeMap<String, serde_json::Value>) {
         println!("{k} = {}", display_value(v));
     }
 }
-

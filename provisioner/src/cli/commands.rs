@@ -5,8 +5,8 @@
 //! import-tfstate); what they all read is in `inputs`.
 
 use super::CliError;
-use super::args::{Cli, Command, StateCommand, TaskCommand};
 use super::apply_cmd::apply_cmd;
+use super::args::{Cli, Command, StateCommand, TaskCommand};
 use super::plan_cmd::{plan_cmd, validate};
 use super::state_cmd::{force_unlock, output, state_list, state_rm, state_show, status};
 use super::task_cmd::{task_list, task_logs};

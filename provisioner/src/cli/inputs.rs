@@ -62,7 +62,9 @@ pub(super) fn read_state(a: &StateArgs) -> Result<(StateFile, State), CliError> 
 }
 
 /// [`read_state`], with the definition when one was loaded (not with `--state`).
-pub(super) fn read_state_and_spec(a: &StateArgs) -> Result<(StateFile, State, Option<ClusterSpec>), CliError> {
+pub(super) fn read_state_and_spec(
+    a: &StateArgs,
+) -> Result<(StateFile, State, Option<ClusterSpec>), CliError> {
     let (file, spec) = match &a.state {
         Some(p) => (StateFile::at(p), None),
         None => {
@@ -142,4 +144,3 @@ pub(super) fn find_node(state: &State, name: &str) -> Result<crate::state::NodeS
         CliError::user(anyhow!("no node {name:?} in the state; nodes: {list}"))
     })
 }
-

@@ -6,12 +6,11 @@ use anyhow::Context;
 
 use super::args::{DefArgs, PlanArgs};
 use super::inputs::{core_target, load_def, state_file};
-use super::{CliError, exit};
+use super::{CliError, exit, stdout_is_tty};
 use crate::plan::{self, Plan};
 use crate::providers;
-use crate::spec::ClusterSpec;
+use crate::spec::{self, ClusterSpec};
 use crate::state::{self, State, StateFile};
-
 
 pub(super) fn validate(def: &DefArgs) -> Result<u8, CliError> {
     match load_def(def) {
@@ -69,7 +68,10 @@ pub(super) fn print_plan(plan: &Plan, json: bool) {
 }
 
 /// Loads the state (or a new one) and refreshes it: machines removed outside dcform are marked gone.
-pub(super) async fn refreshed_state(spec: &ClusterSpec, file: &StateFile) -> Result<State, CliError> {
+pub(super) async fn refreshed_state(
+    spec: &ClusterSpec,
+    file: &StateFile,
+) -> Result<State, CliError> {
     let mut state = file
         .load()?
         .unwrap_or_else(|| State::new(&spec.name, spec.provider.kind()));
@@ -94,7 +96,7 @@ pub(super) async fn refreshed_state(spec: &ClusterSpec, file: &StateFile) -> Res
 }
 
 /// Asks each running docker/ssh node whether its core runs now (see `providers::liveness`).
-async fn check_cores(spec: &ClusterSpec, file: &StateFile, state: &mut State) {
+pub(super) async fn check_cores(spec: &ClusterSpec, file: &StateFile, state: &mut State) {
     // Through a bastion whose key no apply has pinned yet (a state from an older dcform), a check
     // would trust whatever answers: not checked, and said so.
     if spec.ssh.bastion.is_some()
@@ -158,4 +160,3 @@ pub(super) async fn plan_cmd(a: &PlanArgs) -> Result<u8, CliError> {
         Err(e) => Err(e),
     }
 }
-

@@ -1,14 +1,18 @@
 //! Commands that read or edit the state: `status` (with what the masters say), `output`, `state list|show|rm`,
 //! `force-unlock`.
 
+use std::path::{Path, PathBuf};
+
 use anyhow::anyhow;
 
 use super::args::{ForceUnlockArgs, OutputArgs, ShowArgs, StateArgs};
 use super::inputs::{find_node, load_def, read_state, read_state_and_spec, state_file};
+use super::plan_cmd::check_cores;
 use super::table::display_value;
-use super::{CliError, exit, stdout_is_tty, table};
-use crate::cluster_api;
-use crate::state::{State, StateLock};
+use super::{CliError, exit, table};
+use crate::cluster_api::{self, ClusterAccess};
+use crate::providers;
+use crate::state::{self, StateFile, StateLock};
 
 pub(super) async fn status(a: &StateArgs) -> Result<u8, CliError> {
     let (file, mut state, spec) = read_state_and_spec(a)?;
@@ -242,4 +246,3 @@ pub(super) fn force_unlock(a: &ForceUnlockArgs) -> Result<u8, CliError> {
     println!("Unlocked {} (was held by {info}).", file.path().display());
     Ok(exit::OK)
 }
-

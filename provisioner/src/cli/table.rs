@@ -48,4 +48,3 @@ pub(super) fn display_value(v: &serde_json::Value) -> String {
         other => other.to_string(),
     }
 }
-

@@ -5,7 +5,7 @@ use anyhow::anyhow;
 use super::args::{StateArgs, TaskLogsArgs};
 use super::inputs::read_state;
 use super::{CliError, exit, table};
-use crate::cluster_api::{self, ClusterAccess};
+use crate::cluster_api::ClusterAccess;
 
 /// How to call an applied cluster, for commands that talk to it.
 fn cluster_access(a: &StateArgs) -> Result<ClusterAccess, CliError> {

@@ -130,11 +130,7 @@ impl ScriptInstaller {
             step,
             message,
         };
-        let role = match ctx.change.role {
-            Role::Master => tpl::Role::Master,
-            Role::Agent => tpl::Role::Agent,
-            Role::PublicAgent => tpl::Role::PublicAgent,
-        };
+        let role = ctx.change.role;
         let reach = api_address(node);
         let listen = match self.layout {
             // Bind the node's own address, not 0.0.0.0: dccore advertises the address it listens on, and
@@ -215,7 +211,7 @@ impl ScriptInstaller {
             Layout::Host => InstallPaths::default(),
             Layout::Sandbox { root } => sandbox_paths(root, &m.name),
         };
-        Ok((m, paths.for_role(tpl::Role::Master)))
+        Ok((m, paths.for_role(Role::Master)))
     }
 }
 
@@ -226,11 +222,7 @@ pub fn running_check(
     cluster: &str,
     node: &NodeState,
 ) -> Result<String, InstallError> {
-    let role = match node.role {
-        Role::Master => tpl::Role::Master,
-        Role::Agent => tpl::Role::Agent,
-        Role::PublicAgent => tpl::Role::PublicAgent,
-    };
+    let role = node.role;
     let mut p = InstallParams::new(cluster, &node.name, role, &api_address(node), 0);
     if let Layout::Sandbox { root } = layout {
         p.paths = sandbox_paths(root, &node.name);

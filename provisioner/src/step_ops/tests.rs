@@ -26,7 +26,7 @@ pub(super) fn node(name: &str, pool: &str, role: Role, addr: &str) -> NodeState 
 
 pub(super) fn ctx(n: NodeState, steps: Vec<Step>) -> NodeContext {
     let pool = |name: &str, role| PoolSpec {
-        name: name.into(),
+        name: crate::spec::PoolName::new(name).expect("valid pool name"),
         role,
         size: PoolSize::Count(1),
         attributes: BTreeMap::new(),
@@ -85,9 +85,7 @@ pub(super) fn installer(layout: Layout) -> ScriptInstaller {
 fn scripts(ops: &[RemoteOp]) -> Vec<(bool, &str, &str)> {
     ops.iter()
         .filter_map(|op| match op {
-            RemoteOp::Run { label, script, .. } => {
-                Some((false, label.as_str(), script.as_str()))
-            }
+            RemoteOp::Run { label, script, .. } => Some((false, label.as_str(), script.as_str())),
             RemoteOp::OnMaster(inner) => match inner.as_ref() {
                 RemoteOp::Run { label, script, .. } => {
                     Some((true, label.as_str(), script.as_str()))
@@ -128,9 +126,7 @@ fn agent_waits_for_its_own_live_registration_and_drains_by_its_advertised_url() 
     // Judged from what the agent running now was told by the master, not from the master's
     // memory (which lists a dead agent as active until its timeout); no operator token needed.
     assert!(
-        wait.contains(
-            "/usr/local/bin/dccore probe $pf --agent-work-dir /var/lib/dcform/agent\n"
-        ),
+        wait.contains("/usr/local/bin/dccore probe $pf --agent-work-dir /var/lib/dcform/agent\n"),
         "{wait}"
     );
     assert!(

@@ -486,4 +486,3 @@ fn classify_handshake_error(
         }),
     }
 }
-

@@ -125,4 +125,3 @@ pub(super) fn policy_name(p: &HostKeyPolicy) -> String {
         HostKeyPolicy::InsecureSkip => "INSECURE: any host key accepted".into(),
     }
 }
-

@@ -163,7 +163,6 @@ impl Pieces {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,5 +245,4 @@ mod tests {
             p.sent(PACE_PIECE);
         }
     }
-
 }

@@ -88,9 +88,7 @@ fn concurrent_installs_of_one_node_start_one_supervisor() {
             std::env::var("CI").as_deref() != Ok("true"),
             "CI needs flock (util-linux)"
         );
-        eprintln!(
-            "skip: no flock on this machine (the lock is skipped where flock is missing)"
-        );
+        eprintln!("skip: no flock on this machine (the lock is skipped where flock is missing)");
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");

@@ -8,6 +8,9 @@ use minijinja::{Environment, UndefinedBehavior, context};
 
 use crate::ssh::shell_quote;
 
+/// The role of the node (the definition's pool role; [`Role::file_name`] names its files and units).
+pub use dcform_model::Role;
+
 const PREFLIGHT: &str = include_str!("../../../../templates/preflight.sh.j2");
 const UNIT: &str = include_str!("../../../../templates/dccore.service.j2");
 const INSTALL: &str = include_str!("../../../../templates/install.sh.j2");
@@ -31,28 +34,6 @@ pub enum TemplateError {
     /// The parameters are inconsistent.
     #[error("invalid install parameters: {0}")]
     Invalid(String),
-}
-
-/// Role of the node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// `dccore master`.
-    Master,
-    /// `dccore agent`.
-    Agent,
-    /// `dccore agent --public` (resources reserved for role `slave_public`).
-    PublicAgent,
-}
-
-impl Role {
-    /// Name used in file and unit names: `master`, `agent`, `public-agent`.
-    pub fn file_name(self) -> &'static str {
-        match self {
-            Role::Master => "master",
-            Role::Agent => "agent",
-            Role::PublicAgent => "public-agent",
-        }
-    }
 }
 
 /// Where things go on the node. The defaults follow the FHS; every directory here belongs to

@@ -62,36 +62,68 @@ async fn write(s: &Session, src: UploadSource, dest: &str, mode: u32) -> UploadO
 }
 
 /// Step `install`: the preflight (its output when it fails), then the binary, token and config.
-async fn install_step(s: &Session, r: &RenderedInstall, token: &str) -> Result<UploadOutcome, ExecOutput> {
+async fn install_step(
+    s: &Session,
+    r: &RenderedInstall,
+    token: &str,
+) -> Result<UploadOutcome, ExecOutput> {
     let pre = run(s, "preflight", &r.preflight).await;
     if !pre.success() {
         return Err(pre);
     }
     let core = write(s, UploadSource::File(standin()), &r.paths.bin, 0o755).await;
-    write(s, UploadSource::Bytes(token.as_bytes().to_vec()), &r.paths.token_file, 0o600).await;
-    write(s, UploadSource::Bytes(r.config.clone().into_bytes()), &r.paths.config_file, 0o644).await;
+    write(
+        s,
+        UploadSource::Bytes(token.as_bytes().to_vec()),
+        &r.paths.token_file,
+        0o600,
+    )
+    .await;
+    write(
+        s,
+        UploadSource::Bytes(r.config.clone().into_bytes()),
+        &r.paths.config_file,
+        0o644,
+    )
+    .await;
     Ok(core)
 }
 
 /// The install script's result line: `(changed, started, manager)`, and its output.
-async fn start_step(s: &Session, r: &RenderedInstall, restart: bool) -> ((bool, bool, String), String) {
-    let script = format!("CHANGED={}\nexport CHANGED\n{}", u8::from(restart), r.install);
+async fn start_step(
+    s: &Session,
+    r: &RenderedInstall,
+    restart: bool,
+) -> ((bool, bool, String), String) {
+    let script = format!(
+        "CHANGED={}\nexport CHANGED\n{}",
+        u8::from(restart),
+        r.install
+    );
     let out = run(s, "install", &script).await;
     assert!(out.success(), "install failed: {}", out.tail.join("\n"));
     let f = |k: &str| field(&out.stdout, k).unwrap_or_default();
-    ((f("changed") == "1", f("started") == "1", f("manager")), out.stdout)
+    (
+        (f("changed") == "1", f("started") == "1", f("manager")),
+        out.stdout,
+    )
 }
 
 /// Step `uninstall`: how many paths the script removed.
 async fn uninstall_step(s: &Session, r: &RenderedInstall) -> u32 {
     let out = run(s, "uninstall", &r.uninstall).await;
     assert!(out.success(), "uninstall failed: {}", out.tail.join("\n"));
-    field(&out.stdout, "removed").and_then(|v| v.parse().ok()).expect("removed=N")
+    field(&out.stdout, "removed")
+        .and_then(|v| v.parse().ok())
+        .expect("removed=N")
 }
 
 /// `key` of the last `DCFORM_RESULT k=v ...` line.
 fn field(stdout: &str, key: &str) -> Option<String> {
-    let line = stdout.lines().rev().find_map(|l| l.strip_prefix("DCFORM_RESULT "))?;
+    let line = stdout
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("DCFORM_RESULT "))?;
     line.split_whitespace()
         .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
         .map(String::from)
@@ -182,7 +214,11 @@ async fn install_twice_is_a_no_op_and_uninstall_leaves_nothing() {
         node.sh("pgrep -f '[d]ccore supervise'; pgrep -x sleep; true"),
         ""
     );
-    assert_eq!(uninstall_step(&s, &r).await, 0, "a second uninstall finds nothing");
+    assert_eq!(
+        uninstall_step(&s, &r).await,
+        0,
+        "a second uninstall finds nothing"
+    );
 }
 
 #[tokio::test]

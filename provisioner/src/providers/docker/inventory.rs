@@ -173,4 +173,3 @@ pub async fn list_clusters() -> Result<Vec<FoundCluster>, DockerError> {
     }
     Ok(v)
 }
-

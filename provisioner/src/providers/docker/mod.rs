@@ -22,8 +22,8 @@ use bollard::models::{
     RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, InspectContainerOptions, InspectNetworkOptions,
-    RemoveContainerOptions, StartContainerOptions,
+    CreateContainerOptions, InspectContainerOptions, InspectNetworkOptions, RemoveContainerOptions,
+    StartContainerOptions,
 };
 use dcform_bootstrap::node_image::{self, AUTHORIZED_KEYS_ENV, NodeImageOptions};
 use tokio::sync::OnceCell;
@@ -565,4 +565,3 @@ mod tests {
         assert!(provider_error("n", e).transient);
     }
 }
-
