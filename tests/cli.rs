@@ -85,7 +85,7 @@ fn applied_state_plans_no_changes_with_detailed_exitcode_0() {
     assert_eq!(plan_out.status.code(), Some(0), "{}", text(&plan_out));
     let plan: dcform::plan::Plan =
         serde_json::from_slice(&std::fs::read(dir.path().join("p.plan")).unwrap()).unwrap();
-    let mut state = State::new("local", "local");
+    let mut state = State::new("local", dcform::spec::ProviderKind::Local);
     for c in plan.actions() {
         state.upsert_node(dcform::state::NodeState {
             name: c.node.clone(),
@@ -140,7 +140,7 @@ fn a_saved_plan_is_refused_once_the_state_moved() {
     assert_eq!(o.status.code(), Some(0));
     // Someone else applies in between.
     state_file(dir.path())
-        .save(&mut State::new("local", "local"))
+        .save(&mut State::new("local", dcform::spec::ProviderKind::Local))
         .unwrap();
     let o = dcform(dir.path(), &["apply", "--auto-approve", "p.plan"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));

@@ -75,7 +75,7 @@ fn every_converted_golden_definition_loads_with_the_pools_its_report_names() {
                     PoolSize::Count(n) => u64::from(*n),
                     PoolSize::Hosts(h) => h.len() as u64,
                 };
-                (p.name.clone(), p.role.to_string(), Some(n))
+                (p.name.to_string(), p.role.to_string(), Some(n))
             })
             .collect();
         let want: Vec<(String, String, Option<u64>)> = conv
@@ -86,7 +86,11 @@ fn every_converted_golden_definition_loads_with_the_pools_its_report_names() {
             .collect();
         assert_eq!(got, want, "{name}");
         assert_eq!(loaded.spec.name, conv.report.cluster, "{name}");
-        assert_eq!(loaded.spec.provider.kind(), conv.report.provider, "{name}");
+        assert_eq!(
+            loaded.spec.provider.kind().as_str(),
+            conv.report.provider,
+            "{name}"
+        );
         assert_eq!(
             conv.definition,
             std::fs::read_to_string(data().join(&name)).unwrap(),
@@ -335,7 +339,7 @@ fn output_json_has_terraform_shape_with_dcos_terraform_names() {
         dir.path().join("local.hcl"),
     )
     .unwrap();
-    let mut state = State::new("local", "local");
+    let mut state = State::new("local", dcform::spec::ProviderKind::Local);
     for (name, pool, role, addr) in [
         (
             "masters-1",

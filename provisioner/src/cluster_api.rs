@@ -16,8 +16,8 @@ use dccore_api::client::{ClientError, OperatorClient};
 use dccore_api::proto::Resource;
 use dccore_api::tls::{Ca, Tls, TlsError};
 
-use crate::install::api_address;
 use crate::state::{NodeState, NodeStatus, State};
+use crate::step_ops::api_address;
 
 /// How long one call to the cluster may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -344,7 +344,7 @@ mod tests {
     /// what it answered itself; agents are what the first master lists, over the right scheme.
     #[test]
     fn each_master_is_judged_by_its_own_answer_and_agents_by_the_masters_list() {
-        let mut state = State::new("c", "docker");
+        let mut state = State::new("c", crate::spec::ProviderKind::Docker);
         state.resources.insert("tls".into(), "true".into());
         let m1 = node("masters-1", Role::Master, "10.0.0.2");
         let m2 = node("masters-2", Role::Master, "10.0.0.3");

@@ -71,7 +71,7 @@ fn local_example_loads_with_one_master_two_agents_one_public_agent() {
 fn docker_example_loads() {
     let l =
         load(&repo_root().join("examples/docker.hcl"), &opts()).expect("examples/docker.hcl loads");
-    assert_eq!(l.spec.provider.kind(), "docker");
+    assert_eq!(l.spec.provider.kind().as_str(), "docker");
     assert_eq!(l.spec.pools.iter().map(|p| p.size.len()).sum::<usize>(), 4);
 }
 
@@ -79,7 +79,7 @@ fn docker_example_loads() {
 fn onprem_example_loads_with_hosts_and_expanded_key() {
     let l =
         load(&repo_root().join("examples/onprem.hcl"), &opts()).expect("examples/onprem.hcl loads");
-    assert_eq!(l.spec.provider.kind(), "ssh");
+    assert_eq!(l.spec.provider.kind().as_str(), "ssh");
     assert_eq!(
         l.spec.pools[1].size,
         PoolSize::Hosts(vec!["192.0.2.20".into(), "192.0.2.21".into()])

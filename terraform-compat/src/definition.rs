@@ -1,6 +1,7 @@
-//! The dcform definition a conversion writes, as a small model rendered to HCL text. The crate never
-//! names dcform's own types: dcform's tests load every rendered golden file with `spec::load`, which is
-//! what keeps this renderer and dcform's language in step.
+//! The dcform definition a conversion writes, as a small model rendered to HCL text. The crate names
+//! none of dcform's types but the shared vocabulary of `dcform-model` ([`Role`]); dcform's tests load
+//! every rendered golden file with `spec::load`, which is what keeps this renderer and dcform's
+//! language in step.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -9,34 +10,16 @@ use hcl::Expression;
 
 use crate::report::PoolSummary;
 
-/// A node pool's role, spelled as dcform spells it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Role {
-    /// `master`.
-    Master,
-    /// `agent`.
-    Agent,
-    /// `public_agent`.
-    PublicAgent,
-}
+/// A node pool's role: dcform's own type (crate `dcform-model`), so a conversion cannot write a role
+/// dcform does not read.
+pub use dcform_model::Role;
 
-impl Role {
-    /// dcform's spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Master => "master",
-            Role::Agent => "agent",
-            Role::PublicAgent => "public_agent",
-        }
-    }
-
-    /// The pool name a conversion gives the first pool of this role.
-    pub fn pool_name(self) -> &'static str {
-        match self {
-            Role::Master => "masters",
-            Role::Agent => "agents",
-            Role::PublicAgent => "public-agents",
-        }
+/// The pool name a conversion gives the first pool of `role`.
+pub fn default_pool_name(role: Role) -> &'static str {
+    match role {
+        Role::Master => "masters",
+        Role::Agent => "agents",
+        Role::PublicAgent => "public-agents",
     }
 }
 

@@ -12,7 +12,7 @@ use hcl::Expression;
 use yaml_rust2::{Yaml, YamlLoader};
 
 use crate::Conversion;
-use crate::definition::{Definition, Pool, Role, Size, Variable, sanitize_name};
+use crate::definition::{Definition, Pool, Role, Size, Variable, default_pool_name, sanitize_name};
 use crate::error::CompatError;
 use crate::report::{Report, SourceKind};
 
@@ -263,7 +263,7 @@ pub fn convert(path: &Path, text: &str) -> Result<Conversion, CompatError> {
 
 fn pool(role: Role, hosts: Vec<String>, from: &str) -> Pool {
     Pool {
-        name: role.pool_name().into(),
+        name: default_pool_name(role).into(),
         role,
         size: Size::Hosts(hosts),
         instance_type: None,

@@ -15,7 +15,7 @@ use hcl::Expression;
 use serde_json::Value;
 
 use crate::Conversion;
-use crate::definition::{Definition, Pool, Role, Size, Variable, sanitize_name};
+use crate::definition::{Definition, Pool, Role, Size, Variable, default_pool_name, sanitize_name};
 use crate::error::CompatError;
 use crate::report::{Report, SourceKind};
 
@@ -315,8 +315,8 @@ pub fn import(path: &Path, text: &str, opts: &ImportOptions) -> Result<Conversio
     let mut pools: Vec<Pool> = Vec::new();
     for (role, group, hosts) in groups {
         let taken = |n: &str| pools.iter().any(|p| p.name == n);
-        let name = if !taken(role.pool_name()) {
-            role.pool_name().to_string()
+        let name = if !taken(default_pool_name(role)) {
+            default_pool_name(role).to_string()
         } else {
             let base = group
                 .rsplit('.')

@@ -11,13 +11,13 @@ use super::fake::{FakeInstaller, FakeProvider, Fault, SharedWorld, world};
 use super::*;
 use crate::plan::{self, CoreTarget};
 use crate::spec::{
-    ClusterSpec, CoreSpec, LocalProvider, PoolSize, PoolSpec, ProviderSpec, Role, SshSpec,
+    ClusterSpec, CoreSpec, LocalProvider, PoolName, PoolSize, PoolSpec, ProviderSpec, Role, SshSpec,
 };
 use crate::state::{NodeStatus, State, StateFile};
 
 fn spec(masters: u32, agents: u32) -> ClusterSpec {
     let pool = |name: &str, role, n| PoolSpec {
-        name: String::from(name),
+        name: PoolName::new(name).expect("valid pool name"),
         role,
         size: PoolSize::Count(n),
         attributes: BTreeMap::new(),
@@ -66,7 +66,7 @@ impl Harness {
         self.store
             .load()
             .unwrap()
-            .unwrap_or_else(|| State::new("demo", "local"))
+            .unwrap_or_else(|| State::new("demo", crate::spec::ProviderKind::Local))
     }
 
     async fn apply_with(

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::spec::ProviderKind;
+
 /// Flags users of Terraform type with one dash (`-var k=v`, `-out FILE`); rewritten to `--var` before parsing.
 const TERRAFORM_FLAGS: &[&str] = &[
     "var",
@@ -282,8 +284,16 @@ pub struct DestroyArgs {
     /// With `--cluster`: where to look (`docker`, or `aws`: every EC2 resource tagged
     /// `dcform:cluster=NAME` in the region of AWS_REGION / the definition). Default: the
     /// definition's provider if one is given, else docker.
-    #[arg(long, value_name = "PROVIDER", value_parser = ["docker", "aws"], requires = "cluster")]
-    pub provider: Option<String>,
+    #[arg(long, value_name = "PROVIDER", value_parser = label_provider, requires = "cluster")]
+    pub provider: Option<ProviderKind>,
+}
+
+/// `--provider` of `destroy --cluster`: the providers whose objects carry the cluster's label.
+fn label_provider(s: &str) -> Result<ProviderKind, String> {
+    match ProviderKind::parse(s) {
+        Some(k @ (ProviderKind::Docker | ProviderKind::Aws)) => Ok(k),
+        _ => Err(format!("possible values: docker, aws (got {s:?})")),
+    }
 }
 
 /// `dcform list`.

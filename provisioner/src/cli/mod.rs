@@ -1,11 +1,16 @@
 //! The `dcform` command line: parse (two phases: raw `args`, then checked in each command), run, map the
 //! outcome to an exit code. `anyhow` is used here only, at the edge, to carry typed errors to one printer.
 
+mod apply_cmd;
 mod args;
 mod commands;
 mod compat;
+mod inputs;
 mod nodes;
+mod plan_cmd;
+mod state_cmd;
 mod table;
+mod task_cmd;
 
 use std::io::IsTerminal;
 

@@ -8,11 +8,11 @@ use dcform_bootstrap::node_image::{self, NodeImageOptions};
 use dcform_bootstrap::ssh::{Command as SshCommand, ExitStatus, OutputStream, shell_quote};
 
 use super::args::{DestroyArgs, ListArgs, NodeCmdArgs, NodeImageCommand};
-use super::commands::{confirm, load_def, read_state};
+use super::inputs::{confirm, find_node, load_def, read_state};
 use super::{CliError, exit, table};
 use crate::providers::docker;
 use crate::providers::ssh_remote::{SshConnector, SshRemote, map_error};
-use crate::spec::SshSpec;
+use crate::spec::{ProviderKind, SshSpec};
 use crate::state::{NodeState, StateFile, StateLock};
 
 /// `dcform destroy --cluster NAME`: removes every Docker object labelled with the cluster, or (with
@@ -28,12 +28,12 @@ pub async fn destroy_by_label(a: &DestroyArgs) -> Result<u8, CliError> {
         || a.provider.is_none())
     .then(|| load_def(&a.apply.def).ok())
     .flatten();
-    let provider = match (&a.provider, &def) {
-        (Some(p), _) => p.clone(),
-        (None, Some(spec)) if spec.provider.kind() == "aws" => "aws".into(),
-        _ => "docker".into(),
+    let provider = match (a.provider, &def) {
+        (Some(p), _) => p,
+        (None, Some(spec)) if spec.provider.kind() == ProviderKind::Aws => ProviderKind::Aws,
+        _ => ProviderKind::Docker,
     };
-    let provider = if provider == "aws" {
+    if provider == ProviderKind::Aws {
         let aws = match def.as_ref().map(|d| &d.provider) {
             Some(crate::spec::ProviderSpec::Aws(a)) => (**a).clone(),
             _ => crate::spec::AwsProvider::default(),
@@ -54,7 +54,6 @@ pub async fn destroy_by_label(a: &DestroyArgs) -> Result<u8, CliError> {
             r.instances.len(),
             r.lines().len() - r.instances.len()
         );
-        "aws"
     } else {
         println!(
             "dcform will remove every container, network and volume labelled dcform.cluster={cluster}."
@@ -81,8 +80,7 @@ pub async fn destroy_by_label(a: &DestroyArgs) -> Result<u8, CliError> {
             r.networks.len(),
             r.volumes.len()
         );
-        "docker"
-    };
+    }
     // A state left where the definition keeps it still lists the removed nodes: the next apply
     // would report "No changes" for a cluster that is gone. Forget them.
     let file = match &a.apply.state {
@@ -121,7 +119,11 @@ enum Forgot {
 
 /// Empties the nodes, outputs and provider records of a `provider` state of `cluster` (under its
 /// lock), after its containers were removed by label. Any other state is left untouched.
-fn forget_nodes(file: &StateFile, cluster: &str, provider: &str) -> Result<Forgot, CliError> {
+fn forget_nodes(
+    file: &StateFile,
+    cluster: &str,
+    provider: ProviderKind,
+) -> Result<Forgot, CliError> {
     if !file.path().exists() {
         return Ok(Forgot::NoState);
     }
@@ -195,8 +197,8 @@ pub async fn list(a: &ListArgs) -> Result<u8, CliError> {
 /// The node and an SSH connector for it, from the state (and the definition's `ssh {}` block when it loads).
 fn node_target(a: &NodeCmdArgs) -> Result<(NodeState, SshConnector, StateFile), CliError> {
     let (file, state) = read_state(&a.target)?;
-    let node = super::commands::find_node(&state, &a.node)?;
-    if state.provider == "local" {
+    let node = find_node(&state, &a.node)?;
+    if state.provider == ProviderKind::Local {
         return Err(CliError::user(anyhow!(
             "{} is a local sandbox, not a machine: its files are in {}",
             node.name,
@@ -375,7 +377,11 @@ mod forget_tests {
     use super::*;
     use crate::state::State;
 
-    fn state_with_a_node(dir: &std::path::Path, cluster: &str, provider: &str) -> StateFile {
+    fn state_with_a_node(
+        dir: &std::path::Path,
+        cluster: &str,
+        provider: ProviderKind,
+    ) -> StateFile {
         let file = StateFile::default_for(dir, cluster);
         let mut s = State::new(cluster, provider);
         s.upsert_node(NodeState {
@@ -402,10 +408,10 @@ mod forget_tests {
     #[test]
     fn a_docker_state_of_the_purged_cluster_forgets_its_nodes() {
         let dir = tempfile::tempdir().unwrap();
-        let file = state_with_a_node(dir.path(), "demo", "docker");
+        let file = state_with_a_node(dir.path(), "demo", ProviderKind::Docker);
         let serial = file.load().unwrap().unwrap().serial;
         assert_eq!(
-            forget_nodes(&file, "demo", "docker").unwrap(),
+            forget_nodes(&file, "demo", ProviderKind::Docker).unwrap(),
             Forgot::Nodes(1)
         );
         let after = file.load().unwrap().unwrap();
@@ -423,16 +429,16 @@ mod forget_tests {
     #[test]
     fn another_providers_or_clusters_state_is_left_untouched() {
         let dir = tempfile::tempdir().unwrap();
-        let file = state_with_a_node(dir.path(), "demo", "local");
+        let file = state_with_a_node(dir.path(), "demo", ProviderKind::Local);
         let before = std::fs::read(file.path()).unwrap();
         assert!(matches!(
-            forget_nodes(&file, "demo", "docker").unwrap(),
+            forget_nodes(&file, "demo", ProviderKind::Docker).unwrap(),
             Forgot::OtherCluster(_)
         ));
         assert_eq!(std::fs::read(file.path()).unwrap(), before);
         let none = StateFile::default_for(dir.path(), "other");
         assert_eq!(
-            forget_nodes(&none, "other", "docker").unwrap(),
+            forget_nodes(&none, "other", ProviderKind::Docker).unwrap(),
             Forgot::NoState
         );
     }

@@ -41,3 +41,10 @@ mod tests {
         assert_eq!(t, "NODE       ROLE\nmasters-1  master\na-1        agent\n");
     }
 }
+
+pub(super) fn display_value(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}

@@ -6,14 +6,14 @@ use std::path::PathBuf;
 use super::diff::by_wave;
 use super::*;
 use crate::spec::{
-    ClusterSpec, CoreSpec, LocalProvider, PoolSize, PoolSpec, ProviderSpec, Role, SshProvider,
-    SshSpec,
+    ClusterSpec, CoreSpec, LocalProvider, PoolName, PoolSize, PoolSpec, ProviderSpec, Role,
+    SshProvider, SshSpec,
 };
 use crate::state::{NodeState, NodeStatus, State};
 
 fn pool(name: &str, role: Role, count: u32) -> PoolSpec {
     PoolSpec {
-        name: name.into(),
+        name: PoolName::new(name).expect("valid pool name"),
         role,
         size: PoolSize::Count(count),
         attributes: BTreeMap::new(),
@@ -43,7 +43,11 @@ fn core() -> CoreTarget {
 fn applied(spec: &ClusterSpec) -> State {
     let mut state = State::new(&spec.name, spec.provider.kind());
     state.serial = 3;
-    let plan = diff(spec, &State::new("demo", "local"), &core());
+    let plan = diff(
+        spec,
+        &State::new("demo", crate::spec::ProviderKind::Local),
+        &core(),
+    );
     for c in plan.actions() {
         state.upsert_node(NodeState {
             name: c.node.clone(),
@@ -72,7 +76,11 @@ fn demo() -> ClusterSpec {
 
 #[test]
 fn fresh_cluster_creates_every_node_masters_one_at_a_time_then_agents_together() {
-    let plan = diff(&demo(), &State::new("demo", "local"), &core());
+    let plan = diff(
+        &demo(),
+        &State::new("demo", crate::spec::ProviderKind::Local),
+        &core(),
+    );
     assert_eq!(
         plan.summary(),
         Summary {
@@ -384,7 +392,11 @@ fn human_rendering_has_symbols_reasons_and_summary() {
 
 #[test]
 fn json_lines_parse_and_end_with_the_summary() {
-    let plan = diff(&demo(), &State::new("demo", "local"), &core());
+    let plan = diff(
+        &demo(),
+        &State::new("demo", crate::spec::ProviderKind::Local),
+        &core(),
+    );
     let lines: Vec<serde_json::Value> = render_json_lines(&plan)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -400,7 +412,11 @@ fn json_lines_parse_and_end_with_the_summary() {
 
 #[test]
 fn plan_survives_a_round_trip_through_json() {
-    let plan = diff(&demo(), &State::new("demo", "local"), &core());
+    let plan = diff(
+        &demo(),
+        &State::new("demo", crate::spec::ProviderKind::Local),
+        &core(),
+    );
     let back: Plan = serde_json::from_str(&serde_json::to_string(&plan).unwrap()).unwrap();
     assert_eq!(back, plan);
 }

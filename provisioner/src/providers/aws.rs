@@ -20,9 +20,9 @@ use dcform_aws::{
 use tokio::sync::OnceCell;
 
 use crate::apply::{Machine, NodeRequest, Provider, ProviderError, RemoteError};
-use crate::install::MASTER_PORT;
 use crate::spec::{AwsProvider as AwsSpec, ClusterSpec, PoolSpec, Role, SshSpec};
 use crate::state::{NodeState, State};
+use crate::step_ops::MASTER_PORT;
 
 use super::ssh_remote::{SshConnector, SshRemote};
 
@@ -189,7 +189,7 @@ impl AwsProvider {
         }
         PoolTemplate {
             cluster: self.cluster.clone(),
-            pool: pool.name.clone(),
+            pool: pool.name.to_string(),
             role: pool.role.as_str().to_string(),
             instance_type: pool
                 .instance_type
@@ -293,7 +293,7 @@ impl Provider for AwsProvider {
             .iter()
             .map(|p| {
                 (
-                    p.name.clone(),
+                    p.name.to_string(),
                     Arc::new(self.template(p, &net, &ami, &root)),
                 )
             })

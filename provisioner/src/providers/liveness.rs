@@ -11,8 +11,8 @@ use tokio::task::JoinSet;
 
 use super::AnyProvider;
 use crate::apply::{Provider, Remote};
-use crate::install::{Layout, running_check};
 use crate::state::{NodeStatus, State};
+use crate::step_ops::{Layout, running_check};
 
 /// How long one node's connection and check may take.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(15);

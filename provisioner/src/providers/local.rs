@@ -3,7 +3,9 @@
 //! "remote exec" runs `sh -c` inside the sandbox, so the whole plan/apply machinery is exercised.
 //!
 //! Layout: `<state dir>/nodes/<node>/` holds the node's whole install (binary, config, work dir, logs, pid),
-//! `<state dir>/nodes/<node>/port` the API port picked for it at creation.
+//! `<state dir>/nodes/<node>/port` the API port picked for it at creation: with `base_port = N` the lowest
+//! port from N up that no other node of the cluster holds and that is free on loopback, else one the
+//! system picks. Every node shares this host, so each gets its own port, kept for good.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,15 +21,22 @@ use crate::state::NodeState;
 #[derive(Debug, Clone)]
 pub struct LocalProvider {
     root: PathBuf,
+    /// `provider "local" { base_port = N }`: the first API port handed to nodes (0: the system picks).
+    base_port: u16,
+    /// Held while a create picks and records a port, so that the nodes of one wave (created
+    /// concurrently) never pick the same one.
+    picking: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl LocalProvider {
-    /// Sandboxes live in `<state_dir>/nodes/`.
-    pub fn new(state_dir: &Path) -> LocalProvider {
+    /// Sandboxes live in `<state_dir>/nodes/`; API ports from `base_port` up (0: the system picks).
+    pub fn new(state_dir: &Path, base_port: u16) -> LocalProvider {
         // Scripts run inside each sandbox, so every path handed to them must be absolute.
         let state_dir = std::path::absolute(state_dir).unwrap_or_else(|_| state_dir.to_path_buf());
         LocalProvider {
             root: state_dir.join("nodes"),
+            base_port,
+            picking: Arc::default(),
         }
     }
 
@@ -55,6 +64,42 @@ fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
+}
+
+/// The lowest port from `base` up that is not in `taken` and is free on loopback now.
+fn port_from(base: u16, taken: &[u16]) -> std::io::Result<u16> {
+    (base..=u16::MAX)
+        .filter(|p| !taken.contains(p))
+        .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                format!("no free port from base_port {base} up"),
+            )
+        })
+}
+
+impl LocalProvider {
+    /// The ports the cluster's sandboxes hold (their `port` files).
+    fn taken_ports(&self) -> Vec<u16> {
+        let Ok(entries) = std::fs::read_dir(&self.root) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|e| std::fs::read_to_string(e.path().join("port")).ok())
+            .filter_map(|s| s.trim().parse().ok())
+            .collect()
+    }
+
+    /// A port for a new node: from `base_port` up past the ports other nodes hold, else one the system picks.
+    fn pick_port(&self) -> std::io::Result<u16> {
+        if self.base_port == 0 {
+            free_port()
+        } else {
+            port_from(self.base_port, &self.taken_ports())
+        }
+    }
 }
 
 impl Provider for LocalProvider {
@@ -87,7 +132,10 @@ impl Provider for LocalProvider {
         {
             Some(p) => p,
             None => {
-                let p = free_port().map_err(|e| io_err(&req.name, "cannot pick a free port", e))?;
+                let _picking = self.picking.lock().await;
+                let p = self
+                    .pick_port()
+                    .map_err(|e| io_err(&req.name, "cannot pick a free port", e))?;
                 tokio::fs::write(&port_file, p.to_string())
                     .await
                     .map_err(|e| io_err(&req.name, "cannot record the port", e))?;
@@ -359,17 +407,44 @@ mod tests {
     #[tokio::test]
     async fn create_is_idempotent_and_keeps_the_port() {
         let dir = tempfile::tempdir().unwrap();
-        let p = LocalProvider::new(dir.path());
+        let p = LocalProvider::new(dir.path(), 0);
         let a = p.create(&req("agents-1")).await.unwrap();
         let b = p.create(&req("agents-1")).await.unwrap();
         assert_eq!(a, b);
         assert!(a.addresses[0].starts_with("127.0.0.1:"));
     }
 
+    fn port_of(m: &Machine) -> u16 {
+        m.addresses[0]
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse().ok())
+            .expect("127.0.0.1:PORT")
+    }
+
+    #[tokio::test]
+    async fn with_a_base_port_nodes_get_their_own_ports_from_it_skipping_busy_ones() {
+        // A port held by someone else on loopback: the base, so the first node must skip it.
+        let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = busy.local_addr().unwrap().port();
+        let dir = tempfile::tempdir().unwrap();
+        let p = LocalProvider::new(dir.path(), base);
+        // One wave: created concurrently, as the executor does.
+        let (r1, r2) = (req("agents-1"), req("agents-2"));
+        let (a, b) = tokio::join!(p.create(&r1), p.create(&r2));
+        let (a, b) = (port_of(&a.unwrap()), port_of(&b.unwrap()));
+        assert!(a > base && b > base, "{a} {b} from {base}");
+        assert_ne!(a, b, "each node has its own port");
+        // Kept for good, and a node created later does not take a port another node holds.
+        assert_eq!(port_of(&p.create(&req("agents-1")).await.unwrap()), a);
+        drop(busy);
+        let c = port_of(&p.create(&req("agents-3")).await.unwrap());
+        assert!(c >= base && c != a && c != b, "{c}");
+    }
+
     #[tokio::test]
     async fn remote_runs_in_the_sandbox_and_uploads_atomically_with_mode() {
         let dir = tempfile::tempdir().unwrap();
-        let p = LocalProvider::new(dir.path());
+        let p = LocalProvider::new(dir.path(), 0);
         p.create(&req("agents-1")).await.unwrap();
         let node = NodeState {
             name: "agents-1".into(),

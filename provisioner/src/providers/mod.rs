@@ -16,11 +16,11 @@ use std::time::Duration;
 
 use crate::apply::{CmdOutput, Machine, NodeRequest, Provider, ProviderError, Remote, RemoteError};
 use crate::core_binary::{self, CoreBinary, CoreBinaryError};
-use crate::install::{Layout, NodeSecrets, ScriptInstaller};
 use crate::pki;
 use crate::plan::CoreTarget;
-use crate::spec::{ClusterSpec, ProviderSpec};
+use crate::spec::{ClusterSpec, ProviderKind, ProviderSpec};
 use crate::state::{NodeState, NodeStatus, State, StateFile};
+use crate::step_ops::{Layout, NodeSecrets, ScriptInstaller};
 
 /// Why the provider could not be set up. Nothing was touched when this is returned.
 #[derive(Debug, thiserror::Error)]
@@ -161,8 +161,8 @@ pub fn machines(
     resources: &BTreeMap<String, String>,
 ) -> Result<(AnyProvider, Layout), BuildError> {
     let (provider, layout) = match &spec.provider {
-        ProviderSpec::Local(_) => {
-            let p = local::LocalProvider::new(state.dir());
+        ProviderSpec::Local(l) => {
+            let p = local::LocalProvider::new(state.dir(), l.base_port);
             let root = p.root().to_path_buf();
             (AnyProvider::Local(p), Layout::Sandbox { root })
         }
@@ -348,8 +348,8 @@ impl Remote for AnyRemote {
 /// is marked [`NodeStatus::Stopped`]. Returns the nodes marked, with their new status.
 pub async fn refresh(state: &mut State) -> Result<Vec<(String, NodeStatus)>, docker::DockerError> {
     let mut stopped: Vec<String> = Vec::new();
-    let gone: Vec<String> = match state.provider.as_str() {
-        "local" => state
+    let gone: Vec<String> = match state.provider {
+        ProviderKind::Local => state
             .nodes
             .iter()
             .filter(|n| n.status >= NodeStatus::Created)
@@ -362,7 +362,7 @@ pub async fn refresh(state: &mut State) -> Result<Vec<(String, NodeStatus)>, doc
             })
             .map(|n| n.name.clone())
             .collect(),
-        "docker" if state.nodes.iter().any(|n| n.status >= NodeStatus::Created) => {
+        ProviderKind::Docker if state.nodes.iter().any(|n| n.status >= NodeStatus::Created) => {
             let found = docker::list_clusters().await?;
             let here: Vec<&str> = found
                 .iter()
@@ -383,7 +383,7 @@ pub async fn refresh(state: &mut State) -> Result<Vec<(String, NodeStatus)>, doc
                 .map(|n| n.name.clone())
                 .collect()
         }
-        "aws" if state.nodes.iter().any(|n| n.status >= NodeStatus::Created) => {
+        ProviderKind::Aws if state.nodes.iter().any(|n| n.status >= NodeStatus::Created) => {
             let (gone, machine_stopped) = aws::refresh(state).await;
             stopped = machine_stopped;
             gone
@@ -410,7 +410,7 @@ pub async fn refresh(state: &mut State) -> Result<Vec<(String, NodeStatus)>, doc
     }
     // Local sandboxes have no supervisor of their own across a host restart: a running node whose
     // sandbox has no live dccore process is started again.
-    if state.provider == "local" {
+    if state.provider == ProviderKind::Local {
         for n in state.nodes.iter_mut() {
             let sandbox = n.provider_id.as_deref().map(Path::new);
             if n.status == NodeStatus::Running
@@ -467,7 +467,7 @@ mod refresh_tests {
         let kept = dir.path().join("agents-1");
         std::fs::create_dir(&kept).unwrap();
         let deleted = dir.path().join("agents-2").display().to_string();
-        let mut state = State::new("demo", "local");
+        let mut state = State::new("demo", ProviderKind::Local);
         state.upsert_node(node(
             "agents-1",
             Some(kept.display().to_string()),
@@ -507,7 +507,7 @@ mod refresh_tests {
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        let mut state = State::new("demo", "local");
+        let mut state = State::new("demo", ProviderKind::Local);
         state.upsert_node(node(
             "agents-1",
             Some(sandbox.display().to_string()),
@@ -525,7 +525,7 @@ mod refresh_tests {
 
     #[tokio::test]
     async fn on_prem_hosts_are_never_gone() {
-        let mut state = State::new("demo", "ssh");
+        let mut state = State::new("demo", ProviderKind::Ssh);
         state.upsert_node(node("agents-1", None, NodeStatus::Running));
         assert!(refresh(&mut state).await.unwrap().is_empty());
         assert_eq!(state.node("agents-1").unwrap().status, NodeStatus::Running);

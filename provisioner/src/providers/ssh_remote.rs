@@ -25,7 +25,7 @@ use dcform_bootstrap::ssh::{
 };
 
 use crate::apply::{CmdOutput, ProviderError, Remote, RemoteError};
-use crate::spec::SshSpec;
+use crate::spec::{Bastion, SshSpec};
 use crate::state::NodeState;
 
 /// What every SSH connection of one cluster shares.
@@ -39,8 +39,8 @@ pub struct SshConnector {
     pub key_files: Vec<PathBuf>,
     /// Check host keys against this file instead of trust-on-first-use plus pinning.
     pub known_hosts: Option<PathBuf>,
-    /// Jump host `user@host:port`.
-    pub bastion: Option<String>,
+    /// Jump host (parsed by `spec::load`).
+    pub bastion: Option<Bastion>,
     /// Accept any host key (`--insecure-skip-host-key`).
     pub insecure_skip_host_key: bool,
     /// Folder of the per-node session logs (`<state dir>/logs`).
@@ -88,11 +88,13 @@ impl SshConnector {
         }
     }
 
-    /// The bastion as `user`, `host`, `port` (`None` without one, or when it does not parse).
+    /// The bastion as an SSH target (`None` without one); its user defaults to the nodes' user.
     pub fn bastion_target(&self) -> Option<Target> {
-        self.bastion
-            .as_deref()
-            .and_then(|b| parse_bastion(b, &self.user))
+        self.bastion.as_ref().map(|b| {
+            let mut t = Target::new(b.host.clone(), b.user_or(&self.user));
+            t.port = b.port;
+            t
+        })
     }
 
     /// Pins the bastion to the fingerprint recorded in the state's `resources`, if there is one.
@@ -131,19 +133,13 @@ impl SshConnector {
         resources: &BTreeMap<String, String>,
     ) -> Result<BTreeMap<String, String>, ProviderError> {
         let mut r = resources.clone();
-        let Some(b) = &self.bastion else {
+        let Some(target) = self.bastion_target() else {
             return Ok(r);
         };
         if self.insecure_skip_host_key || self.known_hosts.is_some() {
             return Ok(r);
         }
         self.pin_recorded(resources);
-        let target = parse_bastion(b, &self.user).ok_or_else(|| {
-            ProviderError::permanent(
-                "cluster",
-                format!("bastion {b:?} is not of the form [user@]host[:port]"),
-            )
-        })?;
         let opts = ConnectOptions {
             log_path: Some(self.log_dir.join("bastion.log")),
             ..self.connect_options()
@@ -248,20 +244,16 @@ impl SshConnector {
             })
     }
 
-    fn target(&self, host: &str) -> Result<Target, RemoteError> {
+    fn target(&self, host: &str) -> Target {
         let mut t = Target::new(host, self.user.clone());
         t.port = self.port;
-        if let Some(b) = &self.bastion {
-            let jump = parse_bastion(b, &self.user).ok_or_else(|| RemoteError::Refused {
-                host: host.to_string(),
-                message: format!("bastion {b:?} is not of the form [user@]host[:port]"),
-            })?;
+        if let Some(jump) = self.bastion_target() {
             t.jump = Some(Box::new(JumpHost {
                 host_key: self.bastion_policy(),
                 target: jump,
             }));
         }
-        Ok(t)
+        t
     }
 
     /// Connects to `node` (authenticated, host key checked) with its session log at `<log_dir>/<node>.log`.
@@ -270,7 +262,7 @@ impl SshConnector {
             host: node.name.clone(),
             message: "no address recorded for this node".into(),
         })?;
-        let target = self.target(&host)?;
+        let target = self.target(&host);
         let opts = ConnectOptions {
             log_path: Some(self.log_dir.join(format!("{}.log", node.name))),
             ..self.connect_options()
@@ -311,24 +303,6 @@ impl SshConnector {
             host,
         })
     }
-}
-
-/// `[user@]host[:port]`.
-fn parse_bastion(s: &str, default_user: &str) -> Option<Target> {
-    let (user, rest) = match s.split_once('@') {
-        Some((u, r)) => (u.to_string(), r),
-        None => (default_user.to_string(), s),
-    };
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((h, p)) => (h.to_string(), p.parse().ok()?),
-        None => (rest.to_string(), 22),
-    };
-    if host.is_empty() || user.is_empty() {
-        return None;
-    }
-    let mut t = Target::new(host, user);
-    t.port = port;
-    Some(t)
 }
 
 /// The error and its causes on one line.
@@ -504,7 +478,7 @@ mod tests {
     #[test]
     fn the_bastion_is_pinned_to_the_states_record_unless_checks_are_off() {
         let c = SshConnector {
-            bastion: Some("ops@jump".into()),
+            bastion: Bastion::parse("ops@jump"),
             ..connector()
         };
         assert_eq!(c.bastion_policy(), HostKeyPolicy::TrustOnFirstUse);
@@ -513,7 +487,7 @@ mod tests {
         assert_eq!(c.bastion_policy(), HostKeyPolicy::Pinned("SHA256:b".into()));
         // Clones (one per provider use) share the pin.
         assert_eq!(
-            c.clone().target("10.0.0.1").unwrap().jump.unwrap().host_key,
+            c.clone().target("10.0.0.1").jump.unwrap().host_key,
             HostKeyPolicy::Pinned("SHA256:b".into())
         );
         let insecure = SshConnector {
@@ -564,18 +538,6 @@ mod tests {
             SshConnector::host_of(&node("::1", None)).as_deref(),
             Some("::1")
         );
-    }
-
-    #[test]
-    fn bastions_parse_with_defaults() {
-        let t = parse_bastion("jump.example:2222", "root").unwrap();
-        assert_eq!(
-            (t.user.as_str(), t.host.as_str(), t.port),
-            ("root", "jump.example", 2222)
-        );
-        let t = parse_bastion("ops@jump", "root").unwrap();
-        assert_eq!((t.user.as_str(), t.port), ("ops", 22));
-        assert!(parse_bastion("ops@jump:x", "root").is_none());
     }
 
     #[test]

@@ -2,9 +2,36 @@
 //! one function, so every one of them refuses what would hang or flood the same way. A FIFO,
 //! socket or device is not read (a FIFO with no writer blocks a read forever), and nothing larger
 //! than [`MAX_INPUT_BYTES`] is read whole.
+//!
+//! Being the one way in, it is also where [`recorded`] sees every file a load read: what a saved
+//! plan keeps of its definition (see [`super::saved`]).
 
+use std::cell::RefCell;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+thread_local! {
+    /// The files read on this thread while [`recorded`] runs (`None`: not recording).
+    static READS: RefCell<Option<Vec<(PathBuf, Vec<u8>)>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` and returns, with its result, every file [`read_regular_file`] read meanwhile (and what
+/// [`note_read`] added), in order. Loads are synchronous, so one thread sees all of one load's reads.
+pub fn recorded<T>(f: impl FnOnce() -> T) -> (T, Vec<(PathBuf, Vec<u8>)>) {
+    let previous = READS.with(|r| r.borrow_mut().replace(Vec::new()));
+    let out = f();
+    let reads = READS.with(|r| std::mem::replace(&mut *r.borrow_mut(), previous));
+    (out, reads.unwrap_or_default())
+}
+
+/// Adds a read made some other way (a definition converted in memory) to the recording, if any.
+pub fn note_read(path: &Path, bytes: &[u8]) {
+    READS.with(|r| {
+        if let Some(reads) = r.borrow_mut().as_mut() {
+            reads.push((path.to_path_buf(), bytes.to_vec()));
+        }
+    });
+}
 
 /// The largest input file read (a cluster definition is kilobytes; this leaves room for
 /// `file()`-loaded keys, scripts and generated definitions).
@@ -37,6 +64,7 @@ pub fn read_regular_file(path: &Path) -> std::io::Result<Vec<u8>> {
     if bytes.len() as u64 > MAX_INPUT_BYTES {
         return Err(too_large(bytes.len() as u64));
     }
+    note_read(path, &bytes);
     Ok(bytes)
 }
 

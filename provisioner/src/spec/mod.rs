@@ -13,6 +13,7 @@
 //!
 //! Stages: `raw` (syntax, spans), [`vars`] (declarations, value sources and their precedence), `eval`
 //! (expression evaluation with positions), `funcs` (the function library), `validate` (every check).
+//! [`saved`]: what a saved plan keeps of its definition, checked again on apply.
 
 pub mod core_config;
 mod error;
@@ -21,6 +22,7 @@ mod funcs;
 pub mod input;
 mod model;
 mod raw;
+pub mod saved;
 mod validate;
 pub mod vars;
 

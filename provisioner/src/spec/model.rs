@@ -2,10 +2,11 @@
 //! nothing sees an `Option<String>` where a pool name or a role belongs.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+
+pub use dcform_model::{PoolName, Role};
 
 /// A whole validated cluster definition: one `cluster "name" { ... }` block with its variables applied.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,21 +40,68 @@ pub enum ProviderSpec {
 }
 
 impl ProviderSpec {
-    /// The provider's name as written in the definition (`provider "docker"`).
-    pub fn kind(&self) -> &'static str {
+    /// Which provider this is, without its settings.
+    pub fn kind(&self) -> ProviderKind {
         match self {
-            ProviderSpec::Local(_) => "local",
-            ProviderSpec::Docker(_) => "docker",
-            ProviderSpec::Ssh(_) => "ssh",
-            ProviderSpec::Aws(_) => "aws",
+            ProviderSpec::Local(_) => ProviderKind::Local,
+            ProviderSpec::Docker(_) => ProviderKind::Docker,
+            ProviderSpec::Ssh(_) => ProviderKind::Ssh,
+            ProviderSpec::Aws(_) => ProviderKind::Aws,
         }
+    }
+}
+
+/// Which provider, without its settings: what the state records (as its HCL name) and what
+/// commands that have no definition branch on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    /// `provider "local"`.
+    Local,
+    /// `provider "docker"`.
+    Docker,
+    /// `provider "ssh"`.
+    Ssh,
+    /// `provider "aws"`.
+    Aws,
+}
+
+impl ProviderKind {
+    /// Every provider, in the order the docs list them.
+    pub const ALL: [ProviderKind; 4] = [
+        ProviderKind::Local,
+        ProviderKind::Docker,
+        ProviderKind::Ssh,
+        ProviderKind::Aws,
+    ];
+
+    /// The name as written in the definition (`provider "docker"`) and in the state.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Local => "local",
+            ProviderKind::Docker => "docker",
+            ProviderKind::Ssh => "ssh",
+            ProviderKind::Aws => "aws",
+        }
+    }
+
+    /// Parses the definition's spelling.
+    pub fn parse(s: &str) -> Option<ProviderKind> {
+        ProviderKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for ProviderKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
 /// `provider "local" {}`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LocalProvider {
-    /// First port handed to node processes; each node gets its own (0: pick free ports).
+    /// First API port handed to the nodes: each gets its own, the lowest free one from here up that no
+    /// other node holds, kept for good (0: the system picks free ports). At least 1024 (no root).
     pub base_port: u16,
 }
 
@@ -128,8 +176,51 @@ pub struct SshSpec {
     pub port: u16,
     /// A `known_hosts` file to check host keys against instead of trust-on-first-use.
     pub known_hosts: Option<PathBuf>,
-    /// Optional jump host `user@host:port`.
-    pub bastion: Option<String>,
+    /// Optional jump host (`bastion = "[user@]host[:port]"`).
+    pub bastion: Option<Bastion>,
+}
+
+/// A jump host, parsed from `[user@]host[:port]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bastion {
+    /// Login user on the bastion; `None`: the `ssh` block's user.
+    pub user: Option<String>,
+    /// Host name or address.
+    pub host: String,
+    /// SSH port (default 22).
+    pub port: u16,
+}
+
+impl Bastion {
+    /// Parses `[user@]host[:port]`; `None` when a part is empty or the port is not a number.
+    pub fn parse(s: &str) -> Option<Bastion> {
+        let (user, rest) = match s.split_once('@') {
+            Some((u, r)) => (Some(u.to_string()), r),
+            None => (None, s),
+        };
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), p.parse().ok()?),
+            None => (rest.to_string(), 22),
+        };
+        if host.is_empty() || user.as_deref() == Some("") {
+            return None;
+        }
+        Some(Bastion { user, host, port })
+    }
+
+    /// The login user: its own, else `default` (the `ssh` block's).
+    pub fn user_or<'a>(&'a self, default: &'a str) -> &'a str {
+        self.user.as_deref().unwrap_or(default)
+    }
+}
+
+impl std::fmt::Display for Bastion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(u) = &self.user {
+            write!(f, "{u}@")?;
+        }
+        write!(f, "{}:{}", self.host, self.port)
+    }
 }
 
 impl Default for SshSpec {
@@ -197,48 +288,6 @@ pub struct PrincipalSpec {
     pub users: Vec<String>,
 }
 
-/// The role every node of a pool plays.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// Runs `dccore master`.
-    Master,
-    /// Runs `dccore agent`.
-    Agent,
-    /// Runs `dccore agent --public`: resources reserved for role `slave_public`.
-    PublicAgent,
-}
-
-impl Role {
-    /// All roles, in the order the HCL names them.
-    pub const ALL: [Role; 3] = [Role::Master, Role::Agent, Role::PublicAgent];
-
-    /// The name used in HCL and in the state.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Master => "master",
-            Role::Agent => "agent",
-            Role::PublicAgent => "public_agent",
-        }
-    }
-
-    /// Parses the HCL spelling.
-    pub fn parse(s: &str) -> Option<Role> {
-        Role::ALL.into_iter().find(|r| r.as_str() == s)
-    }
-
-    /// Whether nodes of this role run an agent (public or not).
-    pub fn is_agent(self) -> bool {
-        matches!(self, Role::Agent | Role::PublicAgent)
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// How many nodes a pool has: a count (the provider creates machines) or a list of existing hosts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -268,7 +317,7 @@ impl PoolSize {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PoolSpec {
     /// Unique name; node names are `<pool>-<index>`.
-    pub name: String,
+    pub name: PoolName,
     /// Role of every node in the pool.
     pub role: Role,
     /// Count or host list.
@@ -279,4 +328,24 @@ pub struct PoolSpec {
     pub resources: Option<String>,
     /// Provider-specific machine size (EC2 instance type); `None` = the provider's default.
     pub instance_type: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bastions_parse_with_defaults() {
+        let b = Bastion::parse("jump.example:2222").expect("valid");
+        assert_eq!(
+            (b.user_or("root"), b.host.as_str(), b.port),
+            ("root", "jump.example", 2222)
+        );
+        let b = Bastion::parse("ops@jump").expect("valid");
+        assert_eq!((b.user_or("root"), b.port), ("ops", 22));
+        assert_eq!(b.to_string(), "ops@jump:22");
+        for bad in ["ops@jump:x", "@jump", "ops@", ""] {
+            assert_eq!(Bastion::parse(bad), None, "{bad:?}");
+        }
+    }
 }

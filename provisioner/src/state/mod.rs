@@ -13,7 +13,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::spec::Role;
+use crate::spec::{ProviderKind, Role};
 
 pub use lock::{LockInfo, StateLock};
 pub use store::{StateError, StateFile, write_private};
@@ -33,7 +33,7 @@ pub struct State {
     /// Cluster name from the definition.
     pub cluster: String,
     /// Provider kind that created the nodes (`local`, `docker`, `ssh`, `aws`).
-    pub provider: String,
+    pub provider: ProviderKind,
     /// Cluster-wide records owned by the provider and the executor (network id, join token path, core hash...).
     #[serde(default)]
     pub resources: BTreeMap<String, String>,
@@ -47,13 +47,13 @@ pub struct State {
 
 impl State {
     /// A fresh, empty state for `cluster` with a new lineage. Serial 0 means "never written".
-    pub fn new(cluster: &str, provider: &str) -> State {
+    pub fn new(cluster: &str, provider: ProviderKind) -> State {
         State {
             version: STATE_VERSION,
             serial: 0,
             lineage: uuid::Uuid::new_v4().to_string(),
             cluster: cluster.to_string(),
-            provider: provider.to_string(),
+            provider,
             resources: BTreeMap::new(),
             nodes: Vec::new(),
             outputs: BTreeMap::new(),

@@ -262,7 +262,7 @@ mod tests {
     #[test]
     fn every_save_bumps_serial_and_keeps_a_backup() {
         let (_d, f) = file();
-        let mut s = State::new("demo", "local");
+        let mut s = State::new("demo", crate::spec::ProviderKind::Local);
         f.save(&mut s).unwrap();
         assert_eq!(s.serial, 1);
         s.outputs.insert("x".into(), serde_json::json!(1));
@@ -279,7 +279,8 @@ mod tests {
     fn state_file_is_private() {
         use std::os::unix::fs::PermissionsExt;
         let (_d, f) = file();
-        f.save(&mut State::new("demo", "local")).unwrap();
+        f.save(&mut State::new("demo", crate::spec::ProviderKind::Local))
+            .unwrap();
         assert_eq!(
             fs::metadata(f.path()).unwrap().permissions().mode() & 0o777,
             0o600
@@ -292,7 +293,9 @@ mod tests {
         fs::create_dir_all(f.dir()).unwrap();
         fs::write(f.path(), "{ not json").unwrap();
         assert!(matches!(f.load(), Err(StateError::Corrupt { .. })));
-        let err = f.save(&mut State::new("demo", "local")).unwrap_err();
+        let err = f
+            .save(&mut State::new("demo", crate::spec::ProviderKind::Local))
+            .unwrap_err();
         assert!(matches!(err, StateError::Corrupt { .. }));
         assert_eq!(fs::read_to_string(f.path()).unwrap(), "{ not json");
     }
@@ -305,16 +308,22 @@ mod tests {
         fs::write(f.path(), newer).unwrap();
         let err = f.load().unwrap_err();
         assert!(err.to_string().contains("newer"), "{err}");
-        assert!(f.save(&mut State::new("demo", "local")).is_err());
+        assert!(
+            f.save(&mut State::new("demo", crate::spec::ProviderKind::Local))
+                .is_err()
+        );
         assert_eq!(fs::read_to_string(f.path()).unwrap(), newer);
     }
 
     #[test]
     fn state_of_another_lineage_is_not_overwritten() {
         let (_d, f) = file();
-        f.save(&mut State::new("demo", "local")).unwrap();
+        f.save(&mut State::new("demo", crate::spec::ProviderKind::Local))
+            .unwrap();
         let before = fs::read_to_string(f.path()).unwrap();
-        let err = f.save(&mut State::new("demo", "local")).unwrap_err();
+        let err = f
+            .save(&mut State::new("demo", crate::spec::ProviderKind::Local))
+            .unwrap_err();
         assert!(err.to_string().contains("lineage"), "{err}");
         assert_eq!(fs::read_to_string(f.path()).unwrap(), before);
     }

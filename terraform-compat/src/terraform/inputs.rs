@@ -9,7 +9,7 @@ use hcl::expr::{Traversal, TraversalOperator};
 use super::expr::{self, Resolver};
 use super::modules::{self, ModKind};
 use super::{META, ModuleCall, VarDecl, parse};
-use crate::definition::{Pool, Role, Size, sanitize_name};
+use crate::definition::{Pool, Role, Size, default_pool_name, sanitize_name};
 use crate::report::Report;
 
 /// Collects what the module calls give the definition.
@@ -283,8 +283,8 @@ impl Builder<'_, '_> {
     /// their module (`gpuagent`).
     fn pool_name(&self, m: &ModuleCall, role: Role) -> String {
         let taken = |n: &str| self.pools.iter().any(|p| p.name == n);
-        if !taken(role.pool_name()) {
-            return role.pool_name().to_string();
+        if !taken(default_pool_name(role)) {
+            return default_pool_name(role).to_string();
         }
         let base =
             sanitize_name(m.label.trim_start_matches("dcos-")).unwrap_or_else(|| "pool".into());

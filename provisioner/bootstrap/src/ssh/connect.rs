@@ -1,15 +1,15 @@
 //! Connecting: TCP or jump-host tunnel, boot retries, host key policy, authentication.
 
 use std::io::ErrorKind;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use russh::client::{self, AuthResult, Handle};
-use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
+use russh::client::{self, Handle};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{RwLock, Semaphore};
 
+use super::auth::authenticate;
+use super::host_key::{Client, KeyVerdict, policy_name};
 use super::log::SessionLog;
 use super::{Auth, ConnectOptions, HostKeyInfo, HostKeyPolicy, SshError, Target};
 use crate::retry::Next;
@@ -216,15 +216,6 @@ pub(super) async fn closed(handle: &Handle<Client>) {
     }
 }
 
-fn policy_name(p: &HostKeyPolicy) -> String {
-    match p {
-        HostKeyPolicy::Pinned(f) => format!("pinned {f}"),
-        HostKeyPolicy::TrustOnFirstUse => "trust on first use".into(),
-        HostKeyPolicy::KnownHosts(p) => format!("known_hosts {}", p.display()),
-        HostKeyPolicy::InsecureSkip => "INSECURE: any host key accepted".into(),
-    }
-}
-
 pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
@@ -234,114 +225,6 @@ pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
-}
-
-/// What the host key check concluded, read back after the handshake.
-#[derive(Debug, Clone, Default)]
-enum KeyVerdict {
-    #[default]
-    NotChecked,
-    Accepted(HostKeyInfo),
-    Mismatch {
-        expected: String,
-        actual: HostKeyInfo,
-    },
-    KnownHostsError(String),
-}
-
-/// The russh client handler: checks the host key against the policy and records what it saw.
-pub(super) struct Client {
-    host: String,
-    port: u16,
-    policy: HostKeyPolicy,
-    verdict: Arc<Mutex<KeyVerdict>>,
-}
-
-fn key_info(key: &PublicKey) -> HostKeyInfo {
-    HostKeyInfo {
-        algorithm: key.algorithm().as_str().to_string(),
-        fingerprint: key.fingerprint(HashAlg::Sha256).to_string(),
-        openssh: key.to_openssh().unwrap_or_default(),
-    }
-}
-
-impl Client {
-    fn judge(&self, key: &PublicKey) -> KeyVerdict {
-        let info = key_info(key);
-        match &self.policy {
-            HostKeyPolicy::InsecureSkip | HostKeyPolicy::TrustOnFirstUse => {
-                KeyVerdict::Accepted(info)
-            }
-            HostKeyPolicy::Pinned(fp) => {
-                if fp.trim() == info.fingerprint {
-                    KeyVerdict::Accepted(info)
-                } else {
-                    KeyVerdict::Mismatch {
-                        expected: fp.trim().to_string(),
-                        actual: info,
-                    }
-                }
-            }
-            HostKeyPolicy::KnownHosts(path) => {
-                known_hosts_verdict(&self.host, self.port, key, path)
-            }
-        }
-    }
-}
-
-fn known_hosts_verdict(host: &str, port: u16, key: &PublicKey, path: &Path) -> KeyVerdict {
-    use russh::keys::known_hosts;
-    let info = key_info(key);
-    if !path.exists() {
-        return match known_hosts::learn_known_hosts_path(host, port, key, path) {
-            Ok(()) => KeyVerdict::Accepted(info),
-            Err(e) => KeyVerdict::KnownHostsError(e.to_string()),
-        };
-    }
-    match known_hosts::check_known_hosts_path(host, port, key, path) {
-        Ok(true) => KeyVerdict::Accepted(info),
-        // Unknown host: accept-new, like `StrictHostKeyChecking=accept-new`.
-        Ok(false) => match known_hosts::learn_known_hosts_path(host, port, key, path) {
-            Ok(()) => KeyVerdict::Accepted(info),
-            Err(e) => KeyVerdict::KnownHostsError(e.to_string()),
-        },
-        Err(russh::keys::Error::KeyChanged { line }) => {
-            let recorded = known_hosts::known_host_keys_path(host, port, path)
-                .ok()
-                .map(|keys| {
-                    keys.iter()
-                        .map(|(_, k)| k.fingerprint(HashAlg::Sha256).to_string())
-                        .collect::<Vec<_>>()
-                        .join(" or ")
-                })
-                .unwrap_or_default();
-            KeyVerdict::Mismatch {
-                expected: format!("{recorded} (known_hosts {}:{line})", path.display()),
-                actual: info,
-            }
-        }
-        Err(e) => KeyVerdict::KnownHostsError(e.to_string()),
-    }
-}
-
-impl client::Handler for Client {
-    type Error = russh::Error;
-
-    async fn check_server_key(
-        &mut self,
-        server_public_key: &PublicKeyOrCertificate,
-    ) -> Result<bool, Self::Error> {
-        let key = match server_public_key {
-            PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
-            PublicKeyOrCertificate::Certificate(c) => PublicKey::new(c.public_key().clone(), ""),
-        };
-        let verdict = self.judge(&key);
-        let ok = matches!(verdict, KeyVerdict::Accepted(_));
-        if let Ok(mut v) = self.verdict.lock() {
-            *v = verdict;
-        }
-        Ok(ok)
-    }
 }
 
 type Established = (Handle<Client>, HostKeyInfo, Option<Box<Session>>, Duration);
@@ -602,102 +485,4 @@ fn classify_handshake_error(
             source: Box::new(other),
         }),
     }
-}
-
-/// Tries each key file, then each agent identity. The server answers every offer at once, so a
-/// wrong key is an immediate [`SshError::AuthFailed`], never a timeout.
-async fn authenticate(
-    handle: &mut Handle<Client>,
-    target: &Target,
-    auth: &Auth,
-) -> Result<(), SshError> {
-    let protocol = |during: &str, e: russh::Error| SshError::Protocol {
-        host: target.host.clone(),
-        during: during.to_string(),
-        source: Box::new(e),
-    };
-    let mut tried = Vec::new();
-    for path in &auth.key_files {
-        let key = load_key(path, auth.passphrase.as_deref())?;
-        let hash = rsa_hash(handle, key.algorithm().is_rsa()).await;
-        tried.push(format!(
-            "{} ({} {})",
-            path.display(),
-            key.algorithm().as_str(),
-            key.public_key().fingerprint(HashAlg::Sha256)
-        ));
-        let r = handle
-            .authenticate_publickey(
-                target.user.clone(),
-                PrivateKeyWithHashAlg::new(Arc::new(key), hash),
-            )
-            .await
-            .map_err(|e| protocol("public key authentication", e))?;
-        if matches!(r, AuthResult::Success) {
-            return Ok(());
-        }
-    }
-    if let Some(sock) = &auth.agent_socket {
-        match russh::keys::agent::client::AgentClient::connect_uds(sock).await {
-            Ok(mut agent) => {
-                let ids = agent.request_identities().await.unwrap_or_default();
-                for id in ids {
-                    let key = id.public_key().into_owned();
-                    let hash = rsa_hash(handle, key.algorithm().is_rsa()).await;
-                    tried.push(format!(
-                        "agent:{} ({} {})",
-                        id.comment(),
-                        key.algorithm().as_str(),
-                        key.fingerprint(HashAlg::Sha256)
-                    ));
-                    match handle
-                        .authenticate_publickey_with(target.user.clone(), key, hash, &mut agent)
-                        .await
-                    {
-                        Ok(AuthResult::Success) => return Ok(()),
-                        Ok(_) => {}
-                        Err(e) => {
-                            // The agent declined to sign: try the next identity.
-                            tracing::debug!("agent signing failed: {e:?}");
-                        }
-                    }
-                }
-            }
-            Err(e) => tried.push(format!("agent at {} unusable: {e}", sock.display())),
-        }
-    }
-    Err(SshError::AuthFailed {
-        user: target.user.clone(),
-        host: target.host.clone(),
-        tried,
-    })
-}
-
-/// RSA signatures use the best SHA-2 the server announces; OpenSSH refuses SHA-1 `ssh-rsa`.
-async fn rsa_hash(handle: &Handle<Client>, is_rsa: bool) -> Option<HashAlg> {
-    if !is_rsa {
-        return None;
-    }
-    match tokio::time::timeout(Duration::from_secs(5), handle.best_supported_rsa_hash()).await {
-        Ok(Ok(Some(h))) => h,
-        _ => Some(HashAlg::Sha256),
-    }
-}
-
-fn load_key(path: &Path, passphrase: Option<&str>) -> Result<russh::keys::PrivateKey, SshError> {
-    let text = std::fs::read_to_string(path).map_err(|e| SshError::KeyFile {
-        path: path.to_path_buf(),
-        reason: format!("cannot read: {e}"),
-    })?;
-    russh::keys::decode_secret_key(&text, passphrase).map_err(|e| SshError::KeyFile {
-        path: path.to_path_buf(),
-        reason: match (e, passphrase) {
-            (russh::keys::Error::KeyIsEncrypted, None) => format!(
-                "key is encrypted; set {} to its passphrase",
-                super::PASSPHRASE_ENV
-            ),
-            (russh::keys::Error::KeyIsEncrypted, Some(_)) => "wrong passphrase".into(),
-            (other, _) => format!("cannot decode: {other}"),
-        },
-    })
 }

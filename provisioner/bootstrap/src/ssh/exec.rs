@@ -253,7 +253,7 @@ impl Session {
 
     async fn exec_once(
         &self,
-        handle: &russh::client::Handle<super::connect::Client>,
+        handle: &russh::client::Handle<super::host_key::Client>,
         cmd: &Command,
     ) -> Result<ExecOutput, ExecFailure> {
         // sshd allows MaxSessions (10) channels per connection; stay below it.

@@ -14,10 +14,13 @@
 //!
 //! Every command, its output and its result go to the per-host session log when one is given.
 
+mod auth;
 mod connect;
 mod exec;
+mod host_key;
 mod keygen;
 mod log;
+mod pacing;
 mod upload;
 
 use std::path::PathBuf;

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
+use dcform_model::MAX_NAME;
 use hcl::Value;
 
 use super::error::{Diags, name_hint};
@@ -37,16 +38,18 @@ const ROLES: &[&str] = &["master", "agent", "public_agent"];
 /// Most nodes one pool may ask for: far above any real cluster, low enough that a typo (`count = 1e9`)
 /// does not make the planner allocate a billion nodes.
 pub(crate) const MAX_COUNT: u32 = 100_000;
-const MAX_NAME: usize = 40;
 
-fn provider_attrs(kind: &str) -> &'static [&'static str] {
+fn provider_attrs(kind: ProviderKind) -> &'static [&'static str] {
     match kind {
-        "local" => &["base_port"],
-        "docker" => &["image", "subnet"],
-        "aws" => aws::ATTRS,
-        _ => &[],
+        ProviderKind::Local => &["base_port"],
+        ProviderKind::Docker => &["image", "subnet"],
+        ProviderKind::Aws => aws::ATTRS,
+        ProviderKind::Ssh => &[],
     }
 }
+
+/// Lowest `base_port` of the local provider: its nodes run without root.
+const MIN_BASE_PORT: u16 = 1024;
 
 /// What validation needs besides the raw block.
 pub(crate) struct Validator<'a> {
@@ -216,12 +219,7 @@ impl Validator<'_> {
 
     fn check_name(&mut self, l: &RawLabel, what: &str) {
         let n = &l.name;
-        let ok = n.len() <= MAX_NAME
-            && n.starts_with(|c: char| c.is_ascii_lowercase())
-            && !n.ends_with('-')
-            && n.chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-        if !ok {
+        if !dcform_model::valid_name(n) {
             self.err(
                 &l.loc,
                 format!("invalid {what} name \"{n}\""),
@@ -392,28 +390,37 @@ impl Validator<'_> {
 
     fn provider(&mut self, b: &RawBlock) -> Option<ProviderSpec> {
         let label = self.single_label(b, "provider", "provider \"local\" {}")?;
-        let kind = label.name.as_str();
-        if !PROVIDERS.contains(&kind) {
+        let Some(kind) = ProviderKind::parse(&label.name) else {
             self.err(
                 &label.loc,
-                format!("unknown provider \"{kind}\""),
-                name_hint(kind, "providers", PROVIDERS),
+                format!("unknown provider \"{}\"", label.name),
+                name_hint(&label.name, "providers", PROVIDERS),
             );
             return None;
-        }
+        };
         let what = format!("provider \"{kind}\"");
         self.check_body(&b.body, &what, provider_attrs(kind), &[]);
         let opt = |s: &mut Self, key: &str| b.body.attr(key).and_then(|a| s.string(a, key));
         Some(match kind {
-            "local" => ProviderSpec::Local(LocalProvider {
+            ProviderKind::Local => ProviderSpec::Local(LocalProvider {
                 base_port: match b.body.attr("base_port") {
-                    Some(a) => self
-                        .whole_number(a, "base_port", u64::from(u16::MAX))
-                        .and_then(|n| u16::try_from(n).ok())?,
+                    Some(a) => {
+                        let p = self
+                            .whole_number(a, "base_port", u64::from(u16::MAX))
+                            .and_then(|n| u16::try_from(n).ok())?;
+                        if p != 0 && p < MIN_BASE_PORT {
+                            self.err(
+                                &a.value_loc,
+                                format!("base_port {p} is below {MIN_BASE_PORT}"),
+                                format!("local nodes run without root: a port from {MIN_BASE_PORT} up, or 0 to let the system pick free ports"),
+                            );
+                        }
+                        p
+                    }
                     None => 0,
                 },
             }),
-            "docker" => {
+            ProviderKind::Docker => {
                 let image = opt(self, "image");
                 let subnet = opt(self, "subnet");
                 if let (Some(s), Some(a)) = (&subnet, b.body.attr("subnet"))
@@ -427,8 +434,8 @@ impl Validator<'_> {
                 }
                 ProviderSpec::Docker(DockerProvider { image, subnet })
             }
-            "ssh" => ProviderSpec::Ssh(SshProvider {}),
-            _ => ProviderSpec::Aws(Box::new(self.aws(b))),
+            ProviderKind::Ssh => ProviderSpec::Ssh(SshProvider {}),
+            ProviderKind::Aws => ProviderSpec::Aws(Box::new(self.aws(b))),
         })
     }
 
@@ -470,10 +477,18 @@ impl Validator<'_> {
             .body
             .attr("known_hosts")
             .and_then(|a| self.path(a, "known_hosts"));
-        spec.bastion = b
-            .body
-            .attr("bastion")
-            .and_then(|a| self.string(a, "bastion"));
+        if let Some(a) = b.body.attr("bastion")
+            && let Some(text) = self.string(a, "bastion")
+        {
+            spec.bastion = Bastion::parse(&text);
+            if spec.bastion.is_none() {
+                self.err(
+                    &a.value_loc,
+                    format!("bastion \"{text}\" is not of the form [user@]host[:port]"),
+                    "e.g. \"ops@jump.example.com:2222\" or \"10.0.0.5\"",
+                );
+            }
+        }
         spec
     }
 

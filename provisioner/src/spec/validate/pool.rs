@@ -15,7 +15,11 @@ use super::{MAX_COUNT, POOL_ATTRS, ROLES, Validator};
 
 impl Validator<'_> {
     /// One pool; returns it with the location of its name.
-    pub(super) fn pool(&mut self, b: &RawBlock, provider: Option<&str>) -> Option<(PoolSpec, Loc)> {
+    pub(super) fn pool(
+        &mut self,
+        b: &RawBlock,
+        provider: Option<ProviderKind>,
+    ) -> Option<(PoolSpec, Loc)> {
         let label = self.single_label(b, "pool", "pool \"agents\" { ... }");
         if let Some(l) = &label {
             self.check_name(l, "pool");
@@ -53,7 +57,7 @@ impl Validator<'_> {
 
         let count_attr = b.body.attr("count");
         let hosts_attr = b.body.attr("hosts");
-        let is_ssh = provider == Some("ssh");
+        let is_ssh = provider == Some(ProviderKind::Ssh);
         let size = match (count_attr, hosts_attr) {
             (Some(c), Some(_)) => {
                 self.err(
@@ -103,7 +107,7 @@ impl Validator<'_> {
             (None, Some(h)) => {
                 let hosts = self.hosts(h, &what);
                 match provider {
-                    Some(p) if p != "ssh" => {
+                    Some(p) if p != ProviderKind::Ssh => {
                         self.err(&h.key_loc, format!("provider \"{p}\" creates its machines: {what} cannot list hosts"), "hosts is accepted only by provider \"ssh\"; use count = N with local, docker and aws");
                         None
                     }
@@ -148,7 +152,7 @@ impl Validator<'_> {
         });
         let instance_type = b.body.attr("instance_type").and_then(|a| {
             let s = self.string(a, "instance_type")?;
-            if let Some(p) = provider.filter(|p| *p != "aws") {
+            if let Some(p) = provider.filter(|p| *p != ProviderKind::Aws) {
                 self.warn(
                     &a.key_loc,
                     format!("instance_type is ignored by provider \"{p}\""),
@@ -157,7 +161,9 @@ impl Validator<'_> {
             }
             Some(s)
         });
-        let (name, role, size) = (label?.name, role?, size?);
+        // check_name reported an invalid name already; PoolName::new is that same rule.
+        let name = PoolName::new(label?.name).ok();
+        let (name, role, size) = (name?, role?, size?);
         Some((
             PoolSpec {
                 name,
@@ -286,9 +292,9 @@ impl Validator<'_> {
             };
             for h in hosts {
                 if let Some(first) = seen.get(h.as_str()) {
-                    if *first != p.name {
+                    if *first != p.name.as_str() {
                         let loc = host_locs
-                            .get(&p.name)
+                            .get(p.name.as_str())
                             .and_then(|v| v.iter().find(|(s, _)| s == h).map(|(_, l)| l.clone()))
                             .unwrap_or_else(|| pool_loc.clone());
                         self.err(

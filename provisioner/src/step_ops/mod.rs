@@ -1,5 +1,6 @@
-//! The installer: turns a plan step on a node into [`RemoteOp`]s from the install templates
-//! (`dcform_bootstrap::install`, `templates/`). Pure rendering; the executor carries the ops out.
+//! Step ops: what each plan step runs on a node. [`ScriptInstaller`] (the [`Installer`]) turns a step into
+//! [`RemoteOp`]s from the install templates
+//! (`dcform_bootstrap::templates`, `templates/`). Pure rendering; the executor carries the ops out.
 //!
 //! | step | ops |
 //! |---|---|
@@ -15,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dcform_bootstrap::install::{self as tpl, InstallParams, InstallPaths};
+use dcform_bootstrap::templates::{self as tpl, InstallParams, InstallPaths};
 
 use crate::apply::{Backoff, InstallError, Installer, NodeContext, RemoteOp};
 use crate::plan::Step;
@@ -129,11 +130,7 @@ impl ScriptInstaller {
             step,
             message,
         };
-        let role = match ctx.change.role {
-            Role::Master => tpl::Role::Master,
-            Role::Agent => tpl::Role::Agent,
-            Role::PublicAgent => tpl::Role::PublicAgent,
-        };
+        let role = ctx.change.role;
         let reach = api_address(node);
         let listen = match self.layout {
             // Bind the node's own address, not 0.0.0.0: dccore advertises the address it listens on, and
@@ -214,7 +211,7 @@ impl ScriptInstaller {
             Layout::Host => InstallPaths::default(),
             Layout::Sandbox { root } => sandbox_paths(root, &m.name),
         };
-        Ok((m, paths.for_role(tpl::Role::Master)))
+        Ok((m, paths.for_role(Role::Master)))
     }
 }
 
@@ -225,11 +222,7 @@ pub fn running_check(
     cluster: &str,
     node: &NodeState,
 ) -> Result<String, InstallError> {
-    let role = match node.role {
-        Role::Master => tpl::Role::Master,
-        Role::Agent => tpl::Role::Agent,
-        Role::PublicAgent => tpl::Role::PublicAgent,
-    };
+    let role = node.role;
     let mut p = InstallParams::new(cluster, &node.name, role, &api_address(node), 0);
     if let Layout::Sandbox { root } = layout {
         p.paths = sandbox_paths(root, &node.name);
@@ -457,323 +450,7 @@ impl Installer for ScriptInstaller {
 }
 
 #[cfg(test)]
-mod tests {
-    pub(super) use super::*;
-    use crate::plan::{Action, CoreTarget, NodeChange};
-    use crate::spec::{
-        ClusterSpec, CoreSpec, LocalProvider, PoolSize, PoolSpec, ProviderSpec, SshSpec,
-    };
-    use crate::state::NodeStatus;
-    use std::collections::BTreeMap;
-
-    pub(super) fn node(name: &str, pool: &str, role: Role, addr: &str) -> NodeState {
-        NodeState {
-            name: name.into(),
-            pool: pool.into(),
-            index: 1,
-            role,
-            host: None,
-            provider_id: None,
-            addresses: vec![addr.into()],
-            ssh_host_key: None,
-            core_version: None,
-            config_hash: None,
-            status: NodeStatus::Running,
-        }
-    }
-
-    pub(super) fn ctx(n: NodeState, steps: Vec<Step>) -> NodeContext {
-        let pool = |name: &str, role| PoolSpec {
-            name: name.into(),
-            role,
-            size: PoolSize::Count(1),
-            attributes: BTreeMap::new(),
-            resources: None,
-            instance_type: None,
-        };
-        NodeContext {
-            spec: Arc::new(ClusterSpec {
-                name: "demo".into(),
-                provider: ProviderSpec::Local(LocalProvider::default()),
-                ssh: SshSpec::default(),
-                core: CoreSpec::default(),
-                pools: vec![pool("masters", Role::Master), pool("agents", Role::Agent)],
-                definition_dir: PathBuf::from("."),
-            }),
-            change: NodeChange {
-                node: n.name.clone(),
-                pool: n.pool.clone(),
-                index: n.index,
-                role: n.role,
-                host: None,
-                action: Action::Create,
-                reason: "test".into(),
-                steps,
-                wave: 0,
-                config_hash: None,
-            },
-            node: n,
-            core: CoreTarget {
-                version: "1.0.0".into(),
-            },
-            masters: vec![node("masters-1", "masters", Role::Master, "10.0.0.2")],
-            resources: BTreeMap::new(),
-        }
-    }
-
-    pub(super) fn installer(layout: Layout) -> ScriptInstaller {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let ca = crate::pki::ClusterCa::load_or_create(dir.path(), "demo").expect("CA");
-        ScriptInstaller {
-            core_binary: PathBuf::from("/tmp/dccore"),
-            core_arch: "x86_64".into(),
-            secrets: Arc::new(NodeSecrets {
-                operator_token: b"operator-secret".to_vec(),
-                agent_token: b"agent-secret".to_vec(),
-                ca: Some(ca),
-                credentials_json: b"{\"credentials\":[]}".to_vec(),
-                acls_json: b"{}".to_vec(),
-            }),
-            layout,
-            controller_epoch: 1_800_000_000,
-        }
-    }
-
-    /// Scripts with where they run: `(on_master, label, script)`.
-    fn scripts(ops: &[RemoteOp]) -> Vec<(bool, &str, &str)> {
-        ops.iter()
-            .filter_map(|op| match op {
-                RemoteOp::Run { label, script, .. } => {
-                    Some((false, label.as_str(), script.as_str()))
-                }
-                RemoteOp::OnMaster(inner) => match inner.as_ref() {
-                    RemoteOp::Run { label, script, .. } => {
-                        Some((true, label.as_str(), script.as_str()))
-                    }
-                    _ => None,
-                },
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// Files written: `(dest, mode, contents)`.
-    fn writes(ops: &[RemoteOp]) -> Vec<(&str, u32, String)> {
-        ops.iter()
-            .filter_map(|op| match op {
-                RemoteOp::Write {
-                    contents,
-                    dest,
-                    mode,
-                } => Some((
-                    dest.as_str(),
-                    *mode,
-                    String::from_utf8_lossy(contents).into_owned(),
-                )),
-                _ => None,
-            })
-            .collect()
-    }
-
-    #[test]
-    fn agent_waits_for_its_own_live_registration_and_drains_by_its_advertised_url() {
-        let i = installer(Layout::Host);
-        let c = ctx(node("agents-1", "agents", Role::Agent, "10.0.0.3"), vec![]);
-        let ops = i.ops(Step::WaitHealthy, &c).expect("render");
-        let [(false, _, wait)] = scripts(&ops)[..] else {
-            panic!("one script on the node: {ops:?}");
-        };
-        // Judged from what the agent running now was told by the master, not from the master's
-        // memory (which lists a dead agent as active until its timeout); no operator token needed.
-        assert!(
-            wait.contains(
-                "/usr/local/bin/dccore probe $pf --agent-work-dir /var/lib/dcform/agent\n"
-            ),
-            "{wait}"
-        );
-        assert!(
-            wait.contains("pf=\"--pid-file /run/dcform/agent.pid\""),
-            "the supervisor must run (a stale pid file fails): {wait}"
-        );
-        assert!(!wait.contains("--token-file"), "{wait}");
-        let RemoteOp::Run { until_ok, .. } = &ops[0] else {
-            panic!("{ops:?}");
-        };
-        assert!(until_ok.is_some(), "health is retried");
-
-        // Drain and reactivate are operator calls: they run on the master, with its token.
-        for (step, verb) in [(Step::Drain, "drain"), (Step::Reactivate, "reactivate")] {
-            let ops = i.ops(step, &c).expect("render");
-            let [(true, label, script)] = scripts(&ops)[..] else {
-                panic!("one script on the master: {ops:?}");
-            };
-            assert_eq!(label, verb);
-            assert!(
-                script.contains(&format!(
-                    "/usr/local/bin/dccore {verb} --master https://10.0.0.2:5050 --token-file /etc/dcform/master.token \
-                     --agent-url https://10.0.0.3:5051 --ca-file /etc/dcform/ca.pem"
-                )),
-                "{script}"
-            );
-        }
-        // The agent advertises the very URL the probe and the drain look for.
-        let ops = i.ops(Step::Start, &c).expect("render");
-        let [(false, _, install)] = scripts(&ops)[..] else {
-            panic!("one script: {ops:?}");
-        };
-        assert!(
-            install.contains("--advertise-url https://10.0.0.3:5051"),
-            "{install}"
-        );
-        assert!(
-            install.contains("--master https://10.0.0.2:5050"),
-            "{install}"
-        );
-    }
-
-    /// Found: one token was shared by operators and every agent. An agent node gets the agents'
-    /// credential, its own certificate and key (0600) and the CA; never the operator token.
-    #[test]
-    fn an_agent_node_never_receives_the_operator_token() {
-        let i = installer(Layout::Host);
-        let c = ctx(node("agents-1", "agents", Role::Agent, "10.0.0.3"), vec![]);
-        let ops = i.ops(Step::Install, &c).expect("render");
-        let w = writes(&ops);
-        assert!(
-            w.iter().all(|(_, _, c)| !c.contains("operator-secret")),
-            "{:?}",
-            w.iter().map(|(d, _, _)| d).collect::<Vec<_>>()
-        );
-        let file = |d: &str| w.iter().find(|(dest, _, _)| *dest == d).cloned();
-        assert_eq!(
-            file("/etc/dcform/agent.token").map(|(_, m, c)| (m, c)),
-            Some((0o600, "agent-secret".to_string()))
-        );
-        let (_, mode, key) = file("/etc/dcform/agent.key").expect("a key");
-        assert_eq!(mode, 0o600);
-        assert!(key.contains("PRIVATE KEY"));
-        assert!(file("/etc/dcform/agent.crt").is_some() && file("/etc/dcform/ca.pem").is_some());
-        assert!(file("/etc/dcform/credentials.json").is_none());
-    }
-
-    #[test]
-    fn a_master_node_gets_the_operator_token_agent_credentials_and_the_principals() {
-        let i = installer(Layout::Host);
-        let c = ctx(
-            node("masters-1", "masters", Role::Master, "10.0.0.2"),
-            vec![],
-        );
-        let ops = i.ops(Step::Configure, &c).expect("render");
-        let w = writes(&ops);
-        for (dest, mode) in [
-            ("/etc/dcform/master.token", 0o600),
-            ("/etc/dcform/agent-tokens", 0o600),
-            ("/etc/dcform/credentials.json", 0o600),
-            ("/etc/dcform/acls.json", 0o600),
-            ("/etc/dcform/master.key", 0o600),
-        ] {
-            assert!(
-                w.iter().any(|(d, m, _)| *d == dest && *m == mode),
-                "{dest} {mode:o} missing: {:?}",
-                w.iter().map(|(d, m, _)| (d, m)).collect::<Vec<_>>()
-            );
-        }
-    }
-
-    #[test]
-    fn master_probes_itself_over_https_and_has_nothing_to_drain() {
-        let i = installer(Layout::Host);
-        let c = ctx(
-            node("masters-1", "masters", Role::Master, "10.0.0.2"),
-            vec![],
-        );
-        let ops = i.ops(Step::WaitHealthy, &c).expect("render");
-        let [(false, _, wait)] = scripts(&ops)[..] else {
-            panic!("one script: {ops:?}");
-        };
-        assert!(
-            wait.contains("probe $pf --master https://10.0.0.2:5050 --token-file /etc/dcform/master.token --timeout-secs 5 --ca-file /etc/dcform/ca.pem\n"),
-            "{wait}"
-        );
-        assert!(!wait.contains("--agent-url"), "{wait}");
-        assert!(i.ops(Step::Drain, &c).expect("render").is_empty());
-    }
-
-    #[test]
-    fn plain_http_only_when_the_definition_asks_for_it() {
-        let i = installer(Layout::Host);
-        let mut c = ctx(node("agents-1", "agents", Role::Agent, "10.0.0.3"), vec![]);
-        let mut spec = (*c.spec).clone();
-        spec.core.tls = false;
-        c.spec = Arc::new(spec);
-        let ops = i.ops(Step::Drain, &c).expect("render");
-        let [(true, _, drain)] = scripts(&ops)[..] else {
-            panic!("{ops:?}");
-        };
-        assert!(drain.contains("--master http://10.0.0.2:5050"), "{drain}");
-        assert!(!drain.contains("--ca-file"), "{drain}");
-    }
-
-    #[test]
-    fn sandbox_agent_is_drained_from_the_masters_sandbox() {
-        let i = installer(Layout::Sandbox {
-            root: PathBuf::from("/tmp/c"),
-        });
-        let c = ctx(
-            node("agents-1", "agents", Role::Agent, "127.0.0.1:40001"),
-            vec![],
-        );
-        let ops = i.ops(Step::Drain, &c).expect("render");
-        let [(true, _, drain)] = scripts(&ops)[..] else {
-            panic!("one script: {ops:?}");
-        };
-        assert!(
-            drain.contains(
-                "/tmp/c/masters-1/bin/dccore drain --master https://10.0.0.2:5050 --token-file /tmp/c/masters-1/etc/master.token \
-                 --agent-url https://127.0.0.1:40001"
-            ),
-            "{drain}"
-        );
-    }
-}
+mod tests;
 
 #[cfg(test)]
-mod config_tests {
-    use super::tests::{ctx, installer, node};
-    use super::*;
-
-    #[test]
-    fn each_role_gets_its_core_config_keys_as_dccore_json() {
-        let master = node("masters-1", "masters", Role::Master, "10.0.0.2");
-        let agent = node("agents-1", "agents", Role::Agent, "10.0.0.3");
-        let written = |n: NodeState| -> serde_json::Value {
-            let mut c = ctx(n, vec![Step::Install]);
-            let mut spec = (*c.spec).clone();
-            spec.core
-                .config
-                .insert("agent_timeout_secs".into(), serde_json::json!(2.0));
-            spec.core
-                .config
-                .insert("kill_grace_secs".into(), serde_json::json!(1.0));
-            c.spec = Arc::new(spec);
-            let ops = installer(Layout::Host).ops(Step::Install, &c).expect("ops");
-            let json = ops.iter().find_map(|op| match op {
-                RemoteOp::Write { contents, dest, .. }
-                    if dest.ends_with("/master.json") || dest.ends_with("/agent.json") =>
-                {
-                    Some(contents.clone())
-                }
-                _ => None,
-            });
-            serde_json::from_slice(&json.expect("a config file is written")).expect("valid JSON")
-        };
-        assert_eq!(
-            written(master),
-            serde_json::json!({"agent_timeout_secs": 2.0, "default_task_user": "nobody"})
-        );
-        assert_eq!(
-            written(agent),
-            serde_json::json!({"kill_grace_secs": 1.0, "default_task_user": "nobody"})
-        );
-    }
-}
+mod config_tests;

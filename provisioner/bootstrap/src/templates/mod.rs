@@ -1,20 +1,23 @@
-//! Install templates: pure rendering of the node's preflight, config, unit, install and uninstall
+//! The install templates (`templates/` at the workspace root): pure rendering of the node's preflight, config, unit, install and uninstall
 //! scripts from typed parameters (minijinja, strict undefined, templates embedded at build time).
 //!
-//! Secrets are not inputs here: the join token travels as an uploaded file (see
-//! [`crate::bootstrap`]), so nothing rendered, logged or reported can contain it.
+//! Secrets are not inputs here: tokens, keys and credentials travel as uploaded files (dcform's
+//! `step_ops` writes them), so nothing rendered, logged or reported can contain them.
 
 use minijinja::{Environment, UndefinedBehavior, context};
 
 use crate::ssh::shell_quote;
 
-const PREFLIGHT: &str = include_str!("../../../templates/preflight.sh.j2");
-const UNIT: &str = include_str!("../../../templates/dccore.service.j2");
-const INSTALL: &str = include_str!("../../../templates/install.sh.j2");
-const UNINSTALL: &str = include_str!("../../../templates/uninstall.sh.j2");
+/// The role of the node (the definition's pool role; [`Role::file_name`] names its files and units).
+pub use dcform_model::Role;
+
+const PREFLIGHT: &str = include_str!("../../../../templates/preflight.sh.j2");
+const UNIT: &str = include_str!("../../../../templates/dccore.service.j2");
+const INSTALL: &str = include_str!("../../../../templates/install.sh.j2");
+const UNINSTALL: &str = include_str!("../../../../templates/uninstall.sh.j2");
 /// Shell functions both the install and the uninstall include (`{% include "common.sh.j2" %}`).
-const COMMON: &str = include_str!("../../../templates/common.sh.j2");
-const RUNNING: &str = include_str!("../../../templates/running.sh.j2");
+const COMMON: &str = include_str!("../../../../templates/common.sh.j2");
+const RUNNING: &str = include_str!("../../../../templates/running.sh.j2");
 
 /// Errors of rendering. They name the template and what was wrong, never the values of secrets
 /// (there are none in the context).
@@ -31,28 +34,6 @@ pub enum TemplateError {
     /// The parameters are inconsistent.
     #[error("invalid install parameters: {0}")]
     Invalid(String),
-}
-
-/// Role of the node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// `dccore master`.
-    Master,
-    /// `dccore agent`.
-    Agent,
-    /// `dccore agent --public` (resources reserved for role `slave_public`).
-    PublicAgent,
-}
-
-impl Role {
-    /// Name used in file and unit names: `master`, `agent`, `public-agent`.
-    pub fn file_name(self) -> &'static str {
-        match self {
-            Role::Master => "master",
-            Role::Agent => "agent",
-            Role::PublicAgent => "public-agent",
-        }
-    }
 }
 
 /// Where things go on the node. The defaults follow the FHS; every directory here belongs to
@@ -503,264 +484,7 @@ pub fn render(p: &InstallParams) -> Result<RenderedInstall, TemplateError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn agent() -> InstallParams {
-        InstallParams {
-            master_url: Some("http://10.0.0.2:5050".into()),
-            resources: Some("cpus:4;mem:8192".into()),
-            attributes: Some("rack:r1;zone:a".into()),
-            ..InstallParams::new(
-                "prod",
-                "agents-2",
-                Role::PublicAgent,
-                "0.0.0.0:5051",
-                1_800_000_000,
-            )
-        }
-    }
-
-    #[test]
-    fn agent_command_line_carries_master_public_flag_resources_and_attributes() {
-        let argv = agent().dccore_argv().expect("argv");
-        assert_eq!(
-            argv.join(" "),
-            "/usr/local/bin/dccore agent --master http://10.0.0.2:5050 --listen 0.0.0.0:5051 \
-             --work-dir /var/lib/dcform/public-agent --token-file /etc/dcform/public-agent.token --public \
-             --resources cpus:4;mem:8192 --attributes rack:r1;zone:a \
-             --config /etc/dcform/public-agent.json"
-        );
-    }
-
-    #[test]
-    fn agent_command_line_carries_the_advertised_url_when_given() {
-        let p = InstallParams {
-            advertise_url: Some("http://10.0.0.3:5051".into()),
-            ..agent()
-        };
-        let argv = p.dccore_argv().expect("argv");
-        assert!(
-            argv.join(" ")
-                .ends_with("--attributes rack:r1;zone:a --advertise-url http://10.0.0.3:5051 --config /etc/dcform/public-agent.json"),
-            "{argv:?}"
-        );
-        let r = render(&p).expect("render");
-        assert!(
-            r.unit.contains("--advertise-url http://10.0.0.3:5051"),
-            "{}",
-            r.unit
-        );
-    }
-
-    #[test]
-    fn unit_and_supervise_line_quote_arguments_for_their_interpreters() {
-        let r = render(&agent()).expect("render");
-        assert!(
-            r.unit.contains("--attributes \"rack:r1;zone:a\""),
-            "{}",
-            r.unit
-        );
-        assert!(r.install.contains(
-            "setsid /usr/local/bin/dccore supervise --pid-file /run/dcform/public-agent.pid \
-             --log-file /var/log/dcform/public-agent.log -- /usr/local/bin/dccore agent"
-        ));
-        assert!(r.install.contains("--attributes 'rack:r1;zone:a'"));
-        assert_eq!(r.unit_name, "dcform-public-agent.service");
-    }
-
-    #[test]
-    fn preflight_checks_arch_disk_ports_and_clock() {
-        let mut p = agent();
-        p.extra_ports = vec![8080, 5051];
-        let r = render(&p).expect("render");
-        for needle in [
-            "-ge 1048576",
-            "port_listening 5051",
-            "port_listening 8080",
-            "now - 1800000000",
-            "-le 300",
-        ] {
-            assert!(r.preflight.contains(needle), "missing {needle}");
-        }
-        assert!(
-            r.preflight
-                .contains(&format!("[ \"$arch\" = {} ]", p.binary_arch))
-        );
-        assert_eq!(r.preflight.matches("port_listening 5051").count(), 1);
-    }
-
-    #[test]
-    fn config_file_is_the_given_json_and_dccore_is_pointed_at_it() {
-        let mut m = InstallParams::new("c", "masters-0", Role::Master, "0.0.0.0:5050", 0);
-        m.config_json = "{\"offer_timeout_secs\": 5.0}\n".into();
-        let r = render(&m).expect("render");
-        assert_eq!(r.config, m.config_json);
-        assert_eq!(r.paths.config_file, "/etc/dcform/master.json");
-        assert!(m.dccore_argv().expect("argv").ends_with(&[
-            "--config".to_string(),
-            "/etc/dcform/master.json".to_string()
-        ]));
-        assert!(!r.install.contains("--master"));
-    }
-
-    #[test]
-    fn agent_without_master_url_is_rejected() {
-        let mut p = agent();
-        p.master_url = None;
-        assert!(matches!(render(&p), Err(TemplateError::Invalid(_))));
-    }
-
-    #[test]
-    fn undefined_variables_are_errors_not_empty_strings() {
-        let env = env();
-        let err = render_one(&env, "t", "{{ nope }}", &context! {}).expect_err("strict");
-        assert!(
-            matches!(err, TemplateError::Render { template: "t", .. }),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn rendering_errors_never_contain_context_values() {
-        let env = env();
-        let secretish = "tok-SECRET-123";
-        let err = render_one(
-            &env,
-            "t",
-            "{{ a }}{{ b.c.d }}",
-            &context! { a => secretish },
-        )
-        .expect_err("undefined b");
-        assert!(!err.to_string().contains(secretish), "{err}");
-    }
-
-    #[test]
-    fn uninstall_removes_role_files_then_shared_ones_with_the_last_role() {
-        let r = render(&agent()).expect("render");
-        for p in [
-            "/etc/dcform/public-agent.json",
-            "/var/lib/dcform/public-agent",
-            "/etc/systemd/system/dcform-public-agent.service",
-            "/usr/local/bin/dccore",
-            "/etc/dcform",
-            "/var/lib/dcform",
-            "/var/log/dcform",
-            "/run/dcform",
-        ] {
-            assert!(
-                r.uninstall.contains(&format!("rm_path {p}")),
-                "uninstall misses {p}"
-            );
-        }
-    }
-}
+mod tests;
 
 #[cfg(all(test, unix))]
-mod lock_tests {
-    use super::*;
-    use std::process::{Command, Stdio};
-
-    /// A sandboxed install of `masters-1` under `root` whose `dccore` is a stand-in for
-    /// `dccore supervise --pid-file F ...`: it records each start in `root/starts`, writes F, and
-    /// stays up a while with F in its command line (the install checks that the pid file's
-    /// process is a supervisor of F). Returns the install script and the pid file's path.
-    fn stand_in_install(root: &str) -> (String, String) {
-        let bin = format!("{root}/dccore");
-        std::fs::write(
-            &bin,
-            "#!/bin/sh\necho $$ >> \"$(dirname \"$0\")/starts\"\nsleep 0.5\necho $$ > \"$3\"\nexec sh -c 'sleep 20; :' supervise --pid-file \"$3\"\n",
-        )
-        .expect("stand-in");
-        Command::new("chmod")
-            .args(["+x", &bin])
-            .status()
-            .expect("chmod");
-        let mut p = InstallParams::new("c", "masters-1", Role::Master, "127.0.0.1:1", 0);
-        p.paths = InstallPaths {
-            bin,
-            config_dir: format!("{root}/etc"),
-            work_root: format!("{root}/lib"),
-            log_dir: format!("{root}/log"),
-            run_dir: format!("{root}/run"),
-            unit_dir: format!("{root}/systemd"),
-        };
-        let r = render(&p).expect("render");
-        (r.install, r.paths.pid_file)
-    }
-
-    fn run_install(script: &str) -> std::process::Child {
-        Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .env("DCFORM_NO_SYSTEMD", "1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("sh")
-    }
-
-    fn stop_starts(root: &str) -> String {
-        let starts = std::fs::read_to_string(format!("{root}/starts")).unwrap_or_default();
-        for pid in starts.split_whitespace() {
-            let _ = Command::new("kill").arg(pid).status();
-        }
-        starts
-    }
-
-    /// Found on a fresh machine whose pid 1 never reaps: a killed supervisor stays a zombie, and
-    /// `kill -0` on it succeeds, so the install thought it running and started nothing. A stale
-    /// pid file naming a zombie, or a pid reused by another process, is not a running supervisor.
-    #[test]
-    fn a_pid_file_naming_a_zombie_or_a_reused_pid_is_not_a_running_supervisor() {
-        for case in ["zombie", "reused"] {
-            let dir = tempfile::tempdir().expect("tempdir");
-            let root = dir.path().display().to_string();
-            let (script, pid_file) = stand_in_install(&root);
-            // Not waited for until the end: `true` exits and stays a zombie meanwhile.
-            let mut other = match case {
-                "zombie" => Command::new("true").spawn().expect("true"),
-                _ => Command::new("sleep").arg("30").spawn().expect("sleep"),
-            };
-            std::fs::create_dir_all(format!("{root}/run")).expect("run dir");
-            std::fs::write(&pid_file, format!("{}\n", other.id())).expect("pid file");
-            let status = run_install(&script).wait().expect("wait");
-            let starts = stop_starts(&root);
-            let _ = other.kill();
-            let _ = other.wait();
-            assert!(status.success(), "{case}: install succeeds: {status:?}");
-            assert_eq!(
-                starts.lines().count(),
-                1,
-                "{case}: the install starts a supervisor"
-            );
-        }
-    }
-
-    /// An apply killed mid-install leaves its script running; the next apply's install must not start a
-    /// second supervisor beside the first. Two installs of one node at once start exactly one.
-    #[test]
-    fn concurrent_installs_of_one_node_start_one_supervisor() {
-        if Command::new("flock").arg("-V").output().is_err() {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI needs flock (util-linux)"
-            );
-            eprintln!(
-                "skip: no flock on this machine (the lock is skipped where flock is missing)"
-            );
-            return;
-        }
-        let dir = tempfile::tempdir().expect("tempdir");
-        let root = dir.path().display().to_string();
-        let (script, _) = stand_in_install(&root);
-        let (mut a, mut b) = (run_install(&script), run_install(&script));
-        let (ra, rb) = (a.wait().expect("wait"), b.wait().expect("wait"));
-        let starts = stop_starts(&root);
-        assert!(
-            ra.success() && rb.success(),
-            "both installs succeed: {ra:?} {rb:?}"
-        );
-        assert_eq!(starts.lines().count(), 1, "supervisors started: {starts:?}");
-    }
-}
+mod lock_tests;

@@ -22,8 +22,7 @@ use bollard::models::{
     RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, InspectContainerOptions, InspectNetworkOptions, ListContainersOptions,
-    ListNetworksOptions, ListVolumesOptions, RemoveContainerOptions, RemoveVolumeOptions,
+    CreateContainerOptions, InspectContainerOptions, InspectNetworkOptions, RemoveContainerOptions,
     StartContainerOptions,
 };
 use dcform_bootstrap::node_image::{self, AUTHORIZED_KEYS_ENV, NodeImageOptions};
@@ -34,6 +33,12 @@ use crate::spec::ClusterSpec;
 use crate::state::NodeState;
 
 use super::ssh_remote::{SshConnector, SshRemote};
+
+mod inventory;
+mod tar;
+
+pub use inventory::{FoundCluster, FoundNode, PurgeReport, list_clusters, purge_cluster};
+use tar::single_file_tar;
 
 /// Label naming the cluster of every container, network and volume dcform makes.
 pub const LABEL_CLUSTER: &str = "dcform.cluster";
@@ -500,7 +505,7 @@ impl Provider for DockerProvider {
             .docker()
             .await
             .map_err(|e| provider_error("cluster", e))?;
-        purge(docker, &self.cluster)
+        inventory::purge(docker, &self.cluster)
             .await
             .map(|_| ())
             .map_err(|e| provider_error("cluster", e))
@@ -520,168 +525,6 @@ async fn remove_container(docker: &Docker, name: &str) -> Result<(), DockerError
         Err(e) if is_status(&e, 409) => Ok(()),
         Err(e) => Err(api(format!("remove container {name}"))(e)),
     }
-}
-
-/// What [`purge_cluster`] removed.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PurgeReport {
-    /// Container names.
-    pub containers: Vec<String>,
-    /// Network names.
-    pub networks: Vec<String>,
-    /// Volume names.
-    pub volumes: Vec<String>,
-}
-
-async fn purge(docker: &Docker, cluster: &str) -> Result<PurgeReport, DockerError> {
-    let mut report = PurgeReport::default();
-    let containers = docker
-        .list_containers(Some(ListContainersOptions {
-            all: true,
-            filters: Some(label_filter(Some(cluster))),
-            ..Default::default()
-        }))
-        .await
-        .map_err(api("list containers"))?;
-    for c in containers {
-        let name = c
-            .names
-            .and_then(|n| n.into_iter().next())
-            .map(|n| n.trim_start_matches('/').to_string())
-            .or(c.id)
-            .unwrap_or_default();
-        remove_container(docker, &name).await?;
-        report.containers.push(name);
-    }
-    let networks = docker
-        .list_networks(Some(ListNetworksOptions {
-            filters: Some(label_filter(Some(cluster))),
-        }))
-        .await
-        .map_err(api("list networks"))?;
-    for n in networks {
-        let name = n.name.or(n.id).unwrap_or_default();
-        match docker.remove_network(&name).await {
-            Ok(()) => {}
-            Err(e) if is_status(&e, 404) => {}
-            Err(e) => return Err(api(format!("remove network {name}"))(e)),
-        }
-        report.networks.push(name);
-    }
-    let volumes = docker
-        .list_volumes(Some(ListVolumesOptions {
-            filters: Some(label_filter(Some(cluster))),
-        }))
-        .await
-        .map_err(api("list volumes"))?;
-    for v in volumes.volumes.unwrap_or_default() {
-        match docker
-            .remove_volume(&v.name, Some(RemoveVolumeOptions { force: true }))
-            .await
-        {
-            Ok(()) => {}
-            Err(e) if is_status(&e, 404) => {}
-            Err(e) => return Err(api(format!("remove volume {}", v.name))(e)),
-        }
-        report.volumes.push(v.name);
-    }
-    Ok(report)
-}
-
-/// Removes every container, network and volume labelled `dcform.cluster=<cluster>`: the way out when the
-/// state is lost (`dcform destroy --cluster NAME`).
-pub async fn purge_cluster(cluster: &str) -> Result<PurgeReport, DockerError> {
-    purge(&client().await?, cluster).await
-}
-
-/// One node container found by label.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FoundNode {
-    /// Node name (`dcform.node`).
-    pub node: String,
-    /// Pool (`dcform.pool`).
-    pub pool: String,
-    /// Role (`dcform.role`).
-    pub role: String,
-    /// Container state (`running`, `exited`...).
-    pub state: String,
-    /// Container name.
-    pub container: String,
-}
-
-/// A cluster found by label.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct FoundCluster {
-    /// Cluster name.
-    pub name: String,
-    /// Its node containers, by node name.
-    pub nodes: Vec<FoundNode>,
-    /// Its networks.
-    pub networks: Vec<String>,
-}
-
-/// Every cluster that has a container or network labelled `dcform.cluster` (`dcform list`).
-pub async fn list_clusters() -> Result<Vec<FoundCluster>, DockerError> {
-    let docker = client().await?;
-    let mut out: BTreeMap<String, FoundCluster> = BTreeMap::new();
-    let containers = docker
-        .list_containers(Some(ListContainersOptions {
-            all: true,
-            filters: Some(label_filter(None)),
-            ..Default::default()
-        }))
-        .await
-        .map_err(api("list containers"))?;
-    for c in containers {
-        let labels = c.labels.unwrap_or_default();
-        let Some(cluster) = labels.get(LABEL_CLUSTER) else {
-            continue;
-        };
-        let get = |k: &str| labels.get(k).cloned().unwrap_or_default();
-        let entry = out.entry(cluster.clone()).or_insert_with(|| FoundCluster {
-            name: cluster.clone(),
-            ..Default::default()
-        });
-        entry.nodes.push(FoundNode {
-            node: get(LABEL_NODE),
-            pool: get(LABEL_POOL),
-            role: get(LABEL_ROLE),
-            state: c.state.map(|s| s.to_string()).unwrap_or_default(),
-            container: c
-                .names
-                .and_then(|n| n.into_iter().next())
-                .map(|n| n.trim_start_matches('/').to_string())
-                .unwrap_or_default(),
-        });
-    }
-    let networks = docker
-        .list_networks(Some(ListNetworksOptions {
-            filters: Some(label_filter(None)),
-        }))
-        .await
-        .map_err(api("list networks"))?;
-    for n in networks {
-        let Some(cluster) = n
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(LABEL_CLUSTER))
-            .cloned()
-        else {
-            continue;
-        };
-        out.entry(cluster.clone())
-            .or_insert_with(|| FoundCluster {
-                name: cluster,
-                ..Default::default()
-            })
-            .networks
-            .push(n.name.unwrap_or_default());
-    }
-    let mut v: Vec<FoundCluster> = out.into_values().collect();
-    for c in &mut v {
-        c.nodes.sort_by(|a, b| a.node.cmp(&b.node));
-    }
-    Ok(v)
 }
 
 #[cfg(test)]
@@ -720,65 +563,5 @@ mod tests {
             },
         };
         assert!(provider_error("n", e).transient);
-    }
-}
-
-/// A ustar archive holding one regular file owned by root: all `upload_to_container` needs.
-fn single_file_tar(name: &str, mode: u32, data: &[u8]) -> Vec<u8> {
-    let mut h = [0u8; 512];
-    let field =
-        |h: &mut [u8; 512], at: usize, bytes: &[u8]| h[at..at + bytes.len()].copy_from_slice(bytes);
-    field(&mut h, 0, name.as_bytes());
-    field(&mut h, 100, format!("{mode:07o}\0").as_bytes());
-    field(&mut h, 108, b"0000000\0");
-    field(&mut h, 116, b"0000000\0");
-    field(&mut h, 124, format!("{:011o}\0", data.len()).as_bytes());
-    field(&mut h, 136, b"00000000000\0");
-    field(&mut h, 148, b"        "); // checksum counts as spaces while it is computed
-    h[156] = b'0'; // regular file
-    field(&mut h, 257, b"ustar\0");
-    field(&mut h, 263, b"00");
-    field(&mut h, 265, b"root");
-    field(&mut h, 297, b"root");
-    let sum: u32 = h.iter().map(|b| u32::from(*b)).sum();
-    field(&mut h, 148, format!("{sum:06o}\0 ").as_bytes());
-    let mut out = Vec::with_capacity(512 + data.len() + 1536);
-    out.extend_from_slice(&h);
-    out.extend_from_slice(data);
-    out.resize(out.len().div_ceil(512) * 512, 0);
-    out.extend_from_slice(&[0u8; 1024]); // end of archive
-    out
-}
-
-#[cfg(test)]
-mod tar_tests {
-    #[test]
-    fn the_archive_is_read_by_tar_with_name_mode_owner_and_content() {
-        let dir = tempfile::tempdir().unwrap();
-        let tar = dir.path().join("a.tar");
-        std::fs::write(
-            &tar,
-            super::single_file_tar("dccore", 0o755, b"#!/bin/sh\necho hi\n"),
-        )
-        .unwrap();
-        let list = std::process::Command::new("tar")
-            .arg("-tvf")
-            .arg(&tar)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&list.stdout);
-        assert!(
-            list.status.success(),
-            "{}",
-            String::from_utf8_lossy(&list.stderr)
-        );
-        assert!(text.starts_with("-rwxr-xr-x root/root"), "{text}");
-        assert!(text.trim_end().ends_with(" dccore"), "{text}");
-        let out = std::process::Command::new("tar")
-            .arg("-xOf")
-            .arg(&tar)
-            .output()
-            .unwrap();
-        assert_eq!(out.stdout, b"#!/bin/sh\necho hi\n");
     }
 }

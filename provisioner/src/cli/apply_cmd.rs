@@ -1,0 +1,262 @@
+//! `dcform apply` and `dcform destroy`: a fresh or saved plan, checked against the state, confirmed,
+//! run by the executor (Ctrl-C finishes the steps in flight), and the cluster's outputs recorded.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+use anyhow::anyhow;
+use tokio_util::sync::CancellationToken;
+
+use super::args::ApplyArgs;
+use super::inputs::{confirm, load_def, read_plan_file, state_file};
+use super::plan_cmd::{make_plan, print_plan, refreshed_state};
+use super::table::display_value;
+use super::{CliError, exit};
+use crate::apply::{ApplyError, ApplyOptions, Executor, PlainProgress, Progress, TtyProgress};
+use crate::cluster_api;
+use crate::core_binary::CoreBinary;
+use crate::plan::{self, Plan};
+use crate::providers::{self, BuildOptions};
+use crate::spec::{ClusterSpec, ProviderKind};
+use crate::state::{State, StateFile, StateLock};
+
+pub(super) async fn apply_cmd(a: &ApplyArgs, destroy: bool) -> Result<u8, CliError> {
+    let saved = if destroy {
+        None
+    } else {
+        read_plan_file(&a.def.path).transpose()?
+    };
+    let from_file = saved.is_some();
+    let (plan, file) = match saved {
+        Some(plan) => {
+            let file = state_file(&plan.spec, &a.state);
+            (plan, file)
+        }
+        None => {
+            let spec = load_def(&a.def)?;
+            let file = state_file(&spec, &a.state);
+            let state = refreshed_state(&spec, &file).await?;
+            (make_plan(&spec, &state, destroy), file)
+        }
+    };
+    let plan = infra_only(plan, a, destroy)?;
+    let _lock = StateLock::acquire(&file, if destroy { "destroy" } else { "apply" })?;
+    let mut state = file
+        .load()?
+        .unwrap_or_else(|| State::new(&plan.spec.name, plan.spec.provider.kind()));
+    // The state may have moved since the plan was made (a saved plan, or another apply while we asked).
+    let current = (state.serial > 0).then(|| state.lineage.clone());
+    if current != plan.base.lineage || state.serial != plan.base.serial {
+        return Err(CliError::user(anyhow!(
+            "the plan is stale: it was made against state serial {} but the state at {} is now at serial {}{}; run `dcform plan` again",
+            plan.base.serial,
+            file.path().display(),
+            state.serial,
+            if current != plan.base.lineage {
+                " of another lineage"
+            } else {
+                ""
+            }
+        )));
+    }
+    if !from_file {
+        print_plan(&plan, a.def.json);
+    }
+    if !plan.has_changes() {
+        if from_file {
+            println!("{}", plan::NO_CHANGES);
+        }
+        return Ok(exit::OK);
+    }
+    if a.insecure_skip_host_key {
+        eprintln!(
+            "Warning: --insecure-skip-host-key: SSH host keys are not checked; use this for throwaway test clusters only."
+        );
+    }
+    if !a.auto_approve && !confirm(destroy)? {
+        println!("{} cancelled.", if destroy { "Destroy" } else { "Apply" });
+        return Ok(exit::USER);
+    }
+    let build = providers::build(
+        &plan.spec,
+        &file,
+        &plan.core,
+        &BuildOptions {
+            core_binary: a.core_binary.clone(),
+            insecure_skip_host_key: a.insecure_skip_host_key,
+            resources: state.resources.clone(),
+        },
+    );
+    let (provider, installer, core) = build.map_err(|e| {
+        if e.is_user_error() {
+            CliError::user(e)
+        } else {
+            CliError::internal(e)
+        }
+    })?;
+    let progress: Arc<dyn Progress> = if std::io::stderr().is_terminal() {
+        Arc::new(TtyProgress::default())
+    } else {
+        Arc::new(PlainProgress::default())
+    };
+    let executor = Executor::new(
+        Arc::new(provider),
+        Arc::new(installer),
+        progress,
+        ApplyOptions {
+            parallelism: a.parallelism.into(),
+            ..ApplyOptions::default()
+        },
+    );
+    let shutdown = CancellationToken::new();
+    let on_signal = shutdown.clone();
+    let watcher = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!(
+                "\nInterrupt received: finishing the steps in flight and saving the state (Ctrl-C again to quit at once)."
+            );
+            on_signal.cancel();
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(i32::from(exit::INTERRUPTED));
+            }
+        }
+    });
+    // How dcform's own calls reach this cluster (`status`, `task`): recorded before any node is
+    // installed, so a failed apply leaves it true for the nodes it did install.
+    if !destroy {
+        state
+            .resources
+            .insert("tls".into(), plan.spec.core.tls.to_string());
+    }
+    let result = executor.apply(&plan, &mut state, &file, shutdown).await;
+    watcher.abort();
+    if result.is_ok() {
+        record_outputs(&mut state, &plan.spec, &core, &file);
+        file.save(&mut state)?;
+    }
+    let s = plan.summary();
+    match result {
+        Ok(_) => {
+            if destroy {
+                println!("\nDestroy complete! Nodes: {} destroyed.", s.destroy);
+            } else {
+                println!("\nApply complete! Nodes: {} added, {} changed, {} destroyed.", s.add, s.change, s.destroy);
+                print_outputs(&state.outputs);
+            }
+            Ok(exit::OK)
+        }
+        Err(e @ ApplyError::Interrupted { .. }) => Err(CliError { code: exit::INTERRUPTED, error: e.into() }),
+        Err(e) => Err(CliError::internal(anyhow::Error::new(e).context(format!(
+            "{} did not finish; what finished is recorded in {} and `dcform {}` continues from there",
+            if destroy { "destroy" } else { "apply" },
+            file.path().display(),
+            if destroy { "destroy" } else { "apply" }
+        )))),
+    }
+}
+
+/// After a successful apply: what the cluster is made of and how to reach it.
+fn record_outputs(state: &mut State, spec: &ClusterSpec, core: &CoreBinary, file: &StateFile) {
+    if state.nodes.is_empty() {
+        state.outputs.clear();
+        state.resources.remove("core_version");
+        state.resources.remove("core_sha256");
+        return;
+    }
+    state
+        .resources
+        .insert("core_version".into(), core.version.clone());
+    state
+        .resources
+        .insert("core_sha256".into(), core.sha256.clone());
+    if state.provider == ProviderKind::Aws {
+        state.outputs.extend(providers::aws::outputs(state));
+    }
+    if let Some(url) = cluster_api::master_url(state) {
+        state
+            .outputs
+            .insert("master_url".into(), serde_json::Value::String(url));
+    }
+    // Absolute, so the outputs are usable from any folder.
+    let abs = |p: std::path::PathBuf| {
+        serde_json::Value::String(std::path::absolute(&p).unwrap_or(p).display().to_string())
+    };
+    state.outputs.insert(
+        "token_file".into(),
+        abs(file.dir().join(crate::pki::OPERATOR_TOKEN_FILE)),
+    );
+    if spec.core.tls {
+        // For other clients: `curl --cacert`, framework libraries that take a CA bundle.
+        state.outputs.insert(
+            "ca_file".into(),
+            abs(file.dir().join(crate::pki::CA_CERT_FILE)),
+        );
+    } else {
+        state.outputs.remove("ca_file");
+    }
+    if spec.core.principals.is_empty() {
+        state.outputs.remove("principal_secret_files");
+    } else {
+        // Where each framework principal's secret is (HTTP Basic: principal + this secret).
+        let files: serde_json::Map<String, serde_json::Value> = spec
+            .core
+            .principals
+            .iter()
+            .map(|p| {
+                (
+                    p.name.clone(),
+                    abs(providers::principal_secret_path(file.dir(), &p.name)),
+                )
+            })
+            .collect();
+        state.outputs.insert(
+            "principal_secret_files".into(),
+            serde_json::Value::Object(files),
+        );
+    }
+    let count = |agent: bool| {
+        state
+            .nodes
+            .iter()
+            .filter(|n| n.role.is_agent() == agent)
+            .count()
+    };
+    state
+        .outputs
+        .insert("masters".into(), serde_json::json!(count(false)));
+    state
+        .outputs
+        .insert("agents".into(), serde_json::json!(count(true)));
+}
+
+/// `apply --infra-only`: only the machine steps of `plan` (see `plan::infra_only`), saying what is
+/// left for the next plain apply.
+fn infra_only(plan: Plan, a: &ApplyArgs, destroy: bool) -> Result<Plan, CliError> {
+    if !a.infra_only {
+        return Ok(plan);
+    }
+    if destroy {
+        return Err(CliError::user(anyhow!(
+            "--infra-only belongs to apply only: destroy runs its plan as shown (`dcform destroy --help`)"
+        )));
+    }
+    let (plan, left_out) = plan::infra_only(plan);
+    eprintln!(
+        "--infra-only: machines and network only; no node is connected to. The next `dcform apply` bootstraps them."
+    );
+    for l in left_out {
+        eprintln!("  left out: {l}");
+    }
+    Ok(plan)
+}
+
+fn print_outputs(outputs: &BTreeMap<String, serde_json::Value>) {
+    if outputs.is_empty() {
+        return;
+    }
+    println!("\nOutputs:\n");
+    for (k, v) in outputs {
+        println!("{k} = {}", display_value(v));
+    }
+}
