@@ -15,7 +15,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use dcform::plan::{self, CoreTarget};
-use dcform::spec::{self, LoadOptions};
+use dcform::spec::{self, LoadOptions, ProviderKind};
 use dcform::state::{NodeState, NodeStatus, State};
 
 const RUNS: usize = 10;
@@ -91,7 +91,7 @@ fn attributes(pool: &str) -> String {
 }
 
 /// The state `apply` would leave after carrying out `fresh`.
-fn applied_state(provider: &str, fresh: &plan::Plan, core: &CoreTarget) -> State {
+fn applied_state(provider: ProviderKind, fresh: &plan::Plan, core: &CoreTarget) -> State {
     let mut applied = State::new("big", provider);
     applied.nodes = fresh
         .actions()
@@ -115,7 +115,7 @@ fn applied_state(provider: &str, fresh: &plan::Plan, core: &CoreTarget) -> State
     applied
 }
 
-fn bench(label: &str, provider: &str, def: &Path, core: &CoreTarget) -> State {
+fn bench(label: &str, provider: ProviderKind, def: &Path, core: &CoreTarget) -> State {
     let opts = LoadOptions::default();
     let (load_med, load_min) = time(RUNS, || spec::load(def, &opts).expect("valid"));
     let spec = spec::load(def, &opts).expect("valid").spec;
@@ -180,7 +180,7 @@ fn main() {
     std::fs::write(&counts, count_definition()).expect("write definition");
     bench(
         "count pools (provider local, public pool count = 997)",
-        "local",
+        ProviderKind::Local,
         &counts,
         &core,
     );
@@ -189,7 +189,7 @@ fn main() {
     std::fs::write(&lists, hosts_definition(None)).expect("write definition");
     let applied = bench(
         "host lists (provider ssh, public pool a 997-entry hosts list)",
-        "ssh",
+        ProviderKind::Ssh,
         &lists,
         &core,
     );
