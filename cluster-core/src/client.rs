@@ -10,6 +10,7 @@
 //! compare without a trailing `/` and with `http://` assumed. The verdicts are pure functions of
 //! the operator API's JSON ([`probe_verdict`], [`drain_progress`]) and tested as such.
 
+use dc_support::retry::{self, Backoff, Next, RetryError};
 use serde_json::{Value, json};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -186,26 +187,29 @@ impl OperatorClient {
         }
         self.call(json!({"type": "DRAIN_AGENT", "drain_agent": drain}))
             .await?;
-        let mut backoff =
-            crate::util::Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
-        loop {
-            let agents = self.call(json!({"type": "GET_AGENTS"})).await?;
-            let tasks = self.call(json!({"type": "GET_TASKS"})).await?;
-            match drain_progress(&agents, &tasks, &id) {
-                Ok(done) => return Ok(format!("agent {url} ({id}) {done}")),
-                Err(last) => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        return Err(ClientError::DrainTimeout {
-                            agent_url: url,
-                            secs: wait.as_secs(),
-                            last,
-                        });
-                    }
-                    tokio::time::sleep(backoff.next_delay().min(deadline - now)).await;
-                }
+        // The poll gets what is left of `wait` after the calls above.
+        let poll = Backoff::new(Duration::from_millis(100), Duration::from_secs(1))
+            .deadline(deadline.saturating_duration_since(Instant::now()));
+        let (url, id) = (&url, &id);
+        retry::run(poll, |at| async move {
+            let progress = async {
+                let agents = self.call(json!({"type": "GET_AGENTS"})).await?;
+                let tasks = self.call(json!({"type": "GET_TASKS"})).await?;
+                Ok::<_, ClientError>(drain_progress(&agents, &tasks, id))
+            };
+            match progress.await {
+                Ok(Ok(done)) => Next::Done(format!("agent {url} ({id}) {done}")),
+                // Still draining: what the operator reads if the deadline passes.
+                Ok(Err(last)) => at.retry(ClientError::DrainTimeout {
+                    agent_url: url.clone(),
+                    secs: wait.as_secs(),
+                    last,
+                }),
+                Err(e) => Next::Fail(e),
             }
-        }
+        })
+        .await
+        .map_err(RetryError::into_error)
     }
 }
 

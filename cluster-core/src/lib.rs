@@ -31,7 +31,7 @@ pub mod proc;
 pub mod proto;
 pub mod supervise;
 pub mod tls;
-mod util;
+mod atomic_file;
 
 /// The version reported by `dccore --version` and recorded by dcform in its state.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -4,6 +4,7 @@
 
 mod support;
 
+use dc_support::error::chain;
 use serde_json::json;
 use std::path::Path;
 use std::process::Stdio;
@@ -14,17 +15,6 @@ use tokio::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_dccore");
 
-/// An error and its causes, in one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
 
 /// A cluster CA with a master and an agent certificate.
 struct Certs {

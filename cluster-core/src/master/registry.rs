@@ -111,7 +111,7 @@ impl Registry {
     /// Writes the registry atomically.
     pub fn save(&self) -> Result<(), RegistryError> {
         let bytes = serde_json::to_vec_pretty(self).expect("invariant: registry is plain data");
-        crate::util::atomic_write(&self.path, &bytes).map_err(|source| RegistryError::Io {
+        crate::atomic_file::write(&self.path, &bytes).map_err(|source| RegistryError::Io {
             path: self.path.clone(),
             source,
         })

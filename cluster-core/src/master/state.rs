@@ -467,7 +467,7 @@ impl State {
             .collect();
         self.registry.removed_frameworks = self.removed_frameworks.iter().cloned().collect();
         if let Err(e) = self.registry.save() {
-            tracing::error!(error = %crate::util::chain(&e), "cannot save the registry");
+            tracing::error!(error = %dc_support::error::chain(&e), "cannot save the registry");
         }
     }
 
@@ -493,7 +493,7 @@ impl State {
                 Some(t) => match req.bearer_auth(t).send().await {
                     Ok(r) if r.status().is_success() => Ok(()),
                     Ok(r) => Err(format!("agent answered {}", r.status())),
-                    Err(e) => Err(crate::util::chain(&e)),
+                    Err(e) => Err(dc_support::error::chain(&e)),
                 },
             };
             if let Err(error) = result {

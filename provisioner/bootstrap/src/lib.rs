@@ -43,5 +43,4 @@
 pub mod bootstrap;
 pub mod install;
 pub mod node_image;
-pub mod retry;
 pub mod ssh;

@@ -10,7 +10,6 @@
 
 mod executor;
 mod progress;
-pub mod retry;
 
 #[cfg(test)]
 mod fake;
@@ -29,7 +28,8 @@ use crate::state::NodeState;
 
 pub use executor::{ApplyError, ApplyOptions, ApplyReport, Executor, NodeFailure};
 pub use progress::{PlainProgress, Progress, ProgressEvent, QuietProgress, TtyProgress};
-pub use retry::{Backoff, Next};
+/// The retry policy of [`RemoteOp::Run`] and [`ApplyOptions`] (the workspace's one backoff).
+pub use dc_support::retry::Backoff;
 
 /// What the provider needs to create one machine.
 #[derive(Debug, Clone, PartialEq, Eq)]

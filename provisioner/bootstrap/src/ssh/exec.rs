@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use russh::ChannelMsg;
 
-use super::connect::{Session, error_chain};
+use super::connect::Session;
+use dc_support::error::chain;
 use super::{ExitStatus, SshError, shell_quote};
 
 /// Which stream a line came from.
@@ -264,7 +265,7 @@ impl Session {
             .map_err(|_| ExecFailure::ConnectionLost("session closed".into()))?;
         let wrapped = self.wrap(&cmd.script, cmd.privileged);
         self.log.line(&format!("[{}] $ {}", cmd.step, wrapped));
-        let lost = |e: russh::Error| ExecFailure::ConnectionLost(error_chain(&e));
+        let lost = |e: russh::Error| ExecFailure::ConnectionLost(chain(&e));
         let mut ch = self.open_channel(handle).await.map_err(lost)?;
         let work = async {
             ch.exec(true, wrapped.as_bytes()).await.map_err(lost)?;
