@@ -35,17 +35,19 @@ pub fn missing(what: &str) {
 /// the limit is killed and the test fails with the command line and what it printed so far;
 /// one that cannot start fails the test too.
 pub fn output_within(limit: Duration, cmd: &mut Command) -> Output {
-    try_output_within(limit, cmd)
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", describe(cmd)))
+    try_output_within(limit, cmd).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// As [`output_within`], but a command that cannot be started (not installed) is an `Err` for the
-/// caller to judge (usually with [`missing`]). Hanging is still a failure.
+/// As [`output_within`], but failures are an `Err` for the caller to judge: one that cannot be
+/// started (`ErrorKind::NotFound`: not installed, usually a case for [`missing`]), or one killed
+/// at the limit (`ErrorKind::TimedOut`, the message says what it printed). For clean-up code in
+/// `Drop`, which must not panic.
 ///
-/// The command runs in its own process group, so that on a timeout everything it started is
-/// killed with it. The limit covers the output too: a leftover background process that keeps the
-/// output pipes open fails the test instead of hanging it.
+/// The command runs in its own process group with no stdin, so that on a timeout everything it
+/// started is killed with it. The limit covers the output too: a leftover background process that
+/// keeps the output pipes open is a timeout, not a hang.
 pub fn try_output_within(limit: Duration, cmd: &mut Command) -> std::io::Result<Output> {
+    use std::io::{Error, ErrorKind};
     use std::os::unix::process::CommandExt;
     let deadline = Instant::now() + limit;
     let mut child = cmd
@@ -53,21 +55,25 @@ pub fn try_output_within(limit: Duration, cmd: &mut Command) -> std::io::Result<
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
-        .spawn()?;
+        .spawn()
+        .map_err(|e| Error::new(e.kind(), format!("cannot run {}: {e}", describe(cmd))))?;
     let out = Pipe::read(child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
     let err = Pipe::read(child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
     let pid = child.id();
-    let fail = |what: &str| -> ! {
+    let timed_out = |what: &str| {
         // The group id is the child's pid (process_group(0)); kill(1) reaches the whole group.
         let _ = Command::new("kill")
             .args(["-KILL", "--", &format!("-{pid}")])
             .stderr(Stdio::null())
             .status();
-        panic!(
-            "{} {what} within {limit:?} (killed)\nstdout: {}\nstderr: {}",
-            describe(cmd),
-            out.text(),
-            err.text()
+        Error::new(
+            ErrorKind::TimedOut,
+            format!(
+                "{} {what} within {limit:?} (killed)\nstdout: {}\nstderr: {}",
+                describe(cmd),
+                out.text(),
+                err.text()
+            ),
         )
     };
     let status = loop {
@@ -75,13 +81,17 @@ pub fn try_output_within(limit: Duration, cmd: &mut Command) -> std::io::Result<
             break st;
         }
         if Instant::now() >= deadline {
-            fail("did not finish");
+            let e = timed_out("did not finish");
+            let _ = child.wait();
+            return Err(e);
         }
         std::thread::sleep(Duration::from_millis(5));
     };
     while !(out.finished() && err.finished()) {
         if Instant::now() >= deadline {
-            fail("exited but something it started still holds its output open");
+            return Err(timed_out(
+                "exited but something it started still holds its output open",
+            ));
         }
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -198,11 +208,13 @@ mod tests {
     }
 
     #[test]
-    fn a_command_that_is_not_installed_is_an_error_to_judge() {
+    fn a_command_that_is_not_installed_or_hangs_is_an_error_to_judge() {
         let r = try_output_within(
             Duration::from_secs(10),
             &mut Command::new("/nonexistent/dcform-test-tool"),
         );
-        assert!(r.is_err());
+        assert_eq!(r.map_err(|e| e.kind()).err(), Some(std::io::ErrorKind::NotFound));
+        let r = try_output_within(Duration::from_millis(100), Command::new("sleep").arg("30"));
+        assert_eq!(r.map_err(|e| e.kind()).err(), Some(std::io::ErrorKind::TimedOut));
     }
 }
