@@ -327,4 +327,3 @@ async fn create_finds_the_container_an_interrupted_create_made_and_teardown_remo
         .expect("teardown");
     assert_eq!(labelled(&cluster), (0, 0, 0));
 }
-

@@ -92,7 +92,10 @@ impl Hosts {
     /// What dcform's install leaves on host `n`: dccore processes and installed paths (empty = clean).
     fn residue(&self, n: usize) -> String {
         let out = support::docker(&[
-            "exec", &format!("{}-h{n}", self.net), "sh", "-c",
+            "exec",
+            &format!("{}-h{n}", self.net),
+            "sh",
+            "-c",
             "pgrep -a dccore; ls -d /usr/local/bin/dccore /etc/dcform /var/lib/dcform /var/log/dcform \
              /run/dcform /etc/systemd/system/dcform-* 2>/dev/null; true",
         ]);

@@ -24,6 +24,7 @@ pub mod acl;
 pub mod agent;
 pub mod allocator;
 pub mod api;
+mod atomic_file;
 pub mod auth;
 pub mod client;
 pub mod master;
@@ -31,7 +32,6 @@ pub mod proc;
 pub mod proto;
 pub mod supervise;
 pub mod tls;
-mod atomic_file;
 
 /// The version reported by `dccore --version` and recorded by dcform in its state.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

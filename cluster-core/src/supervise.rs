@@ -189,4 +189,3 @@ enum Round {
     /// Shutdown: the child is stopped.
     Stopped,
 }
-

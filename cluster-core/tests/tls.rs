@@ -15,7 +15,6 @@ use tokio::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_dccore");
 
-
 /// A cluster CA with a master and an agent certificate.
 struct Certs {
     pki: Pki,

@@ -66,10 +66,8 @@ mod tests {
 
     #[test]
     fn a_boxed_error_keeps_its_chain() {
-        let boxed: Box<dyn std::error::Error + Send + Sync> = Box::new(Layer(
-            "outer",
-            Some(Box::new(Layer("inner", None))),
-        ));
+        let boxed: Box<dyn std::error::Error + Send + Sync> =
+            Box::new(Layer("outer", Some(Box::new(Layer("inner", None)))));
         assert_eq!(chain(&*boxed), "outer: inner");
     }
 }

@@ -36,8 +36,11 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// Exponential backoff: `initial`, doubling after every failed attempt up to `max`, each delay
-/// jittered down by up to [`jitter`](Backoff::jitter) percent, within a budget of attempts and/or
+/// jittered by up to ± [`jitter`](Backoff::jitter) percent, within a budget of attempts and/or
 /// time. Without a budget, [`run`] retries until the step is done or fails.
+///
+/// The jitter is centred on the nominal delay, so a budget of attempts lasts as long on average
+/// as it would without jitter (a health wait of 90 attempts still waits about as long).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backoff {
     initial: Duration,
@@ -52,14 +55,14 @@ impl Backoff {
     /// One attempt, no retry.
     pub const ONCE: Backoff = Backoff::new(Duration::ZERO, Duration::ZERO).attempts(1);
 
-    /// Delays from `initial` doubling up to `max`, 50 % jitter, no budget.
+    /// Delays from `initial` doubling up to `max`, ± 25 % jitter, no budget.
     pub const fn new(initial: Duration, max: Duration) -> Backoff {
         Backoff {
             initial,
             max,
             attempts: None,
             deadline: None,
-            jitter_percent: 50,
+            jitter_percent: 25,
             seed: None,
         }
     }
@@ -77,8 +80,9 @@ impl Backoff {
         self
     }
 
-    /// Each suggested delay `d` is drawn uniformly from `[d - d·percent/100, d]` (capped at 100).
-    /// 0 gives the plain exponential sequence.
+    /// Each suggested delay `d` is drawn uniformly from `[d - d·percent/100, d + d·percent/100]`
+    /// (percent capped at 100; a jittered delay may pass `max` by that share). 0 gives the plain
+    /// exponential sequence.
     pub const fn jitter(mut self, percent: u8) -> Backoff {
         self.jitter_percent = if percent > 100 { 100 } else { percent };
         self
@@ -265,11 +269,12 @@ impl Jitter {
         z ^ (z >> 31)
     }
 
-    /// `d` less a uniformly drawn part of its `percent`.
+    /// `d` ± a uniformly drawn part of its `percent`.
     fn apply(&mut self, d: Duration, percent: u8) -> Duration {
         let unit = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
         let span = d.mul_f64(f64::from(percent) / 100.0);
-        d.saturating_sub(span.mul_f64(unit))
+        d.saturating_sub(span)
+            .saturating_add(span.mul_f64(2.0 * unit))
     }
 }
 
@@ -315,8 +320,13 @@ mod tests {
         let b = Backoff::new(1000 * MS, 1000 * MS).attempts(50).seed(7);
         let first = suggested(b).await;
         assert!(
-            first.iter().all(|d| (500 * MS..=1000 * MS).contains(d)),
+            first.iter().all(|d| (750 * MS..=1250 * MS).contains(d)),
             "{first:?}"
+        );
+        let mean = first.iter().sum::<Duration>() / 50;
+        assert!(
+            (900 * MS..=1100 * MS).contains(&mean),
+            "centred on the nominal delay: {mean:?}"
         );
         assert_eq!(first, suggested(b).await, "same seed, same delays");
         let other = suggested(b.seed(8)).await;
@@ -388,7 +398,9 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_deadline_ends_the_run_with_one_last_attempt_at_the_deadline() {
-        let b = Backoff::new(300 * MS, 4000 * MS).jitter(0).deadline(1000 * MS);
+        let b = Backoff::new(300 * MS, 4000 * MS)
+            .jitter(0)
+            .deadline(1000 * MS);
         let start = Instant::now();
         let mut at_times = Vec::new();
         let r: Result<(), _> = run(b, |at| {

@@ -57,8 +57,18 @@ pub fn try_output_within(limit: Duration, cmd: &mut Command) -> std::io::Result<
         .process_group(0)
         .spawn()
         .map_err(|e| Error::new(e.kind(), format!("cannot run {}: {e}", describe(cmd))))?;
-    let out = Pipe::read(child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
-    let err = Pipe::read(child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
+    let out = Pipe::read(
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let err = Pipe::read(
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
     let pid = child.id();
     let timed_out = |what: &str| {
         // The group id is the child's pid (process_group(0)); kill(1) reaches the whole group.
@@ -184,13 +194,16 @@ mod tests {
             )
         })
         .expect_err("a hanging command must fail the test");
-        let msg = panic
-            .downcast_ref::<String>()
-            .cloned()
-            .unwrap_or_default();
-        assert!(msg.contains("sh -c echo started; sleep 30 did not finish within 200ms"), "{msg}");
+        let msg = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert!(
+            msg.contains("sh -c echo started; sleep 30 did not finish within 200ms"),
+            "{msg}"
+        );
         assert!(msg.contains("stdout: started"), "{msg}");
-        assert!(started.elapsed() < Duration::from_secs(10), "killed, not waited for");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "killed, not waited for"
+        );
     }
 
     #[test]
@@ -213,8 +226,14 @@ mod tests {
             Duration::from_secs(10),
             &mut Command::new("/nonexistent/dcform-test-tool"),
         );
-        assert_eq!(r.map_err(|e| e.kind()).err(), Some(std::io::ErrorKind::NotFound));
+        assert_eq!(
+            r.map_err(|e| e.kind()).err(),
+            Some(std::io::ErrorKind::NotFound)
+        );
         let r = try_output_within(Duration::from_millis(100), Command::new("sleep").arg("30"));
-        assert_eq!(r.map_err(|e| e.kind()).err(), Some(std::io::ErrorKind::TimedOut));
+        assert_eq!(
+            r.map_err(|e| e.kind()).err(),
+            Some(std::io::ErrorKind::TimedOut)
+        );
     }
 }

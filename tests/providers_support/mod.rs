@@ -24,7 +24,10 @@ pub const DOCKER_LIMIT: Duration = Duration::from_secs(60);
 
 /// `docker ARGS`, within [`DOCKER_LIMIT`], whatever its exit status.
 pub fn docker(args: &[&str]) -> Output {
-    output_within(DOCKER_LIMIT, std::process::Command::new("docker").args(args))
+    output_within(
+        DOCKER_LIMIT,
+        std::process::Command::new("docker").args(args),
+    )
 }
 
 /// `docker ARGS` (test set-up: what a user does behind dcform's back), insisting that it worked;
@@ -170,9 +173,12 @@ impl Drop for Leftovers {
     fn drop(&mut self) {
         // Best effort and never a panic: this may run while a failed test unwinds.
         let docker = |args: &[&str]| {
-            try_output_within(DOCKER_LIMIT, std::process::Command::new("docker").args(args))
-                .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
-                .unwrap_or_default()
+            try_output_within(
+                DOCKER_LIMIT,
+                std::process::Command::new("docker").args(args),
+            )
+            .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+            .unwrap_or_default()
         };
         let f = format!("label=dcform.cluster={}", self.0);
         for id in docker(&["ps", "-aq", "--filter", &f]).split_whitespace() {

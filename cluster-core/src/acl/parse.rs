@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::{Action, Acls, Entity, Rule};
+use super::{Acls, Action, Entity, Rule};
 
 impl Action {
     /// Objects Mesos allows only as ANY or NONE (no list of values).

@@ -4,10 +4,10 @@
 //! again.
 
 use super::registration::{self, Registration};
-use dc_support::retry::{self, Backoff};
 use super::tasks::{Agent, Outgoing};
 use crate::proto::internal::{Heartbeat, HeartbeatAck, RegisterAgent, Registered, StatusMessage};
 use crate::proto::{Id, TaskState};
+use dc_support::retry::{self, Backoff};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;

@@ -10,8 +10,6 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use dc_support::error::chain;
-use dc_support::retry::{self, Backoff, Next};
 use super::{
     Installer, NodeContext, NodeRequest, Progress, ProgressEvent, Provider, ProviderError, Remote,
     RemoteError, RemoteOp,
@@ -19,6 +17,8 @@ use super::{
 use crate::plan::{NodeChange, Plan, Step};
 use crate::spec::{ClusterSpec, Role};
 use crate::state::{NodeState, NodeStatus, State, StateError, StateFile};
+use dc_support::error::chain;
+use dc_support::retry::{self, Backoff, Next};
 
 /// Knobs of an apply.
 #[derive(Debug, Clone)]
@@ -602,4 +602,3 @@ fn tail(stdout: &str, stderr: &str, n: usize) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
-

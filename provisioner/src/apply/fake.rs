@@ -244,7 +244,9 @@ impl Installer for FakeInstaller {
                 label: "health".into(),
                 script: "health".into(),
                 timeout: Duration::from_secs(5),
-                until_ok: Some(Backoff::new(Duration::from_millis(100), Duration::from_secs(1)).attempts(5)),
+                until_ok: Some(
+                    Backoff::new(Duration::from_millis(100), Duration::from_secs(1)).attempts(5),
+                ),
             }],
             other => vec![run(other.name())],
         })

@@ -26,10 +26,10 @@ use crate::plan::{CoreTarget, NodeChange, Step};
 use crate::spec::{ClusterSpec, Role};
 use crate::state::NodeState;
 
-pub use executor::{ApplyError, ApplyOptions, ApplyReport, Executor, NodeFailure};
-pub use progress::{PlainProgress, Progress, ProgressEvent, QuietProgress, TtyProgress};
 /// The retry policy of [`RemoteOp::Run`] and [`ApplyOptions`] (the workspace's one backoff).
 pub use dc_support::retry::Backoff;
+pub use executor::{ApplyError, ApplyOptions, ApplyReport, Executor, NodeFailure};
+pub use progress::{PlainProgress, Progress, ProgressEvent, QuietProgress, TtyProgress};
 
 /// What the provider needs to create one machine.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -272,9 +272,16 @@ async fn the_second_create_failing_for_good_fails_that_node_and_stops_the_master
         .into_iter()
         .filter(|l| l.starts_with("create "))
         .collect();
-    assert_eq!(creates, ["create masters-1", "create masters-2"], "not retried, masters-3 never started");
+    assert_eq!(
+        creates,
+        ["create masters-1", "create masters-2"],
+        "not retried, masters-3 never started"
+    );
     let state = h.state();
-    assert_eq!(state.node("masters-1").map(|n| n.status), Some(NodeStatus::Running));
+    assert_eq!(
+        state.node("masters-1").map(|n| n.status),
+        Some(NodeStatus::Running)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -318,7 +325,10 @@ async fn a_lost_host_fails_after_bounded_retries_with_a_connect_error() {
     let attempts = h.log().iter().filter(|l| *l == "connect agents-1").count();
     assert_eq!(
         attempts as u32,
-        ApplyOptions::default().connect_retry.max_attempts().unwrap()
+        ApplyOptions::default()
+            .connect_retry
+            .max_attempts()
+            .unwrap()
     );
 }
 

@@ -107,4 +107,3 @@ pub fn main_with_args(argv: impl IntoIterator<Item = String>) -> u8 {
         }
     }
 }
-

@@ -214,7 +214,8 @@ impl SshConnector {
             connect_timeout: Duration::from_secs(10),
             // The executor retries an unreachable host with its own (growing) backoff; the engine polls
             // briefly and often (~5 s) so a container whose sshd comes up is reached within a tenth of a second.
-            boot_retry: Backoff::new(Duration::from_millis(100), Duration::from_millis(500)).attempts(12),
+            boot_retry: Backoff::new(Duration::from_millis(100), Duration::from_millis(500))
+                .attempts(12),
             ..ConnectOptions::default()
         }
     }

@@ -6,8 +6,8 @@ use std::time::Duration;
 use russh::ChannelMsg;
 
 use super::connect::Session;
-use dc_support::error::chain;
 use super::{ExitStatus, SshError, shell_quote};
+use dc_support::error::chain;
 
 /// Which stream a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

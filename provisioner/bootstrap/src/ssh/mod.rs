@@ -203,7 +203,8 @@ impl Default for ConnectOptions {
     fn default() -> Self {
         Self {
             connect_timeout: Duration::from_secs(10),
-            boot_retry: Backoff::new(Duration::from_millis(250), Duration::from_secs(3)).attempts(30),
+            boot_retry: Backoff::new(Duration::from_millis(250), Duration::from_secs(3))
+                .attempts(30),
             keepalive: Duration::from_secs(15),
             max_channels: 8,
             log_path: None,

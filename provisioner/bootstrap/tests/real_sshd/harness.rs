@@ -36,14 +36,21 @@ pub fn run(cmd: &mut Proc) -> Output {
 pub fn image() -> Option<String> {
     static IMG: OnceLock<Option<String>> = OnceLock::new();
     IMG.get_or_init(|| {
-        let ok = try_output_within(CMD, Proc::new("docker").args(["version", "--format", "{{.Server.Version}}"]))
-            .is_ok_and(|o| o.status.success());
+        let ok = try_output_within(
+            CMD,
+            Proc::new("docker").args(["version", "--format", "{{.Server.Version}}"]),
+        )
+        .is_ok_and(|o| o.status.success());
         if !ok {
-            dc_support::testing::missing("Docker Engine is not usable: these tests need real sshd in containers");
+            dc_support::testing::missing(
+                "Docker Engine is not usable: these tests need real sshd in containers",
+            );
             return None;
         }
-        let info = node_image::ensure(&NodeImageOptions::default(), &mut |l| eprintln!("node-image: {l}"))
-            .unwrap_or_else(|e| panic!("cannot build the node image: {e}"));
+        let info = node_image::ensure(&NodeImageOptions::default(), &mut |l| {
+            eprintln!("node-image: {l}")
+        })
+        .unwrap_or_else(|e| panic!("cannot build the node image: {e}"));
         Some(info.tag)
     })
     .clone()
