@@ -4,15 +4,21 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
 
+use dc_support::testing::output_within;
 use dcform::state::{State, StateFile, StateLock};
 
+/// Bound of one dcform run in these tests (none of them creates a machine).
+const RUN: Duration = Duration::from_secs(120);
+
 fn dcform(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dcform"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("dcform runs")
+    output_within(
+        RUN,
+        Command::new(env!("CARGO_BIN_EXE_dcform"))
+            .args(args)
+            .current_dir(dir),
+    )
 }
 
 fn text(o: &Output) -> String {
@@ -188,12 +194,8 @@ fn a_corrupt_state_is_refused_and_left_as_it_was() {
 #[test]
 fn apply_without_a_terminal_or_auto_approve_asks_and_cancels_on_no_answer() {
     let (dir, _def) = setup();
-    let o = Command::new(env!("CARGO_BIN_EXE_dcform"))
-        .args(["apply", "local.hcl"])
-        .current_dir(dir.path())
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
+    // output_within gives the command no stdin: nobody answers the question.
+    let o = dcform(dir.path(), &["apply", "local.hcl"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("--auto-approve"), "{}", text(&o));
     assert!(
@@ -247,10 +249,8 @@ fn a_fifo_as_definition_or_var_file_is_refused_at_once() {
     let (dir, def) = setup();
     let fifo = dir.path().join("pipe.hcl");
     assert!(
-        Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
+        output_within(RUN, Command::new("mkfifo").arg(&fifo))
+            .status
             .success()
     );
     let (tx, rx) = std::sync::mpsc::channel();

@@ -16,12 +16,13 @@ fn data() -> PathBuf {
 }
 
 fn dcform(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dcform"))
-        .args(args)
-        .current_dir(dir)
-        .env("HOME", dir)
-        .output()
-        .expect("dcform runs")
+    dc_support::testing::output_within(
+        std::time::Duration::from_secs(120),
+        Command::new(env!("CARGO_BIN_EXE_dcform"))
+            .args(args)
+            .current_dir(dir)
+            .env("HOME", dir),
+    )
 }
 
 fn text(o: &Output) -> String {

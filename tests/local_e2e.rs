@@ -10,14 +10,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use dc_support::testing::output_within;
 use support::mesos::Scheduler;
 
+/// Bound of one dcform run here (the largest apply makes 7 local nodes).
+const RUN: Duration = Duration::from_secs(300);
+
 fn dcform(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dcform"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("dcform runs")
+    output_within(RUN, Command::new(env!("CARGO_BIN_EXE_dcform")).args(args))
+}
+
+/// Sends a signal with kill(1), e.g. `kill(&["-9", "--", "-1234"])`; its exit status.
+fn kill(args: &[&str]) -> std::process::ExitStatus {
+    output_within(Duration::from_secs(10), Command::new("kill").args(args)).status
 }
 
 fn text(o: &Output) -> String {
@@ -327,10 +332,8 @@ async fn local_cluster_boots_runs_a_task_reapplies_as_no_op_and_destroys_cleanly
         let pid = std::fs::read_to_string(f.path()).unwrap();
         let pid = pid.trim();
         // The supervisor leads its own process group (setsid): take the group, then the leader.
-        let _ = Command::new("kill")
-            .args(["-9", "--", &format!("-{pid}")])
-            .status();
-        let _ = Command::new("kill").args(["-9", pid]).status();
+        kill(&["-9", "--", &format!("-{pid}")]);
+        kill(&["-9", pid]);
     }
     std::thread::sleep(Duration::from_millis(300));
     let o = dcform(&["plan", "--detailed-exitcode", c.def()]);
@@ -494,15 +497,15 @@ async fn scale_up_and_down_touch_only_the_changed_agents() {
 async fn ctrl_c_finishes_in_flight_steps_saves_and_exits_130() {
     let c = Cluster::new("e2e-int");
     let child = c.apply_until_agents_start("agents=6", true).await;
-    let kill = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let o = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
+    assert!(kill(&["-INT", &child.id().to_string()]).success());
+    let o = tokio::time::timeout(
+        RUN,
+        tokio::task::spawn_blocking(move || child.wait_with_output()),
+    )
+    .await
+    .expect("an interrupted apply exits")
+    .unwrap()
+    .unwrap();
     // The interrupt lands while agents are being made: in-flight steps finish, the state is saved, exit 130.
     assert_eq!(o.status.code(), Some(130), "{}", text(&o));
     assert!(text(&o).contains("interrupted"), "{}", text(&o));
@@ -757,9 +760,7 @@ async fn a_scale_down_killed_mid_drain_is_undone_by_applying_the_old_count() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     for p in task_processes(&sandbox) {
-        let _ = Command::new("kill")
-            .args(["-STOP", &p.to_string()])
-            .status();
+        kill(&["-STOP", &p.to_string()]);
     }
 
     let mut apply = Command::new(env!("CARGO_BIN_EXE_dcform"))

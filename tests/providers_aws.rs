@@ -64,21 +64,10 @@ impl Cluster {
 
     /// Runs dcform to completion (deadline: 120 s).
     fn run(&self, endpoint: &str, args: &[&str]) -> Output {
-        let mut child = self
-            .command(endpoint, args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("dcform runs");
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while child.try_wait().unwrap().is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("dcform {args:?} did not finish within 120 s");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        child.wait_with_output().unwrap()
+        dc_support::testing::output_within(
+            Duration::from_secs(120),
+            &mut self.command(endpoint, args),
+        )
     }
 
     fn ok(&self, endpoint: &str, args: &[&str]) -> String {

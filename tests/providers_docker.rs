@@ -9,7 +9,7 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use support::{Leftovers, agents_healthy, dcform, labelled, ok, text, unique, within};
+use support::{Leftovers, agents_healthy, dcform, docker_ok, labelled, ok, text, unique, within};
 
 /// `examples/docker.hcl` with its cluster renamed, so parallel runs never share objects.
 fn definition(dir: &Path, cluster: &str) -> String {
@@ -326,18 +326,4 @@ async fn create_finds_the_container_an_interrupted_create_made_and_teardown_remo
         .await
         .expect("teardown");
     assert_eq!(labelled(&cluster), (0, 0, 0));
-}
-
-/// Runs the docker CLI (test setup: what a user does behind dcform's back) and insists it worked.
-fn docker_ok(args: &[&str]) {
-    let o = std::process::Command::new("docker")
-        .args(args)
-        .output()
-        .expect("docker runs");
-    assert!(
-        o.status.success(),
-        "docker {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&o.stderr)
-    );
 }

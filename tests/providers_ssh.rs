@@ -7,22 +7,9 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command as Proc;
-
-use support::{Env, agents_healthy, dcform, ok, text, unique};
+use support::{Env, agents_healthy, dcform, docker_ok as docker, ok, text, unique};
 
 const LABEL: &str = "dcform.test=providers-ssh";
-
-fn docker(args: &[&str]) -> String {
-    let out = Proc::new("docker").args(args).output().expect("run docker");
-    assert!(
-        out.status.success(),
-        "docker {} failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 /// "Existing hosts": a network of the test's own with node-image containers; all removed on drop.
 struct Hosts {
@@ -42,18 +29,15 @@ impl Hosts {
         let mut prefix = None;
         for i in 0..40 {
             let p = format!("10.252.{}", (seed + i * 7) % 250 + 1);
-            let o = Proc::new("docker")
-                .args([
-                    "network",
-                    "create",
-                    "--label",
-                    LABEL,
-                    "--subnet",
-                    &format!("{p}.0/24"),
-                    &net,
-                ])
-                .output()
-                .expect("docker network create");
+            let o = support::docker(&[
+                "network",
+                "create",
+                "--label",
+                LABEL,
+                "--subnet",
+                &format!("{p}.0/24"),
+                &net,
+            ]);
             if o.status.success() {
                 prefix = Some(p);
                 break;
@@ -107,26 +91,31 @@ impl Hosts {
 
     /// What dcform's install leaves on host `n`: dccore processes and installed paths (empty = clean).
     fn residue(&self, n: usize) -> String {
-        let out = Proc::new("docker")
-            .args([
-                "exec", &format!("{}-h{n}", self.net), "sh", "-c",
-                "pgrep -a dccore; ls -d /usr/local/bin/dccore /etc/dcform /var/lib/dcform /var/log/dcform \
-                 /run/dcform /etc/systemd/system/dcform-* 2>/dev/null; true",
-            ])
-            .output()
-            .expect("docker exec");
+        let out = support::docker(&[
+            "exec",
+            &format!("{}-h{n}", self.net),
+            "sh",
+            "-c",
+            "pgrep -a dccore; ls -d /usr/local/bin/dccore /etc/dcform /var/lib/dcform /var/log/dcform \
+             /run/dcform /etc/systemd/system/dcform-* 2>/dev/null; true",
+        ]);
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 }
 
 impl Drop for Hosts {
     fn drop(&mut self) {
+        // Never a panic here: this may run while a failed test unwinds.
+        let docker = |args: &[&str]| {
+            let _ = dc_support::testing::try_output_within(
+                support::DOCKER_LIMIT,
+                std::process::Command::new("docker").args(args),
+            );
+        };
         for n in &self.names {
-            let _ = Proc::new("docker").args(["rm", "-f", n]).output();
+            docker(&["rm", "-f", n]);
         }
-        let _ = Proc::new("docker")
-            .args(["network", "rm", &self.net])
-            .output();
+        docker(&["network", "rm", &self.net]);
     }
 }
 
@@ -325,10 +314,7 @@ async fn a_replaced_host_is_refused_for_its_host_key_and_a_wrong_key_is_an_auth_
 
 /// Logins sshd accepted on host `n` (sshd logs to stderr, which `docker logs` passes on as its own).
 fn logins(hosts: &Hosts, n: usize) -> usize {
-    let out = Proc::new("docker")
-        .args(["logs", &format!("{}-h{n}", hosts.net)])
-        .output()
-        .expect("docker logs");
+    let out = support::docker(&["logs", &format!("{}-h{n}", hosts.net)]);
     String::from_utf8_lossy(&out.stderr)
         .matches("Accepted publickey")
         .count()

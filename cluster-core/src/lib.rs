@@ -29,12 +29,12 @@ pub mod acl;
 pub mod agent;
 pub mod allocator;
 pub mod api;
+mod atomic_file;
 pub mod auth;
 pub mod master;
 pub mod proc;
 pub mod supervise;
 pub mod tls;
-mod util;
 
 // Every `crate::proto::...` and `dccore::proto::...` path keeps working.
 pub use dccore_api::MESOS_COMPAT_VERSION;

@@ -9,8 +9,11 @@ use std::time::Duration;
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
-/// Backoff bounds between restarts; a run longer than `STABLE` resets the backoff.
-const BACKOFF: (Duration, Duration) = (Duration::from_millis(500), Duration::from_secs(30));
+use dc_support::retry::{self, Attempt, Backoff, Next, RetryError};
+
+/// Delays between restarts (unbounded: a supervisor never gives up).
+const BACKOFF: Backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+/// A run at least this long was a success: the next exit starts the backoff afresh.
 const STABLE: Duration = Duration::from_secs(60);
 /// Grace between SIGTERM and SIGKILL when stopping the child.
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -79,7 +82,7 @@ impl Supervisor {
         if let Some(dir) = self.pid_file.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        crate::util::atomic_write(
+        crate::atomic_file::write(
             &self.pid_file,
             format!("{}\n", std::process::id()).as_bytes(),
         )
@@ -87,64 +90,102 @@ impl Supervisor {
             path: self.pid_file.clone(),
             source,
         })?;
-        let mut backoff = crate::util::Backoff::new(BACKOFF.0, BACKOFF.1);
+        // One round of restarts per stable period: a child that ran for `STABLE` ends the round
+        // (and is restarted at once, like the first start); quicker exits back off within it.
         loop {
-            let log = self.open_log()?;
-            let log2 = log.try_clone().map_err(|source| SuperviseError::File {
-                path: self.log_file.clone(),
-                source,
-            })?;
-            let started = tokio::time::Instant::now();
-            let spawned = Command::new(program)
-                .args(args)
-                .stdin(Stdio::null())
-                .stdout(Stdio::from(log))
-                .stderr(Stdio::from(log2))
-                .kill_on_drop(true)
-                .spawn();
-            match spawned {
-                Ok(mut child) => {
-                    tracing::info!(pid = ?child.id(), cmd = %program, "started");
-                    self.note(&format!(
-                        "started {program} (pid {})",
-                        child.id().unwrap_or(0)
-                    ));
-                    tokio::select! {
-                        st = child.wait() => {
-                            if started.elapsed() >= STABLE {
-                                backoff.reset();
-                            }
-                            tracing::warn!(status = ?st, "supervised command exited; restarting in {:?}", backoff.peek());
-                            let how = match st {
-                                Ok(st) => st.to_string(),
-                                Err(e) => e.to_string(),
-                            };
-                            self.note(&format!("{program} exited ({how}); restarting in {:?}", backoff.peek()));
-                        }
-                        _ = shutdown.cancelled() => {
-                            if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
-                                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM);
-                            }
-                            if tokio::time::timeout(STOP_GRACE, child.wait()).await.is_err() {
-                                let _ = child.kill().await;
-                            }
-                            self.note(&format!("stopped {program} on SIGTERM"));
-                            let _ = std::fs::remove_file(&self.pid_file);
-                            return Ok(());
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, cmd = %program, "cannot start; retrying in {:?}", backoff.peek())
-                }
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(backoff.next_delay()) => {}
-                _ = shutdown.cancelled() => {
+            let round = retry::run_cancellable(BACKOFF, shutdown.cancelled(), |at| {
+                self.run_once(program, args, at, &shutdown)
+            });
+            match round.await {
+                Ok(Round::Stable) => continue,
+                Ok(Round::Stopped) | Err(RetryError::Cancelled { .. }) => {
                     let _ = std::fs::remove_file(&self.pid_file);
                     return Ok(());
                 }
+                Err(e) => match e.into_error() {
+                    Some(e) => return Err(e),
+                    // Restarts are unbounded: the budget is never exhausted.
+                    None => continue,
+                },
             }
         }
     }
+
+    /// Starts the child once and waits for it (or for `shutdown`, then stops it). A retry (its
+    /// reason is `None`) restarts the child after the backoff; `Some` is an error of the supervisor.
+    async fn run_once(
+        &self,
+        program: &str,
+        args: &[String],
+        at: Attempt,
+        shutdown: &CancellationToken,
+    ) -> Next<Round, Option<SuperviseError>> {
+        let log = match self.open_log() {
+            Ok(l) => l,
+            Err(e) => return Next::Fail(Some(e)),
+        };
+        let log2 = match log.try_clone() {
+            Ok(l) => l,
+            Err(source) => {
+                return Next::Fail(Some(SuperviseError::File {
+                    path: self.log_file.clone(),
+                    source,
+                }));
+            }
+        };
+        let started = tokio::time::Instant::now();
+        let spawned = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log2))
+            .kill_on_drop(true)
+            .spawn();
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(e) => {
+                tracing::error!(error = %e, cmd = %program, "cannot start; retrying in {:?}", at.backoff);
+                return at.retry(None);
+            }
+        };
+        tracing::info!(pid = ?child.id(), cmd = %program, "started");
+        self.note(&format!(
+            "started {program} (pid {})",
+            child.id().unwrap_or(0)
+        ));
+        tokio::select! {
+            st = child.wait() => {
+                let how = match st {
+                    Ok(st) => st.to_string(),
+                    Err(e) => e.to_string(),
+                };
+                if started.elapsed() >= STABLE {
+                    tracing::warn!(status = %how, "supervised command exited after a stable run; restarting");
+                    self.note(&format!("{program} exited ({how}); restarting"));
+                    return Next::Done(Round::Stable);
+                }
+                tracing::warn!(status = %how, "supervised command exited; restarting in {:?}", at.backoff);
+                self.note(&format!("{program} exited ({how}); restarting in {:?}", at.backoff));
+                at.retry(None)
+            }
+            _ = shutdown.cancelled() => {
+                if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM);
+                }
+                if tokio::time::timeout(STOP_GRACE, child.wait()).await.is_err() {
+                    let _ = child.kill().await;
+                }
+                self.note(&format!("stopped {program} on SIGTERM"));
+                Next::Done(Round::Stopped)
+            }
+        }
+    }
+}
+
+/// How a round of restarts ended.
+enum Round {
+    /// The child ran for [`STABLE`] before it exited: start a fresh round.
+    Stable,
+    /// Shutdown: the child is stopped.
+    Stopped,
 }

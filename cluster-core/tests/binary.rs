@@ -11,9 +11,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_dccore");
 const WAIT: Duration = Duration::from_secs(60);
 
 async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(WAIT, f)
-        .await
-        .unwrap_or_else(|_| panic!("timed out after {WAIT:?} waiting for {what}"))
+    dc_support::testing::within(WAIT, what, f).await
 }
 
 /// Starts `dccore ARGS`, returns the child and the address printed on its first stdout line.
@@ -368,13 +366,8 @@ async fn unmodified_pymesos_framework_runs_a_command_task() {
     let python = match std::env::var("DCFORM_TEST_PYTHON") {
         Ok(p) if !p.is_empty() => p,
         _ => {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!(
-                    "DCFORM_TEST_PYTHON is not set: .ci/setup-python.sh must build the pymesos venv in CI"
-                );
-            }
-            eprintln!(
-                "skipping: DCFORM_TEST_PYTHON (a python with pymesos, see .ci/setup-python.sh) is not set"
+            dc_support::testing::missing(
+                "DCFORM_TEST_PYTHON (a python with pymesos, built by .ci/setup-python.sh) is not set",
             );
             return;
         }

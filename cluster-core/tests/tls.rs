@@ -4,6 +4,7 @@
 
 mod support;
 
+use dc_support::error::chain;
 use serde_json::json;
 use std::path::Path;
 use std::process::Stdio;
@@ -13,18 +14,6 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_dccore");
-
-/// An error and its causes, in one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
 
 /// A cluster CA with a master and an agent certificate.
 struct Certs {
@@ -127,8 +116,13 @@ async fn a_client_without_the_ca_cannot_connect_and_one_with_it_can() {
     .expect("with the CA the handshake succeeds");
     assert_eq!(ok.status(), 200);
 
-    // curl, as an operator would use it (skipped where there is no curl).
-    match std::process::Command::new("curl").arg("--version").output() {
+    // curl, as an operator would use it (`.ci/run` installs it: missing, the test fails unless
+    // skips are allowed).
+    let curl = dc_support::testing::try_output_within(
+        WAIT,
+        std::process::Command::new("curl").arg("--version"),
+    );
+    match curl {
         Ok(o) if o.status.success() => {
             let run = |extra: &[&str]| {
                 let mut cmd = Command::new("curl");
@@ -154,7 +148,7 @@ async fn a_client_without_the_ca_cannot_connect_and_one_with_it_can() {
             );
             assert!(String::from_utf8_lossy(&with.stdout).contains("healthy"));
         }
-        _ => eprintln!("no curl here: the curl half of this test is skipped"),
+        _ => dc_support::testing::missing("curl (for the curl half of this test)"),
     }
     m.stop().await;
 }

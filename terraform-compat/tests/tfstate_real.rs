@@ -5,6 +5,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::process::Command;
+use std::time::Duration;
+
+use dc_support::testing::{output_within, try_output_within};
 
 use terraform_compat::tfstate;
 
@@ -13,10 +16,12 @@ use terraform_compat::tfstate;
 // reachable), so without one this test checks the sample instead: it never passes by skipping.
 #[test]
 fn a_state_written_by_the_installed_terraform_is_read_as_version_4() {
-    let found = Command::new("terraform")
-        .arg("version")
-        .env("CHECKPOINT_DISABLE", "1")
-        .output();
+    let found = try_output_within(
+        Duration::from_secs(60),
+        Command::new("terraform")
+            .arg("version")
+            .env("CHECKPOINT_DISABLE", "1"),
+    );
     let Some(out) = found.ok().filter(|o| o.status.success()) else {
         eprintln!("no terraform on PATH: checking the checked-in v4 sample instead");
         let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -45,13 +50,14 @@ fn a_state_written_by_the_installed_terraform_is_read_as_version_4() {
     )
     .unwrap();
     let run = |args: &[&str]| {
-        let o = Command::new("terraform")
-            .args(args)
-            .current_dir(&dir)
-            .env("CHECKPOINT_DISABLE", "1")
-            .env("TF_IN_AUTOMATION", "1")
-            .output()
-            .unwrap();
+        let o = output_within(
+            Duration::from_secs(300),
+            Command::new("terraform")
+                .args(args)
+                .current_dir(&dir)
+                .env("CHECKPOINT_DISABLE", "1")
+                .env("TF_IN_AUTOMATION", "1"),
+        );
         assert!(
             o.status.success(),
             "terraform {args:?}: {}",

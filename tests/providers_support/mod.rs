@@ -16,11 +16,31 @@ use serde_json::{Value, json};
 /// Bound for one `dcform` run (a whole apply of a few containers on a 2-core machine, debug build).
 pub const CLI_LIMIT: Duration = Duration::from_secs(300);
 
-/// Awaits `fut` under `limit`, failing the test with `what` if it hangs.
-pub async fn within<F: std::future::Future>(limit: Duration, what: &str, fut: F) -> F::Output {
-    tokio::time::timeout(limit, fut)
-        .await
-        .unwrap_or_else(|_| panic!("timed out after {limit:?}: {what}"))
+pub use dc_support::testing::within;
+use dc_support::testing::{output_within, try_output_within};
+
+/// Bound for one docker CLI call made by the tests themselves.
+pub const DOCKER_LIMIT: Duration = Duration::from_secs(60);
+
+/// `docker ARGS`, within [`DOCKER_LIMIT`], whatever its exit status.
+pub fn docker(args: &[&str]) -> Output {
+    output_within(
+        DOCKER_LIMIT,
+        std::process::Command::new("docker").args(args),
+    )
+}
+
+/// `docker ARGS` (test set-up: what a user does behind dcform's back), insisting that it worked;
+/// its stdout, trimmed.
+pub fn docker_ok(args: &[&str]) -> String {
+    let o = docker(args);
+    assert!(
+        o.status.success(),
+        "docker {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
 
 /// What every provider test needs: the node image tag and the `dccore` binary dcform installs.
@@ -31,21 +51,20 @@ pub struct Env {
     pub core: PathBuf,
 }
 
+/// A missing component fails the test unless skips are allowed (`DCFORM_TEST_ALLOW_SKIP=1`).
 fn skip_or_panic(why: &str) -> Option<Env> {
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI=true but {why}");
-    }
-    eprintln!("SKIP: {why}");
+    dc_support::testing::missing(why);
     None
 }
 
-/// `None` (with a note) when Docker or dccore is missing outside CI; panics in CI.
+/// What the tests need, or `None` (with a note) when something is missing and skips are allowed;
+/// otherwise a missing component fails the test.
 pub fn env() -> Option<Env> {
-    let docker_ok = std::process::Command::new("docker")
-        .args(["version", "--format", "{{.Server.Version}}"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
+    let docker_ok = try_output_within(
+        DOCKER_LIMIT,
+        std::process::Command::new("docker").args(["version", "--format", "{{.Server.Version}}"]),
+    )
+    .is_ok_and(|o| o.status.success());
     if !docker_ok {
         return skip_or_panic("Docker Engine is not usable: provider tests need real containers");
     }
@@ -133,10 +152,7 @@ pub async fn agents_healthy(env: &Env, dir: &Path, def: &str) -> (usize, usize, 
 /// Objects still labelled with the cluster: (containers, networks, volumes).
 pub fn labelled(cluster: &str) -> (usize, usize, usize) {
     let count = |args: &[&str]| {
-        let o = std::process::Command::new("docker")
-            .args(args)
-            .output()
-            .expect("docker runs");
+        let o = docker(args);
         String::from_utf8_lossy(&o.stdout)
             .lines()
             .filter(|l| !l.trim().is_empty())
@@ -155,26 +171,21 @@ pub struct Leftovers(pub String);
 
 impl Drop for Leftovers {
     fn drop(&mut self) {
+        // Best effort and never a panic: this may run while a failed test unwinds.
+        let docker = |args: &[&str]| {
+            try_output_within(
+                DOCKER_LIMIT,
+                std::process::Command::new("docker").args(args),
+            )
+            .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+            .unwrap_or_default()
+        };
         let f = format!("label=dcform.cluster={}", self.0);
-        let ids = std::process::Command::new("docker")
-            .args(["ps", "-aq", "--filter", &f])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
-            .unwrap_or_default();
-        for id in ids.split_whitespace() {
-            let _ = std::process::Command::new("docker")
-                .args(["rm", "-f", "-v", id])
-                .output();
+        for id in docker(&["ps", "-aq", "--filter", &f]).split_whitespace() {
+            docker(&["rm", "-f", "-v", id]);
         }
-        let nets = std::process::Command::new("docker")
-            .args(["network", "ls", "-q", "--filter", &f])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
-            .unwrap_or_default();
-        for n in nets.split_whitespace() {
-            let _ = std::process::Command::new("docker")
-                .args(["network", "rm", n])
-                .output();
+        for n in docker(&["network", "ls", "-q", "--filter", &f]).split_whitespace() {
+            docker(&["network", "rm", n]);
         }
     }
 }

@@ -137,7 +137,7 @@ impl Checkpoints {
         let path = self.agent_file();
         let bytes = serde_json::to_vec(&serde_json::json!({"agent_id": id}))
             .expect("invariant: plain JSON");
-        crate::util::atomic_write(&path, &bytes)
+        crate::atomic_file::write(&path, &bytes)
             .map_err(|source| CheckpointError::Io { path, source })
     }
 
@@ -145,7 +145,7 @@ impl Checkpoints {
     pub fn save_task(&self, t: &TaskCheckpoint) -> Result<(), CheckpointError> {
         let path = self.task_file(&t.framework_id.value, &t.task.task_id.value);
         let bytes = serde_json::to_vec_pretty(t).expect("invariant: plain JSON");
-        crate::util::atomic_write(&path, &bytes)
+        crate::atomic_file::write(&path, &bytes)
             .map_err(|source| CheckpointError::Io { path, source })
     }
 

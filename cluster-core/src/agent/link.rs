@@ -7,14 +7,17 @@ use super::registration::{self, Registration};
 use super::tasks::{Agent, Outgoing};
 use crate::proto::internal::{Heartbeat, HeartbeatAck, RegisterAgent, Registered, StatusMessage};
 use crate::proto::{Id, TaskState};
+use dc_support::retry::{self, Backoff};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Backoff bounds for registration attempts.
-const REGISTER_BACKOFF: (Duration, Duration) = (Duration::from_millis(200), Duration::from_secs(5));
+/// Registration attempts: unbounded (an agent waits for its master however long it takes),
+/// jittered so that the agents of a restarted master do not all come back in the same instant.
+const REGISTER_BACKOFF: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
 
-enum Next {
+/// What a flush of the queued status updates found.
+enum Flushed {
     Continue,
     Reregister,
 }
@@ -34,23 +37,33 @@ pub(super) async fn run(agent: Arc<Agent>) {
     };
     let mut pending: VecDeque<Outgoing> = VecDeque::new();
     loop {
-        let mut backoff = crate::util::Backoff::new(REGISTER_BACKOFF.0, REGISTER_BACKOFF.1);
-        let registered = loop {
-            match register(&agent).await {
-                Ok(r) => break r,
-                Err(e) => {
-                    tracing::warn!(master = %agent.cfg.master, error = %e, "registration failed; retrying in {:?}", backoff.peek());
-                    tokio::select! {
-                        _ = agent.shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(backoff.next_delay()) => {}
+        let attempts = retry::run(REGISTER_BACKOFF, |at| {
+            let agent = &agent;
+            async move {
+                match register(agent).await {
+                    Ok(r) => retry::Next::Done(r),
+                    Err(e) => {
+                        tracing::warn!(master = %agent.cfg.master, error = %e, "registration failed; retrying in {:?}", at.backoff);
+                        at.retry(e)
                     }
                 }
             }
+        });
+        let registered = tokio::select! {
+            _ = agent.shutdown.cancelled() => return,
+            r = attempts => match r {
+                Ok(r) => r,
+                // Unreachable with an unbounded policy; starting over is the safe answer anyway.
+                Err(e) => {
+                    tracing::warn!(error = %e.into_error(), "registration gave up; starting over");
+                    continue;
+                }
+            },
         };
         let id = registered.agent_id.value.clone();
         *agent.agent_id.lock().unwrap_or_else(|p| p.into_inner()) = Some(id.clone());
         if let Err(e) = agent.checkpoints.save_agent_id(&id) {
-            tracing::error!(error = %crate::util::chain(&e), "cannot checkpoint the agent id");
+            tracing::error!(error = %dc_support::error::chain(&e), "cannot checkpoint the agent id");
         }
         tracing::info!(agent = %id, "registered with the master");
         let now = registration::now_unix_ms();
@@ -102,7 +115,7 @@ pub(super) async fn run(agent: Arc<Agent>) {
             while let Ok(o) = outbox.try_recv() {
                 pending.push_back(o);
             }
-            if let Next::Reregister = flush(&agent, &id, &mut pending).await {
+            if let Flushed::Reregister = flush(&agent, &id, &mut pending).await {
                 break;
             }
             if beat {
@@ -141,13 +154,13 @@ async fn register(agent: &Agent) -> Result<Registered, String> {
         .json(&msg)
         .send()
         .await
-        .map_err(|e| crate::util::chain(&e))?;
+        .map_err(|e| dc_support::error::chain(&e))?;
     if !r.status().is_success() {
         return Err(format!("master answered {}", r.status()));
     }
     r.json::<Registered>()
         .await
-        .map_err(|e| crate::util::chain(&e))
+        .map_err(|e| dc_support::error::chain(&e))
 }
 
 /// A heartbeat's outcome.
@@ -178,7 +191,7 @@ async fn heartbeat(agent: &Agent, id: &str) -> Beat {
         Ok(r) if r.status().is_success() => match r.json::<HeartbeatAck>().await {
             Ok(ack) => Beat::Acked(ack),
             Err(e) => {
-                tracing::warn!(error = %crate::util::chain(&e), "unreadable heartbeat answer");
+                tracing::warn!(error = %dc_support::error::chain(&e), "unreadable heartbeat answer");
                 Beat::Failed
             }
         },
@@ -187,14 +200,14 @@ async fn heartbeat(agent: &Agent, id: &str) -> Beat {
             Beat::Failed
         }
         Err(e) => {
-            tracing::warn!(error = %crate::util::chain(&e), "heartbeat failed");
+            tracing::warn!(error = %dc_support::error::chain(&e), "heartbeat failed");
             Beat::Failed
         }
     }
 }
 
 /// Sends queued updates in order; stops at the first failure (retried on the next wake-up).
-async fn flush(agent: &Agent, id: &str, pending: &mut VecDeque<Outgoing>) -> Next {
+async fn flush(agent: &Agent, id: &str, pending: &mut VecDeque<Outgoing>) -> Flushed {
     while let Some(o) = pending.front() {
         let msg = StatusMessage {
             agent_id: Id::new(id),
@@ -215,16 +228,16 @@ async fn flush(agent: &Agent, id: &str, pending: &mut VecDeque<Outgoing>) -> Nex
                 }
                 pending.pop_front();
             }
-            Ok(r) if r.status() == reqwest::StatusCode::CONFLICT => return Next::Reregister,
+            Ok(r) if r.status() == reqwest::StatusCode::CONFLICT => return Flushed::Reregister,
             Ok(r) => {
                 tracing::warn!(status = %r.status(), "master refused a status update; will retry");
-                return Next::Continue;
+                return Flushed::Continue;
             }
             Err(e) => {
-                tracing::warn!(error = %crate::util::chain(&e), "status update not delivered; will retry");
-                return Next::Continue;
+                tracing::warn!(error = %dc_support::error::chain(&e), "status update not delivered; will retry");
+                return Flushed::Continue;
             }
         }
     }
-    Next::Continue
+    Flushed::Continue
 }

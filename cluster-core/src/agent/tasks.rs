@@ -127,7 +127,7 @@ impl Agent {
         let Some(e) = tasks.get_mut(key) else { return };
         e.cp.state = state;
         if let Err(err) = self.checkpoints.save_task(&e.cp) {
-            tracing::error!(error = %crate::util::chain(&err), "cannot checkpoint task");
+            tracing::error!(error = %dc_support::error::chain(&err), "cannot checkpoint task");
         }
         let status = TaskStatus::new(
             e.cp.task.task_id.clone(),
@@ -148,7 +148,7 @@ impl Agent {
         if let Some(mut e) = tasks.remove(&(framework_id.to_string(), task_id.to_string())) {
             e.cp.done = true;
             if let Err(err) = self.checkpoints.save_task(&e.cp) {
-                tracing::error!(error = %crate::util::chain(&err), "cannot checkpoint task");
+                tracing::error!(error = %dc_support::error::chain(&err), "cannot checkpoint task");
             }
         }
     }
@@ -222,7 +222,7 @@ impl Agent {
                 if let Some(dir) = &cgroup {
                     Cgroups::remove(dir);
                 }
-                self.emit(&key, TaskState::Failed, crate::util::chain(&err));
+                self.emit(&key, TaskState::Failed, dc_support::error::chain(&err));
             }
         }
     }

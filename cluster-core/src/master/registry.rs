@@ -115,7 +115,7 @@ impl Registry {
     /// Writes the registry atomically (and durably: fsync before the rename).
     pub fn save(&self, path: &Path) -> Result<(), RegistryError> {
         let bytes = serde_json::to_vec_pretty(self).expect("invariant: registry is plain data");
-        crate::util::atomic_write(path, &bytes).map_err(|source| RegistryError::Io {
+        crate::atomic_file::write(path, &bytes).map_err(|source| RegistryError::Io {
             path: path.to_path_buf(),
             source,
         })
@@ -154,7 +154,7 @@ impl Writer {
                 match written {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => {
-                        tracing::error!(error = %crate::util::chain(&e), "cannot save the registry")
+                        tracing::error!(error = %dc_support::error::chain(&e), "cannot save the registry")
                     }
                     Err(e) => tracing::error!(error = %e, "registry write task failed"),
                 }

@@ -406,7 +406,7 @@ impl State {
                 Some(t) => match req.bearer_auth(t).send().await {
                     Ok(r) if r.status().is_success() => Ok(()),
                     Ok(r) => Err(format!("agent answered {}", r.status())),
-                    Err(e) => Err(crate::util::chain(&e)),
+                    Err(e) => Err(dc_support::error::chain(&e)),
                 },
             };
             if let Err(error) = result {

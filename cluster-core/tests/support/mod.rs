@@ -27,10 +27,7 @@ pub const WAIT: Duration = Duration::from_secs(30);
 
 /// Awaits `f` or panics with `what` after [`WAIT`].
 pub async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
-    match tokio::time::timeout(WAIT, f).await {
-        Ok(v) => v,
-        Err(_) => panic!("timed out after {WAIT:?} waiting for {what}"),
-    }
+    dc_support::testing::within(WAIT, what, f).await
 }
 
 /// Polls `check` until it returns Some.

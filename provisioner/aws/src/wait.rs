@@ -5,8 +5,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use rand::RngExt;
-use tokio::time::Instant;
+use dc_support::retry::{self, Backoff, Next, RetryError};
 
 use crate::AwsError;
 
@@ -42,7 +41,8 @@ impl Default for WaitPolicy {
 }
 
 /// Runs `check` until it returns [`Poll::Done`], an error, or `policy.deadline` passes. A check's
-/// transient error is retried like a pending one (up to the deadline).
+/// transient error is retried like a pending one (up to the deadline). Intervals grow from
+/// `initial` to `max` and are jittered, so many waiters do not poll EC2 in step.
 pub(crate) async fn until<T, F, Fut>(
     op: &'static str,
     target: &str,
@@ -53,36 +53,37 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<Poll<T>, AwsError>>,
 {
-    let deadline = Instant::now() + policy.deadline;
-    let mut interval = policy.initial;
-    loop {
-        let why = match check().await {
-            Ok(Poll::Done(v)) => return Ok(v),
-            Ok(Poll::Pending(why)) => why,
-            Err(e) if e.transient => e.to_string(),
-            Err(e) => return Err(e),
-        };
-        if Instant::now() + interval > deadline {
-            return Err(AwsError {
-                transient: true,
-                hint: Some("EC2 is slow to settle: run the same dcform command again to continue"),
-                ..AwsError::other(
-                    op,
-                    target,
-                    format!("still not done after {:?}: {why}", policy.deadline),
-                )
-            });
+    let backoff = Backoff::new(policy.initial, policy.max).deadline(policy.deadline);
+    // What the caller gets if the deadline passes first.
+    let late = |why: String| AwsError {
+        transient: true,
+        hint: Some("EC2 is slow to settle: run the same dcform command again to continue"),
+        ..AwsError::other(
+            op,
+            target,
+            format!("still not done after {:?}: {why}", policy.deadline),
+        )
+    };
+    let late = &late;
+    retry::run(backoff, |at| {
+        let checked = check();
+        async move {
+            match checked.await {
+                Ok(Poll::Done(v)) => Next::Done(v),
+                Ok(Poll::Pending(why)) => at.retry(late(why)),
+                Err(e) if e.transient => at.retry(late(e.to_string())),
+                Err(e) => Next::Fail(e),
+            }
         }
-        // Jitter (50-100 % of the interval) keeps many waiters from polling in step.
-        let jittered = interval.mul_f64(rand::rng().random_range(0.5..=1.0));
-        tokio::time::sleep(jittered).await;
-        interval = (interval * 2).min(policy.max);
-    }
+    })
+    .await
+    .map_err(RetryError::into_error)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::time::Instant;
 
     #[tokio::test(start_paused = true)]
     async fn a_wait_that_never_finishes_stops_at_its_deadline_with_the_reason() {

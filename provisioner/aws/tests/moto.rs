@@ -13,9 +13,7 @@ use moto_support::{Fault, FaultProxy, Moto};
 const T: Duration = Duration::from_secs(60);
 
 async fn within<F: std::future::Future>(what: &str, f: F) -> F::Output {
-    tokio::time::timeout(T, f)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: no answer within {T:?}"))
+    dc_support::testing::within(T, what, f).await
 }
 
 fn settings(url: &str) -> Settings {

@@ -38,6 +38,5 @@
 //! named unit of work, carried by every error.
 
 pub mod node_image;
-pub mod retry;
 pub mod ssh;
 pub mod templates;

@@ -10,7 +10,6 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::retry::{Backoff, Next, with_backoff};
 use super::{
     Installer, NodeContext, NodeRequest, Progress, ProgressEvent, Provider, ProviderError, Remote,
     RemoteError, RemoteOp,
@@ -18,6 +17,8 @@ use super::{
 use crate::plan::{NodeChange, Plan, Step};
 use crate::spec::{ClusterSpec, Role};
 use crate::state::{NodeState, NodeStatus, State, StateError, StateFile};
+use dc_support::error::chain;
+use dc_support::retry::{self, Backoff, Next};
 
 /// Knobs of an apply.
 #[derive(Debug, Clone)]
@@ -34,16 +35,10 @@ impl Default for ApplyOptions {
     fn default() -> Self {
         ApplyOptions {
             parallelism: 10,
-            provider_retry: Backoff {
-                initial: Duration::from_millis(500),
-                max: Duration::from_secs(8),
-                attempts: 5,
-            },
-            connect_retry: Backoff {
-                initial: Duration::from_millis(250),
-                max: Duration::from_secs(4),
-                attempts: 20,
-            },
+            provider_retry: Backoff::new(Duration::from_millis(500), Duration::from_secs(8))
+                .attempts(5),
+            connect_retry: Backoff::new(Duration::from_millis(250), Duration::from_secs(4))
+                .attempts(20),
         }
     }
 }
@@ -376,16 +371,16 @@ impl<P: Provider, I: Installer> NodeTask<P, I> {
                         .find(|p| p.name == ctx.node.pool)
                         .and_then(|p| p.instance_type.clone()),
                 };
-                let provider = &self.provider;
-                let machine = with_backoff(self.opts.provider_retry, |_| async {
-                    match provider.create(&req).await {
+                let (provider, req) = (&self.provider, &req);
+                let machine = retry::run(self.opts.provider_retry, |at| async move {
+                    match provider.create(req).await {
                         Ok(m) => Next::Done(m),
-                        Err(e) if e.transient => Next::Retry(e),
+                        Err(e) if e.transient => at.retry(e),
                         Err(e) => Next::Fail(e),
                     }
                 })
                 .await
-                .map_err(|e| chain(&e))?;
+                .map_err(|e| chain(&e.into_error()))?;
                 ctx.node.provider_id = Some(machine.provider_id);
                 ctx.node.addresses = machine.addresses;
                 ctx.node.role = ctx.change.role;
@@ -398,17 +393,16 @@ impl<P: Provider, I: Installer> NodeTask<P, I> {
             }
             Step::StartNode => {
                 *remote = None;
-                let provider = &self.provider;
-                let node = ctx.node.clone();
-                let machine = with_backoff(self.opts.provider_retry, |_| async {
-                    match provider.start(&node).await {
+                let (provider, node) = (&self.provider, &ctx.node);
+                let machine = retry::run(self.opts.provider_retry, |at| async move {
+                    match provider.start(node).await {
                         Ok(m) => Next::Done(m),
-                        Err(e) if e.transient => Next::Retry(e),
+                        Err(e) if e.transient => at.retry(e),
                         Err(e) => Next::Fail(e),
                     }
                 })
                 .await
-                .map_err(|e| chain(&e))?;
+                .map_err(|e| chain(&e.into_error()))?;
                 // A restarted container may come back with another address; the core on it is
                 // started by the next step (the node stays stopped until seen healthy).
                 ctx.node.provider_id = Some(machine.provider_id);
@@ -418,17 +412,16 @@ impl<P: Provider, I: Installer> NodeTask<P, I> {
             }
             Step::DestroyNode => {
                 *remote = None;
-                let provider = &self.provider;
-                let node = ctx.node.clone();
-                with_backoff(self.opts.provider_retry, |_| async {
-                    match provider.destroy(&node).await {
+                let (provider, node) = (&self.provider, &ctx.node);
+                retry::run(self.opts.provider_retry, |at| async move {
+                    match provider.destroy(node).await {
                         Ok(()) => Next::Done(()),
-                        Err(e) if e.transient => Next::Retry(e),
+                        Err(e) if e.transient => at.retry(e),
                         Err(e) => Next::Fail(e),
                     }
                 })
                 .await
-                .map_err(|e| chain(&e))?;
+                .map_err(|e| chain(&e.into_error()))?;
                 let _ = self.tx.send(NodeUpdate::Removed(ctx.node.name.clone()));
             }
             _ => {
@@ -513,14 +506,15 @@ impl<P: Provider, I: Installer> NodeTask<P, I> {
 
     async fn connect(&self, node: &NodeState) -> Result<P::Remote, RemoteError> {
         let provider = &self.provider;
-        with_backoff(self.opts.connect_retry, |_| async {
+        retry::run(self.opts.connect_retry, |at| async move {
             match provider.connect(node).await {
                 Ok(r) => Next::Done(r),
-                Err(e) if e.is_transient() => Next::Retry(e),
+                Err(e) if e.is_transient() => at.retry(e),
                 Err(e) => Next::Fail(e),
             }
         })
         .await
+        .map_err(retry::RetryError::into_error)
     }
 
     async fn run_op(&self, remote: &P::Remote, op: RemoteOp) -> Result<(), RemoteError> {
@@ -550,8 +544,9 @@ impl<P: Provider, I: Installer> NodeTask<P, I> {
             } => {
                 let policy = until_ok.unwrap_or(self.opts.connect_retry);
                 let retry_failures = until_ok.is_some();
-                with_backoff(policy, |_| async {
-                    match remote.run(&script, timeout).await {
+                let (script, label) = (&script, &label);
+                retry::run(policy, |at| async move {
+                    match remote.run(script, timeout).await {
                         Ok(out) if out.code == Some(0) => Next::Done(()),
                         Ok(out) => {
                             let e = RemoteError::Command {
@@ -564,16 +559,17 @@ impl<P: Provider, I: Installer> NodeTask<P, I> {
                                 tail: tail(&out.stdout, &out.stderr, 20),
                             };
                             if retry_failures {
-                                Next::Retry(e)
+                                at.retry(e)
                             } else {
                                 Next::Fail(e)
                             }
                         }
-                        Err(e) if e.is_transient() => Next::Retry(e),
+                        Err(e) if e.is_transient() => at.retry(e),
                         Err(e) => Next::Fail(e),
                     }
                 })
                 .await
+                .map_err(retry::RetryError::into_error)
             }
         }
     }
@@ -605,16 +601,4 @@ fn tail(stdout: &str, stderr: &str, n: usize) -> String {
         .map(|l| format!("    | {l}"))
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-/// An error and its causes on one line.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }

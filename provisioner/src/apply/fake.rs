@@ -9,14 +9,17 @@ use tokio_util::sync::CancellationToken;
 
 use super::*;
 
-/// A fault to inject: the `nth` (1-based) time `op` happens on `node` (any node if `None`), fail — `times` times
-/// in a row (transient faults) or forever (`times == u32::MAX`).
-#[derive(Debug, Clone)]
+/// A fault to inject: from the `nth` (1-based; 0 counts as 1) time `op` happens on `node` (any node if
+/// `None`), fail — `times` times in a row (transient faults) or forever (`times == u32::MAX`).
+#[derive(Debug, Clone, Default)]
 pub struct Fault {
     pub node: Option<String>,
     pub op: String,
     pub transient: bool,
     pub times: u32,
+    pub nth: u32,
+    /// Matching operations seen so far (the fault's own count, for `nth`).
+    pub seen: u32,
 }
 
 #[derive(Debug, Default)]
@@ -50,7 +53,11 @@ impl World {
             token.cancel();
         }
         for f in self.faults.iter_mut() {
-            if f.op == op && f.node.as_deref().is_none_or(|n| n == node) && f.times > 0 {
+            if f.op != op || f.node.as_deref().is_some_and(|n| n != node) {
+                continue;
+            }
+            f.seen += 1;
+            if f.seen >= f.nth.max(1) && f.times > 0 {
                 if f.times != u32::MAX {
                     f.times -= 1;
                 }
@@ -237,11 +244,9 @@ impl Installer for FakeInstaller {
                 label: "health".into(),
                 script: "health".into(),
                 timeout: Duration::from_secs(5),
-                until_ok: Some(Backoff {
-                    initial: Duration::from_millis(100),
-                    max: Duration::from_secs(1),
-                    attempts: 5,
-                }),
+                until_ok: Some(
+                    Backoff::new(Duration::from_millis(100), Duration::from_secs(1)).attempts(5),
+                ),
             }],
             other => vec![run(other.name())],
         })

@@ -10,7 +10,6 @@
 
 mod executor;
 mod progress;
-pub mod retry;
 
 #[cfg(test)]
 mod fake;
@@ -27,9 +26,10 @@ use crate::plan::{CoreTarget, NodeChange, Step};
 use crate::spec::{ClusterSpec, Role};
 use crate::state::NodeState;
 
+/// The retry policy of [`RemoteOp::Run`] and [`ApplyOptions`] (the workspace's one backoff).
+pub use dc_support::retry::Backoff;
 pub use executor::{ApplyError, ApplyOptions, ApplyReport, Executor, NodeFailure};
 pub use progress::{PlainProgress, Progress, ProgressEvent, QuietProgress, TtyProgress};
-pub use retry::{Backoff, Next};
 
 /// What the provider needs to create one machine.
 #[derive(Debug, Clone, PartialEq, Eq)]

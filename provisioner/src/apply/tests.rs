@@ -162,6 +162,7 @@ async fn a_failed_step_stops_that_node_records_progress_and_the_next_apply_resum
         op: "run:install-agent".into(),
         transient: false,
         times: 1,
+        ..Fault::default()
     });
     let err = h.apply(&spec(1, 3)).await.unwrap_err();
     let ApplyError::Nodes {
@@ -214,6 +215,7 @@ async fn a_failed_master_stops_before_any_agent_is_created() {
         op: "create".into(),
         transient: false,
         times: u32::MAX,
+        ..Fault::default()
     });
     let err = h.apply(&spec(1, 2)).await.unwrap_err();
     assert!(
@@ -236,10 +238,78 @@ async fn transient_provider_failures_are_retried_with_backoff() {
         op: "create".into(),
         transient: true,
         times: 2,
+        ..Fault::default()
     });
     h.apply(&spec(1, 1)).await.unwrap();
     let creates = h.log().iter().filter(|l| *l == "create agents-1").count();
     assert_eq!(creates, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_second_create_failing_for_good_fails_that_node_and_stops_the_masters_after_it() {
+    let h = Harness::new();
+    // Masters are created one at a time, so the 2nd create of any node is masters-2's.
+    h.world.lock().unwrap().faults.push(Fault {
+        op: "create".into(),
+        nth: 2,
+        times: u32::MAX,
+        ..Fault::default()
+    });
+    let err = h.apply(&spec(3, 0)).await.unwrap_err();
+    let ApplyError::Nodes { failures, .. } = &err else {
+        panic!("expected node failures, got {err}");
+    };
+    assert_eq!(
+        failures,
+        &[NodeFailure {
+            node: "masters-2".into(),
+            step: "create",
+            error: "masters-2: injected create failure".into(),
+        }]
+    );
+    let creates: Vec<String> = h
+        .log()
+        .into_iter()
+        .filter(|l| l.starts_with("create "))
+        .collect();
+    assert_eq!(
+        creates,
+        ["create masters-1", "create masters-2"],
+        "not retried, masters-3 never started"
+    );
+    let state = h.state();
+    assert_eq!(
+        state.node("masters-1").map(|n| n.status),
+        Some(NodeStatus::Running)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_transient_failure_of_the_second_create_is_retried_and_the_apply_completes() {
+    let h = Harness::new();
+    h.world.lock().unwrap().faults.push(Fault {
+        op: "create".into(),
+        nth: 2,
+        times: 1,
+        transient: true,
+        ..Fault::default()
+    });
+    let report = h.apply(&spec(3, 0)).await.unwrap();
+    assert_eq!(report.completed.len(), 3, "{report:?}");
+    let creates: Vec<String> = h
+        .log()
+        .into_iter()
+        .filter(|l| l.starts_with("create "))
+        .collect();
+    assert_eq!(
+        creates,
+        [
+            "create masters-1",
+            "create masters-2",
+            "create masters-2",
+            "create masters-3"
+        ]
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -255,7 +325,10 @@ async fn a_lost_host_fails_after_bounded_retries_with_a_connect_error() {
     let attempts = h.log().iter().filter(|l| *l == "connect agents-1").count();
     assert_eq!(
         attempts as u32,
-        ApplyOptions::default().connect_retry.attempts
+        ApplyOptions::default()
+            .connect_retry
+            .max_attempts()
+            .unwrap()
     );
 }
 
@@ -267,6 +340,7 @@ async fn health_is_polled_until_the_node_answers() {
         op: "run:health".into(),
         transient: true,
         times: 3,
+        ..Fault::default()
     });
     h.apply(&spec(1, 0)).await.unwrap();
     assert_eq!(
@@ -363,6 +437,7 @@ async fn a_drain_stopped_half_way_is_recorded_and_undone_when_the_node_is_wanted
         op: "run:drain".into(),
         transient: false,
         times: 1,
+        ..Fault::default()
     });
     h.apply(&spec(1, 1)).await.unwrap_err();
     assert_eq!(

@@ -107,20 +107,8 @@ pub fn main_with_args(argv: impl IntoIterator<Item = String>) -> u8 {
     match runtime.block_on(commands::run(cli)) {
         Ok(code) => code,
         Err(CliError { code, error }) => {
-            eprintln!("Error: {}", chain(&error));
+            eprintln!("Error: {}", dc_support::error::chain(error.as_ref()));
             code
         }
     }
-}
-
-/// `error: cause: cause`, each cause once (a typed error's message never repeats its source).
-fn chain(e: &anyhow::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    for cause in e.chain() {
-        let s = cause.to_string();
-        if !parts.last().is_some_and(|p| p.contains(&s)) {
-            parts.push(s);
-        }
-    }
-    parts.join(": ")
 }

@@ -601,6 +601,9 @@ mod tests {
             alive(&daemon),
             "a daemon the script started on purpose was killed"
         );
-        let _ = std::process::Command::new("kill").arg(&daemon).status();
+        dc_support::testing::output_within(
+            Duration::from_secs(10),
+            std::process::Command::new("kill").arg(&daemon),
+        );
     }
 }

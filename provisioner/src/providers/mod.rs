@@ -138,18 +138,6 @@ pub fn build(
     Ok((provider, installer, binary))
 }
 
-/// An error and its causes on one line.
-pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
-
 /// The cluster's bearer token, made once (random, 0600) in the state folder and reused by every apply.
 /// The provider of `spec`'s machines and where installs go on them, without a core binary:
 /// enough to reach the machines (refresh, liveness checks), not to install on them. The state's

@@ -18,7 +18,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dcform_bootstrap::retry::Backoff;
+use dc_support::error::chain;
+use dc_support::retry::Backoff;
 use dcform_bootstrap::ssh::{
     Auth, Command, ConnectOptions, ExitStatus, HostKeyPolicy, JumpHost, Session, SshError, Target,
     Upload, UploadSource,
@@ -209,11 +210,8 @@ impl SshConnector {
             connect_timeout: Duration::from_secs(10),
             // The executor retries an unreachable host with its own (growing) backoff; the engine polls
             // briefly and often (~5 s) so a container whose sshd comes up is reached within a tenth of a second.
-            boot_retry: Backoff {
-                initial: Duration::from_millis(100),
-                max_delay: Duration::from_millis(500),
-                max_attempts: 12,
-            },
+            boot_retry: Backoff::new(Duration::from_millis(100), Duration::from_millis(500))
+                .attempts(12),
             ..ConnectOptions::default()
         }
     }
@@ -305,17 +303,6 @@ impl SshConnector {
     }
 }
 
-/// The error and its causes on one line.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
 
 /// SSH engine errors as the executor sees them: only an unreachable host is worth retrying; bad
 /// credentials and changed host keys are the user's to fix and fail at once.

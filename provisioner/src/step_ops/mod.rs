@@ -388,11 +388,10 @@ impl Installer for ScriptInstaller {
                     label: "wait until healthy".into(),
                     script: check,
                     timeout: Duration::from_secs(PROBE_TIMEOUT_SECS + 5),
-                    until_ok: Some(Backoff {
-                        initial: Duration::from_millis(100),
-                        max: Duration::from_secs(1),
-                        attempts: 90,
-                    }),
+                    until_ok: Some(
+                        Backoff::new(Duration::from_millis(100), Duration::from_secs(1))
+                            .attempts(90),
+                    ),
                 });
             }
             Step::Drain | Step::Reactivate if ctx.change.role.is_agent() => {
@@ -427,11 +426,10 @@ impl Installer for ScriptInstaller {
                         label: "reactivate".into(),
                         script: call,
                         timeout: Duration::from_secs(PROBE_TIMEOUT_SECS + 10),
-                        until_ok: Some(Backoff {
-                            initial: Duration::from_millis(200),
-                            max: Duration::from_secs(2),
-                            attempts: 20,
-                        }),
+                        until_ok: Some(
+                            Backoff::new(Duration::from_millis(200), Duration::from_secs(2))
+                                .attempts(20),
+                        ),
                     }
                 };
                 ops.push(RemoteOp::OnMaster(Box::new(op)));

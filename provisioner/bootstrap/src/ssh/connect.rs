@@ -12,7 +12,8 @@ use super::auth::authenticate;
 use super::host_key::{Client, KeyVerdict, policy_name};
 use super::log::SessionLog;
 use super::{Auth, ConnectOptions, HostKeyInfo, HostKeyPolicy, SshError, Target};
-use crate::retry::Next;
+use dc_support::error::chain;
+use dc_support::retry::{self, Backoff, Next};
 
 /// One authenticated connection to a host, reused by every command and upload.
 ///
@@ -69,7 +70,7 @@ impl Session {
             match establish(&target, &auth, &host_key, &opts, &log).await {
                 Ok(v) => v,
                 Err(e) => {
-                    log.line(&format!("connect failed: {}", error_chain(&e)));
+                    log.line(&format!("connect failed: {}", chain(&e)));
                     return Err(e);
                 }
             };
@@ -182,27 +183,24 @@ impl Session {
         &self,
         handle: &Handle<Client>,
     ) -> Result<russh::Channel<client::Msg>, russh::Error> {
-        let backoff = crate::retry::Backoff {
-            initial: Duration::from_millis(50),
-            max_delay: Duration::from_secs(1),
-            max_attempts: 12,
-        };
-        backoff
-            .run(
-                |_| async {
-                    match handle.channel_open_session().await {
-                        Ok(ch) => Next::Done(ch),
-                        Err(e @ russh::Error::ChannelOpenFailure(_)) => Next::Retry(e),
-                        Err(e) => Next::Fail(e),
+        let backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(1)).attempts(12);
+        retry::run(backoff, |at| async move {
+            match handle.channel_open_session().await {
+                Ok(ch) => Next::Done(ch),
+                Err(e @ russh::Error::ChannelOpenFailure(_)) => {
+                    if !at.last {
+                        self.log.line(&format!(
+                            "channel open refused ({e}); retry {} in {:?}",
+                            at.number, at.backoff
+                        ));
                     }
-                },
-                |n, e, d| {
-                    self.log
-                        .line(&format!("channel open refused ({e}); retry {n} in {d:?}"))
-                },
-            )
-            .await
-            .map_err(|(e, _)| e)
+                    at.retry(e)
+                }
+                Err(e) => Next::Fail(e),
+            }
+        })
+        .await
+        .map_err(retry::RetryError::into_error)
     }
 }
 
@@ -216,16 +214,6 @@ pub(super) async fn closed(handle: &Handle<Client>) {
     }
 }
 
-pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
 
 type Established = (Handle<Client>, HostKeyInfo, Option<Box<Session>>, Duration);
 
@@ -270,36 +258,41 @@ async fn establish(
         )),
         None => None,
     };
-    let attempt = |_n: u32| {
+    let attempt = |at: retry::Attempt| {
         let jump = jump.as_deref();
         async move {
             match attempt_once(target, auth, policy, opts, jump).await {
                 Ok(v) => Next::Done(v),
-                Err(Attempt::Booting(e)) => Next::Retry(Attempt::Booting(e)),
+                Err(Attempt::Booting(e)) => {
+                    if !at.last {
+                        log.line(&format!(
+                            "attempt {}: {} not ready ({e}); retrying in {:?}",
+                            at.number,
+                            target.display(),
+                            at.backoff
+                        ));
+                    }
+                    at.retry(Attempt::Booting(e))
+                }
                 Err(other) => Next::Fail(other),
             }
         }
     };
-    let res = opts
-        .boot_retry
-        .run(attempt, |n, e, d| {
-            if let Attempt::Booting(e) = e {
-                log.line(&format!(
-                    "attempt {n}: {} not ready ({e}); retrying in {d:?}",
-                    target.display()
-                ));
-            }
-        })
-        .await;
+    let res = retry::run(opts.boot_retry, attempt).await;
     match res {
         Ok((handle, info, rtt)) => Ok((handle, info, jump, rtt)),
-        Err((Attempt::Booting(source), attempts)) => Err(SshError::Connect {
-            host: target.host.clone(),
-            port: target.port,
-            attempts,
-            source,
-        }),
-        Err((Attempt::Fatal(e), _)) => Err(e),
+        Err(e) => {
+            let attempts = e.attempts();
+            match e.into_error() {
+                Attempt::Booting(source) => Err(SshError::Connect {
+                    host: target.host.clone(),
+                    port: target.port,
+                    attempts,
+                    source,
+                }),
+                Attempt::Fatal(e) => Err(e),
+            }
+        }
     }
 }
 

@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use russh::ChannelMsg;
 
-use super::connect::{Session, error_chain};
+use super::connect::Session;
 use super::{ExitStatus, SshError, shell_quote};
+use dc_support::error::chain;
 
 /// Which stream a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -264,7 +265,7 @@ impl Session {
             .map_err(|_| ExecFailure::ConnectionLost("session closed".into()))?;
         let wrapped = self.wrap(&cmd.script, cmd.privileged);
         self.log.line(&format!("[{}] $ {}", cmd.step, wrapped));
-        let lost = |e: russh::Error| ExecFailure::ConnectionLost(error_chain(&e));
+        let lost = |e: russh::Error| ExecFailure::ConnectionLost(chain(&e));
         let mut ch = self.open_channel(handle).await.map_err(lost)?;
         let work = async {
             ch.exec(true, wrapped.as_bytes()).await.map_err(lost)?;

@@ -32,7 +32,7 @@ pub use upload::{Upload, UploadOutcome, UploadSource};
 pub use connect::Session;
 pub use keygen::{GeneratedKey, generate_ed25519};
 
-use crate::retry::Backoff;
+use dc_support::retry::Backoff;
 
 /// Environment variable holding the passphrase of encrypted private keys.
 pub const PASSPHRASE_ENV: &str = "DCFORM_SSH_PASSPHRASE";
@@ -206,11 +206,8 @@ impl Default for ConnectOptions {
     fn default() -> Self {
         Self {
             connect_timeout: Duration::from_secs(10),
-            boot_retry: Backoff {
-                initial: Duration::from_millis(250),
-                max_delay: Duration::from_secs(3),
-                max_attempts: 30,
-            },
+            boot_retry: Backoff::new(Duration::from_millis(250), Duration::from_secs(3))
+                .attempts(30),
             keepalive: Duration::from_secs(15),
             max_channels: 8,
             log_path: None,

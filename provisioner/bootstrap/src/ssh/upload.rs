@@ -8,8 +8,10 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
-use super::connect::{Session, error_chain};
+use super::connect::Session;
 use super::pacing::{PACE_STALL, Pacer, Pieces};
+use dc_support::error::chain;
+
 use super::{SshError, shell_quote};
 
 /// What to upload.
@@ -294,7 +296,7 @@ impl Session {
             .acquire()
             .await
             .map_err(|_| "session closed".to_string())?;
-        let e = |e: russh::Error| error_chain(&e);
+        let e = |e: russh::Error| chain(&e);
         let mut ch = self.open_channel(handle).await.map_err(e)?;
         let transfer = async {
             ch.exec(true, wrapped.as_bytes()).await.map_err(e)?;
@@ -387,7 +389,7 @@ impl Session {
         lines: &mut Vec<String>,
         status: &mut Option<super::ExitStatus>,
     ) -> Result<(), String> {
-        let e = |e: russh::Error| error_chain(&e);
+        let e = |e: russh::Error| chain(&e);
         let mut pieces = Pieces::open(src).await?;
         loop {
             if pacer.may_send() {

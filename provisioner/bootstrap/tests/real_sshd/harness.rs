@@ -4,11 +4,12 @@
 //! (also when the test panics). Tests connect only to container IPs on networks they created.
 
 use std::path::{Path, PathBuf};
-use std::process::Command as Proc;
+use std::process::{Command as Proc, Output};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use dc_support::testing::{output_within, try_output_within};
 use dcform_bootstrap::node_image::{self, NodeImageOptions};
 use dcform_bootstrap::ssh::{Auth, ConnectOptions, HostKeyPolicy, Session, Target};
 
@@ -17,39 +18,46 @@ pub const LABEL: &str = "dcform.test=bootstrap";
 /// Bound for every `.await` on a test's happy path.
 pub const T: Duration = Duration::from_secs(120);
 
+/// Bound of one command the tests run themselves (docker, ssh-keygen).
+pub const CMD: Duration = Duration::from_secs(60);
+
 /// Awaits `fut` under [`T`], failing the test with `what` if it hangs.
 pub async fn within<F: std::future::Future>(what: &str, fut: F) -> F::Output {
-    tokio::time::timeout(T, fut)
-        .await
-        .unwrap_or_else(|_| panic!("timed out after {T:?}: {what}"))
+    dc_support::testing::within(T, what, fut).await
+}
+
+/// Runs `cmd` within [`CMD`] (the test fails if it hangs).
+pub fn run(cmd: &mut Proc) -> Output {
+    output_within(CMD, cmd)
 }
 
 /// The node image tag, built once per machine (cached by recipe, serialised by a file lock).
-/// `None` (with a note) when Docker is missing outside CI.
+/// Without Docker the test fails, unless skips are allowed (`DCFORM_TEST_ALLOW_SKIP=1`): `None`.
 pub fn image() -> Option<String> {
     static IMG: OnceLock<Option<String>> = OnceLock::new();
     IMG.get_or_init(|| {
-        let ok = Proc::new("docker")
-            .args(["version", "--format", "{{.Server.Version}}"])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
+        let ok = try_output_within(
+            CMD,
+            Proc::new("docker").args(["version", "--format", "{{.Server.Version}}"]),
+        )
+        .is_ok_and(|o| o.status.success());
         if !ok {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("CI=true but Docker Engine is not usable: these tests need real sshd in containers");
-            }
-            eprintln!("SKIP: Docker Engine not available; real-sshd tests skipped");
+            dc_support::testing::missing(
+                "Docker Engine is not usable: these tests need real sshd in containers",
+            );
             return None;
         }
-        let info = node_image::ensure(&NodeImageOptions::default(), &mut |l| eprintln!("node-image: {l}"))
-            .unwrap_or_else(|e| panic!("cannot build the node image: {e}"));
+        let info = node_image::ensure(&NodeImageOptions::default(), &mut |l| {
+            eprintln!("node-image: {l}")
+        })
+        .unwrap_or_else(|e| panic!("cannot build the node image: {e}"));
         Some(info.tag)
     })
     .clone()
 }
 
 pub fn docker(args: &[&str]) -> String {
-    let out = Proc::new("docker").args(args).output().expect("run docker");
+    let out = run(Proc::new("docker").args(args));
     assert!(
         out.status.success(),
         "docker {} failed: {}",
@@ -62,10 +70,7 @@ pub fn docker(args: &[&str]) -> String {
 /// What a container wrote, stdout and stderr: sshd (`-D -e`) logs to stderr, which `docker logs`
 /// passes on as its own stderr, so [`docker`] alone would never see a login.
 pub fn container_logs(name: &str) -> String {
-    let out = Proc::new("docker")
-        .args(["logs", name])
-        .output()
-        .expect("run docker logs");
+    let out = run(Proc::new("docker").args(["logs", name]));
     assert!(out.status.success(), "docker logs {name} failed");
     format!(
         "{}{}",
@@ -85,7 +90,7 @@ pub struct TestNet {
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
 impl TestNet {
-    /// `None` when the test should skip (no Docker outside CI).
+    /// `None` when the test should skip (no Docker, and skips allowed).
     pub fn new() -> Option<TestNet> {
         let image = image()?;
         let name = format!(
@@ -142,10 +147,7 @@ impl TestNet {
         if kind == "rsa" {
             args.extend_from_slice(&["-b", "2048"]);
         }
-        let out = Proc::new("ssh-keygen")
-            .args(&args)
-            .output()
-            .expect("ssh-keygen");
+        let out = run(Proc::new("ssh-keygen").args(&args));
         assert!(
             out.status.success(),
             "ssh-keygen: {}",
@@ -171,11 +173,10 @@ impl Drop for TestNet {
         if !names.is_empty() {
             let mut args = vec!["rm", "-f"];
             args.extend(names.iter().map(String::as_str));
-            let _ = Proc::new("docker").args(&args).output();
+            // Never a panic here: this may run while a failed test unwinds.
+            let _ = try_output_within(CMD, Proc::new("docker").args(&args));
         }
-        let _ = Proc::new("docker")
-            .args(["network", "rm", &self.name])
-            .output();
+        let _ = try_output_within(CMD, Proc::new("docker").args(["network", "rm", &self.name]));
     }
 }
 

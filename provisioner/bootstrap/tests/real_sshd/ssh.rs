@@ -8,7 +8,7 @@ use dcform_bootstrap::ssh::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::harness::{TestNet, auth, connect, opts, within};
+use crate::harness::{TestNet, auth, connect, opts, run, within};
 
 #[tokio::test]
 async fn exec_reports_exit_codes_signals_and_streams_output() {
@@ -336,11 +336,9 @@ async fn rsa_encrypted_and_agent_keys_authenticate() {
     // The agent creates its socket asynchronously: poll (bounded) until ssh-add reaches it.
     let added = within("ssh-add", async {
         for _ in 0..50 {
-            let st = std::process::Command::new("ssh-add")
+            let st = run(std::process::Command::new("ssh-add")
                 .arg(&ag.path)
-                .env("SSH_AUTH_SOCK", &sock)
-                .output()
-                .expect("ssh-add");
+                .env("SSH_AUTH_SOCK", &sock));
             if st.status.success() {
                 return true;
             }
@@ -540,11 +538,9 @@ fn encrypted_keys_are_detected_before_connecting() {
     let dir = tempfile::tempdir().expect("tempdir");
     let keygen = |name: &str, pass: &str| {
         let p = dir.path().join(name);
-        let out = std::process::Command::new("ssh-keygen")
+        let out = run(std::process::Command::new("ssh-keygen")
             .args(["-q", "-t", "ed25519", "-N", pass, "-f"])
-            .arg(&p)
-            .output()
-            .expect("ssh-keygen");
+            .arg(&p));
         assert!(out.status.success());
         p
     };

@@ -123,7 +123,7 @@ fn provider_error(node: &str, e: DockerError) -> ProviderError {
     };
     ProviderError {
         node: node.into(),
-        message: crate::providers::error_chain(&e),
+        message: dc_support::error::chain(&e),
         transient,
         source: Some(Box::new(e)),
     }
@@ -261,7 +261,7 @@ impl DockerProvider {
             node: "cluster".into(),
             message: format!(
                 "cannot build the node image: {}",
-                crate::providers::error_chain(&e)
+                dc_support::error::chain(&e)
             ),
             transient: false,
             source: Some(Box::new(e)),
