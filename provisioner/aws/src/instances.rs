@@ -235,7 +235,7 @@ impl Ec2 {
             q = q.key_name(k);
         }
         if let Some(u) = &t.user_data {
-            q = q.user_data(base64(u.as_bytes()));
+            q = q.user_data(aws_smithy_types::base64::encode(u.as_bytes()));
         }
         if t.root_volume_gb.is_some() || t.root_volume_type.is_some() {
             q = q.block_device_mappings(
@@ -513,24 +513,6 @@ fn ebs(size: Option<u32>, kind: Option<&str>) -> EbsBlockDevice {
         .build()
 }
 
-/// Standard base64 with padding (EC2's `UserData` encoding).
-fn base64(data: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut s = String::with_capacity(data.len().div_ceil(3) * 4);
-    for c in data.chunks(3) {
-        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for k in 0..4 {
-            if k <= c.len() {
-                s.push(A[((n >> (18 - 6 * k)) & 63) as usize] as char);
-            } else {
-                s.push('=');
-            }
-        }
-    }
-    s
-}
-
 /// Whether `state` names a live instance (for callers matching [`Instance::state`]).
 pub fn is_live(state: &str) -> bool {
     LIVE.contains(&state)
@@ -538,14 +520,12 @@ pub fn is_live(state: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
-    fn user_data_is_base64_as_ec2_wants_it() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
-        assert_eq!(base64(b"#!/bin/sh\n"), "IyEvYmluL3NoCg==");
+    fn user_data_is_base64_with_padding_as_ec2_wants_it() {
+        assert_eq!(aws_smithy_types::base64::encode(b"fo"), "Zm8=");
+        assert_eq!(
+            aws_smithy_types::base64::encode(b"#!/bin/sh\n"),
+            "IyEvYmluL3NoCg=="
+        );
     }
 }

@@ -20,10 +20,12 @@
 //! | `instances` | [`PoolTemplate`], [`Instance`], batched launches, waits, start, terminate, AMI lookup |
 //! | `batch` | [`Launcher`]: per-node `create` calls coalesced into batches |
 //! | `teardown` | [`Ec2::purge_cluster`] |
+//! | `console` | SSH host keys from an instance's console output (`GetConsoleOutput`), to pin before first contact |
 //! | `wait` | polling with jittered backoff up to a deadline, written once |
 
 mod batch;
 mod client;
+mod console;
 mod error;
 mod instances;
 mod network;
@@ -33,6 +35,7 @@ mod wait;
 
 pub use batch::{Launcher, Terminator};
 pub use client::{Ec2, Settings};
+pub use console::host_keys_from_console;
 pub use error::AwsError;
 pub use instances::{ExtraVolume, Instance, NodeSlot, PoolTemplate, is_live};
 pub use network::{Network, NetworkSpec, Subnet, key_pair_name};

@@ -257,6 +257,35 @@ async fn nodes_an_earlier_apply_launched_are_adopted_not_launched_again() {
 }
 
 #[tokio::test]
+async fn a_console_without_host_keys_is_read_and_gives_none_to_pin() {
+    let Some((_g, moto)) = moto_support::session().await else {
+        return;
+    };
+    let ec2 = Ec2::connect(&settings(&moto.url)).await.unwrap();
+    let net = ec2.ensure_network(&network("console")).await.unwrap();
+    let t = Arc::new(template("console", "masters", &net));
+    let l = Launcher::new(ec2.clone(), Duration::from_millis(20));
+    let launched = within("launch", launch_all(&l, &t, &net, "masters", 1..=1)).await;
+    // moto's console is a fixed kernel log with no cloud-init key block: the call must succeed (the
+    // SDK decodes EC2's answer, we decode its base64) and find nothing, so the first contact falls back
+    // to trust-on-first-use instead of failing.
+    let keys = within("console", ec2.console_host_keys(&launched[0].id))
+        .await
+        .expect("GetConsoleOutput answers for a running instance");
+    assert!(
+        keys.is_empty(),
+        "moto's sample console has no host keys, got {keys:?}"
+    );
+    let unknown = within(
+        "console of an unknown id",
+        ec2.console_host_keys("i-0123456789abcdef0"),
+    )
+    .await;
+    let e = unknown.expect_err("an unknown instance is an error");
+    assert!(e.is_code("InvalidInstanceID.NotFound"), "{e}");
+}
+
+#[tokio::test]
 async fn purge_removes_everything_tagged_with_the_cluster_and_nothing_else() {
     let Some((_g, moto)) = moto_support::session().await else {
         return;

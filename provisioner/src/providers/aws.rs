@@ -6,7 +6,9 @@
 //! `Name`; an interrupted apply's instances are found by those tags and adopted, never launched
 //! twice. `destroy` terminates (batched too); `teardown` removes everything tagged with the cluster,
 //! in dependency order, which is also what `dcform destroy --cluster NAME` does with no state.
-//! Machines are bootstrapped over SSH at their public address like any other host.
+//! Machines are bootstrapped over SSH at their public address like any other host; at first contact
+//! the host key is checked against the keys the instance printed on its console (`GetConsoleOutput`)
+//! when EC2 has them, else trusted on first use and pinned, as everywhere.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -17,6 +19,7 @@ use dcform_aws::{
     AwsError, Ec2, ExtraVolume, Launcher, Network, NetworkSpec, NodeSlot, PoolTemplate,
     PurgeReport, Settings, Terminator, WaitPolicy,
 };
+use dcform_bootstrap::ssh::HostKeyPolicy;
 use tokio::sync::OnceCell;
 
 use crate::apply::{Machine, NodeRequest, Provider, ProviderError, RemoteError};
@@ -45,6 +48,8 @@ pub struct AwsProvider {
     terminator: OnceCell<Terminator>,
     /// Set by `prepare`.
     prepared: Mutex<Option<Prepared>>,
+    /// Where host keys read from consoles are kept as known_hosts files (`<state dir>/host-keys`).
+    host_keys_dir: PathBuf,
 }
 
 /// What `prepare` found or made: the network and each pool's template.
@@ -61,6 +66,17 @@ fn provider_error(node: &str, e: AwsError) -> ProviderError {
         transient: e.transient,
         source: None,
     }
+}
+
+/// known_hosts lines pinning `host` (at `port`) to `keys` (`TYPE BASE64`), in OpenSSH's syntax:
+/// a port other than 22 is written `[host]:port`.
+fn known_hosts_lines(host: &str, port: u16, keys: &[String]) -> String {
+    let pattern = if port == 22 {
+        host.to_string()
+    } else {
+        format!("[{host}]:{port}")
+    };
+    keys.iter().map(|k| format!("{pattern} {k}\n")).collect()
 }
 
 /// The SDK settings of a provider block.
@@ -95,6 +111,7 @@ impl AwsProvider {
             launcher: OnceCell::new(),
             terminator: OnceCell::new(),
             prepared: Mutex::new(None),
+            host_keys_dir: state_dir.join("host-keys"),
         }
     }
 
@@ -108,6 +125,41 @@ impl AwsProvider {
             .get_or_try_init(|| async { Ec2::connect(&settings(&self.aws)).await })
             .await
             .map_err(|e| provider_error("cluster", e))
+    }
+
+    /// A known_hosts file holding the host keys `node`'s instance printed on its console, when EC2 has
+    /// them; `None` (with the reason logged) falls back to trusting the first key seen, as on any host.
+    async fn console_known_hosts(&self, node: &NodeState) -> Option<PathBuf> {
+        let id = node.provider_id.as_deref()?;
+        let host = SshConnector::host_of(node)?;
+        let keys = match self.ec2().await {
+            Ok(ec2) => ec2.console_host_keys(id).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let keys = match keys {
+            Ok(k) if !k.is_empty() => k,
+            Ok(_) => {
+                tracing::info!(node = %node.name, "the console output has no SSH host keys (yet): trusting the first key seen");
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!(node = %node.name, "could not read the console output ({e}): trusting the first key seen");
+                return None;
+            }
+        };
+        let file = self
+            .host_keys_dir
+            .join(format!("{}.known_hosts", node.name));
+        let written = std::fs::create_dir_all(&self.host_keys_dir).and_then(|()| {
+            std::fs::write(&file, known_hosts_lines(&host, self.connector.port, &keys))
+        });
+        match written {
+            Ok(()) => Some(file),
+            Err(e) => {
+                tracing::warn!(node = %node.name, "could not write {} ({e}): trusting the first key seen", file.display());
+                None
+            }
+        }
     }
 
     /// The public key to import: `public_key`, else the private key's `.pub` beside it.
@@ -356,7 +408,19 @@ impl Provider for AwsProvider {
     }
 
     async fn connect(&self, node: &NodeState) -> Result<SshRemote, RemoteError> {
-        self.connector.connect(node).await
+        // Only a first contact can be helped by the console: a recorded key (or the user's known_hosts,
+        // or --insecure-skip-host-key) already decides.
+        if self.connector.policy_for(node) != HostKeyPolicy::TrustOnFirstUse {
+            return self.connector.connect(node).await;
+        }
+        match self.console_known_hosts(node).await {
+            Some(file) => {
+                self.connector
+                    .connect_checking(node, HostKeyPolicy::KnownHosts(file))
+                    .await
+            }
+            None => self.connector.connect(node).await,
+        }
     }
 
     async fn destroy(&self, node: &NodeState) -> Result<(), ProviderError> {
@@ -487,4 +551,22 @@ pub fn outputs(state: &State) -> BTreeMap<String, serde_json::Value> {
         out.insert("aws_vpc".into(), serde_json::json!(v));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn console_keys_become_known_hosts_lines_with_the_port_in_brackets_unless_22() {
+        let keys = vec!["ssh-ed25519 AAAA".to_string(), "ssh-rsa AAAB".to_string()];
+        assert_eq!(
+            known_hosts_lines("203.0.113.7", 22, &keys),
+            "203.0.113.7 ssh-ed25519 AAAA\n203.0.113.7 ssh-rsa AAAB\n"
+        );
+        assert_eq!(
+            known_hosts_lines("203.0.113.7", 2222, &keys[..1]),
+            "[203.0.113.7]:2222 ssh-ed25519 AAAA\n"
+        );
+    }
 }

@@ -256,6 +256,16 @@ impl SshConnector {
 
     /// Connects to `node` (authenticated, host key checked) with its session log at `<log_dir>/<node>.log`.
     pub async fn connect(&self, node: &NodeState) -> Result<SshRemote, RemoteError> {
+        self.connect_checking(node, self.policy_for(node)).await
+    }
+
+    /// [`connect`](Self::connect) with the host key checked by `policy` (a provider that learnt the
+    /// machine's keys out of band, e.g. from EC2's console output, passes them as a known_hosts file).
+    pub async fn connect_checking(
+        &self,
+        node: &NodeState,
+        policy: HostKeyPolicy,
+    ) -> Result<SshRemote, RemoteError> {
         let host = Self::host_of(node).ok_or_else(|| RemoteError::Refused {
             host: node.name.clone(),
             message: "no address recorded for this node".into(),
@@ -273,7 +283,7 @@ impl SshConnector {
             }
             r
         };
-        let session = Session::connect(target.clone(), self.auth(), self.policy_for(node), opts)
+        let session = Session::connect(target.clone(), self.auth(), policy, opts)
             .await
             .map_err(&refuse)?;
         // No record yet (a state from before bastion keys were kept, or `dcform exec` before any apply):
