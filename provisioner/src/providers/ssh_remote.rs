@@ -313,7 +313,6 @@ impl SshConnector {
     }
 }
 
-
 /// SSH engine errors as the executor sees them: only an unreachable host is worth retrying; bad
 /// credentials and changed host keys are the user's to fix and fail at once.
 pub fn map_error(host: &str, e: SshError) -> RemoteError {

@@ -214,7 +214,6 @@ pub(super) async fn closed(handle: &Handle<Client>) {
     }
 }
 
-
 type Established = (Handle<Client>, HostKeyInfo, Option<Box<Session>>, Duration);
 
 /// Connects (through the jump host if any) with boot retries, checks the host key, authenticates.
