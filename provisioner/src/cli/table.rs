@@ -27,6 +27,14 @@ pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// A JSON value as a table cell: strings without their quotes.
+pub(super) fn display_value(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -39,12 +47,5 @@ mod tests {
             ],
         );
         assert_eq!(t, "NODE       ROLE\nmasters-1  master\na-1        agent\n");
-    }
-}
-
-pub(super) fn display_value(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
     }
 }

@@ -10,9 +10,12 @@ use std::cell::RefCell;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+/// Files read while recording: each path with the bytes read from it.
+type Reads = Vec<(PathBuf, Vec<u8>)>;
+
 thread_local! {
     /// The files read on this thread while [`recorded`] runs (`None`: not recording).
-    static READS: RefCell<Option<Vec<(PathBuf, Vec<u8>)>>> = const { RefCell::new(None) };
+    static READS: RefCell<Option<Reads>> = const { RefCell::new(None) };
 }
 
 /// Runs `f` and returns, with its result, every file [`read_regular_file`] read meanwhile (and what
