@@ -317,7 +317,16 @@ pub struct DrainConfig {
     pub mark_gone: bool,
 }
 
-/// Mesos `DrainInfo`, shown in `GET_AGENTS` as `drain_info`.
+impl DrainConfig {
+    /// The grace bound, if any (negative values count as zero).
+    pub fn max_grace(&self) -> Option<Duration> {
+        self.max_grace_period
+            .as_ref()
+            .map(|d| Duration::from_nanos(d.nanoseconds.max(0) as u64))
+    }
+}
+
+/// Mesos `DrainInfo`, shown in `GET_AGENTS` as `drain_info` and kept in the master's registry.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DrainInfo {
     /// Where the drain is.

@@ -15,60 +15,13 @@ use super::command::CallError;
 use super::state::State;
 use super::tables::Change;
 use crate::proto::{DurationInfo, Id, TaskState, TaskStatus};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
-use std::time::Duration;
 use tokio::time::Instant;
 
-/// Mesos `DrainState`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum DrainState {
-    /// Tasks are being killed.
-    #[serde(rename = "DRAINING")]
-    Draining,
-    /// No live task is left on the agent.
-    #[serde(rename = "DRAINED")]
-    Drained,
-}
-
-impl DrainState {
-    /// Mesos' name of the state, as on the wire.
-    pub fn name(self) -> &'static str {
-        match self {
-            DrainState::Draining => "DRAINING",
-            DrainState::Drained => "DRAINED",
-        }
-    }
-}
-
-/// Mesos `DrainConfig`: how the operator asked the agent to be drained.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct DrainConfig {
-    /// Upper bound of the tasks' kill grace periods.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_grace_period: Option<DurationInfo>,
-    /// Remove the agent for good once drained; its tasks end `TASK_GONE_BY_OPERATOR`.
-    #[serde(default)]
-    pub mark_gone: bool,
-}
-
-impl DrainConfig {
-    /// The grace bound, if any (negative values count as zero).
-    pub fn max_grace(&self) -> Option<Duration> {
-        self.max_grace_period
-            .as_ref()
-            .map(|d| Duration::from_nanos(d.nanoseconds.max(0) as u64))
-    }
-}
-
-/// Mesos `DrainInfo`, shown in `GET_AGENTS` as `drain_info` and kept in the registry.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct DrainInfo {
-    /// Where the drain is.
-    pub state: DrainState,
-    /// How it was asked for.
-    pub config: DrainConfig,
-}
+// The drain types are the operator API's own (one definition on both sides of the wire); the master
+// keeps them in the registry too.
+pub use dccore_api::operator::{DrainConfig, DrainInfo, DrainState};
 
 /// An operator call that changes an agent.
 #[derive(Clone, Debug, PartialEq)]
@@ -311,6 +264,7 @@ impl State {
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::time::Duration;
 
     #[test]
     fn drain_agent_call_parses_in_mesos_shape() {
