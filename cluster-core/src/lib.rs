@@ -15,6 +15,8 @@
 //! * [`tls`]: serving HTTPS (master, agent) and who a peer is by its certificate's SAN URI
 //!   (`urn:dcform:agent:NODE`, `urn:dcform:master:NODE`); the TLS material and every client's
 //!   set-up come from [`dccore_api::tls`].
+//! * [`replica`]: the masters' replicated log (openraft) and state machine over the master's
+//!   tables, stored in redb; Raft RPCs between masters over HTTP(S).
 //! * [`proc`]: what `/proc` says about a pid (running or zombie, start time).
 //! * [`supervise`]: a minimal process supervisor for hosts without systemd.
 //!
@@ -33,6 +35,7 @@ mod atomic_file;
 pub mod auth;
 pub mod master;
 pub mod proc;
+pub mod replica;
 pub mod supervise;
 pub mod tls;
 

@@ -5,6 +5,7 @@
 //! | `POST /api/v1/scheduler` | frameworks ([`scheduler`]) | operator token, framework principal (Basic) |
 //! | `POST /api/v1` | operators ([`operator`]) | operator token, framework principal (what the rules allow) |
 //! | `POST /internal/v1/agents/*` | agents ([`internal`]) | agent token or agent certificate, operator token |
+//! | `POST /internal/raft/*` | other masters ([`raft`]; served beside a [`crate::replica::Replica`]) | the master secret only |
 //! | `GET /metrics` | Prometheus ([`metrics`]) | operator token, principal allowed `get_endpoints` `/metrics` |
 //! | `GET /health`, `GET /version` | probes, framework libraries | anyone |
 //!
@@ -23,6 +24,7 @@
 pub mod internal;
 pub mod metrics;
 pub mod operator;
+pub mod raft;
 pub mod scheduler;
 
 use crate::acl::Acls;

@@ -135,6 +135,9 @@ pub struct MasterConfig {
     /// HTTPS with the master's certificate (also presented to agents it calls), and the CA that
     /// agents' certificates and agent URLs are checked against. Default: plain HTTP.
     pub tls: crate::tls::Tls,
+    /// The replicated masters' group (`replica_*` in the config file); `None`: a single
+    /// master. Read and validated here; the owner loop does not use it yet.
+    pub replica: Option<crate::replica::ReplicaSettings>,
 }
 
 impl MasterConfig {
@@ -159,6 +162,7 @@ impl MasterConfig {
             authenticate_frameworks: true,
             tls_files: Default::default(),
             tls: Default::default(),
+            replica: None,
         }
     }
 
@@ -239,6 +243,12 @@ impl MasterConfig {
         if let Some(b) = f.authenticate_frameworks {
             self.authenticate_frameworks = b;
         }
+        self.replica = crate::replica::ReplicaSettings::parse(
+            f.replica_id,
+            f.replica_peers.as_deref(),
+            f.replica_secret_file.map(beside),
+        )
+        .map_err(|e| bad(Box::new(e)))?;
         Ok(self)
     }
 }
@@ -286,6 +296,12 @@ pub struct ConfigFile {
     pub tls_key_file: Option<PathBuf>,
     /// Same as `--ca-file` (which wins); relative to the config file.
     pub ca_file: Option<PathBuf>,
+    /// This master's id in the replicated group (with `replica_peers`, `replica_secret_file`).
+    pub replica_id: Option<u64>,
+    /// Every master of the group, this one included, as `"ID=URL"`.
+    pub replica_peers: Option<Vec<String>>,
+    /// The masters' shared secret (0600); relative to the config file.
+    pub replica_secret_file: Option<PathBuf>,
 }
 
 /// The way in to a running master: its command channel. Cheap to clone.

@@ -60,7 +60,7 @@ impl AgentRec {
 }
 
 /// The agents.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Agents {
     by_id: BTreeMap<String, AgentRec>,
     gone: BTreeSet<String>,

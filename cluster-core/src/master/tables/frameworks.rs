@@ -28,7 +28,7 @@ pub struct FrameworkRec {
 }
 
 /// The frameworks.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Frameworks {
     by_id: BTreeMap<String, FrameworkRec>,
     /// Most recent last, at most `max_removed`.

@@ -27,8 +27,9 @@ use super::registry::{Registry, StoredAgent, StoredFramework};
 use crate::proto::scheduler::FrameworkInfo;
 use std::time::Duration;
 
-/// The replicated state of the master.
-#[derive(Clone, Debug, PartialEq)]
+/// The replicated state of the master. Serialised whole in the replicas' snapshots
+/// (`crate::replica`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Tables {
     /// Agents.
     pub agents: Agents,

@@ -94,8 +94,10 @@ pub struct Recorded {
     pub completed: bool,
 }
 
-/// The live and completed tasks.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// The live and completed tasks. Serialised through [`TasksWire`] (JSON has no tuple keys and
+/// no `&'static str` to borrow from).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(into = "TasksWire", from = "TasksWire")]
 pub struct Tasks {
     // Arc: a view snapshot copies pointers, not tasks; a change copies only the task it touches
     // while a snapshot still holds it (`Arc::make_mut`).
@@ -346,6 +348,100 @@ impl Tasks {
     pub(super) fn forget_framework(&mut self, framework_id: &str) {
         self.completed.forget(framework_id);
     }
+}
+
+/// The serialised form of [`Tasks`]: every field as it is (none rebuilt from the invariants, so
+/// a snapshot restores exactly what was saved), maps as lists of pairs.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct TasksWire {
+    live: Vec<TaskRec>,
+    by_agent: Vec<(String, Vec<TaskKey>)>,
+    unacked: Vec<TaskKey>,
+    doomed: Vec<TaskKey>,
+    completed: Vec<(String, Vec<TaskRec>)>,
+    max_completed_per_framework: usize,
+    completed_by_state: Vec<(TaskState, u64)>,
+}
+
+impl From<Tasks> for TasksWire {
+    fn from(t: Tasks) -> Self {
+        let unwrap = |a: Arc<TaskRec>| Arc::try_unwrap(a).unwrap_or_else(|a| (*a).clone());
+        TasksWire {
+            live: t.live.into_values().map(unwrap).collect(),
+            by_agent: t
+                .by_agent
+                .into_iter()
+                .map(|(a, keys)| (a, keys.into_iter().collect()))
+                .collect(),
+            unacked: t.unacked.into_iter().collect(),
+            doomed: t.doomed.into_iter().collect(),
+            completed: t
+                .completed
+                .by_framework
+                .into_iter()
+                .map(|(f, q)| (f, q.into_iter().map(unwrap).collect()))
+                .collect(),
+            max_completed_per_framework: t.completed.max_per_framework,
+            completed_by_state: t
+                .completed_by_state
+                .into_iter()
+                // Every key was a `TaskState::name`, so none is dropped here.
+                .filter_map(|(name, n)| Some((state_named(name)?, n)))
+                .collect(),
+        }
+    }
+}
+
+impl From<TasksWire> for Tasks {
+    fn from(w: TasksWire) -> Self {
+        let key = |t: &TaskRec| (t.framework_id.clone(), t.info.task_id.value.clone());
+        Tasks {
+            live: w.live.into_iter().map(|t| (key(&t), Arc::new(t))).collect(),
+            by_agent: w
+                .by_agent
+                .into_iter()
+                .map(|(a, keys)| (a, keys.into_iter().collect()))
+                .collect(),
+            unacked: w.unacked.into_iter().collect(),
+            doomed: w.doomed.into_iter().collect(),
+            completed: CompletedTasks {
+                by_framework: w
+                    .completed
+                    .into_iter()
+                    .map(|(f, q)| (f, q.into_iter().map(Arc::new).collect()))
+                    .collect(),
+                max_per_framework: w.max_completed_per_framework,
+            },
+            completed_by_state: w
+                .completed_by_state
+                .into_iter()
+                .map(|(s, n)| (s.name(), n))
+                .collect(),
+        }
+    }
+}
+
+/// The state whose [`TaskState::name`] is `name` (the counters are keyed by name).
+fn state_named(name: &str) -> Option<TaskState> {
+    use TaskState::*;
+    [
+        Staging,
+        Starting,
+        Running,
+        Killing,
+        Finished,
+        Failed,
+        Killed,
+        Error,
+        Lost,
+        Dropped,
+        Unreachable,
+        Gone,
+        GoneByOperator,
+        Unknown,
+    ]
+    .into_iter()
+    .find(|s| s.name() == name)
 }
 
 /// Completed tasks kept for the operator API and reconciliation, at most `max_per_framework` of
