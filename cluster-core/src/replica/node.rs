@@ -229,6 +229,24 @@ impl Replica {
         )
     }
 
+    /// Resolves once the entry at `index` (e.g. a [`Committed::index`]) is applied here.
+    pub async fn wait_applied(&self, index: u64) -> Result<(), ReplicaError> {
+        let mut metrics = self.raft.metrics();
+        loop {
+            if metrics
+                .borrow_and_update()
+                .last_applied
+                .is_some_and(|l| l.index >= index)
+            {
+                return Ok(());
+            }
+            metrics
+                .changed()
+                .await
+                .map_err(|e| ReplicaError::Stopped(Box::new(e)))?;
+        }
+    }
+
     /// Entries now in the store's log (bounded by snapshots and purges).
     pub fn log_len(&self) -> Result<u64, ReplicaError> {
         self.log

@@ -367,3 +367,60 @@ fn the_registry_document_round_trips_through_recovery() {
     assert!(back.agents.iter().all(|a| a.recovered && !a.reachable));
     assert!(back.frameworks.contains("f2"));
 }
+
+#[test]
+fn tables_survive_a_json_round_trip_unchanged() {
+    // Live, unacknowledged, doomed and completed tasks, a gone agent, a removed framework and
+    // counters: everything a snapshot must carry.
+    let mut t = Tables::new(10, 2);
+    for c in [
+        Change::AgentRegistered {
+            agent: agent("a1"),
+            registered_time: 1_764_600_000.123_456_7,
+        },
+        Change::AgentRegistered {
+            agent: agent("a2"),
+            registered_time: 0.1 + 0.2,
+        },
+        Change::FrameworkAdded {
+            framework: framework("f1"),
+        },
+        Change::FrameworkAdded {
+            framework: framework("f2"),
+        },
+        Change::TaskAdded {
+            task: task("f1", "t1", "a1"),
+            hold: true,
+        },
+        Change::TaskAdded {
+            task: task("f1", "t2", "a1"),
+            hold: true,
+        },
+        Change::TaskAdded {
+            task: task("f2", "t3", "a2"),
+            hold: true,
+        },
+        status("f1", "t1", TaskState::Running, Some("u1")),
+        status("f1", "t2", TaskState::Finished, Some("u2")),
+        ack("f1", "t2", "u2"),
+        Change::TaskDoomed {
+            framework_id: "f1".into(),
+            task_id: "t1".into(),
+        },
+        Change::FrameworkRemoved {
+            framework_id: "f2".into(),
+        },
+    ] {
+        assert!(apply(&mut t, &c).effective, "{c:?}");
+    }
+    assert_eq!(t.tasks.unacked_len(), 1);
+    assert_eq!(t.tasks.completed_len(), 2);
+    let json = serde_json::to_vec(&t).expect("serialise");
+    let back: Tables = serde_json::from_slice(&json).expect("deserialise");
+    assert_eq!(back, t);
+    assert_eq!(
+        back.tasks.completed_by_state(),
+        t.tasks.completed_by_state()
+    );
+    assert!(!back.tasks.completed_by_state().is_empty());
+}
