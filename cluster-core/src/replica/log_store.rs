@@ -7,6 +7,10 @@
 //! fsync must not stall the runtime's few worker threads. Entries are JSON (the format of the
 //! RPCs too); a log id in the table key is its index.
 
+// redb's own error is large (160 bytes); it lives only from a storage call to the `AnyError`
+// it becomes right after, so it is not boxed on the way.
+#![allow(clippy::result_large_err)]
+
 use super::{NodeId, TypeConfig};
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{

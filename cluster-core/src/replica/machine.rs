@@ -8,6 +8,10 @@
 //! as snapshots (JSON in the store's meta table), and a restarted replica loads its last
 //! snapshot and re-applies the committed entries after it.
 
+// redb's own error is large (160 bytes); it lives only from a storage call to the `AnyError`
+// it becomes right after, so it is not boxed on the way.
+#![allow(clippy::result_large_err)]
+
 use super::log_store::{META, read_meta};
 use super::{Command, KvOp, NodeId, TypeConfig};
 use crate::master::tables::{self, Tables};

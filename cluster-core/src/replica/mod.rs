@@ -64,6 +64,9 @@ openraft::declare_raft_types!(
 /// One command in the log. A log entry holds a batch of them, applied in order.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+// Nearly every command is a `Cluster` change: boxing it would add an allocation to each and
+// save no memory.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// A change of the master's tables, run by [`crate::master::tables::apply`].
     Cluster(Change),
@@ -114,7 +117,7 @@ pub enum ReplicaError {
     },
     /// openraft refused the configuration (e.g. election timeouts not above the heartbeat).
     #[error("bad Raft configuration")]
-    Config(#[source] openraft::ConfigError),
+    Config(#[source] Box<openraft::ConfigError>),
     /// The HTTP client for the peers could not be built.
     #[error("cannot set up the HTTP client for the peers")]
     Client(#[source] crate::tls::TlsError),
@@ -207,6 +210,6 @@ impl ReplicaConfig {
             ..Default::default()
         }
         .validate()
-        .map_err(ReplicaError::Config)
+        .map_err(|e| ReplicaError::Config(Box::new(e)))
     }
 }
