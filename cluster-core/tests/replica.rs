@@ -12,7 +12,8 @@ use dccore::master::tables::{AgentInfo, FrameworkRec, TaskRec};
 use dccore::proto::{Resources, TaskInfo};
 use dccore::replica::network::{LinkError, LinkFuture};
 use dccore::replica::{
-    Command, HttpLink, KvOp, NodeId, PeerLink, Replica, ReplicaConfig, ReplicaError, RpcKind,
+    Command, Committed, HttpLink, KvOp, NodeId, PeerLink, Replica, ReplicaConfig, ReplicaError,
+    RpcKind,
 };
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::SocketAddr;
@@ -259,6 +260,23 @@ async fn leader(nodes: &[&Node]) -> usize {
     .await
 }
 
+/// Commits `batch` through whichever of `nodes` leads, proposing again to the next leader if
+/// leadership moves meanwhile (as a client does; a busy machine may delay a heartbeat past the
+/// election timeout). Returns the leader's index in `nodes` and the commit.
+async fn commit(nodes: &[&Node], batch: Vec<Command>) -> (usize, Committed) {
+    within(DEADLINE, "a commit by the leader", async {
+        loop {
+            let l = leader(nodes).await;
+            match nodes[l].replica.propose(batch.clone()).await {
+                Ok(c) => return (l, c),
+                Err(ReplicaError::NotLeader { .. }) => continue,
+                Err(e) => panic!("proposal failed: {e:?}"),
+            }
+        }
+    })
+    .await
+}
+
 fn agent(id: &str) -> AgentInfo {
     AgentInfo {
         id: id.into(),
@@ -343,14 +361,7 @@ async fn all_equal(nodes: &[&Node], index: u64) {
 async fn three_replicas_elect_one_leader_and_commit_a_batch_into_equal_tables() {
     let g = Group::start(3, |_| {}).await;
     let all = g.all();
-    let l = leader(&all).await;
-    let c = within(
-        DEADLINE,
-        "commit",
-        g.nodes[l].replica.propose(first_batch()),
-    )
-    .await
-    .expect("committed");
+    let (l, c) = commit(&all, first_batch()).await;
     all_equal(&all, c.index).await;
     let s = g.nodes[(l + 1) % 3].replica.state();
     assert!(
@@ -387,15 +398,9 @@ async fn proposing_to_a_follower_returns_not_leader_with_the_leaders_url() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_leader_is_replaced_and_catches_up_from_its_disk_when_restarted() {
     let mut g = Group::start(3, |_| {}).await;
-    let l = leader(&g.all()).await;
-    let c = within(
-        DEADLINE,
-        "commit",
-        g.nodes[l].replica.propose(first_batch()),
-    )
-    .await
-    .expect("committed");
+    let (_, c) = commit(&g.all(), first_batch()).await;
     all_equal(&g.all(), c.index).await;
+    let l = leader(&g.all()).await;
 
     let old = g.nodes.remove(l);
     let old_id = old.id;
@@ -406,15 +411,7 @@ async fn a_stopped_leader_is_replaced_and_catches_up_from_its_disk_when_restarte
     let failover = t0.elapsed();
     eprintln!("failover: new leader {} after {failover:?}", rest[nl].id);
     assert_ne!(rest[nl].id, old_id);
-    let c2 = within(
-        DEADLINE,
-        "commit on the new leader",
-        rest[nl]
-            .replica
-            .propose(vec![put("services", "app", b"v2")]),
-    )
-    .await
-    .expect("committed by the new leader");
+    let (_, c2) = commit(&rest, vec![put("services", "app", b"v2")]).await;
     all_equal(&rest, c2.index).await;
 
     let back = Node::restart(stopped, &g.p, |_| {}).await;
@@ -454,16 +451,7 @@ async fn a_partitioned_leader_cannot_commit_and_the_majority_elects_another() {
     .await;
     // ... and the majority elects another that commits.
     let rest: Vec<&Node> = g.nodes.iter().filter(|n| n.id != old.id).collect();
-    let nl = leader(&rest).await;
-    let c = within(
-        DEADLINE,
-        "commit by the majority",
-        rest[nl]
-            .replica
-            .propose(vec![put("services", "app", b"after")]),
-    )
-    .await
-    .expect("committed");
+    let (_, c) = commit(&rest, vec![put("services", "app", b"after")]).await;
 
     g.p.heal();
     all_equal(&all, c.index).await;
@@ -485,24 +473,9 @@ fn small_snapshots(c: &mut ReplicaConfig) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_empty_replica_joins_as_learner_then_voter_and_catches_up_by_snapshot() {
     let mut g = Group::start(3, small_snapshots).await;
-    let l = leader(&g.all()).await;
-    let mut last = within(
-        DEADLINE,
-        "commit",
-        g.nodes[l].replica.propose(first_batch()),
-    )
-    .await
-    .expect("committed");
+    let (mut l, mut last) = commit(&g.all(), first_batch()).await;
     for i in 0..200 {
-        last = within(
-            DEADLINE,
-            "commit",
-            g.nodes[l]
-                .replica
-                .propose(vec![put("jobs", &format!("k{i}"), b"v")]),
-        )
-        .await
-        .expect("committed");
+        (l, last) = commit(&g.all(), vec![put("jobs", &format!("k{i}"), b"v")]).await;
     }
     within(DEADLINE, "the leader purges its log", async {
         while g.nodes[l].replica.log_position().2.is_none() {
