@@ -471,7 +471,7 @@ fn small_snapshots(c: &mut ReplicaConfig) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_empty_replica_joins_as_learner_then_voter_and_catches_up_by_snapshot() {
+async fn an_empty_replica_joins_as_learner_then_voter_by_snapshot_and_a_follower_is_removed() {
     let mut g = Group::start(3, small_snapshots).await;
     let (mut l, mut last) = commit(&g.all(), first_batch()).await;
     for i in 0..200 {
@@ -512,6 +512,19 @@ async fn an_empty_replica_joins_as_learner_then_voter_and_catches_up_by_snapshot
     let all = g.all();
     all_equal(&all, last.index).await;
     assert_eq!(all[3].replica.state().image.kv["jobs"].len(), 200);
+
+    // A follower removed from the group is neither voter nor learner any more.
+    let gone = all
+        .iter()
+        .map(|n| n.id)
+        .find(|&id| id != all[l].id && id != 4)
+        .expect("a follower");
+    within(DEADLINE, "remove", all[l].replica.remove(gone))
+        .await
+        .expect("removed");
+    let (voters, learners) = all[l].replica.members();
+    assert!(!voters.contains_key(&gone) && !learners.contains_key(&gone));
+    assert_eq!(voters.len(), 3);
     g.stop().await;
 }
 
