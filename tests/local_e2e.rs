@@ -12,9 +12,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::text;
-use support::local::{
-    Access, Cluster, agents_healthy, dcform, framework, is_zombie, kill, task_processes,
-};
+use support::Access;
+use support::local::{Cluster, agents_healthy, dcform, framework, is_zombie, kill, task_processes};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn local_cluster_boots_runs_a_task_reapplies_as_no_op_and_destroys_cleanly() {
@@ -50,7 +49,7 @@ async fn local_cluster_boots_runs_a_task_reapplies_as_no_op_and_destroys_cleanly
         .as_str()
         .unwrap()
         .to_string();
-    let agents = access.api(&c).agents().await.unwrap();
+    let agents = access.api().agents().await.unwrap();
     let agent_url = agents
         .iter()
         .find(|a| a.id == agent_id)

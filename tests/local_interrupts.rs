@@ -194,7 +194,7 @@ async fn a_scale_down_killed_mid_drain_is_undone_by_applying_the_old_count() {
         .expect("agents-3 has an address")
         .to_string();
     let (mut fw, access) = framework(&status, "e2e-undrain").await;
-    let api = access.api(&c);
+    let api = access.api();
     let agent = api
         .agents()
         .await

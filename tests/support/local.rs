@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
+use super::Access;
 use super::mesos::Scheduler;
 use crate::common::{self, text};
 
@@ -173,38 +174,6 @@ pub async fn framework(status: &serde_json::Value, name: &str) -> (Scheduler, Ac
     .await
     .expect("subscribe");
     (fw, access)
-}
-
-/// A cluster's credentials and CA from its state folder.
-pub struct Access {
-    pub operator_token: String,
-    pub agent_token: String,
-    pub ca_pem: Option<Vec<u8>>,
-    dir: PathBuf,
-}
-
-impl Access {
-    /// dcform's own client of the cluster `c` (as `status` uses it).
-    pub fn api(&self, c: &Cluster) -> dcform::cluster_api::ClusterAccess {
-        let state: dcform::state::State =
-            serde_json::from_slice(&std::fs::read(c.state_path()).unwrap()).unwrap();
-        dcform::cluster_api::ClusterAccess::of(&state, &self.dir).unwrap()
-    }
-
-    pub fn of(dir: &Path) -> Access {
-        let read = |f: &str| {
-            std::fs::read_to_string(dir.join(f))
-                .unwrap()
-                .trim()
-                .to_string()
-        };
-        Access {
-            operator_token: read("token"),
-            agent_token: read("agent-token"),
-            ca_pem: std::fs::read(dir.join("ca.pem")).ok(),
-            dir: dir.to_path_buf(),
-        }
-    }
 }
 
 impl Drop for Cluster {
