@@ -225,15 +225,20 @@ async fn an_apply_killed_midway_converges_and_destroy_by_label_needs_no_state() 
     let state = dir.path().join(format!(".dcform/{cluster}/state.json"));
 
     // Kill the first apply once the state shows a node part-way (created or installed, not yet running).
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_dcform"))
-        .args(["apply", "--auto-approve", "-var", "agents=1", &def])
-        .current_dir(dir.path())
-        .env("DCFORM_CORE_BINARY", &env.core)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn apply");
+    let mut child = tokio::process::Command::from(common::command(&[
+        "apply",
+        "--auto-approve",
+        "-var",
+        "agents=1",
+        &def,
+    ]))
+    .current_dir(dir.path())
+    .env("DCFORM_CORE_BINARY", &env.core)
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .kill_on_drop(true)
+    .spawn()
+    .expect("spawn apply");
     let midway = within(
         Duration::from_secs(240),
         "a node part-way in the state",
