@@ -2,41 +2,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::time::Duration;
 
-use dc_support::testing::output_within;
+use common::{dcform_in as dcform, text};
 use dcform::state::{State, StateFile, StateLock};
-
-/// Bound of one dcform run in these tests (none of them creates a machine).
-const RUN: Duration = Duration::from_secs(120);
-
-fn dcform(dir: &Path, args: &[&str]) -> Output {
-    output_within(
-        RUN,
-        Command::new(env!("CARGO_BIN_EXE_dcform"))
-            .args(args)
-            .current_dir(dir),
-    )
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 fn setup() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let def = dir.path().join("local.hcl");
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/local.hcl"),
-        &def,
-    )
-    .unwrap();
+    std::fs::copy(common::example("local.hcl"), &def).unwrap();
     (dir, def)
 }
 
@@ -194,7 +170,7 @@ fn a_corrupt_state_is_refused_and_left_as_it_was() {
 #[test]
 fn apply_without_a_terminal_or_auto_approve_asks_and_cancels_on_no_answer() {
     let (dir, _def) = setup();
-    // output_within gives the command no stdin: nobody answers the question.
+    // common::command gives dcform no stdin: nobody answers the question.
     let o = dcform(dir.path(), &["apply", "local.hcl"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("--auto-approve"), "{}", text(&o));
@@ -249,7 +225,7 @@ fn a_fifo_as_definition_or_var_file_is_refused_at_once() {
     let (dir, def) = setup();
     let fifo = dir.path().join("pipe.hcl");
     assert!(
-        output_within(RUN, Command::new("mkfifo").arg(&fifo))
+        common::run(std::process::Command::new("mkfifo").arg(&fifo))
             .status
             .success()
     );

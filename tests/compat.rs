@@ -4,10 +4,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
+use common::text;
 use dcform::spec::{self, LoadOptions, PoolSize};
 use dcform::state::{NodeState, NodeStatus, State, StateFile};
 
@@ -15,22 +18,9 @@ fn data() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../terraform-compat/tests/data")
 }
 
+/// `dcform ARGS` in `dir`, which is also its HOME (where the converted definitions' `~/.ssh` keys are).
 fn dcform(dir: &Path, args: &[&str]) -> Output {
-    dc_support::testing::output_within(
-        std::time::Duration::from_secs(120),
-        Command::new(env!("CARGO_BIN_EXE_dcform"))
-            .args(args)
-            .current_dir(dir)
-            .env("HOME", dir),
-    )
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    common::run(common::command(args).current_dir(dir).env("HOME", dir))
 }
 
 /// A temp folder holding a copy of a data file under `as_name`.

@@ -6,13 +6,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
+mod common;
 mod moto_support;
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use common::text;
 use moto_support::{Fault, FaultProxy, Moto};
 
 /// A public key for the example's key pair (the private half is never needed: nothing logs in).
@@ -27,19 +28,8 @@ struct Cluster {
 
 impl Cluster {
     fn new() -> Cluster {
-        let bin = PathBuf::from(env!("CARGO_BIN_EXE_dcform"));
-        let core = bin.parent().unwrap().join("dccore");
-        assert!(
-            core.is_file(),
-            "{} is missing: build the workspace first (cargo build --workspace); dcform records the core it would install",
-            core.display()
-        );
         let dir = tempfile::tempdir().unwrap();
-        std::fs::copy(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/aws.hcl"),
-            dir.path().join("aws.hcl"),
-        )
-        .unwrap();
+        std::fs::copy(common::example("aws.hcl"), dir.path().join("aws.hcl")).unwrap();
         let ssh = dir.path().join(".ssh");
         std::fs::create_dir(&ssh).unwrap();
         std::fs::write(ssh.join("id_ed25519.pub"), PUBLIC_KEY).unwrap();
@@ -48,17 +38,15 @@ impl Cluster {
     }
 
     fn command(&self, endpoint: &str, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_dcform"));
-        c.args(args)
-            .current_dir(self.dir.path())
+        let mut c = common::command(args);
+        c.current_dir(self.dir.path())
             .env("HOME", self.dir.path())
             .env("AWS_ENDPOINT_URL_EC2", endpoint)
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
             .env("AWS_REGION", "us-east-1")
             .env_remove("AWS_PROFILE")
-            .env_remove("AWS_ENDPOINT_URL")
-            .stdin(Stdio::null());
+            .env_remove("AWS_ENDPOINT_URL");
         c
     }
 
@@ -81,14 +69,6 @@ impl Cluster {
         let p = self.dir.path().join(".dcform/aws-demo/state.json");
         serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap()
     }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// One live instance as moto reports it.
@@ -170,23 +150,6 @@ fn instance_items(xml: &str) -> Vec<&str> {
     out
 }
 
-/// How many distinct `<elem>` values moto's answer lists for resources tagged with the cluster
-/// (an id may repeat inside its own resource, e.g. a route table in its associations).
-fn tagged(moto: &Moto, action: &str, cluster: &str, elem: &str) -> usize {
-    let xml = moto.ec2(&format!(
-        "Action={action}&Filter.1.Name=tag:dcform:cluster&Filter.1.Value.1={cluster}"
-    ));
-    let open = format!("<{elem}>");
-    let mut ids: Vec<&str> = xml
-        .split(&open)
-        .skip(1)
-        .filter_map(|c| c.split('<').next())
-        .collect();
-    ids.sort();
-    ids.dedup();
-    ids.len()
-}
-
 fn nodes_of(seen: &[Seen]) -> Vec<String> {
     let mut v: Vec<String> = seen
         .iter()
@@ -261,19 +224,14 @@ async fn apply_infra_only_creates_the_tagged_network_and_3_masters_5_agents_1_pu
     assert_eq!(zone("masters-3"), "us-east-1c");
     assert_eq!(zone("agents-4"), "us-east-1a");
 
-    assert_eq!(tagged(moto, "DescribeVpcs", "aws-demo", "vpcId"), 1);
-    assert_eq!(tagged(moto, "DescribeSubnets", "aws-demo", "subnetId"), 3);
+    assert_eq!(moto.tagged("DescribeVpcs", "aws-demo", "vpcId"), 1);
+    assert_eq!(moto.tagged("DescribeSubnets", "aws-demo", "subnetId"), 3);
     assert_eq!(
-        tagged(
-            moto,
-            "DescribeInternetGateways",
-            "aws-demo",
-            "internetGatewayId"
-        ),
+        moto.tagged("DescribeInternetGateways", "aws-demo", "internetGatewayId"),
         1
     );
     assert_eq!(
-        tagged(moto, "DescribeRouteTables", "aws-demo", "routeTableId"),
+        moto.tagged("DescribeRouteTables", "aws-demo", "routeTableId"),
         1
     );
     let groups = moto.ec2(
@@ -458,20 +416,11 @@ async fn destroy_leaves_no_tagged_resource() {
 
 fn assert_nothing_left(moto: &Moto, cluster: &str) {
     assert_eq!(live(moto, cluster), vec![], "live instances left");
-    for (action, elem) in [
-        ("DescribeVpcs", "vpcId"),
-        ("DescribeSubnets", "subnetId"),
-        ("DescribeSecurityGroups", "groupId"),
-        ("DescribeInternetGateways", "internetGatewayId"),
-        ("DescribeRouteTables", "routeTableId"),
-        ("DescribeKeyPairs", "keyName"),
-    ] {
-        assert_eq!(
-            tagged(moto, action, cluster, elem),
-            0,
-            "{action} still finds resources tagged {cluster}"
-        );
-    }
+    assert_eq!(
+        moto.network_left(cluster),
+        vec![],
+        "resources still tagged {cluster}"
+    );
     assert_eq!(
         moto.count(
             &format!(

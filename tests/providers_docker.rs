@@ -3,13 +3,14 @@
 //! agent, a second apply changes nothing, destroy leaves no labelled object; an apply killed with SIGKILL
 //! converges when run again; `list` and `destroy --cluster` work from labels alone.
 
-#[path = "providers_support/mod.rs"]
+mod common;
 mod support;
 
 use std::path::Path;
 use std::time::Duration;
 
-use support::{Leftovers, agents_healthy, dcform, docker_ok, labelled, ok, text, unique, within};
+use common::{ok, text};
+use support::providers::{Leftovers, agents_healthy, dcform, docker_ok, labelled, unique, within};
 
 /// `examples/docker.hcl` with its cluster renamed, so parallel runs never share objects.
 fn definition(dir: &Path, cluster: &str) -> String {
@@ -28,7 +29,9 @@ fn definition(dir: &Path, cluster: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn docker_example_boots_runs_a_task_is_idempotent_and_destroys_without_leftovers() {
-    let Some(env) = support::env() else { return };
+    let Some(env) = support::providers::env() else {
+        return;
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     let cluster = unique("dt");
     let _guard = Leftovers(cluster.clone());
@@ -44,7 +47,7 @@ async fn docker_example_boots_runs_a_task_is_idempotent_and_destroys_without_lef
 
     let marker = format!("hello-{cluster}");
     assert_eq!(
-        support::marker_task(&status, dir.path(), &cluster, &marker)
+        support::providers::marker_task(&status, dir.path(), &cluster, &marker)
             .await
             .trim(),
         marker
@@ -212,7 +215,9 @@ async fn docker_example_boots_runs_a_task_is_idempotent_and_destroys_without_lef
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_apply_killed_midway_converges_and_destroy_by_label_needs_no_state() {
-    let Some(env) = support::env() else { return };
+    let Some(env) = support::providers::env() else {
+        return;
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     let cluster = unique("dk");
     let _guard = Leftovers(cluster.clone());
@@ -220,15 +225,20 @@ async fn an_apply_killed_midway_converges_and_destroy_by_label_needs_no_state() 
     let state = dir.path().join(format!(".dcform/{cluster}/state.json"));
 
     // Kill the first apply once the state shows a node part-way (created or installed, not yet running).
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_dcform"))
-        .args(["apply", "--auto-approve", "-var", "agents=1", &def])
-        .current_dir(dir.path())
-        .env("DCFORM_CORE_BINARY", &env.core)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn apply");
+    let mut child = tokio::process::Command::from(common::command(&[
+        "apply",
+        "--auto-approve",
+        "-var",
+        "agents=1",
+        &def,
+    ]))
+    .current_dir(dir.path())
+    .env("DCFORM_CORE_BINARY", &env.core)
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .kill_on_drop(true)
+    .spawn()
+    .expect("spawn apply");
     let midway = within(
         Duration::from_secs(240),
         "a node part-way in the state",
@@ -278,7 +288,9 @@ async fn an_apply_killed_midway_converges_and_destroy_by_label_needs_no_state() 
 async fn create_finds_the_container_an_interrupted_create_made_and_teardown_removes_everything() {
     use dcform::apply::{NodeRequest, Provider};
     use dcform::spec::{LoadOptions, ProviderSpec, Role};
-    let Some(_env) = support::env() else { return };
+    let Some(_env) = support::providers::env() else {
+        return;
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     let cluster = unique("dc");
     let _guard = Leftovers(cluster.clone());

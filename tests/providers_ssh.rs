@@ -3,11 +3,12 @@
 //! cluster over real OpenSSH, a task runs, a second apply changes nothing, destroy leaves the hosts as they were.
 //! A host replaced at the same address is refused for its new host key; a wrong key is an auth error.
 
-#[path = "providers_support/mod.rs"]
+mod common;
 mod support;
 
+use common::{ok, text};
 use std::path::{Path, PathBuf};
-use support::{Env, agents_healthy, dcform, docker_ok as docker, ok, text, unique};
+use support::providers::{Env, agents_healthy, dcform, docker_ok as docker, unique};
 
 const LABEL: &str = "dcform.test=providers-ssh";
 
@@ -29,7 +30,7 @@ impl Hosts {
         let mut prefix = None;
         for i in 0..40 {
             let p = format!("10.252.{}", (seed + i * 7) % 250 + 1);
-            let o = support::docker(&[
+            let o = support::providers::docker(&[
                 "network",
                 "create",
                 "--label",
@@ -91,7 +92,7 @@ impl Hosts {
 
     /// What dcform's install leaves on host `n`: dccore processes and installed paths (empty = clean).
     fn residue(&self, n: usize) -> String {
-        let out = support::docker(&[
+        let out = support::providers::docker(&[
             "exec",
             &format!("{}-h{n}", self.net),
             "sh",
@@ -108,7 +109,7 @@ impl Drop for Hosts {
         // Never a panic here: this may run while a failed test unwinds.
         let docker = |args: &[&str]| {
             let _ = dc_support::testing::try_output_within(
-                support::DOCKER_LIMIT,
+                support::providers::DOCKER_LIMIT,
                 std::process::Command::new("docker").args(args),
             );
         };
@@ -139,7 +140,9 @@ fn onprem(dir: &Path, cluster: &str, ips: &[String]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn onprem_example_installs_runs_a_task_and_destroy_leaves_the_hosts_clean() {
-    let Some(env) = support::env() else { return };
+    let Some(env) = support::providers::env() else {
+        return;
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     let mut hosts = Hosts::new(&env, dir.path(), "onprem");
     let ips: Vec<String> = (0..4).map(|n| hosts.start(n)).collect();
@@ -168,7 +171,7 @@ async fn onprem_example_installs_runs_a_task_and_destroy_leaves_the_hosts_clean(
     assert_eq!((healthy, agents), (3, 3), "{status}");
     let marker = format!("hello-{cluster}");
     assert_eq!(
-        support::marker_task(&status, dir.path(), &cluster, &marker)
+        support::providers::marker_task(&status, dir.path(), &cluster, &marker)
             .await
             .trim(),
         marker
@@ -240,7 +243,9 @@ async fn onprem_example_installs_runs_a_task_and_destroy_leaves_the_hosts_clean(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replaced_host_is_refused_for_its_host_key_and_a_wrong_key_is_an_auth_error() {
-    let Some(env) = support::env() else { return };
+    let Some(env) = support::providers::env() else {
+        return;
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     let mut hosts = Hosts::new(&env, dir.path(), "hostkey");
     let ip = hosts.start(0);
@@ -314,7 +319,7 @@ async fn a_replaced_host_is_refused_for_its_host_key_and_a_wrong_key_is_an_auth_
 
 /// Logins sshd accepted on host `n` (sshd logs to stderr, which `docker logs` passes on as its own).
 fn logins(hosts: &Hosts, n: usize) -> usize {
-    let out = support::docker(&["logs", &format!("{}-h{n}", hosts.net)]);
+    let out = support::providers::docker(&["logs", &format!("{}-h{n}", hosts.net)]);
     String::from_utf8_lossy(&out.stderr)
         .matches("Accepted publickey")
         .count()
@@ -322,7 +327,9 @@ fn logins(hosts: &Hosts, n: usize) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replaced_bastion_is_refused_for_its_host_key_and_nothing_runs_behind_it() {
-    let Some(env) = support::env() else { return };
+    let Some(env) = support::providers::env() else {
+        return;
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     let mut hosts = Hosts::new(&env, dir.path(), "bastion");
     let bastion = hosts.start(0);

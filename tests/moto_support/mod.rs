@@ -124,7 +124,50 @@ impl Moto {
     pub fn count(&self, params: &str, tag: &str) -> usize {
         self.ec2(params).matches(&format!("<{tag}>")).count()
     }
+
+    /// How many distinct `<elem>` values moto's answer to `action` lists for resources tagged
+    /// `dcform:cluster = cluster` (an id may repeat inside its own resource, e.g. a route table's in
+    /// its associations).
+    pub fn tagged(&self, action: &str, cluster: &str, elem: &str) -> usize {
+        self.tagged_with(action, "dcform:cluster", cluster, elem)
+    }
+
+    /// As [`Moto::tagged`], for resources tagged `key = value`.
+    pub fn tagged_with(&self, action: &str, key: &str, value: &str, elem: &str) -> usize {
+        let xml = self.ec2(&format!(
+            "Action={action}&Filter.1.Name=tag:{key}&Filter.1.Value.1={value}"
+        ));
+        let open = format!("<{elem}>");
+        let mut ids: Vec<&str> = xml
+            .split(&open)
+            .skip(1)
+            .filter_map(|c| c.split('<').next())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids.len()
+    }
+
+    /// The network resources (everything but instances) still tagged with `cluster`, as
+    /// (Describe action, how many); empty when the cluster's network is gone.
+    pub fn network_left(&self, cluster: &str) -> Vec<(&'static str, usize)> {
+        NETWORK_RESOURCES
+            .iter()
+            .map(|(action, elem)| (*action, self.tagged(action, cluster, elem)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
 }
+
+/// What dcform makes and tags for a cluster's network, as (Describe action, id element).
+pub const NETWORK_RESOURCES: [(&str, &str); 6] = [
+    ("DescribeVpcs", "vpcId"),
+    ("DescribeSubnets", "subnetId"),
+    ("DescribeSecurityGroups", "groupId"),
+    ("DescribeInternetGateways", "internetGatewayId"),
+    ("DescribeRouteTables", "routeTableId"),
+    ("DescribeKeyPairs", "keyName"),
+];
 
 /// The test binary's moto (started on first use), or `None` if not installed and not in CI.
 pub fn shared() -> Option<&'static Moto> {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dcform_aws::{Ec2, Launcher, NetworkSpec, NodeSlot, PoolTemplate, Settings, WaitPolicy, tags};
-use moto_support::{Fault, FaultProxy, Moto};
+use moto_support::{Fault, FaultProxy};
 
 const T: Duration = Duration::from_secs(60);
 
@@ -115,13 +115,6 @@ async fn join_all<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Output> {
     out.into_iter().map(|o| o.expect("all ready")).collect()
 }
 
-fn tagged(moto: &Moto, action: &str, key: &str, value: &str, elem: &str) -> usize {
-    moto.count(
-        &format!("Action={action}&Filter.1.Name=tag:{key}&Filter.1.Value.1={value}"),
-        elem,
-    )
-}
-
 #[tokio::test]
 async fn the_network_is_created_once_tagged_and_found_again_by_the_next_apply() {
     let Some((_g, moto)) = moto_support::session().await else {
@@ -142,22 +135,10 @@ async fn the_network_is_created_once_tagged_and_found_again_by_the_next_apply() 
         .unwrap();
     assert_eq!(again, first, "a second prepare must find, not create");
 
+    assert_eq!(moto.tagged("DescribeVpcs", "net", "vpcId"), 1);
+    assert_eq!(moto.tagged("DescribeSubnets", "net", "subnetId"), 3);
     assert_eq!(
-        tagged(moto, "DescribeVpcs", tags::CLUSTER, "net", "vpcId"),
-        1
-    );
-    assert_eq!(
-        tagged(moto, "DescribeSubnets", tags::CLUSTER, "net", "subnetId"),
-        3
-    );
-    assert_eq!(
-        tagged(
-            moto,
-            "DescribeInternetGateways",
-            tags::CLUSTER,
-            "net",
-            "internetGatewayId"
-        ),
+        moto.tagged("DescribeInternetGateways", "net", "internetGatewayId"),
         1
     );
     let groups = moto
@@ -211,13 +192,7 @@ async fn concurrent_launches_of_a_pool_are_one_run_instances_per_zone_with_each_
         assert!(x.contains(&format!("batch-{node}")), "Name tag: {x}");
     }
     assert_eq!(
-        tagged(
-            moto,
-            "DescribeInstances",
-            tags::POOL,
-            "agents",
-            "instanceId"
-        ),
+        moto.tagged_with("DescribeInstances", tags::POOL, "agents", "instanceId"),
         5
     );
 }
@@ -244,16 +219,7 @@ async fn nodes_an_earlier_apply_launched_are_adopted_not_launched_again() {
         );
     }
     assert_eq!(second.run_instances_calls(), 1, "only agents-4 is new");
-    assert_eq!(
-        tagged(
-            moto,
-            "DescribeInstances",
-            tags::CLUSTER,
-            "adopt",
-            "instanceId"
-        ),
-        4
-    );
+    assert_eq!(moto.tagged("DescribeInstances", "adopt", "instanceId"), 4);
 }
 
 #[tokio::test]
@@ -307,25 +273,13 @@ async fn purge_removes_everything_tagged_with_the_cluster_and_nothing_else() {
         "instanceId",
     );
     assert_eq!(running, 0);
-    for (action, elem) in [
-        ("DescribeVpcs", "vpcId"),
-        ("DescribeSubnets", "subnetId"),
-        ("DescribeSecurityGroups", "groupId"),
-        ("DescribeInternetGateways", "internetGatewayId"),
-        ("DescribeRouteTables", "routeTableId"),
-    ] {
-        assert_eq!(
-            tagged(moto, action, tags::CLUSTER, "gone", elem),
-            0,
-            "{action} still finds some"
-        );
-    }
+    assert_eq!(moto.network_left("gone"), vec![], "network resources left");
     assert_eq!(
         moto.count("Action=DescribeKeyPairs&KeyName.1=dcform-kept", "keyName"),
         1
     );
     assert_eq!(
-        tagged(moto, "DescribeVpcs", tags::CLUSTER, "kept", "vpcId"),
+        moto.tagged("DescribeVpcs", "kept", "vpcId"),
         1,
         "the other cluster's VPC {} stays",
         keep.vpc_id
@@ -365,13 +319,7 @@ async fn throttling_injected_in_front_of_moto_is_retried_until_the_launch_succee
         "retried by the SDK inside one call"
     );
     assert_eq!(
-        tagged(
-            moto,
-            "DescribeInstances",
-            tags::CLUSTER,
-            "slow",
-            "instanceId"
-        ),
+        moto.tagged("DescribeInstances", "slow", "instanceId"),
         1,
         "a retried call launches once"
     );

@@ -115,9 +115,9 @@ impl AwsProvider {
         }
     }
 
-    /// Pins the bastion host key recorded in the state, as every SSH connection does.
-    pub fn pin_recorded(&self, resources: &BTreeMap<String, String>) {
-        self.connector.pin_recorded(resources);
+    /// How dcform's SSH reaches this provider's machines (see [`super::AnyProvider::ssh_connector`]).
+    pub(super) fn connector(&self) -> &SshConnector {
+        &self.connector
     }
 
     async fn ec2(&self) -> Result<&Ec2, ProviderError> {

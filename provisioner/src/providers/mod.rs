@@ -71,6 +71,19 @@ pub enum AnyProvider {
     Aws(Box<aws::AwsProvider>),
 }
 
+impl AnyProvider {
+    /// The SSH connector of a provider whose machines dcform reaches over SSH (all but `local`): the
+    /// one place the state's bastion record is pinned for aws, docker and ssh alike.
+    pub fn ssh_connector(&self) -> Option<&ssh_remote::SshConnector> {
+        match self {
+            AnyProvider::Local(_) => None,
+            AnyProvider::Docker(p) => Some(p.connector()),
+            AnyProvider::Ssh(p) => Some(p.connector()),
+            AnyProvider::Aws(p) => Some(p.connector()),
+        }
+    }
+}
+
 /// A connection to a machine of any provider.
 pub enum AnyRemote {
     /// A sandbox on this host.
@@ -173,11 +186,8 @@ pub fn machines(
             (AnyProvider::Aws(Box::new(p)), Layout::Host)
         }
     };
-    match &provider {
-        AnyProvider::Local(_) => {}
-        AnyProvider::Aws(p) => p.pin_recorded(resources),
-        AnyProvider::Docker(p) => p.pin_recorded(resources),
-        AnyProvider::Ssh(p) => p.pin_recorded(resources),
+    if let Some(c) = provider.ssh_connector() {
+        c.pin_recorded(resources);
     }
     Ok((provider, layout))
 }

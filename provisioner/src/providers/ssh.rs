@@ -22,9 +22,9 @@ impl SshProvider {
         SshProvider { connector }
     }
 
-    /// Pins the bastion to the host key the state recorded (see [`SshConnector::pin_recorded`]).
-    pub fn pin_recorded(&self, resources: &BTreeMap<String, String>) {
-        self.connector.pin_recorded(resources);
+    /// How dcform's SSH reaches the hosts (see [`super::AnyProvider::ssh_connector`]).
+    pub(super) fn connector(&self) -> &SshConnector {
+        &self.connector
     }
 }
 
@@ -36,17 +36,8 @@ impl Provider for SshProvider {
         _spec: &ClusterSpec,
         resources: &BTreeMap<String, String>,
     ) -> Result<BTreeMap<String, String>, ProviderError> {
-        std::fs::create_dir_all(&self.connector.log_dir).map_err(|e| ProviderError {
-            node: "cluster".into(),
-            message: format!(
-                "cannot create the log folder {}: {e}",
-                self.connector.log_dir.display()
-            ),
-            transient: false,
-            source: Some(Box::new(e)),
-        })?;
         // Before any node step: a changed bastion key stops the apply here.
-        self.connector.record_bastion_host_key(resources).await
+        self.connector.prepare(resources).await
     }
 
     async fn create(&self, req: &NodeRequest) -> Result<Machine, ProviderError> {

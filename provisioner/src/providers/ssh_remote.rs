@@ -124,6 +124,24 @@ impl SshConnector {
         }
     }
 
+    /// What every SSH-reached provider's `prepare` does first: makes the log folder the sessions write
+    /// to, then records the bastion's host key ([`Self::record_bastion_host_key`]).
+    pub async fn prepare(
+        &self,
+        resources: &BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, String>, ProviderError> {
+        std::fs::create_dir_all(&self.log_dir).map_err(|e| ProviderError {
+            node: "cluster".into(),
+            message: format!(
+                "cannot create the log folder {}: {e}",
+                self.log_dir.display()
+            ),
+            transient: false,
+            source: Some(Box::new(e)),
+        })?;
+        self.record_bastion_host_key(resources).await
+    }
+
     /// For a provider's `prepare`: connects to the bastion alone (pinned to the state's record, or
     /// trusting it on first use) and returns `resources` with its fingerprint recorded under
     /// [`BASTION_HOST_KEY`]. Runs before any node step, so a changed bastion key stops the apply before

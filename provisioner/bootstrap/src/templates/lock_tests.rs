@@ -1,7 +1,14 @@
 //! The rendered install script run for real (with a stand-in dccore): one supervisor, whatever ran before.
 
 use super::*;
-use std::process::{Command, Stdio};
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use dc_support::testing::{missing, output_within, try_output_within};
+
+/// Bound of one install run here (the stand-in sleeps 0.5 s; the lock wait is the rest).
+const INSTALL: Duration = Duration::from_secs(60);
 
 /// A sandboxed install of `masters-1` under `root` whose `dccore` is a stand-in for
 /// `dccore supervise --pid-file F ...`: it records each start in `root/starts`, writes F, and
@@ -14,10 +21,7 @@ fn stand_in_install(root: &str) -> (String, String) {
         "#!/bin/sh\necho $$ >> \"$(dirname \"$0\")/starts\"\nsleep 0.5\necho $$ > \"$3\"\nexec sh -c 'sleep 20; :' supervise --pid-file \"$3\"\n",
     )
     .expect("stand-in");
-    Command::new("chmod")
-        .args(["+x", &bin])
-        .status()
-        .expect("chmod");
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let mut p = InstallParams::new("c", "masters-1", Role::Master, "127.0.0.1:1", 0);
     p.paths = InstallPaths {
         bin,
@@ -31,21 +35,23 @@ fn stand_in_install(root: &str) -> (String, String) {
     (r.install, r.paths.pid_file)
 }
 
-fn run_install(script: &str) -> std::process::Child {
-    Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .env("DCFORM_NO_SYSTEMD", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("sh")
+/// Runs the install script to its end (within [`INSTALL`]). The supervisor it starts is detached
+/// from its output (the script's own redirections), so the run ends when the script does.
+fn run_install(script: &str) -> Output {
+    output_within(
+        INSTALL,
+        Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .env("DCFORM_NO_SYSTEMD", "1"),
+    )
 }
 
+/// Stops every stand-in supervisor the installs started; what `starts` recorded.
 fn stop_starts(root: &str) -> String {
     let starts = std::fs::read_to_string(format!("{root}/starts")).unwrap_or_default();
     for pid in starts.split_whitespace() {
-        let _ = Command::new("kill").arg(pid).status();
+        let _ = try_output_within(Duration::from_secs(10), Command::new("kill").arg(pid));
     }
     starts
 }
@@ -66,11 +72,15 @@ fn a_pid_file_naming_a_zombie_or_a_reused_pid_is_not_a_running_supervisor() {
         };
         std::fs::create_dir_all(format!("{root}/run")).expect("run dir");
         std::fs::write(&pid_file, format!("{}\n", other.id())).expect("pid file");
-        let status = run_install(&script).wait().expect("wait");
+        let install = run_install(&script);
         let starts = stop_starts(&root);
+        // Killed first, so the wait is immediate (`true` has long exited).
         let _ = other.kill();
         let _ = other.wait();
-        assert!(status.success(), "{case}: install succeeds: {status:?}");
+        assert!(
+            install.status.success(),
+            "{case}: install succeeds: {install:?}"
+        );
         assert_eq!(
             starts.lines().count(),
             1,
@@ -83,22 +93,24 @@ fn a_pid_file_naming_a_zombie_or_a_reused_pid_is_not_a_running_supervisor() {
 /// second supervisor beside the first. Two installs of one node at once start exactly one.
 #[test]
 fn concurrent_installs_of_one_node_start_one_supervisor() {
-    if Command::new("flock").arg("-V").output().is_err() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI needs flock (util-linux)"
-        );
-        eprintln!("skip: no flock on this machine (the lock is skipped where flock is missing)");
+    if try_output_within(Duration::from_secs(10), Command::new("flock").arg("-V")).is_err() {
+        // The script skips its lock where flock is missing: this test would prove nothing there.
+        missing("flock (util-linux) is not installed: the install lock cannot be tested");
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().display().to_string();
     let (script, _) = stand_in_install(&root);
-    let (mut a, mut b) = (run_install(&script), run_install(&script));
-    let (ra, rb) = (a.wait().expect("wait"), b.wait().expect("wait"));
+    // Both at once, each on its own thread under its own deadline.
+    let (ra, rb) = std::thread::scope(|s| {
+        let a = s.spawn(|| run_install(&script));
+        let b = s.spawn(|| run_install(&script));
+        (a.join(), b.join())
+    });
     let starts = stop_starts(&root);
+    let (ra, rb) = (ra.expect("first install"), rb.expect("second install"));
     assert!(
-        ra.success() && rb.success(),
+        ra.status.success() && rb.status.success(),
         "both installs succeed: {ra:?} {rb:?}"
     );
     assert_eq!(starts.lines().count(), 1, "supervisors started: {starts:?}");

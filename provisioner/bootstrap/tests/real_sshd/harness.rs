@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use dc_support::testing::{output_within, try_output_within};
 use dcform_bootstrap::node_image::{self, NodeImageOptions};
-use dcform_bootstrap::ssh::{Auth, ConnectOptions, HostKeyPolicy, Session, Target};
+use dcform_bootstrap::ssh::{Auth, ConnectOptions, HostKeyPolicy, Session, SshError, Target};
 
 pub const LABEL: &str = "dcform.test=bootstrap";
 
@@ -212,16 +212,26 @@ pub fn opts(log: Option<PathBuf>) -> ConnectOptions {
     }
 }
 
+/// Connects to `target` with `key` under `policy` (logging to `log`) within the test deadline
+/// (`what` names the wait); the outcome, for the test to judge.
+pub async fn connect_to(
+    what: &str,
+    target: Target,
+    key: &Path,
+    policy: HostKeyPolicy,
+    log: Option<PathBuf>,
+) -> Result<Session, SshError> {
+    within(what, Session::connect(target, auth(key), policy, opts(log))).await
+}
+
 /// Connects as `user` with trust-on-first-use.
 pub async fn connect(ip: &str, user: &str, key: &Path) -> Session {
-    within(
+    connect_to(
         "connect",
-        Session::connect(
-            Target::new(ip, user),
-            auth(key),
-            HostKeyPolicy::TrustOnFirstUse,
-            opts(None),
-        ),
+        Target::new(ip, user),
+        key,
+        HostKeyPolicy::TrustOnFirstUse,
+        None,
     )
     .await
     .unwrap_or_else(|e| panic!("connect to {user}@{ip}: {e}"))

@@ -10,7 +10,7 @@ use dcform_bootstrap::ssh::{
 };
 use dcform_bootstrap::templates::{InstallParams, RenderedInstall, Role, render};
 
-use crate::harness::{Node, TestNet, auth, connect, opts, within};
+use crate::harness::{Node, TestNet, connect, connect_to, within};
 
 fn standin() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/real_sshd/fixtures/dccore-standin.sh")
@@ -143,14 +143,12 @@ async fn install_twice_is_a_no_op_and_uninstall_leaves_nothing() {
     ));
     // After the first login: sshd has made its host keys, pam its motd.
     let log = net.dir.path().join("logs/masters-0.log");
-    let s = within(
+    let s = connect_to(
         "connect",
-        Session::connect(
-            Target::new(&node.ip, "deploy"),
-            auth(&key.path),
-            HostKeyPolicy::TrustOnFirstUse,
-            opts(Some(log.clone())),
-        ),
+        Target::new(&node.ip, "deploy"),
+        &key.path,
+        HostKeyPolicy::TrustOnFirstUse,
+        Some(log.clone()),
     )
     .await
     .expect("connect");

@@ -8,7 +8,7 @@ use dcform_bootstrap::ssh::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::harness::{TestNet, auth, connect, opts, run, within};
+use crate::harness::{TestNet, auth, connect, connect_to, opts, run, within};
 
 #[tokio::test]
 async fn exec_reports_exit_codes_signals_and_streams_output() {
@@ -16,14 +16,12 @@ async fn exec_reports_exit_codes_signals_and_streams_output() {
     let key = net.keygen("id", "ed25519", "");
     let node = net.node(&key.public, &[]);
     let log = net.dir.path().join("logs/node.log");
-    let s = within(
+    let s = connect_to(
         "connect",
-        Session::connect(
-            Target::new(&node.ip, "root"),
-            auth(&key.path),
-            HostKeyPolicy::TrustOnFirstUse,
-            opts(Some(log.clone())),
-        ),
+        Target::new(&node.ip, "root"),
+        &key.path,
+        HostKeyPolicy::TrustOnFirstUse,
+        Some(log.clone()),
     )
     .await
     .expect("connect");
@@ -176,14 +174,12 @@ async fn changed_host_key_is_refused_and_nothing_runs() {
     within("close", s.close()).await;
 
     // Pinned to the first container's key, reconnecting to it works.
-    let again = within(
+    let again = connect_to(
         "pinned connect",
-        Session::connect(
-            Target::new(&first.ip, "root"),
-            auth(&key.path),
-            HostKeyPolicy::Pinned(pinned.clone()),
-            opts(None),
-        ),
+        Target::new(&first.ip, "root"),
+        &key.path,
+        HostKeyPolicy::Pinned(pinned.clone()),
+        None,
     )
     .await
     .expect("same key accepted");
@@ -191,14 +187,12 @@ async fn changed_host_key_is_refused_and_nothing_runs() {
 
     // Another container has its own host key (generated at start): it must be refused.
     let other = net.node(&key.public, &[]);
-    let err = within(
+    let err = connect_to(
         "mismatch",
-        Session::connect(
-            Target::new(&other.ip, "root"),
-            auth(&key.path),
-            HostKeyPolicy::Pinned(pinned.clone()),
-            opts(None),
-        ),
+        Target::new(&other.ip, "root"),
+        &key.path,
+        HostKeyPolicy::Pinned(pinned.clone()),
+        None,
     )
     .await
     .expect_err("mismatch must fail");
@@ -222,28 +216,24 @@ async fn changed_host_key_is_refused_and_nothing_runs() {
 
     // known_hosts policy: learn on first use, refuse a changed key later.
     let kh = net.dir.path().join("known_hosts");
-    let learn = within(
+    let learn = connect_to(
         "known_hosts learn",
-        Session::connect(
-            Target::new(&first.ip, "root"),
-            auth(&key.path),
-            HostKeyPolicy::KnownHosts(kh.clone()),
-            opts(None),
-        ),
+        Target::new(&first.ip, "root"),
+        &key.path,
+        HostKeyPolicy::KnownHosts(kh.clone()),
+        None,
     )
     .await
     .expect("learned");
     within("close", learn.close()).await;
     let line = std::fs::read_to_string(&kh).expect("known_hosts written");
     std::fs::write(&kh, line.replace(&first.ip, &other.ip)).expect("rewrite");
-    let err = within(
+    let err = connect_to(
         "known_hosts mismatch",
-        Session::connect(
-            Target::new(&other.ip, "root"),
-            auth(&key.path),
-            HostKeyPolicy::KnownHosts(kh),
-            opts(None),
-        ),
+        Target::new(&other.ip, "root"),
+        &key.path,
+        HostKeyPolicy::KnownHosts(kh),
+        None,
     )
     .await
     .expect_err("changed key");
@@ -427,14 +417,12 @@ async fn a_host_that_starts_late_is_reached_after_retries() {
         &["sh", "-c", "sleep 3; exec /usr/local/sbin/dcform-node-init"],
     );
     let log = net.dir.path().join("late.log");
-    let s = within(
+    let s = connect_to(
         "late connect",
-        Session::connect(
-            Target::new(&node.ip, "root"),
-            auth(&key.path),
-            HostKeyPolicy::TrustOnFirstUse,
-            opts(Some(log.clone())),
-        ),
+        Target::new(&node.ip, "root"),
+        &key.path,
+        HostKeyPolicy::TrustOnFirstUse,
+        Some(log.clone()),
     )
     .await
     .expect("reached after retries");
@@ -459,14 +447,12 @@ async fn a_connection_killed_mid_upload_is_retried_and_the_file_is_intact() {
         port: proxy.port,
         ..Target::new("127.0.0.1", "root")
     };
-    let s = within(
+    let s = connect_to(
         "connect via proxy",
-        Session::connect(
-            target,
-            auth(&key.path),
-            HostKeyPolicy::TrustOnFirstUse,
-            opts(None),
-        ),
+        target,
+        &key.path,
+        HostKeyPolicy::TrustOnFirstUse,
+        None,
     )
     .await
     .expect("connect");
@@ -516,14 +502,12 @@ async fn a_jump_host_tunnels_to_the_target() {
         })),
         ..Target::new(&inner.ip, "root")
     };
-    let s = within(
+    let s = connect_to(
         "connect via jump",
-        Session::connect(
-            target,
-            auth(&key.path),
-            HostKeyPolicy::TrustOnFirstUse,
-            opts(None),
-        ),
+        target,
+        &key.path,
+        HostKeyPolicy::TrustOnFirstUse,
+        None,
     )
     .await
     .expect("jump connect");
@@ -564,14 +548,12 @@ async fn a_changed_bastion_host_key_is_refused_and_nothing_reaches_the_target() 
         ..Target::new(&inner.ip, "root")
     };
     // First contact: the bastion's key is reported, for the caller to pin.
-    let s = within(
+    let s = connect_to(
         "first connect via the bastion",
-        Session::connect(
-            via(HostKeyPolicy::TrustOnFirstUse, &bastion.ip),
-            auth(&key.path),
-            HostKeyPolicy::TrustOnFirstUse,
-            opts(None),
-        ),
+        via(HostKeyPolicy::TrustOnFirstUse, &bastion.ip),
+        &key.path,
+        HostKeyPolicy::TrustOnFirstUse,
+        None,
     )
     .await
     .expect("jump connect");
@@ -594,14 +576,12 @@ async fn a_changed_bastion_host_key_is_refused_and_nothing_reaches_the_target() 
     let logins_before = accepted(&inner);
 
     // Pinned, the same bastion still works.
-    let again = within(
+    let again = connect_to(
         "pinned bastion",
-        Session::connect(
-            via(HostKeyPolicy::Pinned(pinned.clone()), &bastion.ip),
-            auth(&key.path),
-            HostKeyPolicy::TrustOnFirstUse,
-            opts(None),
-        ),
+        via(HostKeyPolicy::Pinned(pinned.clone()), &bastion.ip),
+        &key.path,
+        HostKeyPolicy::TrustOnFirstUse,
+        None,
     )
     .await
     .expect("same bastion key accepted");
@@ -618,14 +598,12 @@ async fn a_changed_bastion_host_key_is_refused_and_nothing_reaches_the_target() 
 
     // Another machine as the bastion (its own host key): refused, naming the bastion.
     let impostor = net.node(&key.public, &[]);
-    let err = within(
+    let err = connect_to(
         "changed bastion",
-        Session::connect(
-            via(HostKeyPolicy::Pinned(pinned.clone()), &impostor.ip),
-            auth(&key.path),
-            HostKeyPolicy::TrustOnFirstUse,
-            opts(None),
-        ),
+        via(HostKeyPolicy::Pinned(pinned.clone()), &impostor.ip),
+        &key.path,
+        HostKeyPolicy::TrustOnFirstUse,
+        None,
     )
     .await
     .expect_err("a changed bastion key must be refused");

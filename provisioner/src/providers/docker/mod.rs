@@ -182,9 +182,9 @@ impl DockerProvider {
         }
     }
 
-    /// Pins the bastion (if the definition has one) to the host key the state recorded.
-    pub fn pin_recorded(&self, resources: &BTreeMap<String, String>) {
-        self.connector.pin_recorded(resources);
+    /// How dcform's SSH reaches the containers (see [`super::AnyProvider::ssh_connector`]).
+    pub(crate) fn connector(&self) -> &SshConnector {
+        &self.connector
     }
 
     /// Places `binary` at `/usr/local/bin/dccore` (mode 0755) in each container it creates, the way kind bakes
@@ -381,11 +381,8 @@ impl Provider for DockerProvider {
             .ensure_network(docker)
             .await
             .map_err(|e| provider_error("cluster", e))?;
-        std::fs::create_dir_all(self.state_dir.join("logs")).map_err(|e| {
-            ProviderError::permanent("cluster", format!("cannot create the log folder: {e}"))
-        })?;
         // A bastion in the definition is pinned like the nodes, before any node step.
-        let mut r = self.connector.record_bastion_host_key(resources).await?;
+        let mut r = self.connector.prepare(resources).await?;
         r.insert("network".into(), network_name(&self.cluster));
         r.insert("network_id".into(), id);
         r.insert("image".into(), self.image.clone());

@@ -39,11 +39,13 @@ mod tar_tests {
             super::single_file_tar("dccore", 0o755, b"#!/bin/sh\necho hi\n"),
         )
         .unwrap();
-        let list = std::process::Command::new("tar")
-            .arg("-tvf")
-            .arg(&tar)
-            .output()
-            .unwrap();
+        let tar_of = |args: &[&str]| {
+            dc_support::testing::output_within(
+                std::time::Duration::from_secs(10),
+                std::process::Command::new("tar").args(args).arg(&tar),
+            )
+        };
+        let list = tar_of(&["-tvf"]);
         let text = String::from_utf8_lossy(&list.stdout);
         assert!(
             list.status.success(),
@@ -52,11 +54,7 @@ mod tar_tests {
         );
         assert!(text.starts_with("-rwxr-xr-x root/root"), "{text}");
         assert!(text.trim_end().ends_with(" dccore"), "{text}");
-        let out = std::process::Command::new("tar")
-            .arg("-xOf")
-            .arg(&tar)
-            .output()
-            .unwrap();
+        let out = tar_of(&["-xOf"]);
         assert_eq!(out.stdout, b"#!/bin/sh\necho hi\n");
     }
 }

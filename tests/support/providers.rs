@@ -1,0 +1,199 @@
+//! Shared by `providers_docker` and `providers_ssh`: finding Docker, the node image and `dccore`, running the
+//! `dcform` binary under a timeout, reading `status --json`, running one task through the scheduler API
+//! ([`super::mesos`]) and reading its stdout from the agent's sandbox, and label-based leftovers checks.
+//!
+//! Tests connect only to containers (and networks) that they or dcform created on this machine.
+
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::Access;
+use super::mesos::Scheduler;
+use crate::common::ok;
+
+/// Bound for one `dcform` run (a whole apply of a few containers on a 2-core machine, debug build).
+pub const CLI_LIMIT: Duration = Duration::from_secs(300);
+
+pub use dc_support::testing::within;
+use dc_support::testing::{output_within, try_output_within};
+
+/// Bound for one docker CLI call made by the tests themselves.
+pub const DOCKER_LIMIT: Duration = Duration::from_secs(60);
+
+/// `docker ARGS`, within [`DOCKER_LIMIT`], whatever its exit status.
+pub fn docker(args: &[&str]) -> Output {
+    output_within(
+        DOCKER_LIMIT,
+        std::process::Command::new("docker").args(args),
+    )
+}
+
+/// `docker ARGS` (test set-up: what a user does behind dcform's back), insisting that it worked;
+/// its stdout, trimmed.
+pub fn docker_ok(args: &[&str]) -> String {
+    let o = docker(args);
+    assert!(
+        o.status.success(),
+        "docker {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// What every provider test needs: the node image tag and the `dccore` binary dcform installs.
+pub struct Env {
+    /// Node image tag.
+    pub image: String,
+    /// The dccore binary.
+    pub core: PathBuf,
+}
+
+/// A missing component fails the test unless skips are allowed (`DCFORM_TEST_ALLOW_SKIP=1`).
+fn skip_or_panic(why: &str) -> Option<Env> {
+    dc_support::testing::missing(why);
+    None
+}
+
+/// What the tests need, or `None` (with a note) when something is missing and skips are allowed;
+/// otherwise a missing component fails the test.
+pub fn env() -> Option<Env> {
+    let docker_ok = try_output_within(
+        DOCKER_LIMIT,
+        std::process::Command::new("docker").args(["version", "--format", "{{.Server.Version}}"]),
+    )
+    .is_ok_and(|o| o.status.success());
+    if !docker_ok {
+        return skip_or_panic("Docker Engine is not usable: provider tests need real containers");
+    }
+    let core = crate::common::core_binary();
+    let info = dcform_bootstrap::node_image::ensure(
+        &dcform_bootstrap::node_image::NodeImageOptions::default(),
+        &mut |l| eprintln!("node-image: {l}"),
+    )
+    .unwrap_or_else(|e| panic!("cannot build the node image: {e}"));
+    Some(Env {
+        image: info.tag,
+        core,
+    })
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// A cluster name no other test (or parallel test run) uses.
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// Runs `dcform ARGS` in `dir` with the test's dccore.
+pub async fn dcform(env: &Env, dir: &Path, args: &[&str]) -> Output {
+    let child = tokio::process::Command::from(crate::common::command(args))
+        .current_dir(dir)
+        .env("DCFORM_CORE_BINARY", &env.core)
+        .kill_on_drop(true)
+        .output();
+    within(CLI_LIMIT, &format!("dcform {}", args.join(" ")), child)
+        .await
+        .expect("dcform runs")
+}
+
+/// `status --json`: (healthy agents with resources, all agents), and the whole document.
+pub async fn agents_healthy(env: &Env, dir: &Path, def: &str) -> (usize, usize, Value) {
+    let o = dcform(env, dir, &["status", "--json", def]).await;
+    let t = ok(&o, "status --json");
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {t}"));
+    let nodes = v["nodes"].as_array().cloned().unwrap_or_default();
+    let agents: Vec<&Value> = nodes
+        .iter()
+        .filter(|n| n["role"].as_str().is_some_and(|r| r.contains("agent")))
+        .collect();
+    let healthy = agents
+        .iter()
+        .filter(|n| n["health"] == "healthy" && n["resources"].is_array())
+        .count();
+    (healthy, agents.len(), v)
+}
+
+/// Objects still labelled with the cluster: (containers, networks, volumes).
+pub fn labelled(cluster: &str) -> (usize, usize, usize) {
+    let count = |args: &[&str]| {
+        let o = docker(args);
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .count()
+    };
+    let f = format!("label=dcform.cluster={cluster}");
+    (
+        count(&["ps", "-aq", "--filter", &f]),
+        count(&["network", "ls", "-q", "--filter", &f]),
+        count(&["volume", "ls", "-q", "--filter", &f]),
+    )
+}
+
+/// Removes whatever a failed test left with the cluster's label.
+pub struct Leftovers(pub String);
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        // Best effort and never a panic: this may run while a failed test unwinds.
+        let docker = |args: &[&str]| {
+            try_output_within(
+                DOCKER_LIMIT,
+                std::process::Command::new("docker").args(args),
+            )
+            .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+            .unwrap_or_default()
+        };
+        let f = format!("label=dcform.cluster={}", self.0);
+        for id in docker(&["ps", "-aq", "--filter", &f]).split_whitespace() {
+            docker(&["rm", "-f", "-v", id]);
+        }
+        for n in docker(&["network", "ls", "-q", "--filter", &f]).split_whitespace() {
+            docker(&["network", "rm", n]);
+        }
+    }
+}
+
+/// Runs a task printing `marker` on the cluster `status` (from `dcform status --json`) describes, through the
+/// scheduler API, and returns its stdout as the agent's sandbox serves it.
+pub async fn marker_task(status: &Value, dir: &Path, cluster: &str, marker: &str) -> String {
+    let master = status["outputs"]["master_url"]
+        .as_str()
+        .expect("master_url")
+        .to_string();
+    let access = Access::of(&dir.join(format!(".dcform/{cluster}")));
+    within(
+        Duration::from_secs(120),
+        "task through the scheduler API",
+        async {
+            let mut fw = Scheduler::subscribe(
+                &master,
+                &access.operator_token,
+                access.ca_pem.as_deref(),
+                "provider-test",
+            )
+            .await;
+            let agent_id = fw.launch("echo", &format!("echo {marker}")).await;
+            fw.wait_state("echo", "TASK_FINISHED").await;
+            let agents = access.api().agents().await.expect("the master's agents");
+            let agent = agents
+                .iter()
+                .find(|a| a.id == agent_id)
+                .unwrap_or_else(|| panic!("agent {agent_id} of the task is not listed"));
+            fw.sandbox_file(&agent.url, &access.agent_token, "echo", "stdout")
+                .await
+        },
+    )
+    .await
+}
