@@ -84,15 +84,6 @@ pub struct Instance {
 }
 
 impl Instance {
-    /// Addresses to reach it at, best first: public (reachable from the operator's machine), then private.
-    pub fn addresses(&self) -> Vec<String> {
-        self.public_ip
-            .iter()
-            .chain(self.private_ip.iter())
-            .cloned()
-            .collect()
-    }
-
     fn from_sdk(i: &aws_sdk_ec2::types::Instance) -> Option<Instance> {
         let t = i.tags();
         let pool = tags::value(t, POOL).map(str::to_string);

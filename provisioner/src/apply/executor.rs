@@ -289,6 +289,7 @@ fn fresh_node(change: &NodeChange) -> NodeState {
         host: change.host.clone(),
         provider_id: None,
         addresses: Vec::new(),
+        private_address: None,
         ssh_host_key: None,
         core_version: None,
         config_hash: None,
@@ -383,6 +384,7 @@ impl<P: Provider, I: Installer> NodeTask<P, I> {
                 .map_err(|e| chain(&e.into_error()))?;
                 ctx.node.provider_id = Some(machine.provider_id);
                 ctx.node.addresses = machine.addresses;
+                ctx.node.private_address = machine.private_address;
                 ctx.node.role = ctx.change.role;
                 ctx.node.core_version = None;
                 ctx.node.config_hash = None;
@@ -407,6 +409,7 @@ impl<P: Provider, I: Installer> NodeTask<P, I> {
                 // started by the next step (the node stays stopped until seen healthy).
                 ctx.node.provider_id = Some(machine.provider_id);
                 ctx.node.addresses = machine.addresses;
+                ctx.node.private_address = machine.private_address;
                 ctx.node.status = NodeStatus::Stopped;
                 self.record(&ctx.node).await;
             }

@@ -171,7 +171,7 @@ fn record_outputs(state: &mut State, spec: &ClusterSpec, core: &CoreBinary, file
         .resources
         .insert("core_sha256".into(), core.sha256.clone());
     if state.provider == ProviderKind::Aws {
-        state.outputs.extend(providers::aws::outputs(state));
+        state.outputs.extend(providers::aws::outputs(state, spec));
     }
     if let Some(url) = cluster_api::master_url(state) {
         state

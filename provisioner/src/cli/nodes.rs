@@ -392,6 +392,7 @@ mod forget_tests {
             host: None,
             provider_id: Some("c0ffee".into()),
             addresses: vec!["172.18.0.2".into()],
+            private_address: None,
             ssh_host_key: None,
             core_version: None,
             config_hash: None,

@@ -3,9 +3,11 @@
 //! means adding a variant and following the compiler.
 
 pub mod aws;
+mod aws_inventory;
 pub mod docker;
 pub mod liveness;
 pub mod local;
+pub mod route;
 pub mod ssh;
 pub mod ssh_remote;
 
@@ -170,6 +172,11 @@ pub fn machines(
         ProviderSpec::Aws(a) => {
             // The preflight checks each instance's architecture against the binary.
             let p = aws::AwsProvider::new(spec, a, state.dir(), insecure_skip_host_key);
+            // The recorded masters are the jump hosts of private agents. An unreadable state
+            // leaves none known: the apply itself reports that state error.
+            if let Ok(Some(s)) = state.load() {
+                p.know_masters(&s.nodes);
+            }
             (AnyProvider::Aws(Box::new(p)), Layout::Host)
         }
     };
@@ -442,6 +449,7 @@ mod refresh_tests {
             host: None,
             provider_id,
             addresses: vec![],
+            private_address: None,
             ssh_host_key: None,
             core_version: None,
             config_hash: None,

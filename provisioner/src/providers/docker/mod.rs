@@ -466,6 +466,7 @@ impl Provider for DockerProvider {
         Ok(Machine {
             provider_id: id,
             addresses: vec![ip],
+            private_address: None,
         })
     }
 
@@ -483,6 +484,7 @@ impl Provider for DockerProvider {
         Ok(Machine {
             provider_id: id,
             addresses: vec![ip],
+            private_address: None,
         })
     }
 
