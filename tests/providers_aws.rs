@@ -632,3 +632,59 @@ async fn an_instance_limit_error_is_reported_with_the_aws_code_and_what_to_do() 
     assert_eq!(proxy.injected.load(Ordering::SeqCst), 7);
     assert_eq!(live(moto, "aws-demo"), vec![]);
 }
+
+/// Private agents (`private_agents = true`): launched with no public address; the state records the
+/// private one, and the route dcform's SSH would take (recorded in the outputs, nothing connects)
+/// goes through the first master's public address. Masters and the public agent keep theirs.
+#[tokio::test]
+async fn private_agents_have_no_public_address_and_are_routed_through_the_first_master() {
+    let Some((_g, moto)) = moto_support::session().await else {
+        return;
+    };
+    let c = Cluster::new();
+    c.ok(
+        &moto.url,
+        &[
+            "apply",
+            "--infra-only",
+            "--auto-approve",
+            "aws.hcl",
+            "-var",
+            "private_agents=true",
+        ],
+    );
+    // EC2's own view: which instances have a public address.
+    let xml = moto
+        .ec2("Action=DescribeInstances&Filter.1.Name=tag:dcform:cluster&Filter.1.Value.1=aws-demo");
+    for item in instance_items(&xml) {
+        let node = tag_value(item, "dcform:node").unwrap();
+        let public = between(item, "<ipAddress>", "</ipAddress>").filter(|a| !a.is_empty());
+        assert_eq!(
+            public.is_none(),
+            node.starts_with("agents-"),
+            "{node}: public address {public:?}"
+        );
+    }
+    let state = c.state();
+    let nodes = state["nodes"].as_array().unwrap();
+    let find = |name: &str| nodes.iter().find(|n| n["name"] == name).unwrap();
+    let m1 = find("masters-1");
+    let m1_public = m1["addresses"][0].as_str().unwrap();
+    assert!(m1["private_address"].as_str().is_some(), "{m1}");
+    let routes = &state["outputs"]["ssh_routes"];
+    for n in nodes {
+        let name = n["name"].as_str().unwrap();
+        if name.starts_with("agents-") {
+            assert_eq!(n["addresses"], serde_json::json!([]), "{n}");
+            let private = n["private_address"].as_str().unwrap();
+            assert_eq!(
+                routes[name],
+                format!("ubuntu@{m1_public}:22 (masters-1) -> {private}"),
+                "{routes}"
+            );
+        } else {
+            assert!(n["addresses"][0].as_str().is_some(), "{n}");
+            assert!(routes.get(name).is_none(), "{routes}");
+        }
+    }
+}
