@@ -173,8 +173,13 @@ fn instance_items(xml: &str) -> Vec<&str> {
 /// How many distinct `<elem>` values moto's answer lists for resources tagged with the cluster
 /// (an id may repeat inside its own resource, e.g. a route table in its associations).
 fn tagged(moto: &Moto, action: &str, cluster: &str, elem: &str) -> usize {
+    tagged_by(moto, action, "dcform:cluster", cluster, elem)
+}
+
+/// [`tagged`] for any tag `key = value`.
+fn tagged_by(moto: &Moto, action: &str, key: &str, value: &str, elem: &str) -> usize {
     let xml = moto.ec2(&format!(
-        "Action={action}&Filter.1.Name=tag:dcform:cluster&Filter.1.Value.1={cluster}"
+        "Action={action}&Filter.1.Name=tag:{key}&Filter.1.Value.1={value}"
     ));
     let open = format!("<{elem}>");
     let mut ids: Vec<&str> = xml
@@ -290,13 +295,43 @@ async fn apply_infra_only_creates_the_tagged_network_and_3_masters_5_agents_1_pu
             && groups.contains("<fromPort>31000</fromPort>"),
         "{groups}"
     );
+    // Named and tagged after the state's lineage: another cluster of this name has its own.
+    let lineage = c.state()["lineage"].as_str().unwrap().to_string();
     assert_eq!(
         moto.count(
-            "Action=DescribeKeyPairs&KeyName.1=dcform-aws-demo",
+            &format!(
+                "Action=DescribeKeyPairs&KeyName.1=dcform-aws-demo-{}",
+                &lineage[..8]
+            ),
             "keyName"
         ),
         1
     );
+    assert_eq!(
+        moto.count(
+            "Action=DescribeKeyPairs&Filter.1.Name=key-name&Filter.1.Value.1=dcform-aws-demo*",
+            "keyName"
+        ),
+        1,
+        "the wildcard assert_nothing_left relies on"
+    );
+    for (action, elem) in [
+        ("DescribeInstances", "instanceId"),
+        ("DescribeVpcs", "vpcId"),
+        ("DescribeSubnets", "subnetId"),
+        ("DescribeSecurityGroups", "groupId"),
+        ("DescribeInternetGateways", "internetGatewayId"),
+        ("DescribeRouteTables", "routeTableId"),
+        ("DescribeKeyPairs", "keyName"),
+    ] {
+        let by_name = tagged(moto, action, "aws-demo", elem);
+        assert!(by_name > 0, "{action}");
+        assert_eq!(
+            tagged_by(moto, action, "dcform:lineage", &lineage, elem),
+            by_name,
+            "{action}: everything of the cluster carries its lineage"
+        );
+    }
 
     // The state: every node created (not bootstrapped), with its instance id and addresses; the
     // network recorded; outputs for the user.
@@ -475,7 +510,7 @@ fn assert_nothing_left(moto: &Moto, cluster: &str) {
     assert_eq!(
         moto.count(
             &format!(
-                "Action=DescribeKeyPairs&Filter.1.Name=key-name&Filter.1.Value.1=dcform-{cluster}"
+                "Action=DescribeKeyPairs&Filter.1.Name=key-name&Filter.1.Value.1=dcform-{cluster}*"
             ),
             "keyName"
         ),
@@ -687,4 +722,109 @@ async fn private_agents_have_no_public_address_and_are_routed_through_the_first_
             assert!(routes.get(name).is_none(), "{routes}");
         }
     }
+}
+
+/// Two clusters of one name in one account (two states, so two lineages): each gets its own network
+/// and instances (neither adopts the other's), `destroy --cluster NAME` with the states lost refuses
+/// to choose and lists both, `--lineage L` removes exactly one, and then the other is the only one.
+#[tokio::test]
+async fn destroy_by_cluster_name_with_two_lineages_needs_lineage_and_removes_only_that_one() {
+    let Some((_g, moto)) = moto_support::session().await else {
+        return;
+    };
+    let (a, b) = (Cluster::new(), Cluster::new());
+    for c in [&a, &b] {
+        c.ok(
+            &moto.url,
+            &["apply", "--infra-only", "--auto-approve", "aws.hcl"],
+        );
+    }
+    let lineage = |c: &Cluster| c.state()["lineage"].as_str().unwrap().to_string();
+    let (la, lb) = (lineage(&a), lineage(&b));
+    assert_ne!(la, lb);
+    assert_eq!(
+        live(moto, "aws-demo").len(),
+        18,
+        "one set of 9 instances each"
+    );
+    assert_eq!(tagged(moto, "DescribeVpcs", "aws-demo", "vpcId"), 2);
+    for c in [&a, &b] {
+        std::fs::remove_dir_all(c.dir.path().join(".dcform")).unwrap();
+    }
+    let destroy = |extra: &[&str]| {
+        let mut args = vec![
+            "destroy",
+            "--cluster",
+            "aws-demo",
+            "--provider",
+            "aws",
+            "--auto-approve",
+        ];
+        args.extend_from_slice(extra);
+        a.run(&moto.url, &args)
+    };
+    let o = destroy(&[]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("2 clusters named \"aws-demo\"")
+            && t.contains(&format!("--lineage {la}"))
+            && t.contains(&format!("--lineage {lb}")),
+        "{t}"
+    );
+    assert_eq!(live(moto, "aws-demo").len(), 18, "nothing removed: {t}");
+
+    let o = destroy(&["--lineage", &la]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("Removed 9 instance(s)"), "{t}");
+    let left = live(moto, "aws-demo");
+    assert_eq!(left.len(), 9, "{t}");
+    assert_eq!(
+        tagged_by(
+            moto,
+            "DescribeInstances",
+            "dcform:lineage",
+            &la,
+            "instanceId"
+        ),
+        tagged_by(
+            moto,
+            "DescribeInstances&Filter.2.Name=instance-state-name&Filter.2.Value.1=terminated",
+            "dcform:lineage",
+            &la,
+            "instanceId"
+        ),
+        "every instance of {la} is terminated"
+    );
+    assert_eq!(
+        tagged_by(moto, "DescribeVpcs", "dcform:lineage", &la, "vpcId"),
+        0
+    );
+    assert_eq!(
+        tagged_by(moto, "DescribeVpcs", "dcform:lineage", &lb, "vpcId"),
+        1
+    );
+
+    // An unknown lineage is refused, naming what there is.
+    let o = destroy(&["--lineage", "not-a-lineage"]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(t.contains(&format!("--lineage {lb}")), "{t}");
+    assert_eq!(live(moto, "aws-demo").len(), 9);
+
+    // One lineage left: no flag needed.
+    let t = a.ok(
+        &moto.url,
+        &[
+            "destroy",
+            "--cluster",
+            "aws-demo",
+            "--provider",
+            "aws",
+            "--auto-approve",
+        ],
+    );
+    assert!(t.contains(&format!("lineage {lb}:")), "{t}");
+    assert_nothing_left(moto, "aws-demo");
 }

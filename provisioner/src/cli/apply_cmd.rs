@@ -86,6 +86,7 @@ pub(super) async fn apply_cmd(a: &ApplyArgs, destroy: bool) -> Result<u8, CliErr
             core_binary: a.core_binary.clone(),
             insecure_skip_host_key: a.insecure_skip_host_key,
             resources: state.resources.clone(),
+            lineage: Some(state.lineage.clone()),
         },
     );
     let (provider, installer, core) = build.map_err(|e| {

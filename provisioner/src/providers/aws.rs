@@ -29,7 +29,7 @@ use crate::spec::{AwsProvider as AwsSpec, ClusterSpec, PoolSpec, Role, SshSpec};
 use crate::state::NodeState;
 use crate::step_ops::MASTER_PORT;
 
-pub use super::aws_inventory::{outputs, purge_cluster, refresh};
+pub use super::aws_inventory::{lineages, outputs, purge_cluster, refresh};
 use super::route::{self, Route};
 use super::ssh_remote::{SshConnector, SshRemote};
 
@@ -37,6 +37,8 @@ use super::ssh_remote::{SshConnector, SshRemote};
 pub const DEFAULT_INSTANCE_TYPE: &str = "m5.xlarge";
 /// Why a definition without `ami` or `ami_name` cannot be applied.
 pub const NO_IMAGE: &str = "provider \"aws\" needs an image: set ami = \"ami-...\" (ids differ per region) or ami_name = \"...\" with ami_owners = [...]";
+/// The state's record that the cluster's resources carry its lineage (see [`AwsProvider::set_lineage`]).
+pub const LINEAGE_RECORD: &str = "aws_lineage";
 /// How long concurrent `create` calls are gathered into one launch.
 const GATHER: Duration = Duration::from_millis(50);
 
@@ -54,6 +56,8 @@ pub struct AwsProvider {
     prepared: Mutex<Option<Prepared>>,
     /// Where host keys read from consoles are kept as known_hosts files (`<state dir>/host-keys`).
     host_keys_dir: PathBuf,
+    /// The state's lineage when the cluster's resources carry it (see [`AwsProvider::set_lineage`]).
+    lineage: Option<String>,
     /// The masters as the state and this run know them (addresses, pinned host key): the jump
     /// hosts of private agents.
     masters: Mutex<BTreeMap<String, NodeState>>,
@@ -130,6 +134,18 @@ impl AwsProvider {
             prepared: Mutex::new(None),
             host_keys_dir: state_dir.join("host-keys"),
             masters: Mutex::default(),
+            lineage: None,
+        }
+    }
+
+    /// Tags everything made with `lineage` (`dcform:lineage`) and finds only what carries it, so
+    /// another cluster of the same name (another state) is never adopted or destroyed — unless the
+    /// state's network was made before lineages were tagged (`aws_vpc` recorded without
+    /// `aws_lineage`): that cluster stays found by name, as it was made.
+    pub fn set_lineage(&mut self, lineage: &str, resources: &BTreeMap<String, String>) {
+        let tagged = resources.get(LINEAGE_RECORD).is_some_and(|l| l == lineage);
+        if tagged || !resources.contains_key("aws_vpc") {
+            self.lineage = Some(lineage.to_string());
         }
     }
 
@@ -175,7 +191,13 @@ impl AwsProvider {
 
     async fn ec2(&self) -> Result<&Ec2, ProviderError> {
         self.ec2
-            .get_or_try_init(|| async { Ec2::connect(&settings(&self.aws)).await })
+            .get_or_try_init(|| async {
+                Ec2::connect(&Settings {
+                    lineage: self.lineage.clone(),
+                    ..settings(&self.aws)
+                })
+                .await
+            })
             .await
             .map_err(|e| provider_error("cluster", e))
     }
@@ -408,6 +430,9 @@ impl Provider for AwsProvider {
         records.retain(|k, _| !k.starts_with("aws_"));
         records.extend(net.to_records());
         records.insert("aws_ami".into(), ami);
+        if let Some(l) = &self.lineage {
+            records.insert(LINEAGE_RECORD.into(), l.clone());
+        }
         records.insert("aws_root_device".into(), root);
         // For refresh, which has only the state: where to ask.
         if let Some(e) = &self.aws.endpoint {

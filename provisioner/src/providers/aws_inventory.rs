@@ -11,14 +11,36 @@ use crate::apply::ProviderError;
 use crate::spec::{AwsProvider as AwsSpec, ClusterSpec, Role};
 use crate::state::{NodeState, State};
 
-use super::aws::{provider_error, settings};
+use super::aws::{LINEAGE_RECORD, provider_error, settings};
 use super::route::{self, Route};
 
-/// `dcform destroy --cluster NAME` for AWS: everything tagged `dcform:cluster=NAME`, no state needed.
-pub async fn purge_cluster(cluster: &str, aws: &AwsSpec) -> Result<PurgeReport, ProviderError> {
+/// `dcform destroy --cluster NAME` for AWS, no state needed: what carries the name, as `kind id`
+/// lines grouped by lineage (`""`: resources tagged before lineages were).
+pub async fn lineages(
+    cluster: &str,
+    aws: &AwsSpec,
+) -> Result<BTreeMap<String, Vec<String>>, ProviderError> {
     let ec2 = Ec2::connect(&settings(aws))
         .await
         .map_err(|e| provider_error("cluster", e))?;
+    ec2.lineages(cluster)
+        .await
+        .map_err(|e| provider_error("cluster", e))
+}
+
+/// `dcform destroy --cluster NAME` for AWS: everything tagged `dcform:cluster=NAME` (and
+/// `dcform:lineage=L` when `lineage` is given), no state needed.
+pub async fn purge_cluster(
+    cluster: &str,
+    aws: &AwsSpec,
+    lineage: Option<&str>,
+) -> Result<PurgeReport, ProviderError> {
+    let ec2 = Ec2::connect(&Settings {
+        lineage: lineage.map(str::to_string),
+        ..settings(aws)
+    })
+    .await
+    .map_err(|e| provider_error("cluster", e))?;
     ec2.purge_cluster(cluster, WaitPolicy::default())
         .await
         .map_err(|e| provider_error("cluster", e))
@@ -32,6 +54,7 @@ pub async fn refresh(state: &State) -> (Vec<String>, Vec<String>) {
     let settings = Settings {
         region: state.resources.get("aws_region").cloned(),
         endpoint: state.resources.get("aws_endpoint").cloned(),
+        lineage: state.resources.get(LINEAGE_RECORD).cloned(),
         ..Settings::default()
     };
     let found = async {

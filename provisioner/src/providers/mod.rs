@@ -91,6 +91,9 @@ pub struct BuildOptions {
     /// The state's cluster-wide records: the bastion's pinned host key is among them. `prepare` is not run
     /// by a destroy, so the provider learns them here.
     pub resources: BTreeMap<String, String>,
+    /// The state's lineage: cloud resources are tagged and found by it (see
+    /// [`aws::AwsProvider::set_lineage`]).
+    pub lineage: Option<String>,
 }
 
 /// The provider and installer for `spec`, keeping their files (token, keys, logs, sandboxes) beside `state`.
@@ -125,6 +128,9 @@ pub fn build(
         machines(spec, state, opts.insecure_skip_host_key, &opts.resources)?;
     if let AnyProvider::Docker(p) = &mut provider {
         p.set_core(&binary.path);
+    }
+    if let (AnyProvider::Aws(p), Some(l)) = (&mut provider, &opts.lineage) {
+        p.set_lineage(l, &opts.resources);
     }
     let secrets = node_secrets(spec, state.dir())?;
     let installer = ScriptInstaller {
