@@ -828,3 +828,36 @@ async fn destroy_by_cluster_name_with_two_lineages_needs_lineage_and_removes_onl
     assert!(t.contains(&format!("lineage {lb}:")), "{t}");
     assert_nothing_left(moto, "aws-demo");
 }
+
+/// `apply --infra-only` uploads nothing, so it needs no core binary: with `DCFORM_CORE_BINARY`
+/// pointing nowhere it still makes the machines, where a plain apply refuses before touching EC2.
+#[tokio::test]
+async fn apply_infra_only_needs_no_core_binary() {
+    let Some((_g, moto)) = moto_support::session().await else {
+        return;
+    };
+    let c = Cluster::new();
+    let nowhere = c.dir.path().join("no-such-dccore");
+    let run = |args: &[&str]| {
+        dc_support::testing::output_within(
+            Duration::from_secs(120),
+            c.command(&moto.url, args)
+                .env("DCFORM_CORE_BINARY", &nowhere),
+        )
+    };
+    let o = run(&["apply", "--auto-approve", "aws.hcl"]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("no-such-dccore"),
+        "the error names the binary: {t}"
+    );
+    assert_eq!(live(moto, "aws-demo"), vec![], "nothing launched: {t}");
+
+    let o = run(&["apply", "--infra-only", "--auto-approve", "aws.hcl"]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert_eq!(live(moto, "aws-demo").len(), 9, "{t}");
+    // Nothing was installed, so no core is recorded as installed.
+    assert!(c.state()["resources"].get("core_version").is_none(), "{t}");
+}

@@ -47,10 +47,9 @@ pub enum Layout {
 /// Renders install steps from the templates.
 #[derive(Debug, Clone)]
 pub struct ScriptInstaller {
-    /// The dccore binary to upload.
-    pub core_binary: PathBuf,
-    /// Its architecture, checked by the preflight against `uname -m`.
-    pub core_arch: String,
+    /// The dccore binary to upload (its architecture is checked by the preflight against `uname -m`).
+    /// `None` for `apply --infra-only`, which installs nothing and so needs no binary.
+    pub core: Option<crate::core_binary::CoreBinary>,
     /// The credentials and rules written to nodes (secrets: 0600 files, never rendered into a
     /// script).
     pub secrets: Arc<NodeSecrets>,
@@ -152,7 +151,9 @@ impl ScriptInstaller {
             &listen,
             self.controller_epoch,
         );
-        p.binary_arch = self.core_arch.clone();
+        if let Some(core) = &self.core {
+            p.binary_arch = core.arch.clone();
+        }
         p.tls = ctx.spec.core.tls;
         p.access_files = ctx.change.role == Role::Master;
         if let Layout::Sandbox { root } = &self.layout {
@@ -345,8 +346,13 @@ impl Installer for ScriptInstaller {
                     r.preflight.clone(),
                     Duration::from_secs(60),
                 ));
+                let core = self.core.as_ref().ok_or_else(|| InstallError {
+                    node: ctx.node.name.clone(),
+                    step: step.name(),
+                    message: "internal: an install step in a run built without the core binary (--infra-only)".into(),
+                })?;
                 ops.push(RemoteOp::Upload {
-                    src: self.core_binary.clone(),
+                    src: core.path.clone(),
                     dest: r.paths.bin.clone(),
                     mode: 0o755,
                 });

@@ -68,8 +68,12 @@ pub(super) fn installer(layout: Layout) -> ScriptInstaller {
     let dir = tempfile::tempdir().expect("tempdir");
     let ca = crate::pki::ClusterCa::load_or_create(dir.path(), "demo").expect("CA");
     ScriptInstaller {
-        core_binary: PathBuf::from("/tmp/dccore"),
-        core_arch: "x86_64".into(),
+        core: Some(crate::core_binary::CoreBinary {
+            path: PathBuf::from("/tmp/dccore"),
+            version: "1.0.0".into(),
+            sha256: "0".repeat(64),
+            arch: "x86_64".into(),
+        }),
         secrets: Arc::new(NodeSecrets {
             operator_token: b"operator-secret".to_vec(),
             agent_token: b"agent-secret".to_vec(),
