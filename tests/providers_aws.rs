@@ -77,6 +77,20 @@ impl Cluster {
         t
     }
 
+    /// `dcform destroy --cluster aws-demo --provider aws --auto-approve` and `extra`: with no state.
+    fn destroy_by_name(&self, endpoint: &str, extra: &[&str]) -> Output {
+        let mut args = vec![
+            "destroy",
+            "--cluster",
+            "aws-demo",
+            "--provider",
+            "aws",
+            "--auto-approve",
+        ];
+        args.extend_from_slice(extra);
+        self.run(endpoint, &args)
+    }
+
     fn state(&self) -> serde_json::Value {
         let p = self.dir.path().join(".dcform/aws-demo/state.json");
         serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap()
@@ -529,17 +543,9 @@ async fn destroy_by_cluster_name_with_the_state_lost_finds_everything_by_tag() {
         &["apply", "--infra-only", "--auto-approve", "aws.hcl"],
     );
     std::fs::remove_dir_all(c.dir.path().join(".dcform")).unwrap();
-    let out = c.ok(
-        &moto.url,
-        &[
-            "destroy",
-            "--cluster",
-            "aws-demo",
-            "--provider",
-            "aws",
-            "--auto-approve",
-        ],
-    );
+    let o = c.destroy_by_name(&moto.url, &[]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
     assert!(out.contains("Removed 9 instance(s)"), "{out}");
     assert_nothing_left(moto, "aws-demo");
 }
@@ -751,18 +757,7 @@ async fn destroy_by_cluster_name_with_two_lineages_needs_lineage_and_removes_onl
     for c in [&a, &b] {
         std::fs::remove_dir_all(c.dir.path().join(".dcform")).unwrap();
     }
-    let destroy = |extra: &[&str]| {
-        let mut args = vec![
-            "destroy",
-            "--cluster",
-            "aws-demo",
-            "--provider",
-            "aws",
-            "--auto-approve",
-        ];
-        args.extend_from_slice(extra);
-        a.run(&moto.url, &args)
-    };
+    let destroy = |extra: &[&str]| a.destroy_by_name(&moto.url, extra);
     let o = destroy(&[]);
     let t = text(&o);
     assert_eq!(o.status.code(), Some(1), "{t}");
@@ -814,17 +809,9 @@ async fn destroy_by_cluster_name_with_two_lineages_needs_lineage_and_removes_onl
     assert_eq!(live(moto, "aws-demo").len(), 9);
 
     // One lineage left: no flag needed.
-    let t = a.ok(
-        &moto.url,
-        &[
-            "destroy",
-            "--cluster",
-            "aws-demo",
-            "--provider",
-            "aws",
-            "--auto-approve",
-        ],
-    );
+    let o = destroy(&[]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
     assert!(t.contains(&format!("lineage {lb}:")), "{t}");
     assert_nothing_left(moto, "aws-demo");
 }

@@ -15,7 +15,7 @@ use super::{
     RemoteError, RemoteOp,
 };
 use crate::plan::{NodeChange, Plan, Step};
-use crate::spec::{ClusterSpec, Role};
+use crate::spec::ClusterSpec;
 use crate::state::{NodeState, NodeStatus, State, StateError, StateFile};
 use dc_support::error::chain;
 use dc_support::retry::{self, Backoff, Next};
@@ -194,12 +194,7 @@ impl<P: Provider, I: Installer> Executor<P, I> {
     ) -> Result<Vec<NodeFailure>, ApplyError> {
         let permits = Arc::new(Semaphore::new(self.opts.parallelism.max(1)));
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let masters: Vec<NodeState> = state
-            .nodes
-            .iter()
-            .filter(|n| n.role == Role::Master)
-            .cloned()
-            .collect();
+        let masters = state.masters();
         let mut tasks = JoinSet::new();
         for change in changes {
             let node = state

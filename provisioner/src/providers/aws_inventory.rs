@@ -9,7 +9,7 @@ use dcform_aws::{Ec2, PurgeReport, Settings, WaitPolicy};
 
 use crate::apply::ProviderError;
 use crate::spec::{AwsProvider as AwsSpec, ClusterSpec, Role};
-use crate::state::{NodeState, State};
+use crate::state::State;
 
 use super::aws::{LINEAGE_RECORD, provider_error, settings};
 use super::route::{self, Route};
@@ -122,12 +122,7 @@ pub fn outputs(state: &State, spec: &ClusterSpec) -> BTreeMap<String, serde_json
         serde_json::json!(addresses(Role::PublicAgent)),
     );
     out.insert("instance_ids".into(), serde_json::json!(ids));
-    let masters: Vec<NodeState> = state
-        .nodes
-        .iter()
-        .filter(|n| n.role == Role::Master)
-        .cloned()
-        .collect();
+    let masters = state.masters();
     let ssh = &spec.ssh;
     let routes: BTreeMap<&str, String> = state
         .nodes

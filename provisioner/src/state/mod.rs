@@ -166,6 +166,17 @@ pub struct NodeState {
     pub status: NodeStatus,
 }
 
+impl State {
+    /// The master nodes, in state order.
+    pub fn masters(&self) -> Vec<NodeState> {
+        self.nodes
+            .iter()
+            .filter(|n| n.role == crate::spec::Role::Master)
+            .cloned()
+            .collect()
+    }
+}
+
 impl NodeState {
     /// Where dcform reaches the node from outside: its first address.
     pub fn public_address(&self) -> Option<&str> {
