@@ -1,7 +1,8 @@
 # A cluster on AWS EC2: dcform makes the network (VPC, one subnet per zone, internet gateway, route
 # table, security groups), imports your SSH public key as a key pair, launches each pool with as few
-# RunInstances calls as EC2 allows, bootstraps every instance over SSH at its public address and
-# installs dccore. Everything is tagged dcform:cluster = "aws-demo".
+# RunInstances calls as EC2 allows, bootstraps every instance over SSH at its public address (private
+# agents through the first master) and installs dccore; the nodes talk to each other at their private
+# addresses. Everything is tagged dcform:cluster = "aws-demo".
 #   dcform plan examples/aws.hcl
 #   dcform apply examples/aws.hcl -var admin_cidrs='["203.0.113.7/32"]'
 #   dcform apply --infra-only examples/aws.hcl   # machines and network only; the next apply bootstraps
@@ -36,6 +37,12 @@ variable "agents" {
   description = "Private agents"
 }
 
+variable "private_agents" {
+  type        = bool
+  default     = false
+  description = "Private agents without a public address, reached through the first master (or ssh.bastion)"
+}
+
 cluster "aws-demo" {
   provider "aws" {
     region        = var.region
@@ -51,6 +58,9 @@ cluster "aws-demo" {
     root_volume_size   = 40 # GiB
     root_volume_type   = "gp3"
     extra_volumes      = [] # e.g. [100] for one 100 GiB gp3 volume at /dev/sdf on every node
+    # true: private agents get no public address; dcform's SSH reaches them through the first master
+    # (or ssh { bastion = "user@host" }), and the nodes always talk to each other at private addresses.
+    private_agents = var.private_agents
   }
 
   ssh {

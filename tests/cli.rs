@@ -77,6 +77,7 @@ fn applied_state_plans_no_changes_with_detailed_exitcode_0() {
             host: None,
             provider_id: Some("x".into()),
             addresses: vec!["127.0.0.1".into()],
+            private_address: None,
             ssh_host_key: None,
             core_version: Some(plan.core.version.clone()),
             config_hash: c.config_hash.clone(),

@@ -353,6 +353,7 @@ fn output_json_has_terraform_shape_with_dcos_terraform_names() {
             host: None,
             provider_id: Some("x".into()),
             addresses: vec![addr.into()],
+            private_address: None,
             ssh_host_key: None,
             core_version: None,
             config_hash: None,

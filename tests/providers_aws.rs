@@ -65,6 +65,20 @@ impl Cluster {
         t
     }
 
+    /// `dcform destroy --cluster aws-demo --provider aws --auto-approve` and `extra`: with no state.
+    fn destroy_by_name(&self, endpoint: &str, extra: &[&str]) -> Output {
+        let mut args = vec![
+            "destroy",
+            "--cluster",
+            "aws-demo",
+            "--provider",
+            "aws",
+            "--auto-approve",
+        ];
+        args.extend_from_slice(extra);
+        self.run(endpoint, &args)
+    }
+
     fn state(&self) -> serde_json::Value {
         let p = self.dir.path().join(".dcform/aws-demo/state.json");
         serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap()
@@ -248,13 +262,43 @@ async fn apply_infra_only_creates_the_tagged_network_and_3_masters_5_agents_1_pu
             && groups.contains("<fromPort>31000</fromPort>"),
         "{groups}"
     );
+    // Named and tagged after the state's lineage: another cluster of this name has its own.
+    let lineage = c.state()["lineage"].as_str().unwrap().to_string();
     assert_eq!(
         moto.count(
-            "Action=DescribeKeyPairs&KeyName.1=dcform-aws-demo",
+            &format!(
+                "Action=DescribeKeyPairs&KeyName.1=dcform-aws-demo-{}",
+                &lineage[..8]
+            ),
             "keyName"
         ),
         1
     );
+    assert_eq!(
+        moto.count(
+            "Action=DescribeKeyPairs&Filter.1.Name=key-name&Filter.1.Value.1=dcform-aws-demo*",
+            "keyName"
+        ),
+        1,
+        "the wildcard assert_nothing_left relies on"
+    );
+    for (action, elem) in [
+        ("DescribeInstances", "instanceId"),
+        ("DescribeVpcs", "vpcId"),
+        ("DescribeSubnets", "subnetId"),
+        ("DescribeSecurityGroups", "groupId"),
+        ("DescribeInternetGateways", "internetGatewayId"),
+        ("DescribeRouteTables", "routeTableId"),
+        ("DescribeKeyPairs", "keyName"),
+    ] {
+        let by_name = moto.tagged(action, "aws-demo", elem);
+        assert!(by_name > 0, "{action}");
+        assert_eq!(
+            moto.tagged_with(action, "dcform:lineage", &lineage, elem),
+            by_name,
+            "{action}: everything of the cluster carries its lineage"
+        );
+    }
 
     // The state: every node created (not bootstrapped), with its instance id and addresses; the
     // network recorded; outputs for the user.
@@ -424,7 +468,7 @@ fn assert_nothing_left(moto: &Moto, cluster: &str) {
     assert_eq!(
         moto.count(
             &format!(
-                "Action=DescribeKeyPairs&Filter.1.Name=key-name&Filter.1.Value.1=dcform-{cluster}"
+                "Action=DescribeKeyPairs&Filter.1.Name=key-name&Filter.1.Value.1=dcform-{cluster}*"
             ),
             "keyName"
         ),
@@ -443,17 +487,9 @@ async fn destroy_by_cluster_name_with_the_state_lost_finds_everything_by_tag() {
         &["apply", "--infra-only", "--auto-approve", "aws.hcl"],
     );
     std::fs::remove_dir_all(c.dir.path().join(".dcform")).unwrap();
-    let out = c.ok(
-        &moto.url,
-        &[
-            "destroy",
-            "--cluster",
-            "aws-demo",
-            "--provider",
-            "aws",
-            "--auto-approve",
-        ],
-    );
+    let o = c.destroy_by_name(&moto.url, &[]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
     assert!(out.contains("Removed 9 instance(s)"), "{out}");
     assert_nothing_left(moto, "aws-demo");
 }
@@ -580,4 +616,175 @@ async fn an_instance_limit_error_is_reported_with_the_aws_code_and_what_to_do() 
     // Not retried: a quota does not go away by waiting. One call per pool and zone (3 + 3 + 1).
     assert_eq!(proxy.injected.load(Ordering::SeqCst), 7);
     assert_eq!(live(moto, "aws-demo"), vec![]);
+}
+
+/// Private agents (`private_agents = true`): launched with no public address; the state records the
+/// private one, and the route dcform's SSH would take (recorded in the outputs, nothing connects)
+/// goes through the first master's public address. Masters and the public agent keep theirs.
+#[tokio::test]
+async fn private_agents_have_no_public_address_and_are_routed_through_the_first_master() {
+    let Some((_g, moto)) = moto_support::session().await else {
+        return;
+    };
+    let c = Cluster::new();
+    c.ok(
+        &moto.url,
+        &[
+            "apply",
+            "--infra-only",
+            "--auto-approve",
+            "aws.hcl",
+            "-var",
+            "private_agents=true",
+        ],
+    );
+    // EC2's own view: which instances have a public address.
+    let xml = moto
+        .ec2("Action=DescribeInstances&Filter.1.Name=tag:dcform:cluster&Filter.1.Value.1=aws-demo");
+    for item in instance_items(&xml) {
+        let node = tag_value(item, "dcform:node").unwrap();
+        let public = between(item, "<ipAddress>", "</ipAddress>").filter(|a| !a.is_empty());
+        assert_eq!(
+            public.is_none(),
+            node.starts_with("agents-"),
+            "{node}: public address {public:?}"
+        );
+    }
+    let state = c.state();
+    let nodes = state["nodes"].as_array().unwrap();
+    let find = |name: &str| nodes.iter().find(|n| n["name"] == name).unwrap();
+    let m1 = find("masters-1");
+    let m1_public = m1["addresses"][0].as_str().unwrap();
+    assert!(m1["private_address"].as_str().is_some(), "{m1}");
+    let routes = &state["outputs"]["ssh_routes"];
+    for n in nodes {
+        let name = n["name"].as_str().unwrap();
+        if name.starts_with("agents-") {
+            assert_eq!(n["addresses"], serde_json::json!([]), "{n}");
+            let private = n["private_address"].as_str().unwrap();
+            assert_eq!(
+                routes[name],
+                format!("ubuntu@{m1_public}:22 (masters-1) -> {private}"),
+                "{routes}"
+            );
+        } else {
+            assert!(n["addresses"][0].as_str().is_some(), "{n}");
+            assert!(routes.get(name).is_none(), "{routes}");
+        }
+    }
+}
+
+/// Two clusters of one name in one account (two states, so two lineages): each gets its own network
+/// and instances (neither adopts the other's), `destroy --cluster NAME` with the states lost refuses
+/// to choose and lists both, `--lineage L` removes exactly one, and then the other is the only one.
+#[tokio::test]
+async fn destroy_by_cluster_name_with_two_lineages_needs_lineage_and_removes_only_that_one() {
+    let Some((_g, moto)) = moto_support::session().await else {
+        return;
+    };
+    let (a, b) = (Cluster::new(), Cluster::new());
+    for c in [&a, &b] {
+        c.ok(
+            &moto.url,
+            &["apply", "--infra-only", "--auto-approve", "aws.hcl"],
+        );
+    }
+    let lineage = |c: &Cluster| c.state()["lineage"].as_str().unwrap().to_string();
+    let (la, lb) = (lineage(&a), lineage(&b));
+    assert_ne!(la, lb);
+    assert_eq!(
+        live(moto, "aws-demo").len(),
+        18,
+        "one set of 9 instances each"
+    );
+    assert_eq!(moto.tagged("DescribeVpcs", "aws-demo", "vpcId"), 2);
+    for c in [&a, &b] {
+        std::fs::remove_dir_all(c.dir.path().join(".dcform")).unwrap();
+    }
+    let destroy = |extra: &[&str]| a.destroy_by_name(&moto.url, extra);
+    let o = destroy(&[]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("2 clusters named \"aws-demo\"")
+            && t.contains(&format!("--lineage {la}"))
+            && t.contains(&format!("--lineage {lb}")),
+        "{t}"
+    );
+    assert_eq!(live(moto, "aws-demo").len(), 18, "nothing removed: {t}");
+
+    let o = destroy(&["--lineage", &la]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("Removed 9 instance(s)"), "{t}");
+    let left = live(moto, "aws-demo");
+    assert_eq!(left.len(), 9, "{t}");
+    assert_eq!(
+        moto.tagged_with("DescribeInstances",
+            "dcform:lineage",
+            &la,
+            "instanceId"
+        ),
+        moto.tagged_with("DescribeInstances&Filter.2.Name=instance-state-name&Filter.2.Value.1=terminated",
+            "dcform:lineage",
+            &la,
+            "instanceId"
+        ),
+        "every instance of {la} is terminated"
+    );
+    assert_eq!(
+        moto.tagged_with("DescribeVpcs", "dcform:lineage", &la, "vpcId"),
+        0
+    );
+    assert_eq!(
+        moto.tagged_with("DescribeVpcs", "dcform:lineage", &lb, "vpcId"),
+        1
+    );
+
+    // An unknown lineage is refused, naming what there is.
+    let o = destroy(&["--lineage", "not-a-lineage"]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(t.contains(&format!("--lineage {lb}")), "{t}");
+    assert_eq!(live(moto, "aws-demo").len(), 9);
+
+    // One lineage left: no flag needed.
+    let o = destroy(&[]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains(&format!("lineage {lb}:")), "{t}");
+    assert_nothing_left(moto, "aws-demo");
+}
+
+/// `apply --infra-only` uploads nothing, so it needs no core binary: with `DCFORM_CORE_BINARY`
+/// pointing nowhere it still makes the machines, where a plain apply refuses before touching EC2.
+#[tokio::test]
+async fn apply_infra_only_needs_no_core_binary() {
+    let Some((_g, moto)) = moto_support::session().await else {
+        return;
+    };
+    let c = Cluster::new();
+    let nowhere = c.dir.path().join("no-such-dccore");
+    let run = |args: &[&str]| {
+        dc_support::testing::output_within(
+            Duration::from_secs(120),
+            c.command(&moto.url, args)
+                .env("DCFORM_CORE_BINARY", &nowhere),
+        )
+    };
+    let o = run(&["apply", "--auto-approve", "aws.hcl"]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("no-such-dccore"),
+        "the error names the binary: {t}"
+    );
+    assert_eq!(live(moto, "aws-demo"), vec![], "nothing launched: {t}");
+
+    let o = run(&["apply", "--infra-only", "--auto-approve", "aws.hcl"]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert_eq!(live(moto, "aws-demo").len(), 9, "{t}");
+    // Nothing was installed, so no core is recorded as installed.
+    assert!(c.state()["resources"].get("core_version").is_none(), "{t}");
 }

@@ -103,6 +103,7 @@ fn applied_state(provider: ProviderKind, fresh: &plan::Plan, core: &CoreTarget) 
             host: c.host.clone(),
             provider_id: Some(format!("id-{}", c.node)),
             addresses: vec!["10.0.0.1".into()],
+            private_address: None,
             ssh_host_key: Some("SHA256:x".into()),
             core_version: Some(core.version.clone()),
             config_hash: c.config_hash.clone(),

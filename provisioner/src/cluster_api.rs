@@ -17,7 +17,7 @@ use dccore_api::proto::Resource;
 use dccore_api::tls::{Ca, Tls, TlsError};
 
 use crate::state::{NodeState, NodeStatus, State};
-use crate::step_ops::api_address;
+use crate::step_ops::{api_address, public_api_address};
 
 /// How long one call to the cluster may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -66,7 +66,7 @@ pub fn master_url(state: &State) -> Option<String> {
         .nodes
         .iter()
         .find(|n| n.role == crate::spec::Role::Master)
-        .map(|m| format!("{}://{}", scheme(state), api_address(m)))
+        .map(|m| format!("{}://{}", scheme(state), public_api_address(m)))
 }
 
 /// What dcform calls a cluster with: its master, the credentials kept in the state folder, and
@@ -273,7 +273,7 @@ impl ClusterAccess {
             .iter()
             .filter(|n| n.role == crate::spec::Role::Master && n.status == NodeStatus::Running)
         {
-            let url = format!("{}://{}", scheme(state), api_address(m));
+            let url = format!("{}://{}", scheme(state), public_api_address(m));
             let r = self.master_health(&url).await.map_err(|e| e.to_string());
             seen.masters.insert(m.name.clone(), r);
         }
@@ -333,6 +333,7 @@ mod tests {
             host: None,
             provider_id: None,
             addresses: vec![addr.into()],
+            private_address: None,
             ssh_host_key: None,
             core_version: None,
             config_hash: None,

@@ -27,6 +27,10 @@ pub struct Settings {
     /// Fixed credentials (access key id, secret) instead of the default chain: for tests against
     /// moto, which accepts any.
     pub static_credentials: Option<(String, String)>,
+    /// The state's lineage: resources are tagged `dcform:lineage` with it and looked up by it too,
+    /// so two clusters of one name in one account never adopt or delete each other's. `None`: by
+    /// cluster name alone (`destroy --cluster` before it knows which lineage, older states).
+    pub lineage: Option<String>,
 }
 
 /// An EC2 client and the region it talks to.
@@ -34,6 +38,7 @@ pub struct Settings {
 pub struct Ec2 {
     pub(crate) client: aws_sdk_ec2::Client,
     region: String,
+    pub(crate) lineage: Option<String>,
 }
 
 impl Ec2 {
@@ -89,7 +94,11 @@ impl Ec2 {
             });
         };
         let client = aws_sdk_ec2::Client::new(&config);
-        Ok(Ec2 { client, region })
+        Ok(Ec2 {
+            client,
+            region,
+            lineage: settings.lineage.clone(),
+        })
     }
 
     /// The region this client talks to.

@@ -7,7 +7,7 @@ use aws_sdk_ec2::types::{
 };
 
 use crate::network::Subnet;
-use crate::tags::{self, CLUSTER, INDICES, NODE, POOL, ROLE, cluster_filter, tag};
+use crate::tags::{self, INDICES, LINEAGE, NODE, POOL, ROLE, tag};
 use crate::wait::{self, Poll, WaitPolicy};
 use crate::{AwsError, Ec2};
 
@@ -71,6 +71,8 @@ pub struct Instance {
     pub node: Option<String>,
     /// Its pool (`dcform:pool`).
     pub pool: Option<String>,
+    /// The lineage of the state that launched it (`dcform:lineage`; none before lineages were tagged).
+    pub lineage: Option<String>,
     /// Whether it carries the `dcform:node` tag yet.
     pub node_tagged: bool,
     /// EC2 state name (`pending`, `running`, ...).
@@ -84,15 +86,6 @@ pub struct Instance {
 }
 
 impl Instance {
-    /// Addresses to reach it at, best first: public (reachable from the operator's machine), then private.
-    pub fn addresses(&self) -> Vec<String> {
-        self.public_ip
-            .iter()
-            .chain(self.private_ip.iter())
-            .cloned()
-            .collect()
-    }
-
     fn from_sdk(i: &aws_sdk_ec2::types::Instance) -> Option<Instance> {
         let t = i.tags();
         let pool = tags::value(t, POOL).map(str::to_string);
@@ -113,6 +106,7 @@ impl Instance {
             id: i.instance_id()?.to_string(),
             node,
             pool,
+            lineage: tags::value(t, LINEAGE).map(str::to_string),
             node_tagged,
             state: i
                 .state()
@@ -143,7 +137,7 @@ impl Ec2 {
         let mut q = self
             .client
             .describe_instances()
-            .filters(cluster_filter(cluster))
+            .set_filters(Some(self.scope(cluster)))
             .filters(
                 Filter::builder()
                     .name("instance-state-name")
@@ -197,12 +191,14 @@ impl Ec2 {
         let n = i32::try_from(nodes.len())
             .map_err(|_| AwsError::other("RunInstances", &target, "too many nodes in one call"))?;
         let indices: Vec<u32> = nodes.iter().map(|s| s.index).collect();
-        let mut launch_tags = vec![
-            tag(CLUSTER, &t.cluster),
-            tag(POOL, &t.pool),
-            tag(ROLE, &t.role),
-            tag(INDICES, &tags::encode_indices(&indices)),
-        ];
+        let mut launch_tags = self.tagged(
+            &t.cluster,
+            vec![
+                tag(POOL, &t.pool),
+                tag(ROLE, &t.role),
+                tag(INDICES, &tags::encode_indices(&indices)),
+            ],
+        );
         if let [only] = nodes {
             launch_tags.push(tag(NODE, &only.name));
             launch_tags.push(tag("Name", &format!("{}-{}", t.cluster, only.name)));
@@ -229,7 +225,7 @@ impl Ec2 {
             .tag_specifications(tags::spec(ResourceType::Instance, launch_tags))
             .tag_specifications(tags::spec(
                 ResourceType::Volume,
-                vec![tag(CLUSTER, &t.cluster), tag(POOL, &t.pool)],
+                self.tagged(&t.cluster, vec![tag(POOL, &t.pool)]),
             ));
         if let Some(k) = &t.key_name {
             q = q.key_name(k);

@@ -15,7 +15,7 @@ use aws_sdk_ec2::types::{
     AttributeBooleanValue, Filter, IpPermission, IpRange, ResourceType, UserIdGroupPair,
 };
 
-use crate::tags::{self, CLUSTER, PART, cluster_filter, tag};
+use crate::tags::{self, PART, tag};
 use crate::{AwsError, Ec2};
 
 /// What network a cluster wants.
@@ -98,9 +98,13 @@ impl Network {
     }
 }
 
-/// The name of the cluster's key pair.
-pub fn key_pair_name(cluster: &str) -> String {
-    format!("dcform-{cluster}")
+/// The name of the cluster's key pair: key pair names are unique in a region, so a cluster with a
+/// lineage carries the start of it (two clusters of one name each get their own).
+pub fn key_pair_name(cluster: &str, lineage: Option<&str>) -> String {
+    match lineage {
+        Some(l) => format!("dcform-{cluster}-{}", l.get(..8).unwrap_or(l)),
+        None => format!("dcform-{cluster}"),
+    }
 }
 
 /// Subnet `k` of `vpc_cidr`: 16 slices of prefix + 4 (a /16 gives /20s).
@@ -123,7 +127,7 @@ impl Ec2 {
         let c = &self.client;
         let cluster = spec.cluster.as_str();
         let base_tags = |part: &str, name: String| {
-            vec![tag(CLUSTER, cluster), tag(PART, part), tag("Name", &name)]
+            self.tagged(cluster, vec![tag(PART, part), tag("Name", &name)])
         };
         let mut net = Network {
             region: self.region().to_string(),
@@ -134,7 +138,7 @@ impl Ec2 {
             // VPC.
             let found = c
                 .describe_vpcs()
-                .filters(cluster_filter(cluster))
+                .set_filters(Some(self.scope(cluster)))
                 .send()
                 .await
                 .map_err(|e| AwsError::from_sdk("DescribeVpcs", cluster, e))?;
@@ -197,7 +201,7 @@ impl Ec2 {
             }
             let existing = c
                 .describe_subnets()
-                .filters(cluster_filter(cluster))
+                .set_filters(Some(self.scope(cluster)))
                 .filters(Filter::builder().name("vpc-id").values(&net.vpc_id).build())
                 .send()
                 .await
@@ -259,7 +263,7 @@ impl Ec2 {
             // Internet gateway, attached.
             let found = c
                 .describe_internet_gateways()
-                .filters(cluster_filter(cluster))
+                .set_filters(Some(self.scope(cluster)))
                 .send()
                 .await
                 .map_err(|e| AwsError::from_sdk("DescribeInternetGateways", cluster, e))?;
@@ -306,7 +310,7 @@ impl Ec2 {
             // Route table: default route to the gateway, associated with every subnet.
             let found = c
                 .describe_route_tables()
-                .filters(cluster_filter(cluster))
+                .set_filters(Some(self.scope(cluster)))
                 .send()
                 .await
                 .map_err(|e| AwsError::from_sdk("DescribeRouteTables", cluster, e))?;
@@ -400,7 +404,7 @@ impl Ec2 {
         self.ensure_groups(spec, &mut net).await?;
 
         if let Some(key) = &spec.public_key {
-            let name = key_pair_name(cluster);
+            let name = key_pair_name(cluster, self.lineage.as_deref());
             let found = c
                 .describe_key_pairs()
                 .filters(Filter::builder().name("key-name").values(&name).build())
@@ -413,7 +417,7 @@ impl Ec2 {
                     .public_key_material(Blob::new(key.trim().as_bytes()))
                     .tag_specifications(tags::spec(
                         ResourceType::KeyPair,
-                        vec![tag(CLUSTER, cluster), tag(PART, "key")],
+                        self.tagged(cluster, vec![tag(PART, "key")]),
                     ))
                     .send()
                     .await
@@ -431,7 +435,7 @@ impl Ec2 {
         let cluster = spec.cluster.as_str();
         let found = c
             .describe_security_groups()
-            .filters(cluster_filter(cluster))
+            .set_filters(Some(self.scope(cluster)))
             .filters(Filter::builder().name("vpc-id").values(&net.vpc_id).build())
             .send()
             .await
@@ -458,7 +462,7 @@ impl Ec2 {
                         .vpc_id(&net.vpc_id)
                         .tag_specifications(tags::spec(
                             ResourceType::SecurityGroup,
-                            vec![tag(CLUSTER, cluster), tag(PART, part), tag("Name", &name)],
+                            self.tagged(cluster, vec![tag(PART, part), tag("Name", &name)]),
                         ))
                         .send()
                         .await

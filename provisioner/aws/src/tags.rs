@@ -1,11 +1,17 @@
 //! The tags dcform puts on everything it creates. `destroy --cluster NAME` finds a cluster by
-//! [`CLUSTER`] alone, so every resource carries it from its creation call on (tag specifications,
-//! never a later CreateTags), and nothing survives a destroy unnoticed.
+//! [`CLUSTER`], so every resource carries it from its creation call on (tag specifications, never a
+//! later CreateTags), and nothing survives a destroy unnoticed. [`LINEAGE`] (the state's lineage)
+//! tells apart two clusters of one name in one account: a client made with a lineage
+//! ([`Settings::lineage`](crate::Settings::lineage)) tags with it and finds only what carries it.
 
 use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
 
+use crate::Ec2;
+
 /// The cluster's name. On every resource.
 pub const CLUSTER: &str = "dcform:cluster";
+/// The lineage of the state that made the resource (a uuid): one cluster history.
+pub const LINEAGE: &str = "dcform:lineage";
 /// The pool of an instance.
 pub const POOL: &str = "dcform:pool";
 /// The role of an instance's pool (`master`, `agent`, `public_agent`).
@@ -39,6 +45,30 @@ pub(crate) fn cluster_filter(cluster: &str) -> Filter {
         .name(format!("tag:{CLUSTER}"))
         .values(cluster)
         .build()
+}
+
+impl Ec2 {
+    /// What finds `cluster`'s resources: its tag, and its lineage's when the client has one.
+    pub(crate) fn scope(&self, cluster: &str) -> Vec<Filter> {
+        let mut f = vec![cluster_filter(cluster)];
+        if let Some(l) = &self.lineage {
+            f.push(
+                Filter::builder()
+                    .name(format!("tag:{LINEAGE}"))
+                    .values(l)
+                    .build(),
+            );
+        }
+        f
+    }
+
+    /// `more` after the tags naming `cluster` (and the client's lineage): a new resource's tags.
+    pub(crate) fn tagged(&self, cluster: &str, more: Vec<Tag>) -> Vec<Tag> {
+        let mut t = vec![tag(CLUSTER, cluster)];
+        t.extend(self.lineage.iter().map(|l| tag(LINEAGE, l)));
+        t.extend(more);
+        t
+    }
 }
 
 /// A tag's value among `tags`.

@@ -1,12 +1,15 @@
 //! Removing a cluster by tag, in dependency order: instances (waited for until terminated), then
 //! security groups, subnets, route tables, internet gateways (detached first), VPCs and the key
-//! pair. Everything is found by `dcform:cluster`, so this works with the state lost, and again after
-//! an interrupted run.
+//! pair. Everything is found by `dcform:cluster` (and `dcform:lineage` when the client has one), so
+//! this works with the state lost, and again after an interrupted run. [`Ec2::lineages`] says which
+//! cluster histories carry a name before anything is removed.
 
-use aws_sdk_ec2::types::Filter;
+use std::collections::BTreeMap;
+
+use aws_sdk_ec2::types::{Filter, Tag};
 
 use crate::network::key_pair_name;
-use crate::tags::cluster_filter;
+use crate::tags::{self, LINEAGE};
 use crate::wait::{self, Poll, WaitPolicy};
 use crate::{AwsError, Ec2};
 
@@ -74,7 +77,92 @@ where
     .await
 }
 
+/// Instance states that still hold the instance (a terminated one keeps its tags for a while).
+const ALL_BUT_TERMINATED: [&str; 5] =
+    ["pending", "running", "stopping", "stopped", "shutting-down"];
+
 impl Ec2 {
+    /// What carries `cluster`'s tag, as `kind id` lines grouped by `dcform:lineage` (`""`: tagged
+    /// before dcform tagged lineages): live instances and the network and key pair [`purge_cluster`]
+    /// removes. Looks at the name only, whatever the client's lineage.
+    ///
+    /// [`purge_cluster`]: Ec2::purge_cluster
+    pub async fn lineages(&self, cluster: &str) -> Result<BTreeMap<String, Vec<String>>, AwsError> {
+        let c = &self.client;
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut by_name = self.clone();
+        by_name.lineage = None;
+        for i in by_name
+            .instances(cluster, None, &ALL_BUT_TERMINATED)
+            .await?
+        {
+            out.entry(i.lineage.unwrap_or_default())
+                .or_default()
+                .push(format!("instance {}", i.id));
+        }
+        // Each kind's own Describe call (not DescribeTags, which also answers for deleted
+        // resources on some EC2-compatible endpoints).
+        let scope = || Some(by_name.scope(cluster));
+        let mut add = |kind: &str, id: Option<&str>, tags: &[Tag]| {
+            if let Some(id) = id {
+                out.entry(tags::value(tags, LINEAGE).unwrap_or_default().to_string())
+                    .or_default()
+                    .push(format!("{kind} {id}"));
+            }
+        };
+        let r = c.describe_vpcs().set_filters(scope()).send().await;
+        for v in r
+            .map_err(|e| AwsError::from_sdk("DescribeVpcs", cluster, e))?
+            .vpcs()
+        {
+            add("vpc", v.vpc_id(), v.tags());
+        }
+        let r = c.describe_subnets().set_filters(scope()).send().await;
+        for v in r
+            .map_err(|e| AwsError::from_sdk("DescribeSubnets", cluster, e))?
+            .subnets()
+        {
+            add("subnet", v.subnet_id(), v.tags());
+        }
+        let r = c
+            .describe_internet_gateways()
+            .set_filters(scope())
+            .send()
+            .await;
+        for v in r
+            .map_err(|e| AwsError::from_sdk("DescribeInternetGateways", cluster, e))?
+            .internet_gateways()
+        {
+            add("internet gateway", v.internet_gateway_id(), v.tags());
+        }
+        let r = c.describe_route_tables().set_filters(scope()).send().await;
+        for v in r
+            .map_err(|e| AwsError::from_sdk("DescribeRouteTables", cluster, e))?
+            .route_tables()
+        {
+            add("route table", v.route_table_id(), v.tags());
+        }
+        let r = c
+            .describe_security_groups()
+            .set_filters(scope())
+            .send()
+            .await;
+        for v in r
+            .map_err(|e| AwsError::from_sdk("DescribeSecurityGroups", cluster, e))?
+            .security_groups()
+        {
+            add("security group", v.group_id(), v.tags());
+        }
+        let r = c.describe_key_pairs().set_filters(scope()).send().await;
+        for v in r
+            .map_err(|e| AwsError::from_sdk("DescribeKeyPairs", cluster, e))?
+            .key_pairs()
+        {
+            add("key pair", v.key_name(), v.tags());
+        }
+        Ok(out)
+    }
+
     /// Terminates every instance tagged with `cluster`, waits until they are gone, then deletes the
     /// cluster's network resources in dependency order.
     pub async fn purge_cluster(
@@ -84,8 +172,7 @@ impl Ec2 {
     ) -> Result<PurgeReport, AwsError> {
         let c = &self.client;
         let mut report = PurgeReport::default();
-        let all_but_terminated = ["pending", "running", "stopping", "stopped", "shutting-down"];
-        let instances = self.instances(cluster, None, &all_but_terminated).await?;
+        let instances = self.instances(cluster, None, &ALL_BUT_TERMINATED).await?;
         let ids: Vec<String> = instances.iter().map(|i| i.id.clone()).collect();
         self.terminate(&ids).await?;
         self.wait_for_state(&ids, "terminated", policy).await?;
@@ -93,7 +180,7 @@ impl Ec2 {
 
         let out = c
             .describe_security_groups()
-            .filters(cluster_filter(cluster))
+            .set_filters(Some(self.scope(cluster)))
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("DescribeSecurityGroups", cluster, e))?;
@@ -140,7 +227,7 @@ impl Ec2 {
 
         let out = c
             .describe_subnets()
-            .filters(cluster_filter(cluster))
+            .set_filters(Some(self.scope(cluster)))
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("DescribeSubnets", cluster, e))?;
@@ -164,7 +251,7 @@ impl Ec2 {
 
         let out = c
             .describe_route_tables()
-            .filters(cluster_filter(cluster))
+            .set_filters(Some(self.scope(cluster)))
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("DescribeRouteTables", cluster, e))?;
@@ -204,7 +291,7 @@ impl Ec2 {
 
         let out = c
             .describe_internet_gateways()
-            .filters(cluster_filter(cluster))
+            .set_filters(Some(self.scope(cluster)))
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("DescribeInternetGateways", cluster, e))?;
@@ -239,7 +326,7 @@ impl Ec2 {
 
         let out = c
             .describe_vpcs()
-            .filters(cluster_filter(cluster))
+            .set_filters(Some(self.scope(cluster)))
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("DescribeVpcs", cluster, e))?;
@@ -258,15 +345,15 @@ impl Ec2 {
         }
 
         // Key pairs: by tag, and by dcform's name for the cluster (tags on key pairs came late to EC2).
-        let name = key_pair_name(cluster);
+        let name = key_pair_name(cluster, self.lineage.as_deref());
         let mut keys: Vec<String> = Vec::new();
-        for filter in [
-            cluster_filter(cluster),
-            Filter::builder().name("key-name").values(&name).build(),
+        for filters in [
+            self.scope(cluster),
+            vec![Filter::builder().name("key-name").values(&name).build()],
         ] {
             let out = c
                 .describe_key_pairs()
-                .filters(filter)
+                .set_filters(Some(filters))
                 .send()
                 .await
                 .map_err(|e| AwsError::from_sdk("DescribeKeyPairs", cluster, e))?;

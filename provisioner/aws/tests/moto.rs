@@ -23,6 +23,7 @@ fn settings(url: &str) -> Settings {
         max_attempts: Some(4),
         initial_backoff: Some(Duration::from_millis(20)),
         static_credentials: Some(("testing".into(), "testing".into())),
+        lineage: None,
     }
 }
 

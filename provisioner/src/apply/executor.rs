@@ -15,7 +15,7 @@ use super::{
     RemoteError, RemoteOp,
 };
 use crate::plan::{NodeChange, Plan, Step};
-use crate::spec::{ClusterSpec, Role};
+use crate::spec::ClusterSpec;
 use crate::state::{NodeState, NodeStatus, State, StateError, StateFile};
 use dc_support::error::chain;
 use dc_support::retry::{self, Backoff, Next};
@@ -194,12 +194,7 @@ impl<P: Provider, I: Installer> Executor<P, I> {
     ) -> Result<Vec<NodeFailure>, ApplyError> {
         let permits = Arc::new(Semaphore::new(self.opts.parallelism.max(1)));
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let masters: Vec<NodeState> = state
-            .nodes
-            .iter()
-            .filter(|n| n.role == Role::Master)
-            .cloned()
-            .collect();
+        let masters = state.masters();
         let mut tasks = JoinSet::new();
         for change in changes {
             let node = state
@@ -289,6 +284,7 @@ fn fresh_node(change: &NodeChange) -> NodeState {
         host: change.host.clone(),
         provider_id: None,
         addresses: Vec::new(),
+        private_address: None,
         ssh_host_key: None,
         core_version: None,
         config_hash: None,
@@ -383,6 +379,7 @@ impl<P: Provider, I: Installer> NodeTask<P, I> {
                 .map_err(|e| chain(&e.into_error()))?;
                 ctx.node.provider_id = Some(machine.provider_id);
                 ctx.node.addresses = machine.addresses;
+                ctx.node.private_address = machine.private_address;
                 ctx.node.role = ctx.change.role;
                 ctx.node.core_version = None;
                 ctx.node.config_hash = None;
@@ -407,6 +404,7 @@ impl<P: Provider, I: Installer> NodeTask<P, I> {
                 // started by the next step (the node stays stopped until seen healthy).
                 ctx.node.provider_id = Some(machine.provider_id);
                 ctx.node.addresses = machine.addresses;
+                ctx.node.private_address = machine.private_address;
                 ctx.node.status = NodeStatus::Stopped;
                 self.record(&ctx.node).await;
             }

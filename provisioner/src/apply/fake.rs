@@ -111,6 +111,7 @@ impl Provider for FakeProvider {
         Ok(Machine {
             provider_id: id,
             addresses: vec![format!("10.0.0.{}", req.index)],
+            private_address: None,
         })
     }
 
@@ -126,6 +127,7 @@ impl Provider for FakeProvider {
         Ok(Machine {
             provider_id: id,
             addresses: vec![format!("10.0.0.{}", node.index)],
+            private_address: None,
         })
     }
 

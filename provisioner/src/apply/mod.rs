@@ -55,8 +55,11 @@ pub struct NodeRequest {
 pub struct Machine {
     /// Provider's id for it.
     pub provider_id: String,
-    /// Addresses to reach it at, best first.
+    /// Addresses to reach it at from outside, best first (empty: only through a bastion).
     pub addresses: Vec<String>,
+    /// Its address inside the cluster's network, when that is not the first of `addresses`
+    /// (see [`NodeState::private_address`](crate::state::NodeState::private_address)).
+    pub private_address: Option<String>,
 }
 
 /// Errors a provider reports. `transient` ones are retried with backoff.

@@ -86,6 +86,9 @@ pub(super) async fn apply_cmd(a: &ApplyArgs, destroy: bool) -> Result<u8, CliErr
             core_binary: a.core_binary.clone(),
             insecure_skip_host_key: a.insecure_skip_host_key,
             resources: state.resources.clone(),
+            lineage: Some(state.lineage.clone()),
+            // Stops before any upload: the core binary is not needed (nor looked for).
+            infra_only: a.infra_only,
         },
     );
     let (provider, installer, core) = build.map_err(|e| {
@@ -132,7 +135,7 @@ pub(super) async fn apply_cmd(a: &ApplyArgs, destroy: bool) -> Result<u8, CliErr
     let result = executor.apply(&plan, &mut state, &file, shutdown).await;
     watcher.abort();
     if result.is_ok() {
-        record_outputs(&mut state, &plan.spec, &core, &file);
+        record_outputs(&mut state, &plan.spec, core.as_ref(), &file);
         file.save(&mut state)?;
     }
     let s = plan.summary();
@@ -156,22 +159,30 @@ pub(super) async fn apply_cmd(a: &ApplyArgs, destroy: bool) -> Result<u8, CliErr
     }
 }
 
-/// After a successful apply: what the cluster is made of and how to reach it.
-fn record_outputs(state: &mut State, spec: &ClusterSpec, core: &CoreBinary, file: &StateFile) {
+/// After a successful apply: what the cluster is made of and how to reach it. `core`: the binary
+/// installed (`None` for `--infra-only`, which installed nothing: the record stays as it was).
+fn record_outputs(
+    state: &mut State,
+    spec: &ClusterSpec,
+    core: Option<&CoreBinary>,
+    file: &StateFile,
+) {
     if state.nodes.is_empty() {
         state.outputs.clear();
         state.resources.remove("core_version");
         state.resources.remove("core_sha256");
         return;
     }
-    state
-        .resources
-        .insert("core_version".into(), core.version.clone());
-    state
-        .resources
-        .insert("core_sha256".into(), core.sha256.clone());
+    if let Some(core) = core {
+        state
+            .resources
+            .insert("core_version".into(), core.version.clone());
+        state
+            .resources
+            .insert("core_sha256".into(), core.sha256.clone());
+    }
     if state.provider == ProviderKind::Aws {
-        state.outputs.extend(providers::aws::outputs(state));
+        state.outputs.extend(providers::aws::outputs(state, spec));
     }
     if let Some(url) = cluster_api::master_url(state) {
         state

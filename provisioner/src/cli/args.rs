@@ -286,6 +286,11 @@ pub struct DestroyArgs {
     /// definition's provider if one is given, else docker.
     #[arg(long, value_name = "PROVIDER", value_parser = label_provider, requires = "cluster")]
     pub provider: Option<ProviderKind>,
+    /// With `--cluster` on aws: only the resources tagged `dcform:lineage=L` (the `lineage` of the
+    /// cluster's state). Needed when several clusters of that name share the account and region:
+    /// the error lists them.
+    #[arg(long, value_name = "L", requires = "cluster")]
+    pub lineage: Option<String>,
 }
 
 /// `--provider` of `destroy --cluster`: the providers whose objects carry the cluster's label.

@@ -38,12 +38,32 @@ pub async fn destroy_by_label(a: &DestroyArgs) -> Result<u8, CliError> {
             Some(crate::spec::ProviderSpec::Aws(a)) => (**a).clone(),
             _ => crate::spec::AwsProvider::default(),
         };
-        println!("dcform will remove every EC2 resource tagged dcform:cluster={cluster}.");
+        let found = crate::providers::aws::lineages(cluster, &aws)
+            .await
+            .map_err(|e| CliError::internal(anyhow::Error::new(e)))?;
+        let lineage = pick_lineage(cluster, &found, a.lineage.as_deref())?;
+        for (l, what) in found
+            .iter()
+            .filter(|(l, _)| lineage.is_none_or(|p| p == *l))
+        {
+            println!("lineage {}:", lineage_label(l));
+            for w in what {
+                println!("  {w}");
+            }
+        }
+        match lineage {
+            Some(l) => println!(
+                "dcform will remove every EC2 resource tagged dcform:cluster={cluster} and dcform:lineage={l}."
+            ),
+            None => {
+                println!("dcform will remove every EC2 resource tagged dcform:cluster={cluster}.")
+            }
+        }
         if !a.apply.auto_approve && !confirm(true)? {
             println!("Destroy cancelled.");
             return Ok(exit::USER);
         }
-        let r = crate::providers::aws::purge_cluster(cluster, &aws)
+        let r = crate::providers::aws::purge_cluster(cluster, &aws, lineage)
             .await
             .map_err(|e| CliError::internal(anyhow::Error::new(e)))?;
         for l in r.lines() {
@@ -213,6 +233,59 @@ fn node_target(a: &NodeCmdArgs) -> Result<(NodeState, SshConnector, StateFile), 
     let connector = SshConnector::from_spec(&ssh, key, file.dir().join("logs"), false);
     connector.pin_recorded(&state.resources);
     Ok((node, connector, file))
+}
+
+fn lineage_label(l: &str) -> &str {
+    if l.is_empty() {
+        "(none: tagged before lineages were)"
+    } else {
+        l
+    }
+}
+
+/// Which lineage `destroy --cluster` removes: the one asked for (it must be among those found), else
+/// the only one found (`None`: by name alone, for resources tagged before lineages were, or when
+/// nothing is found). Several clusters of one name and no `--lineage`: an error listing them.
+fn pick_lineage<'a>(
+    cluster: &str,
+    found: &'a std::collections::BTreeMap<String, Vec<String>>,
+    asked: Option<&'a str>,
+) -> Result<Option<&'a str>, CliError> {
+    let list = || {
+        found
+            .iter()
+            .map(|(l, what)| {
+                format!(
+                    "\n  --lineage {}  ({} resource(s): {})",
+                    lineage_label(l),
+                    what.len(),
+                    what.join(", ")
+                )
+            })
+            .collect::<String>()
+    };
+    match asked {
+        Some(l) if found.contains_key(l) && !l.is_empty() => Ok(Some(l)),
+        Some(l) => Err(CliError::user(anyhow!(
+            "no EC2 resource of cluster \"{cluster}\" carries dcform:lineage={l}; found:{}",
+            if found.is_empty() {
+                " nothing".to_string()
+            } else {
+                list()
+            }
+        ))),
+        None if found.len() <= 1 => Ok(found
+            .keys()
+            .next()
+            .map(String::as_str)
+            .filter(|l| !l.is_empty())),
+        None => Err(CliError::user(anyhow!(
+            "{} clusters named \"{cluster}\" share this account and region (one per state lineage); \
+             nothing was removed. Say which with --lineage (the `lineage` in its state.json):{}",
+            found.len(),
+            list()
+        ))),
+    }
 }
 
 async fn connect(node: &NodeState, c: &SshConnector) -> Result<SshRemote, CliError> {
@@ -392,6 +465,7 @@ mod forget_tests {
             host: None,
             provider_id: Some("c0ffee".into()),
             addresses: vec!["172.18.0.2".into()],
+            private_address: None,
             ssh_host_key: None,
             core_version: None,
             config_hash: None,

@@ -57,6 +57,7 @@ fn applied(spec: &ClusterSpec) -> State {
             host: c.host.clone(),
             provider_id: Some(format!("id-{}", c.node)),
             addresses: vec!["127.0.0.1".into()],
+            private_address: None,
             ssh_host_key: None,
             core_version: Some("1.0.0".into()),
             config_hash: c.config_hash.clone(),

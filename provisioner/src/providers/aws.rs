@@ -6,7 +6,9 @@
 //! `Name`; an interrupted apply's instances are found by those tags and adopted, never launched
 //! twice. `destroy` terminates (batched too); `teardown` removes everything tagged with the cluster,
 //! in dependency order, which is also what `dcform destroy --cluster NAME` does with no state.
-//! Machines are bootstrapped over SSH at their public address like any other host; at first contact
+//! Nodes talk to each other at their private addresses (`NodeState::private_address`); dcform reaches
+//! them at their public one, or, for private agents (`private_agents = true`: no public address),
+//! through the declared bastion or the first master ([`super::route`]). At first contact
 //! the host key is checked against the keys the instance printed on its console (`GetConsoleOutput`)
 //! when EC2 has them, else trusted on first use and pinned, as everywhere.
 
@@ -16,23 +18,27 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dcform_aws::{
-    AwsError, Ec2, ExtraVolume, Launcher, Network, NetworkSpec, NodeSlot, PoolTemplate,
-    PurgeReport, Settings, Terminator, WaitPolicy,
+    AwsError, Ec2, ExtraVolume, Launcher, Network, NetworkSpec, NodeSlot, PoolTemplate, Settings,
+    Terminator, WaitPolicy,
 };
 use dcform_bootstrap::ssh::HostKeyPolicy;
 use tokio::sync::OnceCell;
 
-use crate::apply::{Machine, NodeRequest, Provider, ProviderError, RemoteError};
+use crate::apply::{Machine, NodeRequest, Provider, ProviderError, Remote, RemoteError};
 use crate::spec::{AwsProvider as AwsSpec, ClusterSpec, PoolSpec, Role, SshSpec};
-use crate::state::{NodeState, State};
+use crate::state::NodeState;
 use crate::step_ops::MASTER_PORT;
 
+pub use super::aws_inventory::{lineages, outputs, purge_cluster, refresh};
+use super::route::{self, Route};
 use super::ssh_remote::{SshConnector, SshRemote};
 
 /// Instance type for pools and providers that set none: 4 vCPUs, 16 GiB, dcos-terraform's default class.
 pub const DEFAULT_INSTANCE_TYPE: &str = "m5.xlarge";
 /// Why a definition without `ami` or `ami_name` cannot be applied.
 pub const NO_IMAGE: &str = "provider \"aws\" needs an image: set ami = \"ami-...\" (ids differ per region) or ami_name = \"...\" with ami_owners = [...]";
+/// The state's record that the cluster's resources carry its lineage (see [`AwsProvider::set_lineage`]).
+pub const LINEAGE_RECORD: &str = "aws_lineage";
 /// How long concurrent `create` calls are gathered into one launch.
 const GATHER: Duration = Duration::from_millis(50);
 
@@ -50,6 +56,11 @@ pub struct AwsProvider {
     prepared: Mutex<Option<Prepared>>,
     /// Where host keys read from consoles are kept as known_hosts files (`<state dir>/host-keys`).
     host_keys_dir: PathBuf,
+    /// The state's lineage when the cluster's resources carry it (see [`AwsProvider::set_lineage`]).
+    lineage: Option<String>,
+    /// The masters as the state and this run know them (addresses, pinned host key): the jump
+    /// hosts of private agents.
+    masters: Mutex<BTreeMap<String, NodeState>>,
 }
 
 /// What `prepare` found or made: the network and each pool's template.
@@ -59,7 +70,7 @@ struct Prepared {
 }
 
 /// How a provider error reads: the AWS error (call, code, hint) as the message.
-fn provider_error(node: &str, e: AwsError) -> ProviderError {
+pub(super) fn provider_error(node: &str, e: AwsError) -> ProviderError {
     ProviderError {
         node: node.to_string(),
         message: e.to_string(),
@@ -88,6 +99,16 @@ pub fn settings(aws: &AwsSpec) -> Settings {
     }
 }
 
+/// A node's machine as EC2 reports its instance: reached from outside at its public address (none for
+/// a private agent), by the other nodes at its private one.
+fn machine(i: dcform_aws::Instance) -> Machine {
+    Machine {
+        addresses: i.public_ip.into_iter().collect(),
+        private_address: i.private_ip,
+        provider_id: i.id,
+    }
+}
+
 impl AwsProvider {
     /// A provider for `spec`, keeping SSH logs under `state_dir/logs`.
     pub fn new(
@@ -112,6 +133,8 @@ impl AwsProvider {
             terminator: OnceCell::new(),
             prepared: Mutex::new(None),
             host_keys_dir: state_dir.join("host-keys"),
+            masters: Mutex::default(),
+            lineage: None,
         }
     }
 
@@ -120,9 +143,62 @@ impl AwsProvider {
         &self.connector
     }
 
+    /// Tags everything made with `lineage` (`dcform:lineage`) and finds only what carries it, so
+    /// another cluster of the same name (another state) is never adopted or destroyed — unless the
+    /// state's network was made before lineages were tagged (`aws_vpc` recorded without
+    /// `aws_lineage`): that cluster stays found by name, as it was made.
+    pub fn set_lineage(&mut self, lineage: &str, resources: &BTreeMap<String, String>) {
+        let tagged = resources.get(LINEAGE_RECORD).is_some_and(|l| l == lineage);
+        if tagged || !resources.contains_key("aws_vpc") {
+            self.lineage = Some(lineage.to_string());
+        }
+    }
+
+    /// Learns the masters of `nodes` (the state's), the jump hosts of private agents.
+    pub fn know_masters(&self, nodes: &[NodeState]) {
+        for n in nodes.iter().filter(|n| n.role == Role::Master) {
+            self.know_master(n.clone());
+        }
+    }
+
+    fn know_master(&self, n: NodeState) {
+        let mut known = self.masters.lock().unwrap_or_else(|p| p.into_inner());
+        // A key pinned earlier stays unless this record has one (a fresh create has none yet).
+        let key = n
+            .ssh_host_key
+            .clone()
+            .or_else(|| known.get(&n.name).and_then(|k| k.ssh_host_key.clone()));
+        known.insert(
+            n.name.clone(),
+            NodeState {
+                ssh_host_key: key,
+                ..n
+            },
+        );
+    }
+
+    /// How dcform's SSH reaches `node` (see [`route::choose`]).
+    pub fn route(&self, node: &NodeState) -> Result<Route, route::RouteError> {
+        let masters: Vec<NodeState> = self
+            .masters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        route::choose(node, self.ssh.bastion.as_ref(), &masters, self.ssh.port)
+    }
+    }
+
     async fn ec2(&self) -> Result<&Ec2, ProviderError> {
         self.ec2
-            .get_or_try_init(|| async { Ec2::connect(&settings(&self.aws)).await })
+            .get_or_try_init(|| async {
+                Ec2::connect(&Settings {
+                    lineage: self.lineage.clone(),
+                    ..settings(&self.aws)
+                })
+                .await
+            })
             .await
             .map_err(|e| provider_error("cluster", e))
     }
@@ -265,7 +341,8 @@ impl AwsProvider {
                 })
                 .collect(),
             user_data: self.aws.user_data.clone(),
-            public_ip: true,
+            // Private agents are reached through a bastion; everything else at its public address.
+            public_ip: !(self.aws.private_agents && pool.role == Role::Agent),
             security_groups: groups,
             key_name: net.key_name.clone(),
         }
@@ -354,6 +431,9 @@ impl Provider for AwsProvider {
         records.retain(|k, _| !k.starts_with("aws_"));
         records.extend(net.to_records());
         records.insert("aws_ami".into(), ami);
+        if let Some(l) = &self.lineage {
+            records.insert(LINEAGE_RECORD.into(), l.clone());
+        }
         records.insert("aws_root_device".into(), root);
         // For refresh, which has only the state: where to ask.
         if let Some(e) = &self.aws.endpoint {
@@ -382,10 +462,24 @@ impl Provider for AwsProvider {
             .launch(template, subnet, slot)
             .await
             .map_err(|e| provider_error(&req.name, e))?;
-        Ok(Machine {
-            addresses: i.addresses(),
-            provider_id: i.id,
-        })
+        let m = machine(i);
+        if req.role == Role::Master {
+            self.know_master(NodeState {
+                name: req.name.clone(),
+                pool: req.pool.clone(),
+                index: req.index,
+                role: req.role,
+                host: None,
+                provider_id: Some(m.provider_id.clone()),
+                addresses: m.addresses.clone(),
+                private_address: m.private_address.clone(),
+                ssh_host_key: None,
+                core_version: None,
+                config_hash: None,
+                status: crate::state::NodeStatus::Created,
+            });
+        }
+        Ok(m)
     }
 
     async fn start(&self, node: &NodeState) -> Result<Machine, ProviderError> {
@@ -401,26 +495,56 @@ impl Provider for AwsProvider {
             .start(id)
             .await
             .map_err(|e| provider_error(&node.name, e))?;
-        Ok(Machine {
-            addresses: i.addresses(),
-            provider_id: i.id,
-        })
+        let m = machine(i);
+        if node.role == Role::Master {
+            self.know_master(NodeState {
+                addresses: m.addresses.clone(),
+                private_address: m.private_address.clone(),
+                ..node.clone()
+            });
+        }
+        Ok(m)
     }
 
     async fn connect(&self, node: &NodeState) -> Result<SshRemote, RemoteError> {
+        let route = self.route(node).map_err(|e| RemoteError::Refused {
+            host: node.name.clone(),
+            message: e.to_string(),
+        })?;
         // Only a first contact can be helped by the console: a recorded key (or the user's known_hosts,
         // or --insecure-skip-host-key) already decides.
-        if self.connector.policy_for(node) != HostKeyPolicy::TrustOnFirstUse {
-            return self.connector.connect(node).await;
+        let mut policy = self.connector.policy_for(node);
+        if policy == HostKeyPolicy::TrustOnFirstUse
+            && let Some(file) = self.console_known_hosts(node).await
+        {
+            policy = HostKeyPolicy::KnownHosts(file);
         }
-        match self.console_known_hosts(node).await {
-            Some(file) => {
+        let remote = match route {
+            Route::Direct { .. } => self.connector.connect_checking(node, policy).await?,
+            Route::ViaMaster {
+                master,
+                bastion,
+                host,
+            } => {
+                let key = self
+                    .masters
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&master)
+                    .and_then(|m| m.ssh_host_key.clone());
                 self.connector
-                    .connect_checking(node, HostKeyPolicy::KnownHosts(file))
-                    .await
+                    .connect_through(node, &host, &bastion, key, policy)
+                    .await?
             }
-            None => self.connector.connect(node).await,
+        };
+        if node.role == Role::Master {
+            // The key seen now is the one a private agent's jump through this master must present.
+            self.know_master(NodeState {
+                ssh_host_key: node.ssh_host_key.clone().or_else(|| remote.host_key()),
+                ..node.clone()
+            });
         }
+        Ok(remote)
     }
 
     async fn destroy(&self, node: &NodeState) -> Result<(), ProviderError> {
@@ -458,99 +582,6 @@ impl Provider for AwsProvider {
             .map_err(|e| provider_error("cluster", e))?;
         Ok(())
     }
-}
-
-/// `dcform destroy --cluster NAME` for AWS: everything tagged `dcform:cluster=NAME`, no state needed.
-pub async fn purge_cluster(cluster: &str, aws: &AwsSpec) -> Result<PurgeReport, ProviderError> {
-    let ec2 = Ec2::connect(&settings(aws))
-        .await
-        .map_err(|e| provider_error("cluster", e))?;
-    ec2.purge_cluster(cluster, WaitPolicy::default())
-        .await
-        .map_err(|e| provider_error("cluster", e))
-}
-
-/// Refresh for `aws` states: the nodes whose instance was terminated outside dcform (gone) and those
-/// whose instance is stopped, asked of EC2 by the cluster's tag in the region recorded by `prepare`
-/// (and the endpoint, when the definition set one). If EC2 cannot be asked, nothing is marked and
-/// the reason is logged: the plan is then the one the state alone gives.
-pub async fn refresh(state: &State) -> (Vec<String>, Vec<String>) {
-    let settings = Settings {
-        region: state.resources.get("aws_region").cloned(),
-        endpoint: state.resources.get("aws_endpoint").cloned(),
-        ..Settings::default()
-    };
-    let found = async {
-        let ec2 = Ec2::connect(&settings).await?;
-        ec2.instances(
-            &state.cluster,
-            None,
-            &["pending", "running", "stopping", "stopped"],
-        )
-        .await
-    }
-    .await;
-    let found = match found {
-        Ok(f) => f,
-        Err(e) => {
-            tracing::warn!(error = %e, "refresh: cannot list the cluster's instances; planning from the state alone");
-            return (Vec::new(), Vec::new());
-        }
-    };
-    let mut gone = Vec::new();
-    let mut stopped = Vec::new();
-    for n in state
-        .nodes
-        .iter()
-        .filter(|n| n.status >= crate::state::NodeStatus::Created)
-    {
-        let Some(id) = n.provider_id.as_deref() else {
-            continue;
-        };
-        match found.iter().find(|i| i.id == id) {
-            None => gone.push(n.name.clone()),
-            Some(i) if matches!(i.state.as_str(), "stopping" | "stopped") => {
-                stopped.push(n.name.clone())
-            }
-            Some(_) => {}
-        }
-    }
-    (gone, stopped)
-}
-
-/// Outputs of an AWS cluster: master and public-agent addresses and the instance ids per pool.
-pub fn outputs(state: &State) -> BTreeMap<String, serde_json::Value> {
-    let addresses = |role: Role| -> Vec<String> {
-        state
-            .nodes
-            .iter()
-            .filter(|n| n.role == role)
-            .filter_map(|n| n.addresses.first().cloned())
-            .collect()
-    };
-    let mut ids: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for n in &state.nodes {
-        if let Some(id) = &n.provider_id {
-            ids.entry(n.pool.clone()).or_default().push(id.clone());
-        }
-    }
-    let mut out = BTreeMap::new();
-    out.insert(
-        "master_addresses".into(),
-        serde_json::json!(addresses(Role::Master)),
-    );
-    out.insert(
-        "public_agent_addresses".into(),
-        serde_json::json!(addresses(Role::PublicAgent)),
-    );
-    out.insert("instance_ids".into(), serde_json::json!(ids));
-    if let Some(r) = state.resources.get("aws_region") {
-        out.insert("aws_region".into(), serde_json::json!(r));
-    }
-    if let Some(v) = state.resources.get("aws_vpc") {
-        out.insert("aws_vpc".into(), serde_json::json!(v));
-    }
-    out
 }
 
 #[cfg(test)]

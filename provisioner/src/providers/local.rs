@@ -145,6 +145,7 @@ impl Provider for LocalProvider {
         Ok(Machine {
             provider_id: dir.display().to_string(),
             addresses: vec![format!("127.0.0.1:{port}")],
+            private_address: None,
         })
     }
 
@@ -153,6 +154,7 @@ impl Provider for LocalProvider {
         Ok(Machine {
             provider_id: node.provider_id.clone().unwrap_or_default(),
             addresses: node.addresses.clone(),
+            private_address: None,
         })
     }
 
@@ -454,6 +456,7 @@ mod tests {
             host: None,
             provider_id: None,
             addresses: vec![],
+            private_address: None,
             ssh_host_key: None,
             core_version: None,
             config_hash: None,

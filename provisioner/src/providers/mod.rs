@@ -3,9 +3,11 @@
 //! means adding a variant and following the compiler.
 
 pub mod aws;
+mod aws_inventory;
 pub mod docker;
 pub mod liveness;
 pub mod local;
+pub mod route;
 pub mod ssh;
 pub mod ssh_remote;
 
@@ -102,16 +104,62 @@ pub struct BuildOptions {
     /// The state's cluster-wide records: the bastion's pinned host key is among them. `prepare` is not run
     /// by a destroy, so the provider learns them here.
     pub resources: BTreeMap<String, String>,
+    /// `apply --infra-only`: nothing is installed, so no core binary is looked for.
+    pub infra_only: bool,
+    /// The state's lineage: cloud resources are tagged and found by it (see
+    /// [`aws::AwsProvider::set_lineage`]).
+    pub lineage: Option<String>,
 }
 
 /// The provider and installer for `spec`, keeping their files (token, keys, logs, sandboxes) beside `state`.
 /// Checks the core binary first: a missing or wrong binary stops here, before any machine is touched.
+/// `--infra-only` installs nothing: no binary is looked for (`None`).
 pub fn build(
     spec: &ClusterSpec,
     state: &StateFile,
     core: &CoreTarget,
     opts: &BuildOptions,
-) -> Result<(AnyProvider, ScriptInstaller, CoreBinary), BuildError> {
+) -> Result<(AnyProvider, ScriptInstaller, Option<CoreBinary>), BuildError> {
+    let binary = if opts.infra_only {
+        None
+    } else {
+        Some(checked_core(spec, core, opts)?)
+    };
+    if let ProviderSpec::Aws(a) = &spec.provider
+        && a.ami.is_none()
+        && a.ami_name.is_none()
+    {
+        // A definition converted from a main.tf has no image yet: refused before anything is touched.
+        return Err(BuildError::Incomplete(aws::NO_IMAGE.to_string()));
+    }
+    let (mut provider, layout) =
+        machines(spec, state, opts.insecure_skip_host_key, &opts.resources)?;
+    if let (AnyProvider::Docker(p), Some(b)) = (&mut provider, &binary) {
+        p.set_core(&b.path);
+    }
+    if let (AnyProvider::Aws(p), Some(l)) = (&mut provider, &opts.lineage) {
+        p.set_lineage(l, &opts.resources);
+    }
+    let secrets = node_secrets(spec, state.dir())?;
+    let installer = ScriptInstaller {
+        core: binary.clone(),
+        secrets: Arc::new(secrets),
+        layout,
+        controller_epoch: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    };
+    Ok((provider, installer, binary))
+}
+
+/// The core binary the plan installs, found and identified: the right version, and for sandboxes
+/// and containers (which run on this host's kernel) this host's architecture.
+fn checked_core(
+    spec: &ClusterSpec,
+    core: &CoreTarget,
+    opts: &BuildOptions,
+) -> Result<CoreBinary, BuildError> {
     let binary = core_binary::identify(&core_binary::locate(opts.core_binary.as_deref())?)?;
     if binary.version != core.version {
         return Err(BuildError::CoreVersion {
@@ -121,34 +169,13 @@ pub fn build(
         });
     }
     match &spec.provider {
-        // Sandboxes and containers run on this host (containers share its kernel): the binary
-        // must run here. For ssh hosts the preflight checks each host's architecture.
+        // For ssh hosts and EC2 instances the preflight checks each machine's architecture.
         ProviderSpec::Local(_) | ProviderSpec::Docker(_) => {
             core_binary::check_arch(&binary, std::env::consts::ARCH)?;
         }
-        // A definition converted from a main.tf has no image yet: refused before anything is touched.
-        ProviderSpec::Aws(a) if a.ami.is_none() && a.ami_name.is_none() => {
-            return Err(BuildError::Incomplete(aws::NO_IMAGE.to_string()));
-        }
         _ => {}
     }
-    let (mut provider, layout) =
-        machines(spec, state, opts.insecure_skip_host_key, &opts.resources)?;
-    if let AnyProvider::Docker(p) = &mut provider {
-        p.set_core(&binary.path);
-    }
-    let secrets = node_secrets(spec, state.dir())?;
-    let installer = ScriptInstaller {
-        core_binary: binary.path.clone(),
-        core_arch: binary.arch.clone(),
-        secrets: Arc::new(secrets),
-        layout,
-        controller_epoch: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
-    };
-    Ok((provider, installer, binary))
+    Ok(binary)
 }
 
 /// The cluster's bearer token, made once (random, 0600) in the state folder and reused by every apply.
@@ -183,6 +210,11 @@ pub fn machines(
         ProviderSpec::Aws(a) => {
             // The preflight checks each instance's architecture against the binary.
             let p = aws::AwsProvider::new(spec, a, state.dir(), insecure_skip_host_key);
+            // The recorded masters are the jump hosts of private agents. An unreadable state
+            // leaves none known: the apply itself reports that state error.
+            if let Ok(Some(s)) = state.load() {
+                p.know_masters(&s.nodes);
+            }
             (AnyProvider::Aws(Box::new(p)), Layout::Host)
         }
     };
@@ -452,6 +484,7 @@ mod refresh_tests {
             host: None,
             provider_id,
             addresses: vec![],
+            private_address: None,
             ssh_host_key: None,
             core_version: None,
             config_hash: None,

@@ -50,6 +50,7 @@ impl Provider for SshProvider {
         Ok(Machine {
             provider_id: host.clone(),
             addresses: vec![host],
+            private_address: None,
         })
     }
 
@@ -58,6 +59,7 @@ impl Provider for SshProvider {
         Ok(Machine {
             provider_id: node.provider_id.clone().unwrap_or_default(),
             addresses: node.addresses.clone(),
+            private_address: None,
         })
     }
 

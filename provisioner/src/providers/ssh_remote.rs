@@ -247,10 +247,12 @@ impl SshConnector {
         }
     }
 
-    /// The address to reach `node` at: its first recorded address, else its on-prem host.
+    /// The address to reach `node` at: its first recorded address, else its private one (a machine
+    /// with no public address, reached through a bastion), else its on-prem host.
     pub fn host_of(node: &NodeState) -> Option<String> {
         node.addresses
             .first()
+            .or(node.private_address.as_ref())
             .cloned()
             .or_else(|| node.host.clone())
             // An address may carry a port (`host:port`) for the API; SSH only wants the host.
@@ -288,7 +290,48 @@ impl SshConnector {
             host: node.name.clone(),
             message: "no address recorded for this node".into(),
         })?;
-        let target = self.target(&host);
+        self.connect_target(node, self.target(&host), policy).await
+    }
+
+    /// Connects to `node` at `host` through `jump` (not the definition's bastion: a jump host the
+    /// provider chose, e.g. an AWS master for a private agent), whose host key must be `jump_key`
+    /// (the fingerprint pinned for it as a node), else is trusted on first use.
+    pub async fn connect_through(
+        &self,
+        node: &NodeState,
+        host: &str,
+        jump: &Bastion,
+        jump_key: Option<String>,
+        policy: HostKeyPolicy,
+    ) -> Result<SshRemote, RemoteError> {
+        let mut target = Target::new(host, self.user.clone());
+        target.port = self.port;
+        let mut via = Target::new(jump.host.clone(), jump.user_or(&self.user));
+        via.port = jump.port;
+        let host_key = if self.insecure_skip_host_key {
+            HostKeyPolicy::InsecureSkip
+        } else if let Some(kh) = &self.known_hosts {
+            HostKeyPolicy::KnownHosts(kh.clone())
+        } else if let Some(fp) = jump_key {
+            HostKeyPolicy::Pinned(fp)
+        } else {
+            HostKeyPolicy::TrustOnFirstUse
+        };
+        target.jump = Some(Box::new(JumpHost {
+            host_key,
+            target: via,
+        }));
+        self.connect_target(node, target, policy).await
+    }
+
+    async fn connect_target(
+        &self,
+        node: &NodeState,
+        target: Target,
+        policy: HostKeyPolicy,
+    ) -> Result<SshRemote, RemoteError> {
+        let host = target.host.clone();
+        let declared_bastion = self.bastion.is_some();
         let opts = ConnectOptions {
             log_path: Some(self.log_dir.join(format!("{}.log", node.name))),
             ..self.connect_options()
@@ -307,6 +350,7 @@ impl SshConnector {
         // No record yet (a state from before bastion keys were kept, or `dcform exec` before any apply):
         // the first node of this run to get through sets the bastion key for all the others.
         if let (Some(jump), Some(seen)) = (&target.jump, session.jump_host_key())
+            && declared_bastion
             && jump.host_key == HostKeyPolicy::TrustOnFirstUse
             && let Ok(mut pinned) = self.bastion_host_key.lock()
         {
@@ -457,6 +501,7 @@ mod tests {
             host: None,
             provider_id: None,
             addresses: vec![addr.into()],
+            private_address: None,
             ssh_host_key: key.map(String::from),
             core_version: None,
             config_hash: None,

@@ -163,6 +163,10 @@ pub struct AwsProvider {
     /// User data passed to every instance (e.g. a cloud-init script).
     #[serde(default)]
     pub user_data: Option<String>,
+    /// Private agents (role `agent`) get no public address; dcform reaches them through the
+    /// `ssh { bastion }`, else through the first master. Masters and public agents keep theirs.
+    #[serde(default)]
+    pub private_agents: bool,
 }
 
 /// The `ssh { ... }` block.

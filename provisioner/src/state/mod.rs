@@ -144,9 +144,15 @@ pub struct NodeState {
     /// The provider's id for the machine (container id, instance id, sandbox path).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_id: Option<String>,
-    /// Addresses dcform reaches the node at (first one used).
+    /// Addresses dcform reaches the node at from outside (first one used); empty for a machine with
+    /// no public address (reached through a bastion at its `private_address`).
     #[serde(default)]
     pub addresses: Vec<String>,
+    /// The address the cluster's other nodes reach it at, when it differs from `addresses` (an EC2
+    /// instance's private IP: its public one is NAT, not on any interface). `None`: the first of
+    /// `addresses` serves both (sandboxes, containers, on-prem hosts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_address: Option<String>,
     /// Pinned SSH host key fingerprint (trust on first use).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh_host_key: Option<String>,
@@ -158,4 +164,30 @@ pub struct NodeState {
     pub config_hash: Option<String>,
     /// How far the node got.
     pub status: NodeStatus,
+}
+
+impl State {
+    /// The master nodes, in state order.
+    pub fn masters(&self) -> Vec<NodeState> {
+        self.nodes
+            .iter()
+            .filter(|n| n.role == crate::spec::Role::Master)
+            .cloned()
+            .collect()
+    }
+}
+
+impl NodeState {
+    /// Where dcform reaches the node from outside: its first address.
+    pub fn public_address(&self) -> Option<&str> {
+        self.addresses.first().map(String::as_str)
+    }
+
+    /// Where the cluster's other nodes reach it (agents' master URL, an agent's advertised URL, what
+    /// a node listens on): its private address, else the one address it has.
+    pub fn cluster_address(&self) -> Option<&str> {
+        self.private_address
+            .as_deref()
+            .or_else(|| self.public_address())
+    }
 }

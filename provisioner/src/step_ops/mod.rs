@@ -47,10 +47,9 @@ pub enum Layout {
 /// Renders install steps from the templates.
 #[derive(Debug, Clone)]
 pub struct ScriptInstaller {
-    /// The dccore binary to upload.
-    pub core_binary: PathBuf,
-    /// Its architecture, checked by the preflight against `uname -m`.
-    pub core_arch: String,
+    /// The dccore binary to upload (its architecture is checked by the preflight against `uname -m`).
+    /// `None` for `apply --infra-only`, which installs nothing and so needs no binary.
+    pub core: Option<crate::core_binary::CoreBinary>,
     /// The credentials and rules written to nodes (secrets: 0600 files, never rendered into a
     /// script).
     pub secrets: Arc<NodeSecrets>,
@@ -91,18 +90,25 @@ pub fn scheme(spec: &crate::spec::ClusterSpec) -> &'static str {
     if spec.core.tls { "https" } else { "http" }
 }
 
-/// The `host:port` others reach `node`'s API at: its address as recorded (sandboxes carry their own port),
-/// else the role's default port.
+/// The `host:port` the cluster's other nodes reach `node`'s API at (its [`NodeState::cluster_address`]:
+/// the private address where the provider has one; sandboxes carry their own port), else the role's
+/// default port. What a node listens on, advertises and is told its master is.
 pub fn api_address(node: &NodeState) -> String {
-    let addr = node
-        .addresses
-        .first()
-        .cloned()
-        .unwrap_or_else(|| "127.0.0.1".into());
+    with_port(node.cluster_address(), node.role)
+}
+
+/// The `host:port` dcform reaches `node`'s API at from outside the cluster's network (its public
+/// address; the same as [`api_address`] for providers with one address per node).
+pub fn public_api_address(node: &NodeState) -> String {
+    with_port(node.public_address().or(node.cluster_address()), node.role)
+}
+
+fn with_port(addr: Option<&str>, role: Role) -> String {
+    let addr = addr.unwrap_or("127.0.0.1");
     if addr.contains(':') {
-        addr
+        addr.to_string()
     } else {
-        let port = if node.role == Role::Master {
+        let port = if role == Role::Master {
             MASTER_PORT
         } else {
             AGENT_PORT
@@ -145,7 +151,9 @@ impl ScriptInstaller {
             &listen,
             self.controller_epoch,
         );
-        p.binary_arch = self.core_arch.clone();
+        if let Some(core) = &self.core {
+            p.binary_arch = core.arch.clone();
+        }
         p.tls = ctx.spec.core.tls;
         p.access_files = ctx.change.role == Role::Master;
         if let Layout::Sandbox { root } = &self.layout {
@@ -253,6 +261,13 @@ fn sandbox_paths(root: &std::path::Path, node: &str) -> InstallPaths {
     }
 }
 
+/// What a node's certificate is valid for: every address it is reached at, from outside and inside.
+fn cert_names(node: &NodeState) -> Vec<String> {
+    let mut names = node.addresses.clone();
+    names.extend(node.private_address.iter().cloned());
+    names
+}
+
 fn run(label: &str, script: String, timeout: Duration) -> RemoteOp {
     RemoteOp::Run {
         label: label.into(),
@@ -280,7 +295,7 @@ impl Installer for ScriptInstaller {
         // install or configure, so a node whose address changed gets a matching one).
         let cert = match &self.secrets.ca {
             Some(ca) => Some(
-                ca.issue(&ctx.node.name, ctx.change.role, &ctx.node.addresses)
+                ca.issue(&ctx.node.name, ctx.change.role, &cert_names(&ctx.node))
                     .map_err(|e| InstallError {
                         node: ctx.node.name.clone(),
                         step: step.name(),
@@ -331,8 +346,13 @@ impl Installer for ScriptInstaller {
                     r.preflight.clone(),
                     Duration::from_secs(60),
                 ));
+                let core = self.core.as_ref().ok_or_else(|| InstallError {
+                    node: ctx.node.name.clone(),
+                    step: step.name(),
+                    message: "internal: an install step in a run built without the core binary (--infra-only)".into(),
+                })?;
                 ops.push(RemoteOp::Upload {
-                    src: self.core_binary.clone(),
+                    src: core.path.clone(),
                     dest: r.paths.bin.clone(),
                     mode: 0o755,
                 });

@@ -17,6 +17,7 @@ pub(super) fn node(name: &str, pool: &str, role: Role, addr: &str) -> NodeState 
         host: None,
         provider_id: None,
         addresses: vec![addr.into()],
+        private_address: None,
         ssh_host_key: None,
         core_version: None,
         config_hash: None,
@@ -67,8 +68,12 @@ pub(super) fn installer(layout: Layout) -> ScriptInstaller {
     let dir = tempfile::tempdir().expect("tempdir");
     let ca = crate::pki::ClusterCa::load_or_create(dir.path(), "demo").expect("CA");
     ScriptInstaller {
-        core_binary: PathBuf::from("/tmp/dccore"),
-        core_arch: "x86_64".into(),
+        core: Some(crate::core_binary::CoreBinary {
+            path: PathBuf::from("/tmp/dccore"),
+            version: "1.0.0".into(),
+            sha256: "0".repeat(64),
+            arch: "x86_64".into(),
+        }),
         secrets: Arc::new(NodeSecrets {
             operator_token: b"operator-secret".to_vec(),
             agent_token: b"agent-secret".to_vec(),
@@ -272,4 +277,57 @@ fn sandbox_agent_is_drained_from_the_masters_sandbox() {
         ),
         "{drain}"
     );
+}
+
+/// Found on EC2: agents were told the masters' public addresses (NAT, not on any interface of the
+/// instance) and listened on their own. In-cluster URLs use the private address; dcform's own calls
+/// from outside use the public one.
+#[test]
+fn nodes_with_a_private_address_talk_to_each_other_over_it_and_dcform_over_the_public_one() {
+    let i = installer(Layout::Host);
+    let private = |mut n: NodeState, p: &str| {
+        n.private_address = Some(p.into());
+        n
+    };
+    let agent = private(
+        node("agents-1", "agents", Role::Agent, "203.0.113.3"),
+        "10.0.1.3",
+    );
+    let master = private(
+        node("masters-1", "masters", Role::Master, "203.0.113.2"),
+        "10.0.1.2",
+    );
+    let mut c = ctx(agent.clone(), vec![]);
+    c.masters = vec![master.clone()];
+    let ops = i.ops(Step::Start, &c).expect("render");
+    let [(false, _, install)] = scripts(&ops)[..] else {
+        panic!("one script: {ops:?}");
+    };
+    assert!(
+        install.contains("--master https://10.0.1.2:5050"),
+        "{install}"
+    );
+    assert!(
+        install.contains("--advertise-url https://10.0.1.3:5051"),
+        "{install}"
+    );
+    assert!(!install.contains("203.0.113."), "{install}");
+    let ops = i.ops(Step::Drain, &c).expect("render");
+    let [(true, _, drain)] = scripts(&ops)[..] else {
+        panic!("one script on the master: {ops:?}");
+    };
+    assert!(
+        drain.contains("--master https://10.0.1.2:5050")
+            && drain.contains("--agent-url https://10.0.1.3:5051"),
+        "{drain}"
+    );
+    assert_eq!(api_address(&master), "10.0.1.2:5050");
+    assert_eq!(public_api_address(&master), "203.0.113.2:5050");
+    // One address (sandboxes, containers, on-prem hosts): both are it.
+    let one = node("masters-1", "masters", Role::Master, "172.18.0.2");
+    assert_eq!(api_address(&one), public_api_address(&one));
+    // A private agent (no public address) is reached at its private one, from anywhere.
+    let mut hidden = agent;
+    hidden.addresses.clear();
+    assert_eq!(public_api_address(&hidden), "10.0.1.3:5051");
 }

@@ -463,6 +463,7 @@ impl Provider for DockerProvider {
         Ok(Machine {
             provider_id: id,
             addresses: vec![ip],
+            private_address: None,
         })
     }
 
@@ -480,6 +481,7 @@ impl Provider for DockerProvider {
         Ok(Machine {
             provider_id: id,
             addresses: vec![ip],
+            private_address: None,
         })
     }
 

@@ -23,6 +23,7 @@ pub(super) const ATTRS: &[&str] = &[
     "root_volume_type",
     "extra_volumes",
     "user_data",
+    "private_agents",
 ];
 
 /// Why an `aws` provider without an image cannot launch anything.
@@ -66,6 +67,11 @@ impl Validator<'_> {
             root_volume_type: opt(self, "root_volume_type"),
             extra_volumes: Vec::new(),
             user_data: opt(self, "user_data"),
+            private_agents: b
+                .body
+                .attr("private_agents")
+                .and_then(|a| self.boolean(a, "private_agents"))
+                .unwrap_or(false),
         };
         if let Some(a) = b.body.attr("extra_volumes") {
             p.extra_volumes = self.size_list(a).unwrap_or_default();
