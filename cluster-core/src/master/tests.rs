@@ -549,3 +549,69 @@ fn limits_and_authenticate_frameworks_are_read_from_the_config_file() {
     assert_eq!(c.max_failover_timeout, Duration::from_secs(60));
     assert!(!c.authenticate_frameworks);
 }
+
+/// The `untrusted_frameworks` flake: a framework accepted part of an agent with
+/// `refuse_seconds: 0`, the rest was offered to it again and it sat on that offer, so a framework
+/// subscribing later saw nothing free until the offer timeout (60 s), whatever DRF said.
+#[tokio::test]
+async fn a_framework_sitting_on_an_offer_does_not_keep_a_later_framework_with_a_lower_share_waiting()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = state(dir.path());
+    let t0 = Instant::now();
+    s.register_agent(agent_msg(None), t0).expect("registered");
+    let (first, mut first_events) = subscribe(&mut s, t0);
+    s.allocate(t0);
+    let (offer_id, agent) = only_offer(&s, &first);
+    let call: crate::proto::scheduler::Call = serde_json::from_value(serde_json::json!({
+        "type": "ACCEPT", "framework_id": {"value": first},
+        "accept": {"offer_ids": [{"value": offer_id}], "filters": {"refuse_seconds": 0.0},
+            "operations": [{"type": "LAUNCH", "launch": {"task_infos": [{"name": "t",
+                "task_id": {"value": "t"}, "agent_id": {"value": agent},
+                "command": {"value": "sleep 1000", "shell": true},
+                "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}},
+                              {"name": "mem", "type": "SCALAR", "scalar": {"value": 32}}]}]}}]}}))
+    .unwrap();
+    let sid = s.conns.current(&first).map(str::to_string);
+    let t1 = t0 + Duration::from_millis(100);
+    s.call(call, sid, t1).expect("accept is valid");
+    s.allocate(t1);
+    let (kept, _) = only_offer(&s, &first);
+    // The first framework never answers; the second subscribes with nothing used (share 0).
+    let t2 = t1 + Duration::from_secs(1);
+    let (second, _second_events) = subscribe(&mut s, t2);
+    s.allocate(t2);
+    s.allocate(t2 + Duration::from_millis(200));
+    let (_, on) = only_offer(&s, &second);
+    assert_eq!(
+        on, agent,
+        "the agent's free part is offered to the lower share"
+    );
+    let kinds: Vec<String> = std::iter::from_fn(|| first_events.try_recv().ok())
+        .map(|e| e.to_json())
+        .filter(|e| e["type"] == "RESCIND")
+        .map(|e| {
+            e["rescind"]["offer_id"]["value"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [kept],
+        "the first framework is told its offer is gone"
+    );
+    // And it stays there: the first framework (0.1 cpus used) does not take it back.
+    s.allocate(t2 + Duration::from_millis(400));
+    only_offer(&s, &second);
+}
+
+/// The one outstanding offer, which must be `framework`'s: (offer id, agent id).
+fn only_offer(s: &State, framework: &str) -> (String, String) {
+    let all: Vec<_> = s.offers.iter().collect();
+    assert_eq!(all.len(), 1, "one outstanding offer");
+    let (id, o) = all[0];
+    assert_eq!(o.framework_id, framework, "the offer's framework");
+    (id.clone(), o.agent_id.clone())
+}
