@@ -1,13 +1,14 @@
 //! Tests of the `dccore` binary itself: command line, address reporting, `supervise`, and an
 //! unmodified third-party Mesos framework library (pymesos) against a master and agent.
 
+mod support;
+
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use support::{BIN, alive, start_bin};
 use tokio::process::{Child, Command};
 
-const BIN: &str = env!("CARGO_BIN_EXE_dccore");
 const WAIT: Duration = Duration::from_secs(60);
 
 async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
@@ -16,20 +17,7 @@ async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
 
 /// Starts `dccore ARGS`, returns the child and the address printed on its first stdout line.
 async fn start(args: &[&str]) -> (Child, String) {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn dccore");
-    let out = child.stdout.take().expect("piped stdout");
-    let mut lines = BufReader::new(out).lines();
-    let first = within("the address line", lines.next_line())
-        .await
-        .expect("read stdout")
-        .expect("a first stdout line");
-    (child, first)
+    start_bin(args, Stdio::null()).await
 }
 
 fn write_token(dir: &Path) -> String {
@@ -254,16 +242,6 @@ async fn invalid_resources_are_a_usage_error_naming_what_is_valid() {
         err.contains("known resources are cpus, mem, disk, ports"),
         "{err}"
     );
-}
-
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .map(|(_, r)| r.split_whitespace().next() != Some("Z"))
-        })
-        .unwrap_or(false)
 }
 
 #[tokio::test]

@@ -10,10 +10,7 @@ use std::path::Path;
 use std::process::Stdio;
 use support::pki::{Pki, client, node_tls};
 use support::*;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
-
-const BIN: &str = env!("CARGO_BIN_EXE_dccore");
 
 /// A cluster CA with a master and an agent certificate.
 struct Certs {
@@ -271,23 +268,6 @@ async fn an_agent_serving_tls_takes_launch_only_from_a_master_certificate_or_its
     m.stop().await;
 }
 
-/// Starts `dccore ARGS`; the first stdout line and the child's stderr reader.
-async fn start_bin(args: &[&str]) -> (tokio::process::Child, String) {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn dccore");
-    let out = child.stdout.take().expect("piped stdout");
-    let first = within("the address line", BufReader::new(out).lines().next_line())
-        .await
-        .expect("read stdout")
-        .expect("a first stdout line");
-    (child, first)
-}
-
 #[tokio::test]
 async fn the_binary_serves_https_with_tls_flags_and_probe_trusts_only_the_ca_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -302,19 +282,22 @@ async fn the_binary_serves_https_with_tls_flags_and_probe_trusts_only_the_ca_fil
         json!({"tls_cert_file": "pki/master.crt", "tls_key_file": "pki/master.key"}).to_string(),
     )
     .unwrap();
-    let (mut m, url) = start_bin(&[
-        "master",
-        "--listen",
-        "127.0.0.1:0",
-        "--work-dir",
-        wd.to_str().unwrap(),
-        "--token-file",
-        token.to_str().unwrap(),
-        "--config",
-        cfg.to_str().unwrap(),
-        "--ca-file",
-        c.pki.ca.to_str().unwrap(),
-    ])
+    let (mut m, url) = start_bin(
+        &[
+            "master",
+            "--listen",
+            "127.0.0.1:0",
+            "--work-dir",
+            wd.to_str().unwrap(),
+            "--token-file",
+            token.to_str().unwrap(),
+            "--config",
+            cfg.to_str().unwrap(),
+            "--ca-file",
+            c.pki.ca.to_str().unwrap(),
+        ],
+        Stdio::piped(),
+    )
     .await;
     assert!(url.starts_with("https://127.0.0.1:"), "{url}");
     assert_eq!(
@@ -456,15 +439,18 @@ async fn without_tls_flags_the_master_serves_plain_http_and_warns_once() {
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
     std::fs::write(&token, "bin-token\n").unwrap();
-    let (mut m, url) = start_bin(&[
-        "master",
-        "--listen",
-        "127.0.0.1:0",
-        "--work-dir",
-        dir.path().join("m").to_str().unwrap(),
-        "--token-file",
-        token.to_str().unwrap(),
-    ])
+    let (mut m, url) = start_bin(
+        &[
+            "master",
+            "--listen",
+            "127.0.0.1:0",
+            "--work-dir",
+            dir.path().join("m").to_str().unwrap(),
+            "--token-file",
+            token.to_str().unwrap(),
+        ],
+        Stdio::piped(),
+    )
     .await;
     assert!(url.starts_with("http://"), "{url}");
     // Serving means start-up (and its warning) is over.

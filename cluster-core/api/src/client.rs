@@ -15,6 +15,7 @@ use crate::operator::{
     Call, DrainState, GetAgents, GetFrameworks, GetHealth, GetState, GetTasks, Response,
 };
 use crate::tls::{Tls, TlsError};
+use dc_support::retry::{self, Backoff, Next, RetryError};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -277,26 +278,30 @@ impl OperatorClient {
         };
         self.execute(&Call::drain_agent(&id, max_grace, mark_gone))
             .await?;
-        let mut pause = DRAIN_POLL.0;
-        loop {
-            let agents = self.get_agents().await?;
-            let tasks = self.get_tasks().await?;
-            match drain_progress(&agents, &tasks, &id) {
-                Ok(done) => return Ok(format!("agent {url} ({id}) {done}")),
-                Err(last) => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        return Err(ClientError::DrainTimeout {
-                            agent_url: url,
-                            secs: wait.as_secs(),
-                            last,
-                        });
-                    }
-                    tokio::time::sleep(pause.min(deadline - now)).await;
-                    pause = (pause * 2).min(DRAIN_POLL.1);
-                }
+        let policy = Backoff::new(DRAIN_POLL.0, DRAIN_POLL.1)
+            .deadline(deadline.saturating_duration_since(Instant::now()));
+        let (url, id) = (&url, &id);
+        retry::run(policy, |at| async move {
+            let agents = match self.get_agents().await {
+                Ok(a) => a,
+                Err(e) => return Next::Fail(e),
+            };
+            let tasks = match self.get_tasks().await {
+                Ok(t) => t,
+                Err(e) => return Next::Fail(e),
+            };
+            match drain_progress(&agents, &tasks, id) {
+                Ok(done) => Next::Done(format!("agent {url} ({id}) {done}")),
+                // Still draining: the timeout error is what is left when the deadline passes.
+                Err(last) => at.retry(ClientError::DrainTimeout {
+                    agent_url: url.clone(),
+                    secs: wait.as_secs(),
+                    last,
+                }),
             }
-        }
+        })
+        .await
+        .map_err(RetryError::into_error)
     }
 
     /// `reactivate`: REACTIVATE_AGENT for every agent registered with `agent_url` that is

@@ -14,6 +14,8 @@
 //!   ([`proto::Resources::parse`], [`proto::parse_attributes`]) that dcform validates with too.
 //! * [`operator`]: the operator API (`master.proto`): [`operator::Call`] and the typed
 //!   [`operator::Response`] of GET_HEALTH, GET_AGENTS, GET_FRAMEWORKS, GET_TASKS, GET_STATE.
+//! * [`allocation`]: dccore's `GET_ALLOCATION` answer and the reasons an agent or framework got
+//!   no offer (defined once here; the master's allocator produces them).
 //! * [`client`]: [`client::OperatorClient`] and the pure verdicts of `probe`, `drain` and
 //!   `reactivate` over typed answers.
 //! * [`tls`]: a node's TLS material (certificate and key, CA bundle) and the rustls
@@ -21,6 +23,7 @@
 
 #![warn(missing_docs)]
 
+pub mod allocation;
 pub mod client;
 pub mod operator;
 pub mod proto;

@@ -8,12 +8,14 @@
 //! Call::GetFrameworks ▶ Response::GetFrameworks { get_frameworks: GetFrameworks }
 //! Call::GetTasks  ──▶ Response::GetTasks      { get_tasks: GetTasks { tasks, unreachable_tasks, completed_tasks } }
 //! Call::GetState  ──▶ Response::GetState      { get_state: GetState { get_tasks, get_executors, get_frameworks, get_agents } }
+//! Call::GetAllocation ▶ Response::GetAllocation { get_allocation: GetAllocation } (dccore extension)
 //! Call::DrainAgent / DeactivateAgent / ReactivateAgent / Teardown ──▶ 200 with an empty body
 //! ```
 //! Fields the master always writes are required when reading, so an answer that lacks one is
 //! reported as unreadable rather than read as empty; `Option` fields are written as `null` and
 //! read back from `null` or absence.
 
+use crate::allocation::GetAllocation;
 use crate::proto::{Attribute, CommandInfo, DurationInfo, Id, Resource, TaskState, TaskStatus};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -33,6 +35,9 @@ pub enum Call {
     GetFrameworks,
     /// `GET_TASKS`: the tasks the caller may see.
     GetTasks,
+    /// `GET_ALLOCATION` (dccore extension): why the last allocation cycle offered agents to
+    /// nobody and passed frameworks over.
+    GetAllocation,
     /// `DRAIN_AGENT`: deactivate an agent and kill its tasks.
     DrainAgent {
         /// Which agent, and how.
@@ -56,6 +61,20 @@ pub enum Call {
 }
 
 impl Call {
+    /// Every call `type` dccore answers, as on the wire.
+    pub const TYPES: [&'static str; 10] = [
+        "GET_HEALTH",
+        "GET_STATE",
+        "GET_AGENTS",
+        "GET_FRAMEWORKS",
+        "GET_TASKS",
+        "GET_ALLOCATION",
+        "DRAIN_AGENT",
+        "DEACTIVATE_AGENT",
+        "REACTIVATE_AGENT",
+        "TEARDOWN",
+    ];
+
     /// The call's `type` as on the wire (`GET_AGENTS`), for messages.
     pub fn name(&self) -> &'static str {
         match self {
@@ -64,6 +83,7 @@ impl Call {
             Call::GetAgents => "GET_AGENTS",
             Call::GetFrameworks => "GET_FRAMEWORKS",
             Call::GetTasks => "GET_TASKS",
+            Call::GetAllocation => "GET_ALLOCATION",
             Call::DrainAgent { .. } => "DRAIN_AGENT",
             Call::DeactivateAgent { .. } => "DEACTIVATE_AGENT",
             Call::ReactivateAgent { .. } => "REACTIVATE_AGENT",
@@ -161,6 +181,11 @@ pub enum Response {
         /// The answer.
         get_state: GetState,
     },
+    /// `GET_ALLOCATION` (dccore extension).
+    GetAllocation {
+        /// The answer.
+        get_allocation: GetAllocation,
+    },
 }
 
 impl Response {
@@ -172,6 +197,7 @@ impl Response {
             Response::GetFrameworks { .. } => "GET_FRAMEWORKS",
             Response::GetTasks { .. } => "GET_TASKS",
             Response::GetState { .. } => "GET_STATE",
+            Response::GetAllocation { .. } => "GET_ALLOCATION",
         }
     }
 }

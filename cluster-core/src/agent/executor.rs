@@ -8,6 +8,7 @@
 
 use super::users::{self, TaskUsers};
 use crate::proto::{TaskInfo, TaskState};
+use dc_support::retry::{self, Backoff, Next, RetryError};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use std::os::unix::fs::OpenOptionsExt;
@@ -18,8 +19,9 @@ use tokio::process::{Child, Command};
 
 /// File in the sandbox holding the task's exit code.
 pub const EXIT_FILE: &str = ".exit_status";
-/// How often an adopted (non-child) process is checked for exit.
-const ADOPTED_POLL: Duration = Duration::from_millis(200);
+/// How often an adopted (non-child) process is checked for exit: every 200 ms (jittered, so
+/// the checks of many adopted tasks do not come in bursts).
+const ADOPTED_POLL: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_millis(200));
 
 /// Errors starting a task.
 #[derive(Debug, thiserror::Error)]
@@ -260,9 +262,18 @@ pub async fn wait(proc: &mut Proc, sandbox: &Path) -> Exit {
             },
         },
         Proc::Adopted { pid, start_time } => {
-            while same_process(*pid, *start_time) {
-                tokio::time::sleep(ADOPTED_POLL).await;
-            }
+            // Not our child, so there is no exit to wait for: poll until the process is gone
+            // (no budget: a task may run for months).
+            let (pid, start_time) = (*pid, *start_time);
+            let gone: Result<(), RetryError<()>> = retry::run(ADOPTED_POLL, |at| async move {
+                if same_process(pid, start_time) {
+                    at.retry(())
+                } else {
+                    Next::Done(())
+                }
+            })
+            .await;
+            debug_assert!(gone.is_ok(), "an unbounded poll only ends done");
             exit_from_file(sandbox)
         }
     }

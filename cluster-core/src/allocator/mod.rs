@@ -393,6 +393,68 @@ impl<S: Sorter> Allocator<S> {
     }
 }
 
+/// An outstanding offer as [`Allocator::reclaim`] sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct Outstanding<'a> {
+    /// The framework holding it.
+    pub framework: &'a str,
+    /// The agent it is on.
+    pub agent: &'a str,
+    /// What it offers.
+    pub resources: &'a Resources,
+}
+
+impl<S: Sorter + Clone> Allocator<S> {
+    /// The outstanding offers to take back so DRF can hold: `(framework, agent)` pairs.
+    ///
+    /// Offered resources count as allocated (so one agent is never offered twice), which lets a
+    /// framework that sits on an offer keep an agent from a framework that subscribed later with
+    /// a lower share: the cycle sees nothing free and the offer lasts until `offer_timeout`.
+    /// Here the order is asked again with offers left out (what tasks use only); an offer is
+    /// taken back when a framework that holds no offer, would be offered the agent and sorts
+    /// before the holder wants it. Once it is offered the agent, the order no longer puts it
+    /// before the holder, so offers do not bounce between frameworks.
+    pub fn reclaim(&self, outstanding: &[Outstanding<'_>]) -> Vec<(String, String)> {
+        let holders: std::collections::HashSet<&str> =
+            outstanding.iter().map(|o| o.framework).collect();
+        let waits = |(id, f): (&String, &FrameworkEntry)| {
+            f.active && !f.suppressed && !holders.contains(id.as_str())
+        };
+        // The common case (everyone holds offers, or nobody is waiting) costs no sort.
+        if outstanding.is_empty() || !self.frameworks.iter().any(waits) {
+            return Vec::new();
+        }
+        let mut used = self.sorter.clone();
+        for o in outstanding {
+            used.unallocated(o.framework, o.resources);
+        }
+        let rank: HashMap<&str, usize> = used
+            .sort()
+            .into_iter()
+            .enumerate()
+            .map(|(i, id)| (id, i))
+            .collect();
+        let mut out: Vec<(String, String)> = Vec::new();
+        for (id, w) in self.frameworks.iter().filter(|e| waits(*e)) {
+            let Some(&mine) = rank.get(id.as_str()) else {
+                continue;
+            };
+            for o in outstanding {
+                let public = match self.agents.get(o.agent) {
+                    Some(a) if a.active && a.hold.is_none() => a.public,
+                    _ => continue,
+                };
+                let behind = rank.get(o.framework).is_some_and(|r| *r > mine);
+                let pair = (o.framework.to_string(), o.agent.to_string());
+                if behind && w.refuses(o.agent, public).is_none() && !out.contains(&pair) {
+                    out.push(pair);
+                }
+            }
+        }
+        out
+    }
+}
+
 /// The role a grant to `f` is allocated to.
 fn grant_role(f: &FrameworkEntry, public: bool) -> String {
     if public {

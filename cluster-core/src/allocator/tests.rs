@@ -246,3 +246,52 @@ fn removing_an_unreachable_agent_does_not_shrink_the_cluster_twice() {
     a.allocate_to("f", "a1", &res(5.0, 0.0));
     assert_eq!(a.share("f"), 0.5, "5 of the 10 cpus left");
 }
+
+#[test]
+fn an_offer_is_reclaimed_only_for_a_waiting_framework_that_sorts_before_its_holder() {
+    let now = Instant::now();
+    let mut a = Allocator::new(HashMap::new());
+    a.add_agent("a1", res(2.0, 1000.0), false);
+    a.add_framework("busy", vec![]);
+    a.allocate_to("busy", "a1", &res(0.1, 32.0)); // its task
+    let g = a.allocate(now).grants.remove(0);
+    assert_eq!(g.framework, "busy");
+    let held = [Outstanding {
+        framework: "busy",
+        agent: "a1",
+        resources: &g.resources,
+    }];
+    assert!(a.reclaim(&held).is_empty(), "nobody waits");
+    a.add_framework("late", vec![]);
+    assert_eq!(
+        a.reclaim(&held),
+        [("busy".to_string(), "a1".to_string())],
+        "late uses nothing: it sorts before busy once offers are left out"
+    );
+    a.suppress("late");
+    assert!(
+        a.reclaim(&held).is_empty(),
+        "a suppressed framework waits for nothing"
+    );
+    a.revive("late");
+    a.decline(
+        "late",
+        "a1",
+        &Resources::default(),
+        Some(now + Duration::from_secs(5)),
+    );
+    assert!(a.reclaim(&held).is_empty(), "late refuses a1 itself");
+    a.revive("late");
+    // The other way round: late holds the offer, busy (0.1 cpus used) waits behind it.
+    a.recover("busy", "a1", &g.resources);
+    a.allocate_to("late", "a1", &g.resources);
+    let held = [Outstanding {
+        framework: "late",
+        agent: "a1",
+        resources: &g.resources,
+    }];
+    assert!(
+        a.reclaim(&held).is_empty(),
+        "no bouncing back to the higher share"
+    );
+}

@@ -17,6 +17,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use dccore_api::operator::Call;
 use serde_json::Value;
 
 /// Handles one operator call.
@@ -30,15 +31,13 @@ pub async fn handle(
         Ok(i) => i,
         Err(r) => return r,
     };
-    let call: Value = match parse(&body) {
+    let call = match parse::<Value>(&body)
+        .and_then(|v| read_call(v).map_err(|msg| error(StatusCode::BAD_REQUEST, msg)))
+    {
         Ok(c) => c,
         Err(r) => return r,
     };
-    if let Some(parsed) = AgentCall::parse(&call) {
-        let call = match parsed {
-            Ok(c) => c,
-            Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
-        };
+    if let Some(call) = AgentCall::of(&call) {
         if let Some(p) = identity.principal()
             && let Err(why) = may_change_agent(&h.acls, p, &call)
         {
@@ -50,18 +49,15 @@ pub async fn handle(
             Err(r) => r,
         };
     }
-    let Some(kind) = call.get("type").and_then(Value::as_str) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "operator call needs a string \"type\"",
-        );
-    };
-    if kind == "TEARDOWN" {
-        return teardown(&h, &identity, &call).await;
+    if let Call::Teardown { teardown: t } = call {
+        return teardown(&h, &identity, t.framework_id).await;
     }
-    let query = match OperatorQuery::parse(kind) {
-        Ok(q) => q,
-        Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
+    let Some(query) = OperatorQuery::of(&call) else {
+        // Every other call is a query: `AgentCall::of` and TEARDOWN took the rest.
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{} has no handler", call.name()),
+        );
     };
     let viewer = match identity {
         Identity::Principal(p) => Viewer::Principal(p),
@@ -80,13 +76,43 @@ pub async fn handle(
     };
     // The JSON of a big GET_STATE takes a while: built here from the master's snapshot, on a
     // blocking thread, so neither the master nor this runtime's workers wait for it.
-    match tokio::task::spawn_blocking(move || view.to_json()).await {
-        Ok(v) => axum::Json(v).into_response(),
+    match tokio::task::spawn_blocking(move || serde_json::to_vec(&view.to_response())).await {
+        Ok(Ok(body)) => (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response(),
+        Ok(Err(e)) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("writing the answer failed: {e}"),
+        ),
         Err(e) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("building the answer failed: {e}"),
         ),
     }
+}
+
+/// Reads an operator call into the typed [`Call`]. The errors name what is wrong: no `type`,
+/// an unknown one (listing the supported calls), or the call's body that is missing or invalid.
+fn read_call(v: Value) -> Result<Call, String> {
+    let Some(kind) = v.get("type").and_then(Value::as_str).map(str::to_string) else {
+        return Err("operator call needs a string \"type\"".to_string());
+    };
+    if !Call::TYPES.contains(&kind.as_str()) {
+        return Err(format!(
+            "unsupported operator call type {kind:?}: supported are {}",
+            Call::TYPES.join(", ")
+        ));
+    }
+    // A call's body is the field named like its type (`DRAIN_AGENT` -> `drain_agent`).
+    let field = kind.to_ascii_lowercase();
+    let has_body = v.get(&field).is_some();
+    serde_json::from_value(v).map_err(|e| match (kind.as_str(), has_body) {
+        ("TEARDOWN", false) => "TEARDOWN needs teardown.framework_id".to_string(),
+        (_, false) => format!("{kind} needs \"{field}\": {{\"agent_id\": {{\"value\": ...}}}}"),
+        (_, true) => format!("invalid {field}: {e}"),
+    })
 }
 
 /// The rules a principal needs for an agent maintenance call; the error says which is missing.
@@ -112,27 +138,10 @@ fn may_change_agent(acls: &Acls, principal: &str, call: &AgentCall) -> Result<()
     }
 }
 
-#[derive(serde::Deserialize)]
-struct TeardownBody {
-    framework_id: Id,
-}
-
-async fn teardown(h: &ApiState, identity: &Identity, call: &Value) -> Response {
-    let body: TeardownBody = match call.get("teardown").cloned().map(serde_json::from_value) {
-        Some(Ok(b)) => b,
-        Some(Err(e)) => {
-            return error(StatusCode::BAD_REQUEST, format!("invalid teardown: {e}"));
-        }
-        None => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "TEARDOWN needs teardown.framework_id",
-            );
-        }
-    };
+async fn teardown(h: &ApiState, identity: &Identity, framework_id: Id) -> Response {
     let principal = identity.principal().map(str::to_string);
     match ask(h, |reply| MasterCommand::Teardown {
-        framework_id: body.framework_id.value,
+        framework_id: framework_id.value,
         principal,
         reply,
     })
@@ -148,6 +157,7 @@ async fn teardown(h: &ApiState, identity: &Identity, call: &Value) -> Response {
 mod tests {
     use super::*;
     use crate::master::DrainConfig;
+    use serde_json::json;
 
     #[test]
     fn agent_maintenance_needs_the_rule_for_each_part_of_the_call() {
@@ -177,5 +187,27 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("deactivate_agents"), "{e}");
+    }
+
+    #[test]
+    fn a_call_that_does_not_read_says_what_is_wrong() {
+        let err = |v: Value| read_call(v).unwrap_err();
+        assert_eq!(err(json!({})), "operator call needs a string \"type\"");
+        assert_eq!(
+            err(json!({"type": "GET_MASTER"})),
+            "unsupported operator call type \"GET_MASTER\": supported are GET_HEALTH, GET_STATE, GET_AGENTS, GET_FRAMEWORKS, GET_TASKS, GET_ALLOCATION, DRAIN_AGENT, DEACTIVATE_AGENT, REACTIVATE_AGENT, TEARDOWN"
+        );
+        let e = err(json!({"type": "REACTIVATE_AGENT"}));
+        assert!(e.contains("needs \"reactivate_agent\""), "{e}");
+        assert_eq!(
+            err(json!({"type": "TEARDOWN"})),
+            "TEARDOWN needs teardown.framework_id"
+        );
+        let e = err(json!({"type": "DRAIN_AGENT", "drain_agent": {"agent_id": 5}}));
+        assert!(e.starts_with("invalid drain_agent: "), "{e}");
+        assert_eq!(
+            read_call(json!({"type": "GET_ALLOCATION"})),
+            Ok(Call::GetAllocation)
+        );
     }
 }

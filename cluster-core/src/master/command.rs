@@ -54,20 +54,20 @@ pub enum OperatorQuery {
 }
 
 impl OperatorQuery {
-    /// Parses the call `type`; the error lists what is supported.
-    pub fn parse(kind: &str) -> Result<Self, String> {
-        Ok(match kind {
-            "GET_HEALTH" => OperatorQuery::Health,
-            "GET_STATE" => OperatorQuery::State,
-            "GET_AGENTS" => OperatorQuery::Agents,
-            "GET_FRAMEWORKS" => OperatorQuery::Frameworks,
-            "GET_TASKS" => OperatorQuery::Tasks,
-            "GET_ALLOCATION" => OperatorQuery::Allocation,
-            other => {
-                return Err(format!(
-                    "unsupported operator call type {other:?}: supported are GET_HEALTH, GET_STATE, GET_AGENTS, GET_FRAMEWORKS, GET_TASKS, GET_ALLOCATION, DRAIN_AGENT, DEACTIVATE_AGENT, REACTIVATE_AGENT, TEARDOWN"
-                ));
-            }
+    /// The query a typed operator call asks; `None` for the calls that change something.
+    pub fn of(call: &dccore_api::operator::Call) -> Option<Self> {
+        use dccore_api::operator::Call;
+        Some(match call {
+            Call::GetHealth => OperatorQuery::Health,
+            Call::GetState => OperatorQuery::State,
+            Call::GetAgents => OperatorQuery::Agents,
+            Call::GetFrameworks => OperatorQuery::Frameworks,
+            Call::GetTasks => OperatorQuery::Tasks,
+            Call::GetAllocation => OperatorQuery::Allocation,
+            Call::DrainAgent { .. }
+            | Call::DeactivateAgent { .. }
+            | Call::ReactivateAgent { .. }
+            | Call::Teardown { .. } => return None,
         })
     }
 }

@@ -14,9 +14,8 @@
 use super::command::CallError;
 use super::state::State;
 use super::tables::Change;
-use crate::proto::{DurationInfo, Id, TaskState, TaskStatus};
-use serde::Deserialize;
-use serde_json::Value;
+use crate::proto::{TaskState, TaskStatus};
+use dccore_api::operator::Call;
 use tokio::time::Instant;
 
 // The drain types are the operator API's own (one definition on both sides of the wire); the master
@@ -45,60 +44,24 @@ pub enum AgentCall {
     },
 }
 
-#[derive(Deserialize)]
-struct AgentIdOnly {
-    agent_id: Id,
-}
-
-#[derive(Deserialize)]
-struct DrainAgentBody {
-    agent_id: Id,
-    #[serde(default)]
-    max_grace_period: Option<DurationInfo>,
-    #[serde(default)]
-    mark_gone: Option<bool>,
-}
-
 impl AgentCall {
-    /// Operator call types handled here.
-    pub const TYPES: [&'static str; 3] = ["DRAIN_AGENT", "DEACTIVATE_AGENT", "REACTIVATE_AGENT"];
-
-    /// Parses a whole operator call (`{"type": "DRAIN_AGENT", "drain_agent": {...}}`); `None`
-    /// if `type` is not one of [`AgentCall::TYPES`], an error saying what is wrong otherwise.
-    pub fn parse(call: &Value) -> Option<Result<Self, String>> {
-        let kind = call.get("type")?.as_str()?;
-        let field = match kind {
-            "DRAIN_AGENT" => "drain_agent",
-            "DEACTIVATE_AGENT" => "deactivate_agent",
-            "REACTIVATE_AGENT" => "reactivate_agent",
+    /// The maintenance part of a typed operator call; `None` for the other calls.
+    pub fn of(call: &Call) -> Option<AgentCall> {
+        Some(match call {
+            Call::DrainAgent { drain_agent: d } => AgentCall::Drain {
+                agent_id: d.agent_id.value.clone(),
+                config: DrainConfig {
+                    max_grace_period: d.max_grace_period.clone(),
+                    mark_gone: d.mark_gone,
+                },
+            },
+            Call::DeactivateAgent { deactivate_agent } => AgentCall::Deactivate {
+                agent_id: deactivate_agent.agent_id.value.clone(),
+            },
+            Call::ReactivateAgent { reactivate_agent } => AgentCall::Reactivate {
+                agent_id: reactivate_agent.agent_id.value.clone(),
+            },
             _ => return None,
-        };
-        let Some(body) = call.get(field) else {
-            return Some(Err(format!(
-                "{kind} needs \"{field}\": {{\"agent_id\": {{\"value\": ...}}}}"
-            )));
-        };
-        let bad = |e: serde_json::Error| format!("invalid {field}: {e}");
-        Some(match kind {
-            "DRAIN_AGENT" => serde_json::from_value::<DrainAgentBody>(body.clone())
-                .map_err(bad)
-                .map(|b| AgentCall::Drain {
-                    agent_id: b.agent_id.value,
-                    config: DrainConfig {
-                        max_grace_period: b.max_grace_period,
-                        mark_gone: b.mark_gone.unwrap_or(false),
-                    },
-                }),
-            "DEACTIVATE_AGENT" => serde_json::from_value::<AgentIdOnly>(body.clone())
-                .map_err(bad)
-                .map(|b| AgentCall::Deactivate {
-                    agent_id: b.agent_id.value,
-                }),
-            _ => serde_json::from_value::<AgentIdOnly>(body.clone())
-                .map_err(bad)
-                .map(|b| AgentCall::Reactivate {
-                    agent_id: b.agent_id.value,
-                }),
         })
     }
 
@@ -268,13 +231,14 @@ mod tests {
 
     #[test]
     fn drain_agent_call_parses_in_mesos_shape() {
-        let call = json!({"type": "DRAIN_AGENT", "drain_agent": {
+        let call: Call = serde_json::from_value(json!({"type": "DRAIN_AGENT", "drain_agent": {
             "agent_id": {"value": "a1"},
             "max_grace_period": {"nanoseconds": 2_000_000_000i64},
             "mark_gone": true,
-        }});
-        let parsed = AgentCall::parse(&call).expect("a maintenance call");
-        let Ok(AgentCall::Drain { agent_id, config }) = parsed else {
+        }}))
+        .expect("a DRAIN_AGENT call");
+        let parsed = AgentCall::of(&call);
+        let Some(AgentCall::Drain { agent_id, config }) = parsed else {
             panic!("{parsed:?}");
         };
         assert_eq!(agent_id, "a1");
@@ -283,12 +247,14 @@ mod tests {
     }
 
     #[test]
-    fn get_calls_are_not_maintenance_and_missing_bodies_say_what_is_needed() {
-        assert!(AgentCall::parse(&json!({"type": "GET_AGENTS"})).is_none());
-        let err = AgentCall::parse(&json!({"type": "REACTIVATE_AGENT"}))
-            .expect("a maintenance call")
-            .expect_err("no body");
-        assert!(err.contains("reactivate_agent"), "{err}");
+    fn get_calls_are_not_maintenance() {
+        assert!(AgentCall::of(&Call::GetAgents).is_none());
+        assert_eq!(
+            AgentCall::of(&Call::reactivate_agent("a1")),
+            Some(AgentCall::Reactivate {
+                agent_id: "a1".into()
+            })
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! the caller decides what goes back) or [`State::withdraw_offer`] (all goes back).
 
 use super::state::State;
-use crate::allocator::{AgentReason, Allocation, FrameworkReason, PUBLIC_ROLE};
+use crate::allocator::{AgentReason, Allocation, FrameworkReason, Outstanding, PUBLIC_ROLE};
 use crate::proto::scheduler::Event;
 use crate::proto::{Id, Offer, Resources};
 use std::collections::{BTreeMap, HashMap};
@@ -199,6 +199,32 @@ impl State {
                             .recover(&o.framework_id, &o.agent_id, &o.resources);
                     }
                 }
+            }
+        }
+        self.reclaim_for_fairness();
+    }
+
+    /// Rescinds the offers a framework sits on while one with a lower share waits with none
+    /// (see [`crate::allocator::Allocator::reclaim`]); the next cycle offers them by DRF.
+    fn reclaim_for_fairness(&mut self) {
+        let outstanding: Vec<Outstanding<'_>> = self
+            .offers
+            .by_id
+            .values()
+            .map(|o| Outstanding {
+                framework: &o.framework_id,
+                agent: &o.agent_id,
+                resources: &o.resources,
+            })
+            .collect();
+        let reclaim = self.alloc.reclaim(&outstanding);
+        for (framework, agent) in reclaim {
+            let ids = self
+                .offers
+                .ids(|o| o.framework_id == framework && o.agent_id == agent);
+            for id in ids {
+                tracing::debug!(offer = %id, %framework, "offer rescinded: a framework with a lower share waits");
+                self.rescind_offer(&id);
             }
         }
     }

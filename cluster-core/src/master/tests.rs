@@ -50,6 +50,72 @@ fn subscribe(s: &mut State, now: Instant) -> (String, mpsc::Receiver<Event>) {
     (sub.framework_id, sub.events)
 }
 
+/// A master with one agent and one subscribed framework holding the agent's whole offer.
+struct Offered {
+    s: State,
+    t0: Instant,
+    fid: String,
+    events: mpsc::Receiver<Event>,
+    offer_id: String,
+    agent: String,
+}
+
+fn offered(dir: &std::path::Path) -> Offered {
+    let mut s = state(dir);
+    let t0 = Instant::now();
+    s.register_agent(agent_msg(None), t0).expect("registered");
+    let (fid, events) = subscribe(&mut s, t0);
+    s.allocate(t0);
+    let (offer_id, agent) = only_offer(&s, &fid);
+    Offered {
+        s,
+        t0,
+        fid,
+        events,
+        offer_id,
+        agent,
+    }
+}
+
+/// The JSON of a task `id` on `agent` with `resources` (Mesos resource list) and, if given, a
+/// shell command (without one the master refuses it).
+fn task_json(
+    id: &str,
+    agent: &str,
+    command: Option<&str>,
+    resources: serde_json::Value,
+) -> serde_json::Value {
+    let mut t = serde_json::json!({"name": id, "task_id": {"value": id}, "agent_id": {"value": agent},
+        "resources": resources});
+    if let Some(c) = command {
+        t["command"] = serde_json::json!({"value": c, "shell": true});
+    }
+    t
+}
+
+/// ACCEPTs `offer_id` for `fid` with one LAUNCH of `tasks`, filtering the rest `refuse_seconds`
+/// (the master's default when `None`), on the framework's current stream.
+fn accept(
+    s: &mut State,
+    fid: &str,
+    offer_id: &str,
+    tasks: Vec<serde_json::Value>,
+    refuse_seconds: Option<f64>,
+    now: Instant,
+) {
+    let mut accept = serde_json::json!({"offer_ids": [{"value": offer_id}],
+        "operations": [{"type": "LAUNCH", "launch": {"task_infos": tasks}}]});
+    if let Some(r) = refuse_seconds {
+        accept["filters"] = serde_json::json!({"refuse_seconds": r});
+    }
+    let call: crate::proto::scheduler::Call = serde_json::from_value(
+        serde_json::json!({"type": "ACCEPT", "framework_id": {"value": fid}, "accept": accept}),
+    )
+    .expect("an ACCEPT call");
+    let sid = s.conns.current(fid).map(str::to_string);
+    s.call(call, sid, now).expect("accept is valid");
+}
+
 #[tokio::test]
 async fn silent_agent_becomes_unreachable_only_after_the_timeout() {
     let dir = tempfile::tempdir().unwrap();
@@ -114,21 +180,17 @@ async fn disconnected_framework_survives_until_its_failover_timeout() {
 #[tokio::test]
 async fn terminal_state_is_kept_in_metrics_after_acknowledgement() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = state(dir.path());
-    let t0 = Instant::now();
-    s.register_agent(agent_msg(None), t0).expect("registered");
-    let (fid, _events) = subscribe(&mut s, t0);
-    s.allocate(t0);
+    let Offered {
+        mut s,
+        t0,
+        fid,
+        offer_id,
+        agent,
+        ..
+    } = offered(dir.path());
     // A task the master refuses (no command) is recorded, reported and completed on ack.
-    let offer_id = s.offers.iter().next().map(|(k, _)| k.clone()).unwrap();
-    let agent = s.offers.get(&offer_id).unwrap().agent_id.clone();
-    let call: crate::proto::scheduler::Call = serde_json::from_value(serde_json::json!({
-        "type": "ACCEPT", "framework_id": {"value": fid},
-        "accept": {"offer_ids": [{"value": offer_id}], "operations": [{"type": "LAUNCH", "launch": {"task_infos": [
-            {"name": "x", "task_id": {"value": "x"}, "agent_id": {"value": agent}, "resources": []}]}}]}}))
-    .unwrap();
-    let sid = s.conns.current(&fid).map(str::to_string);
-    s.call(call, sid, t0).expect("accept is valid");
+    let x = task_json("x", &agent, None, serde_json::json!([]));
+    accept(&mut s, &fid, &offer_id, vec![x], None, t0);
     let key = (fid.clone(), "x".to_string());
     assert_eq!(s.tables.tasks.get(&key).unwrap().state, TaskState::Error);
     let uuid = s.tables.tasks.get(&key).unwrap().pending[0]
@@ -359,13 +421,8 @@ async fn completed_tasks_and_frameworks_are_kept_only_up_to_their_limits() {
                 panic!("an offer for {fid}");
             };
             let agent = s.offers.get(&offer_id).unwrap().agent_id.clone();
-            let call: crate::proto::scheduler::Call = serde_json::from_value(serde_json::json!({
-                "type": "ACCEPT", "framework_id": {"value": fid},
-                "accept": {"offer_ids": [{"value": offer_id}], "filters": {"refuse_seconds": 0},
-                  "operations": [{"type": "LAUNCH", "launch": {"task_infos": [
-                    {"name": "x", "task_id": {"value": format!("x{i}")}, "agent_id": {"value": agent}, "resources": []}]}}]}}))
-            .unwrap();
-            s.call(call, Some(sub.stream_id.clone()), t0).unwrap();
+            let x = task_json(&format!("x{i}"), &agent, None, serde_json::json!([]));
+            accept(&mut s, &fid, &offer_id, vec![x], Some(0.0), t0);
             let key = (fid.clone(), format!("x{i}"));
             let uuid = s.tables.tasks.get(&key).unwrap().pending[0]
                 .uuid
@@ -489,22 +546,17 @@ async fn a_subscription_is_answered_only_once_the_new_framework_is_in_the_regist
 #[tokio::test]
 async fn a_view_taken_before_a_change_still_shows_the_state_it_was_taken_in() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = state(dir.path());
-    let t0 = Instant::now();
-    s.register_agent(agent_msg(None), t0).expect("registered");
-    let (fid, _events) = subscribe(&mut s, t0);
-    s.allocate(t0);
-    let offer_id = s.offers.iter().next().map(|(k, _)| k.clone()).unwrap();
-    let agent = s.offers.get(&offer_id).unwrap().agent_id.clone();
-    let call: crate::proto::scheduler::Call = serde_json::from_value(serde_json::json!({
-        "type": "ACCEPT", "framework_id": {"value": fid},
-        "accept": {"offer_ids": [{"value": offer_id}], "operations": [{"type": "LAUNCH", "launch": {"task_infos": [
-            {"name": "x", "task_id": {"value": "x"}, "agent_id": {"value": agent},
-             "command": {"value": "true"},
-             "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 1.0}}]}]}}]}}))
-    .unwrap();
-    let sid = s.conns.current(&fid).map(str::to_string);
-    s.call(call, sid, t0).expect("accept is valid");
+    let Offered {
+        mut s,
+        t0,
+        fid,
+        offer_id,
+        agent,
+        ..
+    } = offered(dir.path());
+    let cpus = serde_json::json!([{"name": "cpus", "type": "SCALAR", "scalar": {"value": 1.0}}]);
+    let x = task_json("x", &agent, Some("true"), cpus);
+    accept(&mut s, &fid, &offer_id, vec![x], None, t0);
     let before = s.snapshot(super::OperatorQuery::Tasks, super::Viewer::Operator);
     let expected = before.to_json();
     assert_eq!(expected["get_tasks"]["tasks"][0]["state"], "TASK_STAGING");
@@ -548,4 +600,65 @@ fn limits_and_authenticate_frameworks_are_read_from_the_config_file() {
     assert_eq!(c.max_completed_tasks_per_framework, 5);
     assert_eq!(c.max_failover_timeout, Duration::from_secs(60));
     assert!(!c.authenticate_frameworks);
+}
+
+/// The `untrusted_frameworks` flake: a framework accepted part of an agent with
+/// `refuse_seconds: 0`, the rest was offered to it again and it sat on that offer, so a framework
+/// subscribing later saw nothing free until the offer timeout (60 s), whatever DRF said.
+#[tokio::test]
+async fn a_framework_sitting_on_an_offer_does_not_keep_a_later_framework_with_a_lower_share_waiting()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let Offered {
+        mut s,
+        t0,
+        fid: first,
+        events: mut first_events,
+        offer_id,
+        agent,
+    } = offered(dir.path());
+    let small = serde_json::json!([{"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}},
+        {"name": "mem", "type": "SCALAR", "scalar": {"value": 32}}]);
+    let t = task_json("t", &agent, Some("sleep 1000"), small);
+    let t1 = t0 + Duration::from_millis(100);
+    accept(&mut s, &first, &offer_id, vec![t], Some(0.0), t1);
+    s.allocate(t1);
+    let (kept, _) = only_offer(&s, &first);
+    // The first framework never answers; the second subscribes with nothing used (share 0).
+    let t2 = t1 + Duration::from_secs(1);
+    let (second, _second_events) = subscribe(&mut s, t2);
+    s.allocate(t2);
+    s.allocate(t2 + Duration::from_millis(200));
+    let (_, on) = only_offer(&s, &second);
+    assert_eq!(
+        on, agent,
+        "the agent's free part is offered to the lower share"
+    );
+    let kinds: Vec<String> = std::iter::from_fn(|| first_events.try_recv().ok())
+        .map(|e| e.to_json())
+        .filter(|e| e["type"] == "RESCIND")
+        .map(|e| {
+            e["rescind"]["offer_id"]["value"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [kept],
+        "the first framework is told its offer is gone"
+    );
+    // And it stays there: the first framework (0.1 cpus used) does not take it back.
+    s.allocate(t2 + Duration::from_millis(400));
+    only_offer(&s, &second);
+}
+
+/// The one outstanding offer, which must be `framework`'s: (offer id, agent id).
+fn only_offer(s: &State, framework: &str) -> (String, String) {
+    let all: Vec<_> = s.offers.iter().collect();
+    assert_eq!(all.len(), 1, "one outstanding offer");
+    let (id, o) = all[0];
+    assert_eq!(o.framework_id, framework, "the offer's framework");
+    (id.clone(), o.agent_id.clone())
 }

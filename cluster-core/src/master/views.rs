@@ -3,8 +3,9 @@
 //! agents are visible to every authenticated reader (frameworks see them in offers anyway).
 //!
 //! The owner task only takes a [`View`]: a snapshot of the records a query needs (tasks are
-//! shared pointers, so this is a copy of pointers, not of tasks). The caller turns it into JSON
-//! with [`View::to_json`] on its own task, so a big `GET_STATE` does not stall allocation.
+//! shared pointers, so this is a copy of pointers, not of tasks). The caller turns it into the
+//! typed answer of `dccore-api` ([`View::to_response`], the types dcform reads it with) on its
+//! own task, so a big `GET_STATE` does not stall allocation.
 
 use super::access::{sees_framework, sees_task};
 use super::command::{OperatorQuery, Viewer};
@@ -12,8 +13,13 @@ use super::state::State;
 use super::tables::{AgentRec, FrameworkRec, TaskRec};
 use crate::acl::Acls;
 use crate::allocator::{Allocation, PUBLIC_ROLE};
-use crate::proto::{Resources, TaskState};
-use serde_json::{Value, json};
+use crate::proto::{Id, Resources, TaskState};
+use dccore_api::allocation::{GetAllocation, PassedOverFramework, UnofferedAgent};
+use dccore_api::operator::{
+    Agent, AgentInfo, CompletedFramework, Framework, FrameworkInfoEcho, GetAgents, GetExecutors,
+    GetFrameworks, GetHealth, GetState, GetTasks, RecoveredAgent, Response, Task, TimeInfo,
+};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -104,46 +110,69 @@ impl State {
     }
 }
 
-fn nanos(secs: f64) -> Value {
-    json!({"nanoseconds": (secs * 1e9) as i64})
+fn task_answer(t: &TaskRec) -> Task {
+    Task {
+        name: t.info.name.clone(),
+        task_id: t.info.task_id.clone(),
+        framework_id: Id::new(&t.framework_id),
+        agent_id: Id::new(&t.agent_id),
+        state: t.state,
+        resources: t.resources.to_mesos(None, None),
+        statuses: t.statuses.clone(),
+        command: t.info.command.clone(),
+    }
 }
 
-fn task_json(t: &TaskRec) -> Value {
-    json!({
-        "name": t.info.name,
-        "task_id": t.info.task_id,
-        "framework_id": {"value": t.framework_id},
-        "agent_id": {"value": t.agent_id},
-        "state": t.state,
-        "resources": t.resources.to_mesos(None, None),
-        "statuses": t.statuses,
-        "command": t.info.command,
+/// A framework's `FrameworkInfo` as it subscribed with it. It was read as a `FrameworkInfo`
+/// before it was stored, so it reads as the echo; should it not (a registry written by hand),
+/// every field is kept as it is rather than lost.
+fn framework_info_echo(raw: &Value) -> FrameworkInfoEcho {
+    serde_json::from_value(raw.clone()).unwrap_or_else(|_| FrameworkInfoEcho {
+        other: raw
+            .as_object()
+            .map(|o| o.clone().into_iter().collect())
+            .unwrap_or_default(),
+        ..Default::default()
     })
 }
 
 impl View {
-    /// The Mesos JSON response.
-    pub fn to_json(&self) -> Value {
+    /// The typed answer (`dccore-api`'s [`Response`], the types clients read it with).
+    pub fn to_response(&self) -> Response {
         match self.query {
-            OperatorQuery::Health => json!({"type": "GET_HEALTH", "get_health": {"healthy": true}}),
-            OperatorQuery::Agents => json!({"type": "GET_AGENTS", "get_agents": self.get_agents()}),
-            OperatorQuery::Frameworks => {
-                json!({"type": "GET_FRAMEWORKS", "get_frameworks": self.get_frameworks()})
-            }
-            OperatorQuery::Tasks => json!({"type": "GET_TASKS", "get_tasks": self.get_tasks()}),
-            OperatorQuery::State => json!({"type": "GET_STATE", "get_state": {
-                "get_tasks": self.get_tasks(),
-                "get_executors": {"executors": []},
-                "get_frameworks": self.get_frameworks(),
-                "get_agents": self.get_agents(),
-            }}),
-            OperatorQuery::Allocation => {
-                json!({"type": "GET_ALLOCATION", "get_allocation": self.get_allocation()})
-            }
+            OperatorQuery::Health => Response::GetHealth {
+                get_health: GetHealth { healthy: true },
+            },
+            OperatorQuery::Agents => Response::GetAgents {
+                get_agents: self.get_agents(),
+            },
+            OperatorQuery::Frameworks => Response::GetFrameworks {
+                get_frameworks: self.get_frameworks(),
+            },
+            OperatorQuery::Tasks => Response::GetTasks {
+                get_tasks: self.get_tasks(),
+            },
+            OperatorQuery::State => Response::GetState {
+                get_state: GetState {
+                    get_tasks: self.get_tasks(),
+                    get_executors: GetExecutors::default(),
+                    get_frameworks: self.get_frameworks(),
+                    get_agents: self.get_agents(),
+                },
+            },
+            OperatorQuery::Allocation => Response::GetAllocation {
+                get_allocation: self.get_allocation(),
+            },
         }
     }
 
-    fn agent_json(&self, a: &AgentRec, used: &HashMap<&str, Resources>) -> Value {
+    /// The Mesos JSON of [`View::to_response`].
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self.to_response())
+            .expect("invariant: operator answers are plain data (string keys, finite numbers)")
+    }
+
+    fn agent_answer(&self, a: &AgentRec, used: &HashMap<&str, Resources>) -> Agent {
         let i = &a.info;
         let reserved = i.public.then_some(PUBLIC_ROLE);
         let port = i
@@ -157,61 +186,67 @@ impl View {
                 "the agent is not root: every task on it runs as {u}, whatever user it asks for"
             )
         });
-        json!({
-            "agent_info": {
-                "id": {"value": i.id},
-                "hostname": i.hostname,
-                "port": port,
-                "resources": i.total.to_mesos(reserved, None),
-                "attributes": i.attributes,
+        let mesos =
+            |r: Option<&Resources>| r.map(|r| r.to_mesos(reserved, None)).unwrap_or_default();
+        Agent {
+            agent_info: AgentInfo {
+                id: Id::new(&i.id),
+                hostname: i.hostname.clone(),
+                port,
+                resources: i.total.to_mesos(reserved, None),
+                attributes: i.attributes.clone(),
             },
             // Mesos: a deactivated (or draining) agent is not active.
-            "active": a.reachable && !a.deactivated,
-            "deactivated": a.deactivated,
-            "drain_info": a.drain,
-            "version": i.version,
-            "pid": format!("slave(1)@{}", i.url.trim_start_matches("http://")),
-            "url": i.url,
-            "public": i.public,
+            active: a.reachable && !a.deactivated,
+            deactivated: a.deactivated,
+            drain_info: a.drain.clone(),
+            version: i.version.clone(),
+            pid: format!("slave(1)@{}", i.url.trim_start_matches("http://")),
+            url: i.url.clone(),
+            public: i.public,
             // dccore extension: null when the agent runs each task as the user the rules decide.
-            "task_user": i.task_user,
-            "task_user_note": note,
-            "registered_time": nanos(a.registered_time),
-            "total_resources": i.total.to_mesos(reserved, None),
-            "allocated_resources": used.get(i.id.as_str()).map(|r| r.to_mesos(reserved, None)).unwrap_or_default(),
-            "offered_resources": self.offered_by_agent.get(&i.id).map(|r| r.to_mesos(reserved, None)).unwrap_or_default(),
-        })
+            task_user: i.task_user.clone(),
+            task_user_note: note,
+            registered_time: TimeInfo::from_secs(a.registered_time),
+            total_resources: i.total.to_mesos(reserved, None),
+            allocated_resources: mesos(used.get(i.id.as_str())),
+            offered_resources: mesos(self.offered_by_agent.get(&i.id)),
+        }
     }
 
-    fn get_agents(&self) -> Value {
+    fn get_agents(&self) -> GetAgents {
         let mut used: HashMap<&str, Resources> = HashMap::new();
         for t in self.tasks.iter().filter(|t| t.holds_resources) {
             used.entry(t.agent_id.as_str())
                 .or_default()
                 .add(&t.resources);
         }
-        let agents: Vec<Value> = self
-            .agents
-            .iter()
-            .filter(|a| a.reachable)
-            .map(|a| self.agent_json(a, &used))
-            .collect();
-        let recovered: Vec<Value> = self
-            .agents
-            .iter()
-            .filter(|a| !a.reachable && a.recovered)
-            .map(|a| json!({"id": {"value": a.info.id}, "hostname": a.info.hostname}))
-            .collect();
-        let unreachable: Vec<Value> = self
-            .agents
-            .iter()
-            .filter(|a| !a.reachable && !a.recovered)
-            .map(|a| self.agent_json(a, &used))
-            .collect();
-        json!({"agents": agents, "recovered_agents": recovered, "unreachable_agents": unreachable})
+        GetAgents {
+            agents: self
+                .agents
+                .iter()
+                .filter(|a| a.reachable)
+                .map(|a| self.agent_answer(a, &used))
+                .collect(),
+            recovered_agents: self
+                .agents
+                .iter()
+                .filter(|a| !a.reachable && a.recovered)
+                .map(|a| RecoveredAgent {
+                    id: Id::new(&a.info.id),
+                    hostname: a.info.hostname.clone(),
+                })
+                .collect(),
+            unreachable_agents: self
+                .agents
+                .iter()
+                .filter(|a| !a.reachable && !a.recovered)
+                .map(|a| self.agent_answer(a, &used))
+                .collect(),
+        }
     }
 
-    fn get_frameworks(&self) -> Value {
+    fn get_frameworks(&self) -> GetFrameworks {
         let mut alloc: HashMap<&str, Resources> = HashMap::new();
         for t in self.tasks.iter().filter(|t| t.holds_resources) {
             alloc
@@ -219,37 +254,50 @@ impl View {
                 .or_default()
                 .add(&t.resources);
         }
-        let frameworks: Vec<Value> = self
+        let none = Resources::default();
+        let frameworks = self
             .frameworks
             .iter()
             .filter(|(f, _)| sees_framework(&self.acls, &self.viewer, f))
-            .map(|(f, connected)| {
-                let none = Resources::default();
-                json!({
-                    "name": f.info.name,
-                    "framework_info": f.info_raw,
-                    "active": connected,
-                    "connected": connected,
-                    "recovered": f.registered_time == 0.0,
-                    "registered_time": nanos(f.registered_time),
-                    "allocated_resources": alloc.get(f.id.as_str()).unwrap_or(&none).to_mesos(None, None),
-                    "offered_resources": self.offered_by_framework.get(&f.id).unwrap_or(&none).to_mesos(None, None),
-                })
+            .map(|(f, connected)| Framework {
+                name: f.info.name.clone(),
+                framework_info: framework_info_echo(&f.info_raw),
+                active: *connected,
+                connected: *connected,
+                recovered: f.registered_time == 0.0,
+                registered_time: TimeInfo::from_secs(f.registered_time),
+                allocated_resources: alloc
+                    .get(f.id.as_str())
+                    .unwrap_or(&none)
+                    .to_mesos(None, None),
+                offered_resources: self
+                    .offered_by_framework
+                    .get(&f.id)
+                    .unwrap_or(&none)
+                    .to_mesos(None, None),
             })
             .collect();
         // Only ids are kept of removed frameworks, not whose they were: operator only.
-        let removed: Vec<Value> = match self.viewer {
+        let completed_frameworks = match self.viewer {
             Viewer::Operator => self
                 .removed
                 .iter()
-                .map(|id| json!({"framework_info": {"id": {"value": id}}}))
+                .map(|id| CompletedFramework {
+                    framework_info: FrameworkInfoEcho {
+                        id: Some(Id::new(id)),
+                        ..Default::default()
+                    },
+                })
                 .collect(),
             Viewer::Principal(_) => Vec::new(),
         };
-        json!({"frameworks": frameworks, "completed_frameworks": removed})
+        GetFrameworks {
+            frameworks,
+            completed_frameworks,
+        }
     }
 
-    fn get_tasks(&self) -> Value {
+    fn get_tasks(&self) -> GetTasks {
         let principals: HashMap<&str, Option<&str>> = self
             .frameworks
             .iter()
@@ -267,78 +315,61 @@ impl View {
         tasks.sort_by(|a, b| {
             (&a.framework_id, &a.info.task_id).cmp(&(&b.framework_id, &b.info.task_id))
         });
-        let unreachable: Vec<Value> = live()
-            .filter(|t| t.state == TaskState::Unreachable)
-            .filter(visible)
-            .map(task_json)
-            .collect();
-        // Terminal tasks still waiting for acknowledgement count as completed already.
-        let completed: Vec<Value> = self
-            .completed
-            .iter()
-            .map(|t| &**t)
-            .chain(live().filter(|t| t.state.is_terminal()))
-            .filter(visible)
-            .map(task_json)
-            .collect();
-        json!({
-            "tasks": tasks.into_iter().map(task_json).collect::<Vec<_>>(),
-            "unreachable_tasks": unreachable,
-            "completed_tasks": completed,
-        })
+        GetTasks {
+            tasks: tasks.into_iter().map(task_answer).collect(),
+            unreachable_tasks: live()
+                .filter(|t| t.state == TaskState::Unreachable)
+                .filter(visible)
+                .map(task_answer)
+                .collect(),
+            // Terminal tasks still waiting for acknowledgement count as completed already.
+            completed_tasks: self
+                .completed
+                .iter()
+                .map(|t| &**t)
+                .chain(live().filter(|t| t.state.is_terminal()))
+                .filter(visible)
+                .map(task_answer)
+                .collect(),
+        }
     }
 
-    /// dccore's `GET_ALLOCATION`: why agents and frameworks got no offer in the last cycle.
-    fn get_allocation(&self) -> Value {
-        let Some((cycles, last)) = &self.allocation else {
-            return Value::Null;
+    /// dccore's `GET_ALLOCATION`: why agents and frameworks got no offer in the last cycle
+    /// (before the first cycle: none, and nothing listed).
+    fn get_allocation(&self) -> GetAllocation {
+        let (cycles, last) = match &self.allocation {
+            Some((cycles, last)) => (*cycles, last),
+            None => (0, &Allocation::default()),
         };
-        let agents: Vec<Value> = last
-            .unoffered
-            .iter()
-            .map(|u| {
-                json!({
-                    "agent_id": {"value": u.agent},
-                    "reason": u.reason,
-                    "message": u.message(),
-                    "frameworks_refusing": u.skips,
-                })
-            })
-            .collect();
         let visible: HashMap<&str, &FrameworkRec> = self
             .frameworks
             .iter()
             .filter(|(f, _)| sees_framework(&self.acls, &self.viewer, f))
             .map(|(f, _)| (f.id.as_str(), f))
             .collect();
-        let frameworks: Vec<Value> = last
-            .passed_over
-            .iter()
-            .filter(|p| visible.contains_key(p.framework.as_str()))
-            .map(|p| {
-                json!({
-                    "framework_id": {"value": p.framework},
-                    "reason": p.reason,
-                    "agents": p.agents,
+        GetAllocation {
+            allocation_cycles: cycles,
+            agents_not_offered: last.agents_by_reason(),
+            unoffered_agents: last
+                .unoffered
+                .iter()
+                .map(|u| UnofferedAgent {
+                    agent_id: Id::new(&u.agent),
+                    reason: u.reason,
+                    message: u.message(),
+                    frameworks_refusing: u.skips,
                 })
-            })
-            .collect();
-        let by_reason: serde_json::Map<String, Value> = last
-            .agents_by_reason()
-            .into_iter()
-            .map(|(r, n)| {
-                let name = serde_json::to_value(r)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default();
-                (name, json!(n))
-            })
-            .collect();
-        json!({
-            "allocation_cycles": cycles,
-            "agents_not_offered": by_reason,
-            "unoffered_agents": agents,
-            "passed_over_frameworks": frameworks,
-        })
+                .collect(),
+            passed_over_frameworks: last
+                .passed_over
+                .iter()
+                .filter(|p| visible.contains_key(p.framework.as_str()))
+                .map(|p| PassedOverFramework {
+                    framework_id: Id::new(&p.framework),
+                    reason: p.reason,
+                    agents: p.agents,
+                })
+                .collect(),
+        }
     }
 }

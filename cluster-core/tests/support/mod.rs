@@ -491,3 +491,31 @@ pub fn alive(pid: i32) -> bool {
         })
         .unwrap_or(false)
 }
+
+/// The `dccore` binary cargo built for these tests.
+pub const BIN: &str = env!("CARGO_BIN_EXE_dccore");
+
+/// Starts `dccore ARGS` (killed when dropped) with its stderr going to `stderr`; returns the
+/// child and the first line it prints on stdout (the address it listens on).
+pub async fn start_bin(
+    args: &[&str],
+    stderr: std::process::Stdio,
+) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(BIN)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(stderr)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn dccore");
+    let out = child.stdout.take().expect("piped stdout");
+    let first = within(
+        "the address line",
+        tokio::io::BufReader::new(out).lines().next_line(),
+    )
+    .await
+    .expect("read stdout")
+    .expect("a first stdout line");
+    (child, first)
+}

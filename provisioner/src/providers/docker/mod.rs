@@ -25,6 +25,7 @@ use bollard::query_parameters::{
     CreateContainerOptions, InspectContainerOptions, InspectNetworkOptions, RemoveContainerOptions,
     StartContainerOptions,
 };
+use dc_support::retry::{self, Backoff, Next, RetryError};
 use dcform_bootstrap::node_image::{self, AUTHORIZED_KEYS_ENV, NodeImageOptions};
 use tokio::sync::OnceCell;
 
@@ -330,38 +331,50 @@ impl DockerProvider {
         }
     }
 
-    /// The container's address on the cluster network, once it runs.
+    /// The container's address on the cluster network, once it runs (Docker fills it in
+    /// shortly after the start; a container found stopped is started again).
     async fn address(&self, docker: &Docker, name: &str) -> Result<(String, String), DockerError> {
         let net = network_name(&self.cluster);
-        let mut last = String::new();
-        for attempt in 0..20u64 {
-            let c = docker
+        let net = &net;
+        retry::run(ADDRESS_POLL, |at| async move {
+            let c = match docker
                 .inspect_container(name, None::<InspectContainerOptions>)
                 .await
-                .map_err(api(format!("inspect container {name}")))?;
+            {
+                Ok(c) => c,
+                Err(e) => return Next::Fail(api(format!("inspect container {name}"))(e)),
+            };
             let id = c.id.clone().unwrap_or_else(|| name.to_string());
             let running = c.state.as_ref().and_then(|s| s.running).unwrap_or(false);
-            if !running {
-                docker
+            if !running
+                && let Err(e) = docker
                     .start_container(name, None::<StartContainerOptions>)
                     .await
-                    .map_err(api(format!("start container {name}")))?;
+            {
+                return Next::Fail(api(format!("start container {name}"))(e));
             }
             let ip = c
                 .network_settings
                 .and_then(|s| s.networks)
-                .and_then(|mut n| n.remove(&net))
+                .and_then(|mut n| n.remove(net))
                 .and_then(|e| e.ip_address)
                 .filter(|ip| !ip.is_empty());
-            if let (true, Some(ip)) = (running, ip) {
-                return Ok((id, ip));
+            match (running, ip) {
+                (true, Some(ip)) => Next::Done((id, ip)),
+                _ => at.retry(DockerError::NoAddress(format!(
+                    "container {name} has no address on {net} yet"
+                ))),
             }
-            last = format!("container {name} has no address on {net} yet");
-            tokio::time::sleep(Duration::from_millis(50 * (attempt + 1))).await;
-        }
-        Err(DockerError::NoAddress(last))
+        })
+        .await
+        .map_err(RetryError::into_error)
     }
 }
+
+/// How long [`DockerProvider::address`] waits for a container's address: about 10 s, polling
+/// often at first (it is usually there within a few hundred milliseconds).
+const ADDRESS_POLL: Backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(1))
+    .deadline(Duration::from_secs(10));
 
 impl Provider for DockerProvider {
     type Remote = SshRemote;
