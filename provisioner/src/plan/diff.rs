@@ -417,7 +417,7 @@ fn existing_node_change(
 fn change_for(w: &Wanted<'_>, action: Action, reason: String, steps: Vec<Step>) -> NodeChange {
     NodeChange {
         node: w.name.clone(),
-        pool: w.pool.name.to_string(),
+        pool: w.pool.name.clone(),
         index: w.index,
         role: w.pool.role,
         host: w.host.clone(),

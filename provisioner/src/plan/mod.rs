@@ -11,7 +11,7 @@ mod render;
 
 use serde::{Deserialize, Serialize};
 
-use crate::spec::{ClusterSpec, Role};
+use crate::spec::{ClusterSpec, PoolName, Role};
 
 pub use diff::{config_hash, destroy, diff};
 pub use infra::infra_only;
@@ -138,7 +138,7 @@ pub struct NodeChange {
     /// Node name `<pool>-<index>`.
     pub node: String,
     /// Pool the node belongs (or belonged) to.
-    pub pool: String,
+    pub pool: PoolName,
     /// Index in the pool.
     pub index: u32,
     /// Role the node will have (or had, when it goes away).

@@ -327,4 +327,43 @@ mod tests {
         assert!(err.to_string().contains("lineage"), "{err}");
         assert_eq!(fs::read_to_string(f.path()).unwrap(), before);
     }
+
+    /// A node's pool is a `PoolName` in memory and the same plain string in the file; a name no
+    /// definition could have (a hand edit) is refused when the state is read, naming the file.
+    #[test]
+    fn pool_names_keep_their_json_and_an_invalid_one_is_refused() {
+        use crate::state::{NodeState, NodeStatus};
+        let (_d, f) = file();
+        let mut s = State::new("demo", crate::spec::ProviderKind::Local);
+        s.upsert_node(NodeState {
+            name: "agents-1".into(),
+            pool: crate::spec::PoolName::new("agents").expect("valid pool name"),
+            index: 1,
+            role: crate::spec::Role::Agent,
+            host: None,
+            provider_id: None,
+            addresses: vec![],
+            ssh_host_key: None,
+            core_version: None,
+            config_hash: None,
+            status: NodeStatus::Running,
+        });
+        f.save(&mut s).unwrap();
+        let text = fs::read_to_string(f.path()).unwrap();
+        assert!(text.contains(r#""pool": "agents""#), "{text}");
+        assert_eq!(f.load().unwrap().unwrap().nodes[0].pool, "agents");
+
+        fs::write(
+            f.path(),
+            text.replace(r#""pool": "agents""#, r#""pool": "Agents!""#),
+        )
+        .unwrap();
+        let err = f.load().unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, StateError::Corrupt { .. }), "{msg}");
+        assert!(
+            msg.contains("Agents!") && msg.contains("state.json"),
+            "{msg}"
+        );
+    }
 }
