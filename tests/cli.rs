@@ -89,10 +89,10 @@ fn applied_state_plans_no_changes_with_detailed_exitcode_0() {
     // Write the state a finished apply would leave, through the library.
     let plan_out = dcform(dir.path(), &["plan", "-out", "p.plan", "local.hcl"]);
     assert_eq!(plan_out.status.code(), Some(0), "{}", text(&plan_out));
-    let plan: dcform::plan::Plan =
+    let plan: dcform::plan::SavedPlan =
         serde_json::from_slice(&std::fs::read(dir.path().join("p.plan")).unwrap()).unwrap();
     let mut state = State::new("local", dcform::spec::ProviderKind::Local);
-    for c in plan.actions() {
+    for c in &plan.changes {
         state.upsert_node(dcform::state::NodeState {
             name: c.node.clone(),
             pool: c.pool.clone(),

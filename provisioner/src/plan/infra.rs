@@ -59,7 +59,7 @@ pub fn infra_only(mut plan: Plan) -> (Plan, Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{CoreTarget, NodeChange, PLAN_FORMAT, PlanBase};
+    use crate::plan::{CoreTarget, NodeChange, PlanBase};
     use crate::spec::{PoolName, Role};
 
     fn change(node: &str, role: Role, action: Action, steps: Vec<Step>, wave: u32) -> NodeChange {
@@ -89,7 +89,6 @@ mod tests {
             definition_dir: ".".into(),
         };
         Plan {
-            format: PLAN_FORMAT,
             destroy: false,
             spec,
             core: CoreTarget {
