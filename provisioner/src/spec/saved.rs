@@ -50,9 +50,9 @@ pub struct SavedDefinition {
 /// (make a new plan), none is retried.
 #[derive(Debug, thiserror::Error)]
 pub enum SavedPlanError {
-    /// The plan file's copy of the definition does not match the hash it carries.
+    /// The plan file (its changes, or its copy of the definition) does not match the hash it carries.
     #[error(
-        "the plan file's copy of its definition does not match its sha256: the file was edited or damaged; run `dcform plan` again (`-out FILE` saves the new plan)"
+        "the plan file does not match its sha256: it was edited or damaged after `dcform plan -out` wrote it; run `dcform plan` again (`-out FILE` saves the new plan)"
     )]
     Tampered,
     /// A file the definition reads changed (or is gone, or is new) since the plan was made.
