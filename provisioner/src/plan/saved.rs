@@ -8,11 +8,10 @@
 //! any part of it.
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::{CoreTarget, NodeChange, Plan, PlanBase};
 use crate::spec::ClusterSpec;
-use crate::spec::saved::{SavedDefinition, SavedPlanError};
+use crate::spec::saved::{SavedDefinition, SavedPlanError, hex_sha};
 
 /// Plan file format. 1 carried the validated definition itself, applied unchecked; 2 carries the
 /// definition's sources and hashes, and is checked again on apply.
@@ -62,7 +61,7 @@ impl SavedPlan {
             "changes": self.changes,
             "definition": self.definition,
         });
-        hex::encode(Sha256::digest(whole.to_string().as_bytes()))
+        hex_sha(whole.to_string().as_bytes())
     }
 
     /// Whether the file is as `plan -out` wrote it (its own hash, then its definition's).

@@ -68,7 +68,8 @@ pub enum SavedPlanError {
     SpecChanged,
 }
 
-fn hex_sha(bytes: &[u8]) -> String {
+/// sha256 of `bytes`, hex: every hash a plan file carries.
+pub fn hex_sha(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
