@@ -131,11 +131,11 @@ mod tests {
     fn a_fifo_is_refused_at_once_instead_of_read() {
         let d = tempfile::tempdir().unwrap();
         let fifo = d.path().join("defs.hcl");
-        let made = dc_support::testing::output_within(
+        let ok = dc_support::testing::output_within(
             std::time::Duration::from_secs(10),
             std::process::Command::new("mkfifo").arg(&fifo),
         );
-        assert!(made.status.success(), "mkfifo: {made:?}");
+        assert!(ok.status.success(), "mkfifo: {ok:?}");
         let e = read_regular_file(&fifo).unwrap_err();
         assert!(e.to_string().contains("FIFO"), "{e}");
         let e = read_regular_file(d.path()).unwrap_err();
