@@ -373,13 +373,15 @@ cluster "c" {
 }
 "#;
 
-/// dcform in `dir` with `DCFORM_TEST_ZONE` set to `zone` (the value `CHECKED_DEF` reads).
-fn dcform_in_zone(dir: &Path, zone: &str, args: &[&str]) -> Output {
-    output_within(
-        RUN,
-        Command::new(env!("CARGO_BIN_EXE_dcform"))
+/// dcform in `dir` with `DCFORM_TEST_ZONE` set to `zone` (the value `CHECKED_DEF` reads), no stdin,
+/// under a deadline. (Written with full paths only, so it does not depend on this file's helpers.)
+fn dcform_in_zone(dir: &Path, zone: &str, args: &[&str]) -> std::process::Output {
+    dc_support::testing::output_within(
+        std::time::Duration::from_secs(120),
+        std::process::Command::new(env!("CARGO_BIN_EXE_dcform"))
             .args(args)
             .env("DCFORM_TEST_ZONE", zone)
+            .stdin(std::process::Stdio::null())
             .current_dir(dir),
     )
 }
@@ -408,7 +410,7 @@ fn checked_plan() -> tempfile::TempDir {
     dir
 }
 
-fn assert_refused(o: &Output, what: &str) {
+fn assert_refused(o: &std::process::Output, what: &str) {
     let t = text(o);
     assert_eq!(o.status.code(), Some(1), "{t}");
     assert!(
@@ -543,12 +545,12 @@ fn a_saved_plan_of_a_converted_main_tf_round_trips_and_sees_its_tfvars_change() 
     )
     .unwrap();
     std::fs::write(dir.path().join("terraform.tfvars"), "n = 1\n").unwrap();
-    let o = dcform(dir.path(), &["plan", "-out", "p.plan", "main.tf"]);
+    let o = dcform_in_zone(dir.path(), "z1", &["plan", "-out", "p.plan", "main.tf"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(text(&o).contains("Converted main.tf"), "{}", text(&o));
     // Unchanged: the checks pass and apply asks (no terminal, no answer: nothing is created, as
     // this aws definition must not reach a real cloud).
-    let o = dcform(dir.path(), &["apply", "p.plan"]);
+    let o = dcform_in_zone(dir.path(), "z1", &["apply", "p.plan"]);
     assert!(
         text(&o).contains("Do you want to perform these actions?")
             && text(&o).contains("no answer on standard input"),
@@ -556,6 +558,6 @@ fn a_saved_plan_of_a_converted_main_tf_round_trips_and_sees_its_tfvars_change() 
         text(&o)
     );
     std::fs::write(dir.path().join("terraform.tfvars"), "n = 3\n").unwrap();
-    let o = dcform(dir.path(), &["apply", "--auto-approve", "p.plan"]);
+    let o = dcform_in_zone(dir.path(), "z1", &["apply", "--auto-approve", "p.plan"]);
     assert_refused(&o, "terraform.tfvars");
 }
