@@ -65,10 +65,10 @@ fn applied_state_plans_no_changes_with_detailed_exitcode_0() {
     // Write the state a finished apply would leave, through the library.
     let plan_out = dcform(dir.path(), &["plan", "-out", "p.plan", "local.hcl"]);
     assert_eq!(plan_out.status.code(), Some(0), "{}", text(&plan_out));
-    let plan: dcform::plan::Plan =
+    let plan: dcform::plan::SavedPlan =
         serde_json::from_slice(&std::fs::read(dir.path().join("p.plan")).unwrap()).unwrap();
     let mut state = State::new("local", dcform::spec::ProviderKind::Local);
-    for c in plan.actions() {
+    for c in &plan.changes {
         state.upsert_node(dcform::state::NodeState {
             name: c.node.clone(),
             pool: c.pool.clone(),
@@ -320,4 +320,221 @@ fn validate_refuses_resources_and_attributes_the_agent_would_refuse() {
     let o = dcform(dir.path(), &["validate", attr.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("attribute rack"), "{}", text(&o));
+}
+
+// --- Saved plans are checked again on apply (issue 9) -------------------------------------------
+
+/// A definition whose evaluation depends on a `-var`, a `-var-file` and `env()`.
+const CHECKED_DEF: &str = r#"variable "agents" {
+  type    = number
+  default = 1
+}
+variable "rack" {
+  type    = string
+  default = "r0"
+}
+cluster "c" {
+  provider "local" {}
+  pool "masters" {
+    role  = "master"
+    count = 1
+  }
+  pool "agents" {
+    role  = "agent"
+    count = var.agents
+    attributes = {
+      rack = var.rack
+      zone = env("DCFORM_TEST_ZONE")
+    }
+  }
+}
+"#;
+
+/// dcform in `dir` with `DCFORM_TEST_ZONE` set to `zone` (the value `CHECKED_DEF` reads), no stdin,
+/// under a deadline. (Written with full paths only, so it does not depend on this file's helpers.)
+fn dcform_in_zone(dir: &Path, zone: &str, args: &[&str]) -> std::process::Output {
+    dc_support::testing::output_within(
+        std::time::Duration::from_secs(120),
+        std::process::Command::new(env!("CARGO_BIN_EXE_dcform"))
+            .args(args)
+            .env("DCFORM_TEST_ZONE", zone)
+            .stdin(std::process::Stdio::null())
+            .current_dir(dir),
+    )
+}
+
+/// `CHECKED_DEF` planned to `p.plan` with `-var rack=r1 -var-file v.hcl` (agents = 2) in zone z1.
+fn checked_plan() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("c.hcl"), CHECKED_DEF).unwrap();
+    std::fs::write(dir.path().join("v.hcl"), "agents = 2\n").unwrap();
+    let o = dcform_in_zone(
+        dir.path(),
+        "z1",
+        &[
+            "plan",
+            "-out",
+            "p.plan",
+            "-var",
+            "rack=r1",
+            "-var-file",
+            "v.hcl",
+            "c.hcl",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("Plan: 3 to add"), "{}", text(&o));
+    dir
+}
+
+fn assert_refused(o: &std::process::Output, what: &str) {
+    let t = text(o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("p.plan: the saved plan is not applied") && t.contains(what),
+        "{t}"
+    );
+    assert!(t.contains("run `dcform plan` again"), "{t}");
+    assert!(!t.contains("panicked"), "{t}");
+}
+
+#[test]
+fn a_saved_plan_applies_with_the_variables_it_was_made_with() {
+    let dir = checked_plan();
+    let text_of_plan = std::fs::read_to_string(dir.path().join("p.plan")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text_of_plan).unwrap();
+    assert_eq!(v["format"], 2);
+    assert!(v.get("spec").is_none(), "no spec to trust: {text_of_plan}");
+    assert_eq!(v["definition"]["files"][0]["text"], CHECKED_DEF);
+    // Same folder, same files, same environment: applied (machines only: nothing to install).
+    let o = dcform_in_zone(
+        dir.path(),
+        "z1",
+        &["apply", "--auto-approve", "--infra-only", "p.plan"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains("Apply complete! Nodes: 3 added"),
+        "{}",
+        text(&o)
+    );
+    let (_, state) = (
+        (),
+        StateFile::default_for(dir.path(), "c")
+            .load()
+            .unwrap()
+            .unwrap(),
+    );
+    let names: Vec<&str> = state.nodes.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(names, ["agents-1", "agents-2", "masters-1"]);
+    // The plan was made against no state: once applied, it is stale.
+    let o = dcform_in_zone(dir.path(), "z1", &["apply", "--auto-approve", "p.plan"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("the plan is stale"), "{}", text(&o));
+}
+
+#[test]
+fn a_saved_plan_edited_by_hand_is_refused() {
+    let dir = checked_plan();
+    let path = dir.path().join("p.plan");
+    let original = std::fs::read_to_string(&path).unwrap();
+    // An edit of the changes, and one of the definition's copy, each found by the file's hash.
+    let edits = [
+        original.replacen("\"create\"", "\"no_op\"", 1),
+        original.replace("count = var.agents", "count = 9"),
+    ];
+    for edited in edits {
+        assert_ne!(edited, original);
+        std::fs::write(&path, edited).unwrap();
+        let o = dcform_in_zone(dir.path(), "z1", &["apply", "--auto-approve", "p.plan"]);
+        assert_refused(&o, "edited or damaged");
+    }
+    assert!(!dir.path().join(".dcform/c/state.json").exists());
+}
+
+#[test]
+fn a_definition_or_var_file_changed_after_the_plan_is_refused_naming_it() {
+    let dir = checked_plan();
+    std::fs::write(
+        dir.path().join("c.hcl"),
+        CHECKED_DEF.replace("default = 1", "default = 4"),
+    )
+    .unwrap();
+    let o = dcform_in_zone(dir.path(), "z1", &["apply", "--auto-approve", "p.plan"]);
+    assert_refused(&o, "the definition changed since the plan was made (c.hcl)");
+    std::fs::write(dir.path().join("c.hcl"), CHECKED_DEF).unwrap();
+    std::fs::write(dir.path().join("v.hcl"), "agents = 3\n").unwrap();
+    let o = dcform_in_zone(dir.path(), "z1", &["apply", "--auto-approve", "p.plan"]);
+    assert_refused(&o, "the definition changed since the plan was made (v.hcl)");
+    assert!(!dir.path().join(".dcform/c/state.json").exists());
+}
+
+#[test]
+fn an_env_value_changed_after_the_plan_is_refused() {
+    let dir = checked_plan();
+    let o = dcform_in_zone(dir.path(), "z2", &["apply", "--auto-approve", "p.plan"]);
+    assert_refused(&o, "evaluates differently");
+    // Variables come from the plan, not from a new command line.
+    let o = dcform_in_zone(dir.path(), "z1", &["apply", "-var", "rack=r2", "p.plan"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("a saved plan applies the variables it was made with"),
+        "{}",
+        text(&o)
+    );
+    // Relative paths are the plan folder's: from elsewhere it is refused, not misread.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("p.plan");
+    let o = dcform_in_zone(elsewhere.path(), "z1", &["apply", plan.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("names its files relative to that folder"),
+        "{}",
+        text(&o)
+    );
+    assert!(!dir.path().join(".dcform/c/state.json").exists());
+}
+
+#[test]
+fn a_plan_of_format_1_is_refused_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("old.plan"),
+        r#"{"format": 1, "destroy": false, "spec": {"name": "c"}, "changes": []}"#,
+    )
+    .unwrap();
+    let o = dcform(dir.path(), &["apply", "--auto-approve", "old.plan"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("old.plan: a plan of format 1")
+            && text(&o).contains("run `dcform plan -out old.plan` again"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn a_saved_plan_of_a_converted_main_tf_round_trips_and_sees_its_tfvars_change() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("main.tf"),
+        "variable \"n\" {}\nmodule \"dcos\" {\n  source      = \"dcos-terraform/dcos/aws\"\n  num_masters = var.n\n}\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("terraform.tfvars"), "n = 1\n").unwrap();
+    let o = dcform_in_zone(dir.path(), "z1", &["plan", "-out", "p.plan", "main.tf"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("Converted main.tf"), "{}", text(&o));
+    // Unchanged: the checks pass and apply asks (no terminal, no answer: nothing is created, as
+    // this aws definition must not reach a real cloud).
+    let o = dcform_in_zone(dir.path(), "z1", &["apply", "p.plan"]);
+    assert!(
+        text(&o).contains("Do you want to perform these actions?")
+            && text(&o).contains("no answer on standard input"),
+        "{}",
+        text(&o)
+    );
+    std::fs::write(dir.path().join("terraform.tfvars"), "n = 3\n").unwrap();
+    let o = dcform_in_zone(dir.path(), "z1", &["apply", "--auto-approve", "p.plan"]);
+    assert_refused(&o, "terraform.tfvars");
 }

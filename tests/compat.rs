@@ -347,7 +347,7 @@ fn output_json_has_terraform_shape_with_dcos_terraform_names() {
     ] {
         state.upsert_node(NodeState {
             name: name.into(),
-            pool: pool.into(),
+            pool: spec::PoolName::new(pool).expect("a valid pool name"),
             index: 1,
             role,
             host: None,

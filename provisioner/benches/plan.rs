@@ -97,7 +97,7 @@ fn applied_state(provider: ProviderKind, fresh: &plan::Plan, core: &CoreTarget) 
         .actions()
         .map(|c| NodeState {
             name: c.node.clone(),
-            pool: c.pool.to_string(),
+            pool: c.pool.clone(),
             index: c.index,
             role: c.role,
             host: c.host.clone(),

@@ -327,7 +327,7 @@ mod tests {
     fn node(name: &str, role: Role, addr: &str) -> NodeState {
         NodeState {
             name: name.into(),
-            pool: "p".into(),
+            pool: crate::spec::PoolName::new("p").expect("valid pool name"),
             index: 1,
             role,
             host: None,

@@ -9,7 +9,7 @@ use anyhow::anyhow;
 use tokio_util::sync::CancellationToken;
 
 use super::args::ApplyArgs;
-use super::inputs::{confirm, load_def, read_plan_file, state_file};
+use super::inputs::{confirm, load_def, read_plan_file, reload_saved_definition, state_file};
 use super::plan_cmd::{make_plan, print_plan, refreshed_state};
 use super::table::display_value;
 use super::{CliError, exit};
@@ -29,9 +29,10 @@ pub(super) async fn apply_cmd(a: &ApplyArgs, destroy: bool) -> Result<u8, CliErr
     };
     let from_file = saved.is_some();
     let (plan, file) = match saved {
-        Some(plan) => {
-            let file = state_file(&plan.spec, &a.state);
-            (plan, file)
+        Some(saved) => {
+            let spec = reload_saved_definition(&a.def.path, &saved, &a.def)?;
+            let file = state_file(&spec, &a.state);
+            (saved.into_plan(spec), file)
         }
         None => {
             let spec = load_def(&a.def)?;

@@ -66,9 +66,9 @@ pub enum Command {
         after_help = "Examples:\n  dcform plan examples/local.hcl\n  dcform plan -var agents=5 -out scale.plan .\n  dcform plan --detailed-exitcode examples/local.hcl   # 0 no changes, 1 error, 2 changes"
     )]
     Plan(PlanArgs),
-    /// Create or update the cluster so that it matches the definition (or apply a saved plan exactly).
+    /// Create or update the cluster so that it matches the definition (or apply a saved plan exactly, after checking its definition is unchanged).
     #[command(
-        after_help = "Examples:\n  dcform apply examples/local.hcl\n  dcform apply --auto-approve -var agents=5 .\n  dcform apply scale.plan            # a plan saved with `plan -out`"
+        after_help = "Examples:\n  dcform apply examples/local.hcl\n  dcform apply --auto-approve -var agents=5 .\n  dcform apply scale.plan            # a plan saved with `plan -out` (from the same folder; refused if its definition changed)"
     )]
     Apply(ApplyArgs),
     /// Remove every node of the cluster and the provider's resources.

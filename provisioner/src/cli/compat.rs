@@ -1,7 +1,7 @@
 //! The terraform-compat commands: `convert`, `import-tfstate`, the in-memory conversion behind
 //! `plan main.tf` / `apply main.tf`, and Terraform's `output -json` shape.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::anyhow;
 
@@ -35,9 +35,10 @@ fn has_hcl(dir: &Path) -> bool {
     })
 }
 
-/// Converts `path` in memory for `plan`/`apply`/`validate`, saying so on stderr. Returns the definition
-/// text and the path to attribute it to (the state then lives beside the original file).
-pub(super) fn convert_in_memory(path: &Path) -> Result<(std::path::PathBuf, String), CliError> {
+/// Converts `path` in memory for `plan`/`apply`/`validate`, saying so on stderr. Returns the path to
+/// attribute the definition to (the state then lives beside the original file), its text, and the
+/// files the conversion read.
+pub(super) fn convert_in_memory(path: &Path) -> Result<(PathBuf, String, Vec<PathBuf>), CliError> {
     let c = terraform_compat::convert_path(path)?;
     let n = c.report.not_carried_over.len();
     eprintln!(
@@ -70,7 +71,11 @@ pub(super) fn convert_in_memory(path: &Path) -> Result<(std::path::PathBuf, Stri
             _ => parent,
         }
     };
-    Ok((dir.join(format!("{name} (converted)")), c.definition))
+    Ok((
+        dir.join(format!("{name} (converted)")),
+        c.definition,
+        c.report.sources,
+    ))
 }
 
 /// `dcform convert FILE [-o OUT] [--json]`.

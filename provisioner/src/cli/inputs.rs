@@ -9,12 +9,27 @@ use anyhow::anyhow;
 
 use super::CliError;
 use super::args::{DefArgs, StateArgs};
-use crate::plan::{CoreTarget, PLAN_FORMAT, Plan};
+use crate::plan::{CoreTarget, PLAN_FORMAT, SavedPlan};
 use crate::spec::{self, ClusterSpec, LoadOptions};
 use crate::state::{State, StateFile};
 
+/// A definition loaded for a command, with what a saved plan keeps of the load.
+pub(super) struct LoadedDef {
+    /// The validated definition.
+    pub spec: ClusterSpec,
+    /// The `-var` values, parsed.
+    pub vars: Vec<(String, String)>,
+    /// Every file the load read, with its bytes (see `spec::input::recorded`).
+    pub reads: Vec<(PathBuf, Vec<u8>)>,
+}
+
 /// Loads the definition with its variables; warnings go to stderr.
 pub(super) fn load_def(def: &DefArgs) -> Result<ClusterSpec, CliError> {
+    load_def_recorded(def).map(|d| d.spec)
+}
+
+/// [`load_def`], keeping the variables and the files read (for `plan -out`).
+pub(super) fn load_def_recorded(def: &DefArgs) -> Result<LoadedDef, CliError> {
     let mut vars = Vec::new();
     for v in &def.vars {
         let (k, val) = v.split_once('=').ok_or_else(|| {
@@ -24,11 +39,6 @@ pub(super) fn load_def(def: &DefArgs) -> Result<ClusterSpec, CliError> {
         })?;
         vars.push((k.trim().to_string(), val.to_string()));
     }
-    let opts = LoadOptions {
-        vars,
-        var_files: def.var_files.clone(),
-        env: std::env::vars().collect(),
-    };
     if read_plan_file(&def.path).is_some() {
         return Err(CliError::user(anyhow!(
             "{} is a saved plan, not a cluster definition: apply it with `dcform apply {}`, or give the definition's .hcl file",
@@ -36,17 +46,93 @@ pub(super) fn load_def(def: &DefArgs) -> Result<ClusterSpec, CliError> {
             def.path.display()
         )));
     }
-    // A dcos-terraform main.tf or an installer config.yaml is converted in memory first.
-    let loaded = if super::compat::is_foreign_definition(&def.path) {
-        let (path, text) = super::compat::convert_in_memory(&def.path)?;
-        spec::load_text(&path, text, &opts)?
-    } else {
-        spec::load(&def.path, &opts)?
+    load_definition(&def.path, vars, def.var_files.clone())
+}
+
+/// Loads `path` with these variables and the process environment, recording every file read.
+fn load_definition(
+    path: &Path,
+    vars: Vec<(String, String)>,
+    var_files: Vec<PathBuf>,
+) -> Result<LoadedDef, CliError> {
+    let opts = LoadOptions {
+        vars,
+        var_files,
+        env: std::env::vars().collect(),
     };
+    let (loaded, reads) = spec::input::recorded(|| {
+        // A dcos-terraform main.tf or an installer config.yaml is converted in memory first.
+        if super::compat::is_foreign_definition(path) {
+            let (attributed, text, sources) = super::compat::convert_in_memory(path)?;
+            // Read once more through the recording reader, so a saved plan keeps (and checks)
+            // the files the conversion read. Should one change in between, the spec hash of
+            // the saved plan still holds what was converted, and apply refuses.
+            for source in &sources {
+                spec::input::read_regular_file(source).map_err(|e| {
+                    CliError::user(anyhow!("cannot read {}: {e}", source.display()))
+                })?;
+            }
+            Ok::<_, CliError>(spec::load_text(&attributed, text, &opts)?)
+        } else {
+            Ok(spec::load(path, &opts)?)
+        }
+    });
+    let loaded = loaded?;
     for w in &loaded.warnings {
         eprintln!("Warning: {w}");
     }
+    Ok(LoadedDef {
+        spec: loaded.spec,
+        vars: opts.vars,
+        reads,
+    })
+}
+
+/// The definition of the saved plan `plan` (read from `plan_path`), loaded and validated again with
+/// the plan's variables, and checked to be the one the plan was made from.
+pub(super) fn reload_saved_definition(
+    plan_path: &Path,
+    plan: &SavedPlan,
+    def: &DefArgs,
+) -> Result<ClusterSpec, CliError> {
+    let refuse = |e: anyhow::Error| {
+        CliError::user(e.context(format!(
+            "{}: the saved plan is not applied",
+            plan_path.display()
+        )))
+    };
+    if !def.vars.is_empty() || !def.var_files.is_empty() {
+        return Err(refuse(anyhow!(
+            "-var and -var-file belong to `dcform plan`: a saved plan applies the variables it was made with"
+        )));
+    }
+    plan.verify().map_err(|e| refuse(e.into()))?;
+    let d = &plan.definition;
+    let here = std::env::current_dir()
+        .map_err(|e| CliError::internal(anyhow!("cannot read the current folder: {e}")))?;
+    if !same_dir(&here, &d.dir) {
+        return Err(refuse(anyhow!(
+            "it was made in {} and names its files relative to that folder; run `dcform apply {}` there",
+            d.dir.display(),
+            plan_path.display()
+        )));
+    }
+    let loaded = load_definition(&d.path, d.vars.clone(), d.var_files.clone()).map_err(|e| {
+        refuse(e.error.context(format!(
+            "its definition {} does not load any more; run `dcform plan` again once it does",
+            d.path.display()
+        )))
+    })?;
+    d.check(&loaded.reads, &loaded.spec)
+        .map_err(|e| refuse(e.into()))?;
     Ok(loaded.spec)
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
 }
 
 pub(super) fn state_file(spec: &ClusterSpec, flag: &Option<PathBuf>) -> StateFile {
@@ -90,17 +176,25 @@ pub(super) fn core_target(spec: &ClusterSpec) -> CoreTarget {
     };
     CoreTarget { version }
 }
-/// A saved plan file, recognised by its content (not its name).
-pub(super) fn read_plan_file(path: &Path) -> Option<Result<Plan, CliError>> {
+/// A saved plan file, recognised by its content (not its name): `None` when `path` is not one.
+/// The plan is not checked here (see [`reload_saved_definition`]).
+pub(super) fn read_plan_file(path: &Path) -> Option<Result<SavedPlan, CliError>> {
     if !path.is_file() || path.extension().is_some_and(|e| e == "hcl") {
         return None;
     }
     let bytes = spec::input::read_regular_file(path).ok()?;
     let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     let format = value.get("format")?.as_u64()?;
+    if format == 1 {
+        return Some(Err(CliError::user(anyhow!(
+            "{}: a plan of format 1, made by an older dcform: it holds its definition in a form this dcform does not apply unchecked; run `dcform plan -out {}` again",
+            path.display(),
+            path.display()
+        ))));
+    }
     if format != u64::from(PLAN_FORMAT) {
         return Some(Err(CliError::user(anyhow!(
-            "{}: plan format {format} is not supported by this dcform (it reads {PLAN_FORMAT}); make a new plan",
+            "{}: plan format {format} is not supported by this dcform (it reads {PLAN_FORMAT}); run `dcform plan -out` again",
             path.display()
         ))));
     }

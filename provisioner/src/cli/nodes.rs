@@ -176,7 +176,7 @@ pub async fn list(a: &ListArgs) -> Result<u8, CliError> {
             .map(|c| {
                 serde_json::json!({
                     "cluster": c.name,
-                    "provider": "docker",
+                    "provider": ProviderKind::Docker.as_str(),
                     "networks": c.networks,
                     "nodes": c.nodes.iter().map(|n| serde_json::json!({
                         "name": n.node, "pool": n.pool, "role": n.role, "state": n.state, "container": n.container,
@@ -197,7 +197,7 @@ pub async fn list(a: &ListArgs) -> Result<u8, CliError> {
             let running = c.nodes.iter().filter(|n| n.state == "running").count();
             vec![
                 c.name.clone(),
-                "docker".into(),
+                ProviderKind::Docker.to_string(),
                 c.nodes.len().to_string(),
                 running.to_string(),
                 c.networks.join(","),
@@ -459,7 +459,7 @@ mod forget_tests {
         let mut s = State::new(cluster, provider);
         s.upsert_node(NodeState {
             name: "masters-1".into(),
-            pool: "masters".into(),
+            pool: crate::spec::PoolName::new("masters").expect("valid pool name"),
             index: 1,
             role: crate::spec::Role::Master,
             host: None,

@@ -5,10 +5,11 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use super::args::{DefArgs, PlanArgs};
-use super::inputs::{core_target, load_def, state_file};
+use super::inputs::{core_target, load_def, load_def_recorded, state_file};
 use super::{CliError, exit, stdout_is_tty};
-use crate::plan::{self, Plan};
+use crate::plan::{self, Plan, SavedPlan};
 use crate::providers;
+use crate::spec::saved::SavedDefinition;
 use crate::spec::{self, ClusterSpec};
 use crate::state::{self, State, StateFile};
 
@@ -128,13 +129,26 @@ pub(super) async fn check_cores(spec: &ClusterSpec, file: &StateFile, state: &mu
 
 pub(super) async fn plan_cmd(a: &PlanArgs) -> Result<u8, CliError> {
     let result = async {
-        let spec = load_def(&a.def)?;
-        let file = state_file(&spec, &a.state);
-        let state = refreshed_state(&spec, &file).await?;
-        let plan = make_plan(&spec, &state, a.destroy);
+        let def = load_def_recorded(&a.def)?;
+        let spec = &def.spec;
+        let file = state_file(spec, &a.state);
+        let state = refreshed_state(spec, &file).await?;
+        let plan = make_plan(spec, &state, a.destroy);
         print_plan(&plan, a.def.json);
         if let Some(out) = &a.out {
-            let body = serde_json::to_vec_pretty(&plan)
+            let here = std::env::current_dir().map_err(|e| {
+                CliError::internal(anyhow::anyhow!("cannot read the current folder: {e}"))
+            })?;
+            let definition = SavedDefinition::new(
+                &a.def.path,
+                here,
+                def.vars.clone(),
+                a.def.var_files.clone(),
+                &def.reads,
+                spec,
+            );
+            // 0600: the plan keeps a copy of every file the definition read (`file()` included).
+            let body = serde_json::to_vec_pretty(&SavedPlan::new(&plan, definition))
                 .context("cannot encode the plan")
                 .map_err(CliError::internal)?;
             state::write_private(out, &body).map_err(CliError::user)?;

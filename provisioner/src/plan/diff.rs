@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use sha2::{Digest, Sha256};
 
-use super::{Action, CoreTarget, NodeChange, PLAN_FORMAT, Plan, PlanBase, Step};
+use super::{Action, CoreTarget, NodeChange, Plan, PlanBase, Step};
 use crate::spec::{ClusterSpec, PoolSize, PoolSpec, ProviderSpec, Role};
 use crate::state::{NodeState, NodeStatus, State};
 
@@ -216,7 +216,6 @@ pub fn diff(spec: &ClusterSpec, state: &State, core: &CoreTarget) -> Plan {
     }
 
     Plan {
-        format: PLAN_FORMAT,
         destroy: false,
         spec: spec.clone(),
         core: core.clone(),
@@ -269,7 +268,6 @@ pub fn destroy(spec: &ClusterSpec, state: &State, core: &CoreTarget) -> Plan {
         changes.push(c);
     }
     Plan {
-        format: PLAN_FORMAT,
         destroy: true,
         spec: spec.clone(),
         core: core.clone(),
@@ -417,7 +415,7 @@ fn existing_node_change(
 fn change_for(w: &Wanted<'_>, action: Action, reason: String, steps: Vec<Step>) -> NodeChange {
     NodeChange {
         node: w.name.clone(),
-        pool: w.pool.name.to_string(),
+        pool: w.pool.name.clone(),
         index: w.index,
         role: w.pool.role,
         host: w.host.clone(),

@@ -59,13 +59,14 @@ pub fn infra_only(mut plan: Plan) -> (Plan, Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{CoreTarget, NodeChange, PLAN_FORMAT, PlanBase};
-    use crate::spec::Role;
+    use crate::plan::{CoreTarget, NodeChange, PlanBase};
+    use crate::spec::{PoolName, Role};
 
     fn change(node: &str, role: Role, action: Action, steps: Vec<Step>, wave: u32) -> NodeChange {
         NodeChange {
             node: node.into(),
-            pool: node.split('-').next().unwrap_or_default().into(),
+            pool: PoolName::new(node.split('-').next().unwrap_or_default())
+                .expect("valid pool name"),
             index: 1,
             role,
             host: None,
@@ -88,7 +89,6 @@ mod tests {
             definition_dir: ".".into(),
         };
         Plan {
-            format: PLAN_FORMAT,
             destroy: false,
             spec,
             core: CoreTarget {

@@ -8,17 +8,16 @@
 mod diff;
 mod infra;
 mod render;
+mod saved;
 
 use serde::{Deserialize, Serialize};
 
-use crate::spec::{ClusterSpec, Role};
+use crate::spec::{ClusterSpec, PoolName, Role};
 
 pub use diff::{config_hash, destroy, diff};
 pub use infra::infra_only;
 pub use render::{NO_CHANGES, Summary, render_human, render_json_lines};
-
-/// Plan file format version (`plan -out FILE`).
-pub const PLAN_FORMAT: u32 = 1;
+pub use saved::{PLAN_FORMAT, SavedPlan};
 
 /// The core every node should run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,7 +137,7 @@ pub struct NodeChange {
     /// Node name `<pool>-<index>`.
     pub node: String,
     /// Pool the node belongs (or belonged) to.
-    pub pool: String,
+    pub pool: PoolName,
     /// Index in the pool.
     pub index: u32,
     /// Role the node will have (or had, when it goes away).
@@ -169,14 +168,13 @@ pub struct PlanBase {
     pub serial: u64,
 }
 
-/// A whole plan: printable, savable (`plan -out`), appliable.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A whole plan: printable, appliable, savable as a [`SavedPlan`] (which keeps the definition's
+/// sources, not `spec`).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
-    /// Plan file format ([`PLAN_FORMAT`]).
-    pub format: u32,
     /// Whether this plan destroys the whole cluster.
     pub destroy: bool,
-    /// The definition the plan was made from (applied exactly as it was when saved).
+    /// The validated definition the plan was made from (for a saved plan: loaded and checked again).
     pub spec: ClusterSpec,
     /// The core the plan installs.
     pub core: CoreTarget,

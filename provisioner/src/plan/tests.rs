@@ -412,14 +412,26 @@ fn json_lines_parse_and_end_with_the_summary() {
 }
 
 #[test]
-fn plan_survives_a_round_trip_through_json() {
+fn plan_survives_a_round_trip_through_its_saved_form() {
+    let spec = demo();
     let plan = diff(
-        &demo(),
+        &spec,
         &State::new("demo", crate::spec::ProviderKind::Local),
         &core(),
     );
-    let back: Plan = serde_json::from_str(&serde_json::to_string(&plan).unwrap()).unwrap();
-    assert_eq!(back, plan);
+    let definition = crate::spec::saved::SavedDefinition::new(
+        std::path::Path::new("demo.hcl"),
+        "/w".into(),
+        vec![],
+        vec![],
+        &[],
+        &spec,
+    );
+    let saved = super::SavedPlan::new(&plan, definition);
+    let back: super::SavedPlan =
+        serde_json::from_str(&serde_json::to_string(&saved).unwrap()).unwrap();
+    back.verify().expect("as saved");
+    assert_eq!(back.into_plan(spec), plan);
 }
 
 #[test]

@@ -109,7 +109,7 @@ pub fn outputs(state: &State, spec: &ClusterSpec) -> BTreeMap<String, serde_json
     let mut ids: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for n in &state.nodes {
         if let Some(id) = &n.provider_id {
-            ids.entry(n.pool.clone()).or_default().push(id.clone());
+            ids.entry(n.pool.to_string()).or_default().push(id.clone());
         }
     }
     let mut out = BTreeMap::new();

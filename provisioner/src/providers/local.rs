@@ -450,7 +450,7 @@ mod tests {
         p.create(&req("agents-1")).await.unwrap();
         let node = NodeState {
             name: "agents-1".into(),
-            pool: "agents".into(),
+            pool: crate::spec::PoolName::new("agents").expect("valid pool name"),
             index: 1,
             role: Role::Agent,
             host: None,

@@ -478,7 +478,7 @@ mod refresh_tests {
     fn node(name: &str, provider_id: Option<String>, status: NodeStatus) -> NodeState {
         NodeState {
             name: name.into(),
-            pool: "agents".into(),
+            pool: crate::spec::PoolName::new("agents").expect("valid pool name"),
             index: 1,
             role: Role::Agent,
             host: None,

@@ -495,7 +495,7 @@ mod tests {
     fn node(addr: &str, key: Option<&str>) -> NodeState {
         NodeState {
             name: "masters-1".into(),
-            pool: "masters".into(),
+            pool: crate::spec::PoolName::new("masters").expect("valid pool name"),
             index: 1,
             role: Role::Master,
             host: None,

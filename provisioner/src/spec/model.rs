@@ -76,7 +76,7 @@ impl ProviderKind {
     ];
 
     /// The name as written in the definition (`provider "docker"`) and in the state.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             ProviderKind::Local => "local",
             ProviderKind::Docker => "docker",

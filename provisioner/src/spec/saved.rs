@@ -31,6 +31,9 @@ pub struct SavedFile {
 pub struct SavedDefinition {
     /// The definition path given to `plan` (a `.hcl` file, a folder, or a converted `main.tf`).
     pub path: PathBuf,
+    /// The folder `plan` ran in: the relative paths here (`path`, `var_files`, `files`) are
+    /// relative to it, so the plan is applied from there.
+    pub dir: PathBuf,
     /// `-var NAME=VALUE` pairs, in command-line order.
     pub vars: Vec<(String, String)>,
     /// `-var-file` paths, in command-line order.
@@ -47,25 +50,26 @@ pub struct SavedDefinition {
 /// (make a new plan), none is retried.
 #[derive(Debug, thiserror::Error)]
 pub enum SavedPlanError {
-    /// The plan file's copy of the definition does not match the hash it carries.
+    /// The plan file (its changes, or its copy of the definition) does not match the hash it carries.
     #[error(
-        "the plan file's copy of its definition does not match its sha256: the file was edited or damaged; make a new plan with `dcform plan -out`"
+        "the plan file does not match its sha256: it was edited or damaged after `dcform plan -out` wrote it; run `dcform plan` again (`-out FILE` saves the new plan)"
     )]
     Tampered,
     /// A file the definition reads changed (or is gone, or is new) since the plan was made.
-    #[error("the definition changed since the plan was made ({}); make a new plan with `dcform plan -out`", .changed.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
+    #[error("the definition changed since the plan was made ({}); run `dcform plan` again (`-out FILE` saves the new plan)", .changed.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
     SourceChanged {
         /// The files that differ.
         changed: Vec<PathBuf>,
     },
     /// Same files, but the definition evaluates to something else (a `DCFORM_VAR_*` or `env()` value).
     #[error(
-        "the definition evaluates differently than when the plan was made (a DCFORM_VAR_* or env() value changed); make a new plan with `dcform plan -out`"
+        "the definition evaluates differently than when the plan was made (a DCFORM_VAR_* or env() value changed); run `dcform plan` again (`-out FILE` saves the new plan)"
     )]
     SpecChanged,
 }
 
-fn hex_sha(bytes: &[u8]) -> String {
+/// sha256 of `bytes`, hex: every hash a plan file carries.
+pub fn hex_sha(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
@@ -80,6 +84,7 @@ impl SavedDefinition {
     /// the spec it validated into.
     pub fn new(
         path: &Path,
+        dir: PathBuf,
         vars: Vec<(String, String)>,
         var_files: Vec<PathBuf>,
         reads: &[(PathBuf, Vec<u8>)],
@@ -87,6 +92,7 @@ impl SavedDefinition {
     ) -> SavedDefinition {
         let mut d = SavedDefinition {
             path: path.to_path_buf(),
+            dir,
             vars,
             var_files,
             files: saved_files(reads),
@@ -100,6 +106,7 @@ impl SavedDefinition {
     fn digest(&self) -> String {
         let whole = serde_json::json!({
             "path": self.path,
+            "dir": self.dir,
             "vars": self.vars,
             "var_files": self.var_files,
             "files": self.files,
@@ -179,7 +186,7 @@ mod tests {
         let def = dir.path().join("c.hcl");
         std::fs::write(&def, DEF).expect("write");
         let (spec, reads) = load_recorded(&def);
-        let saved = SavedDefinition::new(&def, vec![], vec![], &reads, &spec);
+        let saved = SavedDefinition::new(&def, PathBuf::from("/w"), vec![], vec![], &reads, &spec);
         assert_eq!(saved.files.len(), 1);
         assert_eq!(saved.files[0].text, DEF);
         let (again, reads) = load_recorded(&def);
@@ -195,7 +202,14 @@ mod tests {
         // A new value file beside a folder definition is a change too.
         std::fs::write(&def, DEF).expect("write");
         let (spec, reads) = load_recorded(dir.path());
-        let saved = SavedDefinition::new(dir.path(), vec![], vec![], &reads, &spec);
+        let saved = SavedDefinition::new(
+            dir.path(),
+            PathBuf::from("/w"),
+            vec![],
+            vec![],
+            &reads,
+            &spec,
+        );
         std::fs::write(dir.path().join("n.auto.hcl"), "n = 3\n").expect("write");
         let (changed, reads) = load_recorded(dir.path());
         assert!(matches!(
@@ -210,7 +224,7 @@ mod tests {
         let def = dir.path().join("c.hcl");
         std::fs::write(&def, DEF).expect("write");
         let (spec, reads) = load_recorded(&def);
-        let saved = SavedDefinition::new(&def, vec![], vec![], &reads, &spec);
+        let saved = SavedDefinition::new(&def, PathBuf::from("/w"), vec![], vec![], &reads, &spec);
         let mut edited = saved.clone();
         edited.files[0].text = DEF.replace("default = 1", "default = 9");
         assert!(matches!(edited.verify(), Err(SavedPlanError::Tampered)));

@@ -13,7 +13,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::spec::{ProviderKind, Role};
+use crate::spec::{PoolName, ProviderKind, Role};
 
 pub use lock::{LockInfo, StateLock};
 pub use store::{StateError, StateFile, write_private};
@@ -132,8 +132,9 @@ impl fmt::Display for NodeStatus {
 pub struct NodeState {
     /// Stable name `<pool>-<index>`.
     pub name: String,
-    /// Pool the node belongs to.
-    pub pool: String,
+    /// Pool the node belongs to (checked again when a state is read: a hand-edited state cannot
+    /// carry a name no definition could have).
+    pub pool: PoolName,
     /// Index within the pool (1-based, stable: scale-down removes the highest).
     pub index: u32,
     /// Role the core was installed with.

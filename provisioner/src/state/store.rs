@@ -327,4 +327,34 @@ mod tests {
         assert!(err.to_string().contains("lineage"), "{err}");
         assert_eq!(fs::read_to_string(f.path()).unwrap(), before);
     }
+
+    /// A node's pool is a `PoolName` in memory and the same plain string in the file: a state written
+    /// before (pool as a string) loads and is written back alike; a name no definition could have
+    /// (a hand edit) is refused when the state is read, naming the file.
+    #[test]
+    fn pool_names_keep_their_json_and_an_invalid_one_is_refused() {
+        let (_d, f) = file();
+        fs::create_dir_all(f.dir()).unwrap();
+        let written_before = r#"{"version": 1, "serial": 3, "lineage": "l-1", "cluster": "demo", "provider": "local",
+            "nodes": [{"name": "agents-1", "pool": "agents", "index": 1, "role": "agent", "status": "running"}]}"#;
+        fs::write(f.path(), written_before).unwrap();
+        let mut s = f.load().unwrap().unwrap();
+        assert_eq!(s.nodes[0].pool, "agents");
+        f.save(&mut s).unwrap();
+        let text = fs::read_to_string(f.path()).unwrap();
+        assert!(text.contains(r#""pool": "agents""#), "{text}");
+
+        fs::write(
+            f.path(),
+            written_before.replace(r#""pool": "agents""#, r#""pool": "Agents!""#),
+        )
+        .unwrap();
+        let err = f.load().unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, StateError::Corrupt { .. }), "{msg}");
+        assert!(
+            msg.contains("Agents!") && msg.contains("state.json"),
+            "{msg}"
+        );
+    }
 }

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 pub(super) fn node(name: &str, pool: &str, role: Role, addr: &str) -> NodeState {
     NodeState {
         name: name.into(),
-        pool: pool.into(),
+        pool: crate::spec::PoolName::new(pool).expect("valid pool name"),
         index: 1,
         role,
         host: None,

@@ -22,7 +22,16 @@ mod pool;
 mod principal;
 
 const CLUSTER_BLOCKS: &[&str] = &["provider", "ssh", "core", "pool", "principal"];
-const PROVIDERS: &[&str] = &["local", "docker", "ssh", "aws"];
+/// The provider names, from the one list of kinds (a new kind is named in hints without an edit here).
+const PROVIDERS: [&str; ProviderKind::ALL.len()] = {
+    let mut names = [""; ProviderKind::ALL.len()];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = ProviderKind::ALL[i].as_str();
+        i += 1;
+    }
+    names
+};
 const SSH_ATTRS: &[&str] = &["user", "private_key", "port", "known_hosts", "bastion"];
 const CORE_ATTRS: &[&str] = &["version", "config", "tls", "task_user"];
 const POOL_ATTRS: &[&str] = &[
@@ -394,7 +403,7 @@ impl Validator<'_> {
             self.err(
                 &label.loc,
                 format!("unknown provider \"{}\"", label.name),
-                name_hint(&label.name, "providers", PROVIDERS),
+                name_hint(&label.name, "providers", &PROVIDERS),
             );
             return None;
         };
