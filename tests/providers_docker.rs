@@ -318,7 +318,7 @@ async fn create_finds_the_container_an_interrupted_create_made_and_teardown_remo
     let req = NodeRequest {
         cluster: cluster.clone(),
         name: "agents-1".into(),
-        pool: "agents".into(),
+        pool: dcform::spec::PoolName::new("agents").unwrap(),
         index: 1,
         role: Role::Agent,
         host: None,

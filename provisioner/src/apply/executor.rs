@@ -356,7 +356,7 @@ impl<P: Provider, I: Installer> NodeTask<P, I> {
                 let req = NodeRequest {
                     cluster: ctx.spec.name.clone(),
                     name: ctx.node.name.clone(),
-                    pool: ctx.node.pool.to_string(),
+                    pool: ctx.node.pool.clone(),
                     index: ctx.node.index,
                     role: ctx.change.role,
                     host: ctx.change.host.clone(),

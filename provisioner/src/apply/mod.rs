@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::plan::{CoreTarget, NodeChange, Step};
-use crate::spec::{ClusterSpec, Role};
+use crate::spec::{ClusterSpec, PoolName, Role};
 use crate::state::NodeState;
 
 /// The retry policy of [`RemoteOp::Run`] and [`ApplyOptions`] (the workspace's one backoff).
@@ -39,7 +39,7 @@ pub struct NodeRequest {
     /// Node name `<pool>-<index>`.
     pub name: String,
     /// Pool name.
-    pub pool: String,
+    pub pool: PoolName,
     /// Index in the pool.
     pub index: u32,
     /// Role.

@@ -188,7 +188,6 @@ impl AwsProvider {
             .collect();
         route::choose(node, self.ssh.bastion.as_ref(), &masters, self.ssh.port)
     }
-    }
 
     async fn ec2(&self) -> Result<&Ec2, ProviderError> {
         self.ec2
@@ -380,15 +379,7 @@ impl Provider for AwsProvider {
         _spec: &ClusterSpec,
         resources: &BTreeMap<String, String>,
     ) -> Result<BTreeMap<String, String>, ProviderError> {
-        std::fs::create_dir_all(&self.connector.log_dir).map_err(|e| ProviderError {
-            node: "cluster".into(),
-            message: format!(
-                "cannot create the log folder {}: {e}",
-                self.connector.log_dir.display()
-            ),
-            transient: false,
-            source: Some(Box::new(e)),
-        })?;
+        self.connector.make_log_dir()?;
         let ec2 = self.ec2().await?;
         let spec = NetworkSpec {
             cluster: self.cluster.clone(),

@@ -398,7 +398,7 @@ mod tests {
         NodeRequest {
             cluster: "c".into(),
             name: name.into(),
-            pool: "agents".into(),
+            pool: crate::spec::PoolName::new("agents").unwrap(),
             index: 1,
             role: Role::Agent,
             host: None,

@@ -119,7 +119,7 @@ mod tests {
     fn node(name: &str, role: Role, index: u32, public: Option<&str>, private: &str) -> NodeState {
         NodeState {
             name: name.into(),
-            pool: name.split('-').next().unwrap_or(name).into(),
+            pool: crate::spec::PoolName::new(name.split('-').next().unwrap_or(name)).unwrap(),
             index,
             role,
             host: None,

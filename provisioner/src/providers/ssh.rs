@@ -93,7 +93,7 @@ mod tests {
         let mut req = NodeRequest {
             cluster: "c".into(),
             name: "agents-1".into(),
-            pool: "agents".into(),
+            pool: crate::spec::PoolName::new("agents").unwrap(),
             index: 1,
             role: Role::Agent,
             host: Some("192.0.2.20".into()),

@@ -130,6 +130,14 @@ impl SshConnector {
         &self,
         resources: &BTreeMap<String, String>,
     ) -> Result<BTreeMap<String, String>, ProviderError> {
+        self.make_log_dir()?;
+        self.record_bastion_host_key(resources).await
+    }
+
+    /// Makes the folder the SSH sessions write their logs to. A provider whose bastion may not
+    /// exist yet at `prepare` (aws: it may be one of the machines it is about to make) calls only
+    /// this, not [`Self::prepare`].
+    pub fn make_log_dir(&self) -> Result<(), ProviderError> {
         std::fs::create_dir_all(&self.log_dir).map_err(|e| ProviderError {
             node: "cluster".into(),
             message: format!(
@@ -138,8 +146,7 @@ impl SshConnector {
             ),
             transient: false,
             source: Some(Box::new(e)),
-        })?;
-        self.record_bastion_host_key(resources).await
+        })
     }
 
     /// For a provider's `prepare`: connects to the bastion alone (pinned to the state's record, or

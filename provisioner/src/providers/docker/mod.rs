@@ -429,7 +429,7 @@ impl Provider for DockerProvider {
             let public = self.ensure_key()?;
             let labels = HashMap::from([
                 (LABEL_CLUSTER.to_string(), self.cluster.clone()),
-                (LABEL_POOL.to_string(), req.pool.clone()),
+                (LABEL_POOL.to_string(), req.pool.to_string()),
                 (LABEL_NODE.to_string(), req.name.clone()),
                 (LABEL_ROLE.to_string(), req.role.as_str().to_string()),
             ]);
