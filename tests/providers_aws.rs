@@ -720,12 +720,9 @@ async fn destroy_by_cluster_name_with_two_lineages_needs_lineage_and_removes_onl
     let left = live(moto, "aws-demo");
     assert_eq!(left.len(), 9, "{t}");
     assert_eq!(
-        moto.tagged_with("DescribeInstances",
-            "dcform:lineage",
-            &la,
-            "instanceId"
-        ),
-        moto.tagged_with("DescribeInstances&Filter.2.Name=instance-state-name&Filter.2.Value.1=terminated",
+        moto.tagged_with("DescribeInstances", "dcform:lineage", &la, "instanceId"),
+        moto.tagged_with(
+            "DescribeInstances&Filter.2.Name=instance-state-name&Filter.2.Value.1=terminated",
             "dcform:lineage",
             &la,
             "instanceId"
