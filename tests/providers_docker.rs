@@ -3,6 +3,8 @@
 //! agent, a second apply changes nothing, destroy leaves no labelled object; an apply killed with SIGKILL
 //! converges when run again; `list` and `destroy --cluster` work from labels alone.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 mod common;
 mod support;
 

@@ -3,6 +3,8 @@
 //! cluster over real OpenSSH, a task runs, a second apply changes nothing, destroy leaves the hosts as they were.
 //! A host replaced at the same address is refused for its new host key; a wrong key is an auth error.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 mod common;
 mod support;
 

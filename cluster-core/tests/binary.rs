@@ -30,7 +30,10 @@ fn write_token(dir: &Path) -> String {
 async fn version_flag_prints_the_crate_version() {
     let out = within(
         "dccore --version",
-        Command::new(BIN).arg("--version").output(),
+        Command::new(BIN)
+            .arg("--version")
+            .kill_on_drop(true)
+            .output(),
     )
     .await
     .unwrap();
@@ -99,7 +102,11 @@ async fn port_zero_prints_the_chosen_address_and_writes_the_address_file() {
 async fn probe(args: &[&str]) -> (bool, String) {
     let out = within(
         "dccore probe",
-        Command::new(BIN).arg("probe").args(args).output(),
+        Command::new(BIN)
+            .arg("probe")
+            .args(args)
+            .kill_on_drop(true)
+            .output(),
     )
     .await
     .expect("run dccore probe");
@@ -228,6 +235,7 @@ async fn invalid_resources_are_a_usage_error_naming_what_is_valid() {
             ])
             .arg(dir.path().join("a"))
             .args(["--token-file", &token, "--resources", "gpus:1"])
+            .kill_on_drop(true)
             .output(),
     )
     .await

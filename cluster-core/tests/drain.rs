@@ -214,7 +214,10 @@ const BIN: &str = env!("CARGO_BIN_EXE_dccore");
 async fn dccore(args: &[&str]) -> (bool, String, String) {
     let out = within(
         &format!("dccore {}", args.join(" ")),
-        tokio::process::Command::new(BIN).args(args).output(),
+        tokio::process::Command::new(BIN)
+            .args(args)
+            .kill_on_drop(true)
+            .output(),
     )
     .await
     .expect("run dccore");

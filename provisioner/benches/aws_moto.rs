@@ -13,8 +13,9 @@
 #[path = "../../tests/moto_support/mod.rs"]
 mod moto_support;
 
+use dc_support::testing::output_within;
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 const PUBLIC_KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl dcform-bench";
@@ -69,17 +70,19 @@ fn machine() -> String {
 
 fn run(dir: &std::path::Path, endpoint: &str, args: &[&str]) -> f64 {
     let started = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_dcform"))
-        .args(args)
-        .current_dir(dir)
-        .env("HOME", dir)
-        .env("AWS_ENDPOINT_URL_EC2", endpoint)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
-        .env_remove("AWS_PROFILE")
-        .output()
-        .expect("dcform runs");
+    // A bench run that hangs is killed with what it printed, not left to block the run.
+    let out = output_within(
+        Duration::from_secs(600),
+        Command::new(env!("CARGO_BIN_EXE_dcform"))
+            .args(args)
+            .current_dir(dir)
+            .env("HOME", dir)
+            .env("AWS_ENDPOINT_URL_EC2", endpoint)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .env_remove("AWS_PROFILE"),
+    );
     let secs = started.elapsed().as_secs_f64();
     assert!(
         out.status.success(),
@@ -98,10 +101,11 @@ fn main() {
     let version = moto_support::moto_server_path()
         .and_then(|p| {
             let py = p.parent()?.join("python");
-            let out = Command::new(py)
-                .args(["-c", "import moto; print(moto.__version__)"])
-                .output()
-                .ok()?;
+            let out = dc_support::testing::try_output_within(
+                Duration::from_secs(60),
+                Command::new(py).args(["-c", "import moto; print(moto.__version__)"]),
+            )
+            .ok()?;
             Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
         })
         .unwrap_or_else(|| "?".into());

@@ -221,31 +221,90 @@ where
     C: Future<Output = ()>,
 {
     let mut cancelled = std::pin::pin!(cancelled);
-    let deadline = policy.deadline.map(|d| Instant::now() + d);
-    let out_of_attempts = |n: u32| policy.attempts.is_some_and(|max| n >= max);
-    let mut jitter = Jitter::new(policy.seed);
-    let mut n = 1;
+    let mut schedule = Schedule::new(policy);
     loop {
-        let attempt = Attempt {
-            number: n,
-            backoff: jitter.apply(policy.base_delay(n), policy.jitter_percent),
-            last: out_of_attempts(n) || deadline.is_some_and(|d| Instant::now() >= d),
+        let attempt = schedule.attempt();
+        let (wait, error) = match schedule.after(step(attempt).await) {
+            Ok(w) => w,
+            Err(end) => return end,
         };
-        let (wait, error) = match step(attempt).await {
-            Next::Done(v) => return Ok(v),
-            Next::Fail(error) => return Err(RetryError::Failed { error, attempts: n }),
-            Next::RetryAfter(wait, error) => (wait, error),
-        };
-        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        if out_of_attempts(n) || left.is_some_and(|l| l.is_zero()) {
-            return Err(RetryError::Exhausted { error, attempts: n });
-        }
-        let wait = left.map_or(wait, |l| wait.min(l));
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = &mut cancelled => return Err(RetryError::Cancelled { error, attempts: n }),
+            _ = &mut cancelled => return Err(RetryError::Cancelled { error, attempts: schedule.n }),
         }
-        n += 1;
+        schedule.n += 1;
+    }
+}
+
+/// As [`run`] for synchronous code (a file lock taken before any runtime exists): the waits
+/// block the calling thread. Never call it on an async task.
+pub fn run_blocking<T, E, F>(policy: Backoff, mut step: F) -> Result<T, RetryError<E>>
+where
+    F: FnMut(Attempt) -> Next<T, E>,
+{
+    let mut schedule = Schedule::new(policy);
+    loop {
+        let attempt = schedule.attempt();
+        let (wait, _) = match schedule.after(step(attempt)) {
+            Ok(w) => w,
+            Err(end) => return end,
+        };
+        std::thread::sleep(wait);
+        schedule.n += 1;
+    }
+}
+
+/// The bookkeeping of one run (attempt number, budget, jitter), shared by the async and the
+/// blocking runner so both count and cut waits the same way.
+struct Schedule {
+    policy: Backoff,
+    deadline: Option<Instant>,
+    jitter: Jitter,
+    /// The current attempt, 1-based.
+    n: u32,
+}
+
+impl Schedule {
+    fn new(policy: Backoff) -> Schedule {
+        Schedule {
+            deadline: policy.deadline.map(|d| Instant::now() + d),
+            jitter: Jitter::new(policy.seed),
+            policy,
+            n: 1,
+        }
+    }
+
+    fn out_of_attempts(&self) -> bool {
+        self.policy.attempts.is_some_and(|max| self.n >= max)
+    }
+
+    fn attempt(&mut self) -> Attempt {
+        Attempt {
+            number: self.n,
+            backoff: self
+                .jitter
+                .apply(self.policy.base_delay(self.n), self.policy.jitter_percent),
+            last: self.out_of_attempts() || self.deadline.is_some_and(|d| Instant::now() >= d),
+        }
+    }
+
+    /// What follows a step's answer: `Err` with the run's result when it ends here, else the
+    /// wait before the next attempt (cut to the deadline) and the reason to report if that wait
+    /// is cancelled.
+    fn after<T, E>(&self, next: Next<T, E>) -> Result<(Duration, E), Result<T, RetryError<E>>> {
+        let attempts = self.n;
+        let (wait, error) = match next {
+            Next::Done(v) => return Err(Ok(v)),
+            Next::Fail(error) => return Err(Err(RetryError::Failed { error, attempts })),
+            Next::RetryAfter(wait, error) => (wait, error),
+        };
+        let left = self
+            .deadline
+            .map(|d| d.saturating_duration_since(Instant::now()));
+        if self.out_of_attempts() || left.is_some_and(|l| l.is_zero()) {
+            return Err(Err(RetryError::Exhausted { error, attempts }));
+        }
+        Ok((left.map_or(wait, |l| wait.min(l)), error))
     }
 }
 
@@ -481,5 +540,59 @@ mod tests {
         assert_eq!(calls.get(), 4, "attempts at 0, 100, 200, 300 ms");
         tokio::time::advance(Duration::from_secs(10)).await;
         assert_eq!(calls.get(), 4, "none after the drop");
+    }
+
+    #[test]
+    fn the_blocking_runner_counts_attempts_and_stops_at_its_limit() {
+        let mut seen = Vec::new();
+        let policy = Backoff::new(MS, 2 * MS).jitter(0).attempts(3);
+        let r: Result<(), _> = run_blocking(policy, |at| {
+            seen.push((at.number, at.last));
+            at.retry("busy")
+        });
+        assert_eq!(
+            r,
+            Err(RetryError::Exhausted {
+                error: "busy",
+                attempts: 3
+            })
+        );
+        assert_eq!(seen, [(1, false), (2, false), (3, true)]);
+    }
+
+    #[test]
+    fn the_blocking_runner_returns_the_value_and_waits_between_attempts() {
+        let started = std::time::Instant::now();
+        let r: Result<u32, RetryError<&str>> =
+            run_blocking(Backoff::new(20 * MS, 20 * MS).jitter(0), |at| {
+                if at.number < 3 {
+                    at.retry("not yet")
+                } else {
+                    Next::Done(at.number)
+                }
+            });
+        assert_eq!(r, Ok(3));
+        assert!(started.elapsed() >= 40 * MS, "two waits of 20 ms");
+    }
+
+    #[test]
+    fn the_blocking_runner_stops_at_its_deadline_and_on_a_failure() {
+        let policy = Backoff::new(5 * MS, 5 * MS).jitter(0).deadline(30 * MS);
+        let r: Result<(), _> = run_blocking(policy, |at| at.retry(at.number));
+        let Err(RetryError::Exhausted { attempts, .. }) = r else {
+            panic!("a deadline ends the run: {r:?}")
+        };
+        assert!(
+            (2..=8).contains(&attempts),
+            "{attempts} attempts in 30 ms at 5 ms"
+        );
+        let r: Result<(), _> = run_blocking(policy, |_| Next::Fail("bad"));
+        assert_eq!(
+            r,
+            Err(RetryError::Failed {
+                error: "bad",
+                attempts: 1
+            })
+        );
     }
 }

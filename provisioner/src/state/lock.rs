@@ -7,6 +7,9 @@ use std::fmt;
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use dc_support::retry::{self, Backoff, Next};
 
 use serde::{Deserialize, Serialize};
 
@@ -51,82 +54,115 @@ impl StateLock {
         let dir = state.dir();
         fs::create_dir_all(dir).map_err(StateError::io(dir, "cannot create the state folder"))?;
         let path = lock_path(state);
-        let orphan_deadline = std::time::Instant::now() + ORPHAN_GRACE;
-        // Retries: the race where the file is replaced between open and lock (a few), and the
-        // wait for a dead holder's descriptor to close (bounded by `orphan_deadline`).
+        // Retries: the race where the file is replaced between open and lock (a few attempts
+        // suffice), and the wait for a dead holder's descriptor to close (up to ORPHAN_GRACE).
+        let policy = Backoff::new(Duration::from_millis(50), Duration::from_millis(50))
+            .jitter(0)
+            .deadline(ORPHAN_GRACE);
         let mut replaced = 0;
-        loop {
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&path)
-                .map_err(StateError::io(&path, "cannot open the lock file"))?;
-            match file.try_lock() {
-                Ok(()) => {}
-                Err(TryLockError::WouldBlock) => {
-                    let recorded = read_info_of_holder(&path);
-                    // A holder killed on this host (SIGKILL, OOM) leaves the lock to whichever of its
-                    // children was between fork and exec at that moment; exec closes the descriptor
-                    // within moments. Wait that out instead of sending the user to force-unlock.
-                    if recorded.as_ref().is_some_and(holder_is_gone)
-                        && std::time::Instant::now() < orphan_deadline
-                    {
-                        std::thread::sleep(std::time::Duration::from_millis(50));
-                        continue;
-                    }
-                    let holder = recorded.unwrap_or_else(|| LockInfo {
-                        id: "unknown".into(),
-                        pid: 0,
-                        host: "unknown".into(),
-                        operation: "unknown".into(),
-                        created: 0,
-                    });
-                    return Err(StateError::Locked {
-                        path: state.path().to_path_buf(),
-                        id: holder.id.clone(),
-                        holder: Box::new(holder),
-                    });
-                }
-                Err(TryLockError::Error(e)) => return Err(StateError::io(&path, "cannot lock")(e)),
-            }
-            if !same_file(&file, &path) {
+        let taken = retry::run_blocking(policy, |at| match try_lock(&path) {
+            Ok(file) => Next::Done(file),
+            Err(Busy::Replaced) if replaced < 10 => {
                 // Force-unlocked or released between our open and lock: lock the new file.
                 replaced += 1;
-                if replaced >= 10 {
-                    return Err(StateError::io(&path, "the lock file keeps changing")(
-                        std::io::Error::other("lock race"),
-                    ));
-                }
-                continue;
+                Next::RetryAfter(Duration::ZERO, Busy::Replaced)
             }
-            let info = LockInfo {
-                id: uuid::Uuid::new_v4().to_string(),
-                pid: std::process::id(),
-                host: hostname(),
-                operation: operation.to_string(),
-                created: std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0),
-            };
-            let mut f = &file;
-            let body = serde_json::to_vec(&info).expect("invariant: LockInfo always serialises");
-            // The file is empty until this one small write lands; readers wait for it
-            // (`read_info_of_holder`) rather than report an empty holder.
-            file.set_len(0)
-                .map_err(StateError::io(&path, "cannot write the lock file"))?;
-            f.write_all(&body)
-                .map_err(StateError::io(&path, "cannot write the lock file"))?;
-            return Ok(StateLock { file, path, info });
-        }
+            // A holder killed on this host (SIGKILL, OOM) leaves the lock to whichever of its
+            // children was between fork and exec at that moment; exec closes the descriptor
+            // within moments. Wait that out instead of sending the user to force-unlock.
+            Err(Busy::HolderGone(info)) => at.retry(Busy::HolderGone(info)),
+            Err(other) => Next::Fail(other),
+        });
+        let file = match taken.map_err(|e| e.into_error()) {
+            Ok(file) => file,
+            Err(Busy::Io(e)) => return Err(e),
+            Err(Busy::Replaced) => {
+                return Err(StateError::io(&path, "the lock file keeps changing")(
+                    std::io::Error::other("lock race"),
+                ));
+            }
+            Err(Busy::Held(holder) | Busy::HolderGone(holder)) => {
+                let holder = holder.unwrap_or_else(|| LockInfo {
+                    id: "unknown".into(),
+                    pid: 0,
+                    host: "unknown".into(),
+                    operation: "unknown".into(),
+                    created: 0,
+                });
+                return Err(StateError::Locked {
+                    path: state.path().to_path_buf(),
+                    id: holder.id.clone(),
+                    holder: Box::new(holder),
+                });
+            }
+        };
+        let info = LockInfo {
+            id: uuid::Uuid::new_v4().to_string(),
+            pid: std::process::id(),
+            host: hostname(),
+            operation: operation.to_string(),
+            created: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        };
+        let mut f = &file;
+        let body = serde_json::to_vec(&info).expect("invariant: LockInfo always serialises");
+        // The file is empty until this one small write lands; readers wait for it
+        // (`read_info_of_holder`) rather than report an empty holder.
+        file.set_len(0)
+            .map_err(StateError::io(&path, "cannot write the lock file"))?;
+        f.write_all(&body)
+            .map_err(StateError::io(&path, "cannot write the lock file"))?;
+        Ok(StateLock { file, path, info })
     }
 
     /// The holder details written for this lock.
     pub fn info(&self) -> &LockInfo {
         &self.info
     }
+}
+
+/// Why one attempt at the lock did not get it.
+enum Busy {
+    /// Another process holds it (its details, if it wrote them).
+    Held(Option<LockInfo>),
+    /// The recorded holder no longer runs, yet the lock is still held: one of its children has
+    /// not closed the descriptor yet.
+    HolderGone(Option<LockInfo>),
+    /// The file was replaced between open and lock.
+    Replaced,
+    /// The file could not be opened or locked.
+    Io(StateError),
+}
+
+/// One attempt: opens and locks the lock file, checking it is still the file at `path`.
+fn try_lock(path: &Path) -> Result<File, Busy> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| Busy::Io(StateError::io(path, "cannot open the lock file")(e)))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            let recorded = read_info_of_holder(path);
+            return Err(if recorded.as_ref().is_some_and(holder_is_gone) {
+                Busy::HolderGone(recorded)
+            } else {
+                Busy::Held(recorded)
+            });
+        }
+        Err(TryLockError::Error(e)) => {
+            return Err(Busy::Io(StateError::io(path, "cannot lock")(e)));
+        }
+    }
+    if !same_file(&file, path) {
+        return Err(Busy::Replaced);
+    }
+    Ok(file)
 }
 
 impl Drop for StateLock {
@@ -156,7 +192,7 @@ pub fn force_unlock(state: &StateFile, id: &str) -> Result<LockInfo, StateError>
 }
 
 /// How long a lock whose recorded holder no longer runs may stay held before we report it.
-const ORPHAN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+const ORPHAN_GRACE: Duration = Duration::from_secs(5);
 
 /// Whether the recorded holder is a process on this host that has exited (or is a zombie).
 /// Holders on other hosts (a shared folder) are never presumed gone.
@@ -181,22 +217,20 @@ fn lock_path(state: &StateFile) -> PathBuf {
 }
 
 /// How long a reader waits for a holder that has just taken the lock to write who it is.
-const INFO_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+const INFO_GRACE: Duration = Duration::from_secs(2);
 
 /// The holder's details, waiting (≤ [`INFO_GRACE`]) while the file is still empty or incomplete:
 /// a holder writes them right after it takes the lock, so a reader that lost a race by a moment
 /// would otherwise see an empty file and report "locked by pid 0 on unknown".
 fn read_info_of_holder(path: &Path) -> Option<LockInfo> {
-    let deadline = std::time::Instant::now() + INFO_GRACE;
-    loop {
-        if let Some(info) = read_info(path) {
-            return Some(info);
-        }
-        if std::time::Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    let poll = Backoff::new(Duration::from_millis(10), Duration::from_millis(10))
+        .jitter(0)
+        .deadline(INFO_GRACE);
+    retry::run_blocking(poll, |at| match read_info(path) {
+        Some(info) => Next::Done(info),
+        None => at.retry(()),
+    })
+    .ok()
 }
 
 fn read_info(path: &Path) -> Option<LockInfo> {
