@@ -445,3 +445,72 @@ async fn a_replaced_bastion_is_refused_for_its_host_key_and_nothing_runs_behind_
     ok(&o, "insecure destroy");
     assert_eq!(hosts.residue(1), "", "host not clean after destroy");
 }
+
+/// A node with no public address (an AWS private agent) is reached the way `apply` reaches it:
+/// through the first master. `dcform exec` and `dcform ssh` both jump through the master's sshd
+/// (the state has nothing else to go by), and reach the node behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_and_ssh_to_a_node_without_a_public_address_jump_through_the_first_master() {
+    let Some(env) = support::providers::env() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut hosts = Hosts::new(&env, dir.path(), "route");
+    let master = hosts.start(0);
+    let agent = hosts.start(1);
+    let cluster = unique("rt");
+    let def = format!(
+        "cluster \"{cluster}\" {{\n  provider \"ssh\" {{}}\n  ssh {{\n    user = \"root\"\n    private_key = \"{}\"\n  }}\n  pool \"masters\" {{\n    role = \"master\"\n    hosts = [\"{master}\"]\n  }}\n  pool \"agents\" {{\n    role = \"agent\"\n    hosts = [\"{agent}\"]\n  }}\n}}\n",
+        hosts.key.display()
+    );
+    std::fs::write(dir.path().join("r.hcl"), def).expect("write");
+    let o = dcform(
+        &env,
+        dir.path(),
+        &["apply", "--infra-only", "--auto-approve", "r.hcl"],
+    )
+    .await;
+    ok(&o, "apply --infra-only");
+    // Make agents-1 a private-only machine: its one address is the private one.
+    let state_path = dir.path().join(format!(".dcform/{cluster}/state.json"));
+    let mut state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state_path).expect("state")).expect("json");
+    let nodes = state["nodes"].as_array_mut().expect("nodes");
+    let node = nodes
+        .iter_mut()
+        .find(|n| n["name"] == "agents-1")
+        .unwrap_or_else(|| panic!("no agents-1 in the state: {state_path:?}"));
+    node["addresses"] = serde_json::json!([]);
+    node["private_address"] = serde_json::json!(agent);
+    std::fs::write(
+        &state_path,
+        serde_json::to_vec_pretty(&state).expect("json"),
+    )
+    .expect("write");
+
+    let expected = {
+        let o = support::providers::docker(&["exec", &format!("{}-h1", hosts.net), "hostname"]);
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    assert!(!expected.is_empty());
+    for cmd in ["exec", "ssh"] {
+        let through_master = logins(&hosts, 0);
+        let o = dcform(
+            &env,
+            dir.path(),
+            &[cmd, "agents-1", "r.hcl", "--", "hostname"],
+        )
+        .await;
+        ok(&o, &format!("dcform {cmd} to the private-only agent"));
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout).trim(),
+            expected,
+            "dcform {cmd} reached another machine:\n{}",
+            text(&o)
+        );
+        assert!(
+            logins(&hosts, 0) > through_master,
+            "dcform {cmd} did not jump through the master"
+        );
+    }
+}

@@ -5,14 +5,15 @@ use std::path::PathBuf;
 
 use anyhow::{Context, anyhow};
 use dcform_bootstrap::node_image::{self, NodeImageOptions};
-use dcform_bootstrap::ssh::{Command as SshCommand, ExitStatus, OutputStream, shell_quote};
+use dcform_bootstrap::ssh::{Command as SshCommand, ExitStatus, OutputStream, Target, shell_quote};
 
 use super::args::{DestroyArgs, ListArgs, NodeCmdArgs, NodeImageCommand};
 use super::inputs::{confirm, find_node, load_def, read_state};
 use super::{CliError, exit, table};
 use crate::providers::docker;
+use crate::providers::route::{self, Route};
 use crate::providers::ssh_remote::{SshConnector, SshRemote, map_error};
-use crate::spec::{ProviderKind, SshSpec};
+use crate::spec::{ProviderKind, Role, SshSpec};
 use crate::state::{NodeState, StateFile, StateLock};
 
 /// `dcform destroy --cluster NAME`: removes every Docker object labelled with the cluster, or (with
@@ -215,7 +216,18 @@ pub async fn list(a: &ListArgs) -> Result<u8, CliError> {
 }
 
 /// The node and an SSH connector for it, from the state (and the definition's `ssh {}` block when it loads).
-fn node_target(a: &NodeCmdArgs) -> Result<(NodeState, SshConnector, StateFile), CliError> {
+/// A node as `ssh`/`exec` reach it: the node, the connector, the state file, and the route the
+/// provider itself takes (a private agent through the first master, as `apply` reached it).
+struct NodeTarget {
+    node: NodeState,
+    connector: SshConnector,
+    file: StateFile,
+    route: Route,
+    /// The jump master's pinned host key, for a route through a master.
+    jump_key: Option<String>,
+}
+
+fn node_target(a: &NodeCmdArgs) -> Result<NodeTarget, CliError> {
     let (file, state) = read_state(&a.target)?;
     let node = find_node(&state, &a.node)?;
     if state.provider == ProviderKind::Local {
@@ -230,9 +242,30 @@ fn node_target(a: &NodeCmdArgs) -> Result<(NodeState, SshConnector, StateFile), 
         .map(|s| s.ssh)
         .unwrap_or_else(|_| SshSpec::default());
     let key = state.resources.get("ssh_key").map(PathBuf::from);
+    let masters: Vec<NodeState> = state
+        .nodes
+        .iter()
+        .filter(|n| n.role == Role::Master)
+        .cloned()
+        .collect();
+    let route = route::choose(&node, ssh.bastion.as_ref(), &masters, ssh.port)
+        .map_err(|e| CliError::user(anyhow::Error::new(e)))?;
+    let jump_key = match &route {
+        Route::ViaMaster { master, .. } => masters
+            .iter()
+            .find(|m| &m.name == master)
+            .and_then(|m| m.ssh_host_key.clone()),
+        Route::Direct { .. } => None,
+    };
     let connector = SshConnector::from_spec(&ssh, key, file.dir().join("logs"), false);
     connector.pin_recorded(&state.resources);
-    Ok((node, connector, file))
+    Ok(NodeTarget {
+        node,
+        connector,
+        file,
+        route,
+        jump_key,
+    })
 }
 
 fn lineage_label(l: &str) -> &str {
@@ -288,21 +321,52 @@ fn pick_lineage<'a>(
     }
 }
 
-async fn connect(node: &NodeState, c: &SshConnector) -> Result<SshRemote, CliError> {
-    c.connect(node)
-        .await
-        .map_err(|e| CliError::internal(anyhow::Error::new(e)))
+impl NodeTarget {
+    async fn connect(&self) -> Result<SshRemote, CliError> {
+        let c = &self.connector;
+        let r = match &self.route {
+            Route::Direct { .. } => c.connect(&self.node).await,
+            Route::ViaMaster { bastion, host, .. } => {
+                let policy = c.policy_for(&self.node);
+                c.connect_through(&self.node, host, bastion, self.jump_key.clone(), policy)
+                    .await
+            }
+        };
+        r.map_err(|e| CliError::internal(anyhow::Error::new(e)))
+    }
+
+    /// The address SSH connects to (behind the jump host, if any).
+    fn host(&self) -> String {
+        match &self.route {
+            Route::Direct { .. } => SshConnector::host_of(&self.node).unwrap_or_default(),
+            Route::ViaMaster { host, .. } => host.clone(),
+        }
+    }
+
+    /// The jump host: the definition's bastion, or the master a private agent is reached through.
+    fn jump(&self) -> Option<Target> {
+        match &self.route {
+            Route::Direct { .. } => self.connector.bastion_target(),
+            Route::ViaMaster { bastion, .. } => {
+                let mut t =
+                    Target::new(bastion.host.clone(), bastion.user_or(&self.connector.user));
+                t.port = bastion.port;
+                Some(t)
+            }
+        }
+    }
 }
 
 /// `dcform ssh NODE`: checks the host key with the pinned fingerprint, then hands the terminal to the
 /// system `ssh` with exactly that host key trusted.
 pub async fn ssh(a: &NodeCmdArgs) -> Result<u8, CliError> {
-    let (node, c, file) = node_target(a)?;
-    let remote = connect(&node, &c).await?;
+    let t = node_target(a)?;
+    let remote = t.connect().await?;
     let host_key = remote.session().host_key().openssh.clone();
     let bastion_key = remote.session().jump_host_key().map(|k| k.openssh.clone());
-    let host = SshConnector::host_of(&node).unwrap_or_default();
+    let host = t.host();
     drop(remote);
+    let (node, c, file) = (&t.node, &t.connector, &t.file);
     let known = |host: &str, port: u16, key: &str| {
         if port == 22 {
             format!("{host} {key}\n")
@@ -314,7 +378,7 @@ pub async fn ssh(a: &NodeCmdArgs) -> Result<u8, CliError> {
     // against the state): the system ssh then refuses anything else.
     let kh = file.dir().join("known_hosts.ssh");
     let mut lines = known(&host, c.port, &host_key);
-    let bastion = c.bastion_target().zip(bastion_key);
+    let bastion = t.jump().zip(bastion_key);
     if let Some((b, key)) = &bastion {
         lines.push_str(&known(&b.host, b.port, key));
     }
@@ -385,8 +449,8 @@ pub async fn exec(a: &NodeCmdArgs) -> Result<u8, CliError> {
             a.node
         )));
     }
-    let (node, c, _file) = node_target(a)?;
-    let remote = connect(&node, &c).await?;
+    let t = node_target(a)?;
+    let remote = t.connect().await?;
     let script = a
         .command
         .iter()
@@ -408,7 +472,7 @@ pub async fn exec(a: &NodeCmdArgs) -> Result<u8, CliError> {
     let res = remote.session().exec(&cmd).await;
     drop(cmd);
     let _ = printer.await;
-    let host = SshConnector::host_of(&node).unwrap_or_default();
+    let host = t.host();
     let out = res.map_err(|e| CliError::internal(anyhow::Error::new(map_error(&host, e))))?;
     Ok(match out.status {
         ExitStatus::Code(c) => u8::try_from(c).unwrap_or(255),
