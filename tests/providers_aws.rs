@@ -65,6 +65,13 @@ impl Cluster {
         t
     }
 
+    /// `dcform apply --infra-only --auto-approve aws.hcl` and `extra`, which must succeed: its output.
+    fn infra(&self, endpoint: &str, extra: &[&str]) -> String {
+        let mut args = vec!["apply", "--infra-only", "--auto-approve", "aws.hcl"];
+        args.extend_from_slice(extra);
+        self.ok(endpoint, &args)
+    }
+
     /// `dcform destroy --cluster aws-demo --provider aws --auto-approve` and `extra`: with no state.
     fn destroy_by_name(&self, endpoint: &str, extra: &[&str]) -> Output {
         let mut args = vec![
@@ -210,10 +217,7 @@ async fn apply_infra_only_creates_the_tagged_network_and_3_masters_5_agents_1_pu
         return;
     };
     let c = Cluster::new();
-    let out = c.ok(
-        &moto.url,
-        &["apply", "--infra-only", "--auto-approve", "aws.hcl"],
-    );
+    let out = c.infra(&moto.url, &[]);
     assert!(out.contains("Apply complete! Nodes: 9 added"), "{out}");
 
     let seen = live(moto, "aws-demo");
@@ -341,10 +345,7 @@ async fn apply_infra_only_creates_the_tagged_network_and_3_masters_5_agents_1_pu
         "{p}"
     );
     // And another --infra-only apply has nothing to do.
-    let again = c.ok(
-        &moto.url,
-        &["apply", "--infra-only", "--auto-approve", "aws.hcl"],
-    );
+    let again = c.infra(&moto.url, &[]);
     assert_eq!(live(moto, "aws-demo").len(), 9, "{again}");
 }
 
@@ -354,23 +355,10 @@ async fn scaling_a_pool_up_and_down_launches_or_terminates_only_those_instances(
         return;
     };
     let c = Cluster::new();
-    c.ok(
-        &moto.url,
-        &["apply", "--infra-only", "--auto-approve", "aws.hcl"],
-    );
+    c.infra(&moto.url, &[]);
     let before = live(moto, "aws-demo");
 
-    c.ok(
-        &moto.url,
-        &[
-            "apply",
-            "--infra-only",
-            "--auto-approve",
-            "aws.hcl",
-            "-var",
-            "agents=7",
-        ],
-    );
+    c.infra(&moto.url, &["-var", "agents=7"]);
     let up = live(moto, "aws-demo");
     assert_eq!(nodes_of(&up), example_nodes(7));
     for b in &before {
@@ -381,17 +369,7 @@ async fn scaling_a_pool_up_and_down_launches_or_terminates_only_those_instances(
         );
     }
 
-    c.ok(
-        &moto.url,
-        &[
-            "apply",
-            "--infra-only",
-            "--auto-approve",
-            "aws.hcl",
-            "-var",
-            "agents=3",
-        ],
-    );
+    c.infra(&moto.url, &["-var", "agents=3"]);
     let down = live(moto, "aws-demo");
     assert_eq!(nodes_of(&down), example_nodes(3));
     for d in &down {
@@ -410,10 +388,7 @@ async fn an_instance_terminated_outside_dcform_is_planned_again_and_relaunched()
         return;
     };
     let c = Cluster::new();
-    c.ok(
-        &moto.url,
-        &["apply", "--infra-only", "--auto-approve", "aws.hcl"],
-    );
+    c.infra(&moto.url, &[]);
     let victim = live(moto, "aws-demo")
         .into_iter()
         .find(|s| s.node.as_deref() == Some("agents-2"))
@@ -425,10 +400,7 @@ async fn an_instance_terminated_outside_dcform_is_planned_again_and_relaunched()
     let plan = text(&c.run(&moto.url, &["plan", "aws.hcl"]));
     assert!(plan.contains("agents-2"), "{plan}");
     assert!(plan.contains("Plan: 1 to add"), "{plan}");
-    c.ok(
-        &moto.url,
-        &["apply", "--infra-only", "--auto-approve", "aws.hcl"],
-    );
+    c.infra(&moto.url, &[]);
     let after = live(moto, "aws-demo");
     assert_eq!(nodes_of(&after), example_nodes(5));
     assert!(after.iter().all(|s| s.id != victim.id));
@@ -440,10 +412,7 @@ async fn destroy_leaves_no_tagged_resource() {
         return;
     };
     let c = Cluster::new();
-    c.ok(
-        &moto.url,
-        &["apply", "--infra-only", "--auto-approve", "aws.hcl"],
-    );
+    c.infra(&moto.url, &[]);
     let out = c.ok(&moto.url, &["destroy", "--auto-approve", "aws.hcl"]);
     assert!(
         out.contains("Destroy complete! Nodes: 9 destroyed."),
@@ -482,10 +451,7 @@ async fn destroy_by_cluster_name_with_the_state_lost_finds_everything_by_tag() {
         return;
     };
     let c = Cluster::new();
-    c.ok(
-        &moto.url,
-        &["apply", "--infra-only", "--auto-approve", "aws.hcl"],
-    );
+    c.infra(&moto.url, &[]);
     std::fs::remove_dir_all(c.dir.path().join(".dcform")).unwrap();
     let o = c.destroy_by_name(&moto.url, &[]);
     let out = text(&o);
@@ -547,10 +513,7 @@ async fn an_apply_killed_inside_run_instances_then_applied_again_launches_no_dup
         "the killed apply recorded no instance: {st}"
     );
 
-    c.ok(
-        &moto.url,
-        &["apply", "--infra-only", "--auto-approve", "aws.hcl"],
-    );
+    c.infra(&moto.url, &[]);
     let after = live(moto, "aws-demo");
     assert_eq!(
         nodes_of(&after),
@@ -581,10 +544,7 @@ async fn throttling_during_apply_is_retried_and_launches_each_node_once() {
             hold: Duration::ZERO,
         },
     );
-    c.ok(
-        &proxy.url,
-        &["apply", "--infra-only", "--auto-approve", "aws.hcl"],
-    );
+    c.infra(&proxy.url, &[]);
     assert_eq!(proxy.injected.load(Ordering::SeqCst), 3);
     assert_eq!(nodes_of(&live(moto, "aws-demo")), example_nodes(5));
 }
@@ -627,17 +587,7 @@ async fn private_agents_have_no_public_address_and_are_routed_through_the_first_
         return;
     };
     let c = Cluster::new();
-    c.ok(
-        &moto.url,
-        &[
-            "apply",
-            "--infra-only",
-            "--auto-approve",
-            "aws.hcl",
-            "-var",
-            "private_agents=true",
-        ],
-    );
+    c.infra(&moto.url, &["-var", "private_agents=true"]);
     // EC2's own view: which instances have a public address.
     let xml = moto
         .ec2("Action=DescribeInstances&Filter.1.Name=tag:dcform:cluster&Filter.1.Value.1=aws-demo");
@@ -684,10 +634,7 @@ async fn destroy_by_cluster_name_with_two_lineages_needs_lineage_and_removes_onl
     };
     let (a, b) = (Cluster::new(), Cluster::new());
     for c in [&a, &b] {
-        c.ok(
-            &moto.url,
-            &["apply", "--infra-only", "--auto-approve", "aws.hcl"],
-        );
+        c.infra(&moto.url, &[]);
     }
     let lineage = |c: &Cluster| c.state()["lineage"].as_str().unwrap().to_string();
     let (la, lb) = (lineage(&a), lineage(&b));

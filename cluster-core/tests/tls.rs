@@ -126,7 +126,7 @@ async fn a_client_without_the_ca_cannot_connect_and_one_with_it_can() {
                 cmd.args(["-sS", "--max-time", "20"])
                     .args(extra)
                     .arg(&health);
-                within("curl", cmd.output())
+                within("curl", cmd.kill_on_drop(true).output())
             };
             let without = run(&[]).await.expect("run curl");
             assert_eq!(
@@ -312,7 +312,7 @@ async fn the_binary_serves_https_with_tls_flags_and_probe_trusts_only_the_ca_fil
         if let Some(ca) = ca {
             cmd.arg("--ca-file").arg(ca);
         }
-        within("dccore probe", cmd.output())
+        within("dccore probe", cmd.kill_on_drop(true).output())
     };
     let ok = probe(Some(&c.pki.ca)).await.expect("run probe");
     assert!(
@@ -340,6 +340,7 @@ async fn the_binary_serves_https_with_tls_flags_and_probe_trusts_only_the_ca_fil
                 .arg(&token)
                 .args(["--agent-url", "https://127.0.0.1:1", "--ca-file"])
                 .arg(&c.pki.ca)
+                .kill_on_drop(true)
                 .output(),
         )
         .await
@@ -369,7 +370,10 @@ async fn bad_tls_files_are_usage_errors_that_name_the_file_and_the_problem() {
             .arg("--token-file")
             .arg(&token)
             .args(extra);
-        within("dccore master with bad TLS files", cmd.output())
+        within(
+            "dccore master with bad TLS files",
+            cmd.kill_on_drop(true).output(),
+        )
     };
     let s = |p: &Path| p.display().to_string();
     let cases: Vec<(Vec<String>, String, &str)> = vec![
