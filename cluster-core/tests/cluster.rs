@@ -88,15 +88,7 @@ async fn every_api_requires_authentication_and_rejections_are_counted() {
     .await
     .unwrap();
     assert_eq!(r.status(), 400);
-    let metrics = within(
-        "metrics",
-        http.get(format!("{}/metrics", m.url))
-            .header("authorization", bearer())
-            .send(),
-    )
-    .await
-    .unwrap();
-    let metrics = within("metrics body", metrics.text()).await.unwrap();
+    let metrics = m.metrics().await;
     assert!(
         metrics.contains("dccore_http_unauthorized_total 5"),
         "{metrics}"
@@ -159,16 +151,7 @@ async fn command_task_runs_to_finished_and_its_output_is_served() {
     })
     .await;
     assert!(tasks["get_tasks"]["tasks"].as_array().unwrap().is_empty());
-    let metrics = within(
-        "metrics",
-        http()
-            .get(format!("{}/metrics", m.url))
-            .header("authorization", bearer())
-            .send(),
-    )
-    .await
-    .unwrap();
-    let metrics = within("metrics body", metrics.text()).await.unwrap();
+    let metrics = m.metrics().await;
     assert!(
         metrics.contains("dccore_tasks{state=\"TASK_FINISHED\"} 1"),
         "{metrics}"

@@ -202,16 +202,8 @@ async fn a_framework_principal_cannot_see_kill_or_tear_down_another_principals_w
         assert_eq!(code, 403, "{kind}: {text}");
         assert!(text.contains("operator rights"), "{kind}: {text}");
     }
-    let r = within(
-        "bob's metrics",
-        http()
-            .get(format!("{}/metrics", m.url))
-            .header("authorization", bob())
-            .send(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(r.status(), 403);
+    let (status, _) = m.metrics_as(&bob()).await;
+    assert_eq!(status, 403, "bob's metrics");
 
     // After all that alice's task still runs, and not as root.
     let tasks = get_tasks(&m, &alice()).await;
@@ -246,16 +238,8 @@ async fn an_agent_credential_opens_only_the_agent_routes() {
         assert_eq!(code, 403, "{path}: {text}");
         assert!(text.contains("agent routes"), "{text}");
     }
-    let r = within(
-        "agent's metrics",
-        http()
-            .get(format!("{}/metrics", m.url))
-            .header("authorization", &agent)
-            .send(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(r.status(), 403);
+    let (status, _) = m.metrics_as(&agent).await;
+    assert_eq!(status, 403, "agent's metrics");
     // Nor does it open other agents: launching needs the secret the agent gave the master.
     for auth in [agent.as_str(), &bearer()] {
         let (code, _) = post(

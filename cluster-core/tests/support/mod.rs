@@ -168,6 +168,31 @@ impl Master {
             .expect("operator JSON")
     }
 
+    /// `GET /metrics` with the operator token: the Prometheus text (the call must succeed).
+    pub async fn metrics(&self) -> String {
+        let (status, text) = self.metrics_as(&bearer()).await;
+        assert!(status.is_success(), "/metrics answered {status}: {text}");
+        text
+    }
+
+    /// `GET /metrics` with `authorization`: its status and body text.
+    pub async fn metrics_as(&self, authorization: &str) -> (reqwest::StatusCode, String) {
+        let r = within(
+            "metrics",
+            self.http
+                .get(format!("{}/metrics", self.url))
+                .header("authorization", authorization)
+                .send(),
+        )
+        .await
+        .expect("metrics call");
+        let status = r.status();
+        let text = within("metrics body", r.text())
+            .await
+            .expect("metrics body");
+        (status, text)
+    }
+
     /// Any operator call with the token: its status and body text.
     pub async fn operator_call(&self, body: Value) -> (reqwest::StatusCode, String) {
         let r = within(
