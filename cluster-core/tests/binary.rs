@@ -20,6 +20,22 @@ async fn start(args: &[&str]) -> (Child, String) {
     start_bin(args, Stdio::null()).await
 }
 
+/// `dccore master` on a free port of 127.0.0.1 with work dir `wd`, the token file and `extra`.
+async fn start_master(wd: &Path, token: &str, extra: &[&str]) -> (Child, String) {
+    let wd = wd.to_str().expect("a UTF-8 temp path");
+    let mut args = vec![
+        "master",
+        "--listen",
+        "127.0.0.1:0",
+        "--work-dir",
+        wd,
+        "--token-file",
+        token,
+    ];
+    args.extend_from_slice(extra);
+    start(&args).await
+}
+
 fn write_token(dir: &Path) -> String {
     let p = dir.join("token");
     std::fs::write(&p, "bin-token\n").expect("write the token file");
@@ -49,16 +65,7 @@ async fn port_zero_prints_the_chosen_address_and_writes_the_address_file() {
     let dir = tempfile::tempdir().unwrap();
     let token = write_token(dir.path());
     let wd = dir.path().join("m");
-    let (mut m, addr) = start(&[
-        "master",
-        "--listen",
-        "127.0.0.1:0",
-        "--work-dir",
-        wd.to_str().unwrap(),
-        "--token-file",
-        &token,
-    ])
-    .await;
+    let (mut m, addr) = start_master(&wd, &token, &[]).await;
     assert!(
         addr.starts_with("http://127.0.0.1:") && !addr.ends_with(":0"),
         "{addr}"
@@ -126,16 +133,7 @@ async fn the_agent_probe_passes_for_a_live_registered_agent_and_fails_as_soon_as
     let dir = tempfile::tempdir().unwrap();
     let token = write_token(dir.path());
     let wd = dir.path().join("m");
-    let (mut m, addr) = start(&[
-        "master",
-        "--listen",
-        "127.0.0.1:0",
-        "--work-dir",
-        wd.to_str().unwrap(),
-        "--token-file",
-        &token,
-    ])
-    .await;
+    let (mut m, addr) = start_master(&wd, &token, &[]).await;
     let aw = dir.path().join("a");
     let (mut a, aaddr) = start(&[
         "agent",
@@ -367,18 +365,7 @@ async fn unmodified_pymesos_framework_runs_a_command_task() {
     )
     .unwrap();
     let mw = dir.path().join("m");
-    let (_m, addr) = start(&[
-        "master",
-        "--listen",
-        "127.0.0.1:0",
-        "--work-dir",
-        mw.to_str().unwrap(),
-        "--token-file",
-        &token,
-        "--credentials",
-        creds.to_str().unwrap(),
-    ])
-    .await;
+    let (_m, addr) = start_master(&mw, &token, &["--credentials", creds.to_str().unwrap()]).await;
     let aw = dir.path().join("a");
     let (_a, _) = start(&[
         "agent",

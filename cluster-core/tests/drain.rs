@@ -13,6 +13,15 @@ fn agent_id(agent: &Value) -> String {
         .to_string()
 }
 
+/// A master in `mdir` with one registered agent `a1` (in `dir`/a1): both, and the agent's id.
+async fn one_agent(dir: &std::path::Path, mdir: &std::path::Path) -> (Master, Agent, String) {
+    let m = Master::start(mdir).await;
+    let a1 = Agent::start(&m.url, &dir.join("a1"), AGENT_RES, false).await;
+    m.wait_agents(1).await;
+    let id = agent_id(&m.agent_by_url(&a1.url).await.expect("a1 listed"));
+    (m, a1, id)
+}
+
 /// Offers from the framework's next OFFERS events until one is on `agent`.
 async fn offer_on(fw: &mut Framework, agent: &str) -> Value {
     within(&format!("an offer on {agent}"), async {
@@ -33,10 +42,7 @@ async fn offer_on(fw: &mut Framework, agent: &str) -> Value {
 #[tokio::test]
 async fn drain_kills_the_agents_tasks_rescinds_its_offers_and_ends_drained_until_reactivated() {
     let dir = tempfile::tempdir().unwrap();
-    let m = Master::start(&dir.path().join("m")).await;
-    let a1 = Agent::start(&m.url, &dir.path().join("a1"), AGENT_RES, false).await;
-    m.wait_agents(1).await;
-    let id = agent_id(&m.agent_by_url(&a1.url).await.expect("a1 listed"));
+    let (m, a1, id) = one_agent(dir.path(), &dir.path().join("m")).await;
     let mut fw = Framework::subscribe(&m.url, framework_info("drained")).await;
     let offer = offer_on(&mut fw, &id).await;
     fw.launch(&offer, vec![task(&offer, "long", "sleep 1000")])
@@ -88,10 +94,7 @@ async fn drain_kills_the_agents_tasks_rescinds_its_offers_and_ends_drained_until
 #[tokio::test]
 async fn deactivated_agent_gets_no_offers_and_unknown_agents_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let m = Master::start(&dir.path().join("m")).await;
-    let a1 = Agent::start(&m.url, &dir.path().join("a1"), AGENT_RES, false).await;
-    m.wait_agents(1).await;
-    let id = agent_id(&m.agent_by_url(&a1.url).await.expect("a1 listed"));
+    let (m, a1, id) = one_agent(dir.path(), &dir.path().join("m")).await;
     let mut fw = Framework::subscribe(&m.url, framework_info("deact")).await;
     let offer = offer_on(&mut fw, &id).await;
 
@@ -132,10 +135,7 @@ async fn deactivated_agent_gets_no_offers_and_unknown_agents_are_refused() {
 async fn drain_with_mark_gone_reports_gone_by_operator_and_the_agent_never_returns() {
     let dir = tempfile::tempdir().unwrap();
     let mdir = dir.path().join("m");
-    let m = Master::start(&mdir).await;
-    let a1 = Agent::start(&m.url, &dir.path().join("a1"), AGENT_RES, false).await;
-    m.wait_agents(1).await;
-    let id = agent_id(&m.agent_by_url(&a1.url).await.expect("a1 listed"));
+    let (m, a1, id) = one_agent(dir.path(), &mdir).await;
     let mut fw = Framework::subscribe(&m.url, framework_info("gone")).await;
     let offer = offer_on(&mut fw, &id).await;
     fw.launch(&offer, vec![task(&offer, "doomed", "sleep 1000")])
@@ -180,10 +180,7 @@ async fn drain_with_mark_gone_reports_gone_by_operator_and_the_agent_never_retur
 async fn a_drain_survives_a_master_restart() {
     let dir = tempfile::tempdir().unwrap();
     let mdir = dir.path().join("m");
-    let m = Master::start(&mdir).await;
-    let a1 = Agent::start(&m.url, &dir.path().join("a1"), AGENT_RES, false).await;
-    m.wait_agents(1).await;
-    let id = agent_id(&m.agent_by_url(&a1.url).await.expect("a1 listed"));
+    let (m, a1, id) = one_agent(dir.path(), &mdir).await;
     let (code, body) = m
         .operator_call(json!({"type": "DRAIN_AGENT", "drain_agent": {"agent_id": {"value": id}}}))
         .await;
