@@ -12,7 +12,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{ok, text};
-use support::providers::{Leftovers, agents_healthy, dcform, docker_ok, labelled, unique, within};
+use support::providers::{
+    Leftovers, agents_healthy, dcform, docker_ok, kill_core, labelled, plan_sees_and_apply_mends,
+    unique, within,
+};
 
 /// `examples/docker.hcl` with its cluster renamed, so parallel runs never share objects.
 fn definition(dir: &Path, cluster: &str) -> String {
@@ -118,56 +121,14 @@ async fn docker_example_boots_runs_a_task_is_idempotent_and_destroys_without_lef
     // Found: after `docker kill` of an agent `plan` said "No changes" and the cluster stayed
     // short. The refresh sees the stopped container; the plan starts it, then its core.
     docker_ok(&["kill", &format!("dcform-{cluster}-agents-1")]);
-    let o = dcform(&env, dir.path(), &["plan", "--detailed-exitcode", &def]).await;
-    assert_eq!(
-        o.status.code(),
-        Some(2),
-        "plan after docker kill: {}",
-        text(&o)
-    );
-    assert!(
-        text(&o).contains("~ agents-1") && text(&o).contains("the machine is stopped"),
-        "{}",
-        text(&o)
-    );
-    let o = dcform(&env, dir.path(), &["apply", "--auto-approve", &def]).await;
-    ok(&o, "apply after docker kill");
-    let (healthy, agents, status) = agents_healthy(&env, dir.path(), &def).await;
-    assert_eq!((healthy, agents), (3, 3), "right after the apply: {status}");
+    let expect = ["~ agents-1", "the machine is stopped"];
+    plan_sees_and_apply_mends(&env, dir.path(), &def, &[], &expect, 3, "docker kill").await;
 
     // And a core killed inside a running container (the container itself is fine): the
     // refresh asks the node over SSH whether its core runs.
-    let o = dcform(
-        &env,
-        dir.path(),
-        &[
-            "exec",
-            "agents-2",
-            &def,
-            "--",
-            "sh",
-            "-c",
-            "pkill -9 -f '[d]ccore supervise'; pkill -9 -f '[d]ccore agent'; true",
-        ],
-    )
-    .await;
-    ok(&o, "kill the core of agents-2");
-    let o = dcform(&env, dir.path(), &["plan", "--detailed-exitcode", &def]).await;
-    assert_eq!(
-        o.status.code(),
-        Some(2),
-        "plan after the core died: {}",
-        text(&o)
-    );
-    assert!(
-        text(&o).contains("dccore is not running on agents-2") && text(&o).contains("~ agents-2"),
-        "{}",
-        text(&o)
-    );
-    let o = dcform(&env, dir.path(), &["apply", "--auto-approve", &def]).await;
-    ok(&o, "apply after the core died");
-    let (healthy, agents, status) = agents_healthy(&env, dir.path(), &def).await;
-    assert_eq!((healthy, agents), (3, 3), "right after the apply: {status}");
+    kill_core(&env, dir.path(), "agents-2", &[&def]).await;
+    let expect = ["dccore is not running on agents-2", "~ agents-2"];
+    plan_sees_and_apply_mends(&env, dir.path(), &def, &[], &expect, 3, "the core died").await;
 
     // The operator extras: exec exits with the remote code, list finds the cluster by label.
     let o = dcform(

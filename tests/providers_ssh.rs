@@ -10,7 +10,9 @@ mod support;
 
 use common::{ok, text};
 use std::path::{Path, PathBuf};
-use support::providers::{Env, agents_healthy, dcform, docker_ok as docker, unique};
+use support::providers::{
+    Env, agents_healthy, dcform, docker_ok as docker, kill_core, plan_sees_and_apply_mends, unique,
+};
 
 const LABEL: &str = "dcform.test=providers-ssh";
 
@@ -192,44 +194,16 @@ async fn onprem_example_installs_runs_a_task_and_destroy_leaves_the_hosts_clean(
     );
 
     // A core killed on a host: the refresh asks the host over SSH, the plan starts it again.
-    let o = dcform(
+    let vars = ["-var", key_var.as_str()];
+    kill_core(
         &env,
         dir.path(),
-        &[
-            "exec",
-            "agents-1",
-            "-var",
-            &key_var,
-            &def,
-            "--",
-            "sh",
-            "-c",
-            "pkill -9 -f '[d]ccore supervise'; pkill -9 -f '[d]ccore agent'; true",
-        ],
+        "agents-1",
+        &[&vars[..], &[def.as_str()]].concat(),
     )
     .await;
-    ok(&o, "kill the core on agents-1");
-    let o = dcform(
-        &env,
-        dir.path(),
-        &["plan", "--detailed-exitcode", "-var", &key_var, &def],
-    )
-    .await;
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(
-        text(&o).contains("dccore is not running on agents-1"),
-        "{}",
-        text(&o)
-    );
-    let o = dcform(
-        &env,
-        dir.path(),
-        &["apply", "--auto-approve", "-var", &key_var, &def],
-    )
-    .await;
-    ok(&o, "apply after the core died");
-    let (healthy, agents, status) = agents_healthy(&env, dir.path(), &def).await;
-    assert_eq!((healthy, agents), (3, 3), "right after the apply: {status}");
+    let expect = ["dccore is not running on agents-1"];
+    plan_sees_and_apply_mends(&env, dir.path(), &def, &vars, &expect, 3, "the core died").await;
 
     let o = dcform(
         &env,

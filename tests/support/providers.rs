@@ -107,6 +107,57 @@ pub async fn dcform(env: &Env, dir: &Path, args: &[&str]) -> Output {
         .expect("dcform runs")
 }
 
+/// Kills the core on `node` (supervisor and agent, SIGKILL) through `dcform exec`, leaving the
+/// machine itself running. `args`: the definition and any `-var`s.
+pub async fn kill_core(env: &Env, dir: &Path, node: &str, args: &[&str]) {
+    let mut a = vec!["exec", node];
+    a.extend_from_slice(args);
+    a.extend([
+        "--",
+        "sh",
+        "-c",
+        "pkill -9 -f '[d]ccore supervise'; pkill -9 -f '[d]ccore agent'; true",
+    ]);
+    ok(
+        &dcform(env, dir, &a).await,
+        &format!("kill the core on {node}"),
+    );
+}
+
+/// What broke is seen and mended: `plan --detailed-exitcode` exits 2 and names each of `expect`,
+/// then `apply` succeeds and every one of `agents` agents is healthy right after. `def`: the
+/// definition; `vars`: its `-var`s.
+pub async fn plan_sees_and_apply_mends(
+    env: &Env,
+    dir: &Path,
+    def: &str,
+    vars: &[&str],
+    expect: &[&str],
+    agents: usize,
+    what: &str,
+) {
+    let run = |first: &'static [&'static str]| {
+        let mut a: Vec<&str> = first.to_vec();
+        a.extend_from_slice(vars);
+        a.push(def);
+        a
+    };
+    let o = dcform(env, dir, &run(&["plan", "--detailed-exitcode"])).await;
+    let t = crate::common::text(&o);
+    assert_eq!(o.status.code(), Some(2), "plan after {what}: {t}");
+    for e in expect {
+        assert!(t.contains(e), "plan after {what} does not say {e:?}:\n{t}");
+    }
+    let o = dcform(env, dir, &run(&["apply", "--auto-approve"])).await;
+    ok(&o, &format!("apply after {what}"));
+    let (healthy, all, status) = agents_healthy(env, dir, def).await;
+    assert_eq!(
+        (healthy, all),
+        (agents, agents),
+        "right after the apply ({what}): {status}"
+    );
+}
+
 /// `status --json`: (healthy agents with resources, all agents), and the whole document.
 pub async fn agents_healthy(env: &Env, dir: &Path, def: &str) -> (usize, usize, Value) {
     let o = dcform(env, dir, &["status", "--json", def]).await;
