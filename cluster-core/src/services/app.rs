@@ -86,7 +86,7 @@ impl AppError {
 }
 
 /// A constraint operator with its argument.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub enum Operator {
     /// Each value of the field at most once.
     Unique,

@@ -3,8 +3,8 @@
 //! health checks and saves the state.
 
 use super::app::{App, AppId};
-use super::core::{Action, Core, Instance};
 use super::placement::OfferView;
+use super::scheduler::{Action, Core, Instance};
 use super::store::{Saved, SavedApp, ServiceStore};
 use super::{
     AppView, Change, FRAMEWORK_NAME, PRINCIPAL, ServiceCommand, ServiceError, Snapshot, health,
@@ -378,36 +378,11 @@ impl Driver {
                 let _ = reply.send(r);
             }
             ServiceCommand::RemoveApp { id, force, reply } => {
-                let r = async {
-                    if !self.core.apps.contains_key(&id) {
-                        return Err(ServiceError::AppNotFound(id.to_string()));
-                    }
-                    self.locked(&id, force)?;
-                    let acts = self.core.remove_app(&id);
-                    self.dirty = true;
-                    self.flush().await?;
-                    self.perform(acts).await;
-                    Ok(Self::change())
-                }
-                .await;
+                let r = self.remove(&id, force).await;
                 let _ = reply.send(r);
             }
             ServiceCommand::Restart { id, force, reply } => {
-                let r = async {
-                    if !self.core.apps.contains_key(&id) {
-                        return Err(ServiceError::AppNotFound(id.to_string()));
-                    }
-                    self.locked(&id, force)?;
-                    let ch = Self::change();
-                    let acts =
-                        self.core
-                            .restart(&id, ch.version.clone(), ch.deployment_id.clone(), now());
-                    self.dirty = true;
-                    self.flush().await?;
-                    self.perform(acts).await;
-                    Ok(ch)
-                }
-                .await;
+                let r = self.restart(&id, force).await;
                 let _ = reply.send(r);
             }
             ServiceCommand::KillTasks {
@@ -438,6 +413,33 @@ impl Driver {
                 let _ = reply.send(Arc::new(self.snapshot()));
             }
         }
+    }
+
+    async fn remove(&mut self, id: &AppId, force: bool) -> Result<Change, ServiceError> {
+        if !self.core.apps.contains_key(id) {
+            return Err(ServiceError::AppNotFound(id.to_string()));
+        }
+        self.locked(id, force)?;
+        let acts = self.core.remove_app(id);
+        self.dirty = true;
+        self.flush().await?;
+        self.perform(acts).await;
+        Ok(Self::change())
+    }
+
+    async fn restart(&mut self, id: &AppId, force: bool) -> Result<Change, ServiceError> {
+        if !self.core.apps.contains_key(id) {
+            return Err(ServiceError::AppNotFound(id.to_string()));
+        }
+        self.locked(id, force)?;
+        let ch = Self::change();
+        let acts = self
+            .core
+            .restart(id, ch.version.clone(), ch.deployment_id.clone(), now());
+        self.dirty = true;
+        self.flush().await?;
+        self.perform(acts).await;
+        Ok(ch)
     }
 
     async fn put(

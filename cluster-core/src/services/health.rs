@@ -1,6 +1,6 @@
 //! Runs one health check against an instance's host port: HTTP (`GET path` answers 2xx/3xx,
 //! Marathon's rule) or TCP (a connection opens), within the check's timeout. COMMAND checks are
-//! not run yet (`core::due_checks` skips them).
+//! not run yet (`scheduler::due_checks` skips them).
 
 use super::app::{HealthCheck, Protocol};
 use std::time::Duration;

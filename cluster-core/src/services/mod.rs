@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! api::marathon (/v2/...) ──ServiceCommand──▶ driver (one task, owns the state)
-//!                         ◀──oneshot reply──    │  ├─ core.rs       decisions (pure): offers → launches, updates → replacements
+//!                         ◀──oneshot reply──    │  ├─ scheduler.rs  decisions (pure): offers → launches, updates → replacements
 //!                                               │  │   ├─ app.rs       Marathon app JSON, validated, round-trips
 //!                                               │  │   └─ placement.rs resources, ports, constraints, refusal reasons
 //!                                               │  ├─ health.rs     HTTP / TCP checks (I/O, results fed back)
@@ -19,14 +19,14 @@
 //! (and healthy, with health checks).
 
 pub mod app;
-pub mod core;
 mod driver;
 mod health;
 pub mod placement;
+pub mod scheduler;
 pub mod store;
 
 pub use app::{App, AppError, AppId};
-pub use core::{AppEntry, Instance};
+pub use scheduler::{AppEntry, Instance};
 pub use store::{FileStore, ServiceStore, StoreError};
 
 use crate::master::MasterHandle;

@@ -3,7 +3,7 @@
 //! `WORK_DIR/services.json` (replaced atomically, mode 0600: definitions carry environment
 //! values); the replicated masters' key space gets its own backend when masters replicate.
 
-use super::core::Instance;
+use super::scheduler::Instance;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::io::Write;

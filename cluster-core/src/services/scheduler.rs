@@ -664,5 +664,5 @@ fn task_info(
 }
 
 #[cfg(test)]
-#[path = "core_tests.rs"]
+#[path = "scheduler_tests.rs"]
 mod tests;

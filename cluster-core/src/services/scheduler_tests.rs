@@ -20,11 +20,14 @@ fn offer(n: u32) -> OfferView {
     }
 }
 
+/// Fresh task id suffixes, unique across every call (as the driver's UUIDs are).
 fn ids() -> impl FnMut() -> String {
-    let mut n = 0;
-    move || {
-        n += 1;
-        format!("id{n}")
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    || {
+        format!(
+            "id{}",
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        )
     }
 }
 
@@ -82,7 +85,8 @@ fn unique_instances_go_one_per_agent_and_the_extra_one_waits_with_the_reason() {
         matches!(&acts[..], [Action::Decline { refuse_seconds, .. }] if *refuse_seconds == WAITING_REFUSE_SECS)
     );
     let e = &c.apps[&AppId::parse("/prod/web").expect("id")];
-    assert_eq!(e.refusals.get("UnfulfilledConstraint"), Some(&1));
+    // Each of the first three offers took one instance and refused a second; the fourth refused.
+    assert_eq!(e.refusals.get("UnfulfilledConstraint"), Some(&4));
     assert!(
         e.last_refusal
             .as_deref()
