@@ -6,11 +6,23 @@
 mod support;
 
 use serde_json::{Value, json};
+use std::path::Path;
 use support::*;
+
+/// A master with the services framework on (the other tests' masters run without it).
+async fn master(dir: &Path) -> Master {
+    master_on(dir, "127.0.0.1:0").await
+}
+
+async fn master_on(dir: &Path, addr: &str) -> Master {
+    let mut cfg = fast_master_config(dir);
+    cfg.services = true;
+    Master::start_on(dir, addr, cfg).await
+}
 
 /// Agents on one machine share a kernel hostname; each gets its own loopback address as
 /// hostname so that `hostname:UNIQUE` can tell them apart (and a health check reaches it).
-async fn agent(m: &Master, dir: &std::path::Path, n: u8) -> Agent {
+async fn agent(m: &Master, dir: &Path, n: u8) -> Agent {
     Agent::start_with(&m.url, &dir.join(format!("a{n}")), AGENT_RES, false, |c| {
         c.hostname = format!("127.0.0.{n}");
     })
@@ -64,7 +76,7 @@ fn running(tasks: &Value) -> Vec<Value> {
 async fn unique_instances_spread_the_extra_one_waits_with_its_reason_and_a_lost_agent_is_replaced()
 {
     let dir = tempfile::tempdir().expect("temp dir");
-    let m = Master::start(&dir.path().join("m")).await;
+    let m = master(&dir.path().join("m")).await;
     let a1 = agent(&m, dir.path(), 1).await;
     let _a2 = agent(&m, dir.path(), 2).await;
     let _a3 = agent(&m, dir.path(), 3).await;
@@ -181,7 +193,7 @@ async fn unique_instances_spread_the_extra_one_waits_with_its_reason_and_a_lost_
 #[tokio::test]
 async fn marathon_errors_and_authentication_have_marathons_shapes() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let m = Master::start(&dir.path().join("m")).await;
+    let m = master(&dir.path().join("m")).await;
     let (s, _) = req(&m, reqwest::Method::GET, "/v2/apps", None, None).await;
     assert_eq!(s, 401, "no credentials");
     let (s, v) = req(
@@ -251,7 +263,7 @@ async fn marathon_errors_and_authentication_have_marathons_shapes() {
 #[tokio::test]
 async fn an_instance_failing_its_health_check_is_replaced() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let m = Master::start(&dir.path().join("m")).await;
+    let m = master(&dir.path().join("m")).await;
     let _a1 = agent(&m, dir.path(), 1).await;
     m.wait_agents(1).await;
     // Nothing listens on PORT0: the TCP check fails from the start.
@@ -287,7 +299,7 @@ async fn an_instance_failing_its_health_check_is_replaced() {
 async fn apps_survive_a_master_restart() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mdir = dir.path().join("m");
-    let m = Master::start(&mdir).await;
+    let m = master(&mdir).await;
     let (s, v) = req(
         &m,
         reqwest::Method::POST,
@@ -310,7 +322,7 @@ async fn apps_survive_a_master_restart() {
         0o600,
         "the state (with env values) is private"
     );
-    let m = Master::start_on(&mdir, &addr, fast_master_config(&mdir)).await;
+    let m = master_on(&mdir, &addr).await;
     let after = get(&m, "/v2/apps/keep/me").await["app"].clone();
     for k in ["id", "cmd", "instances", "env", "version"] {
         assert_eq!(after[k], before[k], "{k} survives the restart");
