@@ -21,6 +21,7 @@
 pub mod app;
 mod driver;
 mod health;
+mod launch;
 pub mod placement;
 pub mod scheduler;
 pub mod store;

@@ -4,8 +4,9 @@
 //! driver ([`super::driver`]) does the I/O and passes `now` and fresh ids in.
 
 use super::app::{App, AppId, HealthCheck, Protocol};
+use super::launch::{take, task_info};
 use super::placement::{self, OfferView, Placed, Refusal};
-use crate::proto::{CommandInfo, Environment, Id, TaskInfo, TaskState, TaskStatus, Variable};
+use crate::proto::{TaskInfo, TaskState, TaskStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -575,91 +576,6 @@ fn kill(i: &Instance) -> Action {
     Action::Kill {
         task_id: i.task_id.clone(),
         agent_id: i.agent_id.clone(),
-    }
-}
-
-/// Takes an instance's resources out of what is left of the offer, from the roles the app accepts.
-fn take(
-    left: &mut BTreeMap<String, crate::proto::Resources>,
-    app: &App,
-    used: &crate::proto::Resources,
-) {
-    let mut rest = used.clone();
-    let roles: Vec<String> = if app.accepted_roles.is_empty() {
-        vec!["*".into()]
-    } else {
-        app.accepted_roles.clone()
-    };
-    for r in roles {
-        if let Some(pool) = left.get_mut(&r) {
-            let before = pool.clone();
-            pool.subtract(&rest);
-            // What this role could not give is taken from the next one.
-            let mut got = before.clone();
-            got.subtract(pool);
-            rest.subtract(&got);
-        }
-    }
-}
-
-fn task_info(
-    app: &App,
-    version: &str,
-    task_id: &str,
-    offer: &OfferView,
-    fit: &placement::Fit,
-) -> TaskInfo {
-    let mut env: BTreeMap<String, String> = app.env.clone();
-    for (n, p) in fit.ports.iter().enumerate() {
-        env.insert(format!("PORT{n}"), p.to_string());
-        if let Some(name) = app.ports.get(n).and_then(|d| d.name.as_ref()) {
-            env.insert(
-                format!("PORT_{}", name.to_ascii_uppercase().replace('-', "_")),
-                p.to_string(),
-            );
-        }
-    }
-    if let Some(p) = fit.ports.first() {
-        env.insert("PORT".into(), p.to_string());
-    }
-    env.insert(
-        "PORTS".into(),
-        fit.ports
-            .iter()
-            .map(u64::to_string)
-            .collect::<Vec<_>>()
-            .join(","),
-    );
-    env.insert("HOST".into(), offer.hostname.clone());
-    env.insert("MARATHON_APP_ID".into(), app.id.to_string());
-    env.insert("MARATHON_APP_VERSION".into(), version.to_string());
-    env.insert("MESOS_TASK_ID".into(), task_id.to_string());
-    let (value, shell, arguments) = match &app.cmd {
-        Some(c) => (c.clone(), true, Vec::new()),
-        None => (
-            app.args.first().cloned().unwrap_or_default(),
-            false,
-            app.args.clone(),
-        ),
-    };
-    TaskInfo {
-        name: app.id.task_name(),
-        task_id: Id::new(task_id),
-        agent_id: Id::new(&offer.agent_id),
-        resources: fit.resources.to_mesos(None, None),
-        command: Some(CommandInfo {
-            value: Some(value),
-            shell: Some(shell),
-            arguments,
-            environment: Some(Environment {
-                variables: env
-                    .into_iter()
-                    .map(|(name, value)| Variable { name, value })
-                    .collect(),
-            }),
-            user: app.user.clone(),
-        }),
-        kill_policy: None,
     }
 }
 

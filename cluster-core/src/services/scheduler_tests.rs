@@ -1,5 +1,5 @@
 use super::*;
-use crate::proto::Resources;
+use crate::proto::{Id, Resources};
 use serde_json::json;
 
 fn app(v: Value) -> App {
