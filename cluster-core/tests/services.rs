@@ -329,3 +329,70 @@ async fn apps_survive_a_master_restart() {
     }
     m.stop().await;
 }
+
+#[tokio::test]
+async fn put_creates_delete_tasks_replaces_and_delete_app_kills_every_instance() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let m = master(&dir.path().join("m")).await;
+    let _a1 = agent(&m, dir.path(), 1).await;
+    m.wait_agents(1).await;
+    let def = json!({"cmd": "sleep 90", "instances": 2, "cpus": 0.1, "mem": 16});
+    let (s, v) = req(
+        &m,
+        reqwest::Method::PUT,
+        "/v2/apps/ops/worker",
+        Some(&bearer()),
+        Some(def),
+    )
+    .await;
+    assert_eq!(s, 201, "PUT of a new id creates it: {v}");
+    assert!(
+        v["deploymentId"].is_string() && v["version"].is_string(),
+        "{v}"
+    );
+    let first = eventually("2 instances running", || async {
+        let r = running(&get(&m, "/v2/apps/ops/worker/tasks").await);
+        (r.len() == 2).then(|| r[0]["id"].as_str().unwrap_or_default().to_string())
+    })
+    .await;
+    let (s, v) = req(
+        &m,
+        reqwest::Method::POST,
+        "/v2/tasks/delete",
+        Some(&bearer()),
+        Some(json!({"ids": [first]})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["tasks"][0]["id"], first);
+    eventually("the killed instance replaced", || async {
+        let r = running(&get(&m, "/v2/apps/ops/worker/tasks").await);
+        (r.len() == 2 && r.iter().all(|t| t["id"] != first)).then_some(())
+    })
+    .await;
+    let (s, v) = req(
+        &m,
+        reqwest::Method::DELETE,
+        "/v2/apps/ops/worker?force=true",
+        Some(&bearer()),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, _) = req(
+        &m,
+        reqwest::Method::GET,
+        "/v2/apps/ops/worker",
+        Some(&bearer()),
+        None,
+    )
+    .await;
+    assert_eq!(s, 404, "removed");
+    eventually("every instance killed", || async {
+        let t = m.operator("GET_TASKS").await;
+        let live = t["get_tasks"]["tasks"].as_array().map_or(0, Vec::len);
+        (live == 0).then_some(())
+    })
+    .await;
+    m.stop().await;
+}
