@@ -189,7 +189,11 @@ impl Authenticator {
     /// length.
     pub fn check(&self, header: Option<&str>) -> Option<Identity> {
         let header = header?.trim();
-        if let Some(tok) = header.strip_prefix("Bearer ") {
+        // `token=TOKEN` is what DC/OS-era clients (Marathon's) send; it means the same as Bearer.
+        if let Some(tok) = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("token="))
+        {
             let tok = tok.trim().as_bytes();
             if ct_eq(tok, self.token.as_bytes()) {
                 return Some(Identity::Operator);
@@ -227,6 +231,8 @@ mod tests {
         let a = Authenticator::new("tok").with_principal("bar", "barsecret");
         assert_eq!(a.check(Some("Bearer tok")), Some(Identity::Operator));
         assert_eq!(a.check(Some("Bearer nope")), None);
+        assert_eq!(a.check(Some("token=tok")), Some(Identity::Operator));
+        assert_eq!(a.check(Some("token=nope")), None);
         assert_eq!(
             a.check(Some("Basic YmFyOmJhcnNlY3JldA==")),
             Some(Identity::Principal("bar".into()))

@@ -18,6 +18,7 @@
 //! * [`replica`]: the masters' replicated log (openraft) and state machine over the master's
 //!   tables, stored in redb; Raft RPCs between masters over HTTP(S).
 //! * [`proc`]: what `/proc` says about a pid (running or zombie, start time).
+//! * [`services`]: the built-in Marathon-compatible services framework (apps, instances, health).
 //! * [`supervise`]: a minimal process supervisor for hosts without systemd.
 //!
 //! What a client needs (wire types, [`dccore_api::operator`] calls and answers,
@@ -36,6 +37,7 @@ pub mod auth;
 pub mod master;
 pub mod proc;
 pub mod replica;
+pub mod services;
 pub mod supervise;
 pub mod tls;
 

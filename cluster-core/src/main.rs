@@ -62,6 +62,10 @@ enum Cmd {
         /// config's `ca_file`.
         #[arg(long, value_name = "FILE")]
         ca_file: Option<PathBuf>,
+        /// Do not run the built-in services framework (Marathon's /v2 API); same as
+        /// `"services": false` in the config file.
+        #[arg(long)]
+        no_services: bool,
     },
     /// Run an agent (runs tasks for the master).
     Agent {
@@ -346,6 +350,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tls_cert,
             tls_key,
             ca_file,
+            no_services,
         } => {
             let token = read_token(&token_file).map_err(|e| Usage(chain(&e)))?;
             let mut auth = Authenticator::new(token);
@@ -371,6 +376,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 ca: ca_file,
             };
             cfg.tls = load_tls(&files.or(&cfg.tls_files))?;
+            cfg.services &= !no_services;
             let listener = bind(&listen, &work_dir, cfg.tls.scheme()).await?;
             dccore::api::serve(listener, cfg, auth, shutdown_on_signals()).await?;
         }

@@ -8,6 +8,7 @@
 //! | `POST /internal/raft/*` | other masters ([`raft`]; served beside a [`crate::replica::Replica`]) | the master secret only |
 //! | `GET /metrics` | Prometheus ([`metrics`]) | operator token, principal allowed `get_endpoints` `/metrics` |
 //! | `GET /health`, `GET /version` | probes, framework libraries | anyone |
+//! | `/v2/*`, `GET /ping` | Marathon clients ([`marathon`], the built-in services framework) | operator token |
 //!
 //! Unknown credentials get 401 (so do framework credentials on the agent routes); an agent token
 //! or agent certificate on the scheduler or operator API or `/metrics` gets 403 with a message.
@@ -22,6 +23,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod internal;
+pub mod marathon;
 pub mod metrics;
 pub mod operator;
 pub mod raft;
@@ -52,6 +54,9 @@ pub enum ServeError {
     /// TLS for the server could not be set up.
     #[error("cannot set up TLS")]
     Tls(#[source] crate::tls::TlsError),
+    /// The services framework's state could not be loaded.
+    #[error("cannot start the services framework")]
+    Services(#[source] crate::services::StoreError),
     /// The HTTP server failed.
     #[error("HTTP server failed")]
     Serve(#[source] std::io::Error),
@@ -93,6 +98,8 @@ pub async fn serve(
     let acls = Arc::new(config.acls.clone());
     let framework_heartbeat = config.framework_heartbeat;
     let authenticate_frameworks = config.authenticate_frameworks;
+    let services_on = config.services;
+    let services_store = crate::services::FileStore::in_dir(&config.work_dir);
     let master = Master::start(config, shutdown.clone())?;
     let state = ApiState {
         master: master.handle(),
@@ -104,9 +111,27 @@ pub async fn serve(
         streams: TaskTracker::new(),
         authenticate_frameworks,
     };
-    let app = router(state.clone());
+    // Services (issue 11): the built-in Marathon framework beside the master, and its /v2 routes.
+    let services = if services_on {
+        let s = crate::services::Services::start(
+            master.handle(),
+            Box::new(services_store),
+            shutdown.clone(),
+        )
+        .map_err(ServeError::Services)?;
+        Some(s)
+    } else {
+        None
+    };
+    let mut app = router(state.clone());
+    if let Some(s) = &services {
+        app = app.merge(marathon::routes(state.clone(), s.handle()));
+    }
     let served = crate::tls::serve(listener, server_tls, app, shutdown.clone()).await;
     shutdown.cancel();
+    if let Some(s) = services {
+        s.stopped().await;
+    }
     state.streams.close();
     state.streams.wait().await;
     drop(state);

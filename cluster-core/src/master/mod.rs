@@ -138,6 +138,9 @@ pub struct MasterConfig {
     /// The replicated masters' group (`replica_*` in the config file); `None`: a single
     /// master. Read and validated here; the owner loop does not use it yet.
     pub replica: Option<crate::replica::ReplicaSettings>,
+    /// Run the built-in services framework (Marathon's `/v2` API) beside the master (default
+    /// true; `services: false` in the config file or `--no-services` turns it off).
+    pub services: bool,
 }
 
 impl MasterConfig {
@@ -163,6 +166,7 @@ impl MasterConfig {
             tls_files: Default::default(),
             tls: Default::default(),
             replica: None,
+            services: true,
         }
     }
 
@@ -243,6 +247,9 @@ impl MasterConfig {
         if let Some(b) = f.authenticate_frameworks {
             self.authenticate_frameworks = b;
         }
+        if let Some(b) = f.services {
+            self.services = b;
+        }
         self.replica = crate::replica::ReplicaSettings::parse(
             f.replica_id,
             f.replica_peers.as_deref(),
@@ -302,6 +309,8 @@ pub struct ConfigFile {
     pub replica_peers: Option<Vec<String>>,
     /// The masters' shared secret (0600); relative to the config file.
     pub replica_secret_file: Option<PathBuf>,
+    /// See [`MasterConfig::services`].
+    pub services: Option<bool>,
 }
 
 /// The way in to a running master: its command channel. Cheap to clone.

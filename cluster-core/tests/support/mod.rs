@@ -79,6 +79,9 @@ pub fn fast_master_config(dir: &Path) -> MasterConfig {
     c.status_update_retry = Duration::from_millis(300);
     c.framework_heartbeat = Duration::from_secs(1);
     c.default_refuse = Duration::from_millis(200);
+    // The built-in services framework would be one more framework in every test's state;
+    // tests/services.rs turns it on.
+    c.services = false;
     c
 }
 

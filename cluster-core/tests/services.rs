@@ -1,0 +1,398 @@
+//! The built-in services framework through Marathon's REST API, on an in-process cluster (a
+//! real master and real agents on 127.0.0.1, real task processes): placement with constraints,
+//! the queue's reasons, replacement of instances whose agent is lost or whose health check
+//! fails, Marathon's shapes and codes, and the state surviving a master restart.
+
+mod support;
+
+use serde_json::{Value, json};
+use std::path::Path;
+use support::*;
+
+/// A master with the services framework on (the other tests' masters run without it).
+async fn master(dir: &Path) -> Master {
+    master_on(dir, "127.0.0.1:0").await
+}
+
+async fn master_on(dir: &Path, addr: &str) -> Master {
+    let mut cfg = fast_master_config(dir);
+    cfg.services = true;
+    Master::start_on(dir, addr, cfg).await
+}
+
+/// Agents on one machine share a kernel hostname; each gets its own loopback address as
+/// hostname so that `hostname:UNIQUE` can tell them apart (and a health check reaches it).
+async fn agent(m: &Master, dir: &Path, n: u8) -> Agent {
+    Agent::start_with(&m.url, &dir.join(format!("a{n}")), AGENT_RES, false, |c| {
+        c.hostname = format!("127.0.0.{n}");
+    })
+    .await
+}
+
+async fn req(
+    m: &Master,
+    method: reqwest::Method,
+    path: &str,
+    auth: Option<&str>,
+    body: Option<Value>,
+) -> (reqwest::StatusCode, Value) {
+    let mut r = m.http.request(method, format!("{}{path}", m.url));
+    if let Some(a) = auth {
+        r = r.header("authorization", a);
+    }
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let resp = within(&format!("{path} answered"), r.send())
+        .await
+        .expect("request sent");
+    let status = resp.status();
+    let text = within("body", resp.text()).await.expect("body");
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+async fn get(m: &Master, path: &str) -> Value {
+    let (s, v) = req(m, reqwest::Method::GET, path, Some(&bearer()), None).await;
+    assert_eq!(s, 200, "GET {path}: {v}");
+    v
+}
+
+fn running(tasks: &Value) -> Vec<Value> {
+    tasks["tasks"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|t| t["state"] == "TASK_RUNNING")
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn unique_instances_spread_the_extra_one_waits_with_its_reason_and_a_lost_agent_is_replaced()
+{
+    let dir = tempfile::tempdir().expect("temp dir");
+    let m = master(&dir.path().join("m")).await;
+    let a1 = agent(&m, dir.path(), 1).await;
+    let _a2 = agent(&m, dir.path(), 2).await;
+    let _a3 = agent(&m, dir.path(), 3).await;
+    m.wait_agents(3).await;
+
+    let def = json!({"id": "/test/web", "cmd": "sleep 90", "instances": 4, "cpus": 0.1, "mem": 16,
+        "portDefinitions": [{"port": 0, "name": "http"}], "constraints": [["hostname", "UNIQUE"]],
+        "labels": {"team": "core"}, "aFieldMarathonMayAddLater": [1, 2]});
+    let (s, created) = req(
+        &m,
+        reqwest::Method::POST,
+        "/v2/apps",
+        Some(&bearer()),
+        Some(def.clone()),
+    )
+    .await;
+    assert_eq!(s, 201, "{created}");
+    for (k, v) in def.as_object().expect("object") {
+        assert_eq!(&created[k], v, "field {k} comes back as sent");
+    }
+
+    let tasks = eventually("3 instances running", || async {
+        let t = get(&m, "/v2/apps/test/web/tasks").await;
+        (running(&t).len() == 3).then_some(t)
+    })
+    .await;
+    let mut hosts: Vec<String> = running(&tasks)
+        .iter()
+        .map(|t| t["host"].as_str().expect("host").to_string())
+        .collect();
+    hosts.sort();
+    assert_eq!(
+        hosts,
+        ["127.0.0.1", "127.0.0.2", "127.0.0.3"],
+        "one per agent"
+    );
+    assert!(running(&tasks).iter().all(|t| {
+        t["ports"][0]
+            .as_u64()
+            .is_some_and(|p| (31000..=31100).contains(&p))
+    }));
+    let app = get(&m, "/v2/apps/test/web").await;
+    assert_eq!(app["app"]["tasksRunning"], 3);
+
+    let q = eventually("the 4th instance in the queue with a reason", || async {
+        let q = get(&m, "/v2/queue").await;
+        let entry = q["queue"].as_array()?.first()?.clone();
+        entry["lastUnusedOfferReason"].is_string().then_some(entry)
+    })
+    .await;
+    assert_eq!(q["count"], 1);
+    assert_eq!(q["app"]["id"], "/test/web");
+    let reason = q["lastUnusedOfferReason"].as_str().expect("reason");
+    assert!(reason.contains("hostname:UNIQUE"), "{reason}");
+    let summary = &q["processedOffersSummary"]["rejectSummaryLastOffers"];
+    assert!(
+        summary
+            .as_array()
+            .expect("summary")
+            .iter()
+            .any(|r| r["reason"] == "UnfulfilledConstraint"),
+        "{summary}"
+    );
+
+    // While the 4th instance waits, the deployment runs: a change needs force.
+    let (s, locked) = req(
+        &m,
+        reqwest::Method::PATCH,
+        "/v2/apps/test/web",
+        Some(&bearer()),
+        Some(json!({"instances": 3})),
+    )
+    .await;
+    assert_eq!(s, 409, "{locked}");
+    assert!(
+        locked["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("force=true")),
+        "{locked}"
+    );
+    let (s, ch) = req(
+        &m,
+        reqwest::Method::PATCH,
+        "/v2/apps/test/web?force=true",
+        Some(&bearer()),
+        Some(json!({"instances": 3})),
+    )
+    .await;
+    assert_eq!(s, 200, "{ch}");
+    assert!(ch["deploymentId"].is_string());
+    eventually("the deployment to end", || async {
+        get(&m, "/v2/deployments")
+            .await
+            .as_array()
+            .is_some_and(Vec::is_empty)
+            .then_some(())
+    })
+    .await;
+
+    // Agent 1 goes away (its task keeps running, unreachable): its instance runs on agent 4.
+    let _a4 = agent(&m, dir.path(), 4).await;
+    m.wait_agents(4).await;
+    a1.stop().await;
+    let tasks = eventually("3 instances running, none on the lost agent", || async {
+        let t = get(&m, "/v2/apps/test/web/tasks").await;
+        let r = running(&t);
+        (r.len() == 3 && r.iter().all(|t| t["host"] != "127.0.0.1")).then_some(r)
+    })
+    .await;
+    assert!(tasks.iter().any(|t| t["host"] == "127.0.0.4"), "{tasks:?}");
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn marathon_errors_and_authentication_have_marathons_shapes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let m = master(&dir.path().join("m")).await;
+    let (s, _) = req(&m, reqwest::Method::GET, "/v2/apps", None, None).await;
+    assert_eq!(s, 401, "no credentials");
+    let (s, v) = req(
+        &m,
+        reqwest::Method::GET,
+        "/v2/apps",
+        Some(&format!("token={TOKEN}")),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "DC/OS-era token= form: {v}");
+    assert_eq!(v, json!({"apps": []}));
+    let (s, v) = req(&m, reqwest::Method::GET, "/v2/apps", Some(&basic()), None).await;
+    assert_eq!(s, 403, "a framework principal may not define services: {v}");
+    let (s, v) = req(
+        &m,
+        reqwest::Method::POST,
+        "/v2/apps",
+        Some(&bearer()),
+        Some(json!({"id": "/Bad", "cmd": "x", "instances": -1})),
+    )
+    .await;
+    assert_eq!(s, 422, "{v}");
+    assert_eq!(v["message"], "Object is not valid");
+    let paths: Vec<&str> = v["details"]
+        .as_array()
+        .expect("details")
+        .iter()
+        .filter_map(|d| d["path"].as_str())
+        .collect();
+    assert!(
+        paths.contains(&"/id") && paths.contains(&"/instances"),
+        "{paths:?}"
+    );
+    let (s, v) = req(
+        &m,
+        reqwest::Method::GET,
+        "/v2/apps/nope",
+        Some(&bearer()),
+        None,
+    )
+    .await;
+    assert_eq!(s, 404);
+    assert_eq!(v["message"], "App '/nope' does not exist");
+    let (s, v) = req(&m, reqwest::Method::GET, "/ping", None, None).await;
+    assert_eq!((s.as_u16(), v), (200, json!("pong")));
+    let info = get(&m, "/v2/info").await;
+    assert_eq!(info["name"], "marathon");
+    eventually("the framework subscribed", || async {
+        (get(&m, "/v2/info").await["frameworkId"].is_string()).then_some(())
+    })
+    .await;
+    let fw = m.operator("GET_FRAMEWORKS").await;
+    let names: Vec<&str> = fw["get_frameworks"]["frameworks"]
+        .as_array()
+        .expect("frameworks")
+        .iter()
+        .filter_map(|f| f["framework_info"]["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"marathon"),
+        "subscribed as any framework: {names:?}"
+    );
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn an_instance_failing_its_health_check_is_replaced() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let m = master(&dir.path().join("m")).await;
+    let _a1 = agent(&m, dir.path(), 1).await;
+    m.wait_agents(1).await;
+    // Nothing listens on PORT0: the TCP check fails from the start.
+    let (s, v) = req(&m, reqwest::Method::POST, "/v2/apps", Some(&bearer()), Some(json!({
+        "id": "/sick", "cmd": "sleep 90", "cpus": 0.1, "mem": 16, "portDefinitions": [{"port": 0}],
+        "healthChecks": [{"protocol": "TCP", "portIndex": 0, "gracePeriodSeconds": 0,
+                          "intervalSeconds": 0.2, "timeoutSeconds": 1, "maxConsecutiveFailures": 2}]}))).await;
+    assert_eq!(s, 201, "{v}");
+    let first = eventually("the first instance running", || async {
+        let t = get(&m, "/v2/apps/sick/tasks").await;
+        running(&t)
+            .first()
+            .map(|t| t["id"].as_str().unwrap_or_default().to_string())
+    })
+    .await;
+    eventually(
+        "the unhealthy instance killed and another launched",
+        || async {
+            let t = get(&m, "/v2/apps/sick/tasks").await;
+            let ids: Vec<String> = t["tasks"]
+                .as_array()?
+                .iter()
+                .filter_map(|t| t["id"].as_str().map(str::to_string))
+                .collect();
+            (!ids.contains(&first) && !ids.is_empty()).then_some(())
+        },
+    )
+    .await;
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn apps_survive_a_master_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mdir = dir.path().join("m");
+    let m = master(&mdir).await;
+    let (s, v) = req(
+        &m,
+        reqwest::Method::POST,
+        "/v2/apps",
+        Some(&bearer()),
+        Some(json!({"id": "/keep/me", "cmd": "sleep 90", "instances": 2, "env": {"K": "v"}})),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let before = get(&m, "/v2/apps/keep/me").await["app"].clone();
+    let addr = m.addr.to_string();
+    m.stop().await;
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(mdir.join("services.json"))
+            .expect("state file")
+            .permissions(),
+    );
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "the state (with env values) is private"
+    );
+    let m = master_on(&mdir, &addr).await;
+    let after = get(&m, "/v2/apps/keep/me").await["app"].clone();
+    for k in ["id", "cmd", "instances", "env", "version"] {
+        assert_eq!(after[k], before[k], "{k} survives the restart");
+    }
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn put_creates_delete_tasks_replaces_and_delete_app_kills_every_instance() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let m = master(&dir.path().join("m")).await;
+    let _a1 = agent(&m, dir.path(), 1).await;
+    m.wait_agents(1).await;
+    let def = json!({"cmd": "sleep 90", "instances": 2, "cpus": 0.1, "mem": 16});
+    let (s, v) = req(
+        &m,
+        reqwest::Method::PUT,
+        "/v2/apps/ops/worker",
+        Some(&bearer()),
+        Some(def),
+    )
+    .await;
+    assert_eq!(s, 201, "PUT of a new id creates it: {v}");
+    assert!(
+        v["deploymentId"].is_string() && v["version"].is_string(),
+        "{v}"
+    );
+    let first = eventually("2 instances running", || async {
+        let r = running(&get(&m, "/v2/apps/ops/worker/tasks").await);
+        (r.len() == 2).then(|| r[0]["id"].as_str().unwrap_or_default().to_string())
+    })
+    .await;
+    let (s, v) = req(
+        &m,
+        reqwest::Method::POST,
+        "/v2/tasks/delete",
+        Some(&bearer()),
+        Some(json!({"ids": [first]})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["tasks"][0]["id"], first);
+    eventually("the killed instance replaced", || async {
+        let r = running(&get(&m, "/v2/apps/ops/worker/tasks").await);
+        (r.len() == 2 && r.iter().all(|t| t["id"] != first)).then_some(())
+    })
+    .await;
+    let (s, v) = req(
+        &m,
+        reqwest::Method::DELETE,
+        "/v2/apps/ops/worker?force=true",
+        Some(&bearer()),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, _) = req(
+        &m,
+        reqwest::Method::GET,
+        "/v2/apps/ops/worker",
+        Some(&bearer()),
+        None,
+    )
+    .await;
+    assert_eq!(s, 404, "removed");
+    eventually("every instance killed", || async {
+        let t = m.operator("GET_TASKS").await;
+        let live = t["get_tasks"]["tasks"].as_array().map_or(0, Vec::len);
+        (live == 0).then_some(())
+    })
+    .await;
+    m.stop().await;
+}
