@@ -49,6 +49,32 @@ pub async fn handle(
             Err(r) => r,
         };
     }
+    if let Call::AddMaster { .. } | Call::RemoveMaster { .. } = call {
+        if identity != Identity::Operator {
+            return error(
+                StatusCode::FORBIDDEN,
+                format!("{} needs the operator token", call.name()),
+            );
+        }
+        let Some(replica) = &h.replica else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "{} needs replicated masters (this master has no replica_id)",
+                    call.name()
+                ),
+            );
+        };
+        return match call {
+            Call::AddMaster { add_master: m } => {
+                super::replicated::add_master(replica, m.id, &m.url).await
+            }
+            Call::RemoveMaster { remove_master: m } => {
+                super::replicated::remove_master(replica, m.id).await
+            }
+            _ => error(StatusCode::INTERNAL_SERVER_ERROR, "unreachable call kind"),
+        };
+    }
     if let Call::Teardown { teardown: t } = call {
         return teardown(&h, &identity, t.framework_id).await;
     }

@@ -28,6 +28,7 @@ mod frameworks;
 mod local;
 mod offers;
 mod registry;
+mod replicated;
 mod state;
 mod streams;
 pub mod tables;
@@ -138,6 +139,9 @@ pub struct MasterConfig {
     /// The replicated masters' group (`replica_*` in the config file); `None`: a single
     /// master. Read and validated here; the owner loop does not use it yet.
     pub replica: Option<crate::replica::ReplicaSettings>,
+    /// The config file's `replica_init`: on an empty store, make a new group of
+    /// `replica_peers` (only the first master of a new cluster); otherwise wait to be added.
+    pub replica_init: bool,
 }
 
 impl MasterConfig {
@@ -163,6 +167,7 @@ impl MasterConfig {
             tls_files: Default::default(),
             tls: Default::default(),
             replica: None,
+            replica_init: false,
         }
     }
 
@@ -249,6 +254,12 @@ impl MasterConfig {
             f.replica_secret_file.map(beside),
         )
         .map_err(|e| bad(Box::new(e)))?;
+        self.replica_init = f.replica_init.unwrap_or(false);
+        if self.replica_init && self.replica.is_none() {
+            return Err(bad(
+                "replica_init needs replica_id, replica_peers and replica_secret_file".into(),
+            ));
+        }
         Ok(self)
     }
 }
@@ -302,6 +313,8 @@ pub struct ConfigFile {
     pub replica_peers: Option<Vec<String>>,
     /// The masters' shared secret (0600); relative to the config file.
     pub replica_secret_file: Option<PathBuf>,
+    /// See [`MasterConfig::replica_init`].
+    pub replica_init: Option<bool>,
 }
 
 /// The way in to a running master: its command channel. Cheap to clone.
@@ -359,6 +372,41 @@ impl Master {
         let writer = registry::Writer::start(registry::Registry::path(&config.work_dir));
         let (tx, rx) = mpsc::channel(4096);
         let owner = state::State::new(config, loaded, Some(writer), tx.clone(), http);
+        let task = tokio::spawn(owner.run(rx, shutdown));
+        Ok(Master {
+            handle: MasterHandle { tx },
+            task,
+        })
+    }
+
+    /// Starts the owner task of a replicated master on `replica` (no registry: the Raft store
+    /// is the durable state). It follows until the replica leads, then rebuilds its state from
+    /// the log; `propose_timeout` (about the election timeout) bounds each commit before the
+    /// master steps down.
+    pub fn start_replicated(
+        config: MasterConfig,
+        replica: std::sync::Arc<crate::replica::Replica>,
+        propose_timeout: Duration,
+        shutdown: CancellationToken,
+    ) -> Result<Master, MasterError> {
+        let http = config
+            .tls
+            .http_client()
+            .map_err(MasterError::Tls)?
+            .timeout(Duration::from_secs(10))
+            .pool_max_idle_per_host(4)
+            .build()
+            .map_err(|e| MasterError::Tls(crate::tls::TlsError::Client(e)))?;
+        let (tx, rx) = mpsc::channel(4096);
+        let repl = replicated::Replicated::new(replica, propose_timeout);
+        let owner = state::State::new(
+            config,
+            registry::Registry::default(),
+            None,
+            tx.clone(),
+            http,
+        )
+        .replicated(repl);
         let task = tokio::spawn(owner.run(rx, shutdown));
         Ok(Master {
             handle: MasterHandle { tx },
