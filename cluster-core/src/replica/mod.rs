@@ -38,7 +38,7 @@ pub mod node;
 pub mod settings;
 
 pub use machine::{MachineState, StateImage};
-pub use network::{HttpLink, PeerLink, RpcKind};
+pub use network::{HttpLink, LinkError, LinkFuture, PeerLink, RpcKind};
 pub use node::{Committed, Leadership, Replica};
 pub use settings::{ReplicaSettings, SettingsError};
 

@@ -1,0 +1,171 @@
+//! Replicated masters (issue 10): three in-process `dccore` masters on 127.0.0.1 with Raft over
+//! HTTP, a real agent and a framework over the real HTTP API. Every wait has a deadline.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::ha::{HaMaster, Partition, no_redirects, start_masters, wait_leader};
+use support::{Agent, Framework, basic, eventually, framework_info, task, within};
+
+const AGENT_RES: &str = "cpus:4;mem:4096;disk:1000";
+
+fn others(masters: &[HaMaster], but: usize) -> Vec<usize> {
+    (0..masters.len()).filter(|i| *i != but).collect()
+}
+
+/// Subscribing at `url` without following redirects: status and `Location`.
+async fn subscribe_status(url: &str) -> (reqwest::StatusCode, Option<String>) {
+    let r = within(
+        "subscribe request",
+        no_redirects()
+            .post(format!("{url}/api/v1/scheduler"))
+            .header("authorization", basic())
+            .json(&json!({"type": "SUBSCRIBE", "subscribe": {"framework_info": framework_info("ha")}}))
+            .send(),
+    )
+    .await
+    .expect("subscribe request");
+    let loc = r
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    (r.status(), loc)
+}
+
+fn tasks_named(tasks: &Value, id: &str) -> Vec<Value> {
+    tasks["get_tasks"]["tasks"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|t| t["task_id"]["value"] == id)
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_masters_elect_one_leader_and_a_task_survives_its_death() {
+    let root = tempfile::tempdir().expect("tmp");
+    let partition = Partition::default();
+    let mut masters = start_masters(root.path(), 3, &partition).await;
+    let all: Vec<usize> = (0..3).collect();
+    let l = wait_leader(&masters, &all).await;
+    let leader_url = masters[l].url.clone();
+
+    // Every master names the leader on /redirect; followers send callers there, same path.
+    for m in &masters {
+        let loc = eventually("/redirect names the leader", || async {
+            m.redirect()
+                .await
+                .filter(|u| *u == format!("{leader_url}/"))
+        })
+        .await;
+        assert_eq!(loc, format!("{leader_url}/"));
+    }
+    let f = others(&masters, l)[0];
+    let (status, loc) = subscribe_status(&masters[f].url).await;
+    assert_eq!(status, 307, "a follower redirects scheduler calls");
+    let loc = loc.expect("Location");
+    assert_eq!(loc, format!("{leader_url}/api/v1/scheduler"));
+    let (status, _, _) = masters[f].operator_call(json!({"type": "GET_TASKS"})).await;
+    assert_eq!(status, 307, "a follower redirects operator calls");
+
+    // The framework follows the Location to the leader and launches a task there.
+    let base = loc.trim_end_matches("/api/v1/scheduler").to_string();
+    let _agent = Agent::start(&leader_url, &root.path().join("a1"), AGENT_RES, false).await;
+    let mut fw = Framework::subscribe(&base, framework_info("ha")).await;
+    let offers = fw.offers().await;
+    fw.launch(&offers[0], vec![task(&offers[0], "t1", "sleep 600")])
+        .await;
+    fw.wait_state("t1", "TASK_RUNNING").await;
+
+    // Every master's log has the task (GET /replica: the followers applied what the leader did).
+    let leader_applied = masters[l].replica().await.expect("replica")["applied_index"]
+        .as_u64()
+        .expect("applied");
+    for &i in &others(&masters, l) {
+        eventually("the followers applied the leader's log", || async {
+            let r = masters[i].replica().await?;
+            (r["applied_index"].as_u64()? >= leader_applied).then_some(())
+        })
+        .await;
+    }
+
+    // Kill the leader: the other two elect a new one, which knows the task, running, once.
+    masters[l].kill().await;
+    let rest = others(&masters, l);
+    let n = wait_leader(&masters, &rest).await;
+    assert_ne!(n, l);
+    let tasks = eventually("the new leader answers GET_TASKS", || async {
+        let (status, _, text) = masters[n].operator_call(json!({"type": "GET_TASKS"})).await;
+        (status == 200).then(|| serde_json::from_str::<Value>(&text).expect("JSON"))
+    })
+    .await;
+    let t1 = tasks_named(&tasks, "t1");
+    assert_eq!(t1.len(), 1, "the task is known once: {tasks}");
+    assert_eq!(t1[0]["state"], "TASK_RUNNING");
+
+    // The remaining follower now redirects to the new leader; the framework fails over to it.
+    let f2 = rest.iter().copied().find(|i| *i != n).expect("a follower");
+    let new_url = masters[n].url.clone();
+    eventually("the follower redirects to the new leader", || async {
+        let (status, loc) = subscribe_status(&masters[f2].url).await;
+        (status == 307 && loc == Some(format!("{new_url}/api/v1/scheduler"))).then_some(())
+    })
+    .await;
+    let fw2 = Framework::subscribe_with(&new_url, framework_info("ha"), Some(&fw.id)).await;
+    assert_eq!(
+        fw2.id, fw.id,
+        "the new leader knows the framework from the log"
+    );
+    for i in rest {
+        masters[i].kill().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_partitioned_leader_stops_leading_and_follows_after_healing() {
+    let root = tempfile::tempdir().expect("tmp");
+    let partition = Partition::default();
+    let mut masters = start_masters(root.path(), 3, &partition).await;
+    let all: Vec<usize> = (0..3).collect();
+    let l = wait_leader(&masters, &all).await;
+    let _agent = Agent::start(&masters[l].url, &root.path().join("a1"), AGENT_RES, false).await;
+    let mut fw = Framework::subscribe(&masters[l].url, framework_info("ha")).await;
+    let offers = fw.offers().await;
+    assert!(!offers.is_empty());
+
+    partition.cut(masters[l].id);
+    // The cut-off leader stops acting as leader: /replica says so, scheduler calls are no
+    // longer accepted there.
+    eventually("the cut-off leader steps down", || async {
+        let r = masters[l].replica().await?;
+        (r["is_leader"] == false).then_some(())
+    })
+    .await;
+    let (status, _) = subscribe_status(&masters[l].url).await;
+    assert!(
+        status == 307 || status == 503,
+        "a cut-off master takes no scheduler calls (got {status})"
+    );
+    let rest = others(&masters, l);
+    let n = wait_leader(&masters, &rest).await;
+
+    // Heal: the old leader follows the new one and catches up with its log.
+    partition.heal();
+    let new_id = masters[n].id;
+    eventually("the old leader follows the new one", || async {
+        let leader = masters[n].replica().await?;
+        let old = masters[l].replica().await?;
+        let caught_up = old["applied_index"].as_u64()? >= leader["applied_index"].as_u64()?;
+        (old["leader"]["id"] == new_id && old["is_leader"] == false && caught_up).then_some(())
+    })
+    .await;
+    let loc = masters[l].redirect().await;
+    assert_eq!(loc, Some(format!("{}/", masters[n].url)));
+    for m in masters.iter_mut() {
+        m.kill().await;
+    }
+}
