@@ -169,3 +169,83 @@ async fn a_partitioned_leader_stops_leading_and_follows_after_healing() {
         m.kill().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn add_master_makes_a_fourth_voter_and_remove_master_takes_it_out_but_never_the_leader() {
+    let root = tempfile::tempdir().expect("tmp");
+    let partition = Partition::default();
+    let mut masters = start_masters(root.path(), 3, &partition).await;
+    let l = wait_leader(&masters, &[0, 1, 2]).await;
+    let joiner = support::ha::start_joiner(root.path(), 4, &masters, &partition).await;
+    let add = json!({"type": "ADD_MASTER", "add_master": {"id": 4, "url": joiner.url}});
+    let (status, _, text) = masters[l].operator_call(add.clone()).await;
+    assert_eq!(status, 200, "ADD_MASTER: {text}");
+    let r = masters[l].replica().await.expect("replica");
+    assert_eq!(r["voters"], json!([1, 2, 3, 4]), "{r}");
+    let leader_id = masters[l].id;
+    eventually("the new master follows the leader", || async {
+        let j = joiner.replica().await?;
+        (j["leader"]["id"] == leader_id).then_some(())
+    })
+    .await;
+    // Adding it again is done already; a follower redirects the call to the leader.
+    let (status, _, _) = masters[l].operator_call(add).await;
+    assert_eq!(status, 200);
+    let f = others(&masters, l)[0];
+    let (status, loc, _) = masters[f]
+        .operator_call(json!({"type": "REMOVE_MASTER", "remove_master": {"id": 4}}))
+        .await;
+    assert_eq!(status, 307);
+    assert_eq!(loc, Some(format!("{}/api/v1", masters[l].url)));
+
+    let remove = json!({"type": "REMOVE_MASTER", "remove_master": {"id": 4}});
+    let (status, _, text) = masters[l].operator_call(remove.clone()).await;
+    assert_eq!(status, 200, "REMOVE_MASTER: {text}");
+    let r = masters[l].replica().await.expect("replica");
+    assert_eq!(r["voters"], json!([1, 2, 3]), "{r}");
+    let (status, _, _) = masters[l].operator_call(remove).await;
+    assert_eq!(status, 200, "removing a non-member is done already");
+    let (status, _, text) = masters[l]
+        .operator_call(json!({"type": "REMOVE_MASTER", "remove_master": {"id": leader_id}}))
+        .await;
+    assert_eq!(status, 409, "the leader is never removed: {text}");
+    let mut joiner = joiner;
+    joiner.kill().await;
+    for m in masters.iter_mut() {
+        m.kill().await;
+    }
+}
+
+#[tokio::test]
+async fn a_secret_file_others_can_read_is_refused_naming_it() {
+    let root = tempfile::tempdir().expect("tmp");
+    let secret = root.path().join("replica.secret");
+    std::fs::write(&secret, "s3cret").expect("write");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let mut cfg = support::fast_master_config(root.path());
+    cfg.replica = dccore::replica::ReplicaSettings::parse(
+        Some(1),
+        Some(&[format!("1={url}")]),
+        Some(secret.clone()),
+    )
+    .expect("settings");
+    let auth = dccore::auth::Authenticator::new(support::TOKEN);
+    let err = within(
+        "the master refuses to start",
+        dccore::api::serve(listener, cfg, auth, Default::default()),
+    )
+    .await
+    .expect_err("a 0644 secret is refused");
+    let text = dc_support::error::chain(&err);
+    assert!(
+        text.contains(&secret.display().to_string()) && text.contains("0600"),
+        "{text}"
+    );
+}

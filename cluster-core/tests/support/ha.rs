@@ -245,3 +245,32 @@ pub async fn wait_leader(masters: &[HaMaster], among: &[usize]) -> usize {
     })
     .await
 }
+
+/// A new master with an empty store that waits to be added (`replica_init` false): id `id`,
+/// its peers the `existing` masters and itself.
+pub async fn start_joiner(
+    root: &Path,
+    id: NodeId,
+    existing: &[HaMaster],
+    partition: &Partition,
+) -> HaMaster {
+    let listener = within("bind", tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let mut peers: Vec<String> = existing
+        .iter()
+        .map(|m| format!("{}={}", m.id, m.url))
+        .collect();
+    peers.push(format!("{id}={url}"));
+    let dir = root.join(format!("m{id}"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let mut cfg = fast_master_config(&dir);
+    cfg.replica = dccore::replica::ReplicaSettings::parse(
+        Some(id),
+        Some(&peers),
+        Some(root.join("replica.secret")),
+    )
+    .expect("settings");
+    start_one(id, listener, url, dir, cfg, partition)
+}
