@@ -249,3 +249,48 @@ async fn a_secret_file_others_can_read_is_refused_naming_it() {
         "{text}"
     );
 }
+
+/// "Act after commit": a launch the cut-off leader could not commit never reaches the agent, its
+/// caller hears "not the leader", and the new leader has no such task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_launch_that_is_not_committed_is_never_pushed_to_the_agent() {
+    let root = tempfile::tempdir().expect("tmp");
+    let partition = Partition::default();
+    let mut masters = start_masters(root.path(), 3, &partition).await;
+    let l = wait_leader(&masters, &[0, 1, 2]).await;
+    let _agent = Agent::start(&masters[l].url, &root.path().join("a1"), AGENT_RES, false).await;
+    let mut fw = Framework::subscribe(&masters[l].url, framework_info("ha")).await;
+    let offers = fw.offers().await;
+    let marker = root.path().join("t1-ran");
+
+    partition.cut(masters[l].id);
+    let cmd = format!("touch {}; sleep 600", marker.display());
+    let status = fw
+        .call(json!({"type": "ACCEPT", "accept": {
+            "offer_ids": [offers[0]["id"]],
+            "operations": [{"type": "LAUNCH", "launch": {"task_infos": [task(&offers[0], "t1", &cmd)]}}],
+            "filters": {"refuse_seconds": 0.0}}}))
+        .await;
+    assert_eq!(status, 503, "the ACCEPT was not committed: not the leader");
+    // Stepped down: its held pushes were dropped, so nothing can reach the agent any more.
+    eventually("the cut-off leader steps down", || async {
+        let r = masters[l].replica().await?;
+        (r["is_leader"] == false).then_some(())
+    })
+    .await;
+    assert!(
+        !marker.exists(),
+        "the agent ran a task that was never committed"
+    );
+    let n = wait_leader(&masters, &others(&masters, l)).await;
+    let tasks = eventually("the new leader answers GET_TASKS", || async {
+        let (status, _, text) = masters[n].operator_call(json!({"type": "GET_TASKS"})).await;
+        (status == 200).then(|| serde_json::from_str::<Value>(&text).expect("JSON"))
+    })
+    .await;
+    assert!(tasks_named(&tasks, "t1").is_empty(), "{tasks}");
+    partition.heal();
+    for m in masters.iter_mut() {
+        m.kill().await;
+    }
+}

@@ -16,7 +16,7 @@
 //! framework streams are dropped, held replies answer "not the leader", held deliveries and
 //! pushes are dropped (the new leader resends what is unacknowledged).
 
-use super::command::CallError;
+use super::command::{CallError, MasterCommand};
 use super::offers::Offers;
 use super::state::State;
 use super::streams::Connections;
@@ -318,6 +318,37 @@ impl State {
         self.next_alloc = now;
     }
 
+    /// A follower's answer to every command: "not the leader" (the API layer redirects most
+    /// callers before they get here; these raced a change of leader).
+    pub(super) fn refuse(&mut self, cmd: MasterCommand) {
+        let e = self.not_leader_error();
+        match cmd {
+            MasterCommand::Subscribe { reply, .. } => {
+                let _ = reply.send(Err(e));
+            }
+            MasterCommand::Call { reply, .. }
+            | MasterCommand::Teardown { reply, .. }
+            | MasterCommand::Agent { reply, .. } => {
+                let _ = reply.send(Err(e));
+            }
+            MasterCommand::RegisterAgent { reply, .. } => {
+                let _ = reply.send(Err(e));
+            }
+            MasterCommand::Heartbeat { reply, .. } => {
+                let _ = reply.send(None);
+            }
+            MasterCommand::AgentStatus { reply, .. } => {
+                let _ = reply.send(false);
+            }
+            // Dropping the sender answers 503.
+            MasterCommand::Operator { .. } => {}
+            MasterCommand::Metrics { reply } => {
+                let _ = reply.send(self.metrics_snapshot());
+            }
+            MasterCommand::StreamClosed { .. } | MasterCommand::LaunchFailed { .. } => {}
+        }
+    }
+
     /// Whether this owner loop is a follower of a replicated group (answers nothing itself).
     pub(super) fn follows(&self) -> bool {
         self.repl.as_ref().is_some_and(|r| !r.leading)
@@ -327,4 +358,17 @@ impl State {
     pub(super) fn not_leader_error(&self) -> CallError {
         CallError::NotLeader(self.repl.as_ref().and_then(|r| r.leader_url()))
     }
+}
+
+/// A held reply that sends `r`, or the error it failed with.
+pub(super) fn answer<T: Send + 'static>(
+    reply: tokio::sync::oneshot::Sender<Result<T, CallError>>,
+    r: Result<T, CallError>,
+) -> Reply {
+    Box::new(move |fail| {
+        let _ = reply.send(match fail {
+            None => r,
+            Some(e) => Err(e),
+        });
+    })
 }

@@ -7,12 +7,11 @@
 //! framework connections, heartbeat and delivery times, the agents' call tokens.
 
 use super::MasterConfig;
-use super::command::CallError;
 use super::command::{MasterCommand, MetricsSnapshot};
 use super::local::Local;
 use super::offers::{AllocStats, Offers};
 use super::registry::{AfterWrite, Registry, Writer};
-use super::replicated::{CommitResult, Replicated, Reply};
+use super::replicated::{CommitResult, Replicated, Reply, answer};
 use super::streams::Connections;
 use super::tables::{self, Applied, Change, Tables, TaskKey};
 use crate::allocator::{AgentReason, Allocator, FrameworkReason};
@@ -426,25 +425,6 @@ impl State {
         }
     }
 
-    /// A follower's answer to every command: "not the leader" (the API layer redirects most
-    /// callers before they get here; these raced a change of leader).
-    fn refuse(&mut self, cmd: MasterCommand) {
-        let e = self.not_leader_error();
-        match cmd {
-            MasterCommand::Subscribe { reply, .. } => drop(reply.send(Err(e))),
-            MasterCommand::Call { reply, .. }
-            | MasterCommand::Teardown { reply, .. }
-            | MasterCommand::Agent { reply, .. } => drop(reply.send(Err(e))),
-            MasterCommand::RegisterAgent { reply, .. } => drop(reply.send(Err(e))),
-            MasterCommand::Heartbeat { reply, .. } => drop(reply.send(None)),
-            MasterCommand::AgentStatus { reply, .. } => drop(reply.send(false)),
-            // Dropping the sender answers 503.
-            MasterCommand::Operator { .. } => {}
-            MasterCommand::Metrics { reply } => drop(reply.send(self.metrics_snapshot())),
-            MasterCommand::StreamClosed { .. } | MasterCommand::LaunchFailed { .. } => {}
-        }
-    }
-
     fn launch_failed(
         &mut self,
         framework_id: String,
@@ -586,19 +566,6 @@ impl State {
                 .collect(),
         }
     }
-}
-
-/// A held reply that sends `r`, or the error it failed with.
-fn answer<T: Send + 'static>(
-    reply: tokio::sync::oneshot::Sender<Result<T, CallError>>,
-    r: Result<T, CallError>,
-) -> Reply {
-    Box::new(move |fail| {
-        let _ = reply.send(match fail {
-            None => r,
-            Some(e) => Err(e),
-        });
-    })
 }
 
 /// The framework's failover timeout, bounded by `max_failover_timeout` so that no client can
