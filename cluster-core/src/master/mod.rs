@@ -29,6 +29,8 @@ mod local;
 mod offers;
 mod registry;
 mod replicated;
+#[cfg(test)]
+mod replicated_tests;
 mod state;
 mod streams;
 pub mod tables;
