@@ -1,10 +1,12 @@
 //! Replicated masters (issue 10): three in-process `dccore` masters on 127.0.0.1 with Raft over
 //! HTTP, a real agent and a framework over the real HTTP API. Every wait has a deadline.
 
+#[path = "support/ha.rs"]
+mod ha;
 mod support;
 
+use ha::{HaMaster, Partition, no_redirects, start_masters, wait_leader};
 use serde_json::{Value, json};
-use support::ha::{HaMaster, Partition, no_redirects, start_masters, wait_leader};
 use support::{Agent, Framework, basic, eventually, framework_info, task, within};
 
 const AGENT_RES: &str = "cpus:4;mem:4096;disk:1000";
@@ -176,7 +178,7 @@ async fn add_master_makes_a_fourth_voter_and_remove_master_takes_it_out_but_neve
     let partition = Partition::default();
     let mut masters = start_masters(root.path(), 3, &partition).await;
     let l = wait_leader(&masters, &[0, 1, 2]).await;
-    let joiner = support::ha::start_joiner(root.path(), 4, &masters, &partition).await;
+    let joiner = ha::start_joiner(root.path(), 4, &masters, &partition).await;
     let add = json!({"type": "ADD_MASTER", "add_master": {"id": 4, "url": joiner.url}});
     let (status, _, text) = masters[l].operator_call(add.clone()).await;
     assert_eq!(status, 200, "ADD_MASTER: {text}");

@@ -2,6 +2,8 @@
 //! (`replica_id`, `replica_peers`, `replica_secret_file`, `replica_init`): one leader named by
 //! all; the leader's process killed (SIGKILL) → the other two elect a new leader.
 
+#[path = "support/ha.rs"]
+mod ha;
 mod support;
 
 use serde_json::{Value, json};
@@ -12,7 +14,7 @@ use support::{eventually, start_bin};
 const TOKEN: &str = "ha-bin-token";
 
 async fn replica(url: &str) -> Option<Value> {
-    support::ha::no_redirects()
+    ha::no_redirects()
         .get(format!("{url}/replica"))
         .header("authorization", format!("Bearer {TOKEN}"))
         .timeout(Duration::from_secs(5))
@@ -98,7 +100,7 @@ async fn three_master_processes_elect_a_leader_and_elect_another_when_it_is_kill
     let l = leader(&urls, &[0, 1, 2]).await;
     for u in &urls {
         let loc = eventually("/redirect names the leader", || async {
-            let r = support::ha::no_redirects()
+            let r = ha::no_redirects()
                 .get(format!("{u}/redirect"))
                 .timeout(Duration::from_secs(5))
                 .send()

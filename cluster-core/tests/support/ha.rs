@@ -1,7 +1,8 @@
 //! Replicated masters in-process on 127.0.0.1: N `dccore` masters (the real server, Raft over
 //! HTTP) whose Raft links the test can cut.
+#![allow(dead_code)]
 
-use super::{TOKEN, bearer, fast_master_config, http, within};
+use crate::support::{TOKEN, bearer, fast_master_config, http, within};
 use dccore::auth::Authenticator;
 use dccore::replica::network::{LinkError, LinkFuture};
 use dccore::replica::{NodeId, PeerLink, RpcKind};
@@ -204,7 +205,8 @@ fn start_one(
     cfg: dccore::master::MasterConfig,
     partition: &Partition,
 ) -> HaMaster {
-    let auth = Authenticator::new(TOKEN).with_principal(super::PRINCIPAL, super::SECRET);
+    let auth =
+        Authenticator::new(TOKEN).with_principal(crate::support::PRINCIPAL, crate::support::SECRET);
     let stop = CancellationToken::new();
     let s = stop.clone();
     let p = partition.clone();
@@ -232,7 +234,7 @@ fn start_one(
 /// Waits until every master in `among` names the same leader (one of `among`) in
 /// `GET /replica`, and that leader says it leads; its index in `masters`.
 pub async fn wait_leader(masters: &[HaMaster], among: &[usize]) -> usize {
-    super::eventually("one leader named by every master", || async {
+    crate::support::eventually("one leader named by every master", || async {
         let mut named = BTreeSet::new();
         for &i in among {
             let r = masters[i].replica().await?;

@@ -2,7 +2,6 @@
 //! timeouts, and a minimal v1 scheduler client that speaks the real HTTP API.
 #![allow(dead_code)]
 
-pub mod ha;
 pub mod pki;
 
 use dccore::agent::{self, AgentConfig};
