@@ -6,8 +6,13 @@
 //! | `POST /api/v1` | operators ([`operator`]) | operator token, framework principal (what the rules allow) |
 //! | `POST /internal/v1/agents/*` | agents ([`internal`]) | agent token or agent certificate, operator token |
 //! | `POST /internal/raft/*` | other masters ([`raft`]; served beside a [`crate::replica::Replica`]) | the master secret only |
+//! | `GET /redirect` | framework libraries, agents ([`replicated`]) | anyone |
+//! | `GET /replica` | operators, dcform ([`replicated`]) | operator token |
 //! | `GET /metrics` | Prometheus ([`metrics`]) | operator token, principal allowed `get_endpoints` `/metrics` |
 //! | `GET /health`, `GET /version` | probes, framework libraries | anyone |
+//!
+//! With replicated masters, the scheduler, operator and agent routes answer 307 to the leader
+//! on a follower ([`replicated::to_leader`]); the others are answered by each master itself.
 //!
 //! Unknown credentials get 401 (so do framework credentials on the agent routes); an agent token
 //! or agent certificate on the scheduler or operator API or `/metrics` gets 403 with a message.
@@ -187,7 +192,7 @@ pub async fn serve_with(
     state.streams.wait().await;
     drop(state);
     master.stopped().await;
-    if let Some(r) = replica.and_then(|r| Arc::into_inner(r)) {
+    if let Some(r) = replica.and_then(Arc::into_inner) {
         // Closes the store, so a master restarted in this process may open it again.
         if let Err(e) = r.shutdown().await {
             tracing::warn!(error = %dc_support::error::chain(&e), "replica shutdown");

@@ -12,7 +12,8 @@
 //!                                │  ├─ drain.rs      operator drain / deactivate / reactivate
 //!                                │  ├─ streams.rs    framework connections
 //!                                │  └─ views.rs      snapshots for the operator API (JSON built by the caller)
-//!                                ├─▶ registry.rs writer task (fsync off the owner task)
+//!                                ├─▶ registry.rs writer task (fsync off the owner task), or
+//!                                ├─▶ replicated.rs: batches proposed to the Raft group, effects held until commit
 //!                                └─▶ I/O tasks (launch/kill pushed to agents), results come back as commands
 //! ```
 //! The state has exactly one owner (the task started by [`Master::start`]); cluster state
@@ -139,7 +140,8 @@ pub struct MasterConfig {
     /// agents' certificates and agent URLs are checked against. Default: plain HTTP.
     pub tls: crate::tls::Tls,
     /// The replicated masters' group (`replica_*` in the config file); `None`: a single
-    /// master. Read and validated here; the owner loop does not use it yet.
+    /// master with its registry. With it the owner loop runs on the replicated log
+    /// ([`Master::start_replicated`], started by [`crate::api::serve`]).
     pub replica: Option<crate::replica::ReplicaSettings>,
     /// The config file's `replica_init`: on an empty store, make a new group of
     /// `replica_peers` (only the first master of a new cluster); otherwise wait to be added.
