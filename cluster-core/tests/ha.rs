@@ -296,3 +296,39 @@ async fn a_launch_that_is_not_committed_is_never_pushed_to_the_agent() {
         m.kill().await;
     }
 }
+
+/// A master restarted from its disk rejoins as a follower and catches up with what was
+/// committed while it was down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_master_restarted_from_its_disk_follows_and_catches_up() {
+    let root = tempfile::tempdir().expect("tmp");
+    let partition = Partition::default();
+    let mut masters = start_masters(root.path(), 3, &partition).await;
+    let l = wait_leader(&masters, &[0, 1, 2]).await;
+    let f = others(&masters, l)[0];
+    masters[f].kill().await;
+    // A change committed by the two others while it is down: a framework subscribes.
+    let fw = Framework::subscribe(&masters[l].url, framework_info("ha")).await;
+    let leader_applied = masters[l].replica().await.expect("replica")["applied_index"]
+        .as_u64()
+        .expect("applied");
+    masters[f].restart().await;
+    let leader_id = masters[l].id;
+    eventually("the restarted master follows and catches up", || async {
+        let r = masters[f].replica().await?;
+        let caught_up = r["applied_index"].as_u64()? >= leader_applied;
+        (r["leader"]["id"] == leader_id && r["is_leader"] == false && caught_up).then_some(())
+    })
+    .await;
+    // It now knows the framework: kill the leader, and if the restarted master is elected, it
+    // takes the framework's failover.
+    masters[l].kill().await;
+    let rest = others(&masters, l);
+    let n = wait_leader(&masters, &rest).await;
+    let again =
+        Framework::subscribe_with(&masters[n].url, framework_info("ha"), Some(&fw.id)).await;
+    assert_eq!(again.id, fw.id);
+    for m in masters.iter_mut() {
+        m.kill().await;
+    }
+}

@@ -69,9 +69,27 @@ pub struct HaMaster {
     pub dir: PathBuf,
     pub stop: CancellationToken,
     task: Option<JoinHandle<()>>,
+    cfg: dccore::master::MasterConfig,
+    partition: Partition,
 }
 
 impl HaMaster {
+    /// Starts this (killed) master again on its address and its disk.
+    pub async fn restart(&mut self) {
+        let addr = self.url.trim_start_matches("http://").to_string();
+        let listener = within("rebind", tokio::net::TcpListener::bind(&addr))
+            .await
+            .expect("rebind the master's address");
+        *self = start_one(
+            self.id,
+            listener,
+            self.url.clone(),
+            self.dir.clone(),
+            self.cfg.clone(),
+            &self.partition,
+        );
+    }
+
     /// Stops this master (its server and replica).
     pub async fn kill(&mut self) {
         self.stop.cancel();
@@ -217,6 +235,7 @@ fn start_one(
             partition: p.clone(),
         })
     });
+    let kept = cfg.clone();
     let task = tokio::spawn(async move {
         dccore::api::serve_with(listener, cfg, auth, Some(wrap), s)
             .await
@@ -228,6 +247,8 @@ fn start_one(
         dir,
         stop,
         task: Some(task),
+        cfg: kept,
+        partition: partition.clone(),
     }
 }
 
