@@ -58,11 +58,22 @@ pub enum Call {
         /// Which framework.
         teardown: Teardown,
     },
+    /// `ADD_MASTER` (dccore extension, replicated masters; operator token, leader only): add
+    /// a master to the group as a learner, wait until it has caught up, make it a voter.
+    AddMaster {
+        /// Which master.
+        add_master: AddMaster,
+    },
+    /// `REMOVE_MASTER` (dccore extension): remove a master from the group (never the leader).
+    RemoveMaster {
+        /// Which master.
+        remove_master: RemoveMaster,
+    },
 }
 
 impl Call {
     /// Every call `type` dccore answers, as on the wire.
-    pub const TYPES: [&'static str; 10] = [
+    pub const TYPES: [&'static str; 12] = [
         "GET_HEALTH",
         "GET_STATE",
         "GET_AGENTS",
@@ -73,6 +84,8 @@ impl Call {
         "DEACTIVATE_AGENT",
         "REACTIVATE_AGENT",
         "TEARDOWN",
+        "ADD_MASTER",
+        "REMOVE_MASTER",
     ];
 
     /// The call's `type` as on the wire (`GET_AGENTS`), for messages.
@@ -88,6 +101,8 @@ impl Call {
             Call::DeactivateAgent { .. } => "DEACTIVATE_AGENT",
             Call::ReactivateAgent { .. } => "REACTIVATE_AGENT",
             Call::Teardown { .. } => "TEARDOWN",
+            Call::AddMaster { .. } => "ADD_MASTER",
+            Call::RemoveMaster { .. } => "REMOVE_MASTER",
         }
     }
 
@@ -149,6 +164,70 @@ pub struct AgentRef {
 pub struct Teardown {
     /// The framework.
     pub framework_id: Id,
+}
+
+/// `Call.AddMaster` (dccore extension): the new master's replica id (never one used before)
+/// and the URL the other masters reach it at.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddMaster {
+    /// Its `replica_id`.
+    pub id: u64,
+    /// Its URL, `https://host:port`.
+    pub url: String,
+}
+
+/// `Call.RemoveMaster` (dccore extension).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoveMaster {
+    /// Its `replica_id`.
+    pub id: u64,
+}
+
+/// `GET /replica` (dccore, replicated masters): how one master sees the group.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaStatus {
+    /// This master's id.
+    pub id: u64,
+    /// This master's URL.
+    pub url: String,
+    /// This master leads (confirmed by a majority within the election timeout).
+    pub is_leader: bool,
+    /// The leader as this master knows it.
+    pub leader: Option<MasterRef>,
+    /// The current term.
+    pub term: u64,
+    /// Index of the last entry in this master's log.
+    pub last_log_index: Option<u64>,
+    /// Index of the last entry applied here.
+    pub applied_index: Option<u64>,
+    /// Voting members' ids.
+    pub voters: Vec<u64>,
+    /// Learners' ids.
+    pub learners: Vec<u64>,
+    /// Every member.
+    pub members: Vec<ReplicaMember>,
+}
+
+/// A master by id and URL.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MasterRef {
+    /// Its id.
+    pub id: u64,
+    /// Its URL.
+    pub url: String,
+}
+
+/// A member of the group in [`ReplicaStatus`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaMember {
+    /// Its id.
+    pub id: u64,
+    /// Its URL.
+    pub url: String,
+    /// Voter (else learner).
+    pub voter: bool,
+    /// The last log index the leader knows it holds (only known on the leader).
+    pub matched_index: Option<u64>,
 }
 
 /// The master's answer to a query call.

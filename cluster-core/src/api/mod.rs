@@ -6,9 +6,14 @@
 //! | `POST /api/v1` | operators ([`operator`]) | operator token, framework principal (what the rules allow) |
 //! | `POST /internal/v1/agents/*` | agents ([`internal`]) | agent token or agent certificate, operator token |
 //! | `POST /internal/raft/*` | other masters ([`raft`]; served beside a [`crate::replica::Replica`]) | the master secret only |
+//! | `GET /redirect` | framework libraries, agents ([`replicated`]) | anyone |
+//! | `GET /replica` | operators, dcform ([`replicated`]) | operator token |
 //! | `GET /metrics` | Prometheus ([`metrics`]) | operator token, principal allowed `get_endpoints` `/metrics` |
 //! | `GET /health`, `GET /version` | probes, framework libraries | anyone |
 //! | `/v2/*`, `GET /ping` | Marathon clients ([`marathon`], the built-in services framework) | operator token |
+//!
+//! With replicated masters, the scheduler, operator and agent routes answer 307 to the leader
+//! on a follower ([`replicated::to_leader`]); the others are answered by each master itself.
 //!
 //! Unknown credentials get 401 (so do framework credentials on the agent routes); an agent token
 //! or agent certificate on the scheduler or operator API or `/metrics` gets 403 with a message.
@@ -27,6 +32,7 @@ pub mod marathon;
 pub mod metrics;
 pub mod operator;
 pub mod raft;
+pub mod replicated;
 pub mod scheduler;
 
 use crate::acl::Acls;
@@ -60,6 +66,12 @@ pub enum ServeError {
     /// The HTTP server failed.
     #[error("HTTP server failed")]
     Serve(#[source] std::io::Error),
+    /// The masters' secret is unusable (the message names the file).
+    #[error(transparent)]
+    Secret(#[from] replicated::SecretError),
+    /// The replica could not start or initialise its group.
+    #[error("cannot start the replica")]
+    Replica(#[from] crate::replica::ReplicaError),
 }
 
 /// What HTTP handlers hold: the master's handle and the server's own, lock-free state.
@@ -81,6 +93,12 @@ pub struct ApiState {
     pub streams: TaskTracker,
     /// See [`MasterConfig::authenticate_frameworks`].
     pub authenticate_frameworks: bool,
+    /// This master's member of the replicated group (none: a single master).
+    pub replica: Option<Arc<crate::replica::Replica>>,
+    /// This master's URL in the group (empty for a single master).
+    pub self_url: String,
+    /// Served over HTTPS.
+    pub tls: bool,
 }
 
 /// Runs a master on `listener` until `shutdown` is cancelled: starts the master, serves its
@@ -89,6 +107,18 @@ pub async fn serve(
     listener: TcpListener,
     config: MasterConfig,
     auth: Authenticator,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    serve_with(listener, config, auth, None, shutdown).await
+}
+
+/// [`serve`], with the replicated masters' Raft RPCs going through `wrap(HttpLink)` when given
+/// (tests cut a master off with it).
+pub async fn serve_with(
+    listener: TcpListener,
+    config: MasterConfig,
+    auth: Authenticator,
+    wrap: Option<LinkWrapper>,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
     let server_tls = config.tls.server_config().map_err(ServeError::Tls)?;
@@ -100,7 +130,52 @@ pub async fn serve(
     let authenticate_frameworks = config.authenticate_frameworks;
     let services_on = config.services;
     let services_store = crate::services::FileStore::in_dir(&config.work_dir);
-    let master = Master::start(config, shutdown.clone())?;
+    let (master, replica, raft_routes, self_url) = match config.replica.clone() {
+        None => (
+            Master::start(config, shutdown.clone())?,
+            None,
+            None,
+            String::new(),
+        ),
+        Some(settings) => {
+            let secret = replicated::read_secret(&settings.secret_file)?;
+            let mut rc =
+                crate::replica::ReplicaConfig::new(settings.id, settings.url(), &config.work_dir);
+            rc.max_completed_frameworks = config.max_completed_frameworks;
+            rc.max_completed_tasks_per_framework = config.max_completed_tasks_per_framework;
+            let client = config
+                .tls
+                .http_client()
+                .map_err(ServeError::Tls)?
+                .build()
+                .map_err(|e| ServeError::Tls(crate::tls::TlsError::Client(e)))?;
+            let http: Arc<dyn crate::replica::PeerLink> =
+                Arc::new(crate::replica::HttpLink::new(client, secret.as_str()));
+            let link = match &wrap {
+                Some(w) => w(http),
+                None => http,
+            };
+            // A commit that takes longer than an election means this master lost the majority.
+            let propose_timeout = rc.election_timeout.1 * 2;
+            let replica = Arc::new(crate::replica::Replica::start(rc, link).await?);
+            if config.replica_init {
+                replica.initialize(settings.peers.clone()).await?;
+            }
+            let master = Master::start_replicated(
+                config,
+                replica.clone(),
+                propose_timeout,
+                shutdown.clone(),
+            )?;
+            let routes = raft::router(replica.clone(), secret);
+            (
+                master,
+                Some(replica),
+                Some(routes),
+                settings.url().to_string(),
+            )
+        }
+    };
     let state = ApiState {
         master: master.handle(),
         auth: Arc::new(auth),
@@ -110,6 +185,9 @@ pub async fn serve(
         shutdown: shutdown.clone(),
         streams: TaskTracker::new(),
         authenticate_frameworks,
+        replica: replica.clone(),
+        self_url,
+        tls: server_tls.is_some(),
     };
     // Services (issue 11): the built-in Marathon framework beside the master, and its /v2 routes.
     let services = if services_on {
@@ -127,6 +205,9 @@ pub async fn serve(
     if let Some(s) = &services {
         app = app.merge(marathon::routes(state.clone(), s.handle()));
     }
+    if let Some(r) = raft_routes {
+        app = app.merge(r);
+    }
     let served = crate::tls::serve(listener, server_tls, app, shutdown.clone()).await;
     shutdown.cancel();
     if let Some(s) = services {
@@ -136,17 +217,37 @@ pub async fn serve(
     state.streams.wait().await;
     drop(state);
     master.stopped().await;
+    if let Some(r) = replica.and_then(Arc::into_inner) {
+        // Closes the store, so a master restarted in this process may open it again.
+        if let Err(e) = r.shutdown().await {
+            tracing::warn!(error = %dc_support::error::chain(&e), "replica shutdown");
+        }
+    }
     served.map_err(ServeError::Serve)
 }
 
+/// Wraps the Raft link of [`serve_with`].
+pub type LinkWrapper = Box<
+    dyn Fn(Arc<dyn crate::replica::PeerLink>) -> Arc<dyn crate::replica::PeerLink> + Send + Sync,
+>;
+
 /// Builds the master's router.
 pub fn router(handle: ApiState) -> Router {
-    Router::new()
+    // On a follower these answer 307 to the leader (see [`replicated`]).
+    let led = Router::new()
         .route("/api/v1/scheduler", post(scheduler::handle))
         .route("/api/v1", post(operator::handle))
         .route("/internal/v1/agents/register", post(internal::register))
         .route("/internal/v1/agents/heartbeat", post(internal::heartbeat))
         .route("/internal/v1/agents/status", post(internal::status))
+        .route_layer(axum::middleware::from_fn_with_state(
+            handle.clone(),
+            replicated::to_leader,
+        ));
+    Router::new()
+        .merge(led)
+        .route("/redirect", get(replicated::leader_redirect))
+        .route("/replica", get(replicated::status))
         .route("/metrics", get(metrics::handle))
         .route("/health", get(health))
         .route("/version", get(version))
@@ -256,6 +357,14 @@ impl IntoResponse for CallError {
             CallError::BadRequest(_) => StatusCode::BAD_REQUEST,
             CallError::Forbidden(_) => StatusCode::FORBIDDEN,
             CallError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            // The caller raced a change of leader: it retries (redirected from then on).
+            CallError::NotLeader(_) => {
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    axum::Json(serde_json::json!({"message": self.to_string()})),
+                )
+                    .into_response();
+            }
         };
         error(status, self.to_string())
     }

@@ -49,6 +49,32 @@ pub async fn handle(
             Err(r) => r,
         };
     }
+    if let Call::AddMaster { .. } | Call::RemoveMaster { .. } = call {
+        if identity != Identity::Operator {
+            return error(
+                StatusCode::FORBIDDEN,
+                format!("{} needs the operator token", call.name()),
+            );
+        }
+        let Some(replica) = &h.replica else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "{} needs replicated masters (this master has no replica_id)",
+                    call.name()
+                ),
+            );
+        };
+        return match call {
+            Call::AddMaster { add_master: m } => {
+                super::replicated::add_master(replica, m.id, &m.url).await
+            }
+            Call::RemoveMaster { remove_master: m } => {
+                super::replicated::remove_master(replica, m.id).await
+            }
+            _ => error(StatusCode::INTERNAL_SERVER_ERROR, "unreachable call kind"),
+        };
+    }
     if let Call::Teardown { teardown: t } = call {
         return teardown(&h, &identity, t.framework_id).await;
     }
@@ -110,6 +136,10 @@ fn read_call(v: Value) -> Result<Call, String> {
     let has_body = v.get(&field).is_some();
     serde_json::from_value(v).map_err(|e| match (kind.as_str(), has_body) {
         ("TEARDOWN", false) => "TEARDOWN needs teardown.framework_id".to_string(),
+        ("ADD_MASTER", false) => {
+            "ADD_MASTER needs add_master: {\"id\": N, \"url\": \"https://host:port\"}".to_string()
+        }
+        ("REMOVE_MASTER", false) => "REMOVE_MASTER needs remove_master: {\"id\": N}".to_string(),
         (_, false) => format!("{kind} needs \"{field}\": {{\"agent_id\": {{\"value\": ...}}}}"),
         (_, true) => format!("invalid {field}: {e}"),
     })
@@ -195,7 +225,11 @@ mod tests {
         assert_eq!(err(json!({})), "operator call needs a string \"type\"");
         assert_eq!(
             err(json!({"type": "GET_MASTER"})),
-            "unsupported operator call type \"GET_MASTER\": supported are GET_HEALTH, GET_STATE, GET_AGENTS, GET_FRAMEWORKS, GET_TASKS, GET_ALLOCATION, DRAIN_AGENT, DEACTIVATE_AGENT, REACTIVATE_AGENT, TEARDOWN"
+            "unsupported operator call type \"GET_MASTER\": supported are GET_HEALTH, GET_STATE, GET_AGENTS, GET_FRAMEWORKS, GET_TASKS, GET_ALLOCATION, DRAIN_AGENT, DEACTIVATE_AGENT, REACTIVATE_AGENT, TEARDOWN, ADD_MASTER, REMOVE_MASTER"
+        );
+        assert_eq!(
+            err(json!({"type": "ADD_MASTER"})),
+            "ADD_MASTER needs add_master: {\"id\": N, \"url\": \"https://host:port\"}"
         );
         let e = err(json!({"type": "REACTIVATE_AGENT"}));
         assert!(e.contains("needs \"reactivate_agent\""), "{e}");

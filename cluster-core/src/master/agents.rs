@@ -51,6 +51,7 @@ impl State {
             now,
         );
         self.local.last_seen.insert(id.clone(), now);
+        self.local.registered_here.insert(id.clone());
         if let Some(t) = &msg.callback_token {
             self.local
                 .agent_call_tokens
@@ -147,6 +148,9 @@ impl State {
 
     /// A heartbeat: how the master sees the agent, or `None` if it must register again.
     pub(super) fn heartbeat(&mut self, agent_id: &str, now: Instant) -> Option<HeartbeatAck> {
+        if !self.local.registered_here.contains(agent_id) {
+            return None;
+        }
         let a = self.tables.agents.reachable(agent_id)?;
         let ack = HeartbeatAck {
             deactivated: a.deactivated,

@@ -19,6 +19,10 @@ pub enum CallError {
     /// The master is shutting down.
     #[error("master is shutting down")]
     Unavailable,
+    /// This master does not lead the replicated group (or lost the lead before the call's
+    /// changes were committed): the caller retries with the leader, whose URL is given if known.
+    #[error("this master is not the leader{}; retry", .0.as_deref().map(|u| format!(" (the leader is {u})")).unwrap_or_default())]
+    NotLeader(Option<String>),
 }
 
 /// A new subscription: the stream's id and the events to write to it (SUBSCRIBED comes first).
@@ -67,7 +71,9 @@ impl OperatorQuery {
             Call::DrainAgent { .. }
             | Call::DeactivateAgent { .. }
             | Call::ReactivateAgent { .. }
-            | Call::Teardown { .. } => return None,
+            | Call::Teardown { .. }
+            | Call::AddMaster { .. }
+            | Call::RemoveMaster { .. } => return None,
         })
     }
 }

@@ -2,7 +2,7 @@
 //! new leader starts without them, as after a restart).
 
 use super::tables::TaskKey;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use tokio::time::Instant;
 
 /// What only this master process knows: times and credentials that are not cluster state.
@@ -15,4 +15,7 @@ pub(super) struct Local {
     /// Agent URL -> the bearer token that agent run asked to be called with (never persisted:
     /// a restarted agent sends a new one when it registers again).
     pub agent_call_tokens: HashMap<String, String>,
+    /// Agents that registered with this master process: only they are heartbeated and heard
+    /// (a new leader's agents must register with it first, so it has their call tokens).
+    pub registered_here: HashSet<String>,
 }

@@ -12,7 +12,8 @@
 //!                                │  ├─ drain.rs      operator drain / deactivate / reactivate
 //!                                │  ├─ streams.rs    framework connections
 //!                                │  └─ views.rs      snapshots for the operator API (JSON built by the caller)
-//!                                ├─▶ registry.rs writer task (fsync off the owner task)
+//!                                ├─▶ registry.rs writer task (fsync off the owner task), or
+//!                                ├─▶ replicated.rs: batches proposed to the Raft group, effects held until commit
 //!                                └─▶ I/O tasks (launch/kill pushed to agents), results come back as commands
 //! ```
 //! The state has exactly one owner (the task started by [`Master::start`]); cluster state
@@ -28,6 +29,9 @@ mod frameworks;
 mod local;
 mod offers;
 mod registry;
+mod replicated;
+#[cfg(test)]
+mod replicated_tests;
 mod state;
 mod streams;
 pub mod tables;
@@ -136,11 +140,15 @@ pub struct MasterConfig {
     /// agents' certificates and agent URLs are checked against. Default: plain HTTP.
     pub tls: crate::tls::Tls,
     /// The replicated masters' group (`replica_*` in the config file); `None`: a single
-    /// master. Read and validated here; the owner loop does not use it yet.
+    /// master with its registry. With it the owner loop runs on the replicated log
+    /// ([`Master::start_replicated`], started by [`crate::api::serve`]).
     pub replica: Option<crate::replica::ReplicaSettings>,
     /// Run the built-in services framework (Marathon's `/v2` API) beside the master (default
     /// true; `services: false` in the config file or `--no-services` turns it off).
     pub services: bool,
+    /// The config file's `replica_init`: on an empty store, make a new group of
+    /// `replica_peers` (only the first master of a new cluster); otherwise wait to be added.
+    pub replica_init: bool,
 }
 
 impl MasterConfig {
@@ -167,6 +175,7 @@ impl MasterConfig {
             tls: Default::default(),
             replica: None,
             services: true,
+            replica_init: false,
         }
     }
 
@@ -256,6 +265,12 @@ impl MasterConfig {
             f.replica_secret_file.map(beside),
         )
         .map_err(|e| bad(Box::new(e)))?;
+        self.replica_init = f.replica_init.unwrap_or(false);
+        if self.replica_init && self.replica.is_none() {
+            return Err(bad(
+                "replica_init needs replica_id, replica_peers and replica_secret_file".into(),
+            ));
+        }
         Ok(self)
     }
 }
@@ -311,6 +326,8 @@ pub struct ConfigFile {
     pub replica_secret_file: Option<PathBuf>,
     /// See [`MasterConfig::services`].
     pub services: Option<bool>,
+    /// See [`MasterConfig::replica_init`].
+    pub replica_init: Option<bool>,
 }
 
 /// The way in to a running master: its command channel. Cheap to clone.
@@ -368,6 +385,41 @@ impl Master {
         let writer = registry::Writer::start(registry::Registry::path(&config.work_dir));
         let (tx, rx) = mpsc::channel(4096);
         let owner = state::State::new(config, loaded, Some(writer), tx.clone(), http);
+        let task = tokio::spawn(owner.run(rx, shutdown));
+        Ok(Master {
+            handle: MasterHandle { tx },
+            task,
+        })
+    }
+
+    /// Starts the owner task of a replicated master on `replica` (no registry: the Raft store
+    /// is the durable state). It follows until the replica leads, then rebuilds its state from
+    /// the log; `propose_timeout` (about the election timeout) bounds each commit before the
+    /// master steps down.
+    pub fn start_replicated(
+        config: MasterConfig,
+        replica: std::sync::Arc<crate::replica::Replica>,
+        propose_timeout: Duration,
+        shutdown: CancellationToken,
+    ) -> Result<Master, MasterError> {
+        let http = config
+            .tls
+            .http_client()
+            .map_err(MasterError::Tls)?
+            .timeout(Duration::from_secs(10))
+            .pool_max_idle_per_host(4)
+            .build()
+            .map_err(|e| MasterError::Tls(crate::tls::TlsError::Client(e)))?;
+        let (tx, rx) = mpsc::channel(4096);
+        let repl = replicated::Replicated::new(replica, propose_timeout);
+        let owner = state::State::new(
+            config,
+            registry::Registry::default(),
+            None,
+            tx.clone(),
+            http,
+        )
+        .replicated(repl);
         let task = tokio::spawn(owner.run(rx, shutdown));
         Ok(Master {
             handle: MasterHandle { tx },

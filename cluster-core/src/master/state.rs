@@ -11,6 +11,7 @@ use super::command::{MasterCommand, MetricsSnapshot};
 use super::local::Local;
 use super::offers::{AllocStats, Offers};
 use super::registry::{AfterWrite, Registry, Writer};
+use super::replicated::{CommitResult, Replicated, Reply, answer};
 use super::streams::Connections;
 use super::tables::{self, Applied, Change, Tables, TaskKey};
 use crate::allocator::{AgentReason, Allocator, FrameworkReason};
@@ -50,9 +51,11 @@ pub(super) struct State {
     pub(super) local: Local,
     pub(super) persist: Persist,
     pub(super) stats: AllocStats,
+    /// The replicated group's part (none: a single master with its registry).
+    pub(super) repl: Option<Replicated>,
     http: reqwest::Client,
     tx: mpsc::Sender<MasterCommand>,
-    io: TaskTracker,
+    pub(super) io: TaskTracker,
     pub(super) alloc_pending: bool,
     pub(super) next_alloc: Instant,
 }
@@ -88,6 +91,7 @@ impl State {
                 waiting: Vec::new(),
             },
             stats: AllocStats::default(),
+            repl: None,
             http,
             tx,
             io: TaskTracker::new(),
@@ -108,6 +112,14 @@ impl State {
             s.conns.away_since(&f.id, now);
         }
         s
+    }
+
+    /// Makes this state a replicated master's, starting as a follower (its tables come from
+    /// the log when it takes the lead).
+    pub fn replicated(mut self, repl: Replicated) -> Self {
+        self.conns = Connections::holding();
+        self.repl = Some(repl);
+        self
     }
 
     /// The framework's failover timeout, bounded by `max_failover_timeout`.
@@ -185,6 +197,7 @@ impl State {
             self.persist.dirty = true;
             self.persist.version += 1;
         }
+        self.log_change(change);
         applied
     }
 
@@ -202,24 +215,79 @@ impl State {
     pub async fn run(mut self, mut rx: mpsc::Receiver<MasterCommand>, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(HOUSEKEEPING);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let (commits_tx, mut commits) = tokio::sync::mpsc::unbounded_channel::<CommitResult>();
+        let mut leadership = self.repl.as_ref().map(|r| r.leadership());
+        if let Some(r) = &mut self.repl {
+            r.set_commits(commits_tx);
+        }
         loop {
+            // A replica that leads but whose loop does not yet: take the lead (a barrier
+            // commit, then the state from the log).
+            let lead_now = leadership.as_mut().map(|l| l.borrow_and_update().is_leader);
+            match (lead_now, self.follows()) {
+                (Some(true), true) => {
+                    if !self.take_lead().await {
+                        // Not this time (no majority, or another leader): try again shortly.
+                        tokio::select! {
+                            _ = shutdown.cancelled() => break,
+                            _ = tokio::time::sleep(HOUSEKEEPING) => {}
+                        }
+                        continue;
+                    }
+                }
+                (Some(false), false) => self.step_down(Instant::now()),
+                _ => {}
+            }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 cmd = rx.recv() => match cmd {
                     Some(cmd) => self.handle(cmd, Instant::now()),
                     None => break,
                 },
-                _ = tick.tick() => self.housekeeping(Instant::now()),
+                Some(done) = commits.recv() => self.committed(done, Instant::now()),
+                changed = async { match leadership.as_mut() {
+                    Some(l) => l.changed().await,
+                    None => std::future::pending().await,
+                } } => {
+                    if changed.is_err() {
+                        // The replica stopped: nothing can be committed any more.
+                        self.step_down(Instant::now());
+                        leadership = None;
+                    }
+                }
+                _ = tick.tick() => {
+                    if !self.follows() {
+                        self.housekeeping(Instant::now());
+                    }
+                }
             }
+            self.end_turn();
         }
         self.flush_registry();
-        // Dropping the streams' senders ends every subscription stream.
+        // Held replies answer "not the leader"; dropping the streams' senders ends every
+        // subscription stream.
+        self.step_down(Instant::now());
         self.conns.close_all();
         if let Some(w) = self.persist.writer.take() {
             w.finish().await;
         }
         self.io.close();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.io.wait()).await;
+    }
+
+    /// Answers through `reply` once its effects are durable: with a registry, when every
+    /// registry change made so far is on disk, if `registry` (the call's effect must survive a
+    /// restart); replicated, when every change made so far is committed.
+    fn reply_after(&mut self, version_before: u64, registry: bool, reply: Reply) {
+        if let Some(r) = &mut self.repl {
+            r.turn_replies.push(reply);
+            return;
+        }
+        if !registry {
+            reply(None);
+            return;
+        }
+        self.reply_durably(version_before, Box::new(move || reply(None)));
     }
 
     /// Sends `reply` once every registry change made so far is on disk (at once if none is
@@ -251,6 +319,10 @@ impl State {
     }
 
     pub(super) fn handle(&mut self, cmd: MasterCommand, now: Instant) {
+        if self.follows() {
+            self.refuse(cmd);
+            return;
+        }
         let before = self.persist.version;
         match cmd {
             MasterCommand::Subscribe {
@@ -263,12 +335,7 @@ impl State {
                 let r = self
                     .authorize_subscribe(&info, framework_id.as_deref(), principal.as_deref())
                     .and_then(|()| self.subscribe(info_raw, info, framework_id, principal, now));
-                self.reply_durably(
-                    before,
-                    Box::new(move || {
-                        let _ = reply.send(r);
-                    }),
-                );
+                self.reply_after(before, true, answer(reply, r));
             }
             MasterCommand::Call {
                 call,
@@ -279,31 +346,43 @@ impl State {
                 let r = self
                     .authorize_call(&call, principal.as_deref())
                     .and_then(|()| self.call(call, stream_id, now));
-                self.reply_durably(
-                    before,
-                    Box::new(move || {
-                        let _ = reply.send(r);
-                    }),
-                );
+                self.reply_after(before, true, answer(reply, r));
             }
             MasterCommand::StreamClosed {
                 framework_id,
                 stream_id,
             } => self.stream_closed(&framework_id, &stream_id, now),
             MasterCommand::RegisterAgent { msg, reply } => {
-                // Not durable: an agent the registry does not know is admitted again anyway.
+                // Not durable with a registry: an agent the registry does not know is admitted
+                // again anyway.
                 let r = self.register_agent(*msg, now);
-                let _ = reply.send(r);
+                self.reply_after(before, false, answer(reply, r));
             }
             MasterCommand::Heartbeat { agent_id, reply } => {
-                let _ = reply.send(self.heartbeat(&agent_id, now));
+                let r = self.heartbeat(&agent_id, now);
+                self.reply_after(
+                    before,
+                    false,
+                    Box::new(move |fail| {
+                        let _ = reply.send(r.filter(|_| fail.is_none()));
+                    }),
+                );
             }
             MasterCommand::AgentStatus { msg, reply } => {
-                let known = self.tables.agents.reachable(&msg.agent_id.value).is_some();
+                let known = self.tables.agents.reachable(&msg.agent_id.value).is_some()
+                    && self.local.registered_here.contains(&msg.agent_id.value);
                 if known {
                     self.agent_status(*msg, now);
                 }
-                let _ = reply.send(known);
+                // Replicated, the agent hears "recorded" only once it is committed (it resends
+                // until then).
+                self.reply_after(
+                    before,
+                    false,
+                    Box::new(move |fail| {
+                        let _ = reply.send(known && fail.is_none());
+                    }),
+                );
             }
             MasterCommand::LaunchFailed {
                 framework_id,
@@ -315,7 +394,18 @@ impl State {
                 viewer,
                 reply,
             } => {
-                let _ = reply.send(self.snapshot(query, viewer));
+                let view = self.snapshot(query, viewer);
+                // A view may show uncommitted changes: it waits for them like any reply (on
+                // failure the dropped sender answers 503).
+                self.reply_after(
+                    before,
+                    false,
+                    Box::new(move |fail| {
+                        if fail.is_none() {
+                            let _ = reply.send(view);
+                        }
+                    }),
+                );
             }
             MasterCommand::Teardown {
                 framework_id,
@@ -323,21 +413,11 @@ impl State {
                 reply,
             } => {
                 let r = self.operator_teardown(&framework_id, principal.as_deref(), now);
-                self.reply_durably(
-                    before,
-                    Box::new(move || {
-                        let _ = reply.send(r);
-                    }),
-                );
+                self.reply_after(before, true, answer(reply, r));
             }
             MasterCommand::Agent { call, reply } => {
                 let r = self.agent_call(call, now);
-                self.reply_durably(
-                    before,
-                    Box::new(move || {
-                        let _ = reply.send(r);
-                    }),
-                );
+                self.reply_after(before, true, answer(reply, r));
             }
             MasterCommand::Metrics { reply } => {
                 let _ = reply.send(self.metrics_snapshot());
@@ -396,7 +476,7 @@ impl State {
             .post(format!("{}{}", agent_url.trim_end_matches('/'), path))
             .json(&body);
         let tx = self.tx.clone();
-        self.io.spawn(async move {
+        let push = async move {
             // Only agents registered with this master run are called, and each sent its token.
             let result = match token {
                 None => Err(
@@ -415,7 +495,15 @@ impl State {
                     let _ = tx.send(f(error)).await;
                 }
             }
-        });
+        };
+        match &self.repl {
+            // Replicated: the agent is told only once the change that made the request is
+            // committed, so a new leader never finds a task running that its log lacks.
+            Some(r) => r.turn_pushes.borrow_mut().push(Box::pin(push)),
+            None => {
+                self.io.spawn(push);
+            }
+        }
     }
 
     /// Asks a reachable agent to kill a task (`max_grace_secs` caps its grace period).

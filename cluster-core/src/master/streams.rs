@@ -62,6 +62,9 @@ impl Stream {
 pub(super) struct Connections {
     streams: HashMap<String, Stream>,
     disconnected_at: HashMap<String, Instant>,
+    /// Events held for the owner loop (replicated masters only). A `RefCell`: sending takes
+    /// `&self` everywhere, and only the owner task touches the connections.
+    held: Option<std::cell::RefCell<Vec<(String, Event)>>>,
 }
 
 impl Connections {
@@ -107,17 +110,48 @@ impl Connections {
         self.streams.len()
     }
 
-    /// Queues an event for a connected framework; false if it was not queued.
+    /// Connections whose events are held (see [`Connections::take_held`]) until the owner
+    /// loop releases them: a replicated master sends nothing before it is committed.
+    pub fn holding() -> Self {
+        Connections {
+            held: Some(Default::default()),
+            ..Default::default()
+        }
+    }
+
+    /// Queues an event for a connected framework; false if it was not queued. When holding,
+    /// the event is kept for [`Connections::take_held`] and true means the framework is
+    /// connected now.
     pub fn send(&self, framework_id: &str, event: Event) -> bool {
+        if let Some(held) = &self.held {
+            if !self.is_connected(framework_id) {
+                return false;
+            }
+            held.borrow_mut().push((framework_id.to_string(), event));
+            return true;
+        }
+        self.send_now(framework_id, event)
+    }
+
+    /// Queues an event at once, holding or not.
+    pub fn send_now(&self, framework_id: &str, event: Event) -> bool {
         self.streams
             .get(framework_id)
             .is_some_and(|s| s.send(framework_id, event))
     }
 
+    /// The events held since the last call, in the order they were sent.
+    pub fn take_held(&self) -> Vec<(String, Event)> {
+        self.held
+            .as_ref()
+            .map(|h| std::mem::take(&mut *h.borrow_mut()))
+            .unwrap_or_default()
+    }
+
     /// Queues an event for every connected framework.
     pub fn broadcast(&self, event: &Event) {
-        for (id, s) in &self.streams {
-            s.send(id, event.clone());
+        for id in self.streams.keys() {
+            self.send(id, event.clone());
         }
     }
 

@@ -18,8 +18,8 @@
 //! every change waits for a majority. What is not: offers, connections, heartbeat times, the
 //! allocator's bookkeeping — a new leader starts those afresh.
 //!
-//! A single master with no peers does not use this module (yet): the owner loop still writes
-//! its registry itself.
+//! A master configured with `replica_*` runs its owner loop on this module
+//! (`master/replicated.rs`); a single master without them writes its registry itself.
 //!
 //! * [`node`]: [`Replica`], the whole interface: start, propose, leadership, committed state,
 //!   membership changes, RPCs from peers, shutdown.
@@ -38,7 +38,7 @@ pub mod node;
 pub mod settings;
 
 pub use machine::{MachineState, StateImage};
-pub use network::{HttpLink, PeerLink, RpcKind};
+pub use network::{HttpLink, LinkError, LinkFuture, PeerLink, RpcKind};
 pub use node::{Committed, Leadership, Replica};
 pub use settings::{ReplicaSettings, SettingsError};
 

@@ -229,6 +229,18 @@ impl Replica {
         )
     }
 
+    /// On the leader: the last log index each member is known to hold (`None` inside: not
+    /// known yet). `None` on a follower.
+    pub fn matched(&self) -> Option<BTreeMap<NodeId, Option<u64>>> {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        m.replication.as_ref().map(|r| {
+            r.iter()
+                .map(|(id, log)| (*id, log.map(|l| l.index)))
+                .collect()
+        })
+    }
+
     /// Resolves once the entry at `index` (e.g. a [`Committed::index`]) is applied here.
     pub async fn wait_applied(&self, index: u64) -> Result<(), ReplicaError> {
         let mut metrics = self.raft.metrics();

@@ -1,0 +1,366 @@
+//! Replicated masters (issue 10): three in-process `dccore` masters on 127.0.0.1 with Raft over
+//! HTTP, a real agent and a framework over the real HTTP API. Every wait has a deadline.
+
+#[path = "support/ha.rs"]
+mod ha;
+mod support;
+
+use ha::{HaMaster, Partition, no_redirects, start_masters, wait_leader};
+use serde_json::{Value, json};
+use support::{Agent, Framework, basic, eventually, framework_info, task, within};
+
+const AGENT_RES: &str = "cpus:4;mem:4096;disk:1000";
+
+/// One cluster at a time: three masters per test on a shared 2-core machine are enough load;
+/// eighteen make heartbeats late and leaders change for no reason but the machine.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Subscribes a framework at the leader among `among`, again if leadership moved meanwhile
+/// (the subscription is refused there with 307 or 503).
+async fn subscribe_at_leader(
+    masters: &[HaMaster],
+    among: &[usize],
+    framework_id: Option<&str>,
+) -> (usize, Framework) {
+    within("a framework subscribed at the leader", async {
+        loop {
+            let l = wait_leader(masters, among).await;
+            let url = masters[l].url.clone();
+            let id = framework_id.map(str::to_string);
+            let sub = tokio::spawn(async move {
+                Framework::subscribe_with(&url, framework_info("ha"), id.as_deref()).await
+            });
+            if let Ok(fw) = sub.await {
+                return (l, fw);
+            }
+        }
+    })
+    .await
+}
+
+fn others(masters: &[HaMaster], but: usize) -> Vec<usize> {
+    (0..masters.len()).filter(|i| *i != but).collect()
+}
+
+/// Subscribing at `url` without following redirects: status and `Location`.
+async fn subscribe_status(url: &str) -> (reqwest::StatusCode, Option<String>) {
+    let r = within(
+        "subscribe request",
+        no_redirects()
+            .post(format!("{url}/api/v1/scheduler"))
+            .header("authorization", basic())
+            .json(&json!({"type": "SUBSCRIBE", "subscribe": {"framework_info": framework_info("ha")}}))
+            .send(),
+    )
+    .await
+    .expect("subscribe request");
+    let loc = r
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    (r.status(), loc)
+}
+
+fn tasks_named(tasks: &Value, id: &str) -> Vec<Value> {
+    tasks["get_tasks"]["tasks"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|t| t["task_id"]["value"] == id)
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_masters_elect_one_leader_and_a_task_survives_its_death() {
+    let _serial = SERIAL.lock().await;
+    let root = tempfile::tempdir().expect("tmp");
+    let partition = Partition::default();
+    let mut masters = start_masters(root.path(), 3, &partition).await;
+    let all: Vec<usize> = (0..3).collect();
+    let l = wait_leader(&masters, &all).await;
+    let leader_url = masters[l].url.clone();
+
+    // Every master names the leader on /redirect; followers send callers there, same path.
+    for m in &masters {
+        let loc = eventually("/redirect names the leader", || async {
+            m.redirect()
+                .await
+                .filter(|u| *u == format!("{leader_url}/"))
+        })
+        .await;
+        assert_eq!(loc, format!("{leader_url}/"));
+    }
+    let f = others(&masters, l)[0];
+    let (status, loc) = subscribe_status(&masters[f].url).await;
+    assert_eq!(status, 307, "a follower redirects scheduler calls");
+    let loc = loc.expect("Location");
+    assert_eq!(loc, format!("{leader_url}/api/v1/scheduler"));
+    let (status, _, _) = masters[f].operator_call(json!({"type": "GET_TASKS"})).await;
+    assert_eq!(status, 307, "a follower redirects operator calls");
+
+    // The framework follows the Location to the leader and launches a task there.
+    let base = loc.trim_end_matches("/api/v1/scheduler").to_string();
+    let _agent = Agent::start(&leader_url, &root.path().join("a1"), AGENT_RES, false).await;
+    let mut fw = Framework::subscribe(&base, framework_info("ha")).await;
+    let offers = fw.offers().await;
+    fw.launch(&offers[0], vec![task(&offers[0], "t1", "sleep 600")])
+        .await;
+    fw.wait_state("t1", "TASK_RUNNING").await;
+
+    // Every master's log has the task (GET /replica: the followers applied what the leader did).
+    let leader_applied = masters[l].replica().await.expect("replica")["applied_index"]
+        .as_u64()
+        .expect("applied");
+    for &i in &others(&masters, l) {
+        eventually("the followers applied the leader's log", || async {
+            let r = masters[i].replica().await?;
+            (r["applied_index"].as_u64()? >= leader_applied).then_some(())
+        })
+        .await;
+    }
+
+    // Kill the leader: the other two elect a new one, which knows the task, running, once.
+    masters[l].kill().await;
+    let rest = others(&masters, l);
+    let n = wait_leader(&masters, &rest).await;
+    assert_ne!(n, l);
+    let tasks = eventually("the new leader answers GET_TASKS", || async {
+        let (status, _, text) = masters[n].operator_call(json!({"type": "GET_TASKS"})).await;
+        (status == 200).then(|| serde_json::from_str::<Value>(&text).expect("JSON"))
+    })
+    .await;
+    let t1 = tasks_named(&tasks, "t1");
+    assert_eq!(t1.len(), 1, "the task is known once: {tasks}");
+    assert_eq!(t1[0]["state"], "TASK_RUNNING");
+
+    // The remaining follower now redirects to the new leader; the framework fails over to it.
+    let f2 = rest.iter().copied().find(|i| *i != n).expect("a follower");
+    let new_url = masters[n].url.clone();
+    eventually("the follower redirects to the new leader", || async {
+        let (status, loc) = subscribe_status(&masters[f2].url).await;
+        (status == 307 && loc == Some(format!("{new_url}/api/v1/scheduler"))).then_some(())
+    })
+    .await;
+    let (_, fw2) = subscribe_at_leader(&masters, &rest, Some(&fw.id)).await;
+    assert_eq!(
+        fw2.id, fw.id,
+        "the new leader knows the framework from the log"
+    );
+    for i in rest {
+        masters[i].kill().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_partitioned_leader_stops_leading_and_follows_after_healing() {
+    let _serial = SERIAL.lock().await;
+    let root = tempfile::tempdir().expect("tmp");
+    let partition = Partition::default();
+    let mut masters = start_masters(root.path(), 3, &partition).await;
+    let all: Vec<usize> = (0..3).collect();
+    let (l, mut fw) = subscribe_at_leader(&masters, &all, None).await;
+    let _agent = Agent::start(&masters[l].url, &root.path().join("a1"), AGENT_RES, false).await;
+    let offers = fw.offers().await;
+    assert!(!offers.is_empty());
+
+    partition.cut(masters[l].id);
+    // The cut-off leader stops acting as leader: /replica says so, scheduler calls are no
+    // longer accepted there.
+    eventually("the cut-off leader steps down", || async {
+        let r = masters[l].replica().await?;
+        (r["is_leader"] == false).then_some(())
+    })
+    .await;
+    let (status, _) = subscribe_status(&masters[l].url).await;
+    assert!(
+        status == 307 || status == 503,
+        "a cut-off master takes no scheduler calls (got {status})"
+    );
+    let rest = others(&masters, l);
+    let n = wait_leader(&masters, &rest).await;
+
+    // Heal: the old leader follows the new one and catches up with its log.
+    partition.heal();
+    let new_id = masters[n].id;
+    eventually("the old leader follows the new one", || async {
+        let leader = masters[n].replica().await?;
+        let old = masters[l].replica().await?;
+        let caught_up = old["applied_index"].as_u64()? >= leader["applied_index"].as_u64()?;
+        (old["leader"]["id"] == new_id && old["is_leader"] == false && caught_up).then_some(())
+    })
+    .await;
+    let loc = masters[l].redirect().await;
+    assert_eq!(loc, Some(format!("{}/", masters[n].url)));
+    for m in masters.iter_mut() {
+        m.kill().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn add_master_makes_a_fourth_voter_and_remove_master_takes_it_out_but_never_the_leader() {
+    let _serial = SERIAL.lock().await;
+    let root = tempfile::tempdir().expect("tmp");
+    let partition = Partition::default();
+    let mut masters = start_masters(root.path(), 3, &partition).await;
+    let l = wait_leader(&masters, &[0, 1, 2]).await;
+    let joiner = ha::start_joiner(root.path(), 4, &masters, &partition).await;
+    let add = json!({"type": "ADD_MASTER", "add_master": {"id": 4, "url": joiner.url}});
+    let (status, _, text) = masters[l].operator_call(add.clone()).await;
+    assert_eq!(status, 200, "ADD_MASTER: {text}");
+    let r = masters[l].replica().await.expect("replica");
+    assert_eq!(r["voters"], json!([1, 2, 3, 4]), "{r}");
+    let leader_id = masters[l].id;
+    eventually("the new master follows the leader", || async {
+        let j = joiner.replica().await?;
+        (j["leader"]["id"] == leader_id).then_some(())
+    })
+    .await;
+    // Adding it again is done already; a follower redirects the call to the leader.
+    let (status, _, _) = masters[l].operator_call(add).await;
+    assert_eq!(status, 200);
+    let f = others(&masters, l)[0];
+    let (status, loc, _) = masters[f]
+        .operator_call(json!({"type": "REMOVE_MASTER", "remove_master": {"id": 4}}))
+        .await;
+    assert_eq!(status, 307);
+    assert_eq!(loc, Some(format!("{}/api/v1", masters[l].url)));
+
+    let remove = json!({"type": "REMOVE_MASTER", "remove_master": {"id": 4}});
+    let (status, _, text) = masters[l].operator_call(remove.clone()).await;
+    assert_eq!(status, 200, "REMOVE_MASTER: {text}");
+    let r = masters[l].replica().await.expect("replica");
+    assert_eq!(r["voters"], json!([1, 2, 3]), "{r}");
+    let (status, _, _) = masters[l].operator_call(remove).await;
+    assert_eq!(status, 200, "removing a non-member is done already");
+    let (status, _, text) = masters[l]
+        .operator_call(json!({"type": "REMOVE_MASTER", "remove_master": {"id": leader_id}}))
+        .await;
+    assert_eq!(status, 409, "the leader is never removed: {text}");
+    let mut joiner = joiner;
+    joiner.kill().await;
+    for m in masters.iter_mut() {
+        m.kill().await;
+    }
+}
+
+#[tokio::test]
+async fn a_secret_file_others_can_read_is_refused_naming_it() {
+    let _serial = SERIAL.lock().await;
+    let root = tempfile::tempdir().expect("tmp");
+    let secret = root.path().join("replica.secret");
+    std::fs::write(&secret, "s3cret").expect("write");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let mut cfg = support::fast_master_config(root.path());
+    cfg.replica = dccore::replica::ReplicaSettings::parse(
+        Some(1),
+        Some(&[format!("1={url}")]),
+        Some(secret.clone()),
+    )
+    .expect("settings");
+    let auth = dccore::auth::Authenticator::new(support::TOKEN);
+    let err = within(
+        "the master refuses to start",
+        dccore::api::serve(listener, cfg, auth, Default::default()),
+    )
+    .await
+    .expect_err("a 0644 secret is refused");
+    let text = dc_support::error::chain(&err);
+    assert!(
+        text.contains(&secret.display().to_string()) && text.contains("0600"),
+        "{text}"
+    );
+}
+
+/// "Act after commit": a launch the cut-off leader could not commit never reaches the agent, its
+/// caller hears "not the leader", and the new leader has no such task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_launch_that_is_not_committed_is_never_pushed_to_the_agent() {
+    let _serial = SERIAL.lock().await;
+    let root = tempfile::tempdir().expect("tmp");
+    let partition = Partition::default();
+    let mut masters = start_masters(root.path(), 3, &partition).await;
+    let (l, mut fw) = subscribe_at_leader(&masters, &[0, 1, 2], None).await;
+    let _agent = Agent::start(&masters[l].url, &root.path().join("a1"), AGENT_RES, false).await;
+    let offers = fw.offers().await;
+    let marker = root.path().join("t1-ran");
+
+    partition.cut(masters[l].id);
+    let cmd = format!("touch {}; sleep 600", marker.display());
+    let status = fw
+        .call(json!({"type": "ACCEPT", "accept": {
+            "offer_ids": [offers[0]["id"]],
+            "operations": [{"type": "LAUNCH", "launch": {"task_infos": [task(&offers[0], "t1", &cmd)]}}],
+            "filters": {"refuse_seconds": 0.0}}}))
+        .await;
+    // 503: its batch was not committed; 307: it had already stepped down.
+    assert!(
+        status == 503 || status == 307,
+        "the ACCEPT was not committed: not the leader (got {status})"
+    );
+    // Stepped down: its held pushes were dropped, so nothing can reach the agent any more.
+    eventually("the cut-off leader steps down", || async {
+        let r = masters[l].replica().await?;
+        (r["is_leader"] == false).then_some(())
+    })
+    .await;
+    assert!(
+        !marker.exists(),
+        "the agent ran a task that was never committed"
+    );
+    let n = wait_leader(&masters, &others(&masters, l)).await;
+    let tasks = eventually("the new leader answers GET_TASKS", || async {
+        let (status, _, text) = masters[n].operator_call(json!({"type": "GET_TASKS"})).await;
+        (status == 200).then(|| serde_json::from_str::<Value>(&text).expect("JSON"))
+    })
+    .await;
+    assert!(tasks_named(&tasks, "t1").is_empty(), "{tasks}");
+    partition.heal();
+    for m in masters.iter_mut() {
+        m.kill().await;
+    }
+}
+
+/// A master restarted from its disk rejoins as a follower and catches up with what was
+/// committed while it was down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_master_restarted_from_its_disk_follows_and_catches_up() {
+    let _serial = SERIAL.lock().await;
+    let root = tempfile::tempdir().expect("tmp");
+    let partition = Partition::default();
+    let mut masters = start_masters(root.path(), 3, &partition).await;
+    let l0 = wait_leader(&masters, &[0, 1, 2]).await;
+    let f = others(&masters, l0)[0];
+    masters[f].kill().await;
+    // A change committed by the two others while it is down: a framework subscribes.
+    let (l, fw) = subscribe_at_leader(&masters, &others(&masters, f), None).await;
+    let leader_applied = masters[l].replica().await.expect("replica")["applied_index"]
+        .as_u64()
+        .expect("applied");
+    masters[f].restart().await;
+    eventually("the restarted master follows and catches up", || async {
+        let r = masters[f].replica().await?;
+        let caught_up = r["applied_index"].as_u64()? >= leader_applied;
+        (r["leader"]["id"].is_u64() && caught_up).then_some(())
+    })
+    .await;
+    // It now knows the framework: kill the leader, and if the restarted master is elected, it
+    // takes the framework's failover.
+    masters[l].kill().await;
+    let rest = others(&masters, l);
+    let (_, again) = subscribe_at_leader(&masters, &rest, Some(&fw.id)).await;
+    assert_eq!(again.id, fw.id);
+    for m in masters.iter_mut() {
+        m.kill().await;
+    }
+}
