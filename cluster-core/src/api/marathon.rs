@@ -63,6 +63,12 @@ pub fn routes(api: ApiState, services: ServicesHandle) -> Router {
         .route("/v2/queue", get(queue))
         .route("/v2/deployments", get(deployments))
         .route("/v2/deployments/{id}", delete(cancel_deployment))
+        // With replicated masters the framework runs beside the leader: a follower sends Marathon
+        // clients there (307), as it does framework and operator calls.
+        .route_layer(axum::middleware::from_fn_with_state(
+            api.clone(),
+            super::replicated::to_leader,
+        ))
         .with_state(MarathonState { api, services })
 }
 
