@@ -82,6 +82,8 @@ fn applied_state_plans_no_changes_with_detailed_exitcode_0() {
             core_version: Some(plan.core.version.clone()),
             config_hash: c.config_hash.clone(),
             status: dcform::state::NodeStatus::Running,
+            replica_id: None,
+            replica_member: false,
         });
     }
     state_file(dir.path()).save(&mut state).unwrap();
