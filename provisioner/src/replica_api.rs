@@ -380,26 +380,28 @@ impl Membership for GroupClient {
             let deadline = tokio::time::Instant::now() + MEMBER_WAIT;
             loop {
                 let seen = self.replica(&url).await;
-                match &seen {
-                    Ok(v) if v.is_working_member() => return Ok(()),
-                    _ if tokio::time::Instant::now() >= deadline => {
-                        let why = match seen {
-                            Ok(v) if v.leader.is_none() => {
-                                format!("it knows no leader (voters {:?})", v.voters)
-                            }
-                            Ok(v) => format!(
-                                "it is not a voter (id {}, voters {:?}, learners {:?})",
-                                v.id, v.voters, v.learners
-                            ),
-                            Err(e) => e.to_string(),
-                        };
-                        return Err(format!(
-                            "master at {url} is not a working member of the masters' group after {}s: {why}",
-                            MEMBER_WAIT.as_secs()
-                        ));
-                    }
-                    _ => tokio::time::sleep(ROUND_PAUSE).await,
+                if let Ok(v) = &seen
+                    && v.is_working_member()
+                {
+                    return Ok(());
                 }
+                if tokio::time::Instant::now() >= deadline {
+                    let why = match seen {
+                        Ok(v) if v.leader.is_none() => {
+                            format!("it knows no leader (voters {:?})", v.voters)
+                        }
+                        Ok(v) => format!(
+                            "it is not a voter (id {}, voters {:?}, learners {:?})",
+                            v.id, v.voters, v.learners
+                        ),
+                        Err(e) => e.to_string(),
+                    };
+                    return Err(format!(
+                        "master at {url} is not a working member of the masters' group after {}s: {why}",
+                        MEMBER_WAIT.as_secs()
+                    ));
+                }
+                tokio::time::sleep(ROUND_PAUSE).await;
             }
         })
     }
