@@ -374,6 +374,10 @@ impl Membership for GroupClient {
         })
     }
 
+    fn leader<'a>(&'a self, masters: &'a [NodeState]) -> GroupFuture<'a, Option<u64>> {
+        Box::pin(async move { Ok(self.leader_of(masters).await.ok().map(|v| v.id)) })
+    }
+
     fn wait_member<'a>(&'a self, node: &'a NodeState) -> GroupFuture<'a, ()> {
         Box::pin(async move {
             let url = self.public_url(node);

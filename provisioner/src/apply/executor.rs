@@ -542,6 +542,11 @@ impl<P: Provider, I: Installer> NodeTask<P, I> {
                     *remote = Some(r);
                 }
                 let r = remote.as_ref().expect("invariant: connected just above");
+                if matches!(step, Step::Drain | Step::Reactivate) && ctx.masters.len() > 1 {
+                    // Operator calls go to the leader (a follower would redirect them): put it
+                    // first, where the drain and reactivate ops run.
+                    self.leader_first(ctx).await;
+                }
                 let ops = self.installer.ops(step, ctx).map_err(|e| e.to_string())?;
                 if step == Step::Drain && ctx.node.status != NodeStatus::Draining {
                     // Recorded before the drain starts: an apply killed mid-drain leaves a node the
@@ -598,6 +603,24 @@ impl<P: Provider, I: Installer> NodeTask<P, I> {
             }
         }
         Ok(())
+    }
+
+    /// Moves the group's leader to the front of `ctx.masters` (if one is known).
+    async fn leader_first(&self, ctx: &mut NodeContext) {
+        let Some(m) = &self.membership else {
+            return;
+        };
+        let members: Vec<NodeState> = ctx
+            .masters
+            .iter()
+            .filter(|n| n.replica_member)
+            .cloned()
+            .collect();
+        if let Ok(Some(id)) = m.leader(&members).await
+            && let Some(at) = ctx.masters.iter().position(|n| n.replica_id == Some(id))
+        {
+            ctx.masters.swap(0, at);
+        }
     }
 
     /// The membership client, or why a group step cannot run.

@@ -304,6 +304,10 @@ impl Membership for FakeMembership {
         })
     }
 
+    fn leader<'a>(&'a self, _masters: &'a [NodeState]) -> GroupFuture<'a, Option<u64>> {
+        Box::pin(async move { Ok(*self.1.lock().expect("leader")) })
+    }
+
     fn wait_member<'a>(&'a self, node: &'a NodeState) -> GroupFuture<'a, ()> {
         Box::pin(async move {
             self.0

@@ -311,6 +311,8 @@ pub trait Membership: Send + Sync + 'static {
     fn leave<'a>(&'a self, masters: &'a [NodeState], id: u64) -> GroupFuture<'a, Left>;
     /// Waits until `node` itself (GET /replica) names a leader and counts itself a voter.
     fn wait_member<'a>(&'a self, node: &'a NodeState) -> GroupFuture<'a, ()>;
+    /// The id of the group's leader as `masters` say now (`None`: none known).
+    fn leader<'a>(&'a self, masters: &'a [NodeState]) -> GroupFuture<'a, Option<u64>>;
 }
 
 /// Errors of rendering a step.
