@@ -286,6 +286,22 @@ impl ClusterAccess {
         serde_json::from_str(&body).map_err(|e| format!("GET /replica: unreadable answer: {e}"))
     }
 
+    /// This access with its master set to the masters' leader, when one of the masters (asked
+    /// in state order, `GET /replica`) says it leads; else as it was.
+    pub async fn through_leader(mut self, state: &State) -> ClusterAccess {
+        if state.masters().len() < 2 {
+            return self;
+        }
+        for m in state.masters() {
+            let url = format!("{}://{}", scheme(state), public_api_address(&m));
+            if self.replica(&url).await.is_ok_and(|v| v.is_leader) {
+                self.master = url;
+                break;
+            }
+        }
+        self
+    }
+
     /// Asks every running master for its health and its view of the group, and the leader (or
     /// the first master) for its agents.
     pub async fn look(&self, state: &State) -> Seen {
