@@ -82,6 +82,9 @@ fn applied_state_plans_no_changes_with_detailed_exitcode_0() {
             core_version: Some(plan.core.version.clone()),
             config_hash: c.config_hash.clone(),
             status: dcform::state::NodeStatus::Running,
+            // A finished apply leaves each master a member of the group, with the plan's id.
+            replica_id: c.replica_id,
+            replica_member: c.role == dcform::spec::Role::Master,
         });
     }
     state_file(dir.path()).save(&mut state).unwrap();
@@ -320,6 +323,39 @@ fn validate_refuses_resources_and_attributes_the_agent_would_refuse() {
     let o = dcform(dir.path(), &["validate", attr.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("attribute rack"), "{}", text(&o));
+}
+
+/// Issue 10: the masters are one replicated group, so only 1, 3 or 5 of them make sense; validate
+/// refuses the others, naming the file and saying why and what to use.
+#[test]
+fn validate_refuses_2_4_and_more_than_5_masters_saying_why() {
+    let (dir, def) = setup();
+    let t = std::fs::read_to_string(&def).unwrap();
+    let one = "role  = \"master\"\n    count = 1";
+    assert!(t.contains(one), "the example has one master");
+    for (n, why) in [(2, "2 of 2"), (4, "like 3"), (7, "more than 5")] {
+        let f = dir.path().join(format!("m{n}.hcl"));
+        std::fs::write(
+            &f,
+            t.replacen(one, &format!("role  = \"master\"\n    count = {n}"), 1),
+        )
+        .unwrap();
+        let o = dcform(dir.path(), &["validate", f.to_str().unwrap()]);
+        let out = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{n} masters: {out}");
+        assert!(out.contains(&format!("m{n}.hcl:")), "names the file: {out}");
+        assert!(out.contains(why), "{n} masters, says why: {out}");
+    }
+    for n in [1, 3, 5] {
+        let f = dir.path().join(format!("ok{n}.hcl"));
+        std::fs::write(
+            &f,
+            t.replacen(one, &format!("role  = \"master\"\n    count = {n}"), 1),
+        )
+        .unwrap();
+        let o = dcform(dir.path(), &["validate", f.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(0), "{n} masters: {}", text(&o));
+    }
 }
 
 // --- Saved plans are checked again on apply (issue 9) -------------------------------------------

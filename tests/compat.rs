@@ -358,6 +358,8 @@ fn output_json_has_terraform_shape_with_dcos_terraform_names() {
             core_version: None,
             config_hash: None,
             status: NodeStatus::Running,
+            replica_id: None,
+            replica_member: false,
         });
     }
     state.outputs.insert(

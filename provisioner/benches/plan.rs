@@ -108,6 +108,8 @@ fn applied_state(provider: ProviderKind, fresh: &plan::Plan, core: &CoreTarget) 
             core_version: Some(core.version.clone()),
             config_hash: c.config_hash.clone(),
             status: NodeStatus::Running,
+            replica_id: None,
+            replica_member: false,
         })
         .collect();
     applied

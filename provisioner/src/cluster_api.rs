@@ -16,6 +16,7 @@ use dccore_api::client::{ClientError, OperatorClient};
 use dccore_api::proto::Resource;
 use dccore_api::tls::{Ca, Tls, TlsError};
 
+use crate::replica_api::ReplicaView;
 use crate::state::{NodeState, NodeStatus, State};
 use crate::step_ops::{api_address, public_api_address};
 
@@ -58,6 +59,16 @@ pub fn uses_tls(state: &State) -> bool {
 
 fn scheme(state: &State) -> &'static str {
     if uses_tls(state) { "https" } else { "http" }
+}
+
+/// Every master's URL (as dcform reaches it), in state order.
+pub fn master_urls(state: &State) -> Vec<String> {
+    state
+        .nodes
+        .iter()
+        .filter(|n| n.role == crate::spec::Role::Master)
+        .map(|m| format!("{}://{}", scheme(state), public_api_address(m)))
+        .collect()
 }
 
 /// The master's URL for a state: its first master node.
@@ -235,7 +246,105 @@ impl ClusterAccess {
 
     /// Asks the master for its (reachable) agents.
     pub async fn agents(&self) -> Result<Vec<AgentView>, ApiError> {
-        let agents = self.operator().get_agents().await?;
+        self.agents_at(&self.master).await
+    }
+}
+
+/// What `status` saw this time: each master's own answer, and the agents as the leader (or,
+/// with no group, the first master) lists them.
+#[derive(Debug, Default)]
+pub struct Seen {
+    /// Master node name -> `Ok(healthy)` from its own `GET_HEALTH`, or why it did not answer.
+    pub masters: std::collections::HashMap<String, Result<bool, String>>,
+    /// Master node name -> what it said of the masters' group (`GET /replica`), or why not.
+    pub replicas: std::collections::HashMap<String, Result<ReplicaView, String>>,
+    /// The leader's (else the first master's) `GET_AGENTS`, if it answered.
+    pub agents: Option<Vec<AgentView>>,
+}
+
+impl ClusterAccess {
+    /// `GET_HEALTH` of the master at `url` (not necessarily the first).
+    pub async fn master_health(&self, url: &str) -> Result<bool, ApiError> {
+        Ok(self.operator_at(url).get_health().await?.healthy)
+    }
+
+    /// `GET /replica` of the master at `url`: what it says of itself and the masters' group
+    /// (not redirected: each master answers for itself).
+    pub async fn replica(&self, url: &str) -> Result<ReplicaView, String> {
+        let resp = self
+            .http
+            .get(format!("{url}/replica"))
+            .bearer_auth(&self.operator_token)
+            .send()
+            .await
+            .map_err(|e| dc_support::error::chain(&e))?;
+        let status = resp.status();
+        let body = resp.text().await.map_err(|e| e.to_string())?;
+        if !status.is_success() {
+            return Err(format!("GET /replica: HTTP {status}: {}", body.trim()));
+        }
+        serde_json::from_str(&body).map_err(|e| format!("GET /replica: unreadable answer: {e}"))
+    }
+
+    /// This access with its master set to the masters' leader, when one of the masters (asked
+    /// in state order, `GET /replica`) says it leads; else as it was.
+    pub async fn through_leader(mut self, state: &State) -> ClusterAccess {
+        if state.masters().len() < 2 {
+            return self;
+        }
+        for m in state.masters() {
+            let url = format!("{}://{}", scheme(state), public_api_address(&m));
+            if self.replica(&url).await.is_ok_and(|v| v.is_leader) {
+                self.master = url;
+                break;
+            }
+        }
+        self
+    }
+
+    /// Asks every running master for its health and its view of the group, and the leader (or
+    /// the first master) for its agents.
+    pub async fn look(&self, state: &State) -> Seen {
+        let mut seen = Seen::default();
+        let masters: Vec<&NodeState> = state
+            .nodes
+            .iter()
+            .filter(|n| n.role == crate::spec::Role::Master && n.status == NodeStatus::Running)
+            .collect();
+        let mut leader_url = None;
+        for m in &masters {
+            let url = format!("{}://{}", scheme(state), public_api_address(m));
+            let rep = self.replica(&url).await;
+            if let Ok(v) = &rep
+                && v.is_leader
+            {
+                leader_url = Some(url.clone());
+            }
+            // The leader answers operator calls itself; a follower redirects them, so its own
+            // health is what it says of the group (below), not a GET_HEALTH.
+            let r = match &rep {
+                Ok(v) if !v.is_leader => Ok(v.is_working_member()),
+                _ => self.master_health(&url).await.map_err(|e| e.to_string()),
+            };
+            seen.masters.insert(m.name.clone(), r);
+            seen.replicas.insert(m.name.clone(), rep);
+        }
+        if state
+            .nodes
+            .iter()
+            .any(|n| n.role.is_agent() && n.status == NodeStatus::Running)
+        {
+            seen.agents = match &leader_url {
+                Some(url) => self.agents_at(url).await.ok(),
+                None => self.agents().await.ok(),
+            };
+        }
+        seen
+    }
+
+    /// The agents as the master at `url` lists them.
+    pub async fn agents_at(&self, url: &str) -> Result<Vec<AgentView>, ApiError> {
+        let agents = self.operator_at(url).get_agents().await?;
         Ok(agents
             .agents
             .into_iter()
@@ -246,45 +355,6 @@ impl ClusterAccess {
                 resources: a.total_resources,
             })
             .collect())
-    }
-}
-
-/// What `status` saw this time: each master's own answer, and the agents as the first master
-/// (the one agents join) lists them.
-#[derive(Debug, Default)]
-pub struct Seen {
-    /// Master node name -> `Ok(healthy)` from its own `GET_HEALTH`, or why it did not answer.
-    pub masters: std::collections::HashMap<String, Result<bool, String>>,
-    /// The first master's `GET_AGENTS`, if it answered.
-    pub agents: Option<Vec<AgentView>>,
-}
-
-impl ClusterAccess {
-    /// `GET_HEALTH` of the master at `url` (not necessarily the first).
-    pub async fn master_health(&self, url: &str) -> Result<bool, ApiError> {
-        Ok(self.operator_at(url).get_health().await?.healthy)
-    }
-
-    /// Asks every running master for its health and the first master for its agents.
-    pub async fn look(&self, state: &State) -> Seen {
-        let mut seen = Seen::default();
-        for m in state
-            .nodes
-            .iter()
-            .filter(|n| n.role == crate::spec::Role::Master && n.status == NodeStatus::Running)
-        {
-            let url = format!("{}://{}", scheme(state), public_api_address(m));
-            let r = self.master_health(&url).await.map_err(|e| e.to_string());
-            seen.masters.insert(m.name.clone(), r);
-        }
-        if state
-            .nodes
-            .iter()
-            .any(|n| n.role.is_agent() && n.status == NodeStatus::Running)
-        {
-            seen.agents = self.agents().await.ok();
-        }
-        seen
     }
 }
 
@@ -299,6 +369,16 @@ pub fn node_health(
         return (format!("not running ({})", node.status), None);
     }
     if !node.role.is_agent() {
+        if let Some(Ok(v)) = seen.replicas.get(&node.name)
+            && !v.is_working_member()
+        {
+            let why = if v.leader.is_none() {
+                "no leader known"
+            } else {
+                "not a voter"
+            };
+            return (format!("unhealthy ({why})"), None);
+        }
         return match seen.masters.get(&node.name) {
             Some(Ok(true)) => ("healthy".into(), None),
             Some(Ok(false)) => ("unhealthy".into(), None),
@@ -338,6 +418,8 @@ mod tests {
             core_version: None,
             config_hash: None,
             status: NodeStatus::Running,
+            replica_id: None,
+            replica_member: false,
         }
     }
 

@@ -12,6 +12,7 @@ pub mod core_binary;
 pub mod pki;
 pub mod plan;
 pub mod providers;
+pub mod replica_api;
 pub mod spec;
 pub mod state;
 pub mod step_ops;

@@ -216,6 +216,36 @@ pub fn random_secret() -> String {
     )
 }
 
+/// The masters' shared secret of a cluster (their Raft RPCs carry it), 0600 beside the state.
+pub const REPLICA_SECRET_FILE: &str = "replica.secret";
+
+/// 32 random bytes, hex: the masters' secret (four v4 uuids, 488 random bits, hashed to 256).
+pub fn random_secret_32() -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for _ in 0..4 {
+        h.update(uuid::Uuid::new_v4().as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+/// The masters' secret at `path`, made (0600, [`random_secret_32`]) if missing or empty.
+pub fn load_or_create_replica_secret(path: &Path) -> Result<String, PkiError> {
+    if let Ok(t) = std::fs::read_to_string(path) {
+        let t = t.trim();
+        if !t.is_empty() {
+            return Ok(t.to_string());
+        }
+    }
+    let s = random_secret_32();
+    write_private(path, s.as_bytes()).map_err(|e| PkiError::Io {
+        path: path.to_path_buf(),
+        what: "cannot write",
+        source: Box::new(e),
+    })?;
+    Ok(s)
+}
+
 /// The secret in `dir/name`, made (0600) if missing or empty.
 pub fn load_or_create_secret(path: &Path) -> Result<String, PkiError> {
     if let Ok(t) = std::fs::read_to_string(path) {

@@ -11,8 +11,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Installer, NodeContext, NodeRequest, Progress, ProgressEvent, Provider, ProviderError, Remote,
-    RemoteError, RemoteOp,
+    Installer, Left, Membership, NodeContext, NodeRequest, Progress, ProgressEvent, Provider,
+    ProviderError, Remote, RemoteError, RemoteOp,
 };
 use crate::plan::{NodeChange, Plan, Step};
 use crate::spec::ClusterSpec;
@@ -106,9 +106,17 @@ pub struct Executor<P: Provider, I: Installer> {
     progress: Arc<dyn Progress>,
     opts: ApplyOptions,
     uploads: Arc<Mutex<HashMap<PathBuf, Arc<Vec<u8>>>>>,
+    membership: Option<Arc<dyn Membership>>,
 }
 
 impl<P: Provider, I: Installer> Executor<P, I> {
+    /// How `join-group` and `leave-group` reach the masters' group, and how a master of a
+    /// group of several is judged healthy. Without it those steps fail.
+    pub fn with_membership(mut self, m: Arc<dyn Membership>) -> Self {
+        self.membership = Some(m);
+        self
+    }
+
     /// An executor over `provider` and `installer`, reporting to `progress`.
     pub fn new(
         provider: Arc<P>,
@@ -122,6 +130,7 @@ impl<P: Provider, I: Installer> Executor<P, I> {
             progress,
             opts,
             uploads: Arc::default(),
+            membership: None,
         }
     }
 
@@ -215,6 +224,7 @@ impl<P: Provider, I: Installer> Executor<P, I> {
                 progress: self.progress.clone(),
                 opts: self.opts.clone(),
                 uploads: self.uploads.clone(),
+                membership: self.membership.clone(),
                 tx: tx.clone(),
             };
             let permits = permits.clone();
@@ -242,6 +252,15 @@ impl<P: Provider, I: Installer> Executor<P, I> {
             for update in batch {
                 match update {
                     NodeUpdate::Record(node, ack) => {
+                        // The highest id ever given stays recorded after its master is gone,
+                        // so it is never given again.
+                        if let Some(id) = node.replica_id
+                            && id >= state.next_replica_id()
+                        {
+                            state
+                                .resources
+                                .insert(crate::state::REPLICA_LAST_ID.into(), id.to_string());
+                        }
                         state.upsert_node(node);
                         acks.push(ack);
                         dirty = true;
@@ -289,6 +308,8 @@ fn fresh_node(change: &NodeChange) -> NodeState {
         core_version: None,
         config_hash: None,
         status: NodeStatus::Creating,
+        replica_id: None,
+        replica_member: false,
     }
 }
 
@@ -299,6 +320,7 @@ struct NodeTask<P: Provider, I: Installer> {
     progress: Arc<dyn Progress>,
     opts: ApplyOptions,
     uploads: Arc<Mutex<HashMap<PathBuf, Arc<Vec<u8>>>>>,
+    membership: Option<Arc<dyn Membership>>,
     tx: mpsc::UnboundedSender<NodeUpdate>,
 }
 
@@ -306,6 +328,17 @@ impl<P: Provider, I: Installer> NodeTask<P, I> {
     async fn run(self, mut ctx: NodeContext, shutdown: CancellationToken) {
         let name = ctx.change.node.clone();
         let mut remote: Option<P::Remote> = None;
+        // A master keeps its id on its machine; a new machine takes the plan's new id at create.
+        if ctx.change.role == crate::spec::Role::Master
+            && ctx.change.replica_id.is_some()
+            && !ctx.change.steps.contains(&Step::CreateNode)
+            && !matches!(
+                ctx.change.action,
+                crate::plan::Action::Remove | crate::plan::Action::Destroy
+            )
+        {
+            ctx.node.replica_id = ctx.change.replica_id;
+        }
         for step in ctx.change.steps.clone() {
             if shutdown.is_cancelled() {
                 return; // the step before finished and was recorded; the next apply resumes here
@@ -352,6 +385,13 @@ impl<P: Provider, I: Installer> NodeTask<P, I> {
         match step {
             Step::CreateNode => {
                 ctx.node.status = NodeStatus::Creating;
+                if ctx.change.role == crate::spec::Role::Master {
+                    // Recorded before the machine exists, so the id is never given twice.
+                    ctx.node.replica_id = ctx.change.replica_id;
+                } else {
+                    ctx.node.replica_id = None;
+                }
+                ctx.node.replica_member = false;
                 self.record(&ctx.node).await;
                 let req = NodeRequest {
                     cluster: ctx.spec.name.clone(),
@@ -422,6 +462,59 @@ impl<P: Provider, I: Installer> NodeTask<P, I> {
                 .map_err(|e| chain(&e.into_error()))?;
                 let _ = self.tx.send(NodeUpdate::Removed(ctx.node.name.clone()));
             }
+            Step::JoinGroup => {
+                let m = self.group(step)?;
+                let others: Vec<NodeState> = ctx
+                    .masters
+                    .iter()
+                    .filter(|n| n.name != ctx.node.name && n.replica_member)
+                    .cloned()
+                    .collect();
+                m.join(&others, &ctx.node)
+                    .await
+                    .map_err(|e| format!("{}: {e}", ctx.node.name))?;
+                ctx.node.replica_member = true;
+                self.record(&ctx.node).await;
+            }
+            Step::LeaveGroup => {
+                let Some(id) = ctx.change.leaves_replica_id else {
+                    return Ok(());
+                };
+                let m = self.group(step)?;
+                let others: Vec<NodeState> = ctx
+                    .masters
+                    .iter()
+                    .filter(|n| n.name != ctx.node.name && n.replica_member)
+                    .cloned()
+                    .collect();
+                let left = m
+                    .leave(&others, id)
+                    .await
+                    .map_err(|e| format!("{}: {e}", ctx.node.name))?;
+                if left == Left::IsLeader {
+                    // The group never removes its leader: stop this master first (its machine
+                    // goes in this change anyway), the others elect a new leader, and that one
+                    // removes it. The rest of the group still holds a majority.
+                    let msg = format!(
+                        "{}: master {id} leads the group; stopping it first so another master takes over",
+                        ctx.node.name
+                    );
+                    self.progress.event(ProgressEvent::Message(&msg));
+                    self.stop_leader(ctx, remote).await?;
+                    let left = m
+                        .leave(&others, id)
+                        .await
+                        .map_err(|e| format!("{}: {e}", ctx.node.name))?;
+                    if left == Left::IsLeader {
+                        return Err(format!(
+                            "{}: master {id} still leads the group after it was stopped",
+                            ctx.node.name
+                        ));
+                    }
+                }
+                ctx.node.replica_member = false;
+                self.record(&ctx.node).await;
+            }
             _ => {
                 if remote.is_none() {
                     let r = match self.connect(&ctx.node).await {
@@ -449,6 +542,11 @@ impl<P: Provider, I: Installer> NodeTask<P, I> {
                     *remote = Some(r);
                 }
                 let r = remote.as_ref().expect("invariant: connected just above");
+                if matches!(step, Step::Drain | Step::Reactivate) && ctx.masters.len() > 1 {
+                    // Operator calls go to the leader (a follower would redirect them): put it
+                    // first, where the drain and reactivate ops run.
+                    self.leader_first(ctx).await;
+                }
                 let ops = self.installer.ops(step, ctx).map_err(|e| e.to_string())?;
                 if step == Step::Drain && ctx.node.status != NodeStatus::Draining {
                     // Recorded before the drain starts: an apply killed mid-drain leaves a node the
@@ -491,7 +589,12 @@ impl<P: Provider, I: Installer> NodeTask<P, I> {
                         ctx.node.config_hash = ctx.change.config_hash.clone();
                         ctx.node.role = ctx.change.role;
                     }
-                    Step::WaitHealthy => ctx.node.status = NodeStatus::Running,
+                    Step::WaitHealthy => {
+                        if ctx.change.role == crate::spec::Role::Master {
+                            self.master_healthy(ctx).await?;
+                        }
+                        ctx.node.status = NodeStatus::Running;
+                    }
                     Step::Drain => ctx.node.status = NodeStatus::Draining,
                     Step::Uninstall => ctx.node.status = NodeStatus::Removing,
                     _ => return Ok(()),
@@ -500,6 +603,82 @@ impl<P: Provider, I: Installer> NodeTask<P, I> {
             }
         }
         Ok(())
+    }
+
+    /// Moves the group's leader to the front of `ctx.masters` (if one is known).
+    async fn leader_first(&self, ctx: &mut NodeContext) {
+        let Some(m) = &self.membership else {
+            return;
+        };
+        let members: Vec<NodeState> = ctx
+            .masters
+            .iter()
+            .filter(|n| n.replica_member)
+            .cloned()
+            .collect();
+        if let Ok(Some(id)) = m.leader(&members).await
+            && let Some(at) = ctx.masters.iter().position(|n| n.replica_id == Some(id))
+        {
+            ctx.masters.swap(0, at);
+        }
+    }
+
+    /// The membership client, or why a group step cannot run.
+    fn group(&self, step: Step) -> Result<&Arc<dyn Membership>, String> {
+        self.membership.as_ref().ok_or_else(|| {
+            format!(
+                "internal: {} needs a client of the masters' group, and this run has none",
+                step.name()
+            )
+        })
+    }
+
+    /// After a master's own health check: in a group of several, it is healthy once it is a
+    /// voter that knows the leader (as it says itself). A founder is a member from then on.
+    async fn master_healthy(&self, ctx: &mut NodeContext) -> Result<(), String> {
+        let several = crate::plan::master_set(&ctx.spec).len() > 1;
+        if several && let Some(m) = &self.membership {
+            m.wait_member(&ctx.node)
+                .await
+                .map_err(|e| format!("{}: {e}", ctx.node.name))?;
+        }
+        if ctx.change.founds_group || ctx.node.replica_member {
+            ctx.node.replica_member = true;
+        }
+        Ok(())
+    }
+
+    /// Stops a leading master that is being removed: its uninstall where the change has one
+    /// (on-prem hosts stay), else its machine is destroyed now (the change destroys it anyway).
+    async fn stop_leader(
+        &self,
+        ctx: &mut NodeContext,
+        remote: &mut Option<P::Remote>,
+    ) -> Result<(), String> {
+        if ctx.change.steps.contains(&Step::Uninstall) {
+            if remote.is_none() {
+                *remote = Some(self.connect(&ctx.node).await.map_err(|e| e.to_string())?);
+            }
+            let r = remote.as_ref().expect("invariant: connected just above");
+            for op in self
+                .installer
+                .ops(Step::Uninstall, ctx)
+                .map_err(|e| e.to_string())?
+            {
+                self.run_op(r, op).await.map_err(|e| e.to_string())?;
+            }
+            return Ok(());
+        }
+        let (provider, node) = (&self.provider, &ctx.node);
+        retry::run(self.opts.provider_retry, |at| async move {
+            match provider.destroy(node).await {
+                Ok(()) => Next::Done(()),
+                Err(e) if e.transient => at.retry(e),
+                Err(e) => Next::Fail(e),
+            }
+        })
+        .await
+        .map_err(|e| chain(&e.into_error()))
     }
 
     async fn connect(&self, node: &NodeState) -> Result<P::Remote, RemoteError> {

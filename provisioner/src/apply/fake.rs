@@ -254,3 +254,68 @@ impl Installer for FakeInstaller {
         })
     }
 }
+
+/// The masters' group as a log: `join masters-2 #2 via masters-1`, `leave #5`, `member masters-2`.
+/// A join or leave may be told to fail (`op` `join` / `leave` in the world's faults); `leader`
+/// names the id that leads (a leave of it answers [`Left::IsLeader`] until its machine is gone).
+pub struct FakeMembership(pub SharedWorld, pub Mutex<Option<u64>>);
+
+impl FakeMembership {
+    pub fn new(world: SharedWorld) -> FakeMembership {
+        FakeMembership(world, Mutex::new(None))
+    }
+}
+
+impl Membership for FakeMembership {
+    fn join<'a>(&'a self, masters: &'a [NodeState], node: &'a NodeState) -> GroupFuture<'a, ()> {
+        Box::pin(async move {
+            let via: Vec<&str> = masters.iter().map(|m| m.name.as_str()).collect();
+            let mut w = self.0.lock().expect("world");
+            let entry = format!(
+                "{} #{} via {}",
+                node.name,
+                node.replica_id.unwrap_or(0),
+                via.join(",")
+            );
+            match w.op(&entry, "join") {
+                Some(_) => Err(format!("injected join failure of {}", node.name)),
+                None => Ok(()),
+            }
+        })
+    }
+
+    fn leave<'a>(&'a self, _masters: &'a [NodeState], id: u64) -> GroupFuture<'a, Left> {
+        Box::pin(async move {
+            let leader = *self.1.lock().expect("leader");
+            let mut w = self.0.lock().expect("world");
+            if leader == Some(id) {
+                // It leads while its machine exists.
+                let gone = !w.log.iter().any(|l| l.starts_with("create "))
+                    || w.log.iter().rev().any(|l| l.starts_with("destroy "));
+                if !gone {
+                    w.log.push(format!("leave #{id} refused: leader"));
+                    return Ok(Left::IsLeader);
+                }
+            }
+            match w.op(&format!("#{id}"), "leave") {
+                Some(_) => Err(format!("injected leave failure of {id}")),
+                None => Ok(Left::Removed),
+            }
+        })
+    }
+
+    fn leader<'a>(&'a self, _masters: &'a [NodeState]) -> GroupFuture<'a, Option<u64>> {
+        Box::pin(async move { Ok(*self.1.lock().expect("leader")) })
+    }
+
+    fn wait_member<'a>(&'a self, node: &'a NodeState) -> GroupFuture<'a, ()> {
+        Box::pin(async move {
+            self.0
+                .lock()
+                .expect("world")
+                .log
+                .push(format!("member {}", node.name));
+            Ok(())
+        })
+    }
+}

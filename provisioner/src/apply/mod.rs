@@ -286,6 +286,35 @@ pub struct NodeContext {
     pub resources: BTreeMap<String, String>,
 }
 
+/// A future a [`Membership`] call returns.
+pub type GroupFuture<'a, T> =
+    std::pin::Pin<Box<dyn Future<Output = Result<T, String>> + Send + 'a>>;
+
+/// What `leave-group` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Left {
+    /// The id is no longer in the group (removed now, or it was not a member).
+    Removed,
+    /// The id is the group's leader, which the group refuses to remove: it must stop leading
+    /// (its core stopped) first.
+    IsLeader,
+}
+
+/// The masters' replicated group, as the executor changes it (`join-group`, `leave-group`) and
+/// checks it (a master is healthy once it is a voter that knows the leader). Implemented over
+/// the masters' HTTP API by [`crate::replica_api::GroupClient`]; the executor tests use a fake.
+pub trait Membership: Send + Sync + 'static {
+    /// ADD_MASTER of `node` (its id and in-cluster URL) through the leader, found from `masters`;
+    /// returns once the leader answered that the node is a voter.
+    fn join<'a>(&'a self, masters: &'a [NodeState], node: &'a NodeState) -> GroupFuture<'a, ()>;
+    /// REMOVE_MASTER of `id` through the leader, found from `masters` (never the one leaving).
+    fn leave<'a>(&'a self, masters: &'a [NodeState], id: u64) -> GroupFuture<'a, Left>;
+    /// Waits until `node` itself (GET /replica) names a leader and counts itself a voter.
+    fn wait_member<'a>(&'a self, node: &'a NodeState) -> GroupFuture<'a, ()>;
+    /// The id of the group's leader as `masters` say now (`None`: none known).
+    fn leader<'a>(&'a self, masters: &'a [NodeState]) -> GroupFuture<'a, Option<u64>>;
+}
+
 /// Errors of rendering a step.
 #[derive(Debug, thiserror::Error)]
 #[error("{node}: cannot render {step}: {message}")]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::fake::{FakeInstaller, FakeProvider, Fault, SharedWorld, world};
+use super::fake::{FakeInstaller, FakeMembership, FakeProvider, Fault, SharedWorld, world};
 use super::*;
 use crate::plan::{self, CoreTarget};
 use crate::spec::{
@@ -90,7 +90,8 @@ impl Harness {
             Arc::new(FakeInstaller),
             Arc::new(QuietProgress),
             opts,
-        );
+        )
+        .with_membership(Arc::new(FakeMembership::new(self.world.clone())));
         tokio::time::timeout(
             Duration::from_secs(600),
             exec.apply(&plan, &mut state, &self.store, token),
@@ -480,4 +481,90 @@ async fn a_stopped_machine_is_started_by_its_provider_before_its_core() {
         h.state().node("agents-2").unwrap().status,
         NodeStatus::Running
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn masters_after_the_first_join_the_group_once_started_and_before_they_are_healthy() {
+    let h = Harness::new();
+    h.apply(&spec(3, 1)).await.expect("apply");
+    // masters-1 founds the group: it joins no one.
+    assert!(!h.log().iter().any(|l| l.starts_with("join masters-1")));
+    for (name, via) in [
+        ("masters-2 #2", "masters-1"),
+        ("masters-3 #3", "masters-1,masters-2"),
+    ] {
+        let join = format!("join {name} via {via}");
+        let node = name.split(' ').next().expect("name");
+        assert!(
+            h.pos(&format!("run:start {node}")) < h.pos(&join),
+            "{:?}",
+            h.log()
+        );
+        assert!(h.pos(&join) < h.pos(&format!("run:health {node}")));
+    }
+    assert!(h.pos("join masters-3 #3 via masters-1,masters-2") < h.pos("create agents-1"));
+    let state = h.state();
+    let ids: Vec<(Option<u64>, bool)> = state
+        .masters()
+        .iter()
+        .map(|m| (m.replica_id, m.replica_member))
+        .collect();
+    assert_eq!(ids, [(Some(1), true), (Some(2), true), (Some(3), true)]);
+    assert_eq!(
+        state
+            .resources
+            .get(crate::state::REPLICA_LAST_ID)
+            .map(String::as_str),
+        Some("3")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_join_stops_the_masters_and_the_next_apply_joins_without_recreating() {
+    let h = Harness::new();
+    h.world.lock().unwrap().faults.push(Fault {
+        node: None,
+        op: "join".into(),
+        transient: false,
+        times: 1,
+        nth: 1,
+        seen: 0,
+    });
+    let err = h.apply(&spec(3, 1)).await.expect_err("the join fails");
+    assert!(
+        err.to_string()
+            .contains("injected join failure of masters-2"),
+        "{err}"
+    );
+    assert!(!h.log().iter().any(|l| l == "create masters-3"));
+    let m2 = h
+        .state()
+        .node("masters-2")
+        .cloned()
+        .expect("masters-2 recorded");
+    assert_eq!((m2.replica_id, m2.replica_member), (Some(2), false));
+    h.apply(&spec(3, 1)).await.expect("second apply");
+    let creates = h.log().iter().filter(|l| *l == "create masters-2").count();
+    assert_eq!(creates, 1, "masters-2 keeps its machine and its id");
+    assert!(
+        h.log()
+            .iter()
+            .any(|l| l == "join masters-2 #2 via masters-1")
+    );
+    assert!(
+        h.state()
+            .node("masters-2")
+            .is_some_and(|m| m.replica_member)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn shrinking_5_to_3_takes_each_master_out_of_the_group_before_its_machine_goes() {
+    let h = Harness::new();
+    h.apply(&spec(5, 1)).await.expect("5 masters");
+    h.apply(&spec(3, 1)).await.expect("3 masters");
+    for (id, node) in [(4, "masters-4"), (5, "masters-5")] {
+        assert!(h.pos(&format!("leave #{id}")) < h.pos(&format!("destroy {node}")));
+    }
+    assert_eq!(h.state().masters().len(), 3);
 }

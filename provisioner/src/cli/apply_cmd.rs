@@ -104,7 +104,7 @@ pub(super) async fn apply_cmd(a: &ApplyArgs, destroy: bool) -> Result<u8, CliErr
     } else {
         Arc::new(PlainProgress::default())
     };
-    let executor = Executor::new(
+    let mut executor = Executor::new(
         Arc::new(provider),
         Arc::new(installer),
         progress,
@@ -113,6 +113,13 @@ pub(super) async fn apply_cmd(a: &ApplyArgs, destroy: bool) -> Result<u8, CliErr
             ..ApplyOptions::default()
         },
     );
+    // The masters' group is changed and checked from here, with the operator token and (TLS)
+    // the cluster CA, both made by `providers::build` above.
+    if !destroy && !a.infra_only {
+        let group = crate::replica_api::GroupClient::of(file.dir(), plan.spec.core.tls)
+            .map_err(|e| CliError::internal(anyhow::Error::new(e)))?;
+        executor = executor.with_membership(Arc::new(group));
+    }
     let shutdown = CancellationToken::new();
     let on_signal = shutdown.clone();
     let watcher = tokio::spawn(async move {
@@ -190,6 +197,11 @@ fn record_outputs(
             .outputs
             .insert("master_url".into(), serde_json::Value::String(url));
     }
+    // Every master: a client that knows them all finds the leader (a follower redirects).
+    state.outputs.insert(
+        "master_urls".into(),
+        serde_json::json!(cluster_api::master_urls(state)),
+    );
     // Absolute, so the outputs are usable from any folder.
     let abs = |p: std::path::PathBuf| {
         serde_json::Value::String(std::path::absolute(&p).unwrap_or(p).display().to_string())

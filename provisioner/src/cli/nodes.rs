@@ -534,6 +534,8 @@ mod forget_tests {
             core_version: None,
             config_hash: None,
             status: crate::state::NodeStatus::Running,
+            replica_id: None,
+            replica_member: false,
         });
         s.outputs.insert(
             "master_url".into(),

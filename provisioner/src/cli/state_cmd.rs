@@ -50,6 +50,20 @@ pub(super) async fn status(a: &StateArgs) -> Result<u8, CliError> {
             .iter()
             .zip(&views)
             .map(|(n, (health, resources))| {
+                let replica = seen
+                    .replicas
+                    .get(&n.name)
+                    .and_then(|r| r.as_ref().ok())
+                    .map(|v| {
+                        serde_json::json!({
+                            "id": v.id,
+                            "is_leader": v.is_leader,
+                            "leader": v.leader.as_ref().map(|l| l.id),
+                            "term": v.term,
+                            "last_log_index": v.last_log_index,
+                            "applied_index": v.applied_index,
+                        })
+                    });
                 serde_json::json!({
                     "name": n.name,
                     "pool": n.pool,
@@ -59,6 +73,7 @@ pub(super) async fn status(a: &StateArgs) -> Result<u8, CliError> {
                     "address": n.addresses.first(),
                     "core_version": n.core_version,
                     "resources": resources,
+                    "replica": replica,
                 })
             })
             .collect();
@@ -81,6 +96,7 @@ pub(super) async fn status(a: &StateArgs) -> Result<u8, CliError> {
                 n.name.clone(),
                 n.role.to_string(),
                 health.clone(),
+                group_cell(seen.replicas.get(&n.name)),
                 n.addresses.first().cloned().unwrap_or_else(|| "-".into()),
                 n.core_version.clone().unwrap_or_else(|| "-".into()),
                 resources
@@ -93,11 +109,40 @@ pub(super) async fn status(a: &StateArgs) -> Result<u8, CliError> {
     print!(
         "{}",
         table::render(
-            &["NODE", "ROLE", "HEALTH", "ADDRESS", "CORE", "RESOURCES"],
+            &[
+                "NODE",
+                "ROLE",
+                "HEALTH",
+                "GROUP",
+                "ADDRESS",
+                "CORE",
+                "RESOURCES"
+            ],
             &rows
         )
     );
     Ok(exit::OK)
+}
+
+/// A master's place in the masters' group as it said this time: `leader #1 log 120/120`,
+/// `follower #2 log 118/118`; `-` for agents and masters that did not answer.
+fn group_cell(seen: Option<&Result<crate::replica_api::ReplicaView, String>>) -> String {
+    match seen {
+        Some(Ok(v)) => format!(
+            "{} #{} log {}/{}",
+            if v.is_leader {
+                "leader"
+            } else if v.voters.contains(&v.id) {
+                "follower"
+            } else {
+                "non-voter"
+            },
+            v.id,
+            v.applied_index,
+            v.last_log_index
+        ),
+        _ => "-".into(),
+    }
 }
 
 /// `cpus:2 mem:1024 disk:1000` from Mesos' resource list (scalars only).

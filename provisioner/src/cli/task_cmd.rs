@@ -7,19 +7,21 @@ use super::inputs::read_state;
 use super::{CliError, exit, table};
 use crate::cluster_api::ClusterAccess;
 
-/// How to call an applied cluster, for commands that talk to it.
-fn cluster_access(a: &StateArgs) -> Result<ClusterAccess, CliError> {
+/// How to call an applied cluster, for commands that talk to it: through the masters' leader
+/// (a follower redirects operator calls).
+async fn cluster_access(a: &StateArgs) -> Result<ClusterAccess, CliError> {
     let (file, state) = read_state(a)?;
-    ClusterAccess::of(&state, file.dir()).map_err(|e| {
+    let access = ClusterAccess::of(&state, file.dir()).map_err(|e| {
         CliError::user(anyhow::Error::new(e).context(format!(
             "cannot talk to the cluster of {}",
             file.path().display()
         )))
-    })
+    })?;
+    Ok(access.through_leader(&state).await)
 }
 
 pub(super) async fn task_list(a: &StateArgs) -> Result<u8, CliError> {
-    let access = cluster_access(a)?;
+    let access = cluster_access(a).await?;
     let tasks = access.tasks().await.map_err(CliError::internal)?;
     if a.def.json {
         for t in &tasks {
@@ -49,7 +51,7 @@ pub(super) async fn task_list(a: &StateArgs) -> Result<u8, CliError> {
 }
 
 pub(super) async fn task_logs(a: &TaskLogsArgs) -> Result<u8, CliError> {
-    let access = cluster_access(&a.target)?;
+    let access = cluster_access(&a.target).await?;
     let tasks = access.tasks().await.map_err(CliError::internal)?;
     let task = tasks.iter().find(|t| t.id == a.task).ok_or_else(|| {
         let known: Vec<&str> = tasks.iter().map(|t| t.id.as_str()).take(20).collect();

@@ -13,6 +13,7 @@ use crate::state::{NodeState, NodeStatus, State};
 /// The configuration hash of a pool's nodes: what, when changed, means the node must be reconfigured.
 /// Computed over a canonical JSON encoding (maps are sorted), so the order in the file does not matter.
 pub fn config_hash(spec: &ClusterSpec, pool: &PoolSpec) -> String {
+    let masters = master_set(spec);
     // Masters hold the principals' credentials and rules; every node has the TLS setting and
     // the task user. `identities: 2` is the node layout with separate operator and agent
     // credentials and the cluster CA: a node installed before it is reconfigured once.
@@ -31,8 +32,32 @@ pub fn config_hash(spec: &ClusterSpec, pool: &PoolSpec) -> String {
         "task_user": spec.core.task_user,
         "principals": principals,
     });
+    let mut canonical = canonical;
+    if pool.role == Role::Master {
+        // Masters are members of the replicated group (`replica_*` in their config); a master
+        // installed before is reconfigured once, and founds the group with its own data.
+        canonical["replica"] = serde_json::json!(1);
+    } else if masters.len() > 1 {
+        // Agents are told every master: when the set changes, they are told the new one (and
+        // restarted: the list is on their command line). With one master the hash stays what
+        // it always was, so single-master clusters see no change.
+        canonical["masters"] = serde_json::json!(masters);
+    }
     let digest = Sha256::digest(canonical.to_string().as_bytes());
     hex::encode(&digest[..8])
+}
+
+/// The masters the definition wants, by pool and index (count pools) or host (host pools): what
+/// agents' configs list, in a form known before the machines exist.
+pub fn master_set(spec: &ClusterSpec) -> Vec<String> {
+    let mut out = Vec::new();
+    for p in spec.pools.iter().filter(|p| p.role == Role::Master) {
+        match &p.size {
+            PoolSize::Count(n) => out.extend((1..=*n).map(|i| node_name(&p.name, i))),
+            PoolSize::Hosts(h) => out.extend(h.iter().map(|h| format!("{}:{h}", p.name))),
+        }
+    }
+    out
 }
 
 /// One node the definition wants.
@@ -189,8 +214,14 @@ pub fn diff(spec: &ClusterSpec, state: &State, core: &CoreTarget) -> Plan {
             steps,
             wave: 0,
             config_hash: None,
+            replica_id: None,
+            leaves_replica_id: None,
+            founds_group: false,
         });
     }
+
+    // The masters' group: who founds it, who joins, which ids leave (see `group.rs`).
+    super::group::plan_group(state, &mut master_changes, &mut removals);
 
     // 4. Waves: masters one at a time, then agents together, then agent removals, then master removals.
     let mut changes =
@@ -244,6 +275,9 @@ pub fn destroy(spec: &ClusterSpec, state: &State, core: &CoreTarget) -> Plan {
             steps,
             wave: 0,
             config_hash: None,
+            replica_id: n.replica_id,
+            leaves_replica_id: None,
+            founds_group: false,
         }
     };
     let mut changes: Vec<NodeChange> = Vec::with_capacity(state.nodes.len());
@@ -424,6 +458,9 @@ fn change_for(w: &Wanted<'_>, action: Action, reason: String, steps: Vec<Step>) 
         steps,
         wave: 0,
         config_hash: Some(w.hash.to_string()),
+        replica_id: None,
+        leaves_replica_id: None,
+        founds_group: false,
     }
 }
 

@@ -75,6 +75,9 @@ mod tests {
             steps,
             wave,
             config_hash: None,
+            replica_id: None,
+            leaves_replica_id: None,
+            founds_group: false,
         }
     }
 

@@ -6,6 +6,7 @@
 //! additions (drain first), and on destroy agents before masters.
 
 mod diff;
+mod group;
 mod infra;
 mod render;
 mod saved;
@@ -14,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::spec::{ClusterSpec, PoolName, Role};
 
-pub use diff::{config_hash, destroy, diff};
+pub use diff::{config_hash, destroy, diff, master_set};
 pub use infra::infra_only;
 pub use render::{NO_CHANGES, Summary, render_human, render_json_lines};
 pub use saved::{PLAN_FORMAT, SavedPlan};
@@ -110,6 +111,12 @@ pub enum Step {
     Uninstall,
     /// Provider destroys the machine.
     DestroyNode,
+    /// Masters: add this (started) master to the masters' group through the leader
+    /// (ADD_MASTER) and wait until it is a voter, caught up with the log.
+    JoinGroup,
+    /// Masters: take this master's id out of the group (REMOVE_MASTER) before its machine
+    /// goes, or before a dead master's replacement joins under a new id.
+    LeaveGroup,
 }
 
 impl Step {
@@ -127,6 +134,8 @@ impl Step {
             Step::Reactivate => "reactivate",
             Step::Uninstall => "uninstall",
             Step::DestroyNode => "destroy",
+            Step::JoinGroup => "join-group",
+            Step::LeaveGroup => "leave-group",
         }
     }
 }
@@ -157,6 +166,48 @@ pub struct NodeChange {
     /// Configuration hash the node will carry once the change is applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_hash: Option<String>,
+    /// Masters: the id the node has in the masters' group once the change is applied (a new
+    /// machine gets a new one, see [`crate::state::NodeState::replica_id`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica_id: Option<u64>,
+    /// Masters: the id `leave-group` takes out of the group (the old machine's, or this one's
+    /// on removal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leaves_replica_id: Option<u64>,
+    /// Masters: this change starts a new masters' group with this master alone (the first
+    /// master of a new cluster, or of one whose masters were all lost): its config says
+    /// `replica_init`, and it joins no one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub founds_group: bool,
+}
+
+impl NodeChange {
+    /// The change's membership steps in words, e.g. "add master 4 to the masters' group".
+    pub fn group_steps(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for s in &self.steps {
+            match (s, self.leaves_replica_id, self.replica_id) {
+                (Step::LeaveGroup, Some(old), Some(new)) if old != new => out.push(format!(
+                    "remove master {old} (the lost machine) from the masters' group; the new machine joins as master {new}"
+                )),
+                (Step::LeaveGroup, Some(old), _) => {
+                    out.push(format!("remove master {old} from the masters' group"))
+                }
+                (Step::JoinGroup, _, Some(new)) => out.push(format!(
+                    "add master {new} to the masters' group (through the leader; waits until it has the log and votes)"
+                )),
+                _ => {}
+            }
+        }
+        if self.founds_group
+            && let Some(id) = self.replica_id
+        {
+            out.push(format!(
+                "start the masters' group with master {id} as its first member"
+            ));
+        }
+        out
+    }
 }
 
 /// The state a plan was computed against; a saved plan only applies to exactly that state.

@@ -63,6 +63,10 @@ pub fn render_human(plan: &Plan, color: bool) -> String {
             c.action.verb(),
             c.reason
         );
+        // The masters' group changes, in words (the ids are the plan's: never reused).
+        for g in c.group_steps() {
+            let _ = writeln!(out, "{:>4} {:<width$}  {g}", "", "");
+        }
     }
     let _ = writeln!(out, "\n{}", plan.summary().line());
     out
@@ -95,6 +99,8 @@ pub fn render_json_lines(plan: &Plan) -> String {
             "reason": c.reason,
             "steps": c.steps,
             "wave": c.wave,
+            "replica_id": c.replica_id,
+            "group": c.group_steps(),
         });
         let _ = writeln!(out, "{line}");
     }

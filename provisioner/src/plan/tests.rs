@@ -62,6 +62,8 @@ fn applied(spec: &ClusterSpec) -> State {
             core_version: Some("1.0.0".into()),
             config_hash: c.config_hash.clone(),
             status: NodeStatus::Running,
+            replica_id: c.replica_id,
+            replica_member: c.role == Role::Master,
         });
     }
     state
@@ -533,4 +535,220 @@ fn a_stopped_machine_is_started_again_then_its_core() {
     let c = plan.actions().next().unwrap();
     assert_eq!(c.action.verb(), "start");
     assert!(c.reason.contains("machine is stopped"), "{}", c.reason);
+}
+
+// The masters' group (plan/group.rs).
+
+fn masters_spec(n: u32) -> ClusterSpec {
+    spec(vec![
+        pool("masters", Role::Master, n),
+        pool("agents", Role::Agent, 2),
+    ])
+}
+
+fn change<'p>(plan: &'p Plan, node: &str) -> &'p NodeChange {
+    plan.changes
+        .iter()
+        .find(|c| c.node == node)
+        .unwrap_or_else(|| panic!("{node} not in the plan"))
+}
+
+#[test]
+fn a_new_cluster_of_3_masters_founds_the_group_with_the_first_and_the_others_join_one_at_a_time() {
+    let plan = diff(
+        &masters_spec(3),
+        &State::new("demo", crate::spec::ProviderKind::Local),
+        &core(),
+    );
+    let m1 = change(&plan, "masters-1");
+    assert!(m1.founds_group);
+    assert_eq!(m1.replica_id, Some(1));
+    assert!(!m1.steps.contains(&Step::JoinGroup));
+    for (i, name) in [(2, "masters-2"), (3, "masters-3")] {
+        let c = change(&plan, name);
+        assert!(!c.founds_group, "{name}");
+        assert_eq!(c.replica_id, Some(i));
+        assert_eq!(
+            c.steps,
+            vec![
+                Step::CreateNode,
+                Step::Install,
+                Step::Start,
+                Step::JoinGroup,
+                Step::WaitHealthy
+            ],
+            "{name} joins once started, and is healthy only after"
+        );
+        assert_eq!(
+            c.group_steps(),
+            vec![format!(
+                "add master {i} to the masters' group (through the leader; waits until it has the log and votes)"
+            )]
+        );
+    }
+    // One master per wave, each joined before the next starts; agents after all of them.
+    assert!(m1.wave < change(&plan, "masters-2").wave);
+    assert!(change(&plan, "masters-2").wave < change(&plan, "masters-3").wave);
+    assert!(change(&plan, "masters-3").wave < change(&plan, "agents-1").wave);
+}
+
+#[test]
+fn one_master_is_a_group_of_one_that_it_founds() {
+    let plan = diff(
+        &masters_spec(1),
+        &State::new("demo", crate::spec::ProviderKind::Local),
+        &core(),
+    );
+    let m1 = change(&plan, "masters-1");
+    assert!(m1.founds_group);
+    assert_eq!(
+        m1.steps,
+        vec![
+            Step::CreateNode,
+            Step::Install,
+            Step::Start,
+            Step::WaitHealthy
+        ]
+    );
+    // And once applied, nothing more to do.
+    let again = diff(&masters_spec(1), &applied(&masters_spec(1)), &core());
+    assert!(!again.has_changes(), "{:?}", again.changes);
+}
+
+#[test]
+fn growing_1_to_3_then_5_adds_masters_with_new_ids_through_the_leader() {
+    let s1 = masters_spec(1);
+    let state = applied(&s1);
+    let plan = diff(&masters_spec(3), &state, &core());
+    let masters: Vec<&NodeChange> = plan.actions().filter(|c| c.role == Role::Master).collect();
+    assert_eq!(
+        masters.iter().map(|c| c.node.as_str()).collect::<Vec<_>>(),
+        ["masters-2", "masters-3"],
+        "masters-1 is a member already"
+    );
+    for (c, id) in masters.iter().zip([2, 3]) {
+        assert_eq!(c.replica_id, Some(id));
+        assert!(c.steps.contains(&Step::JoinGroup) && !c.founds_group);
+    }
+    let state3 = applied(&masters_spec(3));
+    let plan5 = diff(&masters_spec(5), &state3, &core());
+    let ids: Vec<Option<u64>> = plan5
+        .actions()
+        .filter(|c| c.role == Role::Master)
+        .map(|c| c.replica_id)
+        .collect();
+    assert_eq!(ids, [Some(4), Some(5)]);
+    // Agents are told the new set of masters (restarted once, after the masters joined).
+    let agents: Vec<&NodeChange> = plan5.actions().filter(|c| c.role.is_agent()).collect();
+    assert_eq!(agents.len(), 2);
+    assert!(agents.iter().all(|a| a.action == Action::Reconfigure));
+    let last_master = plan5
+        .actions()
+        .filter(|c| c.role == Role::Master)
+        .map(|c| c.wave)
+        .max();
+    assert!(agents.iter().all(|a| Some(a.wave) > last_master));
+}
+
+#[test]
+fn shrinking_5_to_3_removes_masters_4_and_5_from_the_group_before_their_machines_go() {
+    let state = applied(&masters_spec(5));
+    let plan = diff(&masters_spec(3), &state, &core());
+    for (name, id) in [("masters-4", 4), ("masters-5", 5)] {
+        let c = change(&plan, name);
+        assert_eq!(c.action, Action::Remove);
+        assert_eq!(c.leaves_replica_id, Some(id));
+        assert_eq!(
+            c.steps.first(),
+            Some(&Step::LeaveGroup),
+            "{name}: {:?}",
+            c.steps
+        );
+        assert_eq!(c.steps.last(), Some(&Step::DestroyNode));
+        assert_eq!(
+            c.group_steps(),
+            vec![format!("remove master {id} from the masters' group")]
+        );
+    }
+    // One at a time, after the agents learnt the 3 masters that stay.
+    let (w4, w5) = (
+        change(&plan, "masters-4").wave,
+        change(&plan, "masters-5").wave,
+    );
+    assert_ne!(w4, w5);
+    assert!(
+        plan.actions()
+            .filter(|c| c.role.is_agent())
+            .all(|a| a.wave < w4.min(w5))
+    );
+}
+
+#[test]
+fn a_dead_master_is_replaced_by_a_new_member_with_a_new_id_after_its_old_id_leaves() {
+    let mut state = applied(&masters_spec(3));
+    let mut m2 = state.node("masters-2").cloned().expect("masters-2");
+    m2.status = NodeStatus::Gone;
+    state.upsert_node(m2);
+    // An id given once is never given again, even after its master is gone from the state.
+    state
+        .resources
+        .insert(crate::state::REPLICA_LAST_ID.into(), "7".into());
+    let plan = diff(&masters_spec(3), &state, &core());
+    let c = change(&plan, "masters-2");
+    assert_eq!(c.leaves_replica_id, Some(2));
+    assert_eq!(c.replica_id, Some(8));
+    assert_eq!(
+        c.steps,
+        vec![
+            Step::LeaveGroup,
+            Step::CreateNode,
+            Step::Install,
+            Step::Start,
+            Step::JoinGroup,
+            Step::WaitHealthy
+        ]
+    );
+    assert_eq!(
+        c.group_steps()[0],
+        "remove master 2 (the lost machine) from the masters' group; the new machine joins as master 8"
+    );
+    assert!(
+        plan.actions()
+            .filter(|c| c.role == Role::Master)
+            .all(|c| c.node == "masters-2")
+    );
+}
+
+#[test]
+fn a_master_that_started_but_never_joined_joins_on_the_next_apply() {
+    let mut state = applied(&masters_spec(3));
+    let mut m3 = state.node("masters-3").cloned().expect("masters-3");
+    m3.replica_member = false;
+    m3.status = NodeStatus::Installed;
+    state.upsert_node(m3);
+    let plan = diff(&masters_spec(3), &state, &core());
+    let c = change(&plan, "masters-3");
+    assert_eq!(c.replica_id, Some(3), "its id stays with its machine");
+    assert_eq!(
+        c.steps,
+        vec![Step::Start, Step::JoinGroup, Step::WaitHealthy]
+    );
+}
+
+#[test]
+fn a_single_master_installed_before_groups_is_reconfigured_once_and_founds_its_group() {
+    let s = masters_spec(1);
+    let mut state = applied(&s);
+    let mut m1 = state.node("masters-1").cloned().expect("masters-1");
+    m1.replica_id = None;
+    m1.replica_member = false;
+    m1.config_hash = Some("older-layout".into());
+    state.upsert_node(m1);
+    let plan = diff(&s, &state, &core());
+    let c = change(&plan, "masters-1");
+    assert_eq!(c.action, Action::Reconfigure);
+    assert!(c.founds_group);
+    assert_eq!(c.replica_id, Some(1));
+    // Its agents, with one master, keep their configuration.
+    assert!(plan.actions().all(|c| c.role == Role::Master));
 }

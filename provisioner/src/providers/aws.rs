@@ -468,6 +468,8 @@ impl Provider for AwsProvider {
                 core_version: None,
                 config_hash: None,
                 status: crate::state::NodeStatus::Created,
+                replica_id: None,
+                replica_member: false,
             });
         }
         Ok(m)

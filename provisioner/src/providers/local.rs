@@ -461,6 +461,8 @@ mod tests {
             core_version: None,
             config_hash: None,
             status: crate::state::NodeStatus::Created,
+            replica_id: None,
+            replica_member: false,
         };
         let r = p.connect(&node).await.unwrap();
         r.upload(Arc::new(b"hello".to_vec()), "/etc/x/file", 0o600)

@@ -230,6 +230,7 @@ pub fn machines(
 fn node_secrets(spec: &ClusterSpec, dir: &Path) -> Result<NodeSecrets, BuildError> {
     let operator_token = pki::load_or_create_secret(&dir.join(pki::OPERATOR_TOKEN_FILE))?;
     let agent_token = pki::load_or_create_secret(&dir.join(pki::AGENT_TOKEN_FILE))?;
+    let replica_secret = pki::load_or_create_replica_secret(&dir.join(pki::REPLICA_SECRET_FILE))?;
     let ca = if spec.core.tls {
         Some(pki::ClusterCa::load_or_create(dir, &spec.name)?)
     } else {
@@ -247,6 +248,7 @@ fn node_secrets(spec: &ClusterSpec, dir: &Path) -> Result<NodeSecrets, BuildErro
     Ok(NodeSecrets {
         operator_token: operator_token.into_bytes(),
         agent_token: agent_token.into_bytes(),
+        replica_secret: replica_secret.into_bytes(),
         ca,
         credentials_json,
         acls_json: acls_json(&spec.core.principals),
@@ -489,6 +491,8 @@ mod refresh_tests {
             core_version: None,
             config_hash: None,
             status,
+            replica_id: None,
+            replica_member: false,
         }
     }
 

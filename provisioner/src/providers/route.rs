@@ -130,6 +130,8 @@ mod tests {
             core_version: None,
             config_hash: None,
             status: NodeStatus::Created,
+            replica_id: None,
+            replica_member: false,
         }
     }
 

@@ -513,6 +513,8 @@ mod tests {
             core_version: None,
             config_hash: None,
             status: NodeStatus::Created,
+            replica_id: None,
+            replica_member: false,
         }
     }
 

@@ -165,6 +165,37 @@ pub struct NodeState {
     pub config_hash: Option<String>,
     /// How far the node got.
     pub status: NodeStatus,
+    /// Masters: this master's id in the masters' replicated group. Given once per machine (ids
+    /// 1, 2, ... in creation order, [`REPLICA_LAST_ID`] keeps the highest ever given), never
+    /// reused: a master on a new machine or an empty disk is a new member with a new id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica_id: Option<u64>,
+    /// Masters: the group has this master as a voter (it founded the group, or ADD_MASTER of it
+    /// was committed). A master not yet a member joins through the leader before it is healthy.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replica_member: bool,
+}
+
+/// `resources` key: the highest replica id ever given to a master of this cluster, so a removed
+/// master's id is never given again.
+pub const REPLICA_LAST_ID: &str = "replica_last_id";
+
+impl State {
+    /// The next unused replica id: above every id a master in the state has and every id given
+    /// before ([`REPLICA_LAST_ID`]).
+    pub fn next_replica_id(&self) -> u64 {
+        next_replica_id(&self.resources, &self.nodes)
+    }
+}
+
+/// [`State::next_replica_id`] from its parts (the executor's node tasks hold copies of them).
+pub fn next_replica_id(resources: &BTreeMap<String, String>, nodes: &[NodeState]) -> u64 {
+    let given = resources
+        .get(REPLICA_LAST_ID)
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    let held = nodes.iter().filter_map(|n| n.replica_id).max().unwrap_or(0);
+    given.max(held) + 1
 }
 
 impl State {

@@ -68,6 +68,8 @@ pub struct NodeSecrets {
     pub operator_token: Vec<u8>,
     /// The agents' credential (the agent routes only).
     pub agent_token: Vec<u8>,
+    /// The masters' shared secret (their Raft RPCs): masters only, as `replica.secret`.
+    pub replica_secret: Vec<u8>,
     /// The cluster CA, when the cluster uses TLS: each node's certificate is issued at install.
     pub ca: Option<crate::pki::ClusterCa>,
     /// Masters' `credentials.json` (Mesos credentials: the principals and their secrets).
@@ -174,16 +176,21 @@ impl ScriptInstaller {
             "default_task_user".into(),
             serde_json::Value::String(ctx.spec.core.task_user.clone()),
         );
+        if role == Role::Master {
+            replica_config(ctx, &mut config).map_err(|m| err("install", m))?;
+        }
         let json = serde_json::Value::Object(config);
         p.config_json = format!("{json:#}\n");
         if ctx.change.role.is_agent() {
-            let master = ctx.masters.first().ok_or_else(|| {
-                err(
+            let urls = agent_master_urls(ctx);
+            if urls.is_empty() {
+                return Err(err(
                     "install",
                     "an agent needs a master, and the state has none yet".into(),
-                )
-            })?;
-            p.master_url = Some(format!("{}://{}", scheme(&ctx.spec), api_address(master)));
+                ));
+            }
+            // Every master: the agent finds the leader among them itself (a follower redirects).
+            p.master_url = Some(urls.join(","));
             p.advertise_url = Some(agent_url(node, ctx.spec.core.tls));
             let pool = ctx.spec.pools.iter().find(|p| p.name == node.pool);
             if let Some(pool) = pool {
@@ -201,6 +208,73 @@ impl ScriptInstaller {
         }
         Ok(p)
     }
+}
+
+/// The file name of the masters' secret, beside the master config.
+pub const REPLICA_SECRET_NAME: &str = "replica.secret";
+
+/// The `replica_*` keys of a master's config: its id, the group's members it knows (every
+/// member master in the state and itself, as in-cluster URLs `ID=URL`; a founder: itself
+/// alone), the secret file (beside the config), and `replica_init` for a founder only.
+fn replica_config(
+    ctx: &NodeContext,
+    config: &mut serde_json::Map<String, serde_json::Value>,
+) -> Result<(), String> {
+    let node = &ctx.node;
+    let id = node
+        .replica_id
+        .or(ctx.change.replica_id)
+        .ok_or_else(|| "internal: a master without an id in the masters' group".to_string())?;
+    let url = |n: &NodeState| format!("{}://{}", scheme(&ctx.spec), api_address(n));
+    let mut peers = vec![format!("{id}={}", url(node))];
+    if !ctx.change.founds_group {
+        for m in &ctx.masters {
+            if m.name == node.name || !m.replica_member {
+                continue;
+            }
+            if let Some(mid) = m.replica_id {
+                peers.push(format!("{mid}={}", url(m)));
+            }
+        }
+    }
+    peers.sort();
+    config.insert("replica_id".into(), serde_json::json!(id));
+    config.insert("replica_peers".into(), serde_json::json!(peers));
+    config.insert(
+        "replica_secret_file".into(),
+        serde_json::json!(REPLICA_SECRET_NAME),
+    );
+    if ctx.change.founds_group {
+        config.insert("replica_init".into(), serde_json::json!(true));
+    }
+    Ok(())
+}
+
+/// Every master URL an agent is told: the masters the definition wants that the state has
+/// (one being removed is left out; a master not created yet is not known).
+fn agent_master_urls(ctx: &NodeContext) -> Vec<String> {
+    let wanted = crate::plan::master_set(&ctx.spec);
+    let mut urls: Vec<String> = ctx
+        .masters
+        .iter()
+        .filter(|m| {
+            let key = match &m.host {
+                Some(h) => format!("{}:{h}", m.pool),
+                None => m.name.clone(),
+            };
+            wanted.contains(&key) && m.cluster_address().is_some()
+        })
+        .map(|m| format!("{}://{}", scheme(&ctx.spec), api_address(m)))
+        .collect();
+    if urls.is_empty() {
+        // A definition whose masters are all going away still names the ones there are.
+        urls = ctx
+            .masters
+            .iter()
+            .map(|m| format!("{}://{}", scheme(&ctx.spec), api_address(m)))
+            .collect();
+    }
+    urls
 }
 
 impl ScriptInstaller {
@@ -328,6 +402,10 @@ impl Installer for ScriptInstaller {
                 ops.push(secret(c.key_pem.as_bytes(), &r.paths.key_file));
             }
             if is_master {
+                ops.push(secret(
+                    &s.replica_secret,
+                    &format!("{}/{REPLICA_SECRET_NAME}", r.paths.config_dir),
+                ));
                 ops.push(secret(&s.agent_token, &r.paths.agent_tokens_file));
                 ops.push(secret(&s.credentials_json, &r.paths.credentials_file));
                 ops.push(secret(&s.acls_json, &r.paths.acls_file));
@@ -384,6 +462,7 @@ impl Installer for ScriptInstaller {
                 let mut check = format!(
                     "set -e\n[ -s {work}/address ]\npf=\nif [ -f {pid} ]; then pf=\"--pid-file {pid}\"; fi\n"
                 );
+                let several_masters = crate::plan::master_set(&ctx.spec).len() > 1;
                 let probe = if ctx.change.role.is_agent() {
                     format!("{} probe $pf --agent-work-dir {work}", q(&r.paths.bin),)
                 } else {
@@ -400,7 +479,14 @@ impl Installer for ScriptInstaller {
                     if ctx.spec.core.tls {
                         probe.push_str(&format!(" --ca-file {}", q(&r.paths.ca_file)));
                     }
-                    probe
+                    if several_masters {
+                        // A follower answers operator calls with a redirect to the leader: the
+                        // executor judges a master of a group by its own GET /replica (a voter
+                        // that knows the leader) once the process runs.
+                        String::new()
+                    } else {
+                        probe
+                    }
                 };
                 check.push_str(&probe);
                 check.push('\n');
@@ -461,7 +547,13 @@ impl Installer for ScriptInstaller {
                 r.uninstall.clone(),
                 Duration::from_secs(120),
             )),
-            Step::CreateNode | Step::StartNode | Step::DestroyNode => {}
+            // The executor carries these out itself: the provider's, and the group's over the
+            // masters' API.
+            Step::CreateNode
+            | Step::StartNode
+            | Step::DestroyNode
+            | Step::JoinGroup
+            | Step::LeaveGroup => {}
         }
         Ok(ops)
     }

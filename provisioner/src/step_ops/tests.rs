@@ -22,6 +22,8 @@ pub(super) fn node(name: &str, pool: &str, role: Role, addr: &str) -> NodeState 
         core_version: None,
         config_hash: None,
         status: NodeStatus::Running,
+        replica_id: None,
+        replica_member: false,
     }
 }
 
@@ -54,6 +56,10 @@ pub(super) fn ctx(n: NodeState, steps: Vec<Step>) -> NodeContext {
             steps,
             wave: 0,
             config_hash: None,
+            // A master of these tests founds its group, as the first master of a new cluster.
+            replica_id: (n.role == Role::Master).then_some(1),
+            leaves_replica_id: None,
+            founds_group: n.role == Role::Master,
         },
         node: n,
         core: CoreTarget {
@@ -77,6 +83,7 @@ pub(super) fn installer(layout: Layout) -> ScriptInstaller {
         secrets: Arc::new(NodeSecrets {
             operator_token: b"operator-secret".to_vec(),
             agent_token: b"agent-secret".to_vec(),
+            replica_secret: b"replica-secret".to_vec(),
             ca: Some(ca),
             credentials_json: b"{\"credentials\":[]}".to_vec(),
             acls_json: b"{}".to_vec(),

@@ -323,23 +323,41 @@ impl Validator<'_> {
             .labels
             .first()
             .map_or_else(|| cluster.ident_loc.clone(), |l| l.loc.clone());
-        if masters == 0 {
-            self.err(
-                &loc,
-                "cluster has no master",
-                "add a pool with role = \"master\" and count = 1 (3 or 5 for high availability)",
-            );
-        } else if masters.is_multiple_of(2) {
-            let at = pools
-                .iter()
-                .find(|(p, _)| p.role == Role::Master)
-                .map_or(loc, |(_, l)| l.clone());
-            self.warn(
-                &at,
-                format!("{masters} masters: an even number tolerates no more failures than {} (a quorum is a majority)", masters - 1),
-                format!("use {} or {} masters", masters - 1, masters + 1),
-            );
+        let at = pools
+            .iter()
+            .find(|(p, _)| p.role == Role::Master)
+            .map_or_else(|| loc.clone(), |(_, l)| l.clone());
+        match masters_verdict(masters) {
+            Ok(()) => {}
+            Err((message, hint)) if masters == 0 => self.err(&loc, message, hint),
+            Err((message, hint)) => self.err(&at, message, hint),
         }
+    }
+}
+
+/// Whether `n` masters make a replicated group worth having: 1, 3 or 5. The masters are one Raft
+/// group, and every change waits for a majority of it, so: an even count tolerates no more losses
+/// than the odd count below it (2 of 2 survive no loss; 4 tolerate one loss, like 3, at more
+/// cost), and more than 5 only makes every write wait for more masters. `Err((message, hint))`.
+pub(crate) fn masters_verdict(n: usize) -> Result<(), (String, String)> {
+    match n {
+        1 | 3 | 5 => Ok(()),
+        0 => Err((
+            "cluster has no master".into(),
+            "add a pool with role = \"master\" and count = 1, 3 or 5".into(),
+        )),
+        2 => Err((
+            "2 masters: the masters' group needs a majority (2 of 2) for every change, so losing either master stops the cluster: no better than 1, with twice the machines".into(),
+            "use count = 1, or 3 to survive the loss of one master".into(),
+        )),
+        4 => Err((
+            "4 masters: a majority of 4 is 3, so 4 masters survive the loss of one master, like 3, at the cost of one more machine and one more copy of every write".into(),
+            "use count = 3 (survives one lost master) or 5 (survives two)".into(),
+        )),
+        n => Err((
+            format!("{n} masters: every change to the cluster waits until a majority of the masters ({}) has written it, so more than 5 masters slow every write and add little safety", n / 2 + 1),
+            "use count = 5 (survives two lost masters) or 3 (survives one)".into(),
+        )),
     }
 }
 
@@ -393,6 +411,23 @@ fn agent_attribute(name: &str, value: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_1_3_or_5_masters_are_accepted_and_the_refusal_says_why() {
+        for ok in [1, 3, 5] {
+            assert_eq!(masters_verdict(ok), Ok(()), "{ok} masters");
+        }
+        let why = |n| masters_verdict(n).expect_err("refused");
+        assert!(why(0).0.contains("no master"));
+        assert!(why(2).0.contains("2 of 2"), "{:?}", why(2));
+        assert!(why(2).1.contains("3"));
+        assert!(why(4).0.contains("like 3"), "{:?}", why(4));
+        assert!(why(4).1.contains("count = 3") && why(4).1.contains("5"));
+        let (m, h) = why(7);
+        assert!(m.contains("majority of the masters (4)"), "{m}");
+        assert!(h.contains("count = 5"));
+        assert!(why(6).0.contains("more than 5"));
+    }
 
     #[test]
     fn attributes_must_reach_the_agent_unchanged() {

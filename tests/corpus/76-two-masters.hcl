@@ -1,0 +1,7 @@
+cluster "c" {
+  provider "local" {}
+  pool "masters" {
+    role  = "master"
+    count = 2
+  }
+}
