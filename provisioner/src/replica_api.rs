@@ -11,8 +11,6 @@
 use std::path::Path;
 use std::time::Duration;
 
-use serde::Deserialize;
-
 use crate::apply::{GroupFuture, Left, Membership};
 use crate::cluster_api::AccessError;
 use crate::state::NodeState;
@@ -30,51 +28,9 @@ const MEMBER_WAIT: Duration = Duration::from_secs(90);
 /// Pause between rounds over the masters while none answers.
 const ROUND_PAUSE: Duration = Duration::from_millis(300);
 
-/// What a master says of the group (`GET /replica`), for itself.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct ReplicaView {
-    /// Its own id.
-    pub id: u64,
-    /// Its own (in-cluster) URL.
-    #[serde(default)]
-    pub url: String,
-    /// Whether it leads now.
-    pub is_leader: bool,
-    /// The leader it knows, if any.
-    #[serde(default)]
-    pub leader: Option<LeaderRef>,
-    /// Its term.
-    #[serde(default)]
-    pub term: u64,
-    /// The last entry in its log.
-    #[serde(default)]
-    pub last_log_index: u64,
-    /// The last entry it applied.
-    #[serde(default)]
-    pub applied_index: u64,
-    /// Voter ids.
-    #[serde(default)]
-    pub voters: Vec<u64>,
-    /// Learner ids.
-    #[serde(default)]
-    pub learners: Vec<u64>,
-}
-
-/// A leader as a master names it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct LeaderRef {
-    /// Its id.
-    pub id: u64,
-    /// Its in-cluster URL.
-    pub url: String,
-}
-
-impl ReplicaView {
-    /// A voter that knows a leader: a working member of the group.
-    pub fn is_working_member(&self) -> bool {
-        self.leader.is_some() && self.voters.contains(&self.id)
-    }
-}
+/// What a master says of the group (`GET /replica`), for itself: the api crate's type, so a field
+/// renamed in dccore breaks this build, not a user's status.
+pub use dccore_api::operator::ReplicaStatus as ReplicaView;
 
 /// Errors of the group's calls. Each names the master asked and what it said.
 #[derive(Debug, thiserror::Error)]
@@ -426,7 +382,7 @@ mod tests {
         )
         .expect("the interface's example reads");
         assert!(v.is_working_member());
-        assert_eq!((v.last_log_index, v.applied_index), (120, 120));
+        assert_eq!((v.last_log_index, v.applied_index), (Some(120), Some(120)));
         let f: ReplicaView = serde_json::from_str(
             r#"{"id":4,"url":"u","is_leader":false,"leader":null,"term":0,
                 "last_log_index":0,"applied_index":0,"voters":[],"learners":[4],"members":[]}"#,

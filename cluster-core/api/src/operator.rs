@@ -208,6 +208,13 @@ pub struct ReplicaStatus {
     pub members: Vec<ReplicaMember>,
 }
 
+impl ReplicaStatus {
+    /// A voter that knows a leader: a working member of the group.
+    pub fn is_working_member(&self) -> bool {
+        self.leader.is_some() && self.voters.contains(&self.id)
+    }
+}
+
 /// A master by id and URL.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MasterRef {

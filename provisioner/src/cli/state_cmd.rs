@@ -138,11 +138,16 @@ fn group_cell(seen: Option<&Result<crate::replica_api::ReplicaView, String>>) ->
                 "non-voter"
             },
             v.id,
-            v.applied_index,
-            v.last_log_index
+            position(v.applied_index),
+            position(v.last_log_index)
         ),
         _ => "-".into(),
     }
+}
+
+/// A log index, `-` when the master has none yet.
+fn position(i: Option<u64>) -> String {
+    i.map_or_else(|| "-".into(), |i| i.to_string())
 }
 
 /// `cpus:2 mem:1024 disk:1000` from Mesos' resource list (scalars only).
