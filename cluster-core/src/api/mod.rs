@@ -7,6 +7,7 @@
 //! | `POST /internal/v1/agents/*` | agents ([`internal`]) | agent token or agent certificate, operator token |
 //! | `POST /internal/raft/*` | other masters ([`raft`]; served beside a [`crate::replica::Replica`]) | the master secret only |
 //! | `GET /metrics` | Prometheus ([`metrics`]) | operator token, principal allowed `get_endpoints` `/metrics` |
+//! | `GET /v1/services[/{name}]` | service discovery over HTTP ([`services`]) | operator token, framework principal (what the rules let it see) |
 //! | `GET /health`, `GET /version` | probes, framework libraries | anyone |
 //!
 //! Unknown credentials get 401 (so do framework credentials on the agent routes); an agent token
@@ -26,6 +27,7 @@ pub mod metrics;
 pub mod operator;
 pub mod raft;
 pub mod scheduler;
+pub mod services;
 
 use crate::acl::Acls;
 use crate::auth::{AgentProof, Authenticator, Identity};
@@ -55,6 +57,9 @@ pub enum ServeError {
     /// The HTTP server failed.
     #[error("HTTP server failed")]
     Serve(#[source] std::io::Error),
+    /// The DNS server could not start.
+    #[error("cannot start the DNS server")]
+    Dns(#[from] crate::discovery::dns::DnsError),
 }
 
 /// What HTTP handlers hold: the master's handle and the server's own, lock-free state.
@@ -76,6 +81,8 @@ pub struct ApiState {
     pub streams: TaskTracker,
     /// See [`MasterConfig::authenticate_frameworks`].
     pub authenticate_frameworks: bool,
+    /// Service discovery records (`/v1/services`).
+    pub discovery: crate::discovery::Directory,
 }
 
 /// Runs a master on `listener` until `shutdown` is cancelled: starts the master, serves its
@@ -93,7 +100,24 @@ pub async fn serve(
     let acls = Arc::new(config.acls.clone());
     let framework_heartbeat = config.framework_heartbeat;
     let authenticate_frameworks = config.authenticate_frameworks;
+    // Service discovery: the masters' addresses, and the DNS server bound before the master starts.
+    let mut config = config;
+    if let Ok(listen) = listener.local_addr() {
+        let own = config.replica.as_ref().map(|r| r.url().to_string());
+        let peers: Vec<&str> = config
+            .replica
+            .iter()
+            .flat_map(|r| r.peers.values())
+            .map(String::as_str)
+            .collect();
+        config.discovery.masters = crate::discovery::masters_of(listen, own.as_deref(), &peers);
+    }
+    let dns = match config.discovery.dns_listen {
+        Some(at) => Some(crate::discovery::dns::DnsServer::bind(at, &config.work_dir).await?),
+        None => None,
+    };
     let master = Master::start(config, shutdown.clone())?;
+    let dns = dns.map(|d| tokio::spawn(d.run(master.discovery(), shutdown.clone())));
     let state = ApiState {
         master: master.handle(),
         auth: Arc::new(auth),
@@ -103,6 +127,7 @@ pub async fn serve(
         shutdown: shutdown.clone(),
         streams: TaskTracker::new(),
         authenticate_frameworks,
+        discovery: master.discovery(),
     };
     let app = router(state.clone());
     let served = crate::tls::serve(listener, server_tls, app, shutdown.clone()).await;
@@ -111,6 +136,9 @@ pub async fn serve(
     state.streams.wait().await;
     drop(state);
     master.stopped().await;
+    if let Some(d) = dns {
+        let _ = d.await;
+    }
     served.map_err(ServeError::Serve)
 }
 
@@ -123,6 +151,8 @@ pub fn router(handle: ApiState) -> Router {
         .route("/internal/v1/agents/heartbeat", post(internal::heartbeat))
         .route("/internal/v1/agents/status", post(internal::status))
         .route("/metrics", get(metrics::handle))
+        .route("/v1/services", get(services::list))
+        .route("/v1/services/{name}", get(services::one))
         .route("/health", get(health))
         .route("/version", get(version))
         .with_state(handle)

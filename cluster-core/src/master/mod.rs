@@ -23,6 +23,7 @@ mod agents;
 mod calls;
 mod command;
 mod delivery;
+mod discovery_feed;
 mod drain;
 mod frameworks;
 mod local;
@@ -138,6 +139,8 @@ pub struct MasterConfig {
     /// The replicated masters' group (`replica_*` in the config file); `None`: a single
     /// master. Read and validated here; the owner loop does not use it yet.
     pub replica: Option<crate::replica::ReplicaSettings>,
+    /// Service discovery (`dns_*` in the config file, `--dns-listen`); no DNS server by default.
+    pub discovery: crate::discovery::DiscoveryConfig,
 }
 
 impl MasterConfig {
@@ -163,6 +166,7 @@ impl MasterConfig {
             tls_files: Default::default(),
             tls: Default::default(),
             replica: None,
+            discovery: Default::default(),
         }
     }
 
@@ -249,6 +253,13 @@ impl MasterConfig {
             f.replica_secret_file.map(beside),
         )
         .map_err(|e| bad(Box::new(e)))?;
+        self.discovery
+            .apply(
+                f.dns_listen.as_deref(),
+                f.dns_domain.as_deref(),
+                f.dns_ttl_secs,
+            )
+            .map_err(|e| bad(Box::new(e)))?;
         Ok(self)
     }
 }
@@ -302,6 +313,12 @@ pub struct ConfigFile {
     pub replica_peers: Option<Vec<String>>,
     /// The masters' shared secret (0600); relative to the config file.
     pub replica_secret_file: Option<PathBuf>,
+    /// DNS server address `IP:PORT`, UDP and TCP (same as `--dns-listen`, which wins).
+    pub dns_listen: Option<String>,
+    /// The zone the DNS server answers (default `dccore`).
+    pub dns_domain: Option<String>,
+    /// TTL of the DNS answers, seconds (default 5).
+    pub dns_ttl_secs: Option<u64>,
 }
 
 /// The way in to a running master: its command channel. Cheap to clone.
@@ -340,6 +357,7 @@ impl MasterHandle {
 pub struct Master {
     handle: MasterHandle,
     task: tokio::task::JoinHandle<()>,
+    discovery: crate::discovery::Directory,
 }
 
 impl Master {
@@ -358,12 +376,20 @@ impl Master {
             .map_err(|e| MasterError::Tls(crate::tls::TlsError::Client(e)))?;
         let writer = registry::Writer::start(registry::Registry::path(&config.work_dir));
         let (tx, rx) = mpsc::channel(4096);
+        let (domain, ttl) = (config.discovery.domain.clone(), config.discovery.ttl);
         let owner = state::State::new(config, loaded, Some(writer), tx.clone(), http);
+        let discovery = crate::discovery::Directory::new(owner.discovery.subscribe(), &domain, ttl);
         let task = tokio::spawn(owner.run(rx, shutdown));
         Ok(Master {
             handle: MasterHandle { tx },
             task,
+            discovery,
         })
+    }
+
+    /// The service discovery records, following the master's state (DNS, `/v1/services`).
+    pub fn discovery(&self) -> crate::discovery::Directory {
+        self.discovery.clone()
     }
 
     /// A handle to send commands with.
