@@ -14,9 +14,9 @@
 //! cargo bench --workspace --bench discovery -- --tasks 50
 //! ```
 
+mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
-mod common;
 
 use hickory_server::proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_server::proto::rr::{Name, RecordType};

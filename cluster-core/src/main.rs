@@ -371,7 +371,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 cfg = cfg.with_acls_file(a).map_err(|e| Usage(chain(&e)))?;
             }
             if let Some(l) = &dns_listen {
-                let at = dccore::discovery::parse_listen(l).map_err(|e| Usage(format!("--dns-listen: {e}")))?;
+                let at = dccore::discovery::parse_listen(l)
+                    .map_err(|e| Usage(format!("--dns-listen: {e}")))?;
                 cfg.discovery.dns_listen = Some(at);
             }
             let files = TlsFiles {

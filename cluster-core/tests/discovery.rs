@@ -106,7 +106,10 @@ async fn get(m: &Master, path: &str, auth: Option<&str>) -> (reqwest::StatusCode
         .expect("GET");
     let code = r.status();
     let body = within("its body", r.text()).await.expect("body");
-    (code, serde_json::from_str(&body).unwrap_or(Value::String(body)))
+    (
+        code,
+        serde_json::from_str(&body).unwrap_or(Value::String(body)),
+    )
 }
 
 fn port_task(offer: &Value, id: &str, name: &str, port: u64) -> Value {
@@ -138,8 +141,11 @@ async fn dns_and_v1_services_follow_a_task_from_running_to_killed() {
 
     let mut fw = Framework::subscribe(&m.url, framework_info("marathon")).await;
     let offers = fw.offers().await;
-    fw.launch(&offers[0], vec![port_task(&offers[0], "web-1", "web.prod", 31005)])
-        .await;
+    fw.launch(
+        &offers[0],
+        vec![port_task(&offers[0], "web-1", "web.prod", 31005)],
+    )
+    .await;
     fw.wait_state("web-1", "TASK_RUNNING").await;
 
     let a = eventually("the A record of web.prod.marathon.dccore", || async {
@@ -162,7 +168,9 @@ async fn dns_and_v1_services_follow_a_task_from_running_to_killed() {
     let target = tcp(dns, &srvs[0].1, RecordType::A).await;
     assert_eq!(a_records(&target), ["127.0.0.1"]);
     assert!(
-        srv.additionals().iter().any(|r| r.record_type() == RecordType::A),
+        srv.additionals()
+            .iter()
+            .any(|r| r.record_type() == RecordType::A),
         "the SRV answer carries its target's address: {srv:?}"
     );
 
@@ -196,7 +204,12 @@ async fn dns_and_v1_services_follow_a_task_from_running_to_killed() {
     assert_eq!(one["srv"], "_web.prod._tcp.marathon.dccore");
     let (code, missing) = get(&m, "/v1/services/nope.marathon", Some(&bearer())).await;
     assert_eq!(code, 404);
-    assert!(missing["message"].as_str().is_some_and(|s| s.contains("nope")), "{missing}");
+    assert!(
+        missing["message"]
+            .as_str()
+            .is_some_and(|s| s.contains("nope")),
+        "{missing}"
+    );
     let (code, _) = get(&m, "/v1/services", None).await;
     assert_eq!(code, 401, "the HTTP view needs credentials");
     // The framework's own principal sees its own service.
@@ -229,15 +242,10 @@ async fn the_binary_refuses_a_bad_dns_listen_address_or_domain_naming_the_field(
     let token = dir.path().join("token");
     std::fs::write(&token, TOKEN).expect("token");
     let run = |extra: Vec<String>| {
-        let mut args: Vec<String> = [
-            "master",
-            "--listen",
-            "127.0.0.1:0",
-            "--work-dir",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let mut args: Vec<String> = ["master", "--listen", "127.0.0.1:0", "--work-dir"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         args.push(dir.path().join("m").display().to_string());
         args.push("--token-file".into());
         args.push(token.display().to_string());
@@ -250,7 +258,10 @@ async fn the_binary_refuses_a_bad_dns_listen_address_or_domain_naming_the_field(
     let out = run(vec!["--dns-listen".into(), "nowhere".into()]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--dns-listen") && err.contains("IP:PORT"), "{err}");
+    assert!(
+        err.contains("--dns-listen") && err.contains("IP:PORT"),
+        "{err}"
+    );
 
     let cfg = dir.path().join("master.json");
     std::fs::write(&cfg, r#"{"dns_domain": "bad_domain"}"#).expect("config");

@@ -245,7 +245,7 @@ impl Snapshot {
                     .command
                     .as_ref()
                     .and_then(|c| c.user.as_deref())
-                    .unwrap_or(&self.default_task_user),
+                    .unwrap_or(&*self.default_task_user),
                 running: t.state == crate::proto::TaskState::Running,
                 // TaskStatus carries no `healthy` field yet: tasks are published while running.
                 healthy: None,

@@ -375,7 +375,7 @@ mod tests {
 
     #[test]
     fn leader_is_the_leading_master_and_master_lists_every_master() {
-        let r = Records::build("dccore", &masters(), []);
+        let r = Records::build("dccore", &masters(), Vec::<TaskEntry>::new());
         assert_eq!(addrs(&r, "leader.dccore"), ["10.0.0.1"]);
         assert_eq!(addrs(&r, "master.dccore"), ["10.0.0.1", "10.0.0.2"]);
     }
