@@ -17,6 +17,8 @@
 //!   set-up come from [`dccore_api::tls`].
 //! * [`replica`]: the masters' replicated log (openraft) and state machine over the master's
 //!   tables, stored in redb; Raft RPCs between masters over HTTP(S).
+//! * [`discovery`]: service discovery from the master's own state: DNS (hickory-server, UDP and
+//!   TCP) and `GET /v1/services`, pushed on every task change.
 //! * [`proc`]: what `/proc` says about a pid (running or zombie, start time).
 //! * [`services`]: the built-in Marathon-compatible services framework (apps, instances, health).
 //! * [`supervise`]: a minimal process supervisor for hosts without systemd.
@@ -34,6 +36,7 @@ pub mod allocator;
 pub mod api;
 mod atomic_file;
 pub mod auth;
+pub mod discovery;
 pub mod master;
 pub mod proc;
 pub mod replica;

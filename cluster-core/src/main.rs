@@ -66,6 +66,10 @@ enum Cmd {
         /// `"services": false` in the config file.
         #[arg(long)]
         no_services: bool,
+        /// Answer DNS for the running tasks on this address (UDP and TCP), e.g. 0.0.0.0:53;
+        /// port 0 picks one (written to DIR/dns_address). Overrides the config's `dns_listen`.
+        #[arg(long, value_name = "IP:PORT")]
+        dns_listen: Option<String>,
     },
     /// Run an agent (runs tasks for the master).
     Agent {
@@ -351,6 +355,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tls_key,
             ca_file,
             no_services,
+            dns_listen,
         } => {
             let token = read_token(&token_file).map_err(|e| Usage(chain(&e)))?;
             let mut auth = Authenticator::new(token);
@@ -369,6 +374,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             if let Some(a) = &acls {
                 cfg = cfg.with_acls_file(a).map_err(|e| Usage(chain(&e)))?;
+            }
+            if let Some(l) = &dns_listen {
+                let at = dccore::discovery::parse_listen(l)
+                    .map_err(|e| Usage(format!("--dns-listen: {e}")))?;
+                cfg.discovery.dns_listen = Some(at);
             }
             let files = TlsFiles {
                 cert: tls_cert,

@@ -9,6 +9,7 @@
 //! | `GET /redirect` | framework libraries, agents ([`replicated`]) | anyone |
 //! | `GET /replica` | operators, dcform ([`replicated`]) | operator token |
 //! | `GET /metrics` | Prometheus ([`metrics`]) | operator token, principal allowed `get_endpoints` `/metrics` |
+//! | `GET /v1/services[/{name}]` | service discovery over HTTP ([`services`]) | operator token, framework principal (what the rules let it see) |
 //! | `GET /health`, `GET /version` | probes, framework libraries | anyone |
 //! | `/v2/*`, `GET /ping` | Marathon clients ([`marathon`], the built-in services framework) | operator token |
 //!
@@ -34,6 +35,7 @@ pub mod operator;
 pub mod raft;
 pub mod replicated;
 pub mod scheduler;
+pub mod services;
 
 use crate::acl::Acls;
 use crate::auth::{AgentProof, Authenticator, Identity};
@@ -72,6 +74,9 @@ pub enum ServeError {
     /// The replica could not start or initialise its group.
     #[error("cannot start the replica")]
     Replica(#[from] crate::replica::ReplicaError),
+    /// The DNS server could not start.
+    #[error("cannot start the DNS server")]
+    Dns(#[from] crate::discovery::dns::DnsError),
 }
 
 /// What HTTP handlers hold: the master's handle and the server's own, lock-free state.
@@ -99,6 +104,8 @@ pub struct ApiState {
     pub self_url: String,
     /// Served over HTTPS.
     pub tls: bool,
+    /// Service discovery records (`/v1/services`).
+    pub discovery: crate::discovery::Directory,
 }
 
 /// Runs a master on `listener` until `shutdown` is cancelled: starts the master, serves its
@@ -130,6 +137,22 @@ pub async fn serve_with(
     let authenticate_frameworks = config.authenticate_frameworks;
     let services_on = config.services;
     let services_store = crate::services::FileStore::in_dir(&config.work_dir);
+    // Service discovery: the masters' addresses, and the DNS server bound before the master starts.
+    let mut config = config;
+    if let Ok(listen) = listener.local_addr() {
+        let own = config.replica.as_ref().map(|r| r.url().to_string());
+        let peers: Vec<&str> = config
+            .replica
+            .iter()
+            .flat_map(|r| r.peers.values())
+            .map(String::as_str)
+            .collect();
+        config.discovery.masters = crate::discovery::masters_of(listen, own.as_deref(), &peers);
+    }
+    let dns = match config.discovery.dns_listen {
+        Some(at) => Some(crate::discovery::dns::DnsServer::bind(at, &config.work_dir).await?),
+        None => None,
+    };
     let (master, replica, raft_routes, self_url) = match config.replica.clone() {
         None => (
             Master::start(config, shutdown.clone())?,
@@ -176,6 +199,7 @@ pub async fn serve_with(
             )
         }
     };
+    let dns = dns.map(|d| tokio::spawn(d.run(master.discovery(), shutdown.clone())));
     let state = ApiState {
         master: master.handle(),
         auth: Arc::new(auth),
@@ -188,6 +212,7 @@ pub async fn serve_with(
         replica: replica.clone(),
         self_url,
         tls: server_tls.is_some(),
+        discovery: master.discovery(),
     };
     // Services (issue 11): the built-in Marathon framework beside the master, and its /v2 routes.
     let services = if services_on {
@@ -217,6 +242,9 @@ pub async fn serve_with(
     state.streams.wait().await;
     drop(state);
     master.stopped().await;
+    if let Some(d) = dns {
+        let _ = d.await;
+    }
     if let Some(r) = replica.and_then(Arc::into_inner) {
         // Closes the store, so a master restarted in this process may open it again.
         if let Err(e) = r.shutdown().await {
@@ -240,6 +268,9 @@ pub fn router(handle: ApiState) -> Router {
         .route("/internal/v1/agents/register", post(internal::register))
         .route("/internal/v1/agents/heartbeat", post(internal::heartbeat))
         .route("/internal/v1/agents/status", post(internal::status))
+        // The records follow the leader's tables; a follower's are not kept current.
+        .route("/v1/services", get(services::list))
+        .route("/v1/services/{name}", get(services::one))
         .route_layer(axum::middleware::from_fn_with_state(
             handle.clone(),
             replicated::to_leader,

@@ -24,6 +24,7 @@ mod agents;
 mod calls;
 mod command;
 mod delivery;
+mod discovery_feed;
 mod drain;
 mod frameworks;
 mod local;
@@ -149,6 +150,8 @@ pub struct MasterConfig {
     /// The config file's `replica_init`: on an empty store, make a new group of
     /// `replica_peers` (only the first master of a new cluster); otherwise wait to be added.
     pub replica_init: bool,
+    /// Service discovery (`dns_*` in the config file, `--dns-listen`); no DNS server by default.
+    pub discovery: crate::discovery::DiscoveryConfig,
 }
 
 impl MasterConfig {
@@ -176,6 +179,7 @@ impl MasterConfig {
             replica: None,
             services: true,
             replica_init: false,
+            discovery: Default::default(),
         }
     }
 
@@ -271,6 +275,13 @@ impl MasterConfig {
                 "replica_init needs replica_id, replica_peers and replica_secret_file".into(),
             ));
         }
+        self.discovery
+            .apply(
+                f.dns_listen.as_deref(),
+                f.dns_domain.as_deref(),
+                f.dns_ttl_secs,
+            )
+            .map_err(|e| bad(Box::new(e)))?;
         Ok(self)
     }
 }
@@ -328,6 +339,12 @@ pub struct ConfigFile {
     pub services: Option<bool>,
     /// See [`MasterConfig::replica_init`].
     pub replica_init: Option<bool>,
+    /// DNS server address `IP:PORT`, UDP and TCP (same as `--dns-listen`, which wins).
+    pub dns_listen: Option<String>,
+    /// The zone the DNS server answers (default `dccore`).
+    pub dns_domain: Option<String>,
+    /// TTL of the DNS answers, seconds (default 5).
+    pub dns_ttl_secs: Option<u64>,
 }
 
 /// The way in to a running master: its command channel. Cheap to clone.
@@ -366,6 +383,7 @@ impl MasterHandle {
 pub struct Master {
     handle: MasterHandle,
     task: tokio::task::JoinHandle<()>,
+    discovery: crate::discovery::Directory,
 }
 
 impl Master {
@@ -373,22 +391,17 @@ impl Master {
     /// `shutdown` is cancelled. Needs a Tokio runtime.
     pub fn start(config: MasterConfig, shutdown: CancellationToken) -> Result<Master, MasterError> {
         let loaded = registry::Registry::load(&config.work_dir)?;
-        let http = config
-            .tls
-            .http_client()
-            .map_err(MasterError::Tls)?
-            .timeout(Duration::from_secs(10))
-            // Few idle connections per agent: a burst of launches must not leave thousands open.
-            .pool_max_idle_per_host(4)
-            .build()
-            .map_err(|e| MasterError::Tls(crate::tls::TlsError::Client(e)))?;
+        let http = agent_client(&config)?;
         let writer = registry::Writer::start(registry::Registry::path(&config.work_dir));
         let (tx, rx) = mpsc::channel(4096);
+        let (domain, ttl) = (config.discovery.domain.clone(), config.discovery.ttl);
         let owner = state::State::new(config, loaded, Some(writer), tx.clone(), http);
+        let discovery = crate::discovery::Directory::new(owner.discovery.subscribe(), &domain, ttl);
         let task = tokio::spawn(owner.run(rx, shutdown));
         Ok(Master {
             handle: MasterHandle { tx },
             task,
+            discovery,
         })
     }
 
@@ -402,16 +415,10 @@ impl Master {
         propose_timeout: Duration,
         shutdown: CancellationToken,
     ) -> Result<Master, MasterError> {
-        let http = config
-            .tls
-            .http_client()
-            .map_err(MasterError::Tls)?
-            .timeout(Duration::from_secs(10))
-            .pool_max_idle_per_host(4)
-            .build()
-            .map_err(|e| MasterError::Tls(crate::tls::TlsError::Client(e)))?;
+        let http = agent_client(&config)?;
         let (tx, rx) = mpsc::channel(4096);
         let repl = replicated::Replicated::new(replica, propose_timeout);
+        let (domain, ttl) = (config.discovery.domain.clone(), config.discovery.ttl);
         let owner = state::State::new(
             config,
             registry::Registry::default(),
@@ -420,11 +427,18 @@ impl Master {
             http,
         )
         .replicated(repl);
+        let discovery = crate::discovery::Directory::new(owner.discovery.subscribe(), &domain, ttl);
         let task = tokio::spawn(owner.run(rx, shutdown));
         Ok(Master {
             handle: MasterHandle { tx },
             task,
+            discovery,
         })
+    }
+
+    /// The service discovery records, following the master's state (DNS, `/v1/services`).
+    pub fn discovery(&self) -> crate::discovery::Directory {
+        self.discovery.clone()
     }
 
     /// A handle to send commands with.
@@ -437,4 +451,17 @@ impl Master {
         drop(self.handle);
         let _ = self.task.await;
     }
+}
+
+/// The client the master calls its agents with (launch, kill), over TLS when configured.
+fn agent_client(config: &MasterConfig) -> Result<reqwest::Client, MasterError> {
+    config
+        .tls
+        .http_client()
+        .map_err(MasterError::Tls)?
+        .timeout(Duration::from_secs(10))
+        // Few idle connections per agent: a burst of launches must not leave thousands open.
+        .pool_max_idle_per_host(4)
+        .build()
+        .map_err(|e| MasterError::Tls(crate::tls::TlsError::Client(e)))
 }

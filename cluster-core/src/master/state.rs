@@ -58,6 +58,8 @@ pub(super) struct State {
     pub(super) io: TaskTracker,
     pub(super) alloc_pending: bool,
     pub(super) next_alloc: Instant,
+    /// Service discovery: snapshots for DNS and `/v1/services` (discovery_feed.rs).
+    pub(super) discovery: super::discovery_feed::Feed,
 }
 
 impl State {
@@ -76,6 +78,10 @@ impl State {
         );
         tables.recover(&registry, |info| failover_timeout(&cfg, info));
         let mut s = State {
+            discovery: super::discovery_feed::Feed::new(
+                cfg.discovery.masters.clone(),
+                cfg.acls.default_task_user(),
+            ),
             alloc: Allocator::new(cfg.role_weights.clone()),
             acls: Arc::new(cfg.acls.clone()),
             master_id: uuid::Uuid::new_v4().to_string(),
@@ -134,6 +140,7 @@ impl State {
         if !applied.effective {
             return applied;
         }
+        self.discovery.touched(&change);
         for h in &applied.released {
             self.alloc
                 .recover(&h.framework_id, &h.agent_id, &h.resources);
@@ -262,6 +269,8 @@ impl State {
                 }
             }
             self.end_turn();
+            // Service discovery follows every loop turn that changed a task, agent or framework.
+            self.discovery.publish(&self.tables, Instant::now());
         }
         self.flush_registry();
         // Held replies answer "not the leader"; dropping the streams' senders ends every

@@ -1,0 +1,195 @@
+//! The owner loop's side of service discovery: it notes which applied changes touch what DNS
+//! shows, and publishes a [`Snapshot`] (pointers to the running tasks, the agent and framework
+//! maps) on a `watch` channel at the end of a loop turn. Readers build the records from it
+//! ([`crate::discovery::Directory`]), off the owner task.
+//!
+//! Cheap on the owner task: a change that touches no task, agent or framework marks nothing; a
+//! publish is one pass over the live tasks copying `Arc`s; the agent and framework maps are
+//! rebuilt only after a change to them; and publishes are at least [`PUBLISH_GAP`] apart, so a
+//! burst of thousands of updates costs a few publishes (the last change of a burst is published
+//! by the next housekeeping tick at the latest, 100 ms).
+
+use super::tables::{Change, Tables};
+use crate::discovery::{AgentAddr, FrameworkName, Masters, Snapshot};
+use crate::proto::TaskState;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// The least time between two publishes.
+pub const PUBLISH_GAP: Duration = Duration::from_millis(10);
+
+/// The feed: what changed since the last publish, and the channel.
+pub struct Feed {
+    tx: watch::Sender<Arc<Snapshot>>,
+    masters: Masters,
+    default_task_user: Arc<str>,
+    version: u64,
+    tasks_dirty: bool,
+    agents_dirty: bool,
+    frameworks_dirty: bool,
+    agents: Arc<BTreeMap<String, AgentAddr>>,
+    frameworks: Arc<BTreeMap<String, FrameworkName>>,
+    last: Option<Instant>,
+}
+
+impl std::fmt::Debug for Feed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Feed")
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Feed {
+    /// A feed whose first snapshot (published at the first loop turn) has the masters.
+    pub fn new(masters: Masters, default_task_user: &str) -> Feed {
+        let (tx, _) = watch::channel(Arc::new(Snapshot {
+            masters: masters.clone(),
+            default_task_user: default_task_user.into(),
+            ..Default::default()
+        }));
+        Feed {
+            tx,
+            masters,
+            default_task_user: default_task_user.into(),
+            version: 0,
+            tasks_dirty: true,
+            agents_dirty: true,
+            frameworks_dirty: true,
+            agents: Default::default(),
+            frameworks: Default::default(),
+            last: None,
+        }
+    }
+
+    /// A receiver of the snapshots (the DNS server's and the HTTP API's).
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.tx.subscribe()
+    }
+
+    /// Notes what an applied (effective) change touched.
+    pub fn touched(&mut self, change: &Change) {
+        match change {
+            // An agent's address or reachability: its tasks' records may change too (an
+            // unreachable agent's tasks become TASK_UNREACHABLE through task changes).
+            Change::AgentRegistered { .. }
+            | Change::AgentUnreachable { .. }
+            | Change::AgentRemoved { .. } => {
+                self.agents_dirty = true;
+                self.tasks_dirty = true;
+            }
+            Change::FrameworkAdded { .. }
+            | Change::FrameworkFailedOver { .. }
+            | Change::FrameworkRemoved { .. } => {
+                self.frameworks_dirty = true;
+                self.tasks_dirty = true;
+            }
+            Change::TaskAdded { .. }
+            | Change::TaskReported { .. }
+            | Change::TaskStatusUpdated { .. } => self.tasks_dirty = true,
+            // Operator state and acknowledgements change nothing DNS shows.
+            _ => {}
+        }
+    }
+
+    /// Publishes a snapshot if something changed and the last publish is [`PUBLISH_GAP`] ago.
+    pub fn publish(&mut self, tables: &Tables, now: Instant) {
+        if !(self.tasks_dirty || self.agents_dirty || self.frameworks_dirty) {
+            return;
+        }
+        if self
+            .last
+            .is_some_and(|l| now.duration_since(l) < PUBLISH_GAP)
+        {
+            return;
+        }
+        if self.agents_dirty {
+            self.agents = Arc::new(
+                tables
+                    .agents
+                    .iter()
+                    .map(|a| {
+                        (
+                            a.info.id.clone(),
+                            AgentAddr::of(&a.info.url, &a.info.hostname),
+                        )
+                    })
+                    .collect(),
+            );
+        }
+        if self.frameworks_dirty {
+            self.frameworks = Arc::new(
+                tables
+                    .frameworks
+                    .iter()
+                    .map(|f| {
+                        (
+                            f.id.clone(),
+                            FrameworkName {
+                                name: f.info.name.clone(),
+                                principal: f.principal.clone(),
+                            },
+                        )
+                    })
+                    .collect(),
+            );
+        }
+        self.version += 1;
+        let snapshot = Snapshot {
+            version: self.version,
+            masters: self.masters.clone(),
+            tasks: tables
+                .tasks
+                .shared()
+                .filter(|t| t.state == TaskState::Running)
+                .cloned()
+                .collect(),
+            agents: self.agents.clone(),
+            frameworks: self.frameworks.clone(),
+            default_task_user: self.default_task_user.clone(),
+        };
+        // Kept even with no receiver: a reader that subscribes later sees the newest one.
+        self.tx.send_replace(Arc::new(snapshot));
+        self.tasks_dirty = false;
+        self.agents_dirty = false;
+        self.frameworks_dirty = false;
+        self.last = Some(now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_publish_happens_only_after_a_change_that_touches_dns_and_not_twice_within_the_gap() {
+        let tables = Tables::new(10, 10);
+        let mut feed = Feed::new(Masters::default(), "nobody");
+        let rx = feed.subscribe();
+        let t0 = Instant::now();
+        feed.publish(&tables, t0);
+        assert_eq!(rx.borrow().version, 1, "the first turn publishes");
+        feed.publish(&tables, t0 + Duration::from_secs(1));
+        assert_eq!(rx.borrow().version, 1, "nothing changed");
+        feed.touched(&Change::AgentDeactivated {
+            agent_id: "a".into(),
+        });
+        feed.publish(&tables, t0 + Duration::from_secs(2));
+        assert_eq!(rx.borrow().version, 1, "operator state is not in DNS");
+        feed.touched(&Change::FrameworkRemoved {
+            framework_id: "f".into(),
+        });
+        feed.publish(&tables, t0 + Duration::from_secs(3));
+        assert_eq!(rx.borrow().version, 2);
+        feed.touched(&Change::FrameworkRemoved {
+            framework_id: "f".into(),
+        });
+        feed.publish(&tables, t0 + Duration::from_secs(3) + PUBLISH_GAP / 2);
+        assert_eq!(rx.borrow().version, 2, "within the gap: later");
+        feed.publish(&tables, t0 + Duration::from_secs(3) + PUBLISH_GAP);
+        assert_eq!(rx.borrow().version, 3);
+    }
+}
