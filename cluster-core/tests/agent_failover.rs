@@ -199,3 +199,71 @@ async fn the_agent_binary_refuses_to_start_without_a_master() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--master"), "{err}");
 }
+
+fn no_redirects() -> reqwest::Client {
+    dccore::tls::install_default_provider();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+#[tokio::test]
+async fn the_operator_client_follows_a_follower_to_the_leader_with_its_token() {
+    use dccore_api::client::OperatorClient;
+    let dir = tempfile::tempdir().unwrap();
+    let m = Master::start(&dir.path().join("m")).await;
+    let leader = Front::start(Mode::Lead(m.url.clone())).await;
+    let follower = Front::start(Mode::Follow(leader.url.clone())).await;
+    // reqwest's own redirect policy (which drops the token across hosts) or none: both work.
+    for http in [no_redirects(), support::http()] {
+        let c = OperatorClient::with_masters(http, &[&follower.url, &leader.url], TOKEN);
+        within("GET_HEALTH", c.get_health())
+            .await
+            .expect("answered by the leader");
+        assert_eq!(c.master(), leader.url, "the leader is remembered");
+        let asked = follower.total();
+        within("GET_AGENTS", c.get_agents())
+            .await
+            .expect("answered by the leader");
+        assert_eq!(follower.total(), asked, "the next call went to the leader");
+    }
+    assert!(follower.count("/api/v1") >= 2);
+    assert!(leader.with_credential() >= 2);
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn the_operator_client_sends_its_token_only_to_masters_it_was_given() {
+    use dccore_api::client::{ClientError, MAX_HOPS, OperatorClient};
+    let dir = tempfile::tempdir().unwrap();
+    let m = Master::start(&dir.path().join("m")).await;
+    let leader = Front::start(Mode::Lead(m.url.clone())).await;
+    let follower = Front::start(Mode::Follow(leader.url.clone())).await;
+    let c = OperatorClient::with_http(no_redirects(), &follower.url, TOKEN);
+    let e = within("GET_HEALTH", c.get_health()).await.unwrap_err();
+    assert!(matches!(e, ClientError::Redirect { .. }), "{e}");
+    assert!(e.to_string().contains("not one of the masters"), "{e}");
+    assert_eq!(leader.total(), 0, "nothing went to the unnamed host");
+
+    // Two masters naming each other (an election in flux): bounded, and says so.
+    let a = Front::start(Mode::NoLeader).await;
+    let b = Front::start(Mode::Follow(a.url.clone())).await;
+    a.set(Mode::Follow(b.url.clone()));
+    let c = OperatorClient::with_masters(no_redirects(), &[&a.url, &b.url], TOKEN);
+    let e = within("GET_HEALTH", c.get_health()).await.unwrap_err();
+    assert!(matches!(e, ClientError::TooManyRedirects { .. }), "{e}");
+    assert_eq!(
+        a.total() + b.total(),
+        MAX_HOPS + 1,
+        "one call, bounded hops"
+    );
+
+    // With nobody leading (503) on one master, the other is asked.
+    a.set(Mode::NoLeader);
+    let c = OperatorClient::with_masters(no_redirects(), &[&a.url, &leader.url], TOKEN);
+    within("GET_HEALTH", c.get_health())
+        .await
+        .expect("answered by the master that leads");
+    m.stop().await;
+}
