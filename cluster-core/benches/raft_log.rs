@@ -94,13 +94,17 @@ fn batch(size: usize, seq: u64) -> Vec<Command> {
         .collect()
 }
 
-/// Proposes batches of `size` with `in_flight` proposers for `secs`: (entries, bytes, elapsed).
+/// One proposal longer than this: the group is stalled (reported, the case stops).
+const STALL: Duration = Duration::from_secs(20);
+
+/// Proposes batches of `size` with `in_flight` proposers for `secs`: (entries, bytes, elapsed),
+/// or `None` if a proposal stalled.
 async fn run_case(
     leader: &Arc<Replica>,
     size: usize,
     in_flight: usize,
     secs: Duration,
-) -> (u64, u64, Duration) {
+) -> Option<(u64, u64, Duration)> {
     let bytes_per_entry = serde_json::to_vec(&batch(size, 0)).expect("json").len() as u64;
     let t0 = Instant::now();
     let mut workers = tokio::task::JoinSet::new();
@@ -111,17 +115,26 @@ async fn run_case(
             let mut seq = w as u64 * 1_000_000_000;
             while t0.elapsed() < secs {
                 seq += 1;
-                leader.propose(batch(size, seq)).await.expect("committed");
+                match tokio::time::timeout(STALL, leader.propose(batch(size, seq))).await {
+                    Ok(r) => {
+                        r.expect("committed");
+                    }
+                    Err(_) => return None,
+                }
                 done += 1;
             }
-            done
+            Some(done)
         });
     }
     let mut entries = 0;
+    let mut stalled = false;
     while let Some(r) = workers.join_next().await {
-        entries += r.expect("proposer");
+        match r.expect("proposer") {
+            Some(n) => entries += n,
+            None => stalled = true,
+        }
     }
-    (entries, entries * bytes_per_entry, t0.elapsed())
+    (!stalled).then(|| (entries, entries * bytes_per_entry, t0.elapsed()))
 }
 
 fn main() {
@@ -149,7 +162,14 @@ fn main() {
         );
         for size in [1usize, 10, 100] {
             for in_flight in [1usize, 32] {
-                let (entries, bytes, took) = run_case(&leader, size, in_flight, secs).await;
+                let Some((entries, bytes, took)) = run_case(&leader, size, in_flight, secs).await
+                else {
+                    println!(
+                        "{size:>8} {in_flight:>9}   stalled: a proposal not committed within {} s",
+                        STALL.as_secs()
+                    );
+                    return;
+                };
                 let s = took.as_secs_f64();
                 println!(
                     "{size:>8} {in_flight:>9} {:>10.0} {:>12.0} {:>10.0}",
@@ -162,9 +182,8 @@ fn main() {
         drop(leader);
         for n in nodes {
             n.stop.cancel();
-            if let Ok(r) = Arc::try_unwrap(n.replica) {
-                let _ = r.shutdown().await;
-            }
         }
     });
+    // A stalled case leaves proposals and store writes behind: do not wait for them forever.
+    rt.shutdown_timeout(Duration::from_secs(5));
 }
