@@ -73,9 +73,11 @@ enum Cmd {
     },
     /// Run an agent (runs tasks for the master).
     Agent {
-        /// Master URL, e.g. http://10.0.0.1:5050.
-        #[arg(long)]
-        master: String,
+        /// Master URL, e.g. http://10.0.0.1:5050; with replicated masters every one of them
+        /// (repeat the flag or separate with commas): the agent finds the leader itself.
+        /// Overrides the config's `masters`; one of the two is required.
+        #[arg(long, value_delimiter = ',')]
+        master: Vec<String>,
         /// Address to listen on; port 0 picks a free port (printed and written to DIR/address).
         #[arg(long)]
         listen: String,
@@ -405,9 +407,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             ca_file,
         } => {
             let token = read_token(&token_file).map_err(|e| Usage(chain(&e)))?;
-            let mut cfg = AgentConfig::new(master, &work_dir, token);
+            let mut cfg = AgentConfig::new(String::new(), &work_dir, token);
             if let Some(c) = &config {
                 cfg = cfg.apply_file(c).map_err(|e| Usage(chain(&e)))?;
+            }
+            if !master.is_empty() || cfg.masters.is_empty() {
+                cfg.masters = agent::leader::parse_masters(&master)
+                    .map_err(|e| Usage(format!("--master: {e}")))?;
             }
             if let Some(r) = &resources {
                 cfg = cfg

@@ -7,6 +7,11 @@
 //! drain: GET_AGENTS: url ─▶ agent id ──▶ DRAIN_AGENT ──▶ poll GET_AGENTS/GET_TASKS until
 //!        DRAINED, gone, or no live task on it ──▶ exit 0 (timeout: exit 2)
 //! ```
+//! With replicated masters a follower answers `307` naming the leader: the client re-sends the
+//! call there with its token, only to masters it was given (see `client/redirect.rs` for the
+//! rule and why), at most [`MAX_HOPS`] times, and remembers the leader for the next calls. Given
+//! several masters it also passes over one that is unreachable or has no leader (`503`).
+//!
 //! Agents are found by the `url` they registered with (what the master uses to reach them); URLs
 //! compare without a trailing `/` and with `http://` assumed. The verdicts are pure functions of
 //! the operator API's typed answers ([`probe_verdict`], [`drain_progress`]) and tested as such.
@@ -16,8 +21,17 @@ use crate::operator::{
 };
 use crate::tls::{Tls, TlsError};
 use dc_support::retry::{self, Backoff, Next, RetryError};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
+
+mod redirect;
+pub use redirect::host_port;
+
+/// Redirects followed for one call: a follower names the leader, which answers itself; more
+/// hops mean the masters disagree (an election in progress).
+pub const MAX_HOPS: usize = 3;
 
 /// The drain's polls: first after `DRAIN_POLL.0`, doubling up to `DRAIN_POLL.1`.
 const DRAIN_POLL: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(1));
@@ -78,6 +92,28 @@ pub enum ClientError {
         /// What came instead.
         got: String,
     },
+    /// A `307` this client does not follow (to a host it was not given, or without Location).
+    #[error("master {master} redirected the {call} call: {reason}")]
+    Redirect {
+        /// The master that redirected.
+        master: String,
+        /// The operator call.
+        call: &'static str,
+        /// Why it was not followed.
+        reason: String,
+    },
+    /// More than [`MAX_HOPS`] redirects in a row.
+    #[error(
+        "masters redirected the {call} call {hops} times in a row (no settled leader yet): last from {master}"
+    )]
+    TooManyRedirects {
+        /// The last master that redirected.
+        master: String,
+        /// The operator call.
+        call: &'static str,
+        /// Redirects followed.
+        hops: usize,
+    },
     /// The probe's or the drain's verdict: what is missing.
     #[error("{0}")]
     Missing(String),
@@ -107,8 +143,19 @@ pub fn normalize_url(url: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct OperatorClient {
     http: reqwest::Client,
-    master: String,
+    /// Every master this client was given (normalized), at least one.
+    masters: Vec<String>,
+    /// The one believed to lead (shared by clones: they talk to the same cluster).
+    leader: Arc<AtomicUsize>,
     token: String,
+}
+
+/// One POST's outcome at one master.
+enum Sent {
+    /// A final answer (success or not) from `masters[at]`.
+    Answer(usize, reqwest::StatusCode, Vec<u8>),
+    /// Nothing usable from this master: the next may do (unreachable, or no leader: 503).
+    Next(ClientError),
 }
 
 /// Picks one variant's answer out of a [`Response`].
@@ -138,8 +185,10 @@ impl OperatorClient {
         timeout: Duration,
         tls: &Tls,
     ) -> Result<Self, TlsError> {
+        // Redirects are followed by `send`, with the token and only to given masters.
         let http = tls
             .http_client()?
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(timeout)
             .build()
             .map_err(TlsError::Client)?;
@@ -147,43 +196,147 @@ impl OperatorClient {
     }
 
     /// A client over `http` (its TLS set-up and timeouts), e.g. one HTTP client shared with
-    /// other calls to the cluster.
+    /// other calls to the cluster. Build `http` with `redirect(Policy::none())`: reqwest's own
+    /// policy follows a `307` itself but drops the token on the way (the call is then re-sent
+    /// with it, one wasted request later).
     pub fn with_http(http: reqwest::Client, master: &str, token: &str) -> Self {
+        Self::with_masters(http, &[master], token)
+    }
+
+    /// A client of a replicated group: every master's URL (the first is tried first). Calls
+    /// follow a follower's `307` to the leader among them; see the module doc.
+    pub fn with_masters<S: AsRef<str>>(http: reqwest::Client, masters: &[S], token: &str) -> Self {
+        let mut list: Vec<String> = Vec::new();
+        for m in masters {
+            let m = normalize_url(m.as_ref());
+            if !list.contains(&m) {
+                list.push(m);
+            }
+        }
+        if list.is_empty() {
+            // No master: every call then fails naming the empty URL, rather than a panic here.
+            list.push(String::new());
+        }
         OperatorClient {
             http,
-            master: normalize_url(master),
+            masters: list,
+            leader: Arc::new(AtomicUsize::new(0)),
             token: token.to_string(),
         }
     }
 
-    /// The master's URL (normalized).
+    /// The URL (normalized) of the master believed to lead: the first given until a call
+    /// found another.
     pub fn master(&self) -> &str {
-        &self.master
+        let i = self.leader.load(Ordering::Relaxed);
+        self.masters.get(i).unwrap_or(&self.masters[0])
+    }
+
+    /// Every master this client was given.
+    pub fn masters(&self) -> &[String] {
+        &self.masters
+    }
+
+    /// POSTs `call` to `masters[at]`, following redirects to given masters.
+    async fn post_from(&self, first: usize, call: &Call) -> Result<Sent, ClientError> {
+        let name = call.name();
+        let mut at = first;
+        for _ in 0..=MAX_HOPS {
+            let master = &self.masters[at];
+            let r = match self
+                .http
+                .post(format!("{master}/api/v1"))
+                .bearer_auth(&self.token)
+                .json(call)
+                .send()
+                .await
+            {
+                Ok(r) => r,
+                Err(source) => {
+                    return Ok(Sent::Next(ClientError::Unreachable {
+                        master: master.clone(),
+                        source,
+                    }));
+                }
+            };
+            let status = r.status();
+            // An HTTP client with reqwest's default policy followed a redirect itself (and
+            // dropped the token across hosts): judge the host it ended at as a Location.
+            let ended = r.url().as_str().to_string();
+            let location = if status == reqwest::StatusCode::TEMPORARY_REDIRECT {
+                Some(
+                    r.headers()
+                        .get(reqwest::header::LOCATION)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string)
+                        .ok_or_else(|| ClientError::Redirect {
+                            master: master.clone(),
+                            call: name,
+                            reason: "307 without a Location".into(),
+                        })?,
+                )
+            } else if host_port(&ended) != host_port(master) {
+                Some(ended)
+            } else {
+                None
+            };
+            if let Some(l) = location {
+                at = redirect::target(&self.masters, master, &l).map_err(|reason| {
+                    ClientError::Redirect {
+                        master: master.clone(),
+                        call: name,
+                        reason,
+                    }
+                })?;
+                continue;
+            }
+            let bytes = r.bytes().await.map_err(|source| ClientError::Body {
+                master: master.clone(),
+                call: name,
+                source,
+            })?;
+            if status == reqwest::StatusCode::SERVICE_UNAVAILABLE && self.masters.len() > 1 {
+                return Ok(Sent::Next(ClientError::Status {
+                    master: master.clone(),
+                    call: name,
+                    status: status.as_u16(),
+                    body: String::from_utf8_lossy(&bytes).trim().to_string(),
+                }));
+            }
+            return Ok(Sent::Answer(at, status, bytes.to_vec()));
+        }
+        Err(ClientError::TooManyRedirects {
+            master: self.masters[at].clone(),
+            call: name,
+            hops: MAX_HOPS,
+        })
     }
 
     /// Sends an operator call: its answer, `None` for the empty 200 of maintenance calls.
     pub async fn send(&self, call: &Call) -> Result<Option<Response>, ClientError> {
         let name = call.name();
-        let r = self
-            .http
-            .post(format!("{}/api/v1", self.master))
-            .bearer_auth(&self.token)
-            .json(call)
-            .send()
-            .await
-            .map_err(|source| ClientError::Unreachable {
-                master: self.master.clone(),
-                source,
-            })?;
-        let status = r.status();
-        let bytes = r.bytes().await.map_err(|source| ClientError::Body {
-            master: self.master.clone(),
-            call: name,
-            source,
-        })?;
+        let leader = self.leader.load(Ordering::Relaxed) % self.masters.len();
+        let order = std::iter::once(leader).chain((0..self.masters.len()).filter(|i| *i != leader));
+        let mut last = None;
+        let mut answer = None;
+        for first in order {
+            match self.post_from(first, call).await? {
+                Sent::Answer(at, status, bytes) => {
+                    answer = Some((at, status, bytes));
+                    break;
+                }
+                Sent::Next(e) => last = Some(e),
+            }
+        }
+        let Some((at, status, bytes)) = answer else {
+            return Err(last.expect("invariant: at least one master was tried"));
+        };
+        let master = self.masters[at].clone();
+        // It answered as leader (a refusal too): the next call goes there first.
+        self.leader.store(at, Ordering::Relaxed);
         if !status.is_success() {
             return Err(ClientError::Status {
-                master: self.master.clone(),
+                master,
                 call: name,
                 status: status.as_u16(),
                 body: String::from_utf8_lossy(&bytes).trim().to_string(),
@@ -195,7 +348,7 @@ impl OperatorClient {
         serde_json::from_slice(&bytes)
             .map(Some)
             .map_err(|source| ClientError::Json {
-                master: self.master.clone(),
+                master: master.clone(),
                 call: name,
                 source,
             })
@@ -212,7 +365,7 @@ impl OperatorClient {
 
     fn unexpected(&self, call: &Call, got: Option<Response>) -> ClientError {
         ClientError::Unexpected {
-            master: self.master.clone(),
+            master: self.master().to_string(),
             call: call.name(),
             got: match got {
                 Some(r) => format!("a {} answer", r.name()),
@@ -253,7 +406,7 @@ impl OperatorClient {
             Some(_) => Some(self.get_agents().await?),
             None => None,
         };
-        probe_verdict(&self.master, &health, agents.as_ref(), agent_url)
+        probe_verdict(self.master(), &health, agents.as_ref(), agent_url)
             .map_err(ClientError::Missing)
     }
 
@@ -273,7 +426,7 @@ impl OperatorClient {
         let Some(id) = find_agent(&agents, &url).map(|(id, _)| id) else {
             return Ok(format!(
                 "agent {url} is not registered with master {}: nothing to drain",
-                self.master
+                self.master()
             ));
         };
         self.execute(&Call::drain_agent(&id, max_grace, mark_gone))

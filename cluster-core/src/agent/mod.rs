@@ -11,6 +11,7 @@ mod cgroup;
 mod checkpoint;
 mod executor;
 mod http;
+pub mod leader;
 mod link;
 pub mod registration;
 mod tasks;
@@ -53,8 +54,9 @@ pub enum AgentError {
 /// Agent settings.
 #[derive(Clone, Debug)]
 pub struct AgentConfig {
-    /// Master base URL, e.g. `http://10.0.0.1:5050`.
-    pub master: String,
+    /// Every master's base URL, e.g. `https://10.0.0.1:5050` (see [`leader`]): the agent finds
+    /// the leader among them itself. At least one.
+    pub masters: Vec<String>,
     /// Checkpoints and sandboxes live here.
     pub work_dir: PathBuf,
     /// The agent's credential for the master (an agent token, or the operator token). It also
@@ -88,18 +90,19 @@ pub struct AgentConfig {
 }
 
 impl AgentConfig {
-    /// Defaults: detected resources, 1 s heartbeats, 3 s kill grace.
+    /// Defaults: detected resources, 1 s heartbeats, 3 s kill grace. `master` may be a
+    /// comma-separated list of every master (the binary checks the list with
+    /// [`leader::parse_masters`] first and reports a bad one).
     pub fn new(
         master: impl Into<String>,
         work_dir: impl Into<PathBuf>,
         token: impl Into<String>,
     ) -> Self {
-        let mut master = master.into();
-        if !master.starts_with("http://") && !master.starts_with("https://") {
-            master = format!("http://{master}");
-        }
+        let master = master.into();
+        // A bad list leaves none: the agent then says so on every registration attempt.
+        let masters = leader::parse_masters(&[&master]).unwrap_or_default();
         AgentConfig {
-            master: master.trim_end_matches('/').to_string(),
+            masters,
             work_dir: work_dir.into(),
             token: token.into(),
             resources: detect_resources(),
@@ -170,6 +173,10 @@ impl AgentConfig {
         if f.cgroups == Some(false) {
             self.cgroup_base = None;
         }
+        if let Some(m) = f.masters {
+            self.masters =
+                leader::parse_masters(&m).map_err(|e| bad(format!("masters: {e}").into()))?;
+        }
         if let Some(u) = f.default_task_user {
             if u.is_empty() {
                 return Err(bad("default_task_user must name a user".into()));
@@ -190,6 +197,8 @@ impl AgentConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
+    /// Every master's URL (`--master` wins when given).
+    pub masters: Option<Vec<String>>,
     /// Same syntax as `--resources`.
     pub resources: Option<String>,
     /// Same syntax as `--attributes`.
@@ -302,10 +311,13 @@ pub async fn run(
     if server_tls.is_none() {
         tracing::warn!("{}", crate::tls::PLAIN_HTTP_WARNING);
     }
+    // Redirects are followed by the link itself, only to configured masters and keeping the
+    // credential (reqwest's own policy would drop it, or follow anywhere).
     let http = config
         .tls
         .http_client()
         .map_err(AgentError::Tls)?
+        .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(5))
         .build()
         .map_err(|e| AgentError::Tls(dccore_api::tls::TlsError::Client(e)))?;
@@ -314,7 +326,15 @@ pub async fn run(
         None => format!(
             "{}://{}",
             config.tls.scheme(),
-            advertised_addr(addr, &config.master).await
+            advertised_addr(
+                addr,
+                config
+                    .masters
+                    .first()
+                    .map(String::as_str)
+                    .unwrap_or_default()
+            )
+            .await
         ),
     };
     let shared = Arc::new(tasks::Agent::new(config, url, shutdown.clone(), http));
@@ -399,6 +419,6 @@ mod tests {
             vec![(31000, 32000)],
             "ports keep the detected default"
         );
-        assert_eq!(c.master, "http://127.0.0.1:1");
+        assert_eq!(c.masters, vec!["http://127.0.0.1:1"]);
     }
 }

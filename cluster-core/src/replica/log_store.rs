@@ -1,11 +1,19 @@
 //! openraft's log storage in redb: the log entries, the vote, the committed id and the last
 //! purged id, in one file (`<work_dir>/raft.redb`) that the state machine's snapshots share.
 //!
-//! Every write is its own redb transaction committed with redb's default durability (fsync
-//! before `commit` returns), so an entry reported flushed to openraft — which then counts this
-//! replica towards a majority — survives a crash. The writes run on Tokio's blocking pool: an
-//! fsync must not stall the runtime's few worker threads. Entries are JSON (the format of the
-//! RPCs too); a log id in the table key is its index.
+//! Each call is one redb write transaction: an `append` of many entries (openraft hands over
+//! all it has under load) costs one commit, one fsync. Durability is what Raft needs, no more:
+//! - entries and the vote are [`Durability::Immediate`] (fsync before `commit` returns): an
+//!   entry reported flushed counts this replica towards a majority, and a vote answered must
+//!   not be forgotten (else it could vote twice in a term);
+//! - the committed id and purges are [`Durability::None`]: redb makes them durable with the next
+//!   immediate commit (commits are ordered), and losing them in a crash is safe: the committed
+//!   id is only a hint to re-apply early (openraft learns it again from the leader), and a purge
+//!   not persisted leaves entries that the snapshot covers (they are purged again).
+//!
+//! The writes run on Tokio's blocking pool: an fsync must not stall the runtime's few worker
+//! threads. Entries are JSON (the format of the RPCs too); a log id in the table key is its
+//! index.
 
 // redb's own error is large (160 bytes); it lives only from a storage call to the `AnyError`
 // it becomes right after, so it is not boxed on the way.
@@ -17,7 +25,7 @@ use openraft::{
     AnyError, Entry, LogId, LogState, OptionalSend, RaftLogReader, StorageError, StorageIOError,
     Vote,
 };
-use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::fmt::Debug;
@@ -67,22 +75,33 @@ pub(super) async fn write_meta<T: Serialize>(
     name: &'static str,
     value: &T,
 ) -> std::result::Result<(), AnyError> {
+    write_meta_as(db, name, value, Durability::Immediate).await
+}
+
+async fn write_meta_as<T: Serialize>(
+    db: &Arc<Database>,
+    name: &'static str,
+    value: &T,
+    durability: Durability,
+) -> std::result::Result<(), AnyError> {
     let bytes = serde_json::to_vec(value).map_err(|e| AnyError::new(&e))?;
-    blocking(db, move |tx| {
+    blocking(db, durability, move |tx| {
         tx.open_table(META)?.insert(name, bytes.as_slice())?;
         Ok(())
     })
     .await
 }
 
-/// Runs `f` in one write transaction on the blocking pool and commits it.
+/// Runs `f` in one write transaction on the blocking pool and commits it with `durability`.
 async fn blocking(
     db: &Arc<Database>,
+    durability: Durability,
     f: impl FnOnce(&redb::WriteTransaction) -> std::result::Result<(), redb::Error> + Send + 'static,
 ) -> std::result::Result<(), AnyError> {
     let db = db.clone();
     let run = move || -> std::result::Result<(), redb::Error> {
-        let tx = db.begin_write()?;
+        let mut tx = db.begin_write()?;
+        tx.set_durability(durability);
         f(&tx)?;
         tx.commit()?;
         Ok(())
@@ -177,7 +196,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     // The committed id is kept so that a restarted replica re-applies its committed entries
     // at once, before it hears from a leader.
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<()> {
-        write_meta(&self.db, COMMITTED, &committed)
+        write_meta_as(&self.db, COMMITTED, &committed, Durability::None)
             .await
             .map_err(|e| StorageIOError::write(e).into())
     }
@@ -198,7 +217,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map(|e| Ok((e.log_id.index, serde_json::to_vec(&e)?)))
             .collect::<std::result::Result<Vec<_>, serde_json::Error>>()
             .map_err(|e| StorageIOError::write_logs(AnyError::new(&e)))?;
-        let written = blocking(&self.db, move |tx| {
+        let written = blocking(&self.db, Durability::Immediate, move |tx| {
             let mut table = tx.open_table(LOG)?;
             for (index, bytes) in &rows {
                 table.insert(*index, bytes.as_slice())?;
@@ -219,7 +238,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<()> {
         let from = log_id.index;
-        blocking(&self.db, move |tx| {
+        // Durable: entries of a deposed leader must not come back after a crash once the ones
+        // replacing them were reported flushed (the append after this is immediate anyway).
+        blocking(&self.db, Durability::Immediate, move |tx| {
             tx.open_table(LOG)?.retain_in(from.., |_, _| false)?;
             Ok(())
         })
@@ -233,7 +254,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(|e| StorageIOError::write_logs(AnyError::new(&e)))?;
         // The purged id and the removal in one transaction: the log state read after a crash is
         // never "purged up to N" with entries at or below N, nor the reverse.
-        blocking(&self.db, move |tx| {
+        blocking(&self.db, Durability::None, move |tx| {
             tx.open_table(META)?.insert(PURGED, purged.as_slice())?;
             tx.open_table(LOG)?.retain_in(..=upto, |_, _| false)?;
             Ok(())
