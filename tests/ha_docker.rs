@@ -151,13 +151,20 @@ async fn three_masters_elect_one_leader_survive_its_loss_are_restored_by_apply_a
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_ne!(new_leader, leader);
-    let (healthy, agents, status) =
-        support::providers::agents_healthy(&env, dir.path(), &def).await;
-    assert_eq!(
-        (healthy, agents),
-        (3, 3),
-        "the new leader knows every agent: {status}"
-    );
+    // The agents notice the loss at their next heartbeat, find the new leader and register again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (healthy, agents, status) =
+            support::providers::agents_healthy(&env, dir.path(), &def).await;
+        if (healthy, agents) == (3, 3) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new leader does not know every agent 20 s after the failover: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 
     // `apply` restarts the killed container (its disk is there: same member, same id).
     let o = dcform(&env, dir.path(), &["apply", "--auto-approve", &def]).await;
