@@ -4,6 +4,8 @@
 //! knows every agent; `apply` replaces the dead master (a new member with a new id) and all 3
 //! are healthy again; `-var masters=5` grows the group to 5 with the agents kept.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 mod common;
 mod support;
 

@@ -272,8 +272,11 @@ pub struct Directory {
     domain: Arc<str>,
     ttl: u32,
     /// The records of the snapshot with this version. A std mutex: held only to swap an `Arc`.
-    cache: Arc<Mutex<Option<(u64, Arc<Records>)>>>,
+    cache: Arc<Mutex<Cached>>,
 }
+
+/// The snapshot version and the records built from it.
+type Cached = Option<(u64, Arc<Records>)>;
 
 impl Directory {
     /// A directory over the feed's receiver.

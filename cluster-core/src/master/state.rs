@@ -232,15 +232,13 @@ impl State {
             // commit, then the state from the log).
             let lead_now = leadership.as_mut().map(|l| l.borrow_and_update().is_leader);
             match (lead_now, self.follows()) {
-                (Some(true), true) => {
-                    if !self.take_lead().await {
-                        // Not this time (no majority, or another leader): try again shortly.
-                        tokio::select! {
-                            _ = shutdown.cancelled() => break,
-                            _ = tokio::time::sleep(HOUSEKEEPING) => {}
-                        }
-                        continue;
+                // Not this time (no majority, or another leader): try again shortly.
+                (Some(true), true) if !self.take_lead().await => {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(HOUSEKEEPING) => {}
                     }
+                    continue;
                 }
                 (Some(false), false) => self.step_down(Instant::now()),
                 _ => {}
