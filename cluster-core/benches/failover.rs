@@ -336,7 +336,11 @@ async fn rounds<G: Group>(g: &mut G, rounds: usize) -> Vec<Option<Duration>> {
         let started = Instant::now();
         g.members()[l].kill().await;
         let rest: Vec<usize> = (0..3).filter(|i| *i != l).collect();
+        let elected = std::cell::Cell::new(None);
         let took = poll(ROUND_LIMIT, || async {
+            if elected.get().is_none() && g.leader().await.is_some_and(|n| n != l) {
+                elected.set(Some(started.elapsed()));
+            }
             for &i in &rest {
                 if g.write(i, round).await {
                     return Some(started.elapsed());
@@ -345,6 +349,12 @@ async fn rounds<G: Group>(g: &mut G, rounds: usize) -> Vec<Option<Duration>> {
             None
         })
         .await;
+        if std::env::var_os("FAILOVER_VERBOSE").is_some() {
+            eprintln!(
+                "round {round}: a new leader said so after {:?}, a write after {took:?}",
+                elected.get()
+            );
+        }
         out.push(took);
         g.members()[l].start();
         poll(ROUND_LIMIT, || async { g.follows(l).await.then_some(()) }).await;
