@@ -46,7 +46,6 @@ pub struct MarathonState {
 /// The `/v2` routes and `/ping`.
 pub fn routes(api: ApiState, services: ServicesHandle) -> Router {
     Router::new()
-        .route("/ping", get(ping))
         .route("/v2/info", get(info))
         .route("/v2/leader", get(leader))
         .route("/v2/apps", get(list_apps).post(create_app))
@@ -63,12 +62,18 @@ pub fn routes(api: ApiState, services: ServicesHandle) -> Router {
         .route("/v2/queue", get(queue))
         .route("/v2/deployments", get(deployments))
         .route("/v2/deployments/{id}", delete(cancel_deployment))
+        .route_layer(axum::middleware::from_fn_with_state(
+            api.clone(),
+            operator_only,
+        ))
         // With replicated masters the framework runs beside the leader: a follower sends Marathon
         // clients there (307), as it does framework and operator calls.
         .route_layer(axum::middleware::from_fn_with_state(
             api.clone(),
             super::replicated::to_leader,
         ))
+        // Unauthenticated, like Marathon's and `/health`: added after the layers above.
+        .route("/ping", get(ping))
         .with_state(MarathonState { api, services })
 }
 
@@ -82,18 +87,24 @@ fn forced(q: &Q) -> bool {
     q.get("force").is_some_and(|v| v == "true")
 }
 
-/// Admits the operator only (see the module doc).
-fn operator(h: &MarathonState, peer: &PeerCert, headers: &HeaderMap) -> Result<(), Response> {
-    match authenticate(&h.api, peer, headers, Route::Client)? {
-        Identity::Operator => Ok(()),
-        Identity::Principal(p) => Err(message(
+/// Admits the operator only (see the module doc): a layer over every route of [`routes`], so
+/// no handler can forget it.
+async fn operator_only(
+    State(api): State<ApiState>,
+    peer: PeerCert,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match authenticate(&api, &peer, req.headers(), Route::Client) {
+        Err(r) => r,
+        Ok(Identity::Operator) => next.run(req).await,
+        Ok(Identity::Principal(p)) => message(
             StatusCode::FORBIDDEN,
             format!("principal {p:?} may not use the services API: use the operator token"),
-        )),
-        Identity::Agent(_) => Err(message(
-            StatusCode::FORBIDDEN,
-            "agents may not use the services API",
-        )),
+        ),
+        Ok(Identity::Agent(_)) => {
+            message(StatusCode::FORBIDDEN, "agents may not use the services API")
+        }
     }
 }
 
@@ -227,10 +238,7 @@ fn host_of(headers: &HeaderMap) -> String {
         .to_string()
 }
 
-async fn info(State(h): State<MarathonState>, peer: PeerCert, headers: HeaderMap) -> Response {
-    if let Err(r) = operator(&h, &peer, &headers) {
-        return r;
-    }
+async fn info(State(h): State<MarathonState>, headers: HeaderMap) -> Response {
     let s = match snapshot(&h).await {
         Ok(s) => s,
         Err(r) => return r,
@@ -245,23 +253,12 @@ async fn info(State(h): State<MarathonState>, peer: PeerCert, headers: HeaderMap
     .into_response()
 }
 
-async fn leader(State(h): State<MarathonState>, peer: PeerCert, headers: HeaderMap) -> Response {
-    if let Err(r) = operator(&h, &peer, &headers) {
-        return r;
-    }
+async fn leader(headers: HeaderMap) -> Response {
     // The framework runs beside the master that serves this request: that master leads it.
     axum::Json(json!({"leader": host_of(&headers)})).into_response()
 }
 
-async fn list_apps(
-    State(h): State<MarathonState>,
-    peer: PeerCert,
-    headers: HeaderMap,
-    q: Q,
-) -> Response {
-    if let Err(r) = operator(&h, &peer, &headers) {
-        return r;
-    }
+async fn list_apps(State(h): State<MarathonState>, q: Q) -> Response {
     let s = match snapshot(&h).await {
         Ok(s) => s,
         Err(r) => return r,
@@ -281,16 +278,7 @@ async fn list_apps(
     axum::Json(json!({"apps": apps})).into_response()
 }
 
-async fn create_app(
-    State(h): State<MarathonState>,
-    peer: PeerCert,
-    headers: HeaderMap,
-    q: Q,
-    body: Bytes,
-) -> Response {
-    if let Err(r) = operator(&h, &peer, &headers) {
-        return r;
-    }
+async fn create_app(State(h): State<MarathonState>, q: Q, body: Bytes) -> Response {
     let app = match parse_body(&body).and_then(|v| App::from_json(v, None).map_err(invalid)) {
         Ok(a) => a,
         Err(r) => return r,
@@ -339,16 +327,7 @@ fn split(path: &str) -> Result<(AppId, Option<&str>), Response> {
     Ok((id, action))
 }
 
-async fn get_app(
-    State(h): State<MarathonState>,
-    peer: PeerCert,
-    headers: HeaderMap,
-    Path(path): Path<String>,
-    q: Q,
-) -> Response {
-    if let Err(r) = operator(&h, &peer, &headers) {
-        return r;
-    }
+async fn get_app(State(h): State<MarathonState>, Path(path): Path<String>, q: Q) -> Response {
     let (id, action) = match split(&path) {
         Ok(x) => x,
         Err(r) => return r,
@@ -382,29 +361,19 @@ async fn get_app(
 
 async fn put_app(
     State(h): State<MarathonState>,
-    peer: PeerCert,
-    headers: HeaderMap,
     Path(path): Path<String>,
     q: Q,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = operator(&h, &peer, &headers) {
-        return r;
-    }
     update(h, path, q, body, false).await
 }
 
 async fn patch_app(
     State(h): State<MarathonState>,
-    peer: PeerCert,
-    headers: HeaderMap,
     Path(path): Path<String>,
     q: Q,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = operator(&h, &peer, &headers) {
-        return r;
-    }
     update(h, path, q, body, true).await
 }
 
@@ -455,16 +424,7 @@ async fn update(h: MarathonState, path: String, q: Q, body: Bytes, merge: bool) 
     }
 }
 
-async fn delete_app(
-    State(h): State<MarathonState>,
-    peer: PeerCert,
-    headers: HeaderMap,
-    Path(path): Path<String>,
-    q: Q,
-) -> Response {
-    if let Err(r) = operator(&h, &peer, &headers) {
-        return r;
-    }
+async fn delete_app(State(h): State<MarathonState>, Path(path): Path<String>, q: Q) -> Response {
     let id = match split(&path) {
         Ok((id, None)) => id,
         Ok(_) => return message(StatusCode::METHOD_NOT_ALLOWED, "DELETE takes an app id"),
@@ -479,14 +439,9 @@ async fn delete_app(
 
 async fn post_app_action(
     State(h): State<MarathonState>,
-    peer: PeerCert,
-    headers: HeaderMap,
     Path(path): Path<String>,
     q: Q,
 ) -> Response {
-    if let Err(r) = operator(&h, &peer, &headers) {
-        return r;
-    }
     let id = match split(&path) {
         Ok((id, Some("restart"))) => id,
         Ok(_) => {
@@ -504,14 +459,7 @@ async fn post_app_action(
     }
 }
 
-async fn list_tasks(
-    State(h): State<MarathonState>,
-    peer: PeerCert,
-    headers: HeaderMap,
-) -> Response {
-    if let Err(r) = operator(&h, &peer, &headers) {
-        return r;
-    }
+async fn list_tasks(State(h): State<MarathonState>) -> Response {
     let s = match snapshot(&h).await {
         Ok(s) => s,
         Err(r) => return r,
@@ -529,16 +477,7 @@ async fn list_tasks(
     axum::Json(json!({"tasks": tasks})).into_response()
 }
 
-async fn delete_tasks(
-    State(h): State<MarathonState>,
-    peer: PeerCert,
-    headers: HeaderMap,
-    q: Q,
-    body: Bytes,
-) -> Response {
-    if let Err(r) = operator(&h, &peer, &headers) {
-        return r;
-    }
+async fn delete_tasks(State(h): State<MarathonState>, q: Q, body: Bytes) -> Response {
     let ids: Vec<String> = match parse_body(&body).map(|v| v.get("ids").cloned()) {
         Ok(Some(Value::Array(a))) if a.iter().all(Value::is_string) => a
             .iter()
@@ -567,10 +506,7 @@ async fn delete_tasks(
     }
 }
 
-async fn queue(State(h): State<MarathonState>, peer: PeerCert, headers: HeaderMap) -> Response {
-    if let Err(r) = operator(&h, &peer, &headers) {
-        return r;
-    }
+async fn queue(State(h): State<MarathonState>) -> Response {
     let s = match snapshot(&h).await {
         Ok(s) => s,
         Err(r) => return r,
@@ -605,14 +541,7 @@ async fn queue(State(h): State<MarathonState>, peer: PeerCert, headers: HeaderMa
     axum::Json(json!({"queue": queue})).into_response()
 }
 
-async fn deployments(
-    State(h): State<MarathonState>,
-    peer: PeerCert,
-    headers: HeaderMap,
-) -> Response {
-    if let Err(r) = operator(&h, &peer, &headers) {
-        return r;
-    }
+async fn deployments(State(h): State<MarathonState>) -> Response {
     let s = match snapshot(&h).await {
         Ok(s) => s,
         Err(r) => return r,
@@ -636,14 +565,9 @@ async fn deployments(
 
 async fn cancel_deployment(
     State(h): State<MarathonState>,
-    peer: PeerCert,
-    headers: HeaderMap,
     Path(id): Path<String>,
     q: Q,
 ) -> Response {
-    if let Err(r) = operator(&h, &peer, &headers) {
-        return r;
-    }
     let force = forced(&q);
     let cancel = |reply| ServiceCommand::CancelDeployment { id, force, reply };
     match h.services.ask(cancel).await {

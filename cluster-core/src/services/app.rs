@@ -150,15 +150,29 @@ pub struct HealthCheck {
     pub max_consecutive_failures: u32,
 }
 
-/// Launch back-off: `backoffSeconds` × `backoffFactor`^failures, capped.
+/// An app's launch delay after failed instances, as Marathon configures it: `backoffSeconds` ×
+/// `backoffFactor`^failures, capped at `maxLaunchDelaySeconds`. A setting of the app, not a retry
+/// loop: the scheduler keeps the current delay per app and asks [`LaunchDelay::after`] for the next.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Backoff {
+pub struct LaunchDelay {
     /// First delay.
     pub seconds: f64,
     /// Growth per failure.
     pub factor: f64,
     /// Cap.
     pub max_launch_delay_secs: f64,
+}
+
+impl LaunchDelay {
+    /// The delay after one more failure, given the current one (zero: no failure yet).
+    pub fn after(&self, current: std::time::Duration) -> std::time::Duration {
+        let next = if current.is_zero() {
+            self.seconds
+        } else {
+            (current.as_secs_f64() * self.factor).min(self.max_launch_delay_secs)
+        };
+        std::time::Duration::from_secs_f64(next.max(0.0))
+    }
 }
 
 /// A validated app definition, and the JSON it came from.
@@ -189,7 +203,7 @@ pub struct App {
     /// Health checks.
     pub health_checks: Vec<HealthCheck>,
     /// Launch back-off.
-    pub backoff: Backoff,
+    pub backoff: LaunchDelay,
     /// Unix user (a request: the master's rules decide).
     pub user: Option<String>,
     /// `upgradeStrategy.minimumHealthCapacity`.
@@ -370,7 +384,7 @@ impl App {
             }
         };
         let health_checks = read_health_checks(&mut r, &raw, ports.len());
-        let backoff = Backoff {
+        let backoff = LaunchDelay {
             seconds: r.number("backoffSeconds", 1.0, 0.0),
             factor: r.number("backoffFactor", 1.15, 1.0),
             max_launch_delay_secs: r.number("maxLaunchDelaySeconds", 300.0, 0.0),
@@ -685,7 +699,7 @@ mod tests {
         assert_eq!((a.instances, a.cpus, a.mem), (1, 1.0, 128.0));
         assert_eq!(
             a.backoff,
-            Backoff {
+            LaunchDelay {
                 seconds: 1.0,
                 factor: 1.15,
                 max_launch_delay_secs: 300.0

@@ -65,6 +65,8 @@ mod tests {
             .await
             .expect("bind");
         let port = l.local_addr().expect("addr").port();
+        // The workspace's rustls has no built-in provider: a client needs one installed first.
+        crate::tls::install_default_provider();
         let http = reqwest::Client::new();
         assert!(run(&http, "127.0.0.1", port, &check(Protocol::Tcp)).await);
         drop(l);

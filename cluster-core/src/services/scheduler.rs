@@ -394,13 +394,7 @@ impl Core {
             );
             if let Some(e) = app_id.and_then(|id| self.apps.get_mut(&id)) {
                 if failed && !i.killing {
-                    let b = e.app.backoff;
-                    let next = if e.delay.is_zero() {
-                        b.seconds
-                    } else {
-                        (e.delay.as_secs_f64() * b.factor).min(b.max_launch_delay_secs)
-                    };
-                    e.delay = Duration::from_secs_f64(next.max(0.0));
+                    e.delay = e.app.backoff.after(e.delay);
                     e.launch_after = Some(now + e.delay);
                     e.last_failure = Some(serde_json::json!({
                         "appId": i.app, "taskId": i.task_id, "host": i.host, "version": i.version,
