@@ -16,6 +16,8 @@
 //!   [`operator::Response`] of GET_HEALTH, GET_AGENTS, GET_FRAMEWORKS, GET_TASKS, GET_STATE.
 //! * [`allocation`]: dccore's `GET_ALLOCATION` answer and the reasons an agent or framework got
 //!   no offer (defined once here; the master's allocator produces them).
+//! * [`marathon`]: Marathon app definitions ([`marathon::App`]), validated by the one parser
+//!   that both the master's `/v2/apps` and `dcform validate` use.
 //! * [`client`]: [`client::OperatorClient`] and the pure verdicts of `probe`, `drain` and
 //!   `reactivate` over typed answers.
 //! * [`tls`]: a node's TLS material (certificate and key, CA bundle) and the rustls
@@ -25,6 +27,7 @@
 
 pub mod allocation;
 pub mod client;
+pub mod marathon;
 pub mod operator;
 pub mod proto;
 pub mod tls;

@@ -2,7 +2,6 @@
 //! exactly as the HTTP scheduler API does, answers the REST routes' [`ServiceCommand`]s, runs
 //! health checks and saves the state.
 
-use super::app::{App, AppId};
 use super::placement::OfferView;
 use super::scheduler::{Action, Core, Instance};
 use super::store::{Saved, SavedApp, ServiceStore};
@@ -13,6 +12,7 @@ use super::{
 use crate::master::{MasterCommand, MasterHandle, Subscription};
 use crate::proto::now_secs;
 use crate::proto::scheduler::{Call, Event, FrameworkInfo};
+use dccore_api::marathon::{App, AppId};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! Marathon's rule) or TCP (a connection opens), within the check's timeout. COMMAND checks are
 //! not run yet (`scheduler::due_checks` skips them).
 
-use super::app::{HealthCheck, Protocol};
+use dccore_api::marathon::{HealthCheck, Protocol};
 use std::time::Duration;
 
 /// True if the instance passed.

@@ -1,9 +1,9 @@
 //! What a launch carries: the task built from an app and the offer's fit (command, resources,
 //! Marathon's environment variables), and the resources it takes out of the offer.
 
-use super::app::App;
 use super::placement::{self, OfferView};
 use crate::proto::{CommandInfo, Environment, Id, TaskInfo, Variable};
+use dccore_api::marathon::App;
 use std::collections::BTreeMap;
 
 /// Takes an instance's resources out of what is left of the offer, from the roles the app accepts.

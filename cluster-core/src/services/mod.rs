@@ -7,7 +7,7 @@
 //! ```text
 //! api::marathon (/v2/...) ──ServiceCommand──▶ driver (one task, owns the state)
 //!                         ◀──oneshot reply──    │  ├─ scheduler.rs  decisions (pure): offers → launches, updates → replacements
-//!                                               │  │   ├─ app.rs       Marathon app JSON, validated, round-trips
+//!                                               │  │   ├─ dccore_api::marathon  app JSON, validated, round-trips
 //!                                               │  │   └─ placement.rs resources, ports, constraints, refusal reasons
 //!                                               │  ├─ health.rs     HTTP / TCP checks (I/O, results fed back)
 //!                                               │  └─ store.rs      ServiceStore: apps, versions, instance ↔ task (file backend)
@@ -18,7 +18,6 @@
 //! from one definition to another, running until every instance of the new version is running
 //! (and healthy, with health checks).
 
-pub mod app;
 mod driver;
 mod health;
 mod launch;
@@ -26,7 +25,7 @@ pub mod placement;
 pub mod scheduler;
 pub mod store;
 
-pub use app::{App, AppError, AppId};
+pub use dccore_api::marathon::{App, AppError, AppId};
 pub use scheduler::{AppEntry, Instance};
 pub use store::{FileStore, ServiceStore, StoreError};
 

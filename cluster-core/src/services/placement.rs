@@ -1,8 +1,8 @@
 //! Does an instance of an app fit an offer? Resources (by accepted role), host ports and
 //! constraints, each refusal with the reason `/v2/queue` shows. Pure: no I/O, no clock.
 
-use super::app::{App, Constraint, Operator};
 use crate::proto::{Offer, Resources};
+use dccore_api::marathon::{App, Constraint, Operator};
 use std::collections::BTreeMap;
 
 /// What placement needs to know of an offer.

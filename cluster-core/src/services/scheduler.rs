@@ -3,10 +3,10 @@
 //! lost or failed instances replaced with back-off, surplus and unhealthy ones killed. The
 //! driver ([`super::driver`]) does the I/O and passes `now` and fresh ids in.
 
-use super::app::{App, AppId, HealthCheck, Protocol};
 use super::launch::{take, task_info};
 use super::placement::{self, OfferView, Placed, Refusal};
 use crate::proto::{TaskInfo, TaskState, TaskStatus};
+use dccore_api::marathon::{App, AppId, HealthCheck, Protocol};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;

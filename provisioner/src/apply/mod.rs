@@ -9,6 +9,7 @@
 //! A killed apply resumes: every finished step is in the state, and the planner continues each node from there.
 
 mod executor;
+mod node_task;
 mod progress;
 
 #[cfg(test)]

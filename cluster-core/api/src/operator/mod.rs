@@ -21,6 +21,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+mod replica;
+pub use replica::{AddMaster, MasterRef, RemoveMaster, ReplicaMember, ReplicaStatus};
+
 /// An operator call: `{"type": "GET_AGENTS"}`, `{"type": "DRAIN_AGENT", "drain_agent": {...}}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
@@ -164,77 +167,6 @@ pub struct AgentRef {
 pub struct Teardown {
     /// The framework.
     pub framework_id: Id,
-}
-
-/// `Call.AddMaster` (dccore extension): the new master's replica id (never one used before)
-/// and the URL the other masters reach it at.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AddMaster {
-    /// Its `replica_id`.
-    pub id: u64,
-    /// Its URL, `https://host:port`.
-    pub url: String,
-}
-
-/// `Call.RemoveMaster` (dccore extension).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RemoveMaster {
-    /// Its `replica_id`.
-    pub id: u64,
-}
-
-/// `GET /replica` (dccore, replicated masters): how one master sees the group.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReplicaStatus {
-    /// This master's id.
-    pub id: u64,
-    /// This master's URL.
-    pub url: String,
-    /// This master leads (confirmed by a majority within the election timeout).
-    pub is_leader: bool,
-    /// The leader as this master knows it.
-    pub leader: Option<MasterRef>,
-    /// The current term.
-    pub term: u64,
-    /// Index of the last entry in this master's log.
-    pub last_log_index: Option<u64>,
-    /// Index of the last entry applied here.
-    pub applied_index: Option<u64>,
-    /// Voting members' ids.
-    pub voters: Vec<u64>,
-    /// Learners' ids.
-    pub learners: Vec<u64>,
-    /// Every member.
-    pub members: Vec<ReplicaMember>,
-}
-
-impl ReplicaStatus {
-    /// A voter that knows a leader: a working member of the group.
-    pub fn is_working_member(&self) -> bool {
-        self.leader.is_some() && self.voters.contains(&self.id)
-    }
-}
-
-/// A master by id and URL.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MasterRef {
-    /// Its id.
-    pub id: u64,
-    /// Its URL.
-    pub url: String,
-}
-
-/// A member of the group in [`ReplicaStatus`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReplicaMember {
-    /// Its id.
-    pub id: u64,
-    /// Its URL.
-    pub url: String,
-    /// Voter (else learner).
-    pub voter: bool,
-    /// The last log index the leader knows it holds (only known on the leader).
-    pub matched_index: Option<u64>,
 }
 
 /// The master's answer to a query call.
@@ -592,63 +524,4 @@ pub struct GetState {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn calls_have_the_mesos_json_shape() {
-        let wire = |c: &Call| serde_json::to_value(c).unwrap();
-        assert_eq!(wire(&Call::GetAgents), json!({"type": "GET_AGENTS"}));
-        assert_eq!(
-            wire(&Call::drain_agent("S1", None, false)),
-            json!({"type": "DRAIN_AGENT", "drain_agent": {"agent_id": {"value": "S1"}, "mark_gone": false}})
-        );
-        assert_eq!(
-            wire(&Call::drain_agent("S1", Some(Duration::from_secs(2)), true)),
-            json!({"type": "DRAIN_AGENT", "drain_agent": {"agent_id": {"value": "S1"},
-                "max_grace_period": {"nanoseconds": 2_000_000_000i64}, "mark_gone": true}})
-        );
-        assert_eq!(
-            wire(&Call::reactivate_agent("S1")),
-            json!({"type": "REACTIVATE_AGENT", "reactivate_agent": {"agent_id": {"value": "S1"}}})
-        );
-        assert_eq!(
-            wire(&Call::deactivate_agent("S1")),
-            json!({"type": "DEACTIVATE_AGENT", "deactivate_agent": {"agent_id": {"value": "S1"}}})
-        );
-        for c in [
-            Call::GetHealth,
-            Call::GetState,
-            Call::GetFrameworks,
-            Call::GetTasks,
-            Call::drain_agent("x", None, true),
-        ] {
-            assert_eq!(wire(&c)["type"], c.name());
-            assert_eq!(serde_json::from_value::<Call>(wire(&c)).unwrap(), c);
-        }
-    }
-
-    #[test]
-    fn a_framework_info_keeps_the_fields_dccore_does_not_read() {
-        let sent = json!({"name": "marathon", "user": "root", "roles": ["*"],
-            "capabilities": [{"type": "MULTI_ROLE"}], "failover_timeout": 604800,
-            "id": {"value": "F1"}});
-        let echo: FrameworkInfoEcho = serde_json::from_value(sent.clone()).unwrap();
-        assert_eq!(echo.name.as_deref(), Some("marathon"));
-        assert_eq!(echo.id, Some(Id::new("F1")));
-        assert_eq!(serde_json::to_value(&echo).unwrap(), sent);
-    }
-
-    #[test]
-    fn an_answer_without_a_field_the_master_always_writes_is_unreadable() {
-        let missing_url = json!({"type": "GET_AGENTS", "get_agents": {"agents": [{
-            "agent_info": {"id": {"value": "S1"}, "hostname": "h", "port": 1, "resources": [], "attributes": []},
-            "active": true, "deactivated": false, "version": "0.1.0", "pid": "slave(1)@h:1",
-            "public": false, "registered_time": {"nanoseconds": 1},
-            "total_resources": [], "allocated_resources": [], "offered_resources": []}],
-            "recovered_agents": [], "unreachable_agents": []}});
-        let e = serde_json::from_value::<Response>(missing_url).unwrap_err();
-        assert!(e.to_string().contains("url"), "{e}");
-    }
-}
+mod tests;
