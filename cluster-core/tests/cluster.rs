@@ -103,11 +103,8 @@ async fn every_api_requires_authentication_and_rejections_are_counted() {
 #[tokio::test]
 async fn command_task_runs_to_finished_and_its_output_is_served() {
     let dir = tempfile::tempdir().unwrap();
-    let m = Master::start(&dir.path().join("m")).await;
-    let a = Agent::start(&m.url, &dir.path().join("a1"), AGENT_RES, false).await;
-    m.wait_agents(1).await;
-    let mut fw = Framework::subscribe(&m.url, framework_info("runner")).await;
-    let offer = fw.offers().await.remove(0);
+    let (m, a) = master_and_agent(dir.path()).await;
+    let (mut fw, offer) = Framework::first_offer(&m.url, "runner").await;
     fw.launch(
         &offer,
         vec![task(&offer, "t1", "echo hello; echo oops >&2")],
@@ -173,8 +170,7 @@ async fn a_task_that_does_not_fit_is_refused_with_the_reason() {
     let m = Master::start(&dir.path().join("m")).await;
     let _a = Agent::start(&m.url, &dir.path().join("a1"), "cpus:1;mem:128", false).await;
     m.wait_agents(1).await;
-    let mut fw = Framework::subscribe(&m.url, framework_info("greedy")).await;
-    let offer = fw.offers().await.remove(0);
+    let (mut fw, offer) = Framework::first_offer(&m.url, "greedy").await;
     let mut big = task(&offer, "big", "true");
     big["resources"][1]["scalar"]["value"] = json!(512);
     fw.launch(&offer, vec![big]).await;
@@ -189,11 +185,8 @@ async fn a_task_that_does_not_fit_is_refused_with_the_reason() {
 #[tokio::test]
 async fn kill_stops_a_running_task() {
     let dir = tempfile::tempdir().unwrap();
-    let m = Master::start(&dir.path().join("m")).await;
-    let _a = Agent::start(&m.url, &dir.path().join("a1"), AGENT_RES, false).await;
-    m.wait_agents(1).await;
-    let mut fw = Framework::subscribe(&m.url, framework_info("killer")).await;
-    let offer = fw.offers().await.remove(0);
+    let (m, _a) = master_and_agent(dir.path()).await;
+    let (mut fw, offer) = Framework::first_offer(&m.url, "killer").await;
     fw.launch(&offer, vec![task(&offer, "sleeper", "sleep 1000")])
         .await;
     fw.wait_state("sleeper", "TASK_RUNNING").await;
@@ -216,11 +209,8 @@ async fn kill_stops_a_running_task() {
 #[tokio::test]
 async fn a_task_that_ignores_sigterm_keeps_running_until_its_grace_period_ends() {
     let dir = tempfile::tempdir().unwrap();
-    let m = Master::start(&dir.path().join("m")).await;
-    let _a = Agent::start(&m.url, &dir.path().join("a1"), AGENT_RES, false).await;
-    m.wait_agents(1).await;
-    let mut fw = Framework::subscribe(&m.url, framework_info("patient")).await;
-    let offer = fw.offers().await.remove(0);
+    let (m, _a) = master_and_agent(dir.path()).await;
+    let (mut fw, offer) = Framework::first_offer(&m.url, "patient").await;
     let mut t = task(
         &offer,
         "stubborn",
@@ -302,11 +292,8 @@ async fn drf_splits_agents_evenly_between_two_idle_frameworks() {
 #[tokio::test]
 async fn declined_agent_is_not_reoffered_to_that_framework_until_revive() {
     let dir = tempfile::tempdir().unwrap();
-    let m = Master::start(&dir.path().join("m")).await;
-    let _a = Agent::start(&m.url, &dir.path().join("a1"), AGENT_RES, false).await;
-    m.wait_agents(1).await;
-    let mut a = Framework::subscribe(&m.url, framework_info("a")).await;
-    let o = a.offers().await.remove(0);
+    let (m, _a) = master_and_agent(dir.path()).await;
+    let (mut a, o) = Framework::first_offer(&m.url, "a").await;
     let mut b = Framework::subscribe(&m.url, framework_info("b")).await;
     a.decline(&o, 3600.0).await;
     let o = b.offers().await.remove(0);
@@ -324,15 +311,11 @@ async fn declined_agent_is_not_reoffered_to_that_framework_until_revive() {
 #[tokio::test]
 async fn suppressed_framework_gets_offers_again_after_revive() {
     let dir = tempfile::tempdir().unwrap();
-    let m = Master::start(&dir.path().join("m")).await;
-    let _a = Agent::start(&m.url, &dir.path().join("a1"), AGENT_RES, false).await;
-    m.wait_agents(1).await;
-    let mut a = Framework::subscribe(&m.url, framework_info("a")).await;
-    let o = a.offers().await.remove(0);
+    let (m, _a) = master_and_agent(dir.path()).await;
+    let (mut a, o) = Framework::first_offer(&m.url, "a").await;
     assert_eq!(a.call(json!({"type": "SUPPRESS"})).await, 202);
     a.decline(&o, 0.0).await;
-    let mut b = Framework::subscribe(&m.url, framework_info("b")).await;
-    let o = b.offers().await.remove(0);
+    let (b, o) = Framework::first_offer(&m.url, "b").await;
     assert_eq!(a.call(json!({"type": "REVIVE"})).await, 202);
     b.decline(&o, 3600.0).await;
     assert_eq!(a.offers().await.len(), 1);
@@ -380,8 +363,7 @@ async fn unanswered_offers_are_rescinded_after_the_offer_timeout() {
     let m = Master::start_on(&mdir, "127.0.0.1:0", cfg).await;
     let _a = Agent::start(&m.url, &dir.path().join("a1"), AGENT_RES, false).await;
     m.wait_agents(1).await;
-    let mut fw = Framework::subscribe(&m.url, framework_info("slow")).await;
-    let offer = fw.offers().await.remove(0);
+    let (mut fw, offer) = Framework::first_offer(&m.url, "slow").await;
     let rescind = fw.next("RESCIND").await;
     assert_eq!(rescind["rescind"]["offer_id"], offer["id"]);
     // The resources come back in a new offer, and the old one can no longer be used.
@@ -411,8 +393,7 @@ async fn tasks_get_cgroup_v2_limits_where_the_hierarchy_allows() {
     })
     .await;
     m.wait_agents(1).await;
-    let mut fw = Framework::subscribe(&m.url, framework_info("limited")).await;
-    let offer = fw.offers().await.remove(0);
+    let (mut fw, offer) = Framework::first_offer(&m.url, "limited").await;
     fw.launch(&offer, vec![task(&offer, "capped", "echo $$ > pid")])
         .await;
     fw.wait_state("capped", "TASK_FINISHED").await;
@@ -444,8 +425,7 @@ async fn launch_group_tasks_run_and_offers_carry_agent_attributes() {
     })
     .await;
     m.wait_agents(1).await;
-    let mut fw = Framework::subscribe(&m.url, framework_info("grouped")).await;
-    let offer = fw.offers().await.remove(0);
+    let (mut fw, offer) = Framework::first_offer(&m.url, "grouped").await;
     assert_eq!(offer["attributes"][0]["name"], "rack");
     assert_eq!(offer["attributes"][0]["text"]["value"], "r1");
     let code = fw

@@ -231,9 +231,7 @@ async fn probe_and_drain_commands_check_membership_and_empty_an_agent() {
     let token = dir.path().join("token");
     std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
     let token = token.to_str().unwrap();
-    let m = Master::start(&dir.path().join("m")).await;
-    let a1 = Agent::start(&m.url, &dir.path().join("a1"), AGENT_RES, false).await;
-    m.wait_agents(1).await;
+    let (m, a1) = master_and_agent(dir.path()).await;
 
     let (ok, out, err) = dccore(&["probe", "--master", &m.url, "--token-file", token]).await;
     assert!(ok, "{out}{err}");

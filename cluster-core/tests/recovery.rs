@@ -11,11 +11,8 @@ use support::*;
 #[tokio::test]
 async fn status_updates_are_resent_until_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
-    let m = Master::start(&dir.path().join("m")).await;
-    let _a = Agent::start(&m.url, &dir.path().join("a1"), AGENT_RES, false).await;
-    m.wait_agents(1).await;
-    let mut fw = Framework::subscribe(&m.url, framework_info("forgetful")).await;
-    let offer = fw.offers().await.remove(0);
+    let (m, _a) = master_and_agent(dir.path()).await;
+    let (mut fw, offer) = Framework::first_offer(&m.url, "forgetful").await;
     fw.launch(&offer, vec![task(&offer, "t", "true")]).await;
     let first = fw.update().await;
     assert_eq!(first["state"], "TASK_RUNNING");
@@ -32,11 +29,8 @@ async fn status_updates_are_resent_until_acknowledged() {
 #[tokio::test]
 async fn reconciliation_reports_known_and_unknown_tasks() {
     let dir = tempfile::tempdir().unwrap();
-    let m = Master::start(&dir.path().join("m")).await;
-    let _a = Agent::start(&m.url, &dir.path().join("a1"), AGENT_RES, false).await;
-    m.wait_agents(1).await;
-    let mut fw = Framework::subscribe(&m.url, framework_info("reconciler")).await;
-    let offer = fw.offers().await.remove(0);
+    let (m, _a) = master_and_agent(dir.path()).await;
+    let (mut fw, offer) = Framework::first_offer(&m.url, "reconciler").await;
     fw.launch(&offer, vec![task(&offer, "live", "sleep 1000")])
         .await;
     fw.wait_state("live", "TASK_RUNNING").await;
@@ -80,11 +74,8 @@ async fn reconciliation_reports_known_and_unknown_tasks() {
 #[tokio::test]
 async fn agent_loss_marks_tasks_unreachable_and_a_restarted_agent_recovers_them() {
     let dir = tempfile::tempdir().unwrap();
-    let m = Master::start(&dir.path().join("m")).await;
-    let a = Agent::start(&m.url, &dir.path().join("a1"), AGENT_RES, false).await;
-    m.wait_agents(1).await;
-    let mut fw = Framework::subscribe(&m.url, framework_info("survivor")).await;
-    let offer = fw.offers().await.remove(0);
+    let (m, a) = master_and_agent(dir.path()).await;
+    let (mut fw, offer) = Framework::first_offer(&m.url, "survivor").await;
     fw.launch(&offer, vec![task(&offer, "long", "sleep 1000")])
         .await;
     fw.wait_state("long", "TASK_RUNNING").await;
@@ -128,8 +119,7 @@ async fn master_restart_keeps_agents_frameworks_and_running_tasks() {
     let m = Master::start(&mdir).await;
     let _a = Agent::start(&m.url, &dir.path().join("a1"), AGENT_RES, false).await;
     m.wait_agents(1).await;
-    let mut fw = Framework::subscribe(&m.url, framework_info("durable")).await;
-    let offer = fw.offers().await.remove(0);
+    let (mut fw, offer) = Framework::first_offer(&m.url, "durable").await;
     fw.launch(&offer, vec![task(&offer, "keep", "sleep 1000")])
         .await;
     fw.wait_state("keep", "TASK_RUNNING").await;
@@ -168,11 +158,8 @@ async fn master_restart_keeps_agents_frameworks_and_running_tasks() {
 #[tokio::test]
 async fn teardown_kills_the_frameworks_tasks_and_retires_its_id() {
     let dir = tempfile::tempdir().unwrap();
-    let m = Master::start(&dir.path().join("m")).await;
-    let _a = Agent::start(&m.url, &dir.path().join("a1"), AGENT_RES, false).await;
-    m.wait_agents(1).await;
-    let mut fw = Framework::subscribe(&m.url, framework_info("shortlived")).await;
-    let offer = fw.offers().await.remove(0);
+    let (m, _a) = master_and_agent(dir.path()).await;
+    let (mut fw, offer) = Framework::first_offer(&m.url, "shortlived").await;
     fw.launch(&offer, vec![task(&offer, "doomed", "sleep 1000")])
         .await;
     fw.wait_state("doomed", "TASK_RUNNING").await;
@@ -209,9 +196,7 @@ async fn teardown_kills_the_frameworks_tasks_and_retires_its_id() {
 #[tokio::test]
 async fn disconnected_framework_is_torn_down_after_its_failover_timeout() {
     let dir = tempfile::tempdir().unwrap();
-    let m = Master::start(&dir.path().join("m")).await;
-    let _a = Agent::start(&m.url, &dir.path().join("a1"), AGENT_RES, false).await;
-    m.wait_agents(1).await;
+    let (m, _a) = master_and_agent(dir.path()).await;
     let mut info = framework_info("ephemeral");
     info["failover_timeout"] = json!(0.5);
     let mut fw = Framework::subscribe(&m.url, info).await;
@@ -242,11 +227,8 @@ async fn disconnected_framework_is_torn_down_after_its_failover_timeout() {
 #[tokio::test]
 async fn a_task_killed_while_its_agent_is_away_is_stopped_when_the_agent_returns() {
     let dir = tempfile::tempdir().unwrap();
-    let m = Master::start(&dir.path().join("m")).await;
-    let a = Agent::start(&m.url, &dir.path().join("a1"), AGENT_RES, false).await;
-    m.wait_agents(1).await;
-    let mut fw = Framework::subscribe(&m.url, framework_info("replacer")).await;
-    let offer = fw.offers().await.remove(0);
+    let (m, a) = master_and_agent(dir.path()).await;
+    let (mut fw, offer) = Framework::first_offer(&m.url, "replacer").await;
     fw.launch(
         &offer,
         vec![task(&offer, "old", "echo $$ > pid; exec sleep 1000")],
@@ -286,11 +268,8 @@ async fn a_task_killed_while_its_agent_is_away_is_stopped_when_the_agent_returns
 #[tokio::test]
 async fn a_task_that_ended_while_its_agent_was_down_is_reported_when_it_returns() {
     let dir = tempfile::tempdir().unwrap();
-    let m = Master::start(&dir.path().join("m")).await;
-    let a = Agent::start(&m.url, &dir.path().join("a1"), AGENT_RES, false).await;
-    m.wait_agents(1).await;
-    let mut fw = Framework::subscribe(&m.url, framework_info("patient")).await;
-    let offer = fw.offers().await.remove(0);
+    let (m, a) = master_and_agent(dir.path()).await;
+    let (mut fw, offer) = Framework::first_offer(&m.url, "patient").await;
     let cmd = "echo $$ > pid; while [ ! -f stop ]; do sleep 0.05; done; exit 3";
     fw.launch(&offer, vec![task(&offer, "ends", cmd)]).await;
     fw.wait_state("ends", "TASK_RUNNING").await;
@@ -312,11 +291,8 @@ async fn a_task_that_ended_while_its_agent_was_down_is_reported_when_it_returns(
 #[tokio::test]
 async fn a_failed_over_framework_receives_the_updates_it_did_not_acknowledge() {
     let dir = tempfile::tempdir().unwrap();
-    let m = Master::start(&dir.path().join("m")).await;
-    let _a = Agent::start(&m.url, &dir.path().join("a1"), AGENT_RES, false).await;
-    m.wait_agents(1).await;
-    let mut fw = Framework::subscribe(&m.url, framework_info("flaky")).await;
-    let offer = fw.offers().await.remove(0);
+    let (m, _a) = master_and_agent(dir.path()).await;
+    let (mut fw, offer) = Framework::first_offer(&m.url, "flaky").await;
     fw.launch(&offer, vec![task(&offer, "t", "true")]).await;
     let running = fw.update().await;
     assert_eq!(running["state"], "TASK_RUNNING");

@@ -32,11 +32,8 @@ async fn terminal_states(fw: &mut Framework, want: usize) -> HashMap<String, Val
 #[tokio::test]
 async fn task_ids_and_resources_mesos_refuses_end_in_task_error_saying_why_and_never_run() {
     let dir = tempfile::tempdir().unwrap();
-    let m = Master::start(&dir.path().join("m")).await;
-    let _a = Agent::start(&m.url, &dir.path().join("a1"), AGENT_RES, false).await;
-    m.wait_agents(1).await;
-    let mut fw = Framework::subscribe(&m.url, framework_info("careless")).await;
-    let offer = fw.offers().await.remove(0);
+    let (m, _a) = master_and_agent(dir.path()).await;
+    let (mut fw, offer) = Framework::first_offer(&m.url, "careless").await;
     let long = "x".repeat(256);
     let mut tasks = Vec::new();
     for id in ["a/b", "a b", "..", ".", long.as_str()] {
@@ -100,9 +97,7 @@ async fn task_ids_and_resources_mesos_refuses_end_in_task_error_saying_why_and_n
 async fn a_kill_sent_on_reregistration_names_the_framework_so_another_frameworks_task_with_the_same_id_survives()
  {
     let dir = tempfile::tempdir().unwrap();
-    let m = Master::start(&dir.path().join("m")).await;
-    let a = Agent::start(&m.url, &dir.path().join("a1"), AGENT_RES, false).await;
-    m.wait_agents(1).await;
+    let (m, a) = master_and_agent(dir.path()).await;
     let mut fws = Vec::new();
     let mut pids = Vec::new();
     for name in ["first", "second"] {

@@ -2,7 +2,12 @@
 //! timeouts, and a minimal v1 scheduler client that speaks the real HTTP API.
 #![allow(dead_code)]
 
+mod fixture;
 pub mod pki;
+
+// Not every test file uses it; the ones that do take it with `support::*`.
+#[allow(unused_imports)]
+pub use fixture::master_and_agent;
 
 use dccore::agent::{self, AgentConfig};
 use dccore::auth::Authenticator;
