@@ -36,6 +36,33 @@ async fn start_master(wd: &Path, token: &str, extra: &[&str]) -> (Child, String)
     start(&args).await
 }
 
+/// `dccore agent` of the master at `master`, working in `wd`, offering `resources`, with `extra`
+/// arguments; the child and its URL.
+async fn start_agent(
+    master: &str,
+    wd: &Path,
+    token: &str,
+    resources: &str,
+    extra: &[&str],
+) -> (Child, String) {
+    let wd = wd.to_str().expect("a UTF-8 temp path");
+    let mut args = vec![
+        "agent",
+        "--master",
+        master,
+        "--listen",
+        "127.0.0.1:0",
+        "--work-dir",
+        wd,
+        "--token-file",
+        token,
+        "--resources",
+        resources,
+    ];
+    args.extend_from_slice(extra);
+    start(&args).await
+}
+
 fn write_token(dir: &Path) -> String {
     let p = dir.join("token");
     std::fs::write(&p, "bin-token\n").expect("write the token file");
@@ -81,21 +108,13 @@ async fn port_zero_prints_the_chosen_address_and_writes_the_address_file() {
         .unwrap();
     assert_eq!(health.status(), 200);
     let aw = dir.path().join("a");
-    let (mut a, aaddr) = start(&[
-        "agent",
-        "--master",
+    let (mut a, aaddr) = start_agent(
         &addr,
-        "--listen",
-        "127.0.0.1:0",
-        "--work-dir",
-        aw.to_str().unwrap(),
-        "--token-file",
+        &aw,
         &token,
-        "--resources",
         "cpus:1;mem:256",
-        "--attributes",
-        "rack:r1",
-    ])
+        &["--attributes", "rack:r1"],
+    )
     .await;
     assert_eq!(
         std::fs::read_to_string(aw.join("address")).unwrap().trim(),
@@ -135,20 +154,7 @@ async fn the_agent_probe_passes_for_a_live_registered_agent_and_fails_as_soon_as
     let wd = dir.path().join("m");
     let (mut m, addr) = start_master(&wd, &token, &[]).await;
     let aw = dir.path().join("a");
-    let (mut a, aaddr) = start(&[
-        "agent",
-        "--master",
-        &addr,
-        "--listen",
-        "127.0.0.1:0",
-        "--work-dir",
-        aw.to_str().unwrap(),
-        "--token-file",
-        &token,
-        "--resources",
-        "cpus:1;mem:256",
-    ])
-    .await;
+    let (mut a, aaddr) = start_agent(&addr, &aw, &token, "cpus:1;mem:256", &[]).await;
     let work = aw.to_str().unwrap();
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
@@ -367,19 +373,13 @@ async fn unmodified_pymesos_framework_runs_a_command_task() {
     let mw = dir.path().join("m");
     let (_m, addr) = start_master(&mw, &token, &["--credentials", creds.to_str().unwrap()]).await;
     let aw = dir.path().join("a");
-    let (_a, _) = start(&[
-        "agent",
-        "--master",
+    let (_a, _) = start_agent(
         &addr,
-        "--listen",
-        "127.0.0.1:0",
-        "--work-dir",
-        aw.to_str().unwrap(),
-        "--token-file",
+        &aw,
         &token,
-        "--resources",
         "cpus:2;mem:1024;disk:1000;ports:[31000-31100]",
-    ])
+        &[],
+    )
     .await;
     let script = dir.path().join("fw.py");
     std::fs::write(&script, PYMESOS_FRAMEWORK).unwrap();

@@ -225,6 +225,13 @@ async fn dccore(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// `dccore CMD --master MASTER --token-file TOKEN ARGS`: the operator commands dcform runs.
+async fn dccore_on(cmd: &str, master: &str, token: &str, args: &[&str]) -> (bool, String, String) {
+    let mut all = vec![cmd, "--master", master, "--token-file", token];
+    all.extend_from_slice(args);
+    dccore(&all).await
+}
+
 #[tokio::test]
 async fn probe_and_drain_commands_check_membership_and_empty_an_agent() {
     let dir = tempfile::tempdir().unwrap();
@@ -233,28 +240,16 @@ async fn probe_and_drain_commands_check_membership_and_empty_an_agent() {
     let token = token.to_str().unwrap();
     let (m, a1) = master_and_agent(dir.path()).await;
 
-    let (ok, out, err) = dccore(&["probe", "--master", &m.url, "--token-file", token]).await;
+    let (ok, out, err) = dccore_on("probe", &m.url, token, &[]).await;
     assert!(ok, "{out}{err}");
-    let (ok, out, err) = dccore(&[
-        "probe",
-        "--master",
-        &m.url,
-        "--token-file",
-        token,
-        "--agent-url",
-        &a1.url,
-    ])
-    .await;
+    let (ok, out, err) = dccore_on("probe", &m.url, token, &["--agent-url", &a1.url]).await;
     assert!(ok, "{out}{err}");
-    let (ok, _, err) = dccore(&[
+    let (ok, _, err) = dccore_on(
         "probe",
-        "--master",
         &m.url,
-        "--token-file",
         token,
-        "--agent-url",
-        "http://127.0.0.1:9",
-    ])
+        &["--agent-url", "http://127.0.0.1:9"],
+    )
     .await;
     assert!(!ok);
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
@@ -269,17 +264,12 @@ async fn probe_and_drain_commands_check_membership_and_empty_an_agent() {
     fw.launch(&offer, vec![task(&offer, "svc", "sleep 1000")])
         .await;
     fw.wait_state("svc", "TASK_RUNNING").await;
-    let (ok, out, err) = dccore(&[
+    let (ok, out, err) = dccore_on(
         "drain",
-        "--master",
         &m.url,
-        "--token-file",
         token,
-        "--agent-url",
-        &a1.url,
-        "--max-grace-secs",
-        "1",
-    ])
+        &["--agent-url", &a1.url, "--max-grace-secs", "1"],
+    )
     .await;
     assert!(ok, "{out}{err}");
     // DRAINED, or caught a moment earlier with no live task left.
@@ -288,16 +278,7 @@ async fn probe_and_drain_commands_check_membership_and_empty_an_agent() {
         "{out}"
     );
     fw.wait_state("svc", "TASK_KILLED").await;
-    let (ok, _, err) = dccore(&[
-        "probe",
-        "--master",
-        &m.url,
-        "--token-file",
-        token,
-        "--agent-url",
-        &a1.url,
-    ])
-    .await;
+    let (ok, _, err) = dccore_on("probe", &m.url, token, &["--agent-url", &a1.url]).await;
     assert!(!ok);
     assert!(err.contains("deactivated"), "{err}");
     m.stop().await;
@@ -325,17 +306,12 @@ async fn drain_command_fails_with_what_is_left_and_the_drain_resumes_when_the_ag
     fw.wait_state("stuck", "TASK_RUNNING").await;
     // The agent process stops (its task keeps running): the kill cannot reach it.
     a1.stop().await;
-    let (ok, out, err) = dccore(&[
+    let (ok, out, err) = dccore_on(
         "drain",
-        "--master",
         &m.url,
-        "--token-file",
         token,
-        "--agent-url",
-        &url,
-        "--timeout-secs",
-        "0",
-    ])
+        &["--agent-url", &url, "--timeout-secs", "0"],
+    )
     .await;
     assert!(!ok, "{out}");
     assert!(
