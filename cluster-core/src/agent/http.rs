@@ -174,43 +174,23 @@ async fn read(
     headers: HeaderMap,
     Query(q): Query<FileQuery>,
 ) -> Response {
-    if let Err(r) = authorized(&agent, &peer, &headers, Caller::MasterOrOwnToken) {
-        return r;
-    }
-    let path = match resolve(&agent.sandbox_root(), &q.path) {
-        Ok(p) => p,
-        Err(m) => return bad(m),
-    };
     let offset = q.offset.unwrap_or(0);
     let length = q.length.unwrap_or(MAX_READ).min(MAX_READ);
-    let root = agent.sandbox_root();
-    let result = tokio::task::spawn_blocking(move || -> std::io::Result<(u64, Vec<u8>)> {
-        let mut f = open_inside(&root, &path)?;
+    let result = sandbox_file(&agent, &peer, &headers, &q, move |mut f| {
         let size = f.metadata()?.len();
         f.seek(SeekFrom::Start(offset.min(size)))?;
         let mut buf = Vec::new();
         f.take(length).read_to_end(&mut buf)?;
-        Ok((size, buf))
+        Ok(buf)
     })
     .await;
     match result {
-        Ok(Ok((_, data))) => axum::Json(serde_json::json!({
+        Ok(data) => axum::Json(serde_json::json!({
             "data": String::from_utf8_lossy(&data),
             "offset": offset,
         }))
         .into_response(),
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-            (StatusCode::NOT_FOUND, format!("no file {}", q.path)).into_response()
-        }
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            (StatusCode::FORBIDDEN, format!("{}: {e}", q.path)).into_response()
-        }
-        Ok(Err(e)) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("cannot read {}: {e}", q.path),
-        )
-            .into_response(),
-        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "file reader failed").into_response(),
+        Err(r) => r,
     }
 }
 
@@ -220,36 +200,46 @@ async fn download(
     headers: HeaderMap,
     Query(q): Query<FileQuery>,
 ) -> Response {
-    if let Err(r) = authorized(&agent, &peer, &headers, Caller::MasterOrOwnToken) {
-        return r;
-    }
-    let path = match resolve(&agent.sandbox_root(), &q.path) {
-        Ok(p) => p,
-        Err(m) => return bad(m),
-    };
-    let root = agent.sandbox_root();
-    let result = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+    let result = sandbox_file(&agent, &peer, &headers, &q, |mut f| {
         let mut buf = Vec::new();
-        open_inside(&root, &path)?.read_to_end(&mut buf)?;
+        f.read_to_end(&mut buf)?;
         Ok(buf)
     })
     .await;
     match result {
-        Ok(Ok(bytes)) => {
-            ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response()
-        }
+        Ok(bytes) => ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// What `/files/read` and `/files/download` share: checks the caller, resolves `q.path` inside
+/// the sandboxes, opens it (see [`open_inside`]) and runs `read` on it off the async threads.
+/// Failures are the answer to send: 400 for a bad path, 404, 403, 500.
+async fn sandbox_file<T: Send + 'static>(
+    agent: &Agent,
+    peer: &PeerCert,
+    headers: &HeaderMap,
+    q: &FileQuery,
+    read: impl FnOnce(std::fs::File) -> std::io::Result<T> + Send + 'static,
+) -> Result<T, Response> {
+    authorized(agent, peer, headers, Caller::MasterOrOwnToken)?;
+    let root = agent.sandbox_root();
+    let path = resolve(&root, &q.path).map_err(bad)?;
+    let result = tokio::task::spawn_blocking(move || read(open_inside(&root, &path)?)).await;
+    match result {
+        Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-            (StatusCode::NOT_FOUND, format!("no file {}", q.path)).into_response()
+            Err((StatusCode::NOT_FOUND, format!("no file {}", q.path)).into_response())
         }
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            (StatusCode::FORBIDDEN, format!("{}: {e}", q.path)).into_response()
+            Err((StatusCode::FORBIDDEN, format!("{}: {e}", q.path)).into_response())
         }
-        Ok(Err(e)) => (
+        Ok(Err(e)) => Err((
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("cannot read {}: {e}", q.path),
         )
-            .into_response(),
-        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "file reader failed").into_response(),
+            .into_response()),
+        Err(_) => Err((StatusCode::INTERNAL_SERVER_ERROR, "file reader failed").into_response()),
     }
 }
 

@@ -10,6 +10,18 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+/// What every agent route does first: the caller must be an agent (or the operator), and the
+/// body one message of type `M`. The answer to send otherwise.
+fn agent_message<M: serde::de::DeserializeOwned>(
+    h: &ApiState,
+    peer: &PeerCert,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<(Identity, M), Response> {
+    let identity = authenticate(h, peer, headers, Route::Agent)?;
+    Ok((identity, parse(body)?))
+}
+
 /// `POST /internal/v1/agents/register`.
 ///
 /// The master calls the agent back with the `callback_token` the agent sent (a secret of that
@@ -23,12 +35,8 @@ pub async fn register(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let identity = match authenticate(&h, &peer, &headers, Route::Agent) {
-        Ok(i) => i,
-        Err(r) => return r,
-    };
-    let mut msg: RegisterAgent = match parse(&body) {
-        Ok(m) => m,
+    let (identity, mut msg) = match agent_message::<RegisterAgent>(&h, &peer, &headers, &body) {
+        Ok(v) => v,
         Err(r) => return r,
     };
     if msg.url.is_empty() {
@@ -65,11 +73,8 @@ pub async fn heartbeat(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = authenticate(&h, &peer, &headers, Route::Agent) {
-        return r;
-    }
-    let msg: Heartbeat = match parse(&body) {
-        Ok(m) => m,
+    let msg = match agent_message::<Heartbeat>(&h, &peer, &headers, &body) {
+        Ok((_, m)) => m,
         Err(r) => return r,
     };
     match ask(&h, |reply| MasterCommand::Heartbeat {
@@ -94,11 +99,8 @@ pub async fn status(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = authenticate(&h, &peer, &headers, Route::Agent) {
-        return r;
-    }
-    let msg: StatusMessage = match parse(&body) {
-        Ok(m) => m,
+    let msg = match agent_message::<StatusMessage>(&h, &peer, &headers, &body) {
+        Ok((_, m)) => m,
         Err(r) => return r,
     };
     match ask(&h, |reply| MasterCommand::AgentStatus {
