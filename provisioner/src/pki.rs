@@ -231,30 +231,23 @@ pub fn random_secret_32() -> String {
 
 /// The masters' secret at `path`, made (0600, [`random_secret_32`]) if missing or empty.
 pub fn load_or_create_replica_secret(path: &Path) -> Result<String, PkiError> {
-    if let Ok(t) = std::fs::read_to_string(path) {
-        let t = t.trim();
-        if !t.is_empty() {
-            return Ok(t.to_string());
-        }
-    }
-    let s = random_secret_32();
-    write_private(path, s.as_bytes()).map_err(|e| PkiError::Io {
-        path: path.to_path_buf(),
-        what: "cannot write",
-        source: Box::new(e),
-    })?;
-    Ok(s)
+    load_or_make(path, random_secret_32)
 }
 
 /// The secret in `dir/name`, made (0600) if missing or empty.
 pub fn load_or_create_secret(path: &Path) -> Result<String, PkiError> {
+    load_or_make(path, random_secret)
+}
+
+/// The secret at `path`, or one made by `make` and written there (0600) if missing or empty.
+fn load_or_make(path: &Path, make: fn() -> String) -> Result<String, PkiError> {
     if let Ok(t) = std::fs::read_to_string(path) {
         let t = t.trim();
         if !t.is_empty() {
             return Ok(t.to_string());
         }
     }
-    let s = random_secret();
+    let s = make();
     write_private(path, s.as_bytes()).map_err(|e| PkiError::Io {
         path: path.to_path_buf(),
         what: "cannot write",

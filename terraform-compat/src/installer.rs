@@ -251,14 +251,7 @@ pub fn convert(path: &Path, text: &str) -> Result<Conversion, CompatError> {
         ssh,
         pools,
     };
-    report.cluster = def.cluster.clone();
-    report.provider = def.provider.clone();
-    report.pools = def.pool_summaries();
-    report.sort();
-    Ok(Conversion {
-        definition: def.render(),
-        report,
-    })
+    Ok(Conversion::of(&def, report))
 }
 
 fn pool(role: Role, hosts: Vec<String>, from: &str) -> Pool {

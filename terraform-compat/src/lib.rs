@@ -43,6 +43,21 @@ pub struct Conversion {
     pub report: Report,
 }
 
+impl Conversion {
+    /// The result of converting into `def`: its HCL, and `report` completed with what the
+    /// definition says (cluster, provider, pools) and sorted.
+    pub fn of(def: &definition::Definition, mut report: Report) -> Conversion {
+        report.cluster = def.cluster.clone();
+        report.provider = def.provider.clone();
+        report.pools = def.pool_summaries();
+        report.sort();
+        Conversion {
+            definition: def.render(),
+            report,
+        }
+    }
+}
+
 /// What kind of file `path` is, judged by its name (`.tf`, `.yaml`/`.yml`, `.tfstate`) or, for a
 /// folder, by the `.tf` files in it. `None`: not one this crate converts (e.g. a dcform `.hcl` file).
 pub fn detect(path: &Path) -> Option<SourceKind> {

@@ -401,14 +401,7 @@ pub fn import(path: &Path, text: &str, opts: &ImportOptions) -> Result<Conversio
         ssh: vec![("user".into(), var("ssh_user")), ("private_key".into(), var("ssh_key"))],
         pools,
     };
-    report.cluster = def.cluster.clone();
-    report.provider = def.provider.clone();
-    report.pools = def.pool_summaries();
-    report.sort();
-    Ok(Conversion {
-        definition: def.render(),
-        report,
-    })
+    Ok(Conversion::of(&def, report))
 }
 
 fn parse_role(r: &str) -> Option<Role> {

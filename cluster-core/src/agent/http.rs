@@ -96,23 +96,33 @@ fn bad(msg: String) -> Response {
     (StatusCode::BAD_REQUEST, msg).into_response()
 }
 
+/// What the master's routes do first: the caller must be the master, the body one `what`
+/// message of type `M`. The answer to send otherwise.
+fn from_master<M: serde::de::DeserializeOwned>(
+    agent: &Agent,
+    peer: &PeerCert,
+    headers: &HeaderMap,
+    body: &Bytes,
+    what: &str,
+) -> Result<M, Response> {
+    authorized(agent, peer, headers, Caller::Master)?;
+    serde_json::from_slice(body).map_err(|e| bad(format!("invalid {what} message: {e}")))
+}
+
 async fn launch(
     State(agent): State<Arc<Agent>>,
     peer: PeerCert,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = authorized(&agent, &peer, &headers, Caller::Master) {
-        return r;
-    }
-    match serde_json::from_slice::<LaunchTasks>(&body) {
+    match from_master::<LaunchTasks>(&agent, &peer, &headers, &body, "launch") {
         Ok(m) => {
             for t in m.tasks {
                 agent.launch(m.framework_id.clone(), t);
             }
             StatusCode::ACCEPTED.into_response()
         }
-        Err(e) => bad(format!("invalid launch message: {e}")),
+        Err(r) => r,
     }
 }
 
@@ -122,10 +132,7 @@ async fn kill(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = authorized(&agent, &peer, &headers, Caller::Master) {
-        return r;
-    }
-    match serde_json::from_slice::<KillTask>(&body) {
+    match from_master::<KillTask>(&agent, &peer, &headers, &body, "kill") {
         Ok(m) => {
             let cap = m
                 .max_grace_secs
@@ -134,7 +141,7 @@ async fn kill(
             agent.kill(&m.framework_id.value, &m.task_id.value, cap);
             StatusCode::ACCEPTED.into_response()
         }
-        Err(e) => bad(format!("invalid kill message: {e}")),
+        Err(r) => r,
     }
 }
 

@@ -376,14 +376,7 @@ pub fn convert_with_values(
         ssh,
         pools,
     };
-    report.cluster = def.cluster.clone();
-    report.provider = def.provider.clone();
-    report.pools = def.pool_summaries();
-    report.sort();
-    Ok(Conversion {
-        definition: def.render(),
-        report,
-    })
+    Ok(Conversion::of(&def, report))
 }
 
 fn file_name(p: &Path) -> String {
