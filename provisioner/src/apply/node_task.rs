@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::executor::{ApplyOptions, NodeFailure, NodeUpdate};
 use super::{
     Installer, Left, Membership, NodeContext, NodeRequest, Progress, ProgressEvent, Provider,
-    Remote, RemoteError, RemoteOp,
+    ProviderError, Remote, RemoteError, RemoteOp,
 };
 use crate::plan::Step;
 use crate::state::{NodeState, NodeStatus};
@@ -73,6 +73,27 @@ impl<P: Provider, I: Installer> NodeTask<P, I> {
         let _ = self.tx.send(NodeUpdate::Done(name));
     }
 
+    /// Runs a provider call, again after transient failures ([`ApplyOptions::provider_retry`]);
+    /// the final error with its causes.
+    async fn with_provider<T, F, Fut>(&self, mut call: F) -> Result<T, String>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ProviderError>>,
+    {
+        retry::run(self.opts.provider_retry, |at| {
+            let attempt = call();
+            async move {
+                match attempt.await {
+                    Ok(v) => Next::Done(v),
+                    Err(e) if e.transient => at.retry(e),
+                    Err(e) => Next::Fail(e),
+                }
+            }
+        })
+        .await
+        .map_err(|e| chain(&e.into_error()))
+    }
+
     /// Sends the node's record to the loop and waits until it is saved, so that a step only starts once the
     /// previous one is on disk.
     async fn record(&self, node: &NodeState) {
@@ -114,15 +135,7 @@ impl<P: Provider, I: Installer> NodeTask<P, I> {
                         .and_then(|p| p.instance_type.clone()),
                 };
                 let (provider, req) = (&self.provider, &req);
-                let machine = retry::run(self.opts.provider_retry, |at| async move {
-                    match provider.create(req).await {
-                        Ok(m) => Next::Done(m),
-                        Err(e) if e.transient => at.retry(e),
-                        Err(e) => Next::Fail(e),
-                    }
-                })
-                .await
-                .map_err(|e| chain(&e.into_error()))?;
+                let machine = self.with_provider(|| provider.create(req)).await?;
                 ctx.node.provider_id = Some(machine.provider_id);
                 ctx.node.addresses = machine.addresses;
                 ctx.node.private_address = machine.private_address;
@@ -137,15 +150,7 @@ impl<P: Provider, I: Installer> NodeTask<P, I> {
             Step::StartNode => {
                 *remote = None;
                 let (provider, node) = (&self.provider, &ctx.node);
-                let machine = retry::run(self.opts.provider_retry, |at| async move {
-                    match provider.start(node).await {
-                        Ok(m) => Next::Done(m),
-                        Err(e) if e.transient => at.retry(e),
-                        Err(e) => Next::Fail(e),
-                    }
-                })
-                .await
-                .map_err(|e| chain(&e.into_error()))?;
+                let machine = self.with_provider(|| provider.start(node)).await?;
                 // A restarted container may come back with another address; the core on it is
                 // started by the next step (the node stays stopped until seen healthy).
                 ctx.node.provider_id = Some(machine.provider_id);
@@ -157,15 +162,7 @@ impl<P: Provider, I: Installer> NodeTask<P, I> {
             Step::DestroyNode => {
                 *remote = None;
                 let (provider, node) = (&self.provider, &ctx.node);
-                retry::run(self.opts.provider_retry, |at| async move {
-                    match provider.destroy(node).await {
-                        Ok(()) => Next::Done(()),
-                        Err(e) if e.transient => at.retry(e),
-                        Err(e) => Next::Fail(e),
-                    }
-                })
-                .await
-                .map_err(|e| chain(&e.into_error()))?;
+                self.with_provider(|| provider.destroy(node)).await?;
                 let _ = self.tx.send(NodeUpdate::Removed(ctx.node.name.clone()));
             }
             Step::JoinGroup => {
