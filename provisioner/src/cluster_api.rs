@@ -99,6 +99,15 @@ impl std::fmt::Debug for ClusterAccess {
     }
 }
 
+/// The cluster CA dcform keeps in `dir` (the state's folder): what dcform trusts on a TLS cluster.
+pub fn cluster_ca(dir: &Path) -> Result<Ca, AccessError> {
+    let path = dir.join(crate::pki::CA_CERT_FILE);
+    Ca::load(&path).map_err(|e| match e {
+        TlsError::Read { path, source, .. } => AccessError::Read { path, source },
+        source => AccessError::Ca { path, source },
+    })
+}
+
 /// Why a cluster cannot be called.
 #[derive(Debug, thiserror::Error)]
 pub enum AccessError {
@@ -144,11 +153,7 @@ impl ClusterAccess {
         let agent_token =
             read(crate::pki::AGENT_TOKEN_FILE).unwrap_or_else(|_| operator_token.clone());
         let ca = if uses_tls(state) {
-            let path = dir.join(crate::pki::CA_CERT_FILE);
-            Some(Ca::load(&path).map_err(|e| match e {
-                TlsError::Read { path, source, .. } => AccessError::Read { path, source },
-                source => AccessError::Ca { path, source },
-            })?)
+            Some(cluster_ca(dir)?)
         } else {
             None
         };

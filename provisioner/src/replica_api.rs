@@ -12,10 +12,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::apply::{GroupFuture, Left, Membership};
-use crate::cluster_api::AccessError;
+use crate::cluster_api::{AccessError, cluster_ca};
 use crate::state::NodeState;
 use crate::step_ops::{api_address, public_api_address};
-use dccore_api::tls::{Ca, Tls, TlsError};
+use dccore_api::tls::{Tls, TlsError};
 
 /// One call to a master (a `GET /replica`, a redirect hop).
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -102,15 +102,7 @@ impl GroupClient {
         let token = std::fs::read_to_string(&path)
             .map(|t| t.trim().to_string())
             .map_err(|source| AccessError::Read { path, source })?;
-        let ca = if tls {
-            let path = dir.join(crate::pki::CA_CERT_FILE);
-            Some(Ca::load(&path).map_err(|e| match e {
-                TlsError::Read { path, source, .. } => AccessError::Read { path, source },
-                source => AccessError::Ca { path, source },
-            })?)
-        } else {
-            None
-        };
+        let ca = if tls { Some(cluster_ca(dir)?) } else { None };
         let http = Tls { own: None, ca }
             .http_client()
             .map_err(AccessError::Client)?
