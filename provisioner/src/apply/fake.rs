@@ -22,6 +22,31 @@ pub struct Fault {
     pub seen: u32,
 }
 
+impl Fault {
+    /// `op` on `node` fails `times` times (`transient`: the executor may retry it).
+    pub fn on(node: &str, op: &str, transient: bool, times: u32) -> Fault {
+        Fault {
+            node: Some(node.into()),
+            ..Fault::any(op, transient, times)
+        }
+    }
+
+    /// `op` on any node fails `times` times.
+    pub fn any(op: &str, transient: bool, times: u32) -> Fault {
+        Fault {
+            op: op.into(),
+            transient,
+            times,
+            ..Fault::default()
+        }
+    }
+
+    /// Only from the `n`-th matching operation on (1 = the first).
+    pub fn from_nth(self, n: u32) -> Fault {
+        Fault { nth: n, ..self }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct World {
     /// Machines that exist, by node name -> provider id.

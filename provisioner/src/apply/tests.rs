@@ -51,6 +51,11 @@ struct Harness {
 }
 
 impl Harness {
+    /// Makes the fake world fail as `f` says.
+    fn fault(&self, f: Fault) {
+        self.world.lock().unwrap().faults.push(f);
+    }
+
     fn new() -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let store = StateFile::at(dir.path().join("state.json"));
@@ -158,13 +163,7 @@ async fn agents_run_in_parallel_but_never_more_than_the_parallelism() {
 #[tokio::test(start_paused = true)]
 async fn a_failed_step_stops_that_node_records_progress_and_the_next_apply_resumes_it() {
     let h = Harness::new();
-    h.world.lock().unwrap().faults.push(Fault {
-        node: Some("agents-2".into()),
-        op: "run:install-agent".into(),
-        transient: false,
-        times: 1,
-        ..Fault::default()
-    });
+    h.fault(Fault::on("agents-2", "run:install-agent", false, 1));
     let err = h.apply(&spec(1, 3)).await.unwrap_err();
     let ApplyError::Nodes {
         failures,
@@ -211,13 +210,7 @@ async fn a_failed_step_stops_that_node_records_progress_and_the_next_apply_resum
 #[tokio::test(start_paused = true)]
 async fn a_failed_master_stops_before_any_agent_is_created() {
     let h = Harness::new();
-    h.world.lock().unwrap().faults.push(Fault {
-        node: Some("masters-1".into()),
-        op: "create".into(),
-        transient: false,
-        times: u32::MAX,
-        ..Fault::default()
-    });
+    h.fault(Fault::on("masters-1", "create", false, u32::MAX));
     let err = h.apply(&spec(1, 2)).await.unwrap_err();
     assert!(
         err.to_string()
@@ -234,13 +227,7 @@ async fn a_failed_master_stops_before_any_agent_is_created() {
 #[tokio::test(start_paused = true)]
 async fn transient_provider_failures_are_retried_with_backoff() {
     let h = Harness::new();
-    h.world.lock().unwrap().faults.push(Fault {
-        node: Some("agents-1".into()),
-        op: "create".into(),
-        transient: true,
-        times: 2,
-        ..Fault::default()
-    });
+    h.fault(Fault::on("agents-1", "create", true, 2));
     h.apply(&spec(1, 1)).await.unwrap();
     let creates = h.log().iter().filter(|l| *l == "create agents-1").count();
     assert_eq!(creates, 3);
@@ -250,12 +237,7 @@ async fn transient_provider_failures_are_retried_with_backoff() {
 async fn the_second_create_failing_for_good_fails_that_node_and_stops_the_masters_after_it() {
     let h = Harness::new();
     // Masters are created one at a time, so the 2nd create of any node is masters-2's.
-    h.world.lock().unwrap().faults.push(Fault {
-        op: "create".into(),
-        nth: 2,
-        times: u32::MAX,
-        ..Fault::default()
-    });
+    h.fault(Fault::any("create", false, u32::MAX).from_nth(2));
     let err = h.apply(&spec(3, 0)).await.unwrap_err();
     let ApplyError::Nodes { failures, .. } = &err else {
         panic!("expected node failures, got {err}");
@@ -288,13 +270,7 @@ async fn the_second_create_failing_for_good_fails_that_node_and_stops_the_master
 #[tokio::test(start_paused = true)]
 async fn a_transient_failure_of_the_second_create_is_retried_and_the_apply_completes() {
     let h = Harness::new();
-    h.world.lock().unwrap().faults.push(Fault {
-        op: "create".into(),
-        nth: 2,
-        times: 1,
-        transient: true,
-        ..Fault::default()
-    });
+    h.fault(Fault::any("create", true, 1).from_nth(2));
     let report = h.apply(&spec(3, 0)).await.unwrap();
     assert_eq!(report.completed.len(), 3, "{report:?}");
     let creates: Vec<String> = h
@@ -336,13 +312,7 @@ async fn a_lost_host_fails_after_bounded_retries_with_a_connect_error() {
 #[tokio::test(start_paused = true)]
 async fn health_is_polled_until_the_node_answers() {
     let h = Harness::new();
-    h.world.lock().unwrap().faults.push(Fault {
-        node: Some("masters-1".into()),
-        op: "run:health".into(),
-        transient: true,
-        times: 3,
-        ..Fault::default()
-    });
+    h.fault(Fault::on("masters-1", "run:health", true, 3));
     h.apply(&spec(1, 0)).await.unwrap();
     assert_eq!(
         h.log()
@@ -433,13 +403,7 @@ async fn an_unreachable_agent_is_removed_without_its_drain() {
 async fn a_drain_stopped_half_way_is_recorded_and_undone_when_the_node_is_wanted_again() {
     let h = Harness::new();
     h.apply(&spec(1, 2)).await.unwrap();
-    h.world.lock().unwrap().faults.push(Fault {
-        node: Some("agents-2".into()),
-        op: "run:drain".into(),
-        transient: false,
-        times: 1,
-        ..Fault::default()
-    });
+    h.fault(Fault::on("agents-2", "run:drain", false, 1));
     h.apply(&spec(1, 1)).await.unwrap_err();
     assert_eq!(
         h.state().node("agents-2").unwrap().status,
@@ -522,14 +486,7 @@ async fn masters_after_the_first_join_the_group_once_started_and_before_they_are
 #[tokio::test(start_paused = true)]
 async fn a_failed_join_stops_the_masters_and_the_next_apply_joins_without_recreating() {
     let h = Harness::new();
-    h.world.lock().unwrap().faults.push(Fault {
-        node: None,
-        op: "join".into(),
-        transient: false,
-        times: 1,
-        nth: 1,
-        seen: 0,
-    });
+    h.fault(Fault::any("join", false, 1).from_nth(1));
     let err = h.apply(&spec(3, 1)).await.expect_err("the join fails");
     assert!(
         err.to_string()
