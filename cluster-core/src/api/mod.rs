@@ -150,7 +150,11 @@ pub async fn serve_with(
         config.discovery.masters = crate::discovery::masters_of(listen, own.as_deref(), &peers);
     }
     let dns = match config.discovery.dns_listen {
-        Some(at) => Some(crate::discovery::dns::DnsServer::bind(at, &config.work_dir).await?),
+        Some(at) => Some(
+            crate::discovery::dns::DnsServer::bind(at, &config.work_dir)
+                .await?
+                .with_upstreams(config.discovery.upstreams.clone()),
+        ),
         None => None,
     };
     let (master, replica, raft_routes, self_url) = match config.replica.clone() {

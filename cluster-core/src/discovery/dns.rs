@@ -7,13 +7,15 @@
 //!   carry the zone's SOA in the authority section, so resolvers cache the negative answer for
 //!   the SOA minimum (= the TTL).
 //! * The apex answers `SOA` and `NS` (`ns1.<domain>`, whose `A` records are the masters).
-//! * Other zones: REFUSED (no recursion, no forwarding).
+//! * Other zones: relayed to the `dns_upstreams` ([`super::forward`]) when there are any
+//!   (SERVFAIL if none answers), else REFUSED.
 //! * `SRV` answers carry their targets' addresses in the additional section.
 //! * Over UDP an answer that would not fit (512 bytes, or the client's EDNS size) is sent with
 //!   the TC bit and no records, so the client asks again over TCP.
 //! * Only queries are answered (NOTIMP for updates, notifies, ...); FORMERR for a message that
 //!   does not hold exactly one question.
 
+use super::forward::Forwarder;
 use super::{Directory, RecordData, Records};
 use hickory_server::ServerFuture;
 use hickory_server::authority::MessageResponseBuilder;
@@ -64,6 +66,7 @@ pub struct DnsServer {
     addr: SocketAddr,
     udp: UdpSocket,
     tcp: TcpListener,
+    forward: Forwarder,
 }
 
 impl DnsServer {
@@ -80,7 +83,28 @@ impl DnsServer {
         crate::atomic_file::write(&path, format!("{addr}\n").as_bytes())
             .map_err(|source| DnsError::AddressFile { path, source })?;
         tracing::info!(%addr, "DNS server listening (UDP and TCP)");
-        Ok(DnsServer { addr, udp, tcp })
+        Ok(DnsServer {
+            addr,
+            udp,
+            tcp,
+            forward: Forwarder::default(),
+        })
+    }
+
+    /// Names outside the domain are relayed to these resolvers (none: REFUSED). This server's
+    /// own address is left out: relaying to itself would loop until every query timed out.
+    pub fn with_upstreams(mut self, mut upstreams: Vec<SocketAddr>) -> DnsServer {
+        let own = self.addr;
+        upstreams.retain(|u| {
+            let same = *u == own;
+            if same {
+                tracing::warn!(upstream = %u, "a DNS upstream is this server itself: left out");
+            }
+            !same
+        });
+        upstreams.dedup();
+        self.forward = Forwarder::new(upstreams);
+        self
     }
 
     /// The bound address (UDP and TCP).
@@ -90,7 +114,10 @@ impl DnsServer {
 
     /// Answers from `dir` until `shutdown` is cancelled, then waits for the transports to stop.
     pub async fn run(self, dir: Directory, shutdown: CancellationToken) {
-        let mut server = ServerFuture::new(Handler { dir });
+        let mut server = ServerFuture::new(Handler {
+            dir,
+            forward: self.forward,
+        });
         server.register_socket(self.udp);
         server.register_listener(self.tcp, TCP_IDLE);
         shutdown.cancelled().await;
@@ -139,6 +166,7 @@ async fn bind_pair(listen: SocketAddr) -> Result<(UdpSocket, TcpListener), DnsEr
 /// Answers queries from the directory's newest records.
 struct Handler {
     dir: Directory,
+    forward: Forwarder,
 }
 
 #[async_trait::async_trait]
@@ -179,8 +207,11 @@ impl RequestHandler for Handler {
             info.query.query_type(),
         );
         let Some(mut answer) = answer else {
-            let h = fail(ResponseCode::Refused);
-            return send(&mut response, builder.build_no_records(h), h).await;
+            if !self.forward.enabled() {
+                let h = fail(ResponseCode::Refused);
+                return send(&mut response, builder.build_no_records(h), h).await;
+            }
+            return self.relay(request, info.query.original(), response).await;
         };
         let mut h = Header::response_from_request(request.header());
         h.set_authoritative(true);
@@ -204,6 +235,36 @@ impl RequestHandler for Handler {
             std::iter::empty(),
             answer.authority.iter(),
             answer.additionals.iter(),
+        );
+        send(&mut response, msg, h).await
+    }
+}
+
+impl Handler {
+    /// A question outside the zone, relayed to the upstreams; their answer goes back as it
+    /// came (same code and sections), SERVFAIL if none answered.
+    async fn relay<R: ResponseHandler>(
+        &self,
+        request: &Request,
+        query: &hickory_server::proto::op::Query,
+        mut response: R,
+    ) -> ResponseInfo {
+        let builder = MessageResponseBuilder::from_message_request(request);
+        let mut h = Header::response_from_request(request.header());
+        h.set_recursion_available(true);
+        let Some(up) = self.forward.ask(query).await else {
+            h.set_response_code(ResponseCode::ServFail);
+            return send(&mut response, builder.build_no_records(h), h).await;
+        };
+        h.set_response_code(up.response_code());
+        h.set_authoritative(up.authoritative());
+        h.set_truncated(up.truncated());
+        let msg = builder.build(
+            h,
+            up.answers().iter(),
+            std::iter::empty(),
+            up.name_servers().iter(),
+            up.additionals().iter(),
         );
         send(&mut response, msg, h).await
     }

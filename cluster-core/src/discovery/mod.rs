@@ -19,6 +19,7 @@
 //! per publish is a pass over the live tasks with no string work.
 
 pub mod dns;
+pub mod forward;
 pub mod records;
 
 pub use records::{Instance, Masters, RecordData, Records, Service, TaskEntry};
@@ -72,6 +73,8 @@ pub struct DiscoveryConfig {
     pub domain: String,
     /// TTL of every record, seconds.
     pub ttl: u32,
+    /// Resolvers that names outside the domain are relayed to (`dns_upstreams`); none: REFUSED.
+    pub upstreams: Vec<SocketAddr>,
     /// The masters' addresses for `leader.` and `master.` (filled in by the server from its
     /// listen address and the replica peers).
     pub masters: Masters,
@@ -83,6 +86,7 @@ impl Default for DiscoveryConfig {
             dns_listen: None,
             domain: DEFAULT_DOMAIN.to_string(),
             ttl: DEFAULT_TTL,
+            upstreams: Vec::new(),
             masters: Masters::default(),
         }
     }

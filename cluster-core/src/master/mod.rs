@@ -282,6 +282,15 @@ impl MasterConfig {
                 f.dns_ttl_secs,
             )
             .map_err(|e| bad(Box::new(e)))?;
+        if let Some(u) = &f.dns_upstreams {
+            self.discovery.upstreams =
+                crate::discovery::forward::parse_upstreams(u).map_err(|e| bad(Box::new(e)))?;
+        }
+        if let Some(file) = f.dns_upstreams_file.map(beside) {
+            let more =
+                crate::discovery::forward::read_resolv_conf(&file).map_err(|e| bad(Box::new(e)))?;
+            self.discovery.upstreams.extend(more);
+        }
         Ok(self)
     }
 }
@@ -345,6 +354,12 @@ pub struct ConfigFile {
     pub dns_domain: Option<String>,
     /// TTL of the DNS answers, seconds (default 5).
     pub dns_ttl_secs: Option<u64>,
+    /// Resolvers (`IP` or `IP:PORT`) that names outside `dns_domain` are relayed to (default:
+    /// none, REFUSED).
+    pub dns_upstreams: Option<Vec<String>>,
+    /// A resolv.conf whose `nameserver`s are upstreams too, after `dns_upstreams` (dcform points
+    /// it at the node's original resolv.conf); relative to the config file.
+    pub dns_upstreams_file: Option<PathBuf>,
 }
 
 /// The way in to a running master: its command channel. Cheap to clone.
