@@ -42,7 +42,7 @@ impl Fault {
     }
 
     /// Only from the `n`-th matching operation on (1 = the first).
-    pub fn from_nth(self, n: u32) -> Fault {
+    pub fn starting_at(self, n: u32) -> Fault {
         Fault { nth: n, ..self }
     }
 }

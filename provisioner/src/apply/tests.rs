@@ -237,7 +237,7 @@ async fn transient_provider_failures_are_retried_with_backoff() {
 async fn the_second_create_failing_for_good_fails_that_node_and_stops_the_masters_after_it() {
     let h = Harness::new();
     // Masters are created one at a time, so the 2nd create of any node is masters-2's.
-    h.fault(Fault::any("create", false, u32::MAX).from_nth(2));
+    h.fault(Fault::any("create", false, u32::MAX).starting_at(2));
     let err = h.apply(&spec(3, 0)).await.unwrap_err();
     let ApplyError::Nodes { failures, .. } = &err else {
         panic!("expected node failures, got {err}");
@@ -270,7 +270,7 @@ async fn the_second_create_failing_for_good_fails_that_node_and_stops_the_master
 #[tokio::test(start_paused = true)]
 async fn a_transient_failure_of_the_second_create_is_retried_and_the_apply_completes() {
     let h = Harness::new();
-    h.fault(Fault::any("create", true, 1).from_nth(2));
+    h.fault(Fault::any("create", true, 1).starting_at(2));
     let report = h.apply(&spec(3, 0)).await.unwrap();
     assert_eq!(report.completed.len(), 3, "{report:?}");
     let creates: Vec<String> = h
@@ -486,7 +486,7 @@ async fn masters_after_the_first_join_the_group_once_started_and_before_they_are
 #[tokio::test(start_paused = true)]
 async fn a_failed_join_stops_the_masters_and_the_next_apply_joins_without_recreating() {
     let h = Harness::new();
-    h.fault(Fault::any("join", false, 1).from_nth(1));
+    h.fault(Fault::any("join", false, 1).starting_at(1));
     let err = h.apply(&spec(3, 1)).await.expect_err("the join fails");
     assert!(
         err.to_string()
