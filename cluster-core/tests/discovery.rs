@@ -5,96 +5,11 @@
 
 mod support;
 
-use hickory_server::proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_server::proto::rr::{Name, RData, RecordType};
+use hickory_server::proto::op::ResponseCode;
+use hickory_server::proto::rr::RecordType;
 use serde_json::{Value, json};
-use std::net::SocketAddr;
-use std::path::Path;
+use support::dns::*;
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// The DNS server's address, from `WORK_DIR/dns_address`.
-async fn dns_address(dir: &Path) -> SocketAddr {
-    let path = dir.join(dccore::discovery::dns::ADDRESS_FILE);
-    eventually("the DNS address file", || async {
-        std::fs::read_to_string(&path)
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-    })
-    .await
-}
-
-fn query(name: &str, rtype: RecordType) -> Vec<u8> {
-    let mut m = Message::new();
-    m.set_id(rand_id())
-        .set_message_type(MessageType::Query)
-        .set_op_code(OpCode::Query)
-        .set_recursion_desired(true);
-    m.add_query(Query::query(
-        Name::from_ascii(name).expect("a valid query name"),
-        rtype,
-    ));
-    m.to_vec().expect("encode the query")
-}
-
-fn rand_id() -> u16 {
-    (uuid::Uuid::new_v4().as_u128() & 0xffff) as u16
-}
-
-/// One query over UDP.
-async fn udp(server: SocketAddr, name: &str, rtype: RecordType) -> Message {
-    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0")
-        .await
-        .expect("bind a UDP socket");
-    let q = query(name, rtype);
-    within("a UDP DNS answer", async {
-        sock.send_to(&q, server).await.expect("send the query");
-        let mut buf = vec![0u8; 4096];
-        let (n, _) = sock.recv_from(&mut buf).await.expect("receive the answer");
-        Message::from_vec(&buf[..n]).expect("decode the answer")
-    })
-    .await
-}
-
-/// One query over TCP (two-byte length prefix, RFC 1035 4.2.2).
-async fn tcp(server: SocketAddr, name: &str, rtype: RecordType) -> Message {
-    let q = query(name, rtype);
-    within("a TCP DNS answer", async {
-        let mut s = tokio::net::TcpStream::connect(server)
-            .await
-            .expect("connect over TCP");
-        s.write_all(&(q.len() as u16).to_be_bytes())
-            .await
-            .expect("send the length");
-        s.write_all(&q).await.expect("send the query");
-        let mut len = [0u8; 2];
-        s.read_exact(&mut len).await.expect("read the length");
-        let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
-        s.read_exact(&mut buf).await.expect("read the answer");
-        Message::from_vec(&buf).expect("decode the answer")
-    })
-    .await
-}
-
-fn a_records(m: &Message) -> Vec<String> {
-    m.answers()
-        .iter()
-        .filter_map(|r| match r.data() {
-            RData::A(a) => Some(a.0.to_string()),
-            _ => None,
-        })
-        .collect()
-}
-
-fn srv_records(m: &Message) -> Vec<(u16, String)> {
-    m.answers()
-        .iter()
-        .filter_map(|r| match r.data() {
-            RData::SRV(s) => Some((s.port(), s.target().to_string())),
-            _ => None,
-        })
-        .collect()
-}
 
 async fn get(m: &Master, path: &str, auth: Option<&str>) -> (reqwest::StatusCode, Value) {
     let mut req = m.http.get(format!("{}{path}", m.url));

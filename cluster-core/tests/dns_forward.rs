@@ -6,11 +6,11 @@
 
 mod support;
 
-use hickory_server::proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_server::proto::op::{Message, MessageType, OpCode, ResponseCode};
 use hickory_server::proto::rr::rdata::A;
-use hickory_server::proto::rr::{Name, RData, Record, RecordType};
+use hickory_server::proto::rr::{RData, Record, RecordType};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::Path;
+use support::dns::*;
 use support::*;
 use tokio::net::UdpSocket;
 
@@ -65,47 +65,6 @@ async fn upstream() -> (
         }
     });
     (addr, task, seen)
-}
-
-async fn dns_address(dir: &Path) -> SocketAddr {
-    let path = dir.join(dccore::discovery::dns::ADDRESS_FILE);
-    eventually("the DNS address file", || async {
-        std::fs::read_to_string(&path)
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-    })
-    .await
-}
-
-async fn udp(server: SocketAddr, name: &str, rtype: RecordType) -> Message {
-    let sock = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
-    let mut m = Message::new();
-    let id = (uuid::Uuid::new_v4().as_u128() & 0xffff) as u16;
-    m.set_id(id)
-        .set_message_type(MessageType::Query)
-        .set_op_code(OpCode::Query)
-        .set_recursion_desired(true);
-    m.add_query(Query::query(Name::from_ascii(name).expect("name"), rtype));
-    let q = m.to_vec().expect("encode");
-    within("a UDP DNS answer", async {
-        sock.send_to(&q, server).await.expect("send the query");
-        let mut buf = vec![0u8; 4096];
-        let (n, _) = sock.recv_from(&mut buf).await.expect("receive the answer");
-        let a = Message::from_vec(&buf[..n]).expect("decode the answer");
-        assert_eq!(a.id(), id, "the answer carries the query's id");
-        a
-    })
-    .await
-}
-
-fn a_records(m: &Message) -> Vec<String> {
-    m.answers()
-        .iter()
-        .filter_map(|r| match r.data() {
-            RData::A(a) => Some(a.0.to_string()),
-            _ => None,
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

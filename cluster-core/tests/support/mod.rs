@@ -2,6 +2,7 @@
 //! timeouts, and a minimal v1 scheduler client that speaks the real HTTP API.
 #![allow(dead_code)]
 
+pub mod dns;
 mod fixture;
 pub mod pki;
 
