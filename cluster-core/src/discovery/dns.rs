@@ -102,7 +102,9 @@ impl DnsServer {
             }
             !same
         });
-        upstreams.dedup();
+        // Order is the user's preference: keep the first of each, wherever the repeats are.
+        let mut seen = std::collections::HashSet::new();
+        upstreams.retain(|u| seen.insert(*u));
         self.forward = Forwarder::new(upstreams);
         self
     }
