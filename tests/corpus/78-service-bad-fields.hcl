@@ -7,6 +7,6 @@ cluster "c" {
   service "web" {
     cmd  = "sleep 100"
     cpus = -1
-    memory = 64
+    insances = 2
   }
 }
