@@ -124,12 +124,12 @@ fn bench(label: &str, provider: ProviderKind, def: &Path, core: &CoreTarget) -> 
     let spec = spec::load(def, &opts).expect("valid").spec;
     let nodes: usize = spec.pools.iter().map(|p| p.size.len()).sum();
     let empty = State::new("big", provider);
-    let (fresh_med, fresh_min) = time(RUNS, || plan::diff(&spec, &empty, core));
-    let fresh = plan::diff(&spec, &empty, core);
+    let (fresh_med, fresh_min) = time(RUNS, || plan::diff(&spec, &empty, core, None));
+    let fresh = plan::diff(&spec, &empty, core, None);
     assert_eq!(fresh.actions().count(), nodes, "one create per node");
     let applied = applied_state(provider, &fresh, core);
-    let (noop_med, noop_min) = time(RUNS, || plan::diff(&spec, &applied, core));
-    assert!(!plan::diff(&spec, &applied, core).has_changes());
+    let (noop_med, noop_min) = time(RUNS, || plan::diff(&spec, &applied, core, None));
+    assert!(!plan::diff(&spec, &applied, core, None).has_changes());
     let (render_med, _) = time(RUNS, || plan::render_human(&fresh, false));
     let state_json = serde_json::to_string_pretty(&applied).expect("encode");
     let (state_med, _) = time(RUNS, || {
@@ -203,8 +203,8 @@ fn main() {
     let spec = spec::load(&shorter, &LoadOptions::default())
         .expect("valid")
         .spec;
-    let (med, best) = time(RUNS, || plan::diff(&spec, &applied, &core));
-    let changes = plan::diff(&spec, &applied, &core).actions().count();
+    let (med, best) = time(RUNS, || plan::diff(&spec, &applied, &core, None));
+    let changes = plan::diff(&spec, &applied, &core, None).actions().count();
     println!(
         "  plan, one host removed from the 997-entry list: median {med:>8.2?}  best {best:>8.2?}  ({changes} change(s))"
     );

@@ -68,6 +68,34 @@ fn local_example_loads_with_one_master_two_agents_one_public_agent() {
 }
 
 #[test]
+fn local_services_example_loads_with_an_hcl_service_and_a_marathon_json_one() {
+    let l = load(&repo_root().join("examples/local-services.hcl"), &opts())
+        .expect("examples/local-services.hcl loads");
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    let services: Vec<(&str, &str, u32)> = l
+        .spec
+        .services
+        .iter()
+        .map(|s| (s.name.as_str(), s.id.as_str(), s.instances))
+        .collect();
+    assert_eq!(services, [("web", "/web", 2), ("hello", "/hello", 1)]);
+    let web = &l.spec.services[0].definition;
+    assert_eq!(
+        web["portDefinitions"],
+        serde_json::json!([{"port": 0, "name": "http"}])
+    );
+    assert_eq!(web["healthChecks"][0]["portIndex"], 0);
+    assert_eq!(web["upgradeStrategy"]["minimumHealthCapacity"], 0.5);
+    let hello = &l.spec.services[1].definition;
+    assert_eq!(hello["mem"], 32);
+    assert_eq!(hello["env"]["GREETING"], "hello");
+    // The same cluster as examples/local.hcl otherwise.
+    let local = load(&repo_root().join("examples/local.hcl"), &opts()).expect("local.hcl");
+    assert_eq!(l.spec.pools, local.spec.pools);
+    assert!(local.spec.services.is_empty());
+}
+
+#[test]
 fn docker_example_loads() {
     let l =
         load(&repo_root().join("examples/docker.hcl"), &opts()).expect("examples/docker.hcl loads");

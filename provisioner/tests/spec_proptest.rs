@@ -86,6 +86,7 @@ fn seeds() -> Vec<String> {
         "examples/local.hcl",
         "examples/docker.hcl",
         "examples/onprem.hcl",
+        "examples/local-services.hcl",
     ] {
         out.push(std::fs::read_to_string(root.join(ex)).expect("example readable"));
     }

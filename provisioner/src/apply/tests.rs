@@ -33,6 +33,7 @@ fn spec(masters: u32, agents: u32) -> ClusterSpec {
             pool("masters", Role::Master, masters),
             pool("agents", Role::Agent, agents),
         ],
+        services: vec![],
         definition_dir: PathBuf::from("."),
     }
 }
@@ -84,7 +85,7 @@ impl Harness {
         let plan = if destroy {
             plan::destroy(spec, &state, &core())
         } else {
-            plan::diff(spec, &state, &core())
+            plan::diff(spec, &state, &core(), None)
         };
         let opts = ApplyOptions {
             parallelism: self.parallelism,
@@ -148,7 +149,7 @@ async fn fresh_apply_creates_masters_one_at_a_time_each_healthy_before_the_next_
         Some("net-1")
     );
     // A second plan against the saved state has nothing to do.
-    assert!(!plan::diff(&spec(3, 4), &state, &core()).has_changes());
+    assert!(!plan::diff(&spec(3, 4), &state, &core(), None).has_changes());
 }
 
 #[tokio::test(start_paused = true)]
@@ -192,7 +193,7 @@ async fn a_failed_step_stops_that_node_records_progress_and_the_next_apply_resum
     assert_eq!(state.node("agents-2").unwrap().status, NodeStatus::Created);
     assert_eq!(state.node("agents-3").unwrap().status, NodeStatus::Running);
 
-    let plan = plan::diff(&spec(1, 3), &state, &core());
+    let plan = plan::diff(&spec(1, 3), &state, &core(), None);
     let resumed: Vec<&str> = plan.actions().map(|c| c.node.as_str()).collect();
     assert_eq!(resumed, vec!["agents-2"]);
     h.apply(&spec(1, 3)).await.unwrap();
@@ -350,7 +351,7 @@ async fn an_interrupted_apply_finishes_in_flight_steps_and_a_rerun_converges() {
         5,
         "no machine was created twice"
     );
-    assert!(!plan::diff(&spec(1, 4), &state, &core()).has_changes());
+    assert!(!plan::diff(&spec(1, 4), &state, &core(), None).has_changes());
 }
 
 #[tokio::test(start_paused = true)]
@@ -420,7 +421,7 @@ async fn a_drain_stopped_half_way_is_recorded_and_undone_when_the_node_is_wanted
         h.state().node("agents-2").unwrap().status,
         NodeStatus::Running
     );
-    assert!(!plan::diff(&spec(1, 2), &h.state(), &core()).has_changes());
+    assert!(!plan::diff(&spec(1, 2), &h.state(), &core(), None).has_changes());
 }
 
 #[tokio::test(start_paused = true)]

@@ -56,7 +56,7 @@ pub(super) fn make_plan(spec: &ClusterSpec, state: &State, destroy: bool) -> Pla
     if destroy {
         plan::destroy(spec, state, &core)
     } else {
-        plan::diff(spec, state, &core)
+        plan::diff(spec, state, &core, None)
     }
 }
 

@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use sha2::{Digest, Sha256};
 
+use super::services::{LiveApps, diff_services};
 use super::{Action, CoreTarget, NodeChange, Plan, PlanBase, Step};
 use crate::spec::{ClusterSpec, PoolSize, PoolSpec, ProviderSpec, Role};
 use crate::state::{NodeState, NodeStatus, State};
@@ -69,8 +70,9 @@ struct Wanted<'a> {
     hash: &'a str,
 }
 
-/// Plans `apply`: what it takes to turn `state` into `spec`.
-pub fn diff(spec: &ClusterSpec, state: &State, core: &CoreTarget) -> Plan {
+/// Plans `apply`: what it takes to turn `state` into `spec`. `live` is what the cluster runs
+/// (`GET /v2/apps`, by id), `None` when it was not asked: see [`diff_services`].
+pub fn diff(spec: &ClusterSpec, state: &State, core: &CoreTarget, live: Option<&LiveApps>) -> Plan {
     let hashes: HashMap<&str, String> = spec
         .pools
         .iter()
@@ -252,6 +254,7 @@ pub fn diff(spec: &ClusterSpec, state: &State, core: &CoreTarget) -> Plan {
         core: core.clone(),
         base: base_of(state),
         changes,
+        services: diff_services(&spec.services, &state.services, live),
     }
 }
 
@@ -307,6 +310,7 @@ pub fn destroy(spec: &ClusterSpec, state: &State, core: &CoreTarget) -> Plan {
         core: core.clone(),
         base: base_of(state),
         changes,
+        services: Vec::new(),
     }
 }
 

@@ -6,9 +6,9 @@
 //! is left out whole and named, for the next plain apply. With no bootstrap there is no health to
 //! wait for between masters, so all creations run as one wave (then removals), which lets the
 //! provider launch a pool with few calls. The next plain `apply` sees the nodes `created` and
-//! bootstraps them.
+//! bootstraps them. Service changes need the running cluster: they are all left out.
 
-use super::{Action, Plan, Step};
+use super::{Action, Plan, ServiceAction, Step};
 
 /// Steps a provider does without connecting to the machine.
 fn is_provider_step(s: Step) -> bool {
@@ -53,6 +53,17 @@ pub fn infra_only(mut plan: Plan) -> (Plan, Vec<String>) {
         let creates = c.steps.iter().any(|s| *s != Step::DestroyNode);
         c.wave = if creates || !any_create { 0 } else { 1 };
     }
+    // Services are deployed through the masters' API: that needs a running cluster.
+    for c in plan.services.iter_mut() {
+        if c.action != ServiceAction::NoOp {
+            left_out.push(format!(
+                "service {}: {} needs the running cluster; run `dcform apply` without --infra-only for it",
+                c.id,
+                c.action.verb()
+            ));
+            c.action = ServiceAction::NoOp;
+        }
+    }
     (plan, left_out)
 }
 
@@ -89,6 +100,7 @@ mod tests {
             ssh: SshSpec::default(),
             core: CoreSpec::default(),
             pools: vec![],
+            services: vec![],
             definition_dir: ".".into(),
         };
         Plan {
@@ -102,6 +114,7 @@ mod tests {
                 serial: 0,
             },
             changes,
+            services: vec![],
         }
     }
 

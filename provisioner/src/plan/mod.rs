@@ -1,15 +1,18 @@
 //! The plan: a pure diff of the definition against the state, in the order the executor must follow.
 //!
-//! `diff(&ClusterSpec, &State, &CoreTarget) -> Plan` does no I/O and reads no clock. Each node gets one
+//! `diff(&ClusterSpec, &State, &CoreTarget, live apps) -> Plan` does no I/O and reads no clock. Each node gets one
 //! [`Action`] with its reason and the [`Step`]s that carry it out; [`NodeChange::wave`] orders the work:
 //! masters one at a time (each gated on health), agents together (bounded by `--parallelism`), removals after
-//! additions (drain first), and on destroy agents before masters.
+//! additions (drain first), and on destroy agents before masters. `services.rs` plans the
+//! definition's Marathon services ([`ServiceChange`]: deploy, update, remove) against the state and,
+//! when the caller asked the cluster, its live apps.
 
 mod diff;
 mod group;
 mod infra;
 mod render;
 mod saved;
+mod services;
 
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +22,7 @@ pub use diff::{config_hash, destroy, diff, master_set};
 pub use infra::infra_only;
 pub use render::{NO_CHANGES, Summary, render_human, render_json_lines};
 pub use saved::{PLAN_FORMAT, SavedPlan};
+pub use services::{LiveApps, ServiceAction, ServiceChange, diff_services};
 
 /// The core every node should run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -233,6 +237,9 @@ pub struct Plan {
     pub base: PlanBase,
     /// Node changes including no-ops, in wave order.
     pub changes: Vec<NodeChange>,
+    /// Service changes including no-ops: the definition's services in order, then removals.
+    /// Empty on destroy (the services go with the cluster).
+    pub services: Vec<ServiceChange>,
 }
 
 impl Plan {
@@ -241,9 +248,16 @@ impl Plan {
         self.changes.iter().filter(|c| c.action != Action::NoOp)
     }
 
-    /// Whether applying the plan would change anything.
+    /// Service changes that do something (no no-ops).
+    pub fn service_actions(&self) -> impl Iterator<Item = &ServiceChange> {
+        self.services
+            .iter()
+            .filter(|c| c.action != ServiceAction::NoOp)
+    }
+
+    /// Whether applying the plan would change anything (a node or a service).
     pub fn has_changes(&self) -> bool {
-        self.actions().next().is_some()
+        self.actions().next().is_some() || self.service_actions().next().is_some()
     }
 
     /// Counts for the closing `Plan: X to add, Y to change, Z to destroy.` line.
@@ -261,6 +275,14 @@ impl Plan {
                 }
                 Action::Remove | Action::Destroy => s.destroy += 1,
                 Action::NoOp => {}
+            }
+        }
+        for c in self.service_actions() {
+            match c.action {
+                ServiceAction::Deploy => s.deploy += 1,
+                ServiceAction::Update => s.update += 1,
+                ServiceAction::Remove => s.remove += 1,
+                ServiceAction::NoOp => {}
             }
         }
         s

@@ -1,10 +1,11 @@
-//! Printing plans the way Terraform users expect: a symbol and a reason per node, then one summary line.
+//! Printing plans the way Terraform users expect: a symbol and a reason per node, then per service
+//! (`+ service /web deploy: 3 instances`), then the summary lines.
 
 use std::fmt::Write;
 
 use serde::Serialize;
 
-use super::{Action, Plan};
+use super::{Action, Plan, ServiceAction, ServiceChange};
 
 /// Counts for the closing line.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -15,6 +16,12 @@ pub struct Summary {
     pub change: usize,
     /// Nodes removed.
     pub destroy: usize,
+    /// Services deployed.
+    pub deploy: usize,
+    /// Services updated (or scaled).
+    pub update: usize,
+    /// Services removed.
+    pub remove: usize,
 }
 
 impl Summary {
@@ -24,6 +31,16 @@ impl Summary {
             "Plan: {} to add, {} to change, {} to destroy.",
             self.add, self.change, self.destroy
         )
+    }
+
+    /// `Services: X to deploy, Y to update, Z to remove.`, when any service changes.
+    pub fn services_line(&self) -> Option<String> {
+        (self.deploy + self.update + self.remove > 0).then(|| {
+            format!(
+                "Services: {} to deploy, {} to update, {} to remove.",
+                self.deploy, self.update, self.remove
+            )
+        })
     }
 }
 
@@ -68,8 +85,52 @@ pub fn render_human(plan: &Plan, color: bool) -> String {
             let _ = writeln!(out, "{:>4} {:<width$}  {g}", "", "");
         }
     }
-    let _ = writeln!(out, "\n{}", plan.summary().line());
+    for c in plan.service_actions() {
+        let (start, end) = if color {
+            (service_colour(c.action), "\x1b[0m")
+        } else {
+            ("", "")
+        };
+        let _ = writeln!(
+            out,
+            "{start}{:>4}{end} {}",
+            c.action.symbol(),
+            service_line(c)
+        );
+    }
+    let summary = plan.summary();
+    let _ = writeln!(out, "\n{}", summary.line());
+    if let Some(line) = summary.services_line() {
+        let _ = writeln!(out, "{line}");
+    }
     out
+}
+
+/// `service /web deploy: 3 instances`, `service /web update: instances 3 -> 5, cmd changed`,
+/// `service /old remove`.
+fn service_line(c: &ServiceChange) -> String {
+    let head = format!("service {} {}", c.id, c.action.verb());
+    match c.action {
+        ServiceAction::Deploy => {
+            let n = c.instances.unwrap_or(0);
+            let mut line = format!("{head}: {n} instance{}", if n == 1 { "" } else { "s" });
+            if !c.details.is_empty() {
+                line.push_str(&format!(" ({})", c.details.join("; ")));
+            }
+            line
+        }
+        _ if c.details.is_empty() => head,
+        _ => format!("{head}: {}", c.details.join(", ")),
+    }
+}
+
+fn service_colour(action: ServiceAction) -> &'static str {
+    match action {
+        ServiceAction::Deploy => "\x1b[32m",
+        ServiceAction::Update => "\x1b[33m",
+        ServiceAction::Remove => "\x1b[31m",
+        ServiceAction::NoOp => "",
+    }
 }
 
 fn colour_of(action: &Action) -> &'static str {
@@ -83,7 +144,8 @@ fn colour_of(action: &Action) -> &'static str {
     }
 }
 
-/// `--json`: one JSON object per node change, then a summary object. Machine-readable, stable keys.
+/// `--json`: one JSON object per node change (`"type": "change"`), one per service change
+/// (`"type": "service"`), then a summary object. Machine-readable, stable keys.
 pub fn render_json_lines(plan: &Plan) -> String {
     let mut out = String::new();
     for c in plan.actions() {
@@ -104,6 +166,20 @@ pub fn render_json_lines(plan: &Plan) -> String {
         });
         let _ = writeln!(out, "{line}");
     }
+    for c in plan.service_actions() {
+        let line = serde_json::json!({
+            "type": "service",
+            "id": c.id.as_str(),
+            "name": c.name,
+            "action": c.action,
+            "symbol": c.action.symbol(),
+            "details": c.details,
+            "scale_only": c.scale_only,
+            "instances": c.instances,
+            "definition": c.definition,
+        });
+        let _ = writeln!(out, "{line}");
+    }
     let s = plan.summary();
     let line = serde_json::json!({
         "type": "summary",
@@ -111,6 +187,7 @@ pub fn render_json_lines(plan: &Plan) -> String {
         "add": s.add,
         "change": s.change,
         "destroy": s.destroy,
+        "services": {"deploy": s.deploy, "update": s.update, "remove": s.remove},
     });
     let _ = writeln!(out, "{line}");
     out

@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{CoreTarget, NodeChange, Plan, PlanBase};
+use super::{CoreTarget, NodeChange, Plan, PlanBase, ServiceChange};
 use crate::spec::ClusterSpec;
 use crate::spec::saved::{SavedDefinition, SavedPlanError, hex_sha};
 
@@ -30,6 +30,9 @@ pub struct SavedPlan {
     pub base: PlanBase,
     /// Node changes including no-ops, in wave order.
     pub changes: Vec<NodeChange>,
+    /// Service changes including no-ops (absent in files written before services existed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<ServiceChange>,
     /// The definition the plan was made from, to load and check again.
     pub definition: SavedDefinition,
     /// sha256 over every field above (hex).
@@ -45,6 +48,7 @@ impl SavedPlan {
             core: plan.core.clone(),
             base: plan.base.clone(),
             changes: plan.changes.clone(),
+            services: plan.services.clone(),
             definition,
             sha256: String::new(),
         };
@@ -53,7 +57,7 @@ impl SavedPlan {
     }
 
     fn digest(&self) -> String {
-        let whole = serde_json::json!({
+        let mut whole = serde_json::json!({
             "format": self.format,
             "destroy": self.destroy,
             "core": self.core,
@@ -61,6 +65,12 @@ impl SavedPlan {
             "changes": self.changes,
             "definition": self.definition,
         });
+        // Only when there are any: a plan without services hashes as files written before
+        // services existed did, so those still verify. Deleting the services of a plan that has
+        // some changes the hash all the same.
+        if !self.services.is_empty() {
+            whole["services"] = serde_json::json!(self.services);
+        }
         hex_sha(whole.to_string().as_bytes())
     }
 
@@ -81,6 +91,7 @@ impl SavedPlan {
             core: self.core,
             base: self.base,
             changes: self.changes,
+            services: self.services,
         }
     }
 }
@@ -106,7 +117,7 @@ mod tests {
         let core = CoreTarget {
             version: "1.0.0".into(),
         };
-        let plan = diff(&spec, &State::new("c", spec.provider.kind()), &core);
+        let plan = diff(&spec, &State::new("c", spec.provider.kind()), &core, None);
         let definition =
             SavedDefinition::new(&def, PathBuf::from("/w"), vec![], vec![], &reads, &spec);
         (SavedPlan::new(&plan, definition), spec)
@@ -138,5 +149,47 @@ mod tests {
         let mut edited = saved;
         edited.definition.spec_sha256 = "0".repeat(64);
         assert!(matches!(edited.verify(), Err(SavedPlanError::Tampered)));
+    }
+
+    #[test]
+    fn service_changes_are_saved_and_covered_by_the_hash() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let def = dir.path().join("c.hcl");
+        std::fs::write(
+            &def,
+            "cluster \"c\" {\n  provider \"local\" {}\n  pool \"masters\" {\n    role = \"master\"\n    count = 1\n  }\n  service \"web\" {\n    cmd = \"sleep 100\"\n    instances = 2\n  }\n}\n",
+        )
+        .expect("write");
+        let (loaded, reads) = input::recorded(|| load(&def, &LoadOptions::default()));
+        let spec = loaded.expect("valid").spec;
+        let core = CoreTarget {
+            version: "1.0.0".into(),
+        };
+        let plan = diff(&spec, &State::new("c", spec.provider.kind()), &core, None);
+        assert_eq!(plan.services.len(), 1);
+        let definition =
+            SavedDefinition::new(&def, PathBuf::from("/w"), vec![], vec![], &reads, &spec);
+        let saved = SavedPlan::new(&plan, definition);
+        let back: SavedPlan =
+            serde_json::from_str(&serde_json::to_string(&saved).expect("encode")).expect("decode");
+        back.verify().expect("as written");
+        assert_eq!(back.clone().into_plan(spec).services, plan.services);
+        let mut edited = back.clone();
+        edited.services[0].instances = Some(50);
+        assert!(matches!(edited.verify(), Err(SavedPlanError::Tampered)));
+        let mut dropped = back;
+        dropped.services.clear();
+        assert!(matches!(dropped.verify(), Err(SavedPlanError::Tampered)));
+    }
+
+    #[test]
+    fn a_plan_file_without_services_verifies_as_before() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (saved, _) = saved_plan(dir.path());
+        let text = serde_json::to_string(&saved).expect("encode");
+        assert!(!text.contains("\"services\""), "{text}");
+        let back: SavedPlan = serde_json::from_str(&text).expect("decode");
+        back.verify()
+            .expect("a file of a build before services verifies");
     }
 }

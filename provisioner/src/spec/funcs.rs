@@ -19,6 +19,7 @@ pub(crate) const NAMES: &[&str] = &[
     "file",
     "format",
     "join",
+    "jsonencode",
     "length",
     "lower",
     "max",
@@ -87,6 +88,10 @@ pub(crate) fn context() -> Context<'static> {
             .param(s.clone())
             .variadic_param(ParamType::Any)
             .build(env),
+    );
+    ctx.declare_func(
+        "jsonencode",
+        FuncDef::builder().param(ParamType::Any).build(jsonencode),
     );
     ctx.declare_func(
         "length",
@@ -314,6 +319,16 @@ fn join(args: FuncArgs) -> Result<Value, String> {
         .map(scalar_string)
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Value::String(parts.join(sep)))
+}
+
+/// `jsonencode(value)`: the value as JSON text, e.g. a service's `marathon_json` written in HCL.
+fn jsonencode(args: FuncArgs) -> Result<Value, String> {
+    match args.first() {
+        Some(v) => serde_json::to_string(v)
+            .map(Value::String)
+            .map_err(|e| format!("jsonencode: {e}")),
+        None => Err("jsonencode needs one argument".into()),
+    }
 }
 
 fn tostring(args: FuncArgs) -> Result<Value, String> {

@@ -21,6 +21,9 @@ pub struct ClusterSpec {
     pub core: CoreSpec,
     /// Node pools in definition order. Names are unique; hosts are unique across pools.
     pub pools: Vec<PoolSpec>,
+    /// Marathon services (`service "NAME" { ... }`) in definition order; app ids are unique.
+    #[serde(default)]
+    pub services: Vec<ServiceSpec>,
     /// The folder the definition was loaded from; the default state lives in `<dir>/.dcform/<cluster>/`.
     pub definition_dir: PathBuf,
 }
@@ -332,6 +335,42 @@ pub struct PoolSpec {
     pub resources: Option<String>,
     /// Provider-specific machine size (EC2 instance type); `None` = the provider's default.
     pub instance_type: Option<String>,
+}
+
+/// One `service "NAME" { ... }` block: a Marathon app dcform deploys on the cluster.
+///
+/// `definition` has been accepted by `dccore_api::marathon::App::from_json`, the parser the
+/// master's `/v2/apps` uses, so what validates here is what the cluster accepts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceSpec {
+    /// The block's label (`service "web"`), for messages.
+    pub name: String,
+    /// The app id (`/web`): the definition's `id`, else `/NAME`.
+    #[serde(with = "app_id_serde")]
+    pub id: dccore_api::marathon::AppId,
+    /// The Marathon app JSON to PUT to `/v2/apps/ID` (camelCase keys, `id` normalized to the
+    /// absolute path, read-only fields of a GET answer removed).
+    pub definition: serde_json::Map<String, serde_json::Value>,
+    /// Wanted instances (the parser's default, 1, when the definition sets none).
+    pub instances: u32,
+}
+
+/// Serde for [`dccore_api::marathon::AppId`] as its path string (`"/prod/web"`); reading checks it
+/// with `AppId::parse`, so a hand-edited state or plan cannot carry an id the cluster would refuse.
+pub mod app_id_serde {
+    use dccore_api::marathon::AppId;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes the id as its path.
+    pub fn serialize<S: Serializer>(id: &AppId, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(id.as_str())
+    }
+
+    /// Reads a path and checks it.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<AppId, D::Error> {
+        let raw = String::deserialize(d)?;
+        AppId::parse(&raw).map_err(serde::de::Error::custom)
+    }
 }
 
 #[cfg(test)]

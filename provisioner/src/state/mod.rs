@@ -43,6 +43,21 @@ pub struct State {
     /// Outputs shown by `dcform output` (master URL, ...).
     #[serde(default)]
     pub outputs: BTreeMap<String, serde_json::Value>,
+    /// The Marathon services dcform deployed, by app id (`/web`): only these are ever updated or
+    /// removed by a plan; apps made on the cluster by others are not dcform's. Absent in states
+    /// written before services existed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub services: BTreeMap<String, ServiceState>,
+}
+
+/// A service dcform deployed, as it last put it on the cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceState {
+    /// The Marathon app JSON dcform last PUT (the definition's, `id` normalized).
+    pub definition: serde_json::Map<String, serde_json::Value>,
+    /// The app version the cluster answered that PUT with (Marathon's `version`), if it said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 impl State {
@@ -57,6 +72,7 @@ impl State {
             resources: BTreeMap::new(),
             nodes: Vec::new(),
             outputs: BTreeMap::new(),
+            services: BTreeMap::new(),
         }
     }
 
@@ -221,5 +237,41 @@ impl NodeState {
         self.private_address
             .as_deref()
             .or_else(|| self.public_address())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_state_written_before_services_existed_loads_with_none() {
+        // The shape of a state file from before `services` (version 1, one running master).
+        let old = r#"{"version":1,"serial":4,"lineage":"3f0c","cluster":"demo","provider":"local",
+            "resources":{},"nodes":[{"name":"masters-1","pool":"masters","index":1,"role":"master",
+            "addresses":["127.0.0.1"],"status":"running"}],"outputs":{}}"#;
+        let s: State = serde_json::from_str(old).expect("an old state loads");
+        assert!(s.services.is_empty());
+        assert_eq!(s.nodes.len(), 1);
+        // And a state without services is written without the key, as before.
+        let text = serde_json::to_string(&s).expect("encode");
+        assert!(!text.contains("services"), "{text}");
+    }
+
+    #[test]
+    fn recorded_services_round_trip() {
+        let mut s = State::new("demo", ProviderKind::Local);
+        let definition = serde_json::json!({"id": "/web", "cmd": "sleep 100", "instances": 2});
+        s.services.insert(
+            "/web".into(),
+            ServiceState {
+                definition: definition.as_object().cloned().expect("an object"),
+                version: Some("2026-12-03T10:00:00.000Z".into()),
+            },
+        );
+        let back: State =
+            serde_json::from_str(&serde_json::to_string(&s).expect("encode")).expect("decode");
+        assert_eq!(back, s);
+        assert_eq!(back.services["/web"].definition["instances"], 2);
     }
 }

@@ -43,6 +43,7 @@ pub(super) fn ctx(n: NodeState, steps: Vec<Step>) -> NodeContext {
             ssh: SshSpec::default(),
             core: CoreSpec::default(),
             pools: vec![pool("masters", Role::Master), pool("agents", Role::Agent)],
+            services: vec![],
             definition_dir: PathBuf::from("."),
         }),
         change: NodeChange {

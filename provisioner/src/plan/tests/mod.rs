@@ -29,6 +29,7 @@ fn spec(pools: Vec<PoolSpec>) -> ClusterSpec {
         ssh: SshSpec::default(),
         core: CoreSpec::default(),
         pools,
+        services: vec![],
         definition_dir: PathBuf::from("."),
     }
 }
@@ -47,6 +48,7 @@ fn applied(spec: &ClusterSpec) -> State {
         spec,
         &State::new("demo", crate::spec::ProviderKind::Local),
         &core(),
+        None,
     );
     for c in plan.actions() {
         state.upsert_node(NodeState {
@@ -83,13 +85,15 @@ fn fresh_cluster_creates_every_node_masters_one_at_a_time_then_agents_together()
         &demo(),
         &State::new("demo", crate::spec::ProviderKind::Local),
         &core(),
+        None,
     );
     assert_eq!(
         plan.summary(),
         Summary {
             add: 6,
             change: 0,
-            destroy: 0
+            destroy: 0,
+            ..Summary::default()
         }
     );
     let waves = by_wave(&plan);
@@ -129,7 +133,7 @@ fn fresh_cluster_creates_every_node_masters_one_at_a_time_then_agents_together()
 #[test]
 fn applied_cluster_plans_no_changes() {
     let s = demo();
-    let plan = diff(&s, &applied(&s), &core());
+    let plan = diff(&s, &applied(&s), &core(), None);
     assert!(!plan.has_changes());
     assert_eq!(render_human(&plan, false).trim(), NO_CHANGES);
     assert_eq!(plan.base.serial, 3);
@@ -140,7 +144,7 @@ fn scale_up_adds_only_the_new_nodes_with_the_reason() {
     let mut s = demo();
     let state = applied(&s);
     s.pools[1].size = PoolSize::Count(5);
-    let plan = diff(&s, &state, &core());
+    let plan = diff(&s, &state, &core(), None);
     let added: Vec<(&str, &str)> = plan
         .actions()
         .map(|c| (c.node.as_str(), c.reason.as_str()))
@@ -165,7 +169,7 @@ fn scale_down_drains_the_highest_agents_before_removing_them_after_additions() {
     let state = applied(&s);
     s.pools[1].size = PoolSize::Count(1);
     s.pools[2].size = PoolSize::Count(2);
-    let plan = diff(&s, &state, &core());
+    let plan = diff(&s, &state, &core(), None);
     let removed: Vec<&NodeChange> = plan
         .actions()
         .filter(|c| c.action == Action::Remove)
@@ -195,7 +199,7 @@ fn on_prem_pools_match_nodes_by_host_and_uninstall_on_removal() {
     let state = applied(&s);
     // Remove a2 from the middle, add a4.
     s.pools[1].size = PoolSize::Hosts(vec!["a1".into(), "a3".into(), "a4".into()]);
-    let plan = diff(&s, &state, &core());
+    let plan = diff(&s, &state, &core(), None);
     let acts: Vec<(String, &str, Option<&str>)> = plan
         .actions()
         .map(|c| (c.action.verb(), c.node.as_str(), c.host.as_deref()))
@@ -222,7 +226,7 @@ fn changed_attributes_reconfigure_in_place() {
     let mut s = demo();
     let state = applied(&s);
     s.pools[1].attributes.insert("rack".into(), "r2".into());
-    let plan = diff(&s, &state, &core());
+    let plan = diff(&s, &state, &core(), None);
     let changed: Vec<&str> = plan.actions().map(|c| c.node.as_str()).collect();
     assert_eq!(changed, vec!["agents-1", "agents-2"]);
     assert!(plan.actions().all(|c| c.action == Action::Reconfigure));
@@ -231,7 +235,8 @@ fn changed_attributes_reconfigure_in_place() {
         Summary {
             add: 0,
             change: 2,
-            destroy: 0
+            destroy: 0,
+            ..Summary::default()
         }
     );
 }
@@ -245,9 +250,9 @@ fn core_config_change_reconfigures_every_node_and_order_in_file_does_not_matter(
     let mut b = demo();
     b.core.config.insert("y".into(), serde_json::json!("2"));
     b.core.config.insert("x".into(), serde_json::json!(1));
-    assert!(!diff(&b, &state, &core()).has_changes());
+    assert!(!diff(&b, &state, &core(), None).has_changes());
     b.core.config.insert("x".into(), serde_json::json!(2));
-    assert_eq!(diff(&b, &state, &core()).summary().change, 6);
+    assert_eq!(diff(&b, &state, &core(), None).summary().change, 6);
 }
 
 #[test]
@@ -260,6 +265,7 @@ fn new_core_version_upgrades_masters_one_at_a_time() {
         &CoreTarget {
             version: "1.1.0".into(),
         },
+        None,
     );
     assert_eq!(plan.summary().change, 6);
     let m = &plan.changes[0];
@@ -282,7 +288,7 @@ fn role_change_replaces_the_node() {
     let mut s = demo();
     let state = applied(&s);
     s.pools[2].role = Role::Agent;
-    let plan = diff(&s, &state, &core());
+    let plan = diff(&s, &state, &core(), None);
     let c = plan.actions().next().unwrap();
     assert_eq!((c.node.as_str(), &c.action), ("public-1", &Action::Replace));
     assert_eq!(c.reason, "role changes public_agent -> agent");
@@ -291,7 +297,8 @@ fn role_change_replaces_the_node() {
         Summary {
             add: 1,
             change: 0,
-            destroy: 1
+            destroy: 1,
+            ..Summary::default()
         }
     );
 }
@@ -303,7 +310,7 @@ fn interrupted_apply_resumes_each_node_where_it_stopped() {
     set_status(&mut state, "agents-1", NodeStatus::Creating);
     set_status(&mut state, "agents-2", NodeStatus::Created);
     set_status(&mut state, "public-1", NodeStatus::Installed);
-    let plan = diff(&s, &state, &core());
+    let plan = diff(&s, &state, &core(), None);
     let steps: Vec<(&str, &[Step])> = plan
         .actions()
         .map(|c| (c.node.as_str(), c.steps.as_slice()))
@@ -334,7 +341,7 @@ fn removed_pool_is_removed_with_its_reason() {
     let mut s = demo();
     let state = applied(&s);
     s.pools.pop();
-    let plan = diff(&s, &state, &core());
+    let plan = diff(&s, &state, &core(), None);
     let c = plan.actions().next().unwrap();
     assert_eq!(c.reason, "pool \"public\" is no longer in the definition");
 }
@@ -361,7 +368,8 @@ fn destroy_removes_agents_together_before_masters_one_at_a_time() {
         Summary {
             add: 0,
             change: 0,
-            destroy: 6
+            destroy: 6,
+            ..Summary::default()
         }
     );
     assert!(
@@ -378,7 +386,7 @@ fn human_rendering_has_symbols_reasons_and_summary() {
     let state = applied(&s);
     s.pools[1].size = PoolSize::Count(3);
     s.pools[2].size = PoolSize::Count(0);
-    let text = render_human(&diff(&s, &state, &core()), false);
+    let text = render_human(&diff(&s, &state, &core(), None), false);
     assert!(text.contains("   + agents-3 (agent)"), "{text}");
     assert!(text.contains("   - public-1 (public_agent)"), "{text}");
     assert!(
@@ -399,6 +407,7 @@ fn json_lines_parse_and_end_with_the_summary() {
         &demo(),
         &State::new("demo", crate::spec::ProviderKind::Local),
         &core(),
+        None,
     );
     let lines: Vec<serde_json::Value> = render_json_lines(&plan)
         .lines()
@@ -409,7 +418,8 @@ fn json_lines_parse_and_end_with_the_summary() {
     assert_eq!(lines[0]["action"], "create");
     assert_eq!(
         lines[6],
-        serde_json::json!({"type": "summary", "changes": true, "add": 6, "change": 0, "destroy": 0})
+        serde_json::json!({"type": "summary", "changes": true, "add": 6, "change": 0, "destroy": 0,
+            "services": {"deploy": 0, "update": 0, "remove": 0}})
     );
 }
 
@@ -420,6 +430,7 @@ fn plan_survives_a_round_trip_through_its_saved_form() {
         &spec,
         &State::new("demo", crate::spec::ProviderKind::Local),
         &core(),
+        None,
     );
     let definition = crate::spec::saved::SavedDefinition::new(
         std::path::Path::new("demo.hcl"),
@@ -441,7 +452,7 @@ fn a_gone_machine_is_created_again_and_its_destroy_skips_the_uninstall() {
     let s = demo();
     let mut state = applied(&s);
     set_status(&mut state, "agents-1", NodeStatus::Gone);
-    let plan = diff(&s, &state, &core());
+    let plan = diff(&s, &state, &core(), None);
     let changes: Vec<_> = plan.actions().collect();
     assert_eq!(changes.len(), 1, "only the gone node: {changes:?}");
     assert_eq!(changes[0].node, "agents-1");
@@ -479,7 +490,7 @@ fn an_agent_wanted_again_after_an_interrupted_drain_or_removal_is_reactivated() 
     set_status(&mut state, "agents-1", NodeStatus::Draining);
     set_status(&mut state, "agents-2", NodeStatus::Removing);
     set_status(&mut state, "masters-1", NodeStatus::Removing);
-    let plan = diff(&s, &state, &core());
+    let plan = diff(&s, &state, &core(), None);
     let steps: Vec<(&str, &[Step])> = plan
         .actions()
         .map(|c| (c.node.as_str(), c.steps.as_slice()))
@@ -516,7 +527,7 @@ fn a_stopped_machine_is_started_again_then_its_core() {
     let mut state = applied(&s);
     set_status(&mut state, "agents-1", NodeStatus::MachineStopped);
     set_status(&mut state, "agents-2", NodeStatus::Stopped);
-    let plan = diff(&s, &state, &core());
+    let plan = diff(&s, &state, &core(), None);
     let got: Vec<(&str, &str, &[Step])> = plan
         .actions()
         .map(|c| (c.node.as_str(), c.action.symbol(), c.steps.as_slice()))
@@ -559,6 +570,7 @@ fn a_new_cluster_of_3_masters_founds_the_group_with_the_first_and_the_others_joi
         &masters_spec(3),
         &State::new("demo", crate::spec::ProviderKind::Local),
         &core(),
+        None,
     );
     let m1 = change(&plan, "masters-1");
     assert!(m1.founds_group);
@@ -598,6 +610,7 @@ fn one_master_is_a_group_of_one_that_it_founds() {
         &masters_spec(1),
         &State::new("demo", crate::spec::ProviderKind::Local),
         &core(),
+        None,
     );
     let m1 = change(&plan, "masters-1");
     assert!(m1.founds_group);
@@ -611,7 +624,7 @@ fn one_master_is_a_group_of_one_that_it_founds() {
         ]
     );
     // And once applied, nothing more to do.
-    let again = diff(&masters_spec(1), &applied(&masters_spec(1)), &core());
+    let again = diff(&masters_spec(1), &applied(&masters_spec(1)), &core(), None);
     assert!(!again.has_changes(), "{:?}", again.changes);
 }
 
@@ -619,7 +632,7 @@ fn one_master_is_a_group_of_one_that_it_founds() {
 fn growing_1_to_3_then_5_adds_masters_with_new_ids_through_the_leader() {
     let s1 = masters_spec(1);
     let state = applied(&s1);
-    let plan = diff(&masters_spec(3), &state, &core());
+    let plan = diff(&masters_spec(3), &state, &core(), None);
     let masters: Vec<&NodeChange> = plan.actions().filter(|c| c.role == Role::Master).collect();
     assert_eq!(
         masters.iter().map(|c| c.node.as_str()).collect::<Vec<_>>(),
@@ -631,7 +644,7 @@ fn growing_1_to_3_then_5_adds_masters_with_new_ids_through_the_leader() {
         assert!(c.steps.contains(&Step::JoinGroup) && !c.founds_group);
     }
     let state3 = applied(&masters_spec(3));
-    let plan5 = diff(&masters_spec(5), &state3, &core());
+    let plan5 = diff(&masters_spec(5), &state3, &core(), None);
     let ids: Vec<Option<u64>> = plan5
         .actions()
         .filter(|c| c.role == Role::Master)
@@ -653,7 +666,7 @@ fn growing_1_to_3_then_5_adds_masters_with_new_ids_through_the_leader() {
 #[test]
 fn shrinking_5_to_3_removes_masters_4_and_5_from_the_group_before_their_machines_go() {
     let state = applied(&masters_spec(5));
-    let plan = diff(&masters_spec(3), &state, &core());
+    let plan = diff(&masters_spec(3), &state, &core(), None);
     for (name, id) in [("masters-4", 4), ("masters-5", 5)] {
         let c = change(&plan, name);
         assert_eq!(c.action, Action::Remove);
@@ -693,7 +706,7 @@ fn a_dead_master_is_replaced_by_a_new_member_with_a_new_id_after_its_old_id_leav
     state
         .resources
         .insert(crate::state::REPLICA_LAST_ID.into(), "7".into());
-    let plan = diff(&masters_spec(3), &state, &core());
+    let plan = diff(&masters_spec(3), &state, &core(), None);
     let c = change(&plan, "masters-2");
     assert_eq!(c.leaves_replica_id, Some(2));
     assert_eq!(c.replica_id, Some(8));
@@ -726,7 +739,7 @@ fn a_master_that_started_but_never_joined_joins_on_the_next_apply() {
     m3.replica_member = false;
     m3.status = NodeStatus::Installed;
     state.upsert_node(m3);
-    let plan = diff(&masters_spec(3), &state, &core());
+    let plan = diff(&masters_spec(3), &state, &core(), None);
     let c = change(&plan, "masters-3");
     assert_eq!(c.replica_id, Some(3), "its id stays with its machine");
     assert_eq!(
@@ -744,7 +757,7 @@ fn a_single_master_installed_before_groups_is_reconfigured_once_and_founds_its_g
     m1.replica_member = false;
     m1.config_hash = Some("older-layout".into());
     state.upsert_node(m1);
-    let plan = diff(&s, &state, &core());
+    let plan = diff(&s, &state, &core(), None);
     let c = change(&plan, "masters-1");
     assert_eq!(c.action, Action::Reconfigure);
     assert!(c.founds_group);
@@ -752,3 +765,5 @@ fn a_single_master_installed_before_groups_is_reconfigured_once_and_founds_its_g
     // Its agents, with one master, keep their configuration.
     assert!(plan.actions().all(|c| c.role == Role::Master));
 }
+
+mod services;

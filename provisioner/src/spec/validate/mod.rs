@@ -20,8 +20,9 @@ use super::vars::check_duplicate_attrs;
 mod aws;
 mod pool;
 mod principal;
+mod service;
 
-const CLUSTER_BLOCKS: &[&str] = &["provider", "ssh", "core", "pool", "principal"];
+const CLUSTER_BLOCKS: &[&str] = &["provider", "ssh", "core", "pool", "principal", "service"];
 /// The provider names, from the one list of kinds (a new kind is named in hints without an edit here).
 const PROVIDERS: [&str; ProviderKind::ALL.len()] = {
     let mut names = [""; ProviderKind::ALL.len()];
@@ -186,6 +187,7 @@ impl Validator<'_> {
         if !pool_errors && !pools.is_empty() {
             self.check_masters(block, &pools);
         }
+        let services = self.services(block);
         if self.diags.errors.len() > before {
             return None;
         }
@@ -195,8 +197,33 @@ impl Validator<'_> {
             ssh,
             core,
             pools: pools.into_iter().map(|(p, _)| p).collect(),
+            services,
             definition_dir: self.dir.to_path_buf(),
         })
+    }
+
+    /// The `service` blocks in definition order; two with one app id are an error naming both.
+    fn services(&mut self, block: &RawBlock) -> Vec<ServiceSpec> {
+        let mut out: Vec<(ServiceSpec, Loc)> = Vec::new();
+        for sb in block.body.blocks.iter().filter(|b| b.ident == "service") {
+            let Some((svc, loc)) = self.service(sb) else {
+                continue;
+            };
+            if let Some((first, first_loc)) = out.iter().find(|(s, _)| s.id == svc.id) {
+                let (name, line) = (first.name.clone(), self.line(first_loc));
+                self.err(
+                    &loc,
+                    format!(
+                        "service \"{}\": app id {} is also the id of service \"{name}\" (line {line})",
+                        svc.name, svc.id
+                    ),
+                    "app ids are unique in a cluster: give one of them another id (id = \"/...\") or name",
+                );
+                continue;
+            }
+            out.push((svc, loc));
+        }
+        out.into_iter().map(|(s, _)| s).collect()
     }
 
     fn line(&self, loc: &Loc) -> usize {
