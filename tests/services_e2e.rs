@@ -1,7 +1,8 @@
 //! `dcform app` end to end on a local cluster (1 master, 1 agent, 1 public agent) with the real
 //! `dccore`: deploy examples/apps/sleeper.json and wait for it, see it running in `app list
 //! --json`, scale it up and down, show its tasks, restart it (new tasks), refuse an unknown app
-//! naming the apps there are (exit 1), remove it. The cluster is destroyed when the test ends,
+//! naming the apps there are (exit 1), time out on an app too big for any agent saying why
+//! (exit 2), refuse a change while its deployment runs unless forced, remove it. The cluster is destroyed when the test ends,
 //! failed or not (`Cluster`'s drop).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
@@ -126,6 +127,49 @@ async fn apps_deploy_scale_restart_and_remove_through_dcform_app() {
         assert!(t.contains("no app /no/such"), "{t}");
         assert!(t.contains(&format!("apps: {APP}")), "{t}");
     }
+
+    // Too big for any agent: the wait runs out (exit 2) saying why the instance does not start,
+    // and the deployment in progress locks the app (exit 1) until forced.
+    let tmp = tempfile::tempdir().unwrap();
+    let big = tmp.path().join("big.json");
+    std::fs::write(
+        &big,
+        r#"{"id": "/examples/big", "cmd": "sleep 60", "instances": 1, "cpus": 0.1, "mem": 1000000}"#,
+    )
+    .unwrap();
+    let o = dcform(&[
+        "app",
+        "deploy",
+        "--timeout",
+        "5",
+        big.to_str().unwrap(),
+        c.def(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let t = text(&o);
+    assert!(
+        t.contains("the deployment of /examples/big did not finish"),
+        "{t}"
+    );
+    assert!(
+        t.contains("not started") && t.to_lowercase().contains("mem"),
+        "{t}"
+    );
+    let o = dcform(&["app", "scale", "/examples/big", "0", c.def()]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("is being deployed"), "{}", text(&o));
+    ok(
+        &dcform(&[
+            "app",
+            "remove",
+            "--force",
+            "--timeout",
+            "60",
+            "/examples/big",
+            c.def(),
+        ]),
+        "app remove --force",
+    );
 
     // Remove waits until it is gone.
     let t = ok(
