@@ -396,3 +396,93 @@ async fn put_creates_delete_tasks_replaces_and_delete_app_kills_every_instance()
     .await;
     m.stop().await;
 }
+
+/// The answers of a real master parse into `dccore_api::marathon::answers`, the types dcform's
+/// client reads (`dcform app`): apps, tasks, deployments, the queue with its reasons, a 409.
+#[tokio::test]
+async fn answers_parse_into_the_shared_types_and_the_queue_says_why_an_app_waits() {
+    use dccore_api::marathon::answers::{
+        AppAnswer, AppList, Deployment, DeploymentRef, ErrorBody, Queue, TaskList,
+    };
+    fn parse<T: serde::de::DeserializeOwned>(what: &str, v: Value) -> T {
+        serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("{what}: {e}: {v}"))
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let m = master(&dir.path().join("m")).await;
+    let _a = agent(&m, dir.path(), 1).await;
+    m.wait_agents(1).await;
+
+    let (s, v) = req(
+        &m,
+        reqwest::Method::PUT,
+        "/v2/apps/fits",
+        Some(&bearer()),
+        Some(json!({"cmd": "sleep 90", "instances": 1, "cpus": 0.1, "mem": 16})),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let created: DeploymentRef = parse("PUT answer", v);
+    eventually("the app runs and its deployment ends", || async {
+        let list: AppList = parse("GET /v2/apps", get(&m, "/v2/apps").await);
+        let deployments: Vec<Deployment> =
+            parse("GET /v2/deployments", get(&m, "/v2/deployments").await);
+        (list
+            .apps
+            .iter()
+            .any(|a| a.id == "/fits" && a.is_converged())
+            && !deployments.iter().any(|d| d.id == created.deployment_id))
+        .then_some(())
+    })
+    .await;
+    let app: AppAnswer = parse(
+        "GET /v2/apps/fits?embed=app.tasks",
+        get(&m, "/v2/apps/fits?embed=app.tasks").await,
+    );
+    assert_eq!(app.app.definition["cmd"], "sleep 90");
+    let tasks: TaskList = parse(
+        "GET /v2/apps/fits/tasks",
+        get(&m, "/v2/apps/fits/tasks").await,
+    );
+    assert_eq!(app.app.tasks.as_deref(), Some(&tasks.tasks[..]));
+
+    // Too big for the agent: it waits in the queue with the reason, its deployment locks it.
+    let (s, v) = req(
+        &m,
+        reqwest::Method::PUT,
+        "/v2/apps/big",
+        Some(&bearer()),
+        Some(json!({"cmd": "sleep 90", "instances": 1, "cpus": 0.1, "mem": 9000})),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let waiting = eventually("the big app is queued with a reason", || async {
+        let q: Queue = parse("GET /v2/queue", get(&m, "/v2/queue").await);
+        q.queue
+            .into_iter()
+            .find(|e| e.app.id == "/big" && e.processed_offers_summary.unused_offers_count > 0)
+    })
+    .await;
+    assert!(
+        waiting.reasons().to_lowercase().contains("mem"),
+        "{}",
+        waiting.reasons()
+    );
+    let deployments: Vec<Deployment> =
+        parse("GET /v2/deployments", get(&m, "/v2/deployments").await);
+    assert!(
+        deployments.iter().any(|d| d.affected_apps == ["/big"]),
+        "{deployments:?}"
+    );
+    let (s, v) = req(
+        &m,
+        reqwest::Method::PATCH,
+        "/v2/apps/big",
+        Some(&bearer()),
+        Some(json!({"instances": 0})),
+    )
+    .await;
+    assert_eq!(s, 409, "{v}");
+    let locked: ErrorBody = parse("409", v);
+    assert_eq!(locked.deployments.len(), 1, "{locked:?}");
+    m.stop().await;
+}

@@ -13,6 +13,7 @@ pub mod pki;
 pub mod plan;
 pub mod providers;
 pub mod replica_api;
+pub mod services;
 pub mod spec;
 pub mod state;
 pub mod step_ops;

@@ -28,6 +28,9 @@ use tokio::time::Instant;
 
 mod redirect;
 pub use redirect::host_port;
+/// Which master a `307 Location` names, by the rule of the module doc (dcform's services
+/// client follows the same).
+pub use redirect::target as redirect_target;
 
 /// Redirects followed for one call: a follower names the leader, which answers itself; more
 /// hops mean the masters disagree (an election in progress).

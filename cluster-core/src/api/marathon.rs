@@ -13,6 +13,8 @@
 //! | `GET /v2/deployments`, `DELETE /v2/deployments/{id}` | running deployments; rollback |
 //! | `GET /v2/info`, `GET /v2/leader`, `GET /ping` | framework info; this master; `pong` |
 //!
+//! Every answer is built from `dccore_api::marathon::answers`, the types dcform's client reads.
+//!
 //! Only the operator's credentials are admitted (Bearer, Basic is for frameworks, and
 //! `token=` as DC/OS-era clients send it): apps run with the services framework's rights, so a
 //! framework principal may not define them.
@@ -30,7 +32,12 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use serde_json::{Map, Value, json};
+use dccore_api::marathon::answers::{
+    AppAnswer, AppList, AppStatus, Deployment, DeploymentAction, DeploymentId, DeploymentRef,
+    DeploymentStep, ErrorBody, HealthCheckResult, MarathonTask, OffersSummary, Queue, QueueDelay,
+    QueueEntry, RejectSummary, TaskList, VersionInfo,
+};
+use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -80,7 +87,7 @@ pub fn routes(api: ApiState, services: ServicesHandle) -> Router {
 type Q = Query<HashMap<String, String>>;
 
 fn message(status: StatusCode, msg: impl Into<String>) -> Response {
-    (status, axum::Json(json!({"message": msg.into()}))).into_response()
+    (status, axum::Json(ErrorBody::message(msg))).into_response()
 }
 
 fn forced(q: &Q) -> bool {
@@ -115,8 +122,13 @@ impl IntoResponse for ServiceError {
             | ServiceError::TaskNotFound(_)
             | ServiceError::DeploymentNotFound(_) => StatusCode::NOT_FOUND,
             ServiceError::Locked { deployments } => {
-                let body = json!({"message": self.to_string(),
-                    "deployments": deployments.iter().map(|d| json!({"id": d})).collect::<Vec<_>>()});
+                let body = ErrorBody {
+                    deployments: deployments
+                        .iter()
+                        .map(|d| DeploymentId { id: d.clone() })
+                        .collect(),
+                    ..ErrorBody::message(self.to_string())
+                };
                 return (StatusCode::CONFLICT, axum::Json(body)).into_response();
             }
             ServiceError::Exists(_) => StatusCode::CONFLICT,
@@ -156,24 +168,34 @@ async fn change(
     }
 }
 
-fn change_json(c: &Change) -> Value {
-    json!({"version": c.version, "deploymentId": c.deployment_id})
+fn change_json(c: &Change) -> axum::Json<DeploymentRef> {
+    axum::Json(DeploymentRef {
+        version: c.version.clone(),
+        deployment_id: c.deployment_id.clone(),
+    })
 }
 
 /// A task as Marathon shows it.
-fn task_json(i: &Instance, health_checked: bool) -> Value {
-    let mut t = json!({
-        "id": i.task_id, "appId": i.app, "host": i.host, "ports": i.ports,
-        "slaveId": i.agent_id, "agentId": i.agent_id, "state": i.state.name(),
-        "stagedAt": iso_time(i.staged_at), "version": i.version, "ipAddresses": [],
-    });
-    if let Some(s) = i.started_at {
-        t["startedAt"] = json!(iso_time(s));
+fn task_json(i: &Instance, health_checked: bool) -> MarathonTask {
+    MarathonTask {
+        id: i.task_id.clone(),
+        app_id: i.app.clone(),
+        host: i.host.clone(),
+        ports: i.ports.clone(),
+        slave_id: i.agent_id.clone(),
+        agent_id: i.agent_id.clone(),
+        state: i.state,
+        staged_at: iso_time(i.staged_at),
+        started_at: i.started_at.map(iso_time),
+        version: i.version.clone(),
+        ip_addresses: Vec::new(),
+        health_check_results: i.healthy.filter(|_| health_checked).map(|alive| {
+            vec![HealthCheckResult {
+                alive,
+                task_id: i.task_id.clone(),
+            }]
+        }),
     }
-    if health_checked && let Some(alive) = i.healthy {
-        t["healthCheckResults"] = json!([{"alive": alive, "taskId": i.task_id}]);
-    }
-    t
 }
 
 fn is_running(i: &Instance) -> bool {
@@ -181,7 +203,7 @@ fn is_running(i: &Instance) -> bool {
 }
 
 /// An app as Marathon shows it: the definition plus its counters.
-fn app_json(v: &AppView, instances: &[Instance], embed_tasks: bool) -> Value {
+fn app_json(v: &AppView, instances: &[Instance], embed_tasks: bool) -> AppStatus {
     let e = &v.entry;
     let mine: Vec<&Instance> = instances
         .iter()
@@ -197,33 +219,28 @@ fn app_json(v: &AppView, instances: &[Instance], embed_tasks: bool) -> Value {
     });
     let healthy = count(&|i| checked && is_running(i) && i.healthy == Some(true));
     let unhealthy = count(&|i| checked && is_running(i) && i.healthy == Some(false));
-    let mut out: Map<String, Value> = e.app.to_json();
-    out.insert("version".into(), json!(e.version));
-    out.insert(
-        "versionInfo".into(),
-        json!({"lastScalingAt": e.version, "lastConfigChangeAt": e.version}),
-    );
-    out.insert("tasksRunning".into(), json!(count(&is_running)));
-    out.insert("tasksStaged".into(), json!(staged));
-    out.insert("tasksHealthy".into(), json!(healthy));
-    out.insert("tasksUnhealthy".into(), json!(unhealthy));
-    out.insert(
-        "deployments".into(),
-        json!(
-            e.deployment
-                .iter()
-                .map(|d| json!({"id": d}))
-                .collect::<Vec<_>>()
-        ),
-    );
-    if let Some(f) = &e.last_failure {
-        out.insert("lastTaskFailure".into(), f.clone());
+    let as_u32 = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    AppStatus {
+        id: e.app.id.to_string(),
+        instances: e.app.instances,
+        version: e.version.clone(),
+        version_info: VersionInfo {
+            last_scaling_at: e.version.clone(),
+            last_config_change_at: e.version.clone(),
+        },
+        tasks_running: as_u32(count(&is_running)),
+        tasks_staged: as_u32(staged),
+        tasks_healthy: as_u32(healthy),
+        tasks_unhealthy: as_u32(unhealthy),
+        deployments: e
+            .deployment
+            .iter()
+            .map(|d| DeploymentId { id: d.clone() })
+            .collect(),
+        last_task_failure: e.last_failure.clone(),
+        tasks: embed_tasks.then(|| mine.iter().map(|i| task_json(i, checked)).collect()),
+        definition: AppStatus::without_typed_keys(e.app.to_json()),
     }
-    if embed_tasks {
-        let tasks: Vec<Value> = mine.iter().map(|i| task_json(i, checked)).collect();
-        out.insert("tasks".into(), json!(tasks));
-    }
-    Value::Object(out)
 }
 
 async fn ping() -> Response {
@@ -265,7 +282,7 @@ async fn list_apps(State(h): State<MarathonState>, q: Q) -> Response {
     };
     let embed = q.get("embed").is_some_and(|e| e.contains("tasks"));
     let prefix = q.get("id").map(|p| p.trim_end_matches('/').to_string());
-    let apps: Vec<Value> = s
+    let apps: Vec<AppStatus> = s
         .apps
         .iter()
         .filter(|a| {
@@ -275,7 +292,7 @@ async fn list_apps(State(h): State<MarathonState>, q: Q) -> Response {
         })
         .map(|a| app_json(a, &s.instances, embed))
         .collect();
-    axum::Json(json!({"apps": apps})).into_response()
+    axum::Json(AppList { apps }).into_response()
 }
 
 async fn create_app(State(h): State<MarathonState>, q: Q, body: Bytes) -> Response {
@@ -306,7 +323,9 @@ async fn create_app(State(h): State<MarathonState>, q: Q, body: Bytes) -> Respon
         );
     };
     let mut body = app_json(view, &s.instances, false);
-    body["deployments"] = json!([{"id": c.deployment_id}]);
+    body.deployments = vec![DeploymentId {
+        id: c.deployment_id,
+    }];
     let mut r = (StatusCode::CREATED, axum::Json(body)).into_response();
     if let Ok(loc) = HeaderValue::from_str(&format!("/v2/apps{id}")) {
         r.headers_mut().insert(header::LOCATION, loc);
@@ -342,17 +361,18 @@ async fn get_app(State(h): State<MarathonState>, Path(path): Path<String>, q: Q)
     match action {
         None => {
             let embed = q.get("embed").is_some_and(|e| e.contains("tasks"));
-            axum::Json(json!({"app": app_json(view, &s.instances, embed)})).into_response()
+            let app = app_json(view, &s.instances, embed);
+            axum::Json(AppAnswer { app }).into_response()
         }
         Some("tasks") => {
             let checked = !view.entry.app.health_checks.is_empty();
-            let tasks: Vec<Value> = s
+            let tasks = s
                 .instances
                 .iter()
                 .filter(|i| i.app == id.as_str())
                 .map(|i| task_json(i, checked))
                 .collect();
-            axum::Json(json!({"tasks": tasks})).into_response()
+            axum::Json(TaskList { tasks }).into_response()
         }
         Some("versions") => axum::Json(json!({"versions": [view.entry.version]})).into_response(),
         Some(_) => message(StatusCode::METHOD_NOT_ALLOWED, "restart takes POST"),
@@ -416,10 +436,8 @@ async fn update(h: MarathonState, path: String, q: Q, body: Bytes, merge: bool) 
         reply,
     };
     match change(&h, put).await {
-        Ok(c) if existing.is_none() => {
-            (StatusCode::CREATED, axum::Json(change_json(&c))).into_response()
-        }
-        Ok(c) => axum::Json(change_json(&c)).into_response(),
+        Ok(c) if existing.is_none() => (StatusCode::CREATED, change_json(&c)).into_response(),
+        Ok(c) => change_json(&c).into_response(),
         Err(r) => r,
     }
 }
@@ -432,7 +450,7 @@ async fn delete_app(State(h): State<MarathonState>, Path(path): Path<String>, q:
     };
     let force = forced(&q);
     match change(&h, |reply| ServiceCommand::RemoveApp { id, force, reply }).await {
-        Ok(c) => axum::Json(change_json(&c)).into_response(),
+        Ok(c) => change_json(&c).into_response(),
         Err(r) => r,
     }
 }
@@ -454,7 +472,7 @@ async fn post_app_action(
     };
     let force = forced(&q);
     match change(&h, |reply| ServiceCommand::Restart { id, force, reply }).await {
-        Ok(c) => axum::Json(change_json(&c)).into_response(),
+        Ok(c) => change_json(&c).into_response(),
         Err(r) => r,
     }
 }
@@ -469,12 +487,12 @@ async fn list_tasks(State(h): State<MarathonState>) -> Response {
             .iter()
             .any(|a| a.entry.app.id.as_str() == i.app && !a.entry.app.health_checks.is_empty())
     };
-    let tasks: Vec<Value> = s
+    let tasks = s
         .instances
         .iter()
         .map(|i| task_json(i, checked(i)))
         .collect();
-    axum::Json(json!({"tasks": tasks})).into_response()
+    axum::Json(TaskList { tasks }).into_response()
 }
 
 async fn delete_tasks(State(h): State<MarathonState>, q: Q, body: Bytes) -> Response {
@@ -499,8 +517,8 @@ async fn delete_tasks(State(h): State<MarathonState>, q: Q, body: Bytes) -> Resp
     };
     match h.services.ask(kill).await {
         Ok(Ok(killed)) => {
-            let tasks: Vec<Value> = killed.iter().map(|i| task_json(i, false)).collect();
-            axum::Json(json!({"tasks": tasks})).into_response()
+            let tasks = killed.iter().map(|i| task_json(i, false)).collect();
+            axum::Json(TaskList { tasks }).into_response()
         }
         Ok(Err(e)) | Err(e) => e.into_response(),
     }
@@ -511,34 +529,40 @@ async fn queue(State(h): State<MarathonState>) -> Response {
         Ok(s) => s,
         Err(r) => return r,
     };
-    let queue: Vec<Value> = s
+    let queue = s
         .apps
         .iter()
         .filter(|a| a.waiting > 0)
         .map(|a| {
             let e = &a.entry;
             let unused: u64 = e.refusals.values().sum();
-            let summary: Vec<Value> = e
+            let summary = e
                 .refusals
                 .iter()
-                .map(|(r, n)| json!({"reason": r, "declined": n, "processed": e.offers_processed}))
+                .map(|(r, n)| RejectSummary {
+                    reason: (*r).to_string(),
+                    declined: *n,
+                    processed: e.offers_processed,
+                })
                 .collect();
-            json!({
-                "app": app_json(a, &s.instances, false),
-                "count": a.waiting,
-                "delay": {"timeLeftSeconds": a.delay_secs.map_or(0, |d| d.ceil() as u64),
-                          "overdue": a.delay_secs.is_none()},
-                "processedOffersSummary": {
-                    "processedOffersCount": e.offers_processed,
-                    "unusedOffersCount": unused,
-                    "rejectSummaryLastOffers": summary,
+            QueueEntry {
+                app: app_json(a, &s.instances, false),
+                count: a.waiting,
+                delay: QueueDelay {
+                    time_left_seconds: a.delay_secs.map_or(0, |d| d.ceil() as u64),
+                    overdue: a.delay_secs.is_none(),
+                },
+                processed_offers_summary: OffersSummary {
+                    processed_offers_count: e.offers_processed,
+                    unused_offers_count: unused,
+                    reject_summary_last_offers: summary,
                 },
                 // dccore: the last refusal in words (which constraint, which resource).
-                "lastUnusedOfferReason": e.last_refusal,
-            })
+                last_unused_offer_reason: e.last_refusal.clone(),
+            }
         })
         .collect();
-    axum::Json(json!({"queue": queue})).into_response()
+    axum::Json(Queue { queue }).into_response()
 }
 
 async fn deployments(State(h): State<MarathonState>) -> Response {
@@ -546,21 +570,32 @@ async fn deployments(State(h): State<MarathonState>) -> Response {
         Ok(s) => s,
         Err(r) => return r,
     };
-    let list: Vec<Value> = s
+    let list: Vec<Deployment> = s
         .apps
         .iter()
         .filter_map(|a| {
             let d = a.entry.deployment.as_ref()?;
-            let id = a.entry.app.id.as_str();
-            Some(json!({
-                "id": d, "version": a.entry.version, "affectedApps": [id], "affectedPods": [],
-                "steps": [{"actions": [{"action": "ScaleApplication", "app": id}]}],
-                "currentActions": [{"action": "ScaleApplication", "app": id, "readinessCheckResults": []}],
-                "currentStep": 1, "totalSteps": 1,
-            }))
+            let id = a.entry.app.id.to_string();
+            let action = |readiness: Option<Vec<Value>>| DeploymentAction {
+                action: "ScaleApplication".into(),
+                app: id.clone(),
+                readiness_check_results: readiness,
+            };
+            Some(Deployment {
+                id: d.clone(),
+                version: a.entry.version.clone(),
+                affected_apps: vec![id.clone()],
+                affected_pods: Vec::new(),
+                steps: vec![DeploymentStep {
+                    actions: vec![action(None)],
+                }],
+                current_actions: vec![action(Some(Vec::new()))],
+                current_step: 1,
+                total_steps: 1,
+            })
         })
         .collect();
-    axum::Json(Value::Array(list)).into_response()
+    axum::Json(list).into_response()
 }
 
 async fn cancel_deployment(
@@ -571,7 +606,7 @@ async fn cancel_deployment(
     let force = forced(&q);
     let cancel = |reply| ServiceCommand::CancelDeployment { id, force, reply };
     match h.services.ask(cancel).await {
-        Ok(Ok(Some(c))) => axum::Json(change_json(&c)).into_response(),
+        Ok(Ok(Some(c))) => change_json(&c).into_response(),
         // Marathon: a forced cancel answers 202 without a body.
         Ok(Ok(None)) => StatusCode::ACCEPTED.into_response(),
         Ok(Err(e)) | Err(e) => e.into_response(),

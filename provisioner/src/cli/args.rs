@@ -108,6 +108,9 @@ pub enum Command {
     /// Tasks running on the cluster: list them, read their output.
     #[command(subcommand)]
     Task(TaskCommand),
+    /// Long-running services (Marathon apps) on the cluster: deploy, list, show, scale, restart, remove.
+    #[command(subcommand)]
+    App(super::app_args::AppCommand),
     /// Remove a state lock left by a process that is gone.
     #[command(after_help = "Example:\n  dcform force-unlock 3f2a7c4e-... examples/local.hcl")]
     ForceUnlock(ForceUnlockArgs),

@@ -1,7 +1,7 @@
 //! The dispatcher: one parsed command line to the function of its subcommand. Each subcommand checks
 //! its raw arguments, runs the pipeline stages and prints; they live by what they work on:
 //! `plan_cmd` (validate, plan), `apply_cmd` (apply, destroy), `state_cmd` (status, output, state, force-unlock),
-//! `task_cmd` (task), `nodes` (list, ssh, exec, node-image, destroy --cluster), `compat` (convert,
+//! `task_cmd` (task), `app_cmd` (app), `nodes` (list, ssh, exec, node-image, destroy --cluster), `compat` (convert,
 //! import-tfstate); what they all read is in `inputs`.
 
 use super::CliError;
@@ -31,6 +31,7 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::ForceUnlock(a) => force_unlock(&a),
         Command::Task(TaskCommand::List(a)) => task_list(&a).await,
         Command::Task(TaskCommand::Logs(a)) => task_logs(&a).await,
+        Command::App(c) => super::app_cmd::app_cmd(&c).await,
         Command::Convert(a) => super::compat::convert(&a),
         Command::ImportTfstate(a) => super::compat::import_tfstate(&a),
     }

@@ -1,6 +1,8 @@
 //! The `dcform` command line: parse (two phases: raw `args`, then checked in each command), run, map the
 //! outcome to an exit code. `anyhow` is used here only, at the edge, to carry typed errors to one printer.
 
+mod app_args;
+mod app_cmd;
 mod apply_cmd;
 mod args;
 mod commands;

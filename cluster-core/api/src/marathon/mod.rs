@@ -7,8 +7,11 @@
 //! the cluster accepts).
 //!
 //! * this module: the validated types;
-//! * `wire`: reading them from JSON (with every field error collected) and writing them back.
+//! * `wire`: reading them from JSON (with every field error collected) and writing them back;
+//! * [`answers`]: what `/v2` answers (apps with their counters, tasks, deployments, the queue,
+//!   errors), built by dccore's handlers and read by dcform's client.
 
+pub mod answers;
 #[cfg(test)]
 mod tests;
 mod wire;
@@ -89,10 +92,18 @@ pub struct AppError(pub Vec<FieldError>);
 impl AppError {
     /// Marathon's 422 body.
     pub fn to_json(&self) -> Value {
-        json!({
-            "message": "Object is not valid",
-            "details": self.0.iter().map(|e| json!({"path": e.path, "errors": [e.error]})).collect::<Vec<_>>(),
-        })
+        let body = answers::ErrorBody {
+            details: self
+                .0
+                .iter()
+                .map(|e| answers::ErrorDetail {
+                    path: e.path.clone(),
+                    errors: vec![e.error.clone()],
+                })
+                .collect(),
+            ..answers::ErrorBody::message("Object is not valid")
+        };
+        json!(body)
     }
 }
 
