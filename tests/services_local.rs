@@ -146,6 +146,12 @@ fn agents_by_ip(c: &Cluster) -> Vec<(String, String)> {
 async fn services_spread_over_local_agents_on_their_own_ports_and_move_off_a_dead_agent() {
     // The Cluster is destroyed when dropped, also when an assertion below fails.
     let c = Cluster::new("svc-local");
+    // The definition's folder closed to others, as `mktemp -d` makes it: tasks run as nobody.
+    let folder = Path::new(c.def()).parent().unwrap().to_path_buf();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
     let o = dcform(&["apply", "--auto-approve", "-var", "agents=3", c.def()]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let status = c.status();
@@ -154,13 +160,16 @@ async fn services_spread_over_local_agents_on_their_own_ports_and_move_off_a_dea
     let ips: BTreeSet<&str> = agents.iter().map(|(ip, _)| ip.as_str()).collect();
     assert_eq!(ips.len(), 3, "each agent its own address: {agents:?}");
     assert!(ips.iter().all(|ip| ip.starts_with("127.1.")), "{agents:?}");
-    // The test folder is a 0700 temp dir: as root, dcform must open it for the task user.
+    // As root, dcform opens the 0700 folder for the task user (search only) and says so.
     if support_is_root() {
+        let said = text(&o);
         assert!(
-            text(&o).contains("made searchable by others"),
-            "{}",
-            text(&o)
+            said.contains("made searchable by others") && said.contains(folder.to_str().unwrap()),
+            "{said}"
         );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&folder).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o701, "{}", folder.display());
     }
 
     let m = &Marathon::of(&status);
