@@ -5,7 +5,9 @@
 //! Layout: `<state dir>/nodes/<node>/` holds the node's whole install (binary, config, work dir, logs, pid),
 //! `<state dir>/nodes/<node>/port` the API port picked for it at creation: with `base_port = N` the lowest
 //! port from N up that no other node of the cluster holds and that is free on loopback, else one the
-//! system picks. Every node shares this host, so each gets its own port, kept for good.
+//! system picks. Every node shares this host, so each gets its own port, kept for good, and its own
+//! loopback address derived from it (`127.1.HI.LO`, see `local_reach.rs`). Ports are picked so that the
+//! agents' task port ranges (`step_ops/sandbox_agent.rs`, derived from the API port too) stay apart.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,6 +15,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::local_reach;
 use crate::apply::{CmdOutput, Machine, NodeRequest, Provider, ProviderError, Remote, RemoteError};
 use crate::spec::ClusterSpec;
 use crate::state::NodeState;
@@ -59,26 +62,6 @@ fn io_err(node: &str, what: &str, e: std::io::Error) -> ProviderError {
     }
 }
 
-/// A free TCP port on loopback (the OS picks it; the node keeps it for good).
-fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-/// The lowest port from `base` up that is not in `taken` and is free on loopback now.
-fn port_from(base: u16, taken: &[u16]) -> std::io::Result<u16> {
-    (base..=u16::MAX)
-        .filter(|p| !taken.contains(p))
-        .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
-        .ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::AddrInUse,
-                format!("no free port from base_port {base} up"),
-            )
-        })
-}
-
 impl LocalProvider {
     /// The ports the cluster's sandboxes hold (their `port` files).
     fn taken_ports(&self) -> Vec<u16> {
@@ -94,10 +77,11 @@ impl LocalProvider {
 
     /// A port for a new node: from `base_port` up past the ports other nodes hold, else one the system picks.
     fn pick_port(&self) -> std::io::Result<u16> {
+        let taken = self.taken_ports();
         if self.base_port == 0 {
-            free_port()
+            local_reach::system_port(&taken)
         } else {
-            port_from(self.base_port, &self.taken_ports())
+            local_reach::port_from(self.base_port, &taken)
         }
     }
 }
@@ -113,6 +97,15 @@ impl Provider for LocalProvider {
         tokio::fs::create_dir_all(&self.root)
             .await
             .map_err(|e| io_err("cluster", "cannot create the sandbox folder", e))?;
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || local_reach::prepare_for_task_users(&root))
+            .await
+            .map_err(|e| {
+                ProviderError::permanent(
+                    "cluster",
+                    format!("internal: the folder permission check failed: {e}"),
+                )
+            })?;
         let mut r = resources.clone();
         r.insert("sandboxes".into(), self.root.display().to_string());
         Ok(r)
@@ -144,7 +137,7 @@ impl Provider for LocalProvider {
         };
         Ok(Machine {
             provider_id: dir.display().to_string(),
-            addresses: vec![format!("127.0.0.1:{port}")],
+            addresses: vec![local_reach::node_address(port)],
             private_address: None,
         })
     }
@@ -413,14 +406,17 @@ mod tests {
         let a = p.create(&req("agents-1")).await.unwrap();
         let b = p.create(&req("agents-1")).await.unwrap();
         assert_eq!(a, b);
-        assert!(a.addresses[0].starts_with("127.0.0.1:"));
+        // Its own loopback address, from its port.
+        let port = port_of(&a);
+        assert_eq!(a.addresses[0], local_reach::node_address(port));
+        assert!(a.addresses[0].starts_with("127.1."), "{a:?}");
     }
 
     fn port_of(m: &Machine) -> u16 {
         m.addresses[0]
             .rsplit_once(':')
             .and_then(|(_, p)| p.parse().ok())
-            .expect("127.0.0.1:PORT")
+            .expect("IP:PORT")
     }
 
     #[tokio::test]

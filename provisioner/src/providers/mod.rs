@@ -7,6 +7,7 @@ mod aws_inventory;
 pub mod docker;
 pub mod liveness;
 pub mod local;
+pub mod local_reach;
 pub mod route;
 pub mod ssh;
 pub mod ssh_remote;

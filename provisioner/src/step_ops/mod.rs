@@ -179,6 +179,10 @@ impl ScriptInstaller {
         if role == Role::Master {
             replica_config(ctx, &mut config).map_err(|m| err("install", m))?;
         }
+        let sandbox = matches!(self.layout, Layout::Sandbox { .. });
+        if sandbox && role.is_agent() {
+            sandbox_agent::set_hostname(node, &mut config);
+        }
         let json = serde_json::Value::Object(config);
         p.config_json = format!("{json:#}\n");
         if ctx.change.role.is_agent() {
@@ -204,6 +208,9 @@ impl ScriptInstaller {
                             .join(";"),
                     );
                 }
+            }
+            if sandbox {
+                p.resources = sandbox_agent::resources(p.resources.as_deref(), node);
             }
         }
         Ok(p)
@@ -558,6 +565,8 @@ impl Installer for ScriptInstaller {
         Ok(ops)
     }
 }
+
+pub mod sandbox_agent;
 
 #[cfg(test)]
 mod tests;
