@@ -179,6 +179,8 @@ impl ScriptInstaller {
         if role == Role::Master {
             replica_config(ctx, &mut config).map_err(|m| err("install", m))?;
         }
+        // Service discovery on machines of their own (docker, ssh): see `resolvers.rs`.
+        resolvers::point_at_masters(&self.layout, ctx, &mut p, &mut config);
         let json = serde_json::Value::Object(config);
         p.config_json = format!("{json:#}\n");
         if ctx.change.role.is_agent() {
@@ -558,6 +560,9 @@ impl Installer for ScriptInstaller {
         Ok(ops)
     }
 }
+
+mod resolvers;
+pub use resolvers::{DNS_PORT, RESOLV_ORIG_NAME};
 
 #[cfg(test)]
 mod tests;
