@@ -116,7 +116,10 @@ async fn agents_resolve_the_cluster_domain_through_the_master_and_other_names_th
     assert_eq!(resolve(&agent, &master, limit).await, [master_ip.clone()]);
     assert_eq!(resolve(&agent, &agent, limit).await, [agent_ip.clone()]);
     // The master resolves through itself too.
-    assert_eq!(resolve(&master, "leader.dccore", limit).await, [master_ip.clone()]);
+    assert_eq!(
+        resolve(&master, "leader.dccore", limit).await,
+        [master_ip.clone()]
+    );
     assert_eq!(resolve(&master, &agent, limit).await, [agent_ip]);
 
     let o = dcform(
