@@ -2,7 +2,8 @@
 //! `examples/docker.hcl` cluster with 3 masters applies; `status` names exactly one leader and
 //! each master's log position; killing the leader's container gives a new leader that still
 //! knows every agent; `apply` replaces the dead master (a new member with a new id) and all 3
-//! are healthy again; `-var masters=5` grows the group to 5 with the agents kept.
+//! are healthy again; `-var masters=5` grows the group to 5 with the agents kept. Agents resolve
+//! through the 3 masters, and `leader.dccore` names the leader.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
@@ -124,6 +125,37 @@ async fn three_masters_elect_one_leader_survive_its_loss_are_restored_by_apply_a
     }
     let (healthy, agents, _) = support::providers::agents_healthy(&env, dir.path(), &def).await;
     assert_eq!((healthy, agents), (3, 3));
+    // Service discovery: an agent resolves through the 3 masters, and `leader.dccore` is the leader.
+    let ip = |node: &str| {
+        docker_ok(&[
+            "inspect",
+            "-f",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+            &format!("dcform-{cluster}-{node}"),
+        ])
+    };
+    let master_ips: Vec<String> = (1..=3).map(|i| ip(&format!("masters-{i}"))).collect();
+    let agent = format!("dcform-{cluster}-agents-1");
+    let resolv = docker_ok(&["exec", &agent, "cat", "/etc/resolv.conf"]);
+    let nameservers: Vec<&str> = resolv
+        .lines()
+        .filter_map(|l| l.strip_prefix("nameserver "))
+        .collect();
+    assert_eq!(nameservers, master_ips, "{resolv}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let want = ip(&leader);
+    loop {
+        let o = support::providers::docker(&["exec", &agent, "getent", "hosts", "leader.dccore"]);
+        let got = String::from_utf8_lossy(&o.stdout).to_string();
+        if got.split_whitespace().next() == Some(want.as_str()) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "leader.dccore from {agent} is not the leader {leader} ({want}) within 30 s: {got:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 
     // The leader's container dies: the other two elect a new leader that knows every agent.
     docker_ok(&["kill", &format!("dcform-{cluster}-{leader}")]);

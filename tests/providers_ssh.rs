@@ -90,6 +90,16 @@ impl Hosts {
         ip
     }
 
+    /// Host `n`'s `/etc/resolv.conf`.
+    fn resolv_conf(&self, n: usize) -> String {
+        docker(&[
+            "exec",
+            &format!("{}-h{n}", self.net),
+            "cat",
+            "/etc/resolv.conf",
+        ])
+    }
+
     fn remove(&self, n: usize) {
         docker(&["rm", "-f", &format!("{}-h{n}", self.net)]);
     }
@@ -153,6 +163,7 @@ async fn onprem_example_installs_runs_a_task_and_destroy_leaves_the_hosts_clean(
     let cluster = unique("op");
     let def = onprem(dir.path(), &cluster, &ips);
     let key_var = format!("ssh_key={}", hosts.key.display());
+    let resolv_before: Vec<String> = (0..4).map(|n| hosts.resolv_conf(n)).collect();
 
     let o = dcform(
         &env,
@@ -162,6 +173,15 @@ async fn onprem_example_installs_runs_a_task_and_destroy_leaves_the_hosts_clean(
     .await;
     let t = ok(&o, "apply over ssh");
     assert!(t.contains("Apply complete! Nodes: 4 added"), "{t}");
+    // Every host resolves through the master (host 0), which relays the rest to what they had.
+    for n in 0..4 {
+        let r = hosts.resolv_conf(n);
+        let ns: Vec<&str> = r
+            .lines()
+            .filter_map(|l| l.strip_prefix("nameserver "))
+            .collect();
+        assert_eq!(ns, [ips[0].as_str()], "host {n}: {r}");
+    }
     assert!(
         !hosts.residue(1).is_empty(),
         "nothing installed on agents-1"
@@ -214,6 +234,11 @@ async fn onprem_example_installs_runs_a_task_and_destroy_leaves_the_hosts_clean(
     ok(&o, "destroy");
     for n in 0..4 {
         assert_eq!(hosts.residue(n), "", "host {n} not clean after destroy");
+        assert_eq!(
+            hosts.resolv_conf(n),
+            resolv_before[n],
+            "host {n}: destroy restores its resolv.conf"
+        );
     }
 }
 

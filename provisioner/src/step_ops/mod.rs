@@ -183,6 +183,8 @@ impl ScriptInstaller {
         if sandbox && role.is_agent() {
             sandbox_agent::set_hostname(node, &mut config);
         }
+        // Service discovery on machines of their own (docker, ssh): see `resolvers.rs`.
+        resolvers::point_at_masters(&self.layout, ctx, &mut p, &mut config);
         let json = serde_json::Value::Object(config);
         p.config_json = format!("{json:#}\n");
         if ctx.change.role.is_agent() {
@@ -567,6 +569,8 @@ impl Installer for ScriptInstaller {
 }
 
 pub mod sandbox_agent;
+mod resolvers;
+pub use resolvers::{DNS_PORT, RESOLV_ORIG_NAME};
 
 #[cfg(test)]
 mod tests;

@@ -15,6 +15,12 @@ const INSTALL: Duration = Duration::from_secs(60);
 /// stays up a while with F in its command line (the install checks that the pid file's
 /// process is a supervisor of F). Returns the install script and the pid file's path.
 fn stand_in_install(root: &str) -> (String, String) {
+    let r = render(&stand_in_params(root)).expect("render");
+    (r.install, r.paths.pid_file)
+}
+
+/// The parameters of [`stand_in_install`] (with the stand-in written), for tests that change some.
+pub(super) fn stand_in_params(root: &str) -> InstallParams {
     let bin = format!("{root}/dccore");
     std::fs::write(
         &bin,
@@ -31,13 +37,12 @@ fn stand_in_install(root: &str) -> (String, String) {
         run_dir: format!("{root}/run"),
         unit_dir: format!("{root}/systemd"),
     };
-    let r = render(&p).expect("render");
-    (r.install, r.paths.pid_file)
+    p
 }
 
 /// Runs the install script to its end (within [`INSTALL`]). The supervisor it starts is detached
 /// from its output (the script's own redirections), so the run ends when the script does.
-fn run_install(script: &str) -> Output {
+pub(super) fn run_install(script: &str) -> Output {
     output_within(
         INSTALL,
         Command::new("sh")
@@ -48,7 +53,7 @@ fn run_install(script: &str) -> Output {
 }
 
 /// Stops every stand-in supervisor the installs started; what `starts` recorded.
-fn stop_starts(root: &str) -> String {
+pub(super) fn stop_starts(root: &str) -> String {
     let starts = std::fs::read_to_string(format!("{root}/starts")).unwrap_or_default();
     for pid in starts.split_whitespace() {
         let _ = try_output_within(Duration::from_secs(10), Command::new("kill").arg(pid));

@@ -110,6 +110,9 @@ pub struct RolePaths {
     /// `<config_dir>/boot-<role>.sh`: on hosts without systemd, starts the role's supervisor
     /// again when the machine (container) restarts; the node image's entry command runs it.
     pub boot_file: String,
+    /// `<config_dir>/resolv.conf.orig`: the node's `/etc/resolv.conf` as it was before the
+    /// install pointed it at the masters (shared by the roles of a host; uninstall puts it back).
+    pub resolv_orig: String,
 }
 
 impl RolePaths {
@@ -134,6 +137,7 @@ impl RolePaths {
             ("pid_file", self.pid_file.clone()),
             ("unit_file", self.unit_file.clone()),
             ("boot_file", self.boot_file.clone()),
+            ("resolv_orig", self.resolv_orig.clone()),
         ])
     }
 }
@@ -162,6 +166,7 @@ impl InstallPaths {
             pid_file: format!("{}/{r}.pid", self.run_dir),
             unit_file: format!("{}/dcform-{r}.service", self.unit_dir),
             boot_file: format!("{}/boot-{r}.sh", self.config_dir),
+            resolv_orig: format!("{}/resolv.conf.orig", self.config_dir),
         }
     }
 }
@@ -207,7 +212,19 @@ pub struct InstallParams {
     /// Masters: dcform uploads `agent-tokens`, `credentials.json` and `acls.json` beside the
     /// config, and the master reads them. Default false (a master with its built-in rules).
     pub access_files: bool,
+    /// The masters' IP addresses (at most 3 are written, resolv.conf's limit): the install saves
+    /// the node's [`resolv_conf`](Self::resolv_conf) as `paths.resolv_orig` and writes these as
+    /// its nameservers (keeping its `search`, `domain` and `options` lines), in place (in a
+    /// container it is a bind mount); the uninstall writes the original back. Empty (the
+    /// default): resolv.conf is left alone.
+    pub resolvers: Vec<String>,
+    /// The node's resolver configuration. Default `/etc/resolv.conf` (a parameter so the
+    /// install script can be run for real against a scratch file).
+    pub resolv_conf: String,
 }
+
+/// How many `nameserver` lines the C library's resolver reads (`MAXNS`); more are ignored.
+pub const MAX_NAMESERVERS: usize = 3;
 
 impl InstallParams {
     /// Parameters with default paths and checks (1 GiB free, 5 minutes of clock skew).
@@ -230,6 +247,8 @@ impl InstallParams {
             config_json: "{}\n".into(),
             tls: false,
             access_files: false,
+            resolvers: Vec::new(),
+            resolv_conf: "/etc/resolv.conf".into(),
         }
     }
 
@@ -399,6 +418,22 @@ pub fn render(p: &InstallParams) -> Result<RenderedInstall, TemplateError> {
     };
     let unit_name = format!("dcform-{}.service", p.role.file_name());
     let role = p.role.file_name();
+    let resolvers = p
+        .resolvers
+        .iter()
+        .take(MAX_NAMESERVERS)
+        .cloned()
+        .collect::<Vec<_>>();
+    // Written into resolv.conf as they are: nothing but an address may go there.
+    if let Some(bad) = resolvers
+        .iter()
+        .find(|r| r.parse::<std::net::IpAddr>().is_err())
+    {
+        return Err(TemplateError::Invalid(format!(
+            "node {}: resolver {bad:?} is not an IP address (resolv.conf takes no host names)",
+            p.node
+        )));
+    }
     let base = context! {
         cluster => p.cluster.clone(),
         node => p.node.clone(),
@@ -418,6 +453,8 @@ pub fn render(p: &InstallParams) -> Result<RenderedInstall, TemplateError> {
         unit_name => unit_name.clone(),
         exec_start => exec_start,
         supervise_sh => supervise_sh,
+        resolvers => resolvers,
+        resolv_conf => p.resolv_conf.clone(),
     };
     let env = env();
     let preflight = render_one(&env, "preflight.sh.j2", PREFLIGHT, &base)?;
@@ -488,3 +525,6 @@ mod tests;
 
 #[cfg(all(test, unix))]
 mod lock_tests;
+
+#[cfg(all(test, unix))]
+mod resolv_tests;

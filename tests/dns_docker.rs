@@ -1,0 +1,133 @@
+//! Service discovery on the docker provider, end to end against the real Docker Engine: a cluster of
+//! one master and one agent applies; in the agent's container `/etc/resolv.conf` names the master
+//! only, `leader.dccore` resolves to the master's address (answered by the master's DNS server),
+//! and a name outside the cluster domain that the container resolved before (the master's container
+//! name, which only Docker's embedded DNS knows) still resolves: the master relays it to the
+//! resolver the node had. The master keeps that original beside its config.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
+mod common;
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::ok;
+use support::providers::{Leftovers, dcform, docker, docker_ok, labelled, unique};
+
+/// `examples/docker.hcl`, renamed, without its public agent (1 master, `-var agents=1`: 1 agent).
+fn definition(dir: &Path, cluster: &str) -> String {
+    let src = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/docker.hcl"),
+    )
+    .expect("examples/docker.hcl");
+    let public = "  pool \"public\" {\n    role  = \"public_agent\"\n    count = 1\n  }\n";
+    assert!(
+        src.contains("cluster \"docker\"") && src.contains(public),
+        "example changed shape"
+    );
+    let def = src
+        .replace("cluster \"docker\"", &format!("cluster \"{cluster}\""))
+        .replace(public, "");
+    std::fs::write(dir.join("dns.hcl"), def).expect("write definition");
+    "dns.hcl".into()
+}
+
+/// The container's address on its (one) network.
+fn ip_of(container: &str) -> String {
+    docker_ok(&[
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        container,
+    ])
+}
+
+/// `getent hosts NAME` in `container` until it answers (the master's DNS records follow its
+/// election), within `limit`: the addresses it gave.
+async fn resolve(container: &str, name: &str, limit: Duration) -> Vec<String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let o = docker(&["exec", container, "getent", "hosts", name]);
+        let out = String::from_utf8_lossy(&o.stdout).to_string();
+        if o.status.success() {
+            return out
+                .lines()
+                .filter_map(|l| l.split_whitespace().next())
+                .map(str::to_string)
+                .collect();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{container}: `getent hosts {name}` did not answer within {limit:?} (exit {:?}): {}",
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_resolve_the_cluster_domain_through_the_master_and_other_names_through_its_relay() {
+    let Some(env) = support::providers::env() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = unique("dns");
+    let _guard = Leftovers(cluster.clone());
+    let def = definition(dir.path(), &cluster);
+    let o = dcform(
+        &env,
+        dir.path(),
+        &["apply", "--auto-approve", "-var", "agents=1", &def],
+    )
+    .await;
+    let t = ok(&o, "apply");
+    assert!(t.contains("Apply complete! Nodes: 2 added"), "{t}");
+
+    let master = format!("dcform-{cluster}-masters-1");
+    let agent = format!("dcform-{cluster}-agents-1");
+    let (master_ip, agent_ip) = (ip_of(&master), ip_of(&agent));
+
+    // The agent asks the master and nobody else (not Docker's 127.0.0.11 directly).
+    let resolv = docker_ok(&["exec", &agent, "cat", "/etc/resolv.conf"]);
+    let nameservers: Vec<&str> = resolv
+        .lines()
+        .filter_map(|l| l.strip_prefix("nameserver "))
+        .collect();
+    assert_eq!(nameservers, [master_ip.as_str()], "{resolv}");
+    // The master relays to what the node had: Docker's embedded DNS.
+    let orig = docker_ok(&["exec", &master, "cat", "/etc/dcform/resolv.conf.orig"]);
+    assert!(orig.lines().any(|l| l == "nameserver 127.0.0.11"), "{orig}");
+
+    let limit = Duration::from_secs(30);
+    assert_eq!(
+        resolve(&agent, "leader.dccore", limit).await,
+        [master_ip.clone()],
+        "leader.dccore from the agent"
+    );
+    assert_eq!(
+        resolve(&agent, "master.dccore", limit).await,
+        [master_ip.clone()],
+        "master.dccore from the agent"
+    );
+    // Outside the cluster domain: names only Docker's DNS knows, relayed by the master.
+    assert_eq!(resolve(&agent, &master, limit).await, [master_ip.clone()]);
+    assert_eq!(resolve(&agent, &agent, limit).await, [agent_ip.clone()]);
+    // The master resolves through itself too.
+    assert_eq!(
+        resolve(&master, "leader.dccore", limit).await,
+        [master_ip.clone()]
+    );
+    assert_eq!(resolve(&master, &agent, limit).await, [agent_ip]);
+
+    let o = dcform(
+        &env,
+        dir.path(),
+        &["destroy", "--auto-approve", "-var", "agents=1", &def],
+    )
+    .await;
+    ok(&o, "destroy");
+    assert_eq!(labelled(&cluster), (0, 0, 0), "labelled objects left");
+}
