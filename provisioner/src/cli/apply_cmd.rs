@@ -38,7 +38,7 @@ pub(super) async fn apply_cmd(a: &ApplyArgs, destroy: bool) -> Result<u8, CliErr
             let spec = load_def(&a.def)?;
             let file = state_file(&spec, &a.state);
             let state = refreshed_state(&spec, &file).await?;
-            (make_plan(&spec, &state, destroy), file)
+            (make_plan(&spec, &state, &file, destroy).await, file)
         }
     };
     let plan = infra_only(plan, a, destroy)?;
@@ -146,13 +146,31 @@ pub(super) async fn apply_cmd(a: &ApplyArgs, destroy: bool) -> Result<u8, CliErr
         record_outputs(&mut state, &plan.spec, core.as_ref(), &file);
         file.save(&mut state)?;
     }
+    // The services run on the nodes: converged once every node step is done.
+    let services = match (&result, destroy || a.infra_only) {
+        (Ok(_), false) => converge_services(&plan, &mut state, &file, a).await,
+        _ => Ok(Default::default()),
+    };
     let s = plan.summary();
     match result {
+        Ok(_) if services.is_err() => {
+            let e = services.err().expect("an error");
+            Err(CliError::internal(e.context(format!(
+                "apply did not finish: the nodes are done, the services are not; what was deployed is recorded in {} and `dcform apply` continues from there",
+                file.path().display()
+            ))))
+        }
         Ok(_) => {
             if destroy {
                 println!("\nDestroy complete! Nodes: {} destroyed.", s.destroy);
             } else {
-                println!("\nApply complete! Nodes: {} added, {} changed, {} destroyed.", s.add, s.change, s.destroy);
+                let sv = services.unwrap_or_default();
+                let svc = if sv.deployed + sv.removed > 0 {
+                    format!(" Services: {} deployed, {} removed.", sv.deployed, sv.removed)
+                } else {
+                    String::new()
+                };
+                println!("\nApply complete! Nodes: {} added, {} changed, {} destroyed.{svc}", s.add, s.change, s.destroy);
                 print_outputs(&state.outputs);
             }
             Ok(exit::OK)
@@ -165,6 +183,44 @@ pub(super) async fn apply_cmd(a: &ApplyArgs, destroy: bool) -> Result<u8, CliErr
             if destroy { "destroy" } else { "apply" }
         )))),
     }
+}
+
+/// Apply's last phase: the plan's service changes carried out on the cluster (see
+/// `services::converge`), with progress on stderr.
+async fn converge_services(
+    plan: &Plan,
+    state: &mut State,
+    file: &StateFile,
+    a: &ApplyArgs,
+) -> anyhow::Result<crate::services::converge::Converged> {
+    let changes: Vec<_> = plan
+        .services
+        .iter()
+        .filter(|c| c.action != plan::ServiceAction::NoOp)
+        .cloned()
+        .collect();
+    if changes.is_empty() {
+        return Ok(Default::default());
+    }
+    let client = crate::services::MarathonClient::of(state, file.dir())
+        .map_err(|e| anyhow::Error::new(e).context("cannot call the cluster's services API"))?;
+    eprintln!("Services: {} change(s); waiting for the deployments (up to {} s).", changes.len(), a.service_timeout_secs);
+    let mut last = String::new();
+    crate::services::converge::converge(
+        &changes,
+        &client,
+        state,
+        |s| file.save(s).map_err(anyhow::Error::new),
+        std::time::Duration::from_secs(a.service_timeout_secs),
+        |p| {
+            let line = p.summary();
+            if line != last {
+                eprintln!("  {line}");
+                last = line;
+            }
+        },
+    )
+    .await
 }
 
 /// After a successful apply: what the cluster is made of and how to reach it. `core`: the binary

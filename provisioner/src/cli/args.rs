@@ -272,6 +272,10 @@ pub struct ApplyArgs {
     /// plain `apply` bootstraps them.
     #[arg(long = "infra-only")]
     pub infra_only: bool,
+    /// How long apply waits for the definition's services to be deployed (running, and healthy
+    /// where they have health checks) before it fails with the reasons they are not starting.
+    #[arg(long = "service-timeout", value_name = "SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub service_timeout_secs: u64,
 }
 
 /// `dcform destroy`.

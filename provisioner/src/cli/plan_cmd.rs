@@ -51,12 +51,20 @@ pub(super) fn validate(def: &DefArgs) -> Result<u8, CliError> {
     }
 }
 
-pub(super) fn make_plan(spec: &ClusterSpec, state: &State, destroy: bool) -> Plan {
+/// The plan of `spec` against the refreshed `state`; the definition's services are compared with
+/// what the cluster runs now when it answers (drift), else with the state.
+pub(super) async fn make_plan(
+    spec: &ClusterSpec,
+    state: &State,
+    file: &StateFile,
+    destroy: bool,
+) -> Plan {
     let core = core_target(spec);
     if destroy {
         plan::destroy(spec, state, &core)
     } else {
-        plan::diff(spec, state, &core, None)
+        let live = crate::services::converge::live_apps(state, file.dir(), spec.services.len()).await;
+        plan::diff(spec, state, &core, live.as_ref())
     }
 }
 
@@ -133,7 +141,7 @@ pub(super) async fn plan_cmd(a: &PlanArgs) -> Result<u8, CliError> {
         let spec = &def.spec;
         let file = state_file(spec, &a.state);
         let state = refreshed_state(spec, &file).await?;
-        let plan = make_plan(spec, &state, a.destroy);
+        let plan = make_plan(spec, &state, &file, a.destroy).await;
         print_plan(&plan, a.def.json);
         if let Some(out) = &a.out {
             let here = std::env::current_dir().map_err(|e| {

@@ -12,9 +12,12 @@
 //! dccore breaks this build, not a user's deploy.
 //!
 //! * `client`: [`MarathonClient`] (calls, redirects to the leader, typed [`ServiceApiError`]s);
+//! * `converge`: apply's last phase ([`converge::converge`]: removals, then PUT/PATCH, recorded in
+//!   the state, then the wait) and the live apps a plan compares with ([`converge::live_apps`]);
 //! * `wait`: [`MarathonClient::wait_deployment`], [`Awaited`], [`WaitProgress`].
 
 mod client;
+pub mod converge;
 mod wait;
 
 pub use client::{MarathonClient, ServiceApiError};
