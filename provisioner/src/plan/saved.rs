@@ -192,4 +192,44 @@ mod tests {
         back.verify()
             .expect("a file of a build before services verifies");
     }
+
+    #[test]
+    fn a_saved_plan_with_a_marathon_json_service_checks_the_json_file_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let def = dir.path().join("c.hcl");
+        let json = dir.path().join("web.json");
+        std::fs::write(
+            &def,
+            "cluster \"c\" {\n  provider \"local\" {}\n  pool \"masters\" {\n    role = \"master\"\n    count = 1\n  }\n  service \"web\" {\n    marathon_json = file(\"web.json\")\n  }\n}\n",
+        )
+        .expect("write");
+        std::fs::write(&json, r#"{"cmd": "sleep 100", "instances": 2}"#).expect("write");
+        let (loaded, reads) = input::recorded(|| load(&def, &LoadOptions::default()));
+        let spec = loaded.expect("valid").spec;
+        let core = CoreTarget {
+            version: "1.0.0".into(),
+        };
+        let plan = diff(&spec, &State::new("c", spec.provider.kind()), &core, None);
+        let saved = SavedPlan::new(
+            &plan,
+            SavedDefinition::new(&def, PathBuf::from("/w"), vec![], vec![], &reads, &spec),
+        );
+        // apply PLANFILE: the definition loaded again is the one planned ...
+        let (again, reads) = input::recorded(|| load(&def, &LoadOptions::default()));
+        let again = again.expect("still valid").spec;
+        saved.definition.check(&reads, &again).expect("unchanged");
+        // ... and an edit of the service's JSON is found, naming the file.
+        std::fs::write(&json, r#"{"cmd": "sleep 100", "instances": 9}"#).expect("write");
+        let (edited, reads) = input::recorded(|| load(&def, &LoadOptions::default()));
+        let edited = edited.expect("still valid").spec;
+        match saved.definition.check(&reads, &edited) {
+            Err(SavedPlanError::SourceChanged { changed }) => {
+                assert!(
+                    changed.iter().any(|p| p.ends_with("web.json")),
+                    "{changed:?}"
+                )
+            }
+            other => panic!("expected SourceChanged, got {other:?}"),
+        }
+    }
 }
