@@ -18,4 +18,4 @@ mod client;
 mod wait;
 
 pub use client::{MarathonClient, ServiceApiError};
-pub use wait::{Awaited, WaitProgress, app_line};
+pub use wait::{Awaited, WaitProgress, app_line, counts_line};
