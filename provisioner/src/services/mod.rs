@@ -15,6 +15,8 @@
 //! * `wait`: [`MarathonClient::wait_deployment`], [`Awaited`], [`WaitProgress`].
 
 mod client;
+#[cfg(test)]
+mod redirect_tests;
 mod wait;
 
 pub use client::{MarathonClient, ServiceApiError};
