@@ -53,10 +53,7 @@ async fn apps_deploy_scale_restart_and_remove_through_dcform_app() {
     // Deploy waits until the instance runs.
     let o = dcform(&["app", "deploy", "--timeout", "120", def, c.def()]);
     let t = ok(&o, "app deploy");
-    assert!(
-        t.contains(&format!("{APP} deployed: {APP}: 1/1 running")),
-        "{t}"
-    );
+    assert!(t.contains(&format!("{APP} deployed: 1/1 running")), "{t}");
     let app = listed(&c).expect("the app is listed");
     assert_eq!(app["tasksRunning"], 1, "{app:#}");
     assert_eq!(app["instances"], 1, "{app:#}");

@@ -15,7 +15,7 @@ use super::app_args::{AppCommand, AppDeployArgs, AppIdArgs, AppScaleArgs, AppSho
 use super::args::StateArgs;
 use super::inputs::read_state;
 use super::{CliError, exit, table};
-use crate::services::{Awaited, MarathonClient, ServiceApiError, WaitProgress, app_line};
+use crate::services::{Awaited, MarathonClient, ServiceApiError, WaitProgress, counts_line};
 
 /// Runs one `dcform app` subcommand.
 pub(super) async fn app_cmd(c: &AppCommand) -> Result<u8, CliError> {
@@ -160,7 +160,7 @@ async fn done(c: &MarathonClient, id: &AppId, no_wait: bool, what: &str) -> Resu
         return Ok(exit::OK);
     }
     match c.app(id).await {
-        Ok(Some(app)) => println!("{id} {what}: {}", app_line(&app)),
+        Ok(Some(app)) => println!("{id} {what}: {}", counts_line(&app)),
         Ok(None) => println!("{id} {what}"),
         Err(e) => return Err(failed(c, e).await),
     }
@@ -244,7 +244,7 @@ fn describe(app: &AppStatus) -> String {
             field("disk")
         ),
     );
-    line("status", app_line(app));
+    line("status", counts_line(app));
     let deployments: Vec<&str> = app.deployments.iter().map(|d| d.id.as_str()).collect();
     line(
         "deployments",

@@ -18,7 +18,9 @@
 
 mod client;
 pub mod converge;
+#[cfg(test)]
+mod redirect_tests;
 mod wait;
 
 pub use client::{MarathonClient, ServiceApiError};
-pub use wait::{Awaited, WaitProgress, app_line};
+pub use wait::{Awaited, WaitProgress, app_line, counts_line};

@@ -60,9 +60,14 @@ impl WaitProgress {
     }
 }
 
-/// An app's counters in words.
+/// An app's counters in words: `/web: 1/2 running, 1 staging, deploying`.
 pub fn app_line(a: &AppStatus) -> String {
-    let mut s = format!("{}: {}/{} running", a.id, a.tasks_running, a.instances);
+    format!("{}: {}", a.id, counts_line(a))
+}
+
+/// An app's counters in words, without its id: `1/2 running, 1 healthy, deploying`.
+pub fn counts_line(a: &AppStatus) -> String {
+    let mut s = format!("{}/{} running", a.tasks_running, a.instances);
     if a.has_health_checks() {
         s.push_str(&format!(", {} healthy", a.tasks_healthy));
     }
@@ -170,7 +175,8 @@ impl MarathonClient {
                     ));
                 }
                 Err(ServiceApiError::Timeout {
-                    secs: budget.as_secs(),
+                    // Rounded: the deadline was set a moment before the wait began.
+                    secs: budget.as_secs_f64().round() as u64,
                     status,
                 })
             }
