@@ -218,6 +218,30 @@ async fn services_spread_over_local_agents_on_their_own_ports_and_move_off_a_dea
     let (code, v) = m.call(reqwest::Method::DELETE, "apps/spread", None).await;
     assert_eq!(code, 200, "{v}");
 
+    // The task user reaches its sandbox by its absolute path (every folder above it searchable):
+    // healthy only once the file written through $MESOS_SANDBOX is served. Found: under a 0700
+    // folder such a task failed with "Permission denied", and so did every task's exit status file.
+    let mut app = web_app("/sandbox", 1);
+    app["cmd"] = json!("echo ok > \"$MESOS_SANDBOX/ok\" && exec python3 -m http.server $PORT0");
+    app["healthChecks"][0]["path"] = json!("/ok");
+    let (code, v) = m.call(reqwest::Method::POST, "apps", Some(app)).await;
+    assert_eq!(code, 201, "{v}");
+    within(
+        Duration::from_secs(60),
+        "a healthy /sandbox",
+        || async move {
+            let app = m.get("apps/sandbox").await;
+            if app["app"]["tasksHealthy"] == 1 {
+                Ok(())
+            } else {
+                Err(format!("{}", app["app"]))
+            }
+        },
+    )
+    .await;
+    let (code, v) = m.call(reqwest::Method::DELETE, "apps/sandbox", None).await;
+    assert_eq!(code, 200, "{v}");
+
     // Two instances on three agents: the one on a dead agent moves to the agent that is left.
     let (code, v) = m
         .call(reqwest::Method::POST, "apps", Some(web_app("/moves", 2)))
