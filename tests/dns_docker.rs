@@ -104,21 +104,21 @@ async fn agents_resolve_the_cluster_domain_through_the_master_and_other_names_th
     let limit = Duration::from_secs(30);
     assert_eq!(
         resolve(&agent, "leader.dccore", limit).await,
-        [master_ip.clone()],
+        [master_ip.as_str()],
         "leader.dccore from the agent"
     );
     assert_eq!(
         resolve(&agent, "master.dccore", limit).await,
-        [master_ip.clone()],
+        [master_ip.as_str()],
         "master.dccore from the agent"
     );
     // Outside the cluster domain: names only Docker's DNS knows, relayed by the master.
-    assert_eq!(resolve(&agent, &master, limit).await, [master_ip.clone()]);
-    assert_eq!(resolve(&agent, &agent, limit).await, [agent_ip.clone()]);
+    assert_eq!(resolve(&agent, &master, limit).await, [master_ip.as_str()]);
+    assert_eq!(resolve(&agent, &agent, limit).await, [agent_ip.as_str()]);
     // The master resolves through itself too.
     assert_eq!(
         resolve(&master, "leader.dccore", limit).await,
-        [master_ip.clone()]
+        [master_ip.as_str()]
     );
     assert_eq!(resolve(&master, &agent, limit).await, [agent_ip]);
 

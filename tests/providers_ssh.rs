@@ -232,11 +232,11 @@ async fn onprem_example_installs_runs_a_task_and_destroy_leaves_the_hosts_clean(
     )
     .await;
     ok(&o, "destroy");
-    for n in 0..4 {
+    for (n, before) in resolv_before.iter().enumerate() {
         assert_eq!(hosts.residue(n), "", "host {n} not clean after destroy");
         assert_eq!(
-            hosts.resolv_conf(n),
-            resolv_before[n],
+            &hosts.resolv_conf(n),
+            before,
             "host {n}: destroy restores its resolv.conf"
         );
     }
