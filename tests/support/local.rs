@@ -41,17 +41,35 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn new(name: &str) -> Cluster {
+        Cluster::of_example("local.hcl", "local", &[], name)
+    }
+
+    /// A copy of `examples/EXAMPLE` (its `cluster "OLD"` renamed to `name`) and of the example
+    /// files it reads (`with`, e.g. a service's JSON), side by side in a fresh folder.
+    pub fn of_example(example: &str, old: &str, with: &[&str], name: &str) -> Cluster {
         // Checked before there is a cluster to drop: without the core, dcform can install nothing.
         common::core_binary();
         let dir = tempfile::tempdir().unwrap();
-        let def = dir.path().join("local.hcl");
-        let src = std::fs::read_to_string(common::example("local.hcl")).unwrap();
+        let def = dir.path().join(example);
+        let src = std::fs::read_to_string(common::example(example)).unwrap();
         std::fs::write(
             &def,
-            src.replace("cluster \"local\"", &format!("cluster \"{name}\"")),
+            src.replace(
+                &format!("cluster \"{old}\""),
+                &format!("cluster \"{name}\""),
+            ),
         )
         .unwrap();
+        for f in with {
+            std::fs::copy(common::example(f), dir.path().join(f)).unwrap();
+        }
         Cluster { dir, def }
+    }
+
+    /// Rewrites the definition: `edit` gets its text and returns the new one.
+    pub fn edit(&self, edit: impl FnOnce(String) -> String) {
+        let src = std::fs::read_to_string(&self.def).unwrap();
+        std::fs::write(&self.def, edit(src)).unwrap();
     }
 
     pub fn def(&self) -> &str {

@@ -204,7 +204,11 @@ async fn converge_services(
     }
     let client = crate::services::MarathonClient::of(state, file.dir())
         .map_err(|e| anyhow::Error::new(e).context("cannot call the cluster's services API"))?;
-    eprintln!("Services: {} change(s); waiting for the deployments (up to {} s).", changes.len(), a.service_timeout_secs);
+    eprintln!(
+        "Services: {} change(s); waiting for the deployments (up to {} s).",
+        changes.len(),
+        a.service_timeout_secs
+    );
     let mut last = String::new();
     crate::services::converge::converge(
         &changes,

@@ -63,7 +63,8 @@ pub(super) async fn make_plan(
     if destroy {
         plan::destroy(spec, state, &core)
     } else {
-        let live = crate::services::converge::live_apps(state, file.dir(), spec.services.len()).await;
+        let live =
+            crate::services::converge::live_apps(state, file.dir(), spec.services.len()).await;
         plan::diff(spec, state, &core, live.as_ref())
     }
 }

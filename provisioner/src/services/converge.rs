@@ -49,9 +49,11 @@ pub async fn converge(
     let ordered = changes
         .iter()
         .filter(|c| c.action == ServiceAction::Remove)
-        .chain(changes.iter().filter(|c| {
-            matches!(c.action, ServiceAction::Deploy | ServiceAction::Update)
-        }));
+        .chain(
+            changes
+                .iter()
+                .filter(|c| matches!(c.action, ServiceAction::Deploy | ServiceAction::Update)),
+        );
     for c in ordered {
         let id = &c.id;
         let answer: Result<DeploymentRef, ServiceApiError> = match c.action {
@@ -112,18 +114,16 @@ pub async fn converge(
 /// with (drift). `None`, said on stderr, when the cluster was not asked or did not answer: the
 /// plan then compares with the state only. Asked only when there is something to compare: the
 /// definition has services or dcform deployed some.
-pub async fn live_apps(
-    state: &State,
-    dir: &Path,
-    wanted: usize,
-) -> Option<LiveApps> {
+pub async fn live_apps(state: &State, dir: &Path, wanted: usize) -> Option<LiveApps> {
     if (wanted == 0 && state.services.is_empty()) || state.nodes.is_empty() {
         return None;
     }
     let client = match MarathonClient::of(state, dir) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("Refresh: the cluster's services were not read ({e}); they are compared with the state only.");
+            eprintln!(
+                "Refresh: the cluster's services were not read ({e}); they are compared with the state only."
+            );
             return None;
         }
     };

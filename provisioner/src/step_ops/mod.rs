@@ -568,8 +568,8 @@ impl Installer for ScriptInstaller {
     }
 }
 
-pub mod sandbox_agent;
 mod resolvers;
+pub mod sandbox_agent;
 pub use resolvers::{DNS_PORT, RESOLV_ORIG_NAME};
 
 #[cfg(test)]
