@@ -153,18 +153,19 @@ pub(super) async fn apply_cmd(a: &ApplyArgs, destroy: bool) -> Result<u8, CliErr
     };
     let s = plan.summary();
     match result {
-        Ok(_) if services.is_err() => {
-            let e = services.err().expect("an error");
-            Err(CliError::internal(e.context(format!(
-                "apply did not finish: the nodes are done, the services are not; what was deployed is recorded in {} and `dcform apply` continues from there",
-                file.path().display()
-            ))))
-        }
         Ok(_) => {
+            let sv = match services {
+                Ok(sv) => sv,
+                Err(e) => {
+                    return Err(CliError::internal(e.context(format!(
+                        "apply did not finish: the nodes are done, the services are not; what was deployed is recorded in {} and `dcform apply` continues from there",
+                        file.path().display()
+                    ))));
+                }
+            };
             if destroy {
                 println!("\nDestroy complete! Nodes: {} destroyed.", s.destroy);
             } else {
-                let sv = services.unwrap_or_default();
                 let svc = if sv.deployed + sv.removed > 0 {
                     format!(" Services: {} deployed, {} removed.", sv.deployed, sv.removed)
                 } else {
