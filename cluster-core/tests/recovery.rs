@@ -308,3 +308,73 @@ async fn a_failed_over_framework_receives_the_updates_it_did_not_acknowledge() {
     fw.wait_state("t", "TASK_FINISHED").await;
     m.stop().await;
 }
+
+/// A master whose agent timeout is far away (60 s) and that probes silent agents after `probe`.
+async fn probing_master(dir: &std::path::Path, probe: std::time::Duration) -> Master {
+    let mut cfg = fast_master_config(dir);
+    cfg.agent_timeout = std::time::Duration::from_secs(60);
+    cfg.agent_probe_after = probe;
+    Master::start_on(dir, "127.0.0.1:0", cfg).await
+}
+
+#[tokio::test]
+async fn a_stopped_agent_whose_url_refuses_is_unreachable_without_waiting_for_the_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = probing_master(&dir.path().join("m"), std::time::Duration::from_millis(300)).await;
+    let a = Agent::start(&m.url, &dir.path().join("a1"), AGENT_RES, false).await;
+    m.wait_agents(1).await;
+    let (mut fw, offer) = Framework::first_offer(&m.url, "prober").await;
+    fw.launch(&offer, vec![task(&offer, "long", "sleep 1000")])
+        .await;
+    fw.wait_state("long", "TASK_RUNNING").await;
+
+    // Its server goes with it: the probe's connection is refused, long before the 60 s timeout
+    // (the wait's own deadline is 30 s).
+    a.stop().await;
+    let st = fw.wait_state("long", "TASK_UNREACHABLE").await;
+    assert_eq!(st["reason"], "REASON_AGENT_REMOVED");
+    let msg = st["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("refuses connections"), "{st}");
+    m.wait_agents(0).await;
+
+    // Back on the same work dir: registered again with its task.
+    let a = Agent::start(&m.url, &dir.path().join("a1"), AGENT_RES, false).await;
+    fw.wait_state("long", "TASK_RUNNING").await;
+    m.wait_agents(1).await;
+    assert_eq!(
+        fw.call(json!({"type": "KILL", "kill": {"task_id": {"value": "long"}}}))
+            .await,
+        202
+    );
+    fw.wait_state("long", "TASK_KILLED").await;
+    a.stop().await;
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn an_agent_that_answers_its_probes_stays_reachable() {
+    let dir = tempfile::tempdir().unwrap();
+    // Probed between almost every heartbeat (100 ms): each probe is answered.
+    let m = probing_master(&dir.path().join("m"), std::time::Duration::from_millis(50)).await;
+    let a = Agent::start(&m.url, &dir.path().join("a1"), AGENT_RES, false).await;
+    m.wait_agents(1).await;
+    let (mut fw, offer) = Framework::first_offer(&m.url, "probed").await;
+    fw.launch(&offer, vec![task(&offer, "t", "sleep 1000")])
+        .await;
+    fw.wait_state("t", "TASK_RUNNING").await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(m.agent_count().await, 1, "the answering agent was dropped");
+    let tasks = m.operator("GET_TASKS").await;
+    assert_eq!(
+        tasks["get_tasks"]["tasks"][0]["state"], "TASK_RUNNING",
+        "{tasks}"
+    );
+    assert_eq!(
+        fw.call(json!({"type": "KILL", "kill": {"task_id": {"value": "t"}}}))
+            .await,
+        202
+    );
+    fw.wait_state("t", "TASK_KILLED").await;
+    a.stop().await;
+    m.stop().await;
+}

@@ -1,7 +1,7 @@
 //! Agents: registration and re-registration (with task reconciliation), heartbeats timing out
 //! into unreachability, and status updates coming from agents.
 
-use super::command::CallError;
+use super::command::{CallError, MasterCommand};
 use super::state::State;
 use super::tables::{AgentInfo, Change, TaskKey, TaskRec};
 use crate::proto::internal::{HeartbeatAck, KillTask, RegisterAgent, Registered, StatusMessage};
@@ -185,53 +185,157 @@ impl State {
     }
 
     /// Silent agents become unreachable: offers on them are rescinded, their tasks reported
-    /// `TASK_UNREACHABLE`, frameworks told with a FAILURE event.
+    /// `TASK_UNREACHABLE`, frameworks told with a FAILURE event. Agents silent for
+    /// `agent_probe_after` are probed at their URL first (see [`State::probe_agent`]).
     pub(super) fn check_agents(&mut self, now: Instant) {
         let timeout = self.cfg.agent_timeout;
-        let lost: Vec<String> = self
+        let probe_after = self.cfg.agent_probe_after;
+        let mut lost = Vec::new();
+        let mut probe = Vec::new();
+        for a in self.tables.agents.iter().filter(|a| a.reachable) {
+            let silent = self
+                .local
+                .last_seen
+                .get(&a.info.id)
+                .map(|at| now.saturating_duration_since(*at));
+            match silent {
+                None => lost.push(a.info.id.clone()),
+                Some(d) if d > timeout => lost.push(a.info.id.clone()),
+                Some(d) if d > probe_after => {
+                    let due = self
+                        .local
+                        .probed
+                        .get(&a.info.id)
+                        .is_none_or(|at| now.saturating_duration_since(*at) > probe_after);
+                    if due {
+                        probe.push((a.info.id.clone(), a.info.url.clone()));
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        for (id, url) in probe {
+            self.local.probed.insert(id.clone(), now);
+            self.probe_agent(id, &url, now);
+        }
+        for id in lost {
+            tracing::warn!(agent = %id, "agent unreachable: no heartbeat within {:?}", timeout);
+            self.agent_lost(
+                &id,
+                format!("agent {id} missed heartbeats for {timeout:?}"),
+                now,
+            );
+        }
+    }
+
+    /// Asks a silent agent's `/health` whether anything listens at its URL. Only a refused
+    /// connection counts (the agent's process is gone: the kernel said so); an answer, a
+    /// timeout or any other error is no evidence and leaves the agent to its timeout.
+    fn probe_agent(&self, agent_id: String, url: &str, probed_at: Instant) {
+        let req = self
+            .http
+            .get(format!("{}/health", url.trim_end_matches('/')))
+            .timeout(std::time::Duration::from_secs(1));
+        let tx = self.tx.clone();
+        self.io.spawn(async move {
+            let Err(e) = req.send().await else {
+                return;
+            };
+            if !refused(&e) {
+                return;
+            }
+            let error = dc_support::error::chain(&e);
+            let _ = tx
+                .send(MasterCommand::AgentRefused {
+                    agent_id,
+                    probed_at,
+                    error,
+                })
+                .await;
+        });
+    }
+
+    /// A probe's refused connection: the agent is unreachable now, unless it was heard from
+    /// after the probe went out (it restarted and registered, or a heartbeat was late).
+    pub(super) fn agent_refused(
+        &mut self,
+        agent_id: &str,
+        probed_at: Instant,
+        error: &str,
+        now: Instant,
+    ) {
+        let reachable = self
             .tables
             .agents
             .iter()
-            .filter(|a| a.reachable)
-            .filter(|a| {
-                self.local
-                    .last_seen
-                    .get(&a.info.id)
-                    .is_none_or(|at| now.saturating_duration_since(*at) > timeout)
-            })
-            .map(|a| a.info.id.clone())
-            .collect();
-        for id in lost {
-            tracing::warn!(agent = %id, "agent unreachable: no heartbeat within {:?}", timeout);
-            self.apply(
-                Change::AgentUnreachable {
-                    agent_id: id.clone(),
-                },
-                now,
-            );
-            self.rescind_agent_offers(&id);
-            for k in self.tables.tasks.on_agent(&id) {
-                let Some(t) = self.tables.tasks.get(&k) else {
-                    continue;
-                };
-                if t.state.is_terminal() {
-                    continue;
-                }
-                let st = TaskStatus::new(
-                    t.info.task_id.clone(),
-                    TaskState::Unreachable,
-                    "SOURCE_MASTER",
-                    Some(Id::new(&id)),
-                )
-                .with_message(format!("agent {id} missed heartbeats for {timeout:?}"))
-                .with_reason("REASON_AGENT_REMOVED");
-                self.update_task(&k, st, now);
-            }
-            self.conns.broadcast(&Event::Failure {
-                agent_id: Id::new(&id),
-            });
+            .any(|a| a.info.id == agent_id && a.reachable);
+        let heard_since = self
+            .local
+            .last_seen
+            .get(agent_id)
+            .is_some_and(|at| *at > probed_at);
+        if !reachable || heard_since {
+            return;
         }
+        tracing::warn!(agent = %agent_id, %error, "agent unreachable: its URL refuses connections");
+        self.agent_lost(
+            agent_id,
+            format!(
+                "agent {agent_id} stopped heartbeating and its URL refuses connections ({error})"
+            ),
+            now,
+        );
     }
+
+    /// Marks `id` unreachable: its offers rescinded, its tasks `TASK_UNREACHABLE` with `message`,
+    /// frameworks told with a FAILURE event.
+    fn agent_lost(&mut self, id: &str, message: String, now: Instant) {
+        self.local.probed.remove(id);
+        self.apply(
+            Change::AgentUnreachable {
+                agent_id: id.to_string(),
+            },
+            now,
+        );
+        self.rescind_agent_offers(id);
+        for k in self.tables.tasks.on_agent(id) {
+            let Some(t) = self.tables.tasks.get(&k) else {
+                continue;
+            };
+            if t.state.is_terminal() {
+                continue;
+            }
+            let st = TaskStatus::new(
+                t.info.task_id.clone(),
+                TaskState::Unreachable,
+                "SOURCE_MASTER",
+                Some(Id::new(id)),
+            )
+            .with_message(message.clone())
+            .with_reason("REASON_AGENT_REMOVED");
+            self.update_task(&k, st, now);
+        }
+        self.conns.broadcast(&Event::Failure {
+            agent_id: Id::new(id),
+        });
+    }
+}
+
+/// Whether `e` is a refused TCP connection (nothing listens there), looked for down its causes.
+fn refused(e: &reqwest::Error) -> bool {
+    if !e.is_connect() {
+        return false;
+    }
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::ConnectionRefused
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// An agent id that is unique for the life of the cluster: a fresh uuid v4 (never derived from a

@@ -215,4 +215,13 @@ pub enum MasterCommand {
         /// Answer.
         reply: oneshot::Sender<MetricsSnapshot>,
     },
+    /// A silent agent's URL refused the connection (see [`super::MasterConfig::agent_probe_after`]).
+    AgentRefused {
+        /// The agent.
+        agent_id: String,
+        /// When the probe was sent: a heartbeat heard since then wins.
+        probed_at: tokio::time::Instant,
+        /// What the connection said.
+        error: String,
+    },
 }

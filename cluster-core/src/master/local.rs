@@ -10,6 +10,9 @@ use tokio::time::Instant;
 pub(super) struct Local {
     /// Agent id -> its last heartbeat (or registration).
     pub last_seen: HashMap<String, Instant>,
+    /// Agent id -> when a silent agent was last probed at its URL (one probe per
+    /// `agent_probe_after`).
+    pub probed: HashMap<String, Instant>,
     /// Task -> when the head of its pending updates was last sent.
     pub last_sent: HashMap<TaskKey, Instant>,
     /// Agent URL -> the bearer token that agent run asked to be called with (never persisted:

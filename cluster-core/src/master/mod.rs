@@ -101,6 +101,11 @@ pub struct MasterConfig {
     pub work_dir: PathBuf,
     /// A silent agent is unreachable after this long.
     pub agent_timeout: Duration,
+    /// An agent silent for this long is asked at its URL whether it is there: a refused
+    /// connection (nothing listens: its process is gone) makes it unreachable at once, without
+    /// waiting out [`MasterConfig::agent_timeout`]; an answer or a timeout (the host or the
+    /// network may be down: not seen) leaves it to the timeout.
+    pub agent_probe_after: Duration,
     /// Periodic allocation cycle (events also trigger a cycle at the next housekeeping tick).
     pub allocation_interval: Duration,
     /// Unanswered offers are rescinded after this long.
@@ -160,6 +165,8 @@ impl MasterConfig {
         MasterConfig {
             work_dir: work_dir.into(),
             agent_timeout: Duration::from_secs(5),
+            // Agents heartbeat every second: 1.5 s is one missed heartbeat and a half.
+            agent_probe_after: Duration::from_millis(1500),
             allocation_interval: Duration::from_secs(1),
             offer_timeout: Duration::from_secs(60),
             status_update_retry: Duration::from_secs(5),
@@ -214,6 +221,7 @@ impl MasterConfig {
                 .unwrap_or(d)
         };
         self.agent_timeout = secs(f.agent_timeout_secs, self.agent_timeout);
+        self.agent_probe_after = secs(f.agent_probe_after_secs, self.agent_probe_after);
         self.allocation_interval = secs(f.allocation_interval_secs, self.allocation_interval);
         self.offer_timeout = secs(f.offer_timeout_secs, self.offer_timeout);
         self.status_update_retry = secs(f.status_update_retry_secs, self.status_update_retry);
@@ -301,6 +309,8 @@ impl MasterConfig {
 pub struct ConfigFile {
     /// See [`MasterConfig::agent_timeout`].
     pub agent_timeout_secs: Option<f64>,
+    /// See [`MasterConfig::agent_probe_after`].
+    pub agent_probe_after_secs: Option<f64>,
     /// See [`MasterConfig::allocation_interval`].
     pub allocation_interval_secs: Option<f64>,
     /// See [`MasterConfig::offer_timeout`].

@@ -53,8 +53,8 @@ pub(super) struct State {
     pub(super) stats: AllocStats,
     /// The replicated group's part (none: a single master with its registry).
     pub(super) repl: Option<Replicated>,
-    http: reqwest::Client,
-    tx: mpsc::Sender<MasterCommand>,
+    pub(super) http: reqwest::Client,
+    pub(super) tx: mpsc::Sender<MasterCommand>,
     pub(super) io: TaskTracker,
     pub(super) alloc_pending: bool,
     pub(super) next_alloc: Instant,
@@ -429,6 +429,11 @@ impl State {
             MasterCommand::Metrics { reply } => {
                 let _ = reply.send(self.metrics_snapshot());
             }
+            MasterCommand::AgentRefused {
+                agent_id,
+                probed_at,
+                error,
+            } => self.agent_refused(&agent_id, probed_at, &error, now),
         }
     }
 

@@ -39,6 +39,12 @@ const KEYS: &[Key] = &[
         applies: Applies::Master,
     },
     Key {
+        name: "agent_probe_after_secs",
+        aliases: &["agent_probe_after"],
+        kind: Kind::Secs,
+        applies: Applies::Master,
+    },
+    Key {
         name: "allocation_interval_secs",
         aliases: &["allocation_interval"],
         kind: Kind::Secs,
