@@ -227,8 +227,8 @@ async fn main() {
     })
     .await;
     let mut times = Vec::new();
-    let mut next = a.agents;
-    for round in 0..a.rounds {
+    // New agents get numbers after the first ones.
+    for (round, next) in (0..a.rounds).zip(a.agents..) {
         let tasks = running(&m, id).await;
         // The agent with the most instances (ties: the first).
         let victim = (0..agents.len())
@@ -265,7 +265,6 @@ async fn main() {
         times.push(took);
         // A new agent in its place, so every round starts with as many agents.
         agents.push(Some(agent(&m, root.path(), next).await));
-        next += 1;
         m.wait_agents(a.agents).await;
     }
     times.sort();

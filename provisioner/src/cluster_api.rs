@@ -99,6 +99,36 @@ impl std::fmt::Debug for ClusterAccess {
     }
 }
 
+/// A secret dcform keeps in `dir` (the state's folder), e.g. the operator token, trimmed.
+pub fn read_secret(dir: &Path, name: &str) -> Result<String, AccessError> {
+    let path = dir.join(name);
+    std::fs::read_to_string(&path)
+        .map(|t| t.trim().to_string())
+        .map_err(|source| AccessError::Read { path, source })
+}
+
+/// The HTTP client of dcform's calls to a cluster's masters: the same TLS set-up as dccore's own
+/// clients (on a TLS cluster the cluster CA in `dir` alone), each call bounded by `timeout`.
+/// `follow_redirects: false` for the clients that follow a `307` themselves, only to masters of
+/// the state and with the token.
+pub fn masters_http(
+    dir: &Path,
+    tls: bool,
+    timeout: std::time::Duration,
+    follow_redirects: bool,
+) -> Result<reqwest::Client, AccessError> {
+    let ca = if tls { Some(cluster_ca(dir)?) } else { None };
+    let mut b = Tls { own: None, ca }
+        .http_client()
+        .map_err(AccessError::Client)?
+        .timeout(timeout);
+    if !follow_redirects {
+        b = b.redirect(reqwest::redirect::Policy::none());
+    }
+    b.build()
+        .map_err(|e| AccessError::Client(TlsError::Client(e)))
+}
+
 /// The cluster CA dcform keeps in `dir` (the state's folder): what dcform trusts on a TLS cluster.
 pub fn cluster_ca(dir: &Path) -> Result<Ca, AccessError> {
     let path = dir.join(crate::pki::CA_CERT_FILE);
@@ -141,29 +171,12 @@ impl ClusterAccess {
     /// Access to the cluster of `state`, whose folder is `dir`.
     pub fn of(state: &State, dir: &Path) -> Result<ClusterAccess, AccessError> {
         let master = master_url(state).ok_or(AccessError::NoMaster)?;
-        let read = |name: &str| {
-            let path = dir.join(name);
-            std::fs::read_to_string(&path)
-                .map(|t| t.trim().to_string())
-                .map_err(|source| AccessError::Read { path, source })
-        };
-        let operator_token = read(crate::pki::OPERATOR_TOKEN_FILE)?;
+        let operator_token = read_secret(dir, crate::pki::OPERATOR_TOKEN_FILE)?;
         // Clusters made before agents had their own credential have none: the files API of
         // those agents takes the operator token.
-        let agent_token =
-            read(crate::pki::AGENT_TOKEN_FILE).unwrap_or_else(|_| operator_token.clone());
-        let ca = if uses_tls(state) {
-            Some(cluster_ca(dir)?)
-        } else {
-            None
-        };
-        // The same TLS set-up as dccore's own clients: the cluster CA alone on a TLS cluster.
-        let http = Tls { own: None, ca }
-            .http_client()
-            .map_err(AccessError::Client)?
-            .timeout(CALL_TIMEOUT)
-            .build()
-            .map_err(|e| AccessError::Client(TlsError::Client(e)))?;
+        let agent_token = read_secret(dir, crate::pki::AGENT_TOKEN_FILE)
+            .unwrap_or_else(|_| operator_token.clone());
+        let http = masters_http(dir, uses_tls(state), CALL_TIMEOUT, true)?;
         Ok(ClusterAccess {
             http,
             master,

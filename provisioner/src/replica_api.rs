@@ -12,10 +12,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::apply::{GroupFuture, Left, Membership};
-use crate::cluster_api::{AccessError, cluster_ca};
+use crate::cluster_api::{AccessError, masters_http, read_secret};
 use crate::state::NodeState;
 use crate::step_ops::{api_address, public_api_address};
-use dccore_api::tls::{Tls, TlsError};
 
 /// One call to a master (a `GET /replica`, a redirect hop).
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -98,18 +97,8 @@ impl std::fmt::Debug for GroupClient {
 impl GroupClient {
     /// The client of the cluster whose secrets are in the state folder `dir`.
     pub fn of(dir: &Path, tls: bool) -> Result<GroupClient, AccessError> {
-        let path = dir.join(crate::pki::OPERATOR_TOKEN_FILE);
-        let token = std::fs::read_to_string(&path)
-            .map(|t| t.trim().to_string())
-            .map_err(|source| AccessError::Read { path, source })?;
-        let ca = if tls { Some(cluster_ca(dir)?) } else { None };
-        let http = Tls { own: None, ca }
-            .http_client()
-            .map_err(AccessError::Client)?
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(CALL_TIMEOUT)
-            .build()
-            .map_err(|e| AccessError::Client(TlsError::Client(e)))?;
+        let token = read_secret(dir, crate::pki::OPERATOR_TOKEN_FILE)?;
+        let http = masters_http(dir, tls, CALL_TIMEOUT, false)?;
         Ok(GroupClient {
             http,
             token,

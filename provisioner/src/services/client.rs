@@ -20,12 +20,11 @@ use dccore_api::marathon::answers::{
     AppAnswer, AppList, AppStatus, Deployment, DeploymentRef, ErrorBody, MarathonTask, Queue,
     QueueEntry, TaskList,
 };
-use dccore_api::tls::{Tls, TlsError};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use crate::cluster_api::{AccessError, cluster_ca, master_urls, uses_tls};
+use crate::cluster_api::{AccessError, master_urls, masters_http, read_secret, uses_tls};
 use crate::state::State;
 
 /// How long one call may take.
@@ -172,23 +171,10 @@ impl MarathonClient {
         if masters.is_empty() {
             return Err(AccessError::NoMaster);
         }
-        let path = dir.join(crate::pki::OPERATOR_TOKEN_FILE);
-        let token =
-            std::fs::read_to_string(&path).map_err(|source| AccessError::Read { path, source })?;
-        let ca = if uses_tls(state) {
-            Some(cluster_ca(dir)?)
-        } else {
-            None
-        };
-        let http = Tls { own: None, ca }
-            .http_client()
-            .map_err(AccessError::Client)?
-            // Redirects are followed by `call`: with the token, only to masters of the state.
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(CALL_TIMEOUT)
-            .build()
-            .map_err(|e| AccessError::Client(TlsError::Client(e)))?;
-        Ok(MarathonClient::with_http(http, &masters, token.trim()))
+        let token = read_secret(dir, crate::pki::OPERATOR_TOKEN_FILE)?;
+        // Redirects are followed by `call`: with the token, only to masters of the state.
+        let http = masters_http(dir, uses_tls(state), CALL_TIMEOUT, false)?;
+        Ok(MarathonClient::with_http(http, &masters, &token))
     }
 
     /// A client over `http` (built with `redirect(Policy::none())`) of these masters.
@@ -443,6 +429,7 @@ fn status_error(a: &Answer, method: Method, path: &str, app: Option<&AppId>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dccore_api::tls::Tls;
 
     fn answer(status: u16, body: &str) -> Answer {
         Answer {
