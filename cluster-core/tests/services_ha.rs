@@ -229,10 +229,23 @@ async fn a_single_master_restarted_from_disk_has_the_app_and_runs_its_instance()
     }
     // Not the same task id: a single master does not store tasks (the agent reports them when
     // it re-registers), so the explicit reconciliation right after the restart may be answered
-    // TASK_UNKNOWN before the agent is back, and the instance is launched again (a known gap,
-    // docs/status.md: the old task is adopted by the master and keeps running).
-    eventually("the restarted master runs the app's instance", || async {
+    // TASK_UNKNOWN before the agent is back, and the instance is launched again. The old task
+    // is then not left running: the master tells the framework of the task it adopts from the
+    // re-registered agent, and the framework, which no longer knows it, kills it.
+    let ids = eventually("the restarted master runs the app's instance", || async {
         running_ids(&url, APP).await.filter(|ids| ids.len() == 1)
+    })
+    .await;
+    eventually("the master runs only the framework's instance", || async {
+        let (status, text) = m.operator_call(json!({"type": "GET_TASKS"})).await;
+        let v: Value = serde_json::from_str(&text).ok().filter(|_| status == 200)?;
+        let live: BTreeSet<String> = v["get_tasks"]["tasks"]
+            .as_array()?
+            .iter()
+            .filter(|t| t["state"] == "TASK_RUNNING" || t["state"] == "TASK_STAGING")
+            .filter_map(|t| t["task_id"]["value"].as_str().map(str::to_string))
+            .collect();
+        (live == ids).then_some(())
     })
     .await;
     m.stop().await;
