@@ -157,6 +157,7 @@ pub async fn serve_with(
         ),
         None => None,
     };
+    let mut services_commit_timeout = std::time::Duration::from_secs(5);
     let (master, replica, raft_routes, self_url) = match config.replica.clone() {
         None => (
             Master::start(config, shutdown.clone())?,
@@ -184,6 +185,7 @@ pub async fn serve_with(
             };
             // A commit that takes longer than an election means this master lost the majority.
             let propose_timeout = rc.election_timeout.1 * 2;
+            services_commit_timeout = propose_timeout;
             let replica = Arc::new(crate::replica::Replica::start(rc, link).await?);
             if config.replica_init {
                 replica.initialize(settings.peers.clone()).await?;
@@ -220,12 +222,21 @@ pub async fn serve_with(
     };
     // Services (issue 11): the built-in Marathon framework beside the master, and its /v2 routes.
     let services = if services_on {
-        let s = crate::services::Services::start(
-            master.handle(),
-            Box::new(services_store),
-            shutdown.clone(),
-        )
-        .map_err(ServeError::Services)?;
+        // Replicated masters keep the apps in the log and run the framework on the leader only.
+        let s = match &replica {
+            Some(r) => crate::services::Services::on_leader(
+                master.handle(),
+                r.clone(),
+                services_commit_timeout,
+                shutdown.clone(),
+            ),
+            None => crate::services::Services::start(
+                master.handle(),
+                Box::new(services_store),
+                shutdown.clone(),
+            )
+            .map_err(ServeError::Services)?,
+        };
         Some(s)
     } else {
         None

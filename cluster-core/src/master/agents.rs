@@ -111,7 +111,21 @@ impl State {
                     } else {
                         rt.state
                     };
+                    let state = task.state;
                     self.apply(Change::TaskAdded { task, hold: true }, now);
+                    // Told to the framework: one that dropped the task while the agent was away
+                    // (a reconciliation answered TASK_UNKNOWN) kills it instead of leaving it to run.
+                    if !rt.state.is_terminal() {
+                        let st = TaskStatus::new(
+                            rt.task.task_id.clone(),
+                            state,
+                            "SOURCE_MASTER",
+                            Some(Id::new(&id)),
+                        )
+                        .with_message("agent re-registered")
+                        .with_reason("REASON_AGENT_REREGISTERED");
+                        self.update_task(&key, st, now);
+                    }
                 }
                 None => kill.push(kill_task(&key)),
             }

@@ -10,9 +10,12 @@
 //!                                               │  │   ├─ dccore_api::marathon  app JSON, validated, round-trips
 //!                                               │  │   └─ placement.rs resources, ports, constraints, refusal reasons
 //!                                               │  ├─ health.rs     HTTP / TCP checks (I/O, results fed back)
-//!                                               │  └─ store.rs      ServiceStore: apps, versions, instance ↔ task (file backend)
+//!                                               │  └─ store.rs      ServiceStore: apps, versions, instance ↔ task
+//!                                               │                    (file; replicated key space "services")
 //!                                               └──MasterCommand::Subscribe / Call──▶ master
 //! ```
+//! With replicated masters, leader.rs runs the driver on the leader only (started on taking the
+//! lead, from the replicated store; stopped on losing it) and forwards the routes' commands.
 //! Vocabulary: an *app* is a definition (`/prod/web`), an *instance* one of its tasks (task
 //! name `web.prod`, Mesos-DNS' convention; task id `prod_web.UUID`), a *deployment* the change
 //! from one definition to another, running until every instance of the new version is running
@@ -21,13 +24,14 @@
 mod driver;
 mod health;
 mod launch;
+mod leader;
 pub mod placement;
 pub mod scheduler;
 pub mod store;
 
 pub use dccore_api::marathon::{App, AppError, AppId};
 pub use scheduler::{AppEntry, Instance};
-pub use store::{FileStore, ServiceStore, StoreError};
+pub use store::{FileStore, ReplicatedStore, ServiceStore, StoreError};
 
 use crate::master::MasterHandle;
 use std::sync::Arc;

@@ -171,6 +171,16 @@ pub fn no_redirects() -> reqwest::Client {
 
 /// `n` masters with ids 1..=n; the first initialises the group.
 pub async fn start_masters(root: &Path, n: u64, partition: &Partition) -> Vec<HaMaster> {
+    start_masters_with(root, n, partition, |_| {}).await
+}
+
+/// [`start_masters`], each master's config changed by `tweak` first.
+pub async fn start_masters_with(
+    root: &Path,
+    n: u64,
+    partition: &Partition,
+    tweak: impl Fn(&mut dccore::master::MasterConfig),
+) -> Vec<HaMaster> {
     let mut listeners = Vec::new();
     for _ in 0..n {
         let l = within("bind", tokio::net::TcpListener::bind("127.0.0.1:0"))
@@ -203,6 +213,7 @@ pub async fn start_masters(root: &Path, n: u64, partition: &Partition) -> Vec<Ha
             dccore::replica::ReplicaSettings::parse(Some(id), Some(&peers), Some(secret.clone()))
                 .expect("settings");
         cfg.replica_init = id == 1;
+        tweak(&mut cfg);
         masters.push(start_one(
             id,
             listener,
