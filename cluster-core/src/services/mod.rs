@@ -22,6 +22,7 @@ mod driver;
 mod health;
 mod launch;
 pub mod placement;
+pub mod rolling;
 pub mod scheduler;
 pub mod store;
 
@@ -189,15 +190,17 @@ pub struct Services {
 
 impl Services {
     /// Loads the state from `store` and starts the driver; it subscribes to `master` and runs
-    /// until `shutdown` is cancelled.
+    /// until `shutdown` is cancelled. A deployment not finished within `deployment_timeout`
+    /// is rolled back to the app's previous version.
     pub fn start(
         master: MasterHandle,
         store: Box<dyn ServiceStore>,
+        deployment_timeout: std::time::Duration,
         shutdown: CancellationToken,
     ) -> Result<Services, StoreError> {
         let saved = store.load()?;
         let (tx, rx) = mpsc::channel(256);
-        let driver = driver::Driver::new(master, store, saved);
+        let driver = driver::Driver::new(master, store, saved, deployment_timeout);
         let task = tokio::spawn(driver.run(rx, shutdown));
         Ok(Services {
             handle: ServicesHandle { tx },
