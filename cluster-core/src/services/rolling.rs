@@ -132,6 +132,22 @@ pub fn plan(s: &Strategy, active: &[Seen]) -> Step {
     }
 }
 
+/// Marathon's plan of an app's deployment, the actions of its steps in order: a new app is
+/// started then scaled, a change of version restarts it (rolling, as above; a rollback too),
+/// a change of the instance count only scales it.
+pub fn steps(e: &super::AppEntry) -> Vec<&'static str> {
+    match &e.previous {
+        None => vec!["StartApplication", "ScaleApplication"],
+        Some((_, v)) if *v == e.version => vec!["ScaleApplication"],
+        Some(_) => vec!["RestartApplication"],
+    }
+}
+
+/// The 1-based step of [`steps`] running now: a new app's second once any instance exists.
+pub fn current_step(e: &super::AppEntry, instances: usize) -> usize {
+    usize::from(e.previous.is_none() && instances > 0) + 1
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
