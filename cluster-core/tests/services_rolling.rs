@@ -67,7 +67,8 @@ fn python() -> String {
 /// An app of `n` instances serving HTTP on PORT0 (`tag` makes versions differ), checked by HTTP.
 fn web(n: u32, tag: &str, min: f64, max: f64) -> Value {
     json!({"id": "/roll/web", "instances": n, "cpus": 0.1, "mem": 32,
-        "cmd": format!("exec {} -m http.server --bind 0.0.0.0 $PORT0", python()),
+        // `timeout`: a server a failed test leaves behind ends by itself.
+        "cmd": format!("exec timeout --foreground 180 {} -m http.server --bind 0.0.0.0 $PORT0", python()),
         "env": {"TAG": tag}, "portDefinitions": [{"port": 0}],
         "healthChecks": [{"protocol": "HTTP", "path": "/", "portIndex": 0, "gracePeriodSeconds": 20,
                           "intervalSeconds": 0.2, "timeoutSeconds": 1, "maxConsecutiveFailures": 3}],
@@ -86,14 +87,32 @@ fn healthy(t: &Value) -> bool {
     t["state"] == "TASK_RUNNING" && t["healthCheckResults"][0]["alive"] == true
 }
 
-fn running(t: &Value) -> bool {
-    t["state"] == "TASK_RUNNING"
-}
-
 async fn put(m: &Master, def: Value) -> String {
     let (s, v) = req(m, reqwest::Method::PUT, "/v2/apps/roll/web", Some(def)).await;
     assert!(s == 200 || s == 201, "PUT: {s} {v}");
     v["version"].as_str().expect("a version").to_string()
+}
+
+/// Removes the app and waits until its tasks have ended (task processes outlive the test's
+/// agent, and they listen on ports).
+async fn remove(m: &Master) {
+    let (s, v) = req(
+        m,
+        reqwest::Method::DELETE,
+        "/v2/apps/roll/web?force=true",
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "DELETE: {v}");
+    eventually("the app's tasks ended", || async {
+        let all = get(m, "/v2/tasks").await;
+        let left = all["tasks"]
+            .as_array()?
+            .iter()
+            .any(|t| t["appId"] == "/roll/web");
+        (!left).then_some(())
+    })
+    .await;
 }
 
 async fn no_deployment(m: &Master) -> bool {
@@ -171,6 +190,7 @@ async fn a_rolling_update_keeps_minimum_health_capacity_at_every_poll() {
         "{d}"
     );
     assert!(d["currentStep"].as_u64() <= d["totalSteps"].as_u64(), "{d}");
+    remove(&m).await;
     m.stop().await;
 }
 
@@ -191,6 +211,7 @@ async fn full_health_capacity_without_over_capacity_replaces_one_instance_at_a_t
         assert!(*listed <= 3, "poll {n}: {listed} instances: {polls:?}");
         assert!(*healthy >= 2, "poll {n}: {healthy} healthy: {polls:?}");
     }
+    remove(&m).await;
     m.stop().await;
 }
 
@@ -240,5 +261,6 @@ async fn a_broken_new_version_is_rolled_back_at_its_deadline() {
         failure.contains("rolled back to version") && failure.contains(v2.as_str()),
         "{app}"
     );
+    remove(&m).await;
     m.stop().await;
 }

@@ -121,10 +121,13 @@ pub fn plan(s: &Strategy, active: &[Seen]) -> Step {
     // step keeps the rule, so one old instance goes (Marathon does the same) and its place is
     // taken by a new one.
     let in_flight = current.iter().any(|i| !i.ready) || active.iter().any(|i| i.dying);
-    if start == 0 && kill.is_empty() && !in_flight && current.len() < want {
-        if let Some(i) = kept_old.first() {
-            kill.push(i.task_id.clone());
-        }
+    if start == 0
+        && kill.is_empty()
+        && !in_flight
+        && current.len() < want
+        && let Some(i) = kept_old.first()
+    {
+        kill.push(i.task_id.clone());
     }
     Step {
         start: start as u32,
@@ -146,6 +149,47 @@ pub fn steps(e: &super::AppEntry) -> Vec<&'static str> {
 /// The 1-based step of [`steps`] running now: a new app's second once any instance exists.
 pub fn current_step(e: &super::AppEntry, instances: usize) -> usize {
     usize::from(e.previous.is_none() && instances > 0) + 1
+}
+
+impl super::scheduler::Core {
+    /// The app's deployment missed its deadline: the definition and version before it come
+    /// back (so their instances count as current again, and the new version's are killed by
+    /// the next [`plan`]), as a new deployment without a deadline of its own. A first
+    /// deployment has nothing to go back to and goes on.
+    pub(super) fn roll_back(&mut self, id: &AppId) -> Vec<super::scheduler::Action> {
+        let timeout = self.deployment_timeout.unwrap_or_default().as_secs_f64();
+        let Some(e) = self.apps.get_mut(id) else {
+            return Vec::new();
+        };
+        e.deadline = None;
+        let failed = e.deployment.clone().unwrap_or_default();
+        let Some((app, version)) = e.previous.take() else {
+            tracing::warn!(app = %id, deployment = %failed, timeout_secs = timeout,
+                "services: a first deployment did not finish within its deadline; nothing to roll back to, it goes on");
+            return Vec::new();
+        };
+        let bad_version = std::mem::replace(&mut e.version, version.clone());
+        let bad_app = std::mem::replace(&mut e.app, app);
+        // Kept, so that cancelling the rollback goes forward again (Marathon's previous version).
+        e.previous = Some((bad_app, bad_version.clone()));
+        e.deployment = Some(uuid::Uuid::new_v4().to_string());
+        e.delay = Duration::ZERO;
+        e.launch_after = None;
+        let message = format!(
+            "deployment {failed} of version {bad_version} did not finish within {timeout} s: rolled back to version {version}"
+        );
+        tracing::warn!(app = %id, deployment = %failed, "services: {message}");
+        let last = e.last_failure.take().unwrap_or_else(|| json!({}));
+        e.last_failure = Some(json!({
+            "appId": id.to_string(), "taskId": last["taskId"].as_str().unwrap_or(""),
+            "host": last["host"].as_str().unwrap_or(""), "version": bad_version,
+            "state": last["state"].as_str().unwrap_or("TASK_FAILED"), "message": message,
+            "timestamp": crate::services::iso_time(crate::proto::now_secs()),
+            // dccore: why this is the last failure (a rollback, not only a task's end).
+            "deploymentResult": "rolledBack", "lastTaskMessage": last["message"].clone(),
+        }));
+        vec![super::scheduler::Action::Revive]
+    }
 }
 
 #[cfg(test)]
@@ -301,46 +345,5 @@ mod tests {
         let i = [seen("a", true, true), seen("b", true, false)];
         assert_eq!(plan(&s, &i), Step::default());
         assert_eq!(plan(&s, &[seen("a", true, true)]).start, 1);
-    }
-}
-
-impl super::scheduler::Core {
-    /// The app's deployment missed its deadline: the definition and version before it come
-    /// back (so their instances count as current again, and the new version's are killed by
-    /// the next [`plan`]), as a new deployment without a deadline of its own. A first
-    /// deployment has nothing to go back to and goes on.
-    pub(super) fn roll_back(&mut self, id: &AppId) -> Vec<super::scheduler::Action> {
-        let timeout = self.deployment_timeout.unwrap_or_default().as_secs_f64();
-        let Some(e) = self.apps.get_mut(id) else {
-            return Vec::new();
-        };
-        e.deadline = None;
-        let failed = e.deployment.clone().unwrap_or_default();
-        let Some((app, version)) = e.previous.take() else {
-            tracing::warn!(app = %id, deployment = %failed, timeout_secs = timeout,
-                "services: a first deployment did not finish within its deadline; nothing to roll back to, it goes on");
-            return Vec::new();
-        };
-        let bad_version = std::mem::replace(&mut e.version, version.clone());
-        let bad_app = std::mem::replace(&mut e.app, app);
-        // Kept, so that cancelling the rollback goes forward again (Marathon's previous version).
-        e.previous = Some((bad_app, bad_version.clone()));
-        e.deployment = Some(uuid::Uuid::new_v4().to_string());
-        e.delay = Duration::ZERO;
-        e.launch_after = None;
-        let message = format!(
-            "deployment {failed} of version {bad_version} did not finish within {timeout} s: rolled back to version {version}"
-        );
-        tracing::warn!(app = %id, deployment = %failed, "services: {message}");
-        let last = e.last_failure.take().unwrap_or_else(|| json!({}));
-        e.last_failure = Some(json!({
-            "appId": id.to_string(), "taskId": last["taskId"].as_str().unwrap_or(""),
-            "host": last["host"].as_str().unwrap_or(""), "version": bad_version,
-            "state": last["state"].as_str().unwrap_or("TASK_FAILED"), "message": message,
-            "timestamp": crate::services::iso_time(crate::proto::now_secs()),
-            // dccore: why this is the last failure (a rollback, not only a task's end).
-            "deploymentResult": "rolledBack", "lastTaskMessage": last["message"].clone(),
-        }));
-        vec![super::scheduler::Action::Revive]
     }
 }
