@@ -8,7 +8,8 @@
 //! api::marathon (/v2/...) ──ServiceCommand──▶ driver (one task, owns the state)
 //!                         ◀──oneshot reply──    │  ├─ scheduler.rs  decisions (pure): offers → launches, updates → replacements
 //!                                               │  │   ├─ dccore_api::marathon  app JSON, validated, round-trips
-//!                                               │  │   └─ placement.rs resources, ports, constraints, refusal reasons
+//!                                               │  │   ├─ placement.rs resources, ports, constraints, refusal reasons
+//!                                               │  │   └─ rolling.rs   upgradeStrategy steps (start/kill next), rollback at the deadline
 //!                                               │  ├─ health.rs     HTTP / TCP checks (I/O, results fed back)
 //!                                               │  └─ store.rs      ServiceStore: apps, versions, instance ↔ task (file backend)
 //!                                               └──MasterCommand::Subscribe / Call──▶ master
@@ -16,7 +17,8 @@
 //! Vocabulary: an *app* is a definition (`/prod/web`), an *instance* one of its tasks (task
 //! name `web.prod`, Mesos-DNS' convention; task id `prod_web.UUID`), a *deployment* the change
 //! from one definition to another, running until every instance of the new version is running
-//! (and healthy, with health checks).
+//! (and healthy, with health checks), rolled back if that takes longer than the master's
+//! `services_deployment_timeout_secs`.
 
 mod driver;
 mod health;
