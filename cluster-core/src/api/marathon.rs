@@ -576,22 +576,29 @@ async fn deployments(State(h): State<MarathonState>) -> Response {
         .filter_map(|a| {
             let d = a.entry.deployment.as_ref()?;
             let id = a.entry.app.id.to_string();
-            let action = |readiness: Option<Vec<Value>>| DeploymentAction {
-                action: "ScaleApplication".into(),
+            let action = |name: &str, readiness: Option<Vec<Value>>| DeploymentAction {
+                action: name.into(),
                 app: id.clone(),
                 readiness_check_results: readiness,
             };
+            // The plan and its progress come from the services' rolling logic.
+            let steps = crate::services::rolling::steps(&a.entry);
+            let mine = s.instances.iter().filter(|i| i.app == id).count();
+            let current = crate::services::rolling::current_step(&a.entry, mine).min(steps.len());
             Some(Deployment {
                 id: d.clone(),
                 version: a.entry.version.clone(),
                 affected_apps: vec![id.clone()],
                 affected_pods: Vec::new(),
-                steps: vec![DeploymentStep {
-                    actions: vec![action(None)],
-                }],
-                current_actions: vec![action(Some(Vec::new()))],
-                current_step: 1,
-                total_steps: 1,
+                steps: steps
+                    .iter()
+                    .map(|n| DeploymentStep {
+                        actions: vec![action(n, None)],
+                    })
+                    .collect(),
+                current_actions: vec![action(steps[current - 1], Some(Vec::new()))],
+                current_step: u32::try_from(current).unwrap_or(u32::MAX),
+                total_steps: u32::try_from(steps.len()).unwrap_or(u32::MAX),
             })
         })
         .collect();

@@ -136,6 +136,7 @@ pub async fn serve_with(
     let framework_heartbeat = config.framework_heartbeat;
     let authenticate_frameworks = config.authenticate_frameworks;
     let services_on = config.services;
+    let deployment_timeout = config.services_deployment_timeout;
     let services_store = crate::services::FileStore::in_dir(&config.work_dir);
     // Service discovery: the masters' addresses, and the DNS server bound before the master starts.
     let mut config = config;
@@ -228,11 +229,13 @@ pub async fn serve_with(
                 master.handle(),
                 r.clone(),
                 services_commit_timeout,
+                deployment_timeout,
                 shutdown.clone(),
             ),
             None => crate::services::Services::start(
                 master.handle(),
                 Box::new(services_store),
+                deployment_timeout,
                 shutdown.clone(),
             )
             .map_err(ServeError::Services)?,

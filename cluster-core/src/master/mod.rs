@@ -152,6 +152,9 @@ pub struct MasterConfig {
     /// Run the built-in services framework (Marathon's `/v2` API) beside the master (default
     /// true; `services: false` in the config file or `--no-services` turns it off).
     pub services: bool,
+    /// A services deployment not finished this long after it started is rolled back to the
+    /// app's previous version (`services_deployment_timeout_secs`, default 300).
+    pub services_deployment_timeout: Duration,
     /// The config file's `replica_init`: on an empty store, make a new group of
     /// `replica_peers` (only the first master of a new cluster); otherwise wait to be added.
     pub replica_init: bool,
@@ -185,6 +188,7 @@ impl MasterConfig {
             tls: Default::default(),
             replica: None,
             services: true,
+            services_deployment_timeout: Duration::from_secs(300),
             replica_init: false,
             discovery: Default::default(),
         }
@@ -271,6 +275,10 @@ impl MasterConfig {
         if let Some(b) = f.services {
             self.services = b;
         }
+        self.services_deployment_timeout = secs(
+            f.services_deployment_timeout_secs,
+            self.services_deployment_timeout,
+        );
         self.replica = crate::replica::ReplicaSettings::parse(
             f.replica_id,
             f.replica_peers.as_deref(),
@@ -356,6 +364,8 @@ pub struct ConfigFile {
     pub replica_secret_file: Option<PathBuf>,
     /// See [`MasterConfig::services`].
     pub services: Option<bool>,
+    /// See [`MasterConfig::services_deployment_timeout`].
+    pub services_deployment_timeout_secs: Option<f64>,
     /// See [`MasterConfig::replica_init`].
     pub replica_init: Option<bool>,
     /// DNS server address `IP:PORT`, UDP and TCP (same as `--dns-listen`, which wins).

@@ -48,7 +48,12 @@ fn now() -> Instant {
 }
 
 impl Driver {
-    pub(super) fn new(master: MasterHandle, store: Box<dyn ServiceStore>, saved: Saved) -> Driver {
+    pub(super) fn new(
+        master: MasterHandle,
+        store: Box<dyn ServiceStore>,
+        saved: Saved,
+        deployment_timeout: Duration,
+    ) -> Driver {
         crate::tls::install_default_provider();
         let mut core = Core::default();
         let t = now();
@@ -71,7 +76,10 @@ impl Driver {
         // A restart is not a deployment: a saved app is as deployed as it was.
         for e in core.apps.values_mut() {
             e.deployment = None;
+            e.deadline = None;
         }
+        // Only deployments started from now on have a deadline (see above).
+        core.deployment_timeout = Some(deployment_timeout);
         for i in saved.instances {
             core.instances.insert(i.task_id.clone(), i);
         }

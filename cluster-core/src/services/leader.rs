@@ -42,15 +42,23 @@ impl Running {
 
 impl Services {
     /// Starts the supervisor on `replica`: the framework runs while this master leads. A save
-    /// waits at most `commit_timeout` for its commit.
+    /// waits at most `commit_timeout` for its commit; a deployment not done within
+    /// `deployment_timeout` is rolled back (see `rolling.rs`).
     pub fn on_leader(
         master: MasterHandle,
         replica: Arc<Replica>,
         commit_timeout: Duration,
+        deployment_timeout: Duration,
         shutdown: CancellationToken,
     ) -> Services {
         let (tx, rx) = mpsc::channel(256);
-        let task = tokio::spawn(supervise(master, replica, commit_timeout, rx, shutdown));
+        let task = tokio::spawn(supervise(
+            master,
+            replica,
+            (commit_timeout, deployment_timeout),
+            rx,
+            shutdown,
+        ));
         Services {
             handle: ServicesHandle { tx },
             task,
@@ -61,7 +69,7 @@ impl Services {
 async fn take_over(
     master: &MasterHandle,
     replica: &Arc<Replica>,
-    commit_timeout: Duration,
+    (commit_timeout, deployment_timeout): (Duration, Duration),
     shutdown: &CancellationToken,
 ) -> Result<Running, String> {
     // A barrier in this term: once committed, the local state machine has every app the
@@ -73,15 +81,20 @@ async fn take_over(
     }
     let store = ReplicatedStore::new(replica.clone(), commit_timeout);
     let stop = shutdown.child_token();
-    let services = Services::start(master.clone(), Box::new(store), stop.clone())
-        .map_err(|e| dc_support::error::chain(&e))?;
+    let services = Services::start(
+        master.clone(),
+        Box::new(store),
+        deployment_timeout,
+        stop.clone(),
+    )
+    .map_err(|e| dc_support::error::chain(&e))?;
     Ok(Running { services, stop })
 }
 
 async fn supervise(
     master: MasterHandle,
     replica: Arc<Replica>,
-    commit_timeout: Duration,
+    timeouts: (Duration, Duration),
     mut commands: mpsc::Receiver<ServiceCommand>,
     shutdown: CancellationToken,
 ) {
@@ -90,7 +103,7 @@ async fn supervise(
     loop {
         let leading = leadership.borrow_and_update().is_leader;
         if leading && running.is_none() {
-            match take_over(&master, &replica, commit_timeout, &shutdown).await {
+            match take_over(&master, &replica, timeouts, &shutdown).await {
                 Ok(r) => {
                     tracing::info!("services: this master leads; the framework runs here");
                     running = Some(r);

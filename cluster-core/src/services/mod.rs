@@ -8,7 +8,8 @@
 //! api::marathon (/v2/...) ──ServiceCommand──▶ driver (one task, owns the state)
 //!                         ◀──oneshot reply──    │  ├─ scheduler.rs  decisions (pure): offers → launches, updates → replacements
 //!                                               │  │   ├─ dccore_api::marathon  app JSON, validated, round-trips
-//!                                               │  │   └─ placement.rs resources, ports, constraints, refusal reasons
+//!                                               │  │   ├─ placement.rs resources, ports, constraints, refusal reasons
+//!                                               │  │   └─ rolling.rs   upgradeStrategy steps (start/kill next), rollback at the deadline
 //!                                               │  ├─ health.rs     HTTP / TCP checks (I/O, results fed back)
 //!                                               │  └─ store.rs      ServiceStore: apps, versions, instance ↔ task
 //!                                               │                    (file; replicated key space "services")
@@ -19,13 +20,15 @@
 //! Vocabulary: an *app* is a definition (`/prod/web`), an *instance* one of its tasks (task
 //! name `web.prod`, Mesos-DNS' convention; task id `prod_web.UUID`), a *deployment* the change
 //! from one definition to another, running until every instance of the new version is running
-//! (and healthy, with health checks).
+//! (and healthy, with health checks), rolled back if that takes longer than the master's
+//! `services_deployment_timeout_secs`.
 
 mod driver;
 mod health;
 mod launch;
 mod leader;
 pub mod placement;
+pub mod rolling;
 pub mod scheduler;
 pub mod store;
 
@@ -193,15 +196,17 @@ pub struct Services {
 
 impl Services {
     /// Loads the state from `store` and starts the driver; it subscribes to `master` and runs
-    /// until `shutdown` is cancelled.
+    /// until `shutdown` is cancelled. A deployment not finished within `deployment_timeout`
+    /// is rolled back to the app's previous version.
     pub fn start(
         master: MasterHandle,
         store: Box<dyn ServiceStore>,
+        deployment_timeout: std::time::Duration,
         shutdown: CancellationToken,
     ) -> Result<Services, StoreError> {
         let saved = store.load()?;
         let (tx, rx) = mpsc::channel(256);
-        let driver = driver::Driver::new(master, store, saved);
+        let driver = driver::Driver::new(master, store, saved, deployment_timeout);
         let task = tokio::spawn(driver.run(rx, shutdown));
         Ok(Services {
             handle: ServicesHandle { tx },

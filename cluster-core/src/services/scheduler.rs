@@ -5,6 +5,7 @@
 
 use super::launch::{take, task_info};
 use super::placement::{self, OfferView, Placed, Refusal};
+use super::rolling::{self, Seen, Strategy};
 use crate::proto::{TaskInfo, TaskState, TaskStatus};
 use dccore_api::marathon::{App, AppId, HealthCheck, Protocol};
 use serde::{Deserialize, Serialize};
@@ -106,6 +107,8 @@ pub struct AppEntry {
     pub previous: Option<(App, String)>,
     /// The running deployment: id, and the version it deploys.
     pub deployment: Option<String>,
+    /// When the running deployment is rolled back if it has not finished (none: never).
+    pub deadline: Option<Instant>,
     /// Current launch delay (zero: none).
     pub delay: Duration,
     /// No launch before this.
@@ -127,6 +130,8 @@ pub struct Core {
     pub apps: BTreeMap<AppId, AppEntry>,
     /// Instances by task id (of apps, and of removed apps until they end).
     pub instances: BTreeMap<String, Instance>,
+    /// A deployment not finished this long after it started is rolled back (none: never).
+    pub deployment_timeout: Option<Duration>,
 }
 
 /// Refuse offers this long when nothing waits (a change REVIVEs).
@@ -154,6 +159,7 @@ impl Core {
                 }
                 e.app = app;
                 e.deployment = Some(deployment_id);
+                e.deadline = self.deployment_timeout.map(|t| now + t);
                 e.delay = Duration::ZERO;
                 e.launch_after = None;
                 e
@@ -163,6 +169,7 @@ impl Core {
                 version,
                 previous: None,
                 deployment: Some(deployment_id),
+                deadline: self.deployment_timeout.map(|t| now + t),
                 delay: Duration::ZERO,
                 launch_after: None,
                 refusals: BTreeMap::new(),
@@ -189,6 +196,7 @@ impl Core {
             e.previous = Some((e.app.clone(), e.version.clone()));
             e.version = version;
             e.deployment = Some(deployment_id);
+            e.deadline = self.deployment_timeout.map(|t| now + t);
         }
         let mut out = self.tick(now);
         out.push(Action::Revive);
@@ -233,12 +241,30 @@ impl Core {
             .filter(move |i| i.app == id.as_str())
     }
 
-    fn needed(&self, id: &AppId, e: &AppEntry) -> u32 {
-        let current = self
+    /// The rolling step due for the app (see [`rolling`]): what to start and kill next.
+    fn step(&self, id: &AppId, e: &AppEntry) -> rolling::Step {
+        let checks = !e.app.health_checks.is_empty();
+        let seen: Vec<Seen> = self
             .instances_of(id)
-            .filter(|i| i.active() && i.version == e.version)
-            .count() as u32;
-        e.app.instances.saturating_sub(current)
+            .filter(|i| !i.state.is_terminal() && i.state != TaskState::Unreachable)
+            .map(|i| Seen {
+                task_id: i.task_id.clone(),
+                current: i.version == e.version,
+                ready: ready(i, checks),
+                staged_at: i.staged_at,
+                dying: i.killing,
+            })
+            .collect();
+        let strategy = Strategy {
+            instances: e.app.instances,
+            minimum_health_capacity: e.app.minimum_health_capacity,
+            maximum_over_capacity: e.app.maximum_over_capacity,
+        };
+        rolling::plan(&strategy, &seen)
+    }
+
+    fn needed(&self, id: &AppId, e: &AppEntry) -> u32 {
+        self.step(id, e).start
     }
 
     /// Apps that want more instances than they have (in id order).
@@ -424,40 +450,18 @@ impl Core {
         let mut out = Vec::new();
         let ids: Vec<AppId> = self.apps.keys().cloned().collect();
         for id in ids {
+            if self.apps[&id].deadline.is_some_and(|d| now >= d) {
+                out.extend(self.roll_back(&id));
+            }
             let e = &self.apps[&id];
             let (version, want, checks) = (
                 e.version.clone(),
                 e.app.instances as usize,
                 !e.app.health_checks.is_empty(),
             );
-            let ready = |i: &Instance| {
-                i.state == TaskState::Running && (!checks || i.healthy == Some(true))
-            };
-            let mut current: Vec<&Instance> = self
-                .instances_of(&id)
-                .filter(|i| i.active() && i.version == version)
-                .collect();
-            let old: Vec<&Instance> = self
-                .instances_of(&id)
-                .filter(|i| i.active() && i.version != version)
-                .collect();
-            let current_ready = current.iter().filter(|i| ready(i)).count();
-            let mut victims: Vec<String> = Vec::new();
-            // Old versions go as new ones become ready: at most `want` ready instances plus old ones.
-            let old_to_kill = (current_ready + old.len())
-                .saturating_sub(want)
-                .min(old.len());
-            victims.extend(old.iter().take(old_to_kill).map(|i| i.task_id.clone()));
-            if current.len() > want {
-                // The newest (least established) go first.
-                current.sort_by(|a, b| b.staged_at.total_cmp(&a.staged_at));
-                victims.extend(
-                    current
-                        .iter()
-                        .take(current.len() - want)
-                        .map(|i| i.task_id.clone()),
-                );
-            }
+            let ready = |i: &Instance| ready(i, checks);
+            // Old versions go as new ones become ready, within the app's upgrade strategy.
+            let victims = self.step(&id, e).kill;
             for t in victims {
                 if let Some(i) = self.instances.get_mut(&t) {
                     i.killing = true;
@@ -475,6 +479,7 @@ impl Core {
             let e = self.apps.get_mut(&id).expect("invariant: id listed above");
             if converged {
                 e.deployment = None;
+                e.deadline = None;
                 e.refusals.clear();
                 e.last_refusal = None;
                 e.offers_processed = 0;
@@ -564,6 +569,11 @@ impl Core {
         }
         Vec::new()
     }
+}
+
+/// Counts toward an app's health capacity: running and, with health checks, healthy.
+fn ready(i: &Instance, checks: bool) -> bool {
+    i.state == TaskState::Running && (!checks || i.healthy == Some(true))
 }
 
 fn kill(i: &Instance) -> Action {

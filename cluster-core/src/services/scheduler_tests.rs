@@ -274,3 +274,61 @@ fn removing_an_app_kills_its_instances_and_unknown_tasks_are_killed() {
             .any(|a| matches!(a, Action::Kill { task_id, .. } if task_id == "stranger"))
     );
 }
+
+#[test]
+fn a_deployment_past_its_deadline_is_rolled_back_to_the_previous_version() {
+    let mut c = Core {
+        deployment_timeout: Some(Duration::from_secs(5)),
+        ..Core::default()
+    };
+    let t0 = Instant::now();
+    let def = |cmd: &str| {
+        app(
+            json!({"id": "/prod/web", "cmd": cmd, "instances": 3, "cpus": 0.1, "mem": 16,
+            "upgradeStrategy": {"minimumHealthCapacity": 0.5}}),
+        )
+    };
+    c.put_app(def("sleep 100"), "v1".into(), "d1".into(), t0);
+    let old: Vec<String> = launched(&c.on_offers(&[offer(1)], t0, 0.0, &mut ids()))
+        .iter()
+        .map(|t| t.task_id.value.clone())
+        .collect();
+    assert_eq!(old.len(), 3);
+    for t in &old {
+        c.on_update(&status(t, TaskState::Running), t0, 0.0);
+    }
+    assert!(c.apps.values().all(|e| e.deployment.is_none()));
+
+    let acts = c.put_app(def("exit 1"), "v2".into(), "d2".into(), t0);
+    let kills = acts
+        .iter()
+        .filter(|a| matches!(a, Action::Kill { .. }))
+        .count();
+    assert_eq!(kills, 1, "3 * 0.5 rounded up stay: {acts:?}");
+    let new = launched(&c.on_offers(&[offer(1)], t0, 0.0, &mut ids()));
+    assert_eq!(new.len(), 3);
+    for t in &new {
+        c.on_update(&status(&t.task_id.value, TaskState::Failed), t0, 1.0);
+    }
+    c.tick(t0 + Duration::from_secs(4));
+    assert_eq!(
+        c.apps.values().next().map(|e| e.version.as_str()),
+        Some("v2")
+    );
+
+    c.tick(t0 + Duration::from_secs(6));
+    let e = c.apps.values().next().expect("the app");
+    assert_eq!(e.version, "v1");
+    assert_eq!(e.app.cmd.as_deref(), Some("sleep 100"));
+    assert!(e.deployment.is_some(), "the rollback is a deployment");
+    let msg = e.last_failure.as_ref().expect("a failure")["message"].clone();
+    assert!(
+        msg.as_str()
+            .is_some_and(|m| m.contains("rolled back to version v1")),
+        "{msg}"
+    );
+    // The two old instances left are current again; the third comes back.
+    let need = c.waiting();
+    assert_eq!(need.len(), 1);
+    assert_eq!(need[0].1, 1);
+}

@@ -581,11 +581,12 @@ fn limits_and_authenticate_frameworks_are_read_from_the_config_file() {
         &f,
         r#"{"max_frameworks_per_principal": 3, "max_completed_frameworks": 4,
             "max_completed_tasks_per_framework": 5, "max_failover_timeout_secs": 60,
-            "authenticate_frameworks": false}"#,
+            "authenticate_frameworks": false, "services_deployment_timeout_secs": 7}"#,
     )
     .unwrap();
     let d = MasterConfig::new(dir.path());
     assert!(d.authenticate_frameworks, "on by default");
+    assert_eq!(d.services_deployment_timeout, Duration::from_secs(300));
     assert_eq!(
         (
             d.max_completed_frameworks,
@@ -600,6 +601,7 @@ fn limits_and_authenticate_frameworks_are_read_from_the_config_file() {
     assert_eq!(c.max_completed_tasks_per_framework, 5);
     assert_eq!(c.max_failover_timeout, Duration::from_secs(60));
     assert!(!c.authenticate_frameworks);
+    assert_eq!(c.services_deployment_timeout, Duration::from_secs(7));
 }
 
 /// The `untrusted_frameworks` flake: a framework accepted part of an agent with
