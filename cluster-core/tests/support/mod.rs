@@ -117,9 +117,16 @@ impl Master {
         cfg: MasterConfig,
         auth: Authenticator,
     ) -> Master {
-        let listener = within("master bind", tokio::net::TcpListener::bind(addr))
-            .await
-            .expect("bind master");
+        // A restart binds its old address again: meanwhile another test's outgoing connection may
+        // hold that port as its local end for a moment, so a busy address is tried again.
+        let listener = eventually(&format!("master bind {addr}"), || async {
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => Some(l),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => None,
+                Err(e) => panic!("bind master {addr}: {e}"),
+            }
+        })
+        .await;
         let addr = listener.local_addr().expect("local addr");
         let scheme = cfg.tls.scheme();
         let http = match &cfg.tls.ca {
