@@ -48,6 +48,7 @@ fn status(fid: &str, tid: &str, state: TaskState, uuid: Option<&str>) -> Change 
             agent_id: None,
             timestamp: 1_000.0,
             uuid: uuid.map(str::to_string),
+            healthy: None,
         },
     }
 }
