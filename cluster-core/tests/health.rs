@@ -191,3 +191,91 @@ async fn an_app_with_a_command_check_is_in_dns_only_once_healthy() {
     agent.stop().await;
     m.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_checked_by_the_framework_over_tcp_is_in_dns_only_once_healthy() {
+    let mdir = tempfile::tempdir().expect("tempdir");
+    let adir = tempfile::tempdir().expect("tempdir");
+    let (m, dns) = master(mdir.path(), true).await;
+    // The framework checks `hostname:port`: the agent's hostname must be reachable.
+    let agent = Agent::start_with(&m.url, adir.path(), AGENT_RES, false, |c| {
+        c.hostname = "127.0.0.1".into();
+    })
+    .await;
+    m.wait_agents(1).await;
+    // Nothing listens on PORT0 until the test does; failures never kill the instance.
+    let r = m
+        .http
+        .post(format!("{}/v2/apps", m.url))
+        .header("authorization", bearer())
+        .json(
+            &json!({"id": "/prod/tcp", "cmd": "sleep 120", "cpus": 0.1, "mem": 16,
+            "portDefinitions": [{"port": 0}],
+            "healthChecks": [{"protocol": "TCP", "portIndex": 0, "gracePeriodSeconds": 0,
+                "intervalSeconds": 0.1, "timeoutSeconds": 1, "maxConsecutiveFailures": 0}]}),
+        )
+        .send();
+    let r = within("POST /v2/apps", r).await.expect("POST");
+    assert_eq!(r.status(), 201);
+    let app = || {
+        let req = m
+            .http
+            .get(format!("{}/v2/apps/prod/tcp?embed=app.tasks", m.url))
+            .header("authorization", bearer())
+            .send();
+        async move {
+            let r = within("GET the app", req).await.expect("GET");
+            within("its body", r.json::<Value>()).await.expect("JSON")
+        }
+    };
+    let port = eventually("the instance running and found unhealthy", || async {
+        let v = app().await;
+        let t = &v["app"]["tasks"][0];
+        (t["state"] == "TASK_RUNNING" && v["app"]["tasksUnhealthy"] == 1)
+            .then(|| t["ports"][0].as_u64())
+            .flatten()
+    })
+    .await;
+    for _ in 0..5 {
+        let r = udp(dns, "tcp.prod.marathon.dccore.", RecordType::A).await;
+        assert_eq!(r.response_code(), ResponseCode::NXDomain, "{r:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let port = u16::try_from(port).expect("a port");
+    let _listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("listen on the instance's port");
+    let a = dc_support::testing::within(
+        Duration::from_secs(2),
+        "the A record within ~1 s of the port opening",
+        async {
+            loop {
+                let r = a_records_of(dns, "tcp.prod.marathon.dccore.").await;
+                if !r.is_empty() {
+                    return r;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        },
+    )
+    .await;
+    assert_eq!(a, ["127.0.0.1"]);
+    let (code, all) = {
+        let r = m
+            .http
+            .get(format!("{}/v1/services/tcp.prod.marathon", m.url))
+            .header("authorization", bearer())
+            .send();
+        let r = within("GET /v1/services", r).await.expect("GET");
+        let code = r.status();
+        (
+            code,
+            within("its body", r.json::<Value>()).await.expect("JSON"),
+        )
+    };
+    assert_eq!(code, 200, "{all}");
+    assert_eq!(all["instances"][0]["healthy"], true, "{all}");
+
+    agent.stop().await;
+    m.stop().await;
+}

@@ -89,7 +89,8 @@ impl Feed {
             }
             Change::TaskAdded { .. }
             | Change::TaskReported { .. }
-            | Change::TaskStatusUpdated { .. } => self.tasks_dirty = true,
+            | Change::TaskStatusUpdated { .. }
+            | Change::TaskHealthReported { .. } => self.tasks_dirty = true,
             // Operator state and acknowledgements change nothing DNS shows.
             _ => {}
         }

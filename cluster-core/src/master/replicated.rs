@@ -345,7 +345,9 @@ impl State {
             MasterCommand::Metrics { reply } => {
                 let _ = reply.send(self.metrics_snapshot());
             }
-            MasterCommand::StreamClosed { .. } | MasterCommand::LaunchFailed { .. } => {}
+            MasterCommand::StreamClosed { .. }
+            | MasterCommand::LaunchFailed { .. }
+            | MasterCommand::TaskHealth { .. } => {}
         }
     }
 

@@ -89,7 +89,7 @@ pub(super) fn task_info(
             user: app.user.clone(),
         }),
         kill_policy: None,
-        health_check: command_check(app),
+        health_check: command_check(app).map(Box::new),
     }
 }
 

@@ -215,7 +215,8 @@ pub struct TaskInfo {
     pub kill_policy: Option<KillPolicy>,
     /// A health check the agent runs next to the task (COMMAND only; see [`HealthCheckInfo`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub health_check: Option<HealthCheckInfo>,
+    // Boxed: most tasks have none, and every task record and change carries the field.
+    pub health_check: Option<Box<HealthCheckInfo>>,
 }
 
 /// `HealthCheck` (Mesos v1 JSON). The agent runs `COMMAND` checks; `HTTP` and `TCP` ones are

@@ -307,6 +307,16 @@ impl Tasks {
         out
     }
 
+    /// Records a task's health as its framework reports it; true if it changed.
+    pub(super) fn set_healthy(&mut self, key: &TaskKey, healthy: bool) -> bool {
+        if self.get(key).is_none_or(|t| t.healthy == Some(healthy)) {
+            return false;
+        }
+        self.get_mut(key)
+            .map(|t| t.healthy = Some(healthy))
+            .is_some()
+    }
+
     /// ACKNOWLEDGE of the head update with `uuid`. `None` if it is not the head; else whether
     /// another update now heads the queue, and whether the task completed.
     pub(super) fn acknowledge(&mut self, key: &TaskKey, uuid: &str) -> Option<(bool, bool)> {
