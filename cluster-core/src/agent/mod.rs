@@ -10,6 +10,7 @@
 mod cgroup;
 mod checkpoint;
 mod executor;
+mod health;
 mod http;
 pub mod leader;
 mod link;

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-type TaskKey = (String, String);
+pub(super) type TaskKey = (String, String);
 
 struct Entry {
     cp: TaskCheckpoint,
@@ -24,6 +24,8 @@ struct Entry {
     /// Upper bound of the kill grace period set by the kill request (operator drain), read when
     /// the kill starts.
     grace_cap: Option<Duration>,
+    /// Killed after this many failed health checks in a row (see [`super::health`]).
+    unhealthy_after: Option<u32>,
 }
 
 /// A status update waiting to reach the master.
@@ -102,6 +104,11 @@ impl Agent {
         self.cfg.work_dir.join("sandboxes")
     }
 
+    /// The sandbox of a task.
+    pub fn sandbox_of(&self, key: &TaskKey) -> PathBuf {
+        self.sandbox(&key.0, &key.1)
+    }
+
     fn sandbox(&self, framework_id: &str, task_id: &str) -> PathBuf {
         self.sandbox_root()
             .join(safe_name(framework_id))
@@ -122,6 +129,48 @@ impl Agent {
 
     /// Records a new state, checkpoints it and queues the update for the master.
     fn emit(&self, key: &TaskKey, state: TaskState, message: String) {
+        self.emit_status(key, state, message, None, None);
+    }
+
+    /// A health check's result changed: a `TASK_RUNNING` update with `healthy` (a task no
+    /// longer running reports nothing).
+    pub fn emit_health(&self, key: &TaskKey, healthy: bool) {
+        let running = lock(&self.tasks)
+            .get(key)
+            .is_some_and(|e| e.cp.state == TaskState::Running);
+        if running {
+            let message = if healthy {
+                "health check passed"
+            } else {
+                "health check failed"
+            };
+            self.emit_status(
+                key,
+                TaskState::Running,
+                message.into(),
+                Some(super::health::REASON),
+                Some(healthy),
+            );
+        }
+    }
+
+    /// Kills a task whose health check failed `failures` times in a row; it ends TASK_KILLED,
+    /// unhealthy.
+    pub fn kill_unhealthy(&self, key: &TaskKey, failures: u32) {
+        if let Some(e) = lock(&self.tasks).get_mut(key) {
+            e.unhealthy_after = Some(failures);
+            e.kill.cancel();
+        }
+    }
+
+    fn emit_status(
+        &self,
+        key: &TaskKey,
+        state: TaskState,
+        message: String,
+        reason: Option<&str>,
+        healthy: Option<bool>,
+    ) {
         let agent_id = self.id().map(Id::new);
         let mut tasks = lock(&self.tasks);
         let Some(e) = tasks.get_mut(key) else { return };
@@ -136,6 +185,11 @@ impl Agent {
             agent_id,
         )
         .with_message(message);
+        let status = TaskStatus {
+            reason: reason.map(str::to_string),
+            healthy,
+            ..status
+        };
         let _ = self.outbox.send(Outgoing {
             framework_id: e.cp.framework_id.clone(),
             status,
@@ -176,6 +230,7 @@ impl Agent {
                     },
                     kill: kill.clone(),
                     grace_cap: None,
+                    unhealthy_after: None,
                 },
             );
         }
@@ -264,7 +319,22 @@ impl Agent {
             .and_then(|k| k.grace_period.as_ref())
             .map(|d| Duration::from_nanos(d.nanoseconds.max(0) as u64))
             .unwrap_or(self.cfg.kill_grace);
+        let checks_done = CancellationToken::new();
+        if let Some(task) = lock(&self.tasks)
+            .get(&key)
+            .map(|e| e.cp.task.clone())
+            .filter(|t| super::health::command_check(t).is_some())
+        {
+            self.monitors.spawn(super::health::run(
+                self.clone(),
+                key.clone(),
+                task,
+                checks_done.clone(),
+            ));
+        }
         self.monitors.spawn(async move {
+            // The checks end with the task (or the agent).
+            let _stop_checks = checks_done.drop_guard();
             let exit = tokio::select! {
                 // The agent stops but the task keeps running; the next agent run adopts it.
                 _ = me.shutdown.cancelled() => return,
@@ -279,7 +349,17 @@ impl Agent {
                 Cgroups::remove(dir);
             }
             tracing::info!(task = %key.1, state = exit.state.name(), message = %exit.message, "task ended");
-            me.emit(&key, exit.state, exit.message);
+            let unhealthy = lock(&me.tasks).get(&key).and_then(|e| e.unhealthy_after);
+            match unhealthy {
+                Some(n) => me.emit_status(
+                    &key,
+                    exit.state,
+                    format!("{} after {n} failed health checks in a row", exit.message),
+                    Some(super::health::REASON),
+                    Some(false),
+                ),
+                None => me.emit(&key, exit.state, exit.message),
+            }
         });
     }
 
@@ -298,6 +378,7 @@ impl Agent {
                     cp,
                     kill: kill.clone(),
                     grace_cap: None,
+                    unhealthy_after: None,
                 },
             );
             if state.is_terminal() {

@@ -219,7 +219,7 @@ pub struct Snapshot {
     pub version: u64,
     /// The masters.
     pub masters: Masters,
-    /// Running tasks.
+    /// Running tasks that are healthy or have no health check ([`TaskRec::discoverable`]).
     pub tasks: Vec<Arc<TaskRec>>,
     /// Agents by id.
     pub agents: Arc<BTreeMap<String, AgentAddr>>,
@@ -251,8 +251,9 @@ impl Snapshot {
                     .and_then(|c| c.user.as_deref())
                     .unwrap_or(&*self.default_task_user),
                 running: t.state == crate::proto::TaskState::Running,
-                // TaskStatus carries no `healthy` field yet: tasks are published while running.
-                healthy: None,
+                // The latest health an update carried (the feed left out unhealthy tasks and
+                // checked ones not yet healthy).
+                healthy: t.healthy,
                 agent_id: &t.agent_id,
                 agent_hostname: agent.map_or("", |a| a.hostname.as_str()),
                 agent_ip: agent.and_then(|a| a.ip),

@@ -147,6 +147,17 @@ pub enum MasterCommand {
         /// Answer.
         reply: oneshot::Sender<Result<(), CallError>>,
     },
+    /// The built-in services framework's own (HTTP/TCP) health check result of one of its
+    /// tasks, so that discovery publishes only healthy instances (no Mesos call does this; not
+    /// reachable over HTTP).
+    TaskHealth {
+        /// Framework.
+        framework_id: String,
+        /// Task.
+        task_id: String,
+        /// Passed.
+        healthy: bool,
+    },
     /// A subscription stream ended (client went away or was replaced).
     StreamClosed {
         /// Framework.

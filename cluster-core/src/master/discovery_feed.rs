@@ -1,5 +1,6 @@
 //! The owner loop's side of service discovery: it notes which applied changes touch what DNS
-//! shows, and publishes a [`Snapshot`] (pointers to the running tasks, the agent and framework
+//! shows, and publishes a [`Snapshot`] (pointers to the running, healthy tasks:
+//! [`super::tables::TaskRec::discoverable`]; the agent and framework
 //! maps) on a `watch` channel at the end of a loop turn. Readers build the records from it
 //! ([`crate::discovery::Directory`]), off the owner task.
 //!
@@ -11,7 +12,6 @@
 
 use super::tables::{Change, Tables};
 use crate::discovery::{AgentAddr, FrameworkName, Masters, Snapshot};
-use crate::proto::TaskState;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -89,7 +89,8 @@ impl Feed {
             }
             Change::TaskAdded { .. }
             | Change::TaskReported { .. }
-            | Change::TaskStatusUpdated { .. } => self.tasks_dirty = true,
+            | Change::TaskStatusUpdated { .. }
+            | Change::TaskHealthReported { .. } => self.tasks_dirty = true,
             // Operator state and acknowledgements change nothing DNS shows.
             _ => {}
         }
@@ -144,7 +145,7 @@ impl Feed {
             tasks: tables
                 .tasks
                 .shared()
-                .filter(|t| t.state == TaskState::Running)
+                .filter(|t| t.discoverable())
                 .cloned()
                 .collect(),
             agents: self.agents.clone(),

@@ -347,7 +347,8 @@ impl State {
             }
             MasterCommand::StreamClosed { .. }
             | MasterCommand::LaunchFailed { .. }
-            | MasterCommand::AgentRefused { .. } => {}
+            | MasterCommand::AgentRefused { .. }
+            | MasterCommand::TaskHealth { .. } => {}
         }
     }
 

@@ -359,6 +359,18 @@ impl State {
                 framework_id,
                 stream_id,
             } => self.stream_closed(&framework_id, &stream_id, now),
+            MasterCommand::TaskHealth {
+                framework_id,
+                task_id,
+                healthy,
+            } => {
+                let change = Change::TaskHealthReported {
+                    framework_id,
+                    task_id,
+                    healthy,
+                };
+                self.apply(change, now);
+            }
             MasterCommand::RegisterAgent { msg, reply } => {
                 // Not durable with a registry: an agent the registry does not know is admitted
                 // again anyway.

@@ -41,6 +41,8 @@ pub(super) struct Driver {
     stream_id: Option<String>,
     dirty: bool,
     http: reqwest::Client,
+    /// The health last told to the master per instance (see `report_health`).
+    reported_health: std::collections::HashMap<String, bool>,
 }
 
 fn now() -> Instant {
@@ -91,6 +93,7 @@ impl Driver {
             stream_id: None,
             dirty: false,
             http: reqwest::Client::new(),
+            reported_health: Default::default(),
         }
     }
 
@@ -133,6 +136,7 @@ impl Driver {
                 Some(r) = checks.join_next(), if !checks.is_empty() => {
                     if let Ok((task, ok)) = r {
                         let acts = self.core.health_result(&task, ok, now());
+                        self.report_health(&task).await;
                         self.perform(acts).await;
                     }
                 }
@@ -288,6 +292,30 @@ impl Driver {
     }
 
     /// One scheduler call; failures are logged (the next offer, update or tick repairs them).
+    /// Tells the master an instance's health from our own (HTTP/TCP) checks when it changed, so
+    /// that discovery publishes only healthy instances. Not yet healthy (in the grace period)
+    /// counts as unhealthy there.
+    async fn report_health(&mut self, task: &str) {
+        let (Some(fid), Some(i)) = (&self.framework_id, self.core.instances.get(task)) else {
+            return;
+        };
+        let healthy = i.healthy == Some(true);
+        if self.reported_health.insert(task.to_string(), healthy) == Some(healthy) {
+            return;
+        }
+        let cmd = MasterCommand::TaskHealth {
+            framework_id: fid.clone(),
+            task_id: task.to_string(),
+            healthy,
+        };
+        if self.master.tell(cmd).await.is_err() {
+            // The master is stopping: nothing to publish any more.
+            return;
+        }
+        let live = &self.core.instances;
+        self.reported_health.retain(|t, _| live.contains_key(t));
+    }
+
     async fn call(&self, mut body: Value) {
         let (Some(fid), Some(sid)) = (&self.framework_id, &self.stream_id) else {
             return; // not subscribed: reconciliation after subscribing catches up

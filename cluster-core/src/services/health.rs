@@ -1,6 +1,7 @@
 //! Runs one health check against an instance's host port: HTTP (`GET path` answers 2xx/3xx,
 //! Marathon's rule) or TCP (a connection opens), within the check's timeout. COMMAND checks are
-//! not run yet (`scheduler::due_checks` skips them).
+//! run by the agent next to the task (`launch::task_info` puts them in the `TaskInfo`; results
+//! come back as `TaskStatus.healthy`), so `scheduler::due_checks` skips them.
 
 use dccore_api::marathon::{HealthCheck, Protocol};
 use std::time::Duration;
@@ -56,6 +57,7 @@ mod tests {
             interval_secs: 1.0,
             timeout_secs: 5.0,
             max_consecutive_failures: 1,
+            command: None,
         }
     }
 

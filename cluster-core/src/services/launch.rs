@@ -2,8 +2,9 @@
 //! Marathon's environment variables), and the resources it takes out of the offer.
 
 use super::placement::{self, OfferView};
-use crate::proto::{CommandInfo, Environment, Id, TaskInfo, Variable};
+use crate::proto::{CommandInfo, Environment, HealthCheckInfo, Id, TaskInfo, Variable};
 use dccore_api::marathon::App;
+use dccore_api::marathon::Protocol;
 use std::collections::BTreeMap;
 
 /// Takes an instance's resources out of what is left of the offer, from the roles the app accepts.
@@ -88,5 +89,27 @@ pub(super) fn task_info(
             user: app.user.clone(),
         }),
         kill_policy: None,
+        health_check: command_check(app).map(Box::new),
     }
+}
+
+/// The app's COMMAND health check as a Mesos one, run by the agent (Marathon does the same).
+/// Marathon runs checks right away (no Mesos delay) and its grace period covers the start.
+fn command_check(app: &App) -> Option<HealthCheckInfo> {
+    let c = app
+        .health_checks
+        .iter()
+        .find(|c| c.protocol == Protocol::Command)?;
+    Some(HealthCheckInfo {
+        kind: Some("COMMAND".into()),
+        command: Some(CommandInfo {
+            value: c.command.clone(),
+            ..Default::default()
+        }),
+        delay_seconds: Some(0.0),
+        interval_seconds: Some(c.interval_secs),
+        timeout_seconds: Some(c.timeout_secs),
+        consecutive_failures: Some(c.max_consecutive_failures),
+        grace_period_seconds: Some(c.grace_period_secs),
+    })
 }

@@ -400,6 +400,10 @@ impl Core {
         };
         let was = i.state;
         i.state = st.state;
+        // COMMAND checks run on the agent: their results arrive as `healthy` on updates.
+        if st.healthy.is_some() {
+            i.healthy = st.healthy;
+        }
         if st.state == TaskState::Running && i.started_at.is_none() {
             i.started_at = Some(epoch_secs);
         }

@@ -149,7 +149,7 @@ pub enum Protocol {
     Http,
     /// A TCP connection opens.
     Tcp,
-    /// A command exits 0 (not run yet: parsed so definitions are accepted).
+    /// A command exits 0: run by the agent next to the task (Mesos `COMMAND` health check).
     Command,
 }
 
@@ -170,6 +170,8 @@ pub struct HealthCheck {
     pub timeout_secs: f64,
     /// Consecutive failures after which the instance is killed (0 = never).
     pub max_consecutive_failures: u32,
+    /// The shell command of a `COMMAND` check (`command.value`).
+    pub command: Option<String>,
 }
 
 /// An app's launch delay after failed instances, as Marathon configures it: `backoffSeconds` ×

@@ -94,3 +94,14 @@ fn read_only_answer_fields_sent_back_are_dropped() {
     assert!(!a.raw.contains_key("tasksRunning"));
     assert!(!a.raw.contains_key("version"));
 }
+
+#[test]
+fn a_command_health_check_needs_its_command() {
+    let e = app(json!({"id": "/c", "cmd": "sleep 9", "healthChecks": [{"protocol": "COMMAND"}]}))
+        .expect_err("invalid");
+    assert_eq!(e.0[0].path, "/healthChecks/0/command", "{e:?}");
+    let a = app(json!({"id": "/c", "cmd": "sleep 9",
+        "healthChecks": [{"protocol": "COMMAND", "command": {"value": "test -f ready"}}]}))
+    .expect("valid");
+    assert_eq!(a.health_checks[0].command.as_deref(), Some("test -f ready"));
+}

@@ -435,7 +435,19 @@ fn read_health_checks(
                 format!("is {port_index} but the app has {ports} port definition(s)"),
             );
         }
+        let command = o
+            .get("command")
+            .and_then(|c| c.get("value"))
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        if protocol == Protocol::Command && command.as_deref().is_none_or(str::is_empty) {
+            r.err(
+                format!("{path}/command"),
+                "a COMMAND health check needs {\"value\": \"shell command\"}",
+            );
+        }
         out.push(HealthCheck {
+            command,
             protocol,
             path: o
                 .get("path")

@@ -213,6 +213,48 @@ pub struct TaskInfo {
     /// Kill grace period.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kill_policy: Option<KillPolicy>,
+    /// A health check the agent runs next to the task (COMMAND only; see [`HealthCheckInfo`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    // Boxed: most tasks have none, and every task record and change carries the field.
+    pub health_check: Option<Box<HealthCheckInfo>>,
+}
+
+/// `HealthCheck` (Mesos v1 JSON). The agent runs `COMMAND` checks; `HTTP` and `TCP` ones are
+/// accepted but not run by the agent (the built-in services framework runs its own).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HealthCheckInfo {
+    /// `COMMAND`, `HTTP` or `TCP`.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// The command of a `COMMAND` check, run with `/bin/sh -c` as the task's user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<CommandInfo>,
+    /// Seconds before the first check (Mesos default 15).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_seconds: Option<f64>,
+    /// Seconds between checks (Mesos default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_seconds: Option<f64>,
+    /// A check slower than this fails (Mesos default 20; 0 = no timeout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<f64>,
+    /// Failures in a row after which the task is killed (Mesos default 3; 0 = never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consecutive_failures: Option<u32>,
+    /// Seconds from the task's start during which failures are not counted, until the first
+    /// success (Mesos default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_period_seconds: Option<f64>,
+}
+
+impl HealthCheckInfo {
+    /// True for a check the agent runs (`COMMAND`, also implied by a bare `command`).
+    pub fn is_command(&self) -> bool {
+        match self.kind.as_deref() {
+            Some(k) => k == "COMMAND",
+            None => self.command.is_some(),
+        }
+    }
 }
 
 /// The Mesos task states.
@@ -325,6 +367,10 @@ pub struct TaskStatus {
     /// Base64 of 16 random bytes; present iff the update must be acknowledged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uuid: Option<String>,
+    /// The task's health, set on updates of a task with a health check (Mesos: the first
+    /// result, then every change, reason `REASON_TASK_HEALTH_CHECK_STATUS_UPDATED`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy: Option<bool>,
 }
 
 impl TaskStatus {
@@ -339,7 +385,14 @@ impl TaskStatus {
             agent_id,
             timestamp: now_secs(),
             uuid: Some(base64_encode(uuid::Uuid::new_v4().as_bytes())),
+            healthy: None,
         }
+    }
+
+    /// Sets the health.
+    pub fn with_healthy(mut self, healthy: bool) -> Self {
+        self.healthy = Some(healthy);
+        self
     }
 
     /// Sets the message.

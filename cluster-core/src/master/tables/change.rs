@@ -112,6 +112,15 @@ pub enum Change {
         /// Task.
         task_id: String,
     },
+    /// The framework's own health check of the task (services framework, HTTP/TCP) changed.
+    TaskHealthReported {
+        /// Framework.
+        framework_id: String,
+        /// Task.
+        task_id: String,
+        /// Passed.
+        healthy: bool,
+    },
     /// The kill of a doomed task was ordered.
     TaskKillOrdered {
         /// Framework.
@@ -276,6 +285,16 @@ pub fn apply(t: &mut Tables, change: &Change) -> Applied {
                 ..Default::default()
             }
         }
+        Change::TaskHealthReported {
+            framework_id,
+            task_id,
+            healthy,
+        } => Applied {
+            effective: t
+                .tasks
+                .set_healthy(&(framework_id.clone(), task_id.clone()), *healthy),
+            ..Default::default()
+        },
         Change::TaskKillOrdered {
             framework_id,
             task_id,

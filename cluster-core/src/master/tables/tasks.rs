@@ -38,6 +38,9 @@ pub struct TaskRec {
     pub statuses: Vec<TaskStatus>,
     /// Updates to deliver, head first; the head is resent until acknowledged.
     pub pending: VecDeque<TaskStatus>,
+    /// The latest `healthy` an update carried (`None`: never checked, or no health check).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy: Option<bool>,
 }
 
 impl TaskRec {
@@ -52,7 +55,18 @@ impl TaskRec {
             holds_resources: false,
             statuses: Vec::new(),
             pending: VecDeque::new(),
+            healthy: None,
         }
+    }
+
+    /// Discovery publishes the task: it runs and is healthy, or has no health check and none
+    /// reported it unhealthy (an agent-run check not yet passed hides it).
+    pub fn discoverable(&self) -> bool {
+        self.state == TaskState::Running
+            && match self.healthy {
+                Some(h) => h,
+                None => self.info.health_check.is_none(),
+            }
     }
 
     fn may_hold(&self) -> bool {
@@ -269,6 +283,9 @@ impl Tasks {
             return out;
         };
         t.state = status.state;
+        if status.healthy.is_some() {
+            t.healthy = status.healthy;
+        }
         t.statuses.push(status.clone());
         if t.statuses.len() > STATUSES_KEPT {
             t.statuses.remove(0);
@@ -288,6 +305,16 @@ impl Tasks {
         }
         out.completed = self.complete_if_done(key);
         out
+    }
+
+    /// Records a task's health as its framework reports it; true if it changed.
+    pub(super) fn set_healthy(&mut self, key: &TaskKey, healthy: bool) -> bool {
+        if self.get(key).is_none_or(|t| t.healthy == Some(healthy)) {
+            return false;
+        }
+        self.get_mut(key)
+            .map(|t| t.healthy = Some(healthy))
+            .is_some()
     }
 
     /// ACKNOWLEDGE of the head update with `uuid`. `None` if it is not the head; else whether

@@ -48,6 +48,7 @@ fn status(fid: &str, tid: &str, state: TaskState, uuid: Option<&str>) -> Change 
             agent_id: None,
             timestamp: 1_000.0,
             uuid: uuid.map(str::to_string),
+            healthy: None,
         },
     }
 }
@@ -423,4 +424,51 @@ fn tables_survive_a_json_round_trip_unchanged() {
         t.tasks.completed_by_state()
     );
     assert!(!back.tasks.completed_by_state().is_empty());
+}
+
+#[test]
+fn discovery_shows_a_checked_task_only_once_healthy_and_hides_any_reported_unhealthy() {
+    let mut t = fresh();
+    for c in &history()[..5] {
+        apply(&mut t, c);
+    }
+    let key = ("f1".to_string(), "t1".to_string());
+    let running = |healthy: Option<bool>| {
+        let mut s = status("f1", "t1", TaskState::Running, None);
+        if let Change::TaskStatusUpdated { status, .. } = &mut s {
+            status.healthy = healthy;
+        }
+        s
+    };
+    apply(&mut t, &running(None));
+    assert!(t.tasks.get(&key).expect("live").discoverable(), "no check");
+    apply(&mut t, &running(Some(false)));
+    assert!(!t.tasks.get(&key).expect("live").discoverable());
+    apply(&mut t, &running(None));
+    assert_eq!(
+        t.tasks.get(&key).expect("live").healthy,
+        Some(false),
+        "an update without `healthy` keeps the last one"
+    );
+    let told = |healthy| Change::TaskHealthReported {
+        framework_id: "f1".into(),
+        task_id: "t1".into(),
+        healthy,
+    };
+    assert!(apply(&mut t, &told(true)).effective);
+    assert!(t.tasks.get(&key).expect("live").discoverable());
+    assert!(!apply(&mut t, &told(true)).effective, "no change");
+
+    // A task with a health check in its TaskInfo waits for its first healthy result.
+    let mut checked = task("f1", "t9", "a1");
+    checked.info.health_check = Some(Box::new(
+        serde_json::from_value(
+            serde_json::json!({"type": "COMMAND", "command": {"value": "true"}}),
+        )
+        .expect("a check"),
+    ));
+    checked.state = TaskState::Running;
+    assert!(!checked.discoverable());
+    checked.healthy = Some(true);
+    assert!(checked.discoverable());
 }
