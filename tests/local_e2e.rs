@@ -67,6 +67,19 @@ async fn local_cluster_boots_runs_a_task_reapplies_as_no_op_and_destroys_cleanly
         "{}",
         text(&o)
     );
+    // --follow prints what a running task writes as it writes it, and ends with the task.
+    fw.launch("tick-1", "for i in 1 2 3; do echo tick-$i; sleep 1; done")
+        .await;
+    fw.wait_state("tick-1", "TASK_RUNNING").await;
+    let o = dcform(&["task", "logs", "--follow", "tick-1", c.def()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "tick-1\ntick-2\ntick-3\n",
+        "{}",
+        text(&o)
+    );
+    fw.wait_state("tick-1", "TASK_FINISHED").await;
     let o = dcform(&["task", "list", c.def()]);
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("TASK_FINISHED"),

@@ -210,6 +210,8 @@ pub struct TaskView {
     pub agent_id: String,
     /// Latest state (`TASK_RUNNING`...).
     pub state: String,
+    /// Whether that state is terminal (the task will write no more output).
+    pub terminal: bool,
 }
 
 impl ClusterAccess {
@@ -224,6 +226,7 @@ impl ClusterAccess {
                 framework_id: t.framework_id.value.clone(),
                 agent_id: t.agent_id.value.clone(),
                 state: t.state.name().to_string(),
+                terminal: t.state.is_terminal(),
             })
             .collect())
     }
@@ -236,6 +239,18 @@ impl ClusterAccess {
         task: &TaskView,
         file: &str,
     ) -> Result<String, ApiError> {
+        let bytes = self.sandbox_bytes(agent_url, task, file).await?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// [`ClusterAccess::sandbox_file`] as it is on the agent, byte for byte (what `task logs
+    /// --follow` counts its position in).
+    pub async fn sandbox_bytes(
+        &self,
+        agent_url: &str,
+        task: &TaskView,
+        file: &str,
+    ) -> Result<Vec<u8>, ApiError> {
         let path = format!("{}/{}/{file}", task.framework_id, task.id);
         let query = path
             .replace('%', "%25")
@@ -259,7 +274,10 @@ impl ClusterAccess {
             let body = resp.text().await.unwrap_or_default();
             return Err(unreachable(format!("HTTP {status}: {}", body.trim())));
         }
-        resp.text().await.map_err(|e| unreachable(e.to_string()))
+        resp.bytes()
+            .await
+            .map(|b| b.to_vec())
+            .map_err(|e| unreachable(e.to_string()))
     }
 
     /// Asks the master for its (reachable) agents.

@@ -210,6 +210,9 @@ pub struct TaskLogsArgs {
     /// Print stderr instead of stdout.
     #[arg(long)]
     pub stderr: bool,
+    /// Keep printing what the task writes until it ends (or Ctrl-C), like `tail -f`.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
 }
 
 /// Where the definition is and its variables.

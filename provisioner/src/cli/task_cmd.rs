@@ -76,10 +76,56 @@ pub(super) async fn task_logs(a: &TaskLogsArgs) -> Result<u8, CliError> {
                 task.id
             ))
         })?;
+    let file = if a.stderr { "stderr" } else { "stdout" };
+    if a.follow {
+        return follow(&access, &agent.url, task, file).await;
+    }
     let text = access
-        .sandbox_file(&agent.url, task, if a.stderr { "stderr" } else { "stdout" })
+        .sandbox_file(&agent.url, task, file)
         .await
         .map_err(CliError::internal)?;
     print!("{text}");
     Ok(exit::OK)
+}
+
+/// How often `--follow` looks for more output.
+const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// `task logs --follow`: prints the file, then what is added to it, until the master says the
+/// task ended (then what it wrote last). A file that got shorter was started again: printed from
+/// its start.
+async fn follow(
+    access: &ClusterAccess,
+    agent_url: &str,
+    task: &crate::cluster_api::TaskView,
+    file: &str,
+) -> Result<u8, CliError> {
+    use std::io::Write;
+    let mut printed = 0usize;
+    let mut out = std::io::stdout();
+    loop {
+        // Asked before the read: output written before the task ended is in this read.
+        let ended = access
+            .tasks()
+            .await
+            .map_err(CliError::internal)?
+            .iter()
+            .find(|t| t.id == task.id)
+            .is_none_or(|t| t.terminal);
+        let bytes = access
+            .sandbox_bytes(agent_url, task, file)
+            .await
+            .map_err(CliError::internal)?;
+        if bytes.len() < printed {
+            printed = 0;
+        }
+        out.write_all(&bytes[printed..])
+            .and_then(|()| out.flush())
+            .map_err(|e| CliError::internal(anyhow!("writing the task's output: {e}")))?;
+        printed = bytes.len();
+        if ended {
+            return Ok(exit::OK);
+        }
+        tokio::time::sleep(FOLLOW_POLL).await;
+    }
 }
