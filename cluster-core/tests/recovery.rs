@@ -8,6 +8,16 @@ mod support;
 use serde_json::json;
 use support::*;
 
+/// KILLs `task` through the scheduler API and waits for its `TASK_KILLED`.
+async fn kill(fw: &mut Framework, task: &str) {
+    assert_eq!(
+        fw.call(json!({"type": "KILL", "kill": {"task_id": {"value": task}}}))
+            .await,
+        202
+    );
+    fw.wait_state(task, "TASK_KILLED").await;
+}
+
 #[tokio::test]
 async fn status_updates_are_resent_until_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
@@ -62,12 +72,7 @@ async fn reconciliation_reports_known_and_unknown_tasks() {
     );
     let c = fw.update().await;
     assert_eq!(c["task_id"]["value"], "live");
-    assert_eq!(
-        fw.call(json!({"type": "KILL", "kill": {"task_id": {"value": "live"}}}))
-            .await,
-        202
-    );
-    fw.wait_state("live", "TASK_KILLED").await;
+    kill(&mut fw, "live").await;
     m.stop().await;
 }
 
@@ -102,12 +107,7 @@ async fn agent_loss_marks_tasks_unreachable_and_a_restarted_agent_recovers_them(
     );
     m.wait_agents(1).await;
     // The re-attached process can still be killed.
-    assert_eq!(
-        fw.call(json!({"type": "KILL", "kill": {"task_id": {"value": "long"}}}))
-            .await,
-        202
-    );
-    fw.wait_state("long", "TASK_KILLED").await;
+    kill(&mut fw, "long").await;
     a.stop().await;
     m.stop().await;
 }
@@ -146,12 +146,7 @@ async fn master_restart_keeps_agents_frameworks_and_running_tasks() {
     // The framework fails over to the new master with its old id and still controls its task.
     let mut fw = Framework::subscribe_with(&m.url, framework_info("durable"), Some(&fid)).await;
     assert_eq!(fw.id, fid);
-    assert_eq!(
-        fw.call(json!({"type": "KILL", "kill": {"task_id": {"value": "keep"}}}))
-            .await,
-        202
-    );
-    fw.wait_state("keep", "TASK_KILLED").await;
+    kill(&mut fw, "keep").await;
     m.stop().await;
 }
 
@@ -341,12 +336,7 @@ async fn a_stopped_agent_whose_url_refuses_is_unreachable_without_waiting_for_th
     let a = Agent::start(&m.url, &dir.path().join("a1"), AGENT_RES, false).await;
     fw.wait_state("long", "TASK_RUNNING").await;
     m.wait_agents(1).await;
-    assert_eq!(
-        fw.call(json!({"type": "KILL", "kill": {"task_id": {"value": "long"}}}))
-            .await,
-        202
-    );
-    fw.wait_state("long", "TASK_KILLED").await;
+    kill(&mut fw, "long").await;
     a.stop().await;
     m.stop().await;
 }
@@ -369,12 +359,7 @@ async fn an_agent_that_answers_its_probes_stays_reachable() {
         tasks["get_tasks"]["tasks"][0]["state"], "TASK_RUNNING",
         "{tasks}"
     );
-    assert_eq!(
-        fw.call(json!({"type": "KILL", "kill": {"task_id": {"value": "t"}}}))
-            .await,
-        202
-    );
-    fw.wait_state("t", "TASK_KILLED").await;
+    kill(&mut fw, "t").await;
     a.stop().await;
     m.stop().await;
 }
