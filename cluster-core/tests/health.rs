@@ -1,4 +1,4 @@
-//! COMMAND health checks run by the agent next to the task, on an in-process cluster (a real
+//! Health checks run by the agent next to the task (COMMAND, HTTP, TCP), on an in-process cluster (a real
 //! master with DNS, real agents on 127.0.0.1, real task and check processes): the health reaches
 //! the framework as `TaskStatus.healthy`, a task failing its check is killed, and discovery (DNS
 //! and `/v1/services`) publishes a checked task only while it is healthy.
@@ -276,6 +276,113 @@ async fn an_instance_checked_by_the_framework_over_tcp_is_in_dns_only_once_healt
     assert_eq!(code, 200, "{all}");
     assert_eq!(all["instances"][0]["healthy"], true, "{all}");
 
+    agent.stop().await;
+    m.stop().await;
+}
+
+/// Answers every HTTP request on `listener` with the status in `code` (read per request).
+fn serve_status(
+    listener: tokio::net::TcpListener,
+    code: std::sync::Arc<std::sync::atomic::AtomicU16>,
+) -> tokio::task::JoinHandle<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let code = code.load(std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                let answer =
+                    format!("HTTP/1.1 {code} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                let _ = s.write_all(answer.as_bytes()).await;
+            });
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_external_frameworks_http_and_tcp_checks_are_run_by_the_agent() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU16, Ordering};
+    let mdir = tempfile::tempdir().expect("tempdir");
+    let adir = tempfile::tempdir().expect("tempdir");
+    let (m, dns) = master(mdir.path(), false).await;
+    let agent = Agent::start(&m.url, adir.path(), AGENT_RES, false).await;
+    m.wait_agents(1).await;
+    // The servers the checks reach stand in for the tasks' own (the agent asks 127.0.0.1:port).
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let http_port = http.local_addr().expect("addr").port();
+    let code = Arc::new(AtomicU16::new(200));
+    let server = serve_status(http, code.clone());
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let tcp_port = tcp.local_addr().expect("addr").port();
+
+    let mut fw = Framework::subscribe(&m.url, framework_info("marathon")).await;
+    let offers = fw.offers().await;
+    let mut h = task(&offers[0], "http-1", "sleep 60");
+    h["name"] = json!("web.prod");
+    h["health_check"] = json!({"type": "HTTP",
+        "http": {"port": http_port, "path": "/health"},
+        "delay_seconds": 0, "interval_seconds": 0.1, "timeout_seconds": 2,
+        "consecutive_failures": 3, "grace_period_seconds": 0});
+    let mut t = task(&offers[0], "tcp-1", "sleep 60");
+    t["health_check"] = json!({"type": "TCP", "tcp": {"port": tcp_port},
+        "delay_seconds": 0, "interval_seconds": 0.1, "timeout_seconds": 2,
+        "consecutive_failures": 0, "grace_period_seconds": 0});
+    fw.launch(&offers[0], vec![h, t]).await;
+
+    // Each task's first health result is `healthy: true`.
+    let mut seen = std::collections::HashMap::new();
+    while seen.len() < 2 {
+        let st = fw.update_acked().await;
+        if st["healthy"].is_boolean() {
+            let id = st["task_id"]["value"].as_str().expect("id").to_string();
+            seen.entry(id).or_insert(st);
+        }
+    }
+    for id in ["http-1", "tcp-1"] {
+        assert_eq!(seen[id]["state"], "TASK_RUNNING", "{}", seen[id]);
+        assert_eq!(seen[id]["healthy"], true, "{}", seen[id]);
+    }
+    let a = eventually("the A record of the HTTP-checked task", || async {
+        let r = a_records_of(dns, "web.prod.marathon.dccore.").await;
+        (!r.is_empty()).then_some(r)
+    })
+    .await;
+    assert_eq!(a, ["127.0.0.1"]);
+
+    // The TCP port closes: unhealthy, never killed (consecutive_failures 0).
+    drop(tcp);
+    let st = next_of(&mut fw, "tcp-1").await;
+    assert_eq!(
+        (st["state"].clone(), st["healthy"].clone()),
+        (json!("TASK_RUNNING"), json!(false)),
+        "{st}"
+    );
+
+    // The HTTP server answers 503: unhealthy, then killed after 3 failures in a row.
+    code.store(503, Ordering::SeqCst);
+    let st = next_of(&mut fw, "http-1").await;
+    assert_eq!(
+        (st["state"].clone(), st["healthy"].clone()),
+        (json!("TASK_RUNNING"), json!(false)),
+        "{st}"
+    );
+    let end = next_of(&mut fw, "http-1").await;
+    assert_eq!(end["state"], "TASK_KILLED", "{end}");
+    assert_eq!(end["healthy"], false, "{end}");
+    eventually("the A record to go after the kill", || async {
+        let r = udp(dns, "web.prod.marathon.dccore.", RecordType::A).await;
+        (r.response_code() == ResponseCode::NXDomain).then_some(())
+    })
+    .await;
+
+    server.abort();
+    drop(fw);
     agent.stop().await;
     m.stop().await;
 }

@@ -11,7 +11,11 @@ use std::time::{Duration, Instant};
 use support::*;
 
 /// Each test's agent gets its own host ports: the tasks listen on them, and tests (of this and
-/// other binaries) run at the same time on one machine.
+/// other binaries) run at the same time on one machine. The ports lie below the kernel's
+/// ephemeral range (32768-60999) and below the local provider's agent ranges (20000-32699): a
+/// port in the ephemeral range can be held at that moment by any outgoing connection (the
+/// agent's own health checks among them), and the task then fails to bind (CI saw
+/// `exited with status 1` on a rollback this way).
 fn resources(first_port: u16) -> String {
     format!(
         "cpus:2;mem:1024;disk:1000;ports:[{first_port}-{}]",
@@ -171,7 +175,7 @@ async fn update_and_watch(m: &Master, def: Value, n: usize) -> (Vec<(usize, usiz
 async fn a_rolling_update_keeps_minimum_health_capacity_at_every_poll() {
     let dir = tempfile::tempdir().expect("temp dir");
     let m = master(&dir.path().join("m"), Duration::from_secs(300)).await;
-    let _a = Agent::start(&m.url, &dir.path().join("a1"), &resources(41200), false).await;
+    let _a = Agent::start(&m.url, &dir.path().join("a1"), &resources(19000), false).await;
     m.wait_agents(1).await;
     let v1 = put(&m, web(3, "v1", 0.5, 1.0)).await;
     settled(&m, 3, &v1, healthy).await;
@@ -198,7 +202,7 @@ async fn a_rolling_update_keeps_minimum_health_capacity_at_every_poll() {
 async fn full_health_capacity_without_over_capacity_replaces_one_instance_at_a_time() {
     let dir = tempfile::tempdir().expect("temp dir");
     let m = master(&dir.path().join("m"), Duration::from_secs(300)).await;
-    let _a = Agent::start(&m.url, &dir.path().join("a1"), &resources(41220), false).await;
+    let _a = Agent::start(&m.url, &dir.path().join("a1"), &resources(19020), false).await;
     m.wait_agents(1).await;
     let v1 = put(&m, web(3, "v1", 1.0, 0.0)).await;
     settled(&m, 3, &v1, healthy).await;
@@ -219,7 +223,7 @@ async fn full_health_capacity_without_over_capacity_replaces_one_instance_at_a_t
 async fn a_broken_new_version_is_rolled_back_at_its_deadline() {
     let dir = tempfile::tempdir().expect("temp dir");
     let m = master(&dir.path().join("m"), Duration::from_secs(5)).await;
-    let _a = Agent::start(&m.url, &dir.path().join("a1"), &resources(41240), false).await;
+    let _a = Agent::start(&m.url, &dir.path().join("a1"), &resources(19040), false).await;
     m.wait_agents(1).await;
     let good = web(3, "v1", 0.5, 1.0);
     let v1 = put(&m, good.clone()).await;

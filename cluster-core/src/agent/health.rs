@@ -1,17 +1,22 @@
-//! COMMAND health checks, run by the agent next to the task as Mesos does: `/bin/sh -c VALUE`
-//! in the task's sandbox, as the task's user, with the task's environment, within the check's
-//! timeout. The first result and every change of health reach the framework as a `TASK_RUNNING`
-//! update with `healthy` set (reason `REASON_TASK_HEALTH_CHECK_STATUS_UPDATED`); after
-//! `consecutive_failures` failures in a row (failures within the grace period before the first
-//! success do not count) the task is killed and ends `TASK_KILLED`, `healthy: false`.
+//! Health checks, run by the agent next to the task as Mesos does, within the check's timeout:
+//! `COMMAND` (`/bin/sh -c VALUE` in the task's sandbox, as the task's user, with the task's
+//! environment; exit 0 passes), `HTTP` (`GET path` at `127.0.0.1:port` answers 200-399, or one
+//! of `statuses`) and `TCP` (a connection to `127.0.0.1:port` opens). The first result and every
+//! change of health reach the framework as a `TASK_RUNNING` update with `healthy` set (reason
+//! `REASON_TASK_HEALTH_CHECK_STATUS_UPDATED`); after `consecutive_failures` failures in a row
+//! (failures within the grace period before the first success do not count) the task is killed
+//! and ends `TASK_KILLED`, `healthy: false`. A check that cannot be run (an unknown type, a type
+//! without its fields) fails every time: the agent never reports health it has not seen.
 //!
-//! HTTP and TCP checks in a `TaskInfo` are not run by the agent (the built-in services framework
-//! runs its own; see `services::health`).
+//! HTTP checks are spoken by hand over a plain TCP stream, not through the agent's HTTP client:
+//! that client carries the agent's TLS identity, which a task's server must never be shown.
+//! `https` checks are not run (they fail, with a warning): Mesos runs them with certificate
+//! checks off, which would prove nothing a TCP check does not.
 
 use super::executor;
 use super::tasks::{Agent, TaskKey};
 use super::users;
-use crate::proto::{HealthCheckInfo, TaskInfo};
+use crate::proto::{CheckProbe, HealthCheckInfo, TaskInfo};
 use nix::sys::signal::Signal;
 use std::path::Path;
 use std::process::Stdio;
@@ -55,11 +60,10 @@ impl Settings {
     }
 }
 
-/// The COMMAND check of `task`, if it has one the agent runs.
-pub(super) fn command_check(task: &TaskInfo) -> Option<(&HealthCheckInfo, String)> {
-    let c = task.health_check.as_ref().filter(|c| c.is_command())?;
-    let value = c.command.as_ref()?.value.clone()?;
-    Some((c, value))
+/// The health check of `task`, if it has one, and what running it means (or why it cannot run).
+pub(super) fn check_of(task: &TaskInfo) -> Option<(&HealthCheckInfo, Result<CheckProbe, String>)> {
+    let c = task.health_check.as_deref()?;
+    Some((c, c.probe()))
 }
 
 /// Health bookkeeping of one task: what a result changes.
@@ -125,9 +129,9 @@ impl State {
     }
 }
 
-/// Runs the task's COMMAND check until `done` (the task ended) or a kill for failed checks.
+/// Runs the task's check until `done` (the task ended) or a kill for failed checks.
 pub(super) async fn run(agent: Arc<Agent>, key: TaskKey, task: TaskInfo, done: CancellationToken) {
-    let Some((check, value)) = command_check(&task) else {
+    let Some((check, probe)) = check_of(&task) else {
         return;
     };
     let settings = Settings::of(check);
@@ -142,7 +146,23 @@ pub(super) async fn run(agent: Arc<Agent>, key: TaskKey, task: TaskInfo, done: C
     let work = async {
         tokio::time::sleep(settings.delay).await;
         loop {
-            let ok = match run_once(&agent, &key, &task, &value, &sandbox, settings.timeout).await {
+            let once = match &probe {
+                Ok(CheckProbe::Command(value)) => {
+                    run_once(&agent, &key, &task, value, &sandbox, settings.timeout).await
+                }
+                Ok(CheckProbe::Tcp { port }) => Ok(tcp_once(*port, settings.timeout).await),
+                Ok(CheckProbe::Http { https: true, .. }) => {
+                    Err("https health checks are not run by this agent".to_string())
+                }
+                Ok(CheckProbe::Http {
+                    port,
+                    path,
+                    statuses,
+                    ..
+                }) => Ok(http_once(*port, path, statuses, settings.timeout).await),
+                Err(e) => Err(e.clone()),
+            };
+            let ok = match once {
                 Ok(ok) => ok,
                 Err(e) => {
                     tracing::warn!(task = %key.1, error = %e, "cannot run the health check");
@@ -237,6 +257,75 @@ async fn run_once(
     }
 }
 
+/// `fut` within `timeout` (none: as long as it takes).
+async fn within<T>(
+    timeout: Option<Duration>,
+    fut: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    match timeout {
+        Some(t) => tokio::time::timeout(t, fut).await.ok(),
+        None => Some(fut.await),
+    }
+}
+
+/// One TCP check: a connection to the task's port on the loopback opens.
+async fn tcp_once(port: u16, timeout: Option<Duration>) -> bool {
+    matches!(
+        within(timeout, tokio::net::TcpStream::connect(("127.0.0.1", port))).await,
+        Some(Ok(_))
+    )
+}
+
+/// One HTTP check: `GET path` at the task's port on the loopback, healthy by [`healthy_status`].
+async fn http_once(port: u16, path: &str, statuses: &[u32], timeout: Option<Duration>) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ask = async {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: dccore-health-check\r\n\
+             Accept: */*\r\nConnection: close\r\n\r\n"
+        );
+        s.write_all(req.as_bytes()).await?;
+        // The status line is all that counts; a server may send more or close early.
+        let mut head = Vec::with_capacity(64);
+        let mut buf = [0u8; 256];
+        while !head.contains(&b'\n') && head.len() < 4096 {
+            let n = s.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            head.extend_from_slice(&buf[..n]);
+        }
+        Ok::<_, std::io::Error>(head)
+    };
+    match within(timeout, ask).await {
+        Some(Ok(head)) => status_code(&head).is_some_and(|c| healthy_status(c, statuses)),
+        _ => false,
+    }
+}
+
+/// The status code of an HTTP/1.x status line (`HTTP/1.1 200 OK`).
+fn status_code(head: &[u8]) -> Option<u32> {
+    let line = head.split(|b| *b == b'\n').next()?;
+    let line = std::str::from_utf8(line).ok()?;
+    let mut parts = line.split_ascii_whitespace();
+    parts.next().filter(|v| v.starts_with("HTTP/"))?;
+    parts
+        .next()?
+        .parse()
+        .ok()
+        .filter(|c| (100..600).contains(c))
+}
+
+/// Mesos' rule: one of `statuses` if the check lists them, else 200-399.
+fn healthy_status(code: u32, statuses: &[u32]) -> bool {
+    if statuses.is_empty() {
+        (200..400).contains(&code)
+    } else {
+        statuses.contains(&code)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,6 +373,48 @@ mod tests {
         for _ in 0..10 {
             assert_ne!(never.result(false, t0), Verdict::Kill { failures: 0 });
         }
+    }
+
+    #[test]
+    fn a_status_line_is_healthy_by_mesos_rule_or_by_the_listed_statuses() {
+        assert_eq!(status_code(b"HTTP/1.1 204 No Content\r\n"), Some(204));
+        assert_eq!(status_code(b"HTTP/1.0 302 Found\r\nLocation: /"), Some(302));
+        assert_eq!(status_code(b"SSH-2.0-OpenSSH_9.2\r\n"), None);
+        assert_eq!(status_code(b"HTTP/1.1 abc\r\n"), None);
+        assert_eq!(status_code(b"HTTP/1.1 999 Odd\r\n"), None);
+        assert_eq!(status_code(b""), None);
+        assert!(healthy_status(200, &[]) && healthy_status(399, &[]));
+        assert!(!healthy_status(400, &[]) && !healthy_status(199, &[]));
+        assert!(healthy_status(503, &[503]) && !healthy_status(200, &[503]));
+    }
+
+    #[tokio::test]
+    async fn tcp_and_http_checks_ask_the_loopback_port() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        let server = tokio::spawn(async move {
+            let mut asked = Vec::new();
+            for code in [200, 500] {
+                let (mut s, _) = l.accept().await.expect("accept");
+                let mut buf = [0u8; 512];
+                let n = s.read(&mut buf).await.expect("read");
+                asked.push(String::from_utf8_lossy(&buf[..n]).to_string());
+                let a = format!("HTTP/1.1 {code} X\r\nContent-Length: 0\r\n\r\n");
+                s.write_all(a.as_bytes()).await.expect("write");
+            }
+            asked
+        });
+        let t = Some(Duration::from_secs(5));
+        assert!(http_once(port, "/ready", &[], t).await);
+        assert!(!http_once(port, "/ready", &[], t).await);
+        let asked = server.await.expect("server");
+        assert!(asked[0].starts_with("GET /ready HTTP/1.1\r\n"), "{asked:?}");
+        // Nothing listens any more: both kinds fail, neither hangs.
+        assert!(!tcp_once(port, t).await);
+        assert!(!http_once(port, "/", &[], t).await);
     }
 
     #[test]

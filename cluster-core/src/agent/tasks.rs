@@ -323,7 +323,7 @@ impl Agent {
         if let Some(task) = lock(&self.tasks)
             .get(&key)
             .map(|e| e.cp.task.clone())
-            .filter(|t| super::health::command_check(t).is_some())
+            .filter(|t| t.health_check.is_some())
         {
             self.monitors.spawn(super::health::run(
                 self.clone(),

@@ -106,6 +106,8 @@ fn command_check(app: &App) -> Option<HealthCheckInfo> {
             value: c.command.clone(),
             ..Default::default()
         }),
+        http: None,
+        tcp: None,
         delay_seconds: Some(0.0),
         interval_seconds: Some(c.interval_secs),
         timeout_seconds: Some(c.timeout_secs),

@@ -213,14 +213,15 @@ pub struct TaskInfo {
     /// Kill grace period.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kill_policy: Option<KillPolicy>,
-    /// A health check the agent runs next to the task (COMMAND only; see [`HealthCheckInfo`]).
+    /// A health check the agent runs next to the task (see [`HealthCheckInfo`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     // Boxed: most tasks have none, and every task record and change carries the field.
     pub health_check: Option<Box<HealthCheckInfo>>,
 }
 
-/// `HealthCheck` (Mesos v1 JSON). The agent runs `COMMAND` checks; `HTTP` and `TCP` ones are
-/// accepted but not run by the agent (the built-in services framework runs its own).
+/// `HealthCheck` (Mesos v1 JSON), run by the agent next to the task: `COMMAND` (a command exits
+/// 0), `HTTP` (a GET on the task's port at the agent's loopback answers 2xx/3xx or one of
+/// `statuses`) or `TCP` (a connection to the task's port opens).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HealthCheckInfo {
     /// `COMMAND`, `HTTP` or `TCP`.
@@ -229,6 +230,12 @@ pub struct HealthCheckInfo {
     /// The command of a `COMMAND` check, run with `/bin/sh -c` as the task's user.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<CommandInfo>,
+    /// Where an `HTTP` check asks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpCheckInfo>,
+    /// Where a `TCP` check connects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<TcpCheckInfo>,
     /// Seconds before the first check (Mesos default 15).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delay_seconds: Option<f64>,
@@ -247,12 +254,125 @@ pub struct HealthCheckInfo {
     pub grace_period_seconds: Option<f64>,
 }
 
+/// `HealthCheck.HTTPCheckInfo`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HttpCheckInfo {
+    /// `http` (default) or `https`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<String>,
+    /// The task's port, on the agent's loopback.
+    pub port: u32,
+    /// Request path (default `/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Status codes that count as healthy; empty: 200-399 (Mesos' rule).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub statuses: Vec<u32>,
+}
+
+/// `HealthCheck.TCPCheckInfo`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TcpCheckInfo {
+    /// The task's port, on the agent's loopback.
+    pub port: u32,
+}
+
+/// What a [`HealthCheckInfo`] asks the agent to do, once its type and fields agree.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CheckProbe {
+    /// `/bin/sh -c VALUE`.
+    Command(String),
+    /// `GET path` at `127.0.0.1:port`.
+    Http {
+        /// `https` or `http`.
+        https: bool,
+        /// The port.
+        port: u16,
+        /// The path, starting with `/`.
+        path: String,
+        /// Healthy codes; empty: 200-399.
+        statuses: Vec<u32>,
+    },
+    /// A connection to `127.0.0.1:port`.
+    Tcp {
+        /// The port.
+        port: u16,
+    },
+}
+
 impl HealthCheckInfo {
-    /// True for a check the agent runs (`COMMAND`, also implied by a bare `command`).
-    pub fn is_command(&self) -> bool {
-        match self.kind.as_deref() {
-            Some(k) => k == "COMMAND",
-            None => self.command.is_some(),
+    /// The check's type: `type`, or the one its fields imply (Mesos requires `type`; older
+    /// frameworks sent a bare `command`).
+    fn kind(&self) -> Option<&str> {
+        self.kind.as_deref().or(if self.command.is_some() {
+            Some("COMMAND")
+        } else if self.http.is_some() {
+            Some("HTTP")
+        } else if self.tcp.is_some() {
+            Some("TCP")
+        } else {
+            None
+        })
+    }
+
+    /// What the agent runs, or why the check cannot be run (an unknown type, a type without its
+    /// fields, a port out of range).
+    pub fn probe(&self) -> Result<CheckProbe, String> {
+        let port = |p: u32| {
+            u16::try_from(p)
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| format!("health_check port {p} is not in 1-65535"))
+        };
+        match self.kind() {
+            Some("COMMAND") => self
+                .command
+                .as_ref()
+                .and_then(|c| c.value.clone())
+                .map(CheckProbe::Command)
+                .ok_or_else(|| "a COMMAND health_check needs command.value".to_string()),
+            Some("HTTP") => {
+                let h = self
+                    .http
+                    .as_ref()
+                    .ok_or_else(|| "an HTTP health_check needs http.port".to_string())?;
+                let https = match h.scheme.as_deref().unwrap_or("http") {
+                    "http" => false,
+                    "https" => true,
+                    s => return Err(format!("health_check http.scheme {s:?}: http or https")),
+                };
+                let path = h.path.clone().unwrap_or_else(|| "/".into());
+                // It goes into a request line as it is.
+                if path
+                    .chars()
+                    .any(|c| c.is_ascii_whitespace() || c.is_control())
+                {
+                    return Err(format!(
+                        "health_check http.path {path:?} has spaces or control characters"
+                    ));
+                }
+                Ok(CheckProbe::Http {
+                    https,
+                    port: port(h.port)?,
+                    path: if path.starts_with('/') {
+                        path
+                    } else {
+                        format!("/{path}")
+                    },
+                    statuses: h.statuses.clone(),
+                })
+            }
+            Some("TCP") => {
+                let t = self
+                    .tcp
+                    .as_ref()
+                    .ok_or_else(|| "a TCP health_check needs tcp.port".to_string())?;
+                Ok(CheckProbe::Tcp {
+                    port: port(t.port)?,
+                })
+            }
+            Some(k) => Err(format!("health_check type {k:?}: COMMAND, HTTP or TCP")),
+            None => Err("health_check needs a type: COMMAND, HTTP or TCP".into()),
         }
     }
 }
@@ -432,4 +552,53 @@ pub struct Offer {
     /// Agent attributes.
     #[serde(default)]
     pub attributes: Vec<Attribute>,
+}
+
+#[cfg(test)]
+mod check_tests {
+    use super::*;
+
+    fn check(v: serde_json::Value) -> HealthCheckInfo {
+        serde_json::from_value(v).expect("a health check")
+    }
+
+    #[test]
+    fn a_check_says_what_the_agent_runs_or_why_it_cannot() {
+        let c =
+            check(serde_json::json!({"type": "HTTP", "http": {"port": 8080, "path": "health"}}));
+        assert_eq!(
+            c.probe(),
+            Ok(CheckProbe::Http {
+                https: false,
+                port: 8080,
+                path: "/health".into(),
+                statuses: vec![]
+            })
+        );
+        let c = check(serde_json::json!({"type": "TCP", "tcp": {"port": 22}}));
+        assert_eq!(c.probe(), Ok(CheckProbe::Tcp { port: 22 }));
+        // A bare command (frameworks before `type`) is a COMMAND check.
+        let c = check(serde_json::json!({"command": {"value": "true"}}));
+        assert_eq!(c.probe(), Ok(CheckProbe::Command("true".into())));
+        for (bad, says) in [
+            (serde_json::json!({"type": "HTTP"}), "http.port"),
+            (
+                serde_json::json!({"type": "TCP", "tcp": {"port": 70000}}),
+                "1-65535",
+            ),
+            (
+                serde_json::json!({"type": "HTTP", "http": {"port": 80, "scheme": "ftp"}}),
+                "http or https",
+            ),
+            (
+                serde_json::json!({"type": "HTTP", "http": {"port": 80, "path": "/a b\r\nX: y"}}),
+                "spaces",
+            ),
+            (serde_json::json!({"type": "GRPC"}), "COMMAND, HTTP or TCP"),
+            (serde_json::json!({}), "needs a type"),
+        ] {
+            let e = check(bad.clone()).probe().expect_err("refused");
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
 }
