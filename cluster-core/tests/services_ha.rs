@@ -10,6 +10,7 @@ use ha::{Partition, no_redirects, start_masters_with, wait_leader};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::time::Duration;
 use support::*;
 
 async fn req(url: &str, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
@@ -210,7 +211,7 @@ async fn a_single_master_restarted_from_disk_has_the_app_and_runs_its_instance()
     let (s, v) = req(&m.url, reqwest::Method::POST, "/v2/apps", Some(def)).await;
     assert_eq!(s, 201, "{v}");
     let url = m.url.clone();
-    eventually("1 instance running", || async {
+    let first = eventually("1 instance running", || async {
         running_ids(&url, APP).await.filter(|ids| ids.len() == 1)
     })
     .await;
@@ -227,26 +228,54 @@ async fn a_single_master_restarted_from_disk_has_the_app_and_runs_its_instance()
             "{k} survives the restart"
         );
     }
-    // Not the same task id: a single master does not store tasks (the agent reports them when
-    // it re-registers), so the explicit reconciliation right after the restart may be answered
-    // TASK_UNKNOWN before the agent is back, and the instance is launched again. The old task
-    // is then not left running: the master tells the framework of the task it adopts from the
-    // re-registered agent, and the framework, which no longer knows it, kills it.
-    let ids = eventually("the restarted master runs the app's instance", || async {
-        running_ids(&url, APP).await.filter(|ids| ids.len() == 1)
-    })
-    .await;
-    eventually("the master runs only the framework's instance", || async {
+    // The same task: a single master does not store tasks (the agent reports them when it
+    // re-registers), so it does not answer the framework's reconciliation of a task on an agent
+    // it expects back (Mesos' rule) instead of saying TASK_UNKNOWN, which had the instance
+    // launched a second time.
+    eventually("the master has the agent's task again", || async {
         let (status, text) = m.operator_call(json!({"type": "GET_TASKS"})).await;
         let v: Value = serde_json::from_str(&text).ok().filter(|_| status == 200)?;
         let live: BTreeSet<String> = v["get_tasks"]["tasks"]
             .as_array()?
             .iter()
-            .filter(|t| t["state"] == "TASK_RUNNING" || t["state"] == "TASK_STAGING")
+            .filter(|t| t["state"] == "TASK_RUNNING")
             .filter_map(|t| t["task_id"]["value"].as_str().map(str::to_string))
             .collect();
-        (live == ids).then_some(())
+        (live == first).then_some(())
     })
     .await;
+    // Past the agent's return, still that one task and nothing else.
+    for _ in 0..20 {
+        let (status, text) = m.operator_call(json!({"type": "GET_TASKS"})).await;
+        assert_eq!(status, 200, "{text}");
+        let v: Value = serde_json::from_str(&text).expect("JSON");
+        let all: Vec<(String, String)> = v["get_tasks"]["tasks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .chain(
+                v["get_tasks"]["completed_tasks"]
+                    .as_array()
+                    .into_iter()
+                    .flatten(),
+            )
+            .map(|t| {
+                (
+                    t["task_id"]["value"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    t["state"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        let only: Vec<(String, String)> = first
+            .iter()
+            .map(|id| (id.clone(), "TASK_RUNNING".to_string()))
+            .collect();
+        assert_eq!(all, only, "no second launch, no kill");
+        assert_eq!(running_ids(&url, APP).await, Some(first.clone()));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     m.stop().await;
 }

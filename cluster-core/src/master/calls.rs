@@ -4,7 +4,7 @@
 use super::command::CallError;
 use super::state::State;
 use super::tables::{Change, TaskRec};
-use crate::proto::scheduler::{Call, Event, Operation};
+use crate::proto::scheduler::{Call, Event, Operation, ReconcileTask};
 use crate::proto::{Id, Resources, TaskInfo, TaskState, TaskStatus};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -77,13 +77,7 @@ impl State {
             }
             "RECONCILE" => {
                 let rec = call.reconcile.clone().unwrap_or_default();
-                self.reconcile(
-                    &fid,
-                    &rec.tasks
-                        .iter()
-                        .map(|t| t.task_id.clone())
-                        .collect::<Vec<_>>(),
-                );
+                self.reconcile(&fid, &rec.tasks, now);
             }
             "MESSAGE"
             | "REQUEST"
@@ -316,10 +310,27 @@ impl State {
     }
 
     /// Explicit (task ids given) or implicit (none: all non-terminal tasks) reconciliation.
-    /// Answers carry no uuid, so they need no acknowledgement.
-    fn reconcile(&mut self, fid: &str, task_ids: &[Id]) {
+    /// Answers carry no uuid, so they need no acknowledgement. A task the master does not know
+    /// is `TASK_UNKNOWN`, except while its agent (or, with no agent given, any agent) is
+    /// recovered from the registry and not back yet: then nothing is said, as in Mesos, because
+    /// the agent reports its tasks when it re-registers (answering `TASK_UNKNOWN` made the
+    /// services framework launch a running instance again after a restart).
+    fn reconcile(&mut self, fid: &str, tasks: &[ReconcileTask], now: Instant) {
+        let coming_back =
+            now.saturating_duration_since(self.started) < self.cfg.agent_reregister_timeout;
+        let on_its_way = |agent: Option<&Id>| {
+            coming_back
+                && match agent {
+                    Some(a) => self
+                        .tables
+                        .agents
+                        .get(&a.value)
+                        .is_some_and(|a| a.recovered),
+                    None => self.tables.agents.iter().any(|a| a.recovered),
+                }
+        };
         let mut out = Vec::new();
-        if task_ids.is_empty() {
+        if tasks.is_empty() {
             for t in self
                 .tables
                 .tasks
@@ -329,7 +340,8 @@ impl State {
                 out.push(reconciled(&t.info.task_id, t.state, Some(&t.agent_id)));
             }
         } else {
-            for id in task_ids {
+            for rt in tasks {
+                let id = &rt.task_id;
                 let key = (fid.to_string(), id.value.clone());
                 let st = match self.tables.tasks.get(&key) {
                     Some(t) => reconciled(id, t.state, Some(&t.agent_id)),
@@ -341,6 +353,7 @@ impl State {
                         .find(|t| t.info.task_id == *id)
                     {
                         Some(t) => reconciled(id, t.state, Some(&t.agent_id)),
+                        None if on_its_way(rt.agent_id.as_ref()) => continue,
                         None => reconciled(id, TaskState::Unknown, None),
                     },
                 };

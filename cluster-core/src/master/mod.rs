@@ -106,6 +106,12 @@ pub struct MasterConfig {
     /// waiting out [`MasterConfig::agent_timeout`]; an answer or a timeout (the host or the
     /// network may be down: not seen) leaves it to the timeout.
     pub agent_probe_after: Duration,
+    /// How long after this master's start an agent recovered from the registry counts as on its
+    /// way back: until then a reconciliation of a task on it that the master does not know is
+    /// not answered (Mesos' behaviour for agents that have not re-registered yet), as the agent
+    /// reports its tasks when it re-registers. Mesos waits 10 minutes (`agent_reregister_timeout`);
+    /// dccore's agents heartbeat every second.
+    pub agent_reregister_timeout: Duration,
     /// Periodic allocation cycle (events also trigger a cycle at the next housekeeping tick).
     pub allocation_interval: Duration,
     /// Unanswered offers are rescinded after this long.
@@ -170,6 +176,7 @@ impl MasterConfig {
             agent_timeout: Duration::from_secs(5),
             // Agents heartbeat every second: 1.5 s is one missed heartbeat and a half.
             agent_probe_after: Duration::from_millis(1500),
+            agent_reregister_timeout: Duration::from_secs(30),
             allocation_interval: Duration::from_secs(1),
             offer_timeout: Duration::from_secs(60),
             status_update_retry: Duration::from_secs(5),
@@ -226,6 +233,10 @@ impl MasterConfig {
         };
         self.agent_timeout = secs(f.agent_timeout_secs, self.agent_timeout);
         self.agent_probe_after = secs(f.agent_probe_after_secs, self.agent_probe_after);
+        self.agent_reregister_timeout = secs(
+            f.agent_reregister_timeout_secs,
+            self.agent_reregister_timeout,
+        );
         self.allocation_interval = secs(f.allocation_interval_secs, self.allocation_interval);
         self.offer_timeout = secs(f.offer_timeout_secs, self.offer_timeout);
         self.status_update_retry = secs(f.status_update_retry_secs, self.status_update_retry);
@@ -319,6 +330,8 @@ pub struct ConfigFile {
     pub agent_timeout_secs: Option<f64>,
     /// See [`MasterConfig::agent_probe_after`].
     pub agent_probe_after_secs: Option<f64>,
+    /// See [`MasterConfig::agent_reregister_timeout`].
+    pub agent_reregister_timeout_secs: Option<f64>,
     /// See [`MasterConfig::allocation_interval`].
     pub allocation_interval_secs: Option<f64>,
     /// See [`MasterConfig::offer_timeout`].

@@ -58,6 +58,9 @@ pub(super) struct State {
     pub(super) io: TaskTracker,
     pub(super) alloc_pending: bool,
     pub(super) next_alloc: Instant,
+    /// When this master process started (recovered agents are on their way back for
+    /// [`super::MasterConfig::agent_reregister_timeout`] from here).
+    pub(super) started: Instant,
     /// Service discovery: snapshots for DNS and `/v1/services` (discovery_feed.rs).
     pub(super) discovery: super::discovery_feed::Feed,
 }
@@ -103,6 +106,7 @@ impl State {
             io: TaskTracker::new(),
             alloc_pending: false,
             next_alloc: now,
+            started: now,
         };
         // Recovered agents wait (unreachable) for their re-registration, frameworks
         // (disconnected) for their failover.

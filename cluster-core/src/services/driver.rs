@@ -24,6 +24,9 @@ use tokio_util::sync::CancellationToken;
 const TICK: Duration = Duration::from_millis(200);
 /// Wait before subscribing again after the master refused or the stream ended.
 const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(1);
+/// How often the instances we know are reconciled explicitly (Marathon: every 10 minutes; this
+/// is cheap, and bounds how long an instance on an agent that never came back goes unnoticed).
+const RECONCILE_EVERY: Duration = Duration::from_secs(15);
 /// The framework's failover timeout: its tasks outlive a master restart.
 const FAILOVER_TIMEOUT_SECS: f64 = 7.0 * 24.0 * 3600.0;
 
@@ -43,6 +46,8 @@ pub(super) struct Driver {
     http: reqwest::Client,
     /// The health last told to the master per instance (see `report_health`).
     reported_health: std::collections::HashMap<String, bool>,
+    /// When the instances were last reconciled explicitly.
+    reconciled_at: tokio::time::Instant,
 }
 
 fn now() -> Instant {
@@ -94,6 +99,7 @@ impl Driver {
             dirty: false,
             http: reqwest::Client::new(),
             reported_health: Default::default(),
+            reconciled_at: tokio::time::Instant::now(),
         }
     }
 
@@ -141,6 +147,9 @@ impl Driver {
                     }
                 }
                 _ = tick.tick() => {
+                    if self.stream_id.is_some() && self.reconciled_at.elapsed() >= RECONCILE_EVERY {
+                        self.reconcile_known().await;
+                    }
                     let t = now();
                     let acts = self.core.tick(t);
                     self.dirty |= !acts.is_empty();
@@ -216,16 +225,7 @@ impl Driver {
                 // Learn the state of every task the master knows of ours (a restart, a failover).
                 // Explicitly for the instances we know (the master answers TASK_UNKNOWN for
                 // those it lost), then implicitly for every task it has of ours.
-                let known: Vec<Value> = self
-                    .core
-                    .instances
-                    .values()
-                    .map(|i| json!({"task_id": {"value": i.task_id}, "agent_id": {"value": i.agent_id}}))
-                    .collect();
-                if !known.is_empty() {
-                    self.call(json!({"type": "RECONCILE", "reconcile": {"tasks": known}}))
-                        .await;
-                }
+                self.reconcile_known().await;
                 self.call(json!({"type": "RECONCILE", "reconcile": {"tasks": []}}))
                     .await;
                 self.call(json!({"type": "REVIVE"})).await;
@@ -288,6 +288,23 @@ impl Driver {
         }
         if revive {
             self.call(json!({"type": "REVIVE"})).await;
+        }
+    }
+
+    /// Asks the master for the state of every instance we know. Also done every
+    /// [`RECONCILE_EVERY`]: a master does not answer for a task on an agent it expects back
+    /// (after its restart), and if that agent never comes, a later answer says so.
+    async fn reconcile_known(&mut self) {
+        self.reconciled_at = tokio::time::Instant::now();
+        let known: Vec<Value> = self
+            .core
+            .instances
+            .values()
+            .map(|i| json!({"task_id": {"value": i.task_id}, "agent_id": {"value": i.agent_id}}))
+            .collect();
+        if !known.is_empty() {
+            self.call(json!({"type": "RECONCILE", "reconcile": {"tasks": known}}))
+                .await;
         }
     }
 

@@ -45,6 +45,12 @@ const KEYS: &[Key] = &[
         applies: Applies::Master,
     },
     Key {
+        name: "agent_reregister_timeout_secs",
+        aliases: &["agent_reregister_timeout"],
+        kind: Kind::Secs,
+        applies: Applies::Master,
+    },
+    Key {
         name: "allocation_interval_secs",
         aliases: &["allocation_interval"],
         kind: Kind::Secs,
