@@ -18,6 +18,12 @@ use tokio_util::task::TaskTracker;
 
 pub(super) type TaskKey = (String, String);
 
+/// A launch request's tasks are started on this many blocking threads side by side. Starting a
+/// task is mostly waiting (fork and exec, the checkpoint's fsync), so a few at once finish a
+/// large batch sooner than one after the other; and none of it holds up an async worker (the
+/// HTTP server, the link to the master, the task monitors).
+const LAUNCHERS: usize = 4;
+
 struct Entry {
     cp: TaskCheckpoint,
     kill: CancellationToken,
@@ -207,7 +213,36 @@ impl Agent {
         }
     }
 
-    /// Starts a task (a duplicate launch is ignored).
+    /// Starts a launch request's tasks on the blocking pool (see [`LAUNCHERS`]) and returns at
+    /// once: each task's outcome reaches the master as its status update. Tasks not started
+    /// when the agent stops are left unstarted (the master learns on re-registration that the
+    /// agent does not have them).
+    pub fn launch_all(self: &std::sync::Arc<Self>, framework_id: Id, tasks: Vec<TaskInfo>) {
+        let per = tasks.len().div_ceil(LAUNCHERS).max(1);
+        let mut tasks = tasks.into_iter().peekable();
+        while tasks.peek().is_some() {
+            let chunk: Vec<TaskInfo> = tasks.by_ref().take(per).collect();
+            let (me, fid) = (self.clone(), framework_id.clone());
+            // Tracked like the monitors, so a stopping agent waits for the launches under way.
+            self.monitors.spawn(async move {
+                let launched = tokio::task::spawn_blocking(move || {
+                    for t in chunk {
+                        if me.shutdown.is_cancelled() {
+                            return;
+                        }
+                        me.launch(fid.clone(), t);
+                    }
+                })
+                .await;
+                if let Err(e) = launched {
+                    tracing::error!(error = %e, "a launch thread failed");
+                }
+            });
+        }
+    }
+
+    /// Starts a task (a duplicate launch is ignored). Blocks (sandbox, fork and exec,
+    /// checkpoint): called from the blocking pool by [`Agent::launch_all`].
     pub fn launch(self: &std::sync::Arc<Self>, framework_id: Id, task: TaskInfo) {
         let key = (framework_id.value.clone(), task.task_id.value.clone());
         let sandbox = self.sandbox(&key.0, &key.1);
