@@ -213,24 +213,30 @@ impl Agent {
         }
     }
 
-    /// Starts a launch request's tasks on the blocking pool (see [`LAUNCHERS`]) and returns at
-    /// once: each task's outcome reaches the master as its status update. Tasks not started
-    /// when the agent stops are left unstarted (the master learns on re-registration that the
-    /// agent does not have them).
+    /// Takes a launch request's tasks into the table (staging) and starts them on the
+    /// blocking pool (see [`LAUNCHERS`]); returns before they are started: each task's outcome
+    /// reaches the master as its status update. Being in the table first matters: a
+    /// re-registration racing the launches reports them, so the master does not take them for
+    /// gone. Tasks not started when the agent stops stay unstarted (the next run does not
+    /// report them, and the master learns they are gone).
     pub fn launch_all(self: &std::sync::Arc<Self>, framework_id: Id, tasks: Vec<TaskInfo>) {
-        let per = tasks.len().div_ceil(LAUNCHERS).max(1);
-        let mut tasks = tasks.into_iter().peekable();
-        while tasks.peek().is_some() {
-            let chunk: Vec<TaskInfo> = tasks.by_ref().take(per).collect();
-            let (me, fid) = (self.clone(), framework_id.clone());
+        let admitted: Vec<_> = tasks
+            .into_iter()
+            .filter_map(|t| self.admit(&framework_id, t))
+            .collect();
+        let per = admitted.len().div_ceil(LAUNCHERS).max(1);
+        let mut admitted = admitted.into_iter().peekable();
+        while admitted.peek().is_some() {
+            let chunk: Vec<_> = admitted.by_ref().take(per).collect();
+            let me = self.clone();
             // Tracked like the monitors, so a stopping agent waits for the launches under way.
             self.monitors.spawn(async move {
                 let launched = tokio::task::spawn_blocking(move || {
-                    for t in chunk {
+                    for (key, task, kill) in chunk {
                         if me.shutdown.is_cancelled() {
                             return;
                         }
-                        me.launch(fid.clone(), t);
+                        me.start(key, task, kill);
                     }
                 })
                 .await;
@@ -241,34 +247,41 @@ impl Agent {
         }
     }
 
-    /// Starts a task (a duplicate launch is ignored). Blocks (sandbox, fork and exec,
-    /// checkpoint): called from the blocking pool by [`Agent::launch_all`].
-    pub fn launch(self: &std::sync::Arc<Self>, framework_id: Id, task: TaskInfo) {
+    /// Puts a task in the table, staging; `None` for a duplicate launch (ignored).
+    fn admit(
+        &self,
+        framework_id: &Id,
+        task: TaskInfo,
+    ) -> Option<(TaskKey, TaskInfo, CancellationToken)> {
         let key = (framework_id.value.clone(), task.task_id.value.clone());
-        let sandbox = self.sandbox(&key.0, &key.1);
         let kill = CancellationToken::new();
-        {
-            let mut tasks = lock(&self.tasks);
-            if tasks.contains_key(&key) {
-                return;
-            }
-            tasks.insert(
-                key.clone(),
-                Entry {
-                    cp: TaskCheckpoint {
-                        framework_id: framework_id.clone(),
-                        task: task.clone(),
-                        pid: None,
-                        start_time: None,
-                        state: TaskState::Staging,
-                        done: false,
-                    },
-                    kill: kill.clone(),
-                    grace_cap: None,
-                    unhealthy_after: None,
-                },
-            );
+        let mut tasks = lock(&self.tasks);
+        if tasks.contains_key(&key) {
+            return None;
         }
+        tasks.insert(
+            key.clone(),
+            Entry {
+                cp: TaskCheckpoint {
+                    framework_id: framework_id.clone(),
+                    task: task.clone(),
+                    pid: None,
+                    start_time: None,
+                    state: TaskState::Staging,
+                    done: false,
+                },
+                kill: kill.clone(),
+                grace_cap: None,
+                unhealthy_after: None,
+            },
+        );
+        Some((key, task, kill))
+    }
+
+    /// Starts an admitted task. Blocks (sandbox, fork and exec, checkpoint): run on the
+    /// blocking pool by [`Agent::launch_all`].
+    fn start(self: &std::sync::Arc<Self>, key: TaskKey, task: TaskInfo, kill: CancellationToken) {
+        let sandbox = self.sandbox(&key.0, &key.1);
         let mut env = vec![
             ("MESOS_TASK_ID".to_string(), key.1.clone()),
             ("MESOS_FRAMEWORK_ID".to_string(), key.0.clone()),
