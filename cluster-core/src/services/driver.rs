@@ -24,6 +24,8 @@ use tokio_util::sync::CancellationToken;
 const TICK: Duration = Duration::from_millis(200);
 /// Wait before subscribing again after the master refused or the stream ended.
 const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(1);
+/// Events handled in one go at most (status updates among them share one tick).
+const EVENT_BATCH: usize = 1024;
 /// The framework's failover timeout: its tasks outlive a master restart.
 const FAILOVER_TIMEOUT_SECS: f64 = 7.0 * 24.0 * 3600.0;
 
@@ -43,6 +45,8 @@ pub(super) struct Driver {
     http: reqwest::Client,
     /// The health last told to the master per instance (see `report_health`).
     reported_health: std::collections::HashMap<String, bool>,
+    /// Answers to acknowledgements not looked at yet (see `call`).
+    acks: Vec<tokio::sync::oneshot::Receiver<Result<(), crate::master::CallError>>>,
 }
 
 fn now() -> Instant {
@@ -94,6 +98,7 @@ impl Driver {
             dirty: false,
             http: reqwest::Client::new(),
             reported_health: Default::default(),
+            acks: Vec::new(),
         }
     }
 
@@ -125,7 +130,7 @@ impl Driver {
                 },
                 ev = next_event(&mut stream) => {
                     let keep = match ev {
-                        Some(e) => self.event(e).await,
+                        Some(e) => self.events(e, &mut stream).await,
                         None => false,
                     };
                     if !keep {
@@ -141,6 +146,7 @@ impl Driver {
                     }
                 }
                 _ = tick.tick() => {
+                    self.check_acks();
                     let t = now();
                     let acts = self.core.tick(t);
                     self.dirty |= !acts.is_empty();
@@ -209,6 +215,44 @@ impl Driver {
         self.stream_id = None;
     }
 
+    /// Handles `first` and the events queued behind it (up to [`EVENT_BATCH`]), in order, each
+    /// run of status updates at once (see [`Core::on_updates`]); false if the stream must be
+    /// given up.
+    async fn events(&mut self, first: Event, stream: &mut Option<Stream>) -> bool {
+        let mut batch = vec![first];
+        if let Some(s) = stream {
+            while batch.len() < EVENT_BATCH {
+                match s.events.try_recv() {
+                    Ok(e) => batch.push(e),
+                    Err(_) => break,
+                }
+            }
+        }
+        let mut updates = Vec::new();
+        for e in batch {
+            match e {
+                Event::Update(st) => updates.push(st),
+                other => {
+                    self.updates(std::mem::take(&mut updates)).await;
+                    if !self.event(other).await {
+                        return false;
+                    }
+                }
+            }
+        }
+        self.updates(updates).await;
+        true
+    }
+
+    async fn updates(&mut self, updates: Vec<crate::proto::TaskStatus>) {
+        if updates.is_empty() {
+            return;
+        }
+        let acts = self.core.on_updates(&updates, now(), now_secs());
+        self.dirty = true;
+        self.perform(acts).await;
+    }
+
     /// Handles an event; false if the stream must be given up.
     async fn event(&mut self, e: Event) -> bool {
         match e {
@@ -243,11 +287,7 @@ impl Driver {
                 }
                 self.perform(acts).await;
             }
-            Event::Update(st) => {
-                let acts = self.core.on_update(&st, now(), now_secs());
-                self.dirty = true;
-                self.perform(acts).await;
-            }
+            Event::Update(st) => self.updates(vec![st]).await,
             Event::Error(message) => {
                 tracing::warn!(%message, "services: the master ended the subscription");
                 return false;
@@ -316,7 +356,7 @@ impl Driver {
         self.reported_health.retain(|t, _| live.contains_key(t));
     }
 
-    async fn call(&self, mut body: Value) {
+    async fn call(&mut self, mut body: Value) {
         let (Some(fid), Some(sid)) = (&self.framework_id, &self.stream_id) else {
             return; // not subscribed: reconciliation after subscribing catches up
         };
@@ -330,19 +370,42 @@ impl Driver {
             }
         };
         let stream_id = Some(sid.clone());
-        match self
-            .master
-            .ask(|reply| MasterCommand::Call {
-                call,
-                principal: Some(PRINCIPAL.into()),
-                stream_id,
-                reply,
-            })
-            .await
-        {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) | Err(e) => tracing::warn!(error = %e, ?kind, "services: call refused"),
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let cmd = MasterCommand::Call {
+            call,
+            principal: Some(PRINCIPAL.into()),
+            stream_id,
+            reply,
+        };
+        if self.master.tell(cmd).await.is_err() {
+            tracing::warn!(?kind, "services: call not sent: the master stopped");
+            return;
         }
+        // The master answers calls in the order they were sent. An acknowledgement's answer
+        // is not waited for (a deploy sends one per instance; a lost one only means the
+        // master sends the update again): it is looked at later (`check_acks`).
+        if kind == "ACKNOWLEDGE" {
+            self.acks.push(answer);
+            return;
+        }
+        match answer.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, ?kind, "services: call refused"),
+            Err(_) => tracing::warn!(?kind, "services: call refused: the master stopped"),
+        }
+    }
+
+    /// Logs the refused acknowledgements among those answered so far.
+    fn check_acks(&mut self) {
+        self.acks.retain_mut(|a| match a.try_recv() {
+            Ok(Ok(())) => false,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "services: acknowledgement refused");
+                false
+            }
+            Err(tokio::sync::oneshot::error::TryRecvError::Empty) => true,
+            Err(tokio::sync::oneshot::error::TryRecvError::Closed) => false,
+        });
     }
 
     fn saved(&self) -> Saved {

@@ -1,5 +1,6 @@
 use super::*;
 use crate::proto::{Id, Resources};
+use crate::services::placement::OfferView;
 use serde_json::json;
 
 fn app(v: Value) -> App {
