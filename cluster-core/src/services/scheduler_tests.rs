@@ -435,3 +435,45 @@ fn a_thousand_instances_are_placed_from_one_batch_of_offers() {
     let unique: std::collections::BTreeSet<_> = tasks.iter().map(|t| &t.task_id.value).collect();
     assert_eq!(unique.len(), 1000, "every task id is new");
 }
+
+#[test]
+fn updates_that_arrive_together_are_kept_like_one_after_the_other_with_one_tick() {
+    let now = Instant::now();
+    let run = |batched: bool| {
+        let mut c = Core::default();
+        c.put_app(plain(3), "v1".into(), "d1".into(), now);
+        let tasks = launched(&c.on_offers(&[big_offer(1)], now, 0.0, &mut ids()));
+        let updates: Vec<TaskStatus> = tasks
+            .iter()
+            .map(|t| TaskStatus {
+                uuid: Some(format!("u-{}", t.task_id.value)),
+                ..status(&t.task_id.value, TaskState::Running)
+            })
+            .collect();
+        let acts = if batched {
+            c.on_updates(&updates, now, 1.0)
+        } else {
+            updates
+                .iter()
+                .flat_map(|u| c.on_update(u, now, 1.0))
+                .collect()
+        };
+        let acks = acts
+            .iter()
+            .filter(|a| matches!(a, Action::Acknowledge { .. }))
+            .count();
+        let running = c
+            .instances
+            .values()
+            .filter(|i| i.state == TaskState::Running)
+            .count();
+        let id = AppId::parse("/bench/plain").expect("id");
+        (acks, running, c.apps[&id].deployment.is_none())
+    };
+    assert_eq!(
+        run(true),
+        (3, 3, true),
+        "each acknowledged, all running, deployed"
+    );
+    assert_eq!(run(true), run(false));
+}
