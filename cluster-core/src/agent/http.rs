@@ -117,9 +117,9 @@ async fn launch(
 ) -> Response {
     match from_master::<LaunchTasks>(&agent, &peer, &headers, &body, "launch") {
         Ok(m) => {
-            for t in m.tasks {
-                agent.launch(m.framework_id.clone(), t);
-            }
+            // Accepted, not yet started: a large batch takes longer than the master waits for
+            // an answer (its timeout would make it report running tasks as dropped).
+            agent.launch_all(m.framework_id, m.tasks);
             StatusCode::ACCEPTED.into_response()
         }
         Err(r) => r,

@@ -18,6 +18,12 @@ use tokio_util::task::TaskTracker;
 
 pub(super) type TaskKey = (String, String);
 
+/// A launch request's tasks are started on this many blocking threads side by side. Starting a
+/// task is mostly waiting (fork and exec, the checkpoint's fsync), so a few at once finish a
+/// large batch sooner than one after the other; and none of it holds up an async worker (the
+/// HTTP server, the link to the master, the task monitors).
+const LAUNCHERS: usize = 4;
+
 struct Entry {
     cp: TaskCheckpoint,
     kill: CancellationToken,
@@ -207,33 +213,75 @@ impl Agent {
         }
     }
 
-    /// Starts a task (a duplicate launch is ignored).
-    pub fn launch(self: &std::sync::Arc<Self>, framework_id: Id, task: TaskInfo) {
-        let key = (framework_id.value.clone(), task.task_id.value.clone());
-        let sandbox = self.sandbox(&key.0, &key.1);
-        let kill = CancellationToken::new();
-        {
-            let mut tasks = lock(&self.tasks);
-            if tasks.contains_key(&key) {
-                return;
-            }
-            tasks.insert(
-                key.clone(),
-                Entry {
-                    cp: TaskCheckpoint {
-                        framework_id: framework_id.clone(),
-                        task: task.clone(),
-                        pid: None,
-                        start_time: None,
-                        state: TaskState::Staging,
-                        done: false,
-                    },
-                    kill: kill.clone(),
-                    grace_cap: None,
-                    unhealthy_after: None,
-                },
-            );
+    /// Takes a launch request's tasks into the table (staging) and starts them on the
+    /// blocking pool (see [`LAUNCHERS`]); returns before they are started: each task's outcome
+    /// reaches the master as its status update. Being in the table first matters: a
+    /// re-registration racing the launches reports them, so the master does not take them for
+    /// gone. Tasks not started when the agent stops stay unstarted (the next run does not
+    /// report them, and the master learns they are gone).
+    pub fn launch_all(self: &std::sync::Arc<Self>, framework_id: Id, tasks: Vec<TaskInfo>) {
+        let admitted: Vec<_> = tasks
+            .into_iter()
+            .filter_map(|t| self.admit(&framework_id, t))
+            .collect();
+        let per = admitted.len().div_ceil(LAUNCHERS).max(1);
+        let mut admitted = admitted.into_iter().peekable();
+        while admitted.peek().is_some() {
+            let chunk: Vec<_> = admitted.by_ref().take(per).collect();
+            let me = self.clone();
+            // Tracked like the monitors, so a stopping agent waits for the launches under way.
+            self.monitors.spawn(async move {
+                let launched = tokio::task::spawn_blocking(move || {
+                    for (key, task, kill) in chunk {
+                        if me.shutdown.is_cancelled() {
+                            return;
+                        }
+                        me.start(key, task, kill);
+                    }
+                })
+                .await;
+                if let Err(e) = launched {
+                    tracing::error!(error = %e, "a launch thread failed");
+                }
+            });
         }
+    }
+
+    /// Puts a task in the table, staging; `None` for a duplicate launch (ignored).
+    fn admit(
+        &self,
+        framework_id: &Id,
+        task: TaskInfo,
+    ) -> Option<(TaskKey, TaskInfo, CancellationToken)> {
+        let key = (framework_id.value.clone(), task.task_id.value.clone());
+        let kill = CancellationToken::new();
+        let mut tasks = lock(&self.tasks);
+        if tasks.contains_key(&key) {
+            return None;
+        }
+        tasks.insert(
+            key.clone(),
+            Entry {
+                cp: TaskCheckpoint {
+                    framework_id: framework_id.clone(),
+                    task: task.clone(),
+                    pid: None,
+                    start_time: None,
+                    state: TaskState::Staging,
+                    done: false,
+                },
+                kill: kill.clone(),
+                grace_cap: None,
+                unhealthy_after: None,
+            },
+        );
+        Some((key, task, kill))
+    }
+
+    /// Starts an admitted task. Blocks (sandbox, fork and exec, checkpoint): run on the
+    /// blocking pool by [`Agent::launch_all`].
+    fn start(self: &std::sync::Arc<Self>, key: TaskKey, task: TaskInfo, kill: CancellationToken) {
+        let sandbox = self.sandbox(&key.0, &key.1);
         let mut env = vec![
             ("MESOS_TASK_ID".to_string(), key.1.clone()),
             ("MESOS_FRAMEWORK_ID".to_string(), key.0.clone()),

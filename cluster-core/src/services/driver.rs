@@ -11,7 +11,7 @@ use super::{
 };
 use crate::master::{MasterCommand, MasterHandle, Subscription};
 use crate::proto::now_secs;
-use crate::proto::scheduler::{Call, Event, FrameworkInfo};
+use crate::proto::scheduler::{Event, FrameworkInfo};
 use dccore_api::marathon::{App, AppId};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -27,6 +27,8 @@ const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(1);
 /// How often the instances we know are reconciled explicitly (Marathon: every 10 minutes; this
 /// is cheap, and bounds how long an instance on an agent that never came back goes unnoticed).
 const RECONCILE_EVERY: Duration = Duration::from_secs(15);
+/// Events handled in one go at most (status updates among them share one tick).
+const EVENT_BATCH: usize = 1024;
 /// The framework's failover timeout: its tasks outlive a master restart.
 const FAILOVER_TIMEOUT_SECS: f64 = 7.0 * 24.0 * 3600.0;
 
@@ -48,6 +50,8 @@ pub(super) struct Driver {
     reported_health: std::collections::HashMap<String, bool>,
     /// When the instances were last reconciled explicitly.
     reconciled_at: tokio::time::Instant,
+    /// Answers to acknowledgements not looked at yet (see `call`).
+    acks: Vec<tokio::sync::oneshot::Receiver<Result<(), crate::master::CallError>>>,
 }
 
 fn now() -> Instant {
@@ -100,6 +104,7 @@ impl Driver {
             http: reqwest::Client::new(),
             reported_health: Default::default(),
             reconciled_at: tokio::time::Instant::now(),
+            acks: Vec::new(),
         }
     }
 
@@ -131,7 +136,7 @@ impl Driver {
                 },
                 ev = next_event(&mut stream) => {
                     let keep = match ev {
-                        Some(e) => self.event(e).await,
+                        Some(e) => self.events(e, &mut stream).await,
                         None => false,
                     };
                     if !keep {
@@ -150,6 +155,7 @@ impl Driver {
                     if self.stream_id.is_some() && self.reconciled_at.elapsed() >= RECONCILE_EVERY {
                         self.reconcile_known().await;
                     }
+                    self.check_acks();
                     let t = now();
                     let acts = self.core.tick(t);
                     self.dirty |= !acts.is_empty();
@@ -218,6 +224,44 @@ impl Driver {
         self.stream_id = None;
     }
 
+    /// Handles `first` and the events queued behind it (up to [`EVENT_BATCH`]), in order, each
+    /// run of status updates at once (see [`Core::on_updates`]); false if the stream must be
+    /// given up.
+    async fn events(&mut self, first: Event, stream: &mut Option<Stream>) -> bool {
+        let mut batch = vec![first];
+        if let Some(s) = stream {
+            while batch.len() < EVENT_BATCH {
+                match s.events.try_recv() {
+                    Ok(e) => batch.push(e),
+                    Err(_) => break,
+                }
+            }
+        }
+        let mut updates = Vec::new();
+        for e in batch {
+            match e {
+                Event::Update(st) => updates.push(st),
+                other => {
+                    self.updates(std::mem::take(&mut updates)).await;
+                    if !self.event(other).await {
+                        return false;
+                    }
+                }
+            }
+        }
+        self.updates(updates).await;
+        true
+    }
+
+    async fn updates(&mut self, updates: Vec<crate::proto::TaskStatus>) {
+        if updates.is_empty() {
+            return;
+        }
+        let acts = self.core.on_updates(&updates, now(), now_secs());
+        self.dirty = true;
+        self.perform(acts).await;
+    }
+
     /// Handles an event; false if the stream must be given up.
     async fn event(&mut self, e: Event) -> bool {
         match e {
@@ -243,11 +287,7 @@ impl Driver {
                 }
                 self.perform(acts).await;
             }
-            Event::Update(st) => {
-                let acts = self.core.on_update(&st, now(), now_secs());
-                self.dirty = true;
-                self.perform(acts).await;
-            }
+            Event::Update(st) => self.updates(vec![st]).await,
             Event::Error(message) => {
                 tracing::warn!(%message, "services: the master ended the subscription");
                 return false;
@@ -257,58 +297,6 @@ impl Driver {
         true
     }
 
-    async fn perform(&mut self, actions: Vec<Action>) {
-        let mut revive = false;
-        for a in actions {
-            let body = match a {
-                Action::Revive => {
-                    revive = true;
-                    continue;
-                }
-                Action::Launch { offer_id, tasks } => json!({"type": "ACCEPT", "accept": {
-                    "offer_ids": [{"value": offer_id}],
-                    "operations": [{"type": "LAUNCH", "launch": {"task_infos": tasks}}],
-                    "filters": {"refuse_seconds": 0.5}}}),
-                Action::Decline {
-                    offer_ids,
-                    refuse_seconds,
-                } => json!({"type": "DECLINE", "decline": {
-                    "offer_ids": offer_ids.iter().map(|o| json!({"value": o})).collect::<Vec<_>>(),
-                    "filters": {"refuse_seconds": refuse_seconds}}}),
-                Action::Kill { task_id, agent_id } => json!({"type": "KILL", "kill": {
-                    "task_id": {"value": task_id}, "agent_id": {"value": agent_id}}}),
-                Action::Acknowledge {
-                    agent_id,
-                    task_id,
-                    uuid,
-                } => json!({"type": "ACKNOWLEDGE", "acknowledge": {
-                    "agent_id": {"value": agent_id}, "task_id": {"value": task_id}, "uuid": uuid}}),
-            };
-            self.call(body).await;
-        }
-        if revive {
-            self.call(json!({"type": "REVIVE"})).await;
-        }
-    }
-
-    /// Asks the master for the state of every instance we know. Also done every
-    /// [`RECONCILE_EVERY`]: a master does not answer for a task on an agent it expects back
-    /// (after its restart), and if that agent never comes, a later answer says so.
-    async fn reconcile_known(&mut self) {
-        self.reconciled_at = tokio::time::Instant::now();
-        let known: Vec<Value> = self
-            .core
-            .instances
-            .values()
-            .map(|i| json!({"task_id": {"value": i.task_id}, "agent_id": {"value": i.agent_id}}))
-            .collect();
-        if !known.is_empty() {
-            self.call(json!({"type": "RECONCILE", "reconcile": {"tasks": known}}))
-                .await;
-        }
-    }
-
-    /// One scheduler call; failures are logged (the next offer, update or tick repairs them).
     /// Tells the master an instance's health from our own (HTTP/TCP) checks when it changed, so
     /// that discovery publishes only healthy instances. Not yet healthy (in the grace period)
     /// counts as unhealthy there.
@@ -331,35 +319,6 @@ impl Driver {
         }
         let live = &self.core.instances;
         self.reported_health.retain(|t, _| live.contains_key(t));
-    }
-
-    async fn call(&self, mut body: Value) {
-        let (Some(fid), Some(sid)) = (&self.framework_id, &self.stream_id) else {
-            return; // not subscribed: reconciliation after subscribing catches up
-        };
-        body["framework_id"] = json!({"value": fid});
-        let kind = body["type"].clone();
-        let call: Call = match serde_json::from_value(body) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(error = %e, ?kind, "services: built a malformed call");
-                return;
-            }
-        };
-        let stream_id = Some(sid.clone());
-        match self
-            .master
-            .ask(|reply| MasterCommand::Call {
-                call,
-                principal: Some(PRINCIPAL.into()),
-                stream_id,
-                reply,
-            })
-            .await
-        {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) | Err(e) => tracing::warn!(error = %e, ?kind, "services: call refused"),
-        }
     }
 
     fn saved(&self) -> Saved {
@@ -580,6 +539,10 @@ impl Driver {
         }
     }
 }
+
+// The scheduler calls the driver makes: `perform`, `call`, `check_acks`.
+#[path = "driver_calls.rs"]
+mod calls;
 
 /// The next event of the subscription, `None` when it ended (or overflowed); pending forever
 /// without one.

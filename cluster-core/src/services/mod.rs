@@ -8,6 +8,7 @@
 //! api::marathon (/v2/...) ──ServiceCommand──▶ driver (one task, owns the state)
 //!                         ◀──oneshot reply──    │  ├─ scheduler.rs  decisions (pure): offers → launches, updates → replacements
 //!                                               │  │   ├─ dccore_api::marathon  app JSON, validated, round-trips
+//!                                               │  │   ├─ offers.rs    offers dealt out to waiting apps, the rest declined
 //!                                               │  │   ├─ placement.rs resources, ports, constraints, refusal reasons
 //!                                               │  │   └─ rolling.rs   upgradeStrategy steps (start/kill next), rollback at the deadline
 //!                                               │  ├─ health.rs     HTTP / TCP checks (I/O, results fed back)

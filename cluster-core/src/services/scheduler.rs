@@ -3,8 +3,6 @@
 //! lost or failed instances replaced with back-off, surplus and unhealthy ones killed. The
 //! driver ([`super::driver`]) does the I/O and passes `now` and fresh ids in.
 
-use super::launch::{take, task_info};
-use super::placement::{self, OfferView, Placed, Refusal};
 use super::rolling::{self, Seen, Strategy};
 use crate::proto::{TaskInfo, TaskState, TaskStatus};
 use dccore_api::marathon::{App, AppId, HealthCheck, Protocol};
@@ -133,11 +131,6 @@ pub struct Core {
     /// A deployment not finished this long after it started is rolled back (none: never).
     pub deployment_timeout: Option<Duration>,
 }
-
-/// Refuse offers this long when nothing waits (a change REVIVEs).
-const IDLE_REFUSE_SECS: f64 = 30.0;
-/// Refuse offers this long when an app waits but could not use them.
-const WAITING_REFUSE_SECS: f64 = 1.0;
 
 impl Core {
     /// Adds or replaces an app; a new deployment (id `deployment_id`) starts. Returns the
@@ -276,105 +269,32 @@ impl Core {
             .collect()
     }
 
-    /// Uses offers: launches what fits, declines the rest.
-    pub fn on_offers(
-        &mut self,
-        offers: &[OfferView],
-        now: Instant,
-        epoch_secs: f64,
-        new_id: &mut dyn FnMut() -> String,
-    ) -> Vec<Action> {
-        let mut out = Vec::new();
-        let mut declined = Vec::new();
-        for offer in offers {
-            let mut left = offer.by_role.clone();
-            let mut tasks = Vec::new();
-            let ids: Vec<AppId> = self.apps.keys().cloned().collect();
-            for id in ids {
-                let Some(e) = self.apps.get(&id) else {
-                    continue;
-                };
-                let mut need = self.needed(&id, e);
-                if need == 0 || e.launch_after.is_some_and(|t| now < t) {
-                    continue;
-                }
-                let (app, version) = (e.app.clone(), e.version.clone());
-                let mut refusal: Option<Refusal> = None;
-                while need > 0 {
-                    let placed: Vec<Placed> = self
-                        .instances_of(&id)
-                        .filter(|i| i.active())
-                        .map(|i| Placed {
-                            hostname: i.host.clone(),
-                            attributes: i.attributes.clone(),
-                        })
-                        .collect();
-                    match placement::fit(&app, offer, &left, &placed) {
-                        Ok(fit) => {
-                            take(&mut left, &app, &fit.resources);
-                            let task_id = format!("{}.{}", id.task_prefix(), new_id());
-                            tasks.push(task_info(&app, &version, &task_id, offer, &fit));
-                            self.instances.insert(
-                                task_id.clone(),
-                                Instance {
-                                    task_id,
-                                    app: id.to_string(),
-                                    version: version.clone(),
-                                    agent_id: offer.agent_id.clone(),
-                                    host: offer.hostname.clone(),
-                                    attributes: offer.attributes.clone(),
-                                    ports: fit.ports,
-                                    state: TaskState::Staging,
-                                    staged_at: epoch_secs,
-                                    started_at: None,
-                                    killing: false,
-                                    healthy: None,
-                                    failures: 0,
-                                    running_since: None,
-                                    next_check: None,
-                                },
-                            );
-                            need -= 1;
-                        }
-                        Err(r) => {
-                            refusal = Some(r);
-                            break;
-                        }
-                    }
-                }
-                if let Some(e) = self.apps.get_mut(&id) {
-                    e.offers_processed += 1;
-                    if let Some(r) = refusal {
-                        *e.refusals.entry(r.label).or_default() += 1;
-                        e.last_refusal = Some(r.detail);
-                    }
-                }
-            }
-            if tasks.is_empty() {
-                declined.push(offer.offer_id.clone());
-            } else {
-                out.push(Action::Launch {
-                    offer_id: offer.offer_id.clone(),
-                    tasks,
-                });
-            }
-        }
-        if !declined.is_empty() {
-            let refuse_seconds = if self.waiting().is_empty() {
-                IDLE_REFUSE_SECS
-            } else {
-                WAITING_REFUSE_SECS
-            };
-            out.push(Action::Decline {
-                offer_ids: declined,
-                refuse_seconds,
-            });
-        }
+    /// A status update: bookkeeping, replacement, back-off.
+    pub fn on_update(&mut self, st: &TaskStatus, now: Instant, epoch_secs: f64) -> Vec<Action> {
+        let mut out = self.record_update(st, now, epoch_secs);
+        out.extend(self.tick(now));
         out
     }
 
-    /// A status update: bookkeeping, replacement, back-off.
-    pub fn on_update(&mut self, st: &TaskStatus, now: Instant, epoch_secs: f64) -> Vec<Action> {
+    /// Status updates that arrived together: each one's bookkeeping, then one [`Core::tick`]
+    /// for all. A tick walks every instance, so one per update made a deploy of N instances
+    /// cost N² (its N RUNNING updates come in bursts).
+    pub fn on_updates(
+        &mut self,
+        updates: &[TaskStatus],
+        now: Instant,
+        epoch_secs: f64,
+    ) -> Vec<Action> {
+        let mut out = Vec::new();
+        for st in updates {
+            out.extend(self.record_update(st, now, epoch_secs));
+        }
+        out.extend(self.tick(now));
+        out
+    }
+
+    /// One update's bookkeeping, without the tick that follows it.
+    fn record_update(&mut self, st: &TaskStatus, now: Instant, epoch_secs: f64) -> Vec<Action> {
         let mut out = Vec::new();
         let agent = st
             .agent_id
@@ -444,7 +364,6 @@ impl Core {
             // Replaced now; the surplus is killed if the agent comes back (see `tick`).
             out.push(Action::Revive);
         }
-        out.extend(self.tick(now));
         out
     }
 
@@ -586,6 +505,12 @@ fn kill(i: &Instance) -> Action {
         agent_id: i.agent_id.clone(),
     }
 }
+
+// Offer matching: `Core::on_offers`.
+#[path = "offers.rs"]
+mod offers;
+#[cfg(test)]
+use offers::WAITING_REFUSE_SECS;
 
 #[cfg(test)]
 #[path = "scheduler_tests.rs"]

@@ -1,5 +1,6 @@
 use super::*;
 use crate::proto::{Id, Resources};
+use crate::services::placement::OfferView;
 use serde_json::json;
 
 fn app(v: Value) -> App {
@@ -331,4 +332,148 @@ fn a_deployment_past_its_deadline_is_rolled_back_to_the_previous_version() {
     let need = c.waiting();
     assert_eq!(need.len(), 1);
     assert_eq!(need[0].1, 1);
+}
+
+fn plain(instances: u32) -> App {
+    app(
+        json!({"id": "/bench/plain", "cmd": "sleep 3600", "instances": instances, "cpus": 0.01, "mem": 1}),
+    )
+}
+
+fn big_offer(n: u32) -> OfferView {
+    OfferView {
+        by_role: [(
+            "*".to_string(),
+            Resources::parse("cpus:64;mem:65536;disk:1000").expect("resources"),
+        )]
+        .into(),
+        ..offer(n)
+    }
+}
+
+fn per_agent(tasks: &[TaskInfo]) -> BTreeMap<String, usize> {
+    let mut n = BTreeMap::new();
+    for t in tasks {
+        *n.entry(t.agent_id.value.clone()).or_default() += 1;
+    }
+    n
+}
+
+#[test]
+fn a_deploy_is_dealt_out_over_the_offers_that_came_together() {
+    let mut c = Core::default();
+    let now = Instant::now();
+    c.put_app(plain(10), "v1".into(), "d1".into(), now);
+    let acts = c.on_offers(
+        &[big_offer(1), big_offer(2), big_offer(3)],
+        now,
+        0.0,
+        &mut ids(),
+    );
+    let counts = per_agent(&launched(&acts));
+    assert_eq!(
+        counts,
+        [
+            ("a1".to_string(), 4),
+            ("a2".to_string(), 3),
+            ("a3".to_string(), 3)
+        ]
+        .into(),
+        "one instance per offer per round, though the first offer could take all ten"
+    );
+    assert_eq!(
+        acts.iter()
+            .filter(|a| matches!(a, Action::Launch { .. }))
+            .count(),
+        3,
+        "one ACCEPT per offer, with all its tasks"
+    );
+    assert!(c.waiting().is_empty());
+}
+
+#[test]
+fn offers_that_are_full_leave_the_rest_of_a_deploy_to_the_others() {
+    let mut c = Core::default();
+    let now = Instant::now();
+    // 64 MiB each: the small offers (1024 MiB) hold 16 instances, the big one the rest.
+    let mut v = Value::Object(plain(50).raw);
+    v["mem"] = json!(64);
+    c.put_app(app(v), "v1".into(), "d1".into(), now);
+    let acts = c.on_offers(&[offer(1), big_offer(2), offer(3)], now, 0.0, &mut ids());
+    let counts = per_agent(&launched(&acts));
+    assert_eq!(
+        counts,
+        [
+            ("a1".to_string(), 16),
+            ("a2".to_string(), 18),
+            ("a3".to_string(), 16)
+        ]
+        .into()
+    );
+    assert!(c.waiting().is_empty());
+    let e = &c.apps[&AppId::parse("/bench/plain").expect("id")];
+    assert_eq!(
+        e.refusals.get("InsufficientMemory"),
+        Some(&2),
+        "each full offer refused once and was not tried again"
+    );
+    assert_eq!(e.offers_processed, 3);
+}
+
+#[test]
+fn a_thousand_instances_are_placed_from_one_batch_of_offers() {
+    let mut c = Core::default();
+    let now = Instant::now();
+    c.put_app(plain(1000), "v1".into(), "d1".into(), now);
+    let offers: Vec<OfferView> = (1..=10).map(big_offer).collect();
+    let tasks = launched(&c.on_offers(&offers, now, 0.0, &mut ids()));
+    assert_eq!(tasks.len(), 1000);
+    assert!(
+        per_agent(&tasks).values().all(|n| *n == 100),
+        "100 per agent"
+    );
+    let unique: std::collections::BTreeSet<_> = tasks.iter().map(|t| &t.task_id.value).collect();
+    assert_eq!(unique.len(), 1000, "every task id is new");
+}
+
+#[test]
+fn updates_that_arrive_together_are_kept_like_one_after_the_other_with_one_tick() {
+    let now = Instant::now();
+    let run = |batched: bool| {
+        let mut c = Core::default();
+        c.put_app(plain(3), "v1".into(), "d1".into(), now);
+        let tasks = launched(&c.on_offers(&[big_offer(1)], now, 0.0, &mut ids()));
+        let updates: Vec<TaskStatus> = tasks
+            .iter()
+            .map(|t| TaskStatus {
+                uuid: Some(format!("u-{}", t.task_id.value)),
+                ..status(&t.task_id.value, TaskState::Running)
+            })
+            .collect();
+        let acts = if batched {
+            c.on_updates(&updates, now, 1.0)
+        } else {
+            updates
+                .iter()
+                .flat_map(|u| c.on_update(u, now, 1.0))
+                .collect()
+        };
+        let acks = acts
+            .iter()
+            .filter(|a| matches!(a, Action::Acknowledge { .. }))
+            .count();
+        let running = c
+            .instances
+            .values()
+            .filter(|i| i.state == TaskState::Running)
+            .count();
+        let id = AppId::parse("/bench/plain").expect("id");
+        (acks, running, c.apps[&id].deployment.is_none())
+    };
+    assert_eq!(
+        run(true),
+        (3, 3, true),
+        "each acknowledged, all running, deployed"
+    );
+    assert_eq!(run(true), run(false));
 }
