@@ -2,6 +2,7 @@
 //! exactly as the HTTP scheduler API does, answers the REST routes' [`ServiceCommand`]s, runs
 //! health checks and saves the state.
 
+use super::events::Publisher;
 use super::placement::OfferView;
 use super::scheduler::{Action, Core, Instance};
 use super::store::{Saved, SavedApp, ServiceStore};
@@ -43,6 +44,8 @@ pub(super) struct Driver {
     http: reqwest::Client,
     /// The health last told to the master per instance (see `report_health`).
     reported_health: std::collections::HashMap<String, bool>,
+    /// `/v2/events`: told of every change made here.
+    events: Publisher,
 }
 
 fn now() -> Instant {
@@ -94,6 +97,7 @@ impl Driver {
             dirty: false,
             http: reqwest::Client::new(),
             reported_health: Default::default(),
+            events: Publisher::new(),
         }
     }
 
@@ -135,7 +139,9 @@ impl Driver {
                 }
                 Some(r) = checks.join_next(), if !checks.is_empty() => {
                     if let Ok((task, ok)) = r {
+                        let before = self.core.instances.get(&task).and_then(|i| i.healthy);
                         let acts = self.core.health_result(&task, ok, now());
+                        self.events.health(before, self.core.instances.get(&task));
                         self.report_health(&task).await;
                         self.perform(acts).await;
                     }
@@ -154,6 +160,8 @@ impl Driver {
                     }
                 }
             }
+            // After the task and health events of this step: a deployment ends after them.
+            self.events.deployments(&self.core);
         }
         checks.shutdown().await;
         self.dirty = true;
@@ -244,7 +252,10 @@ impl Driver {
                 self.perform(acts).await;
             }
             Event::Update(st) => {
+                let before = self.core.instances.get(&st.task_id.value).cloned();
                 let acts = self.core.on_update(&st, now(), now_secs());
+                let after = self.core.instances.get(&st.task_id.value);
+                self.events.task_update(before.as_ref(), after, &st);
                 self.dirty = true;
                 self.perform(acts).await;
             }
@@ -445,6 +456,9 @@ impl Driver {
                 let r = self.cancel(&id, force).await;
                 let _ = reply.send(r);
             }
+            ServiceCommand::Events { reply } => {
+                let _ = reply.send(self.events.subscribe());
+            }
             ServiceCommand::Snapshot { reply } => {
                 let _ = reply.send(Arc::new(self.snapshot()));
             }
@@ -456,11 +470,16 @@ impl Driver {
             return Err(ServiceError::AppNotFound(id.to_string()));
         }
         self.locked(id, force)?;
+        let app = self.core.apps.get(id).map(|e| e.app.clone());
         let acts = self.core.remove_app(id);
         self.dirty = true;
         self.flush().await?;
         self.perform(acts).await;
-        Ok(Self::change())
+        let ch = Self::change();
+        if let Some(app) = app {
+            self.events.removed(&app, &ch);
+        }
+        Ok(ch)
     }
 
     async fn restart(&mut self, id: &AppId, force: bool) -> Result<Change, ServiceError> {
@@ -488,6 +507,7 @@ impl Driver {
             return Err(ServiceError::Exists(app.id.to_string()));
         }
         self.locked(&app.id, force)?;
+        self.events.posted(&app);
         let mut ch = Self::change();
         let acts = self.core.put_app(
             app.clone(),
@@ -521,6 +541,7 @@ impl Driver {
         let e = self.core.apps.get_mut(&id).expect("invariant: found above");
         e.deployment = None;
         if force {
+            self.events.cancelled(&id);
             return Ok(None);
         }
         let ch = Self::change();

@@ -11,10 +11,13 @@
 //! | `GET /v2/tasks`, `POST /v2/tasks/delete` | `{"tasks": [...]}` |
 //! | `GET /v2/queue` | waiting apps, with why offers were not used |
 //! | `GET /v2/deployments`, `DELETE /v2/deployments/{id}` | running deployments; rollback |
+//! | `GET /v2/groups`, `GET /v2/groups/{id}` | the group tree made from the app ids |
+//! | `GET /v2/events` | server-sent events: deployments, status updates, health changes |
 //! | `GET /v2/info`, `GET /v2/leader`, `GET /ping` | framework info; this master; `pong` |
 //!
-//! One file per resource (`apps.rs`, `tasks.rs`, `queue.rs`, `deployments.rs`); this one
-//! holds the route table, the operator-only layer, the error mapping and the helpers they share.
+//! One file per resource (`apps.rs`, `tasks.rs`, `queue.rs`, `deployments.rs`, `groups.rs`,
+//! `events.rs`); this one holds
+//! the route table, the operator-only layer, the error mapping and the helpers they share.
 //!
 //! Every answer is built from `dccore_api::marathon::answers`, the types dcform's client reads.
 //!
@@ -24,6 +27,8 @@
 
 mod apps;
 mod deployments;
+mod events;
+mod groups;
 mod queue;
 mod tasks;
 
@@ -73,6 +78,9 @@ pub fn routes(api: ApiState, services: ServicesHandle) -> Router {
             "/v2/deployments/{id}",
             delete(deployments::cancel_deployment),
         )
+        .route("/v2/groups", get(groups::root))
+        .route("/v2/groups/{*id}", get(groups::group))
+        .route("/v2/events", get(events::stream))
         .route_layer(axum::middleware::from_fn_with_state(
             api.clone(),
             operator_only,
