@@ -282,8 +282,14 @@ fn diff_deployments(
                 Seen { plan, step: 1 }
             }
         };
-        let now_at =
-            rolling::current_step(e, core.instances_of(id).count()).min(s.plan.steps.len());
+        // Only a new app's first step ends while it runs (once it has an instance): the scan
+        // over the instances is skipped for every other deployment.
+        let now_at = if s.step < s.plan.steps.len() && e.previous.is_none() {
+            let started = usize::from(core.instances_of(id).next().is_some());
+            rolling::current_step(e, started).min(s.plan.steps.len())
+        } else {
+            s.step
+        };
         while s.step < now_at {
             out.push(step_success(&s, s.step, ts));
             s.step += 1;

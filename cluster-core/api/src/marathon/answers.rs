@@ -1,5 +1,5 @@
 //! What the Marathon-compatible `/v2` API answers, typed: dccore's handlers
-//! (`cluster-core/src/api/marathon.rs`) build their JSON from these types and dcform's client
+//! (`cluster-core/src/api/marathon/`) build their JSON from these types and dcform's client
 //! (`dcform app`, apply's services convergence) reads it back into them, so a field renamed on
 //! one side breaks the other's build rather than a user's deploy.
 //!
