@@ -65,10 +65,20 @@ pub(super) async fn stream(
         Ok(rx) => rx,
         Err(e) => return e.into_response(),
     };
-    let types = wanted(&q);
+    Sse::new(events(rx, wanted(&q)))
+        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive"))
+        .into_response()
+}
+
+/// The stream of one client: `event_stream_attached`, then the events of `rx` whose type is in
+/// `types` (all if empty), until `rx` closes or lags.
+fn events(
+    rx: EventReceiver,
+    types: Vec<String>,
+) -> impl futures_util::Stream<Item = Result<Event, Infallible>> + Send + 'static {
     let pass =
         move |e: &MarathonEvent| types.is_empty() || types.iter().any(|t| t == e.event_type());
-    let events = futures_util::stream::unfold(Phase::Attached(rx), move |phase| {
+    futures_util::stream::unfold(Phase::Attached(rx), move |phase| {
         let pass = pass.clone();
         async move {
             let mut rx = match phase {
@@ -80,7 +90,7 @@ pub(super) async fn stream(
                         timestamp: iso_time(now_secs()),
                     };
                     if pass(&attached) {
-                        return Some((Ok::<_, Infallible>(sse(&attached)), Phase::Events(rx)));
+                        return Some((Ok(sse(&attached)), Phase::Events(rx)));
                     }
                     rx
                 }
@@ -100,14 +110,92 @@ pub(super) async fn stream(
                 }
             }
         }
-    });
-    Sse::new(events)
-        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive"))
-        .into_response()
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn health(alive: bool) -> Arc<MarathonEvent> {
+        Arc::new(MarathonEvent::HealthStatusChangedEvent {
+            app_id: "/web".into(),
+            task_id: "web.1".into(),
+            instance_id: "web.1".into(),
+            version: "v".into(),
+            alive,
+            timestamp: "t".into(),
+        })
+    }
+
+    /// What a client of `events` reads, to the stream's end.
+    async fn body(rx: EventReceiver, types: &[&str]) -> String {
+        let types = types.iter().map(|t| (*t).to_string()).collect();
+        let r = Sse::new(events(rx, types)).into_response();
+        let limit = 1 << 20;
+        let bytes = tokio::time::timeout(
+            Duration::from_secs(10),
+            axum::body::to_bytes(r.into_body(), limit),
+        )
+        .await
+        .expect("the stream ended")
+        .expect("a body");
+        String::from_utf8(bytes.to_vec()).expect("UTF-8")
+    }
+
+    #[tokio::test]
+    async fn a_client_too_far_behind_is_told_and_its_stream_ends_while_the_sender_never_waits() {
+        let (tx, rx) = tokio::sync::broadcast::channel(2);
+        // Nobody reads yet: sending five into a channel of two does not wait.
+        for i in 0..5 {
+            tx.send(health(i % 2 == 0)).expect("a receiver exists");
+        }
+        let text = body(rx, &[]).await;
+        let blocks: Vec<&str> = text.split("\n\n").filter(|b| !b.is_empty()).collect();
+        assert!(
+            blocks[0].starts_with("event: event_stream_attached\n"),
+            "{text}"
+        );
+        assert_eq!(
+            blocks[1], ": dropped: this client is 3 events behind; reconnect and re-read the state",
+            "{text}"
+        );
+        assert_eq!(blocks.len(), 2, "nothing after the note: {text}");
+        drop(tx);
+    }
+
+    #[tokio::test]
+    async fn the_filter_passes_only_the_asked_types_and_the_stream_ends_with_the_framework() {
+        let (tx, rx) = tokio::sync::broadcast::channel(16);
+        tx.send(health(true)).expect("a receiver exists");
+        tx.send(Arc::new(MarathonEvent::DeploymentSuccess {
+            id: "d1".into(),
+            plan: serde_json::from_value(serde_json::json!({"id": "d1", "version": "v",
+                "original": {"id": "/", "apps": [], "version": "v"},
+                "target": {"id": "/", "apps": [], "version": "v"}, "steps": []}))
+            .expect("a plan"),
+            timestamp: "t".into(),
+        }))
+        .expect("a receiver exists");
+        // The framework stops: its sender goes, and the stream ends after what was sent.
+        drop(tx);
+        let text = body(rx, &["deployment_success"]).await;
+        assert!(
+            text.starts_with("event: deployment_success\ndata: {"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#""eventType":"deployment_success""#),
+            "{text}"
+        );
+        assert!(!text.contains("health_status_changed_event"), "{text}");
+        assert!(
+            !text.contains("event_stream_attached"),
+            "filtered out too: {text}"
+        );
+    }
+
     #[test]
     fn event_type_repeats_or_lists_and_empty_values_ask_for_nothing() {
         let q = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
