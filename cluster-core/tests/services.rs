@@ -486,3 +486,75 @@ async fn answers_parse_into_the_shared_types_and_the_queue_says_why_an_app_waits
     assert_eq!(locked.deployments.len(), 1, "{locked:?}");
     m.stop().await;
 }
+
+#[tokio::test]
+async fn groups_are_the_tree_of_the_app_ids_and_an_unknown_group_is_404() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let m = master(&dir.path().join("m")).await;
+    // No agent: the apps wait, which the tree does not care about.
+    for id in ["/prod/web", "/prod/api/v1", "/db"] {
+        let def = json!({"id": id, "cmd": "sleep 60", "instances": 1, "cpus": 0.1, "mem": 16});
+        let (s, v) = req(
+            &m,
+            reqwest::Method::POST,
+            "/v2/apps",
+            Some(&bearer()),
+            Some(def),
+        )
+        .await;
+        assert_eq!(s, 201, "{v}");
+    }
+    let root: dccore_api::marathon::answers::Group =
+        serde_json::from_value(get(&m, "/v2/groups").await).expect("the shared Group type");
+    let ids = |g: &dccore_api::marathon::answers::Group| -> (Vec<String>, Vec<String>) {
+        (
+            g.apps.iter().map(|a| a.id.clone()).collect(),
+            g.groups.iter().map(|g| g.id.clone()).collect(),
+        )
+    };
+    assert_eq!(root.id, "/");
+    assert_eq!(ids(&root), (vec!["/db".into()], vec!["/prod".into()]));
+    let prod = &root.groups[0];
+    assert_eq!(
+        ids(prod),
+        (vec!["/prod/web".into()], vec!["/prod/api".into()])
+    );
+    assert_eq!(prod.groups[0].apps[0].id, "/prod/api/v1");
+    assert_eq!(prod.groups[0].apps[0].definition["cmd"], "sleep 60");
+    let newest = [&prod.apps[0].version, &prod.groups[0].apps[0].version]
+        .into_iter()
+        .max()
+        .expect("two");
+    assert_eq!(
+        &prod.version, newest,
+        "a group's version is its newest app's"
+    );
+
+    let api = get(&m, "/v2/groups/prod/api").await;
+    assert_eq!(api["id"], "/prod/api");
+    assert_eq!(api["apps"][0]["id"], "/prod/api/v1");
+    let only_groups = get(&m, "/v2/groups/prod?embed=group.groups").await;
+    assert_eq!(only_groups["apps"], json!([]), "{only_groups}");
+    assert_eq!(only_groups["groups"][0]["id"], "/prod/api");
+    let with_tasks = get(&m, "/v2/groups?embed=group.apps&embed=group.apps.tasks").await;
+    assert_eq!(with_tasks["apps"][0]["tasks"], json!([]), "{with_tasks}");
+
+    for missing in ["/v2/groups/x", "/v2/groups/prod/web"] {
+        let (s, v) = req(&m, reqwest::Method::GET, missing, Some(&bearer()), None).await;
+        assert_eq!(s, 404, "{missing}: {v}");
+        let name = missing.trim_start_matches("/v2/groups");
+        assert_eq!(v["message"], format!("Group '{name}' does not exist"));
+    }
+    let (s, _) = req(&m, reqwest::Method::GET, "/v2/groups", None, None).await;
+    assert_eq!(s, 401, "no credentials");
+    let (s, v) = req(
+        &m,
+        reqwest::Method::GET,
+        "/v2/groups/prod",
+        Some(&format!("token={TOKEN}")),
+        None,
+    )
+    .await;
+    assert_eq!((s.as_u16(), &v["id"]), (200, &json!("/prod")), "{v}");
+    m.stop().await;
+}

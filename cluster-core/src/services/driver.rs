@@ -2,6 +2,7 @@
 //! exactly as the HTTP scheduler API does, answers the REST routes' [`ServiceCommand`]s, runs
 //! health checks and saves the state.
 
+use super::events::Publisher;
 use super::placement::OfferView;
 use super::scheduler::{Action, Core, Instance};
 use super::store::{Saved, SavedApp, ServiceStore};
@@ -52,6 +53,8 @@ pub(super) struct Driver {
     reconciled_at: tokio::time::Instant,
     /// Answers to acknowledgements not looked at yet (see `call`).
     acks: Vec<tokio::sync::oneshot::Receiver<Result<(), crate::master::CallError>>>,
+    /// `/v2/events`: told of every change made here.
+    events: Publisher,
 }
 
 fn now() -> Instant {
@@ -105,6 +108,7 @@ impl Driver {
             reported_health: Default::default(),
             reconciled_at: tokio::time::Instant::now(),
             acks: Vec::new(),
+            events: Publisher::new(),
         }
     }
 
@@ -146,7 +150,9 @@ impl Driver {
                 }
                 Some(r) = checks.join_next(), if !checks.is_empty() => {
                     if let Ok((task, ok)) = r {
+                        let before = self.core.instances.get(&task).and_then(|i| i.healthy);
                         let acts = self.core.health_result(&task, ok, now());
+                        self.events.health(before, self.core.instances.get(&task));
                         self.report_health(&task).await;
                         self.perform(acts).await;
                     }
@@ -169,6 +175,8 @@ impl Driver {
                     }
                 }
             }
+            // After the task and health events of this step: a deployment ends after them.
+            self.events.deployments(&self.core);
         }
         checks.shutdown().await;
         self.dirty = true;
@@ -257,7 +265,12 @@ impl Driver {
         if updates.is_empty() {
             return;
         }
-        let acts = self.core.on_updates(&updates, now(), now_secs());
+        let events = &self.events;
+        let acts = self
+            .core
+            .on_updates_seen(&updates, now(), now_secs(), |before, after, st| {
+                events.task_update(before, after, st)
+            });
         self.dirty = true;
         self.perform(acts).await;
     }
@@ -421,6 +434,9 @@ impl Driver {
                 let r = self.cancel(&id, force).await;
                 let _ = reply.send(r);
             }
+            ServiceCommand::Events { reply } => {
+                let _ = reply.send(self.events.subscribe());
+            }
             ServiceCommand::Snapshot { reply } => {
                 let _ = reply.send(Arc::new(self.snapshot()));
             }
@@ -432,11 +448,16 @@ impl Driver {
             return Err(ServiceError::AppNotFound(id.to_string()));
         }
         self.locked(id, force)?;
+        let app = self.core.apps.get(id).map(|e| e.app.clone());
         let acts = self.core.remove_app(id);
         self.dirty = true;
         self.flush().await?;
         self.perform(acts).await;
-        Ok(Self::change())
+        let ch = Self::change();
+        if let Some(app) = app {
+            self.events.removed(&app, &ch);
+        }
+        Ok(ch)
     }
 
     async fn restart(&mut self, id: &AppId, force: bool) -> Result<Change, ServiceError> {
@@ -464,6 +485,7 @@ impl Driver {
             return Err(ServiceError::Exists(app.id.to_string()));
         }
         self.locked(&app.id, force)?;
+        self.events.posted(&app);
         let mut ch = Self::change();
         let acts = self.core.put_app(
             app.clone(),
@@ -497,6 +519,7 @@ impl Driver {
         let e = self.core.apps.get_mut(&id).expect("invariant: found above");
         e.deployment = None;
         if force {
+            self.events.cancelled(&id);
             return Ok(None);
         }
         let ch = Self::change();

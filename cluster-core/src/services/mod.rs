@@ -12,6 +12,7 @@
 //!                                               │  │   ├─ placement.rs resources, ports, constraints, refusal reasons
 //!                                               │  │   └─ rolling.rs   upgradeStrategy steps (start/kill next), rollback at the deadline
 //!                                               │  ├─ health.rs     HTTP / TCP checks (I/O, results fed back)
+//!                                               │  ├─ events.rs     state changes → Marathon events (broadcast, /v2/events)
 //!                                               │  └─ store.rs      ServiceStore: apps, versions, instance ↔ task
 //!                                               │                    (file; replicated key space "services")
 //!                                               └──MasterCommand::Subscribe / Call──▶ master
@@ -25,6 +26,7 @@
 //! `services_deployment_timeout_secs`.
 
 mod driver;
+pub mod events;
 mod health;
 mod launch;
 mod leader;
@@ -34,6 +36,7 @@ pub mod scheduler;
 pub mod store;
 
 pub use dccore_api::marathon::{App, AppError, AppId};
+pub use events::EventReceiver;
 pub use scheduler::{AppEntry, Instance};
 pub use store::{FileStore, ReplicatedStore, ServiceStore, StoreError};
 
@@ -160,6 +163,12 @@ pub enum ServiceCommand {
         force: bool,
         /// Answer: the rollback deployment, if one started.
         reply: oneshot::Sender<Result<Option<Change>, ServiceError>>,
+    },
+    /// Subscribe to the framework's events (`/v2/events`): those from now on, until the
+    /// framework stops.
+    Events {
+        /// Answer.
+        reply: oneshot::Sender<EventReceiver>,
     },
     /// Read the state.
     Snapshot {

@@ -285,9 +285,23 @@ impl Core {
         now: Instant,
         epoch_secs: f64,
     ) -> Vec<Action> {
+        self.on_updates_seen(updates, now, epoch_secs, |_, _, _| {})
+    }
+
+    /// As [`Core::on_updates`], showing `seen` each update with its instance before and after it
+    /// (`/v2/events` tells changes, and a batch may hold several of one task).
+    pub fn on_updates_seen(
+        &mut self,
+        updates: &[TaskStatus],
+        now: Instant,
+        epoch_secs: f64,
+        mut seen: impl FnMut(Option<&Instance>, Option<&Instance>, &TaskStatus),
+    ) -> Vec<Action> {
         let mut out = Vec::new();
         for st in updates {
+            let before = self.instances.get(&st.task_id.value).cloned();
             out.extend(self.record_update(st, now, epoch_secs));
+            seen(before.as_ref(), self.instances.get(&st.task_id.value), st);
         }
         out.extend(self.tick(now));
         out

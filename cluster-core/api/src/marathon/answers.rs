@@ -1,5 +1,5 @@
 //! What the Marathon-compatible `/v2` API answers, typed: dccore's handlers
-//! (`cluster-core/src/api/marathon.rs`) build their JSON from these types and dcform's client
+//! (`cluster-core/src/api/marathon/`) build their JSON from these types and dcform's client
 //! (`dcform app`, apply's services convergence) reads it back into them, so a field renamed on
 //! one side breaks the other's build rather than a user's deploy.
 //!
@@ -12,6 +12,8 @@
 //! | `PUT/PATCH/DELETE /v2/apps/{id}`, `POST /v2/apps/{id}/restart`, `DELETE /v2/deployments/{id}` | [`DeploymentRef`] |
 //! | `GET /v2/deployments` | `[`[`Deployment`]`]` |
 //! | `GET /v2/queue` | [`Queue`] |
+//! | `GET /v2/groups`, `GET /v2/groups/{id}` | [`Group`] |
+//! | `GET /v2/events` | [`super::events::MarathonEvent`]s (server-sent events) |
 //! | every error | [`ErrorBody`] (`message`; `details` on 422, `deployments` on 409) |
 //!
 //! Names are Marathon's (camelCase on the wire). An app's definition fields (`cmd`, `cpus`, ...)
@@ -235,6 +237,27 @@ pub struct Deployment {
     pub current_step: u32,
     /// Of the plan.
     pub total_steps: u32,
+}
+
+/// A group of Marathon's tree (`GET /v2/groups`): the apps whose id is directly under its
+/// path (`/prod/web` is app `web` of group `/prod`) and its subgroups. dccore has no group
+/// definitions of its own: the tree is made from the app ids.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Group {
+    /// The group's path (`/` for the root).
+    pub id: String,
+    /// Its apps, in id order.
+    pub apps: Vec<AppStatus>,
+    /// Its subgroups, in id order.
+    pub groups: Vec<Group>,
+    /// Pods (never any: dccore has no pods).
+    #[serde(default)]
+    pub pods: Vec<Value>,
+    /// Groups this one depends on (never any: dccore has no group definitions).
+    #[serde(default)]
+    pub dependencies: Vec<String>,
+    /// The newest version of the apps in the tree below it (the epoch for an empty group).
+    pub version: String,
 }
 
 /// `delay` of a queue entry: the launch back-off after failures.

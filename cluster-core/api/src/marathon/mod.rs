@@ -9,9 +9,11 @@
 //! * this module: the validated types;
 //! * `wire`: reading them from JSON (with every field error collected) and writing them back;
 //! * [`answers`]: what `/v2` answers (apps with their counters, tasks, deployments, the queue,
-//!   errors), built by dccore's handlers and read by dcform's client.
+//!   errors), built by dccore's handlers and read by dcform's client;
+//! * [`events`]: what `/v2/events` streams (Marathon's event bus, as server-sent events).
 
 pub mod answers;
+pub mod events;
 #[cfg(test)]
 mod tests;
 mod wire;
