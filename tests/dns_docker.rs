@@ -3,7 +3,9 @@
 //! only, `leader.dccore` resolves to the master's address (answered by the master's DNS server),
 //! and a name outside the cluster domain that the container resolved before (the master's container
 //! name, which only Docker's embedded DNS knows) still resolves: the master relays it to the
-//! resolver the node had. The master keeps that original beside its config.
+//! resolver the node had. The master keeps that original beside its config. A service declared in
+//! the definition is deployed by the next apply, its instance is found by name from the master's
+//! container (`web.marathon.dccore` → the agent's address), and it goes with its block.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
@@ -68,8 +70,42 @@ async fn resolve(container: &str, name: &str, limit: Duration) -> Vec<String> {
     }
 }
 
+/// `getent hosts NAME` in `container` until it finds nothing (exit 2: not found), within `limit`.
+async fn unresolved(container: &str, name: &str, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let o = docker(&["exec", container, "getent", "hosts", name]);
+        if o.status.code() == Some(2) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{container}: `getent hosts {name}` still answers after {limit:?}: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// A service of one instance, as a definition declares it.
+const SERVICE: &str = "  service \"web\" {\n    cmd       = \"sleep 3600\"\n    instances = 1\n    cpus      = 0.1\n    mem       = 16\n  }\n";
+
+/// The definition at `dir/def` with [`SERVICE`] in its cluster block (`with`) or without it.
+fn with_service(dir: &Path, def: &str, with: bool) {
+    let path = dir.join(def);
+    let text = std::fs::read_to_string(&path).expect("definition");
+    let text = if with {
+        let end = text.rfind('}').expect("the cluster block's end");
+        format!("{}{SERVICE}{}", &text[..end], &text[end..])
+    } else {
+        text.replace(SERVICE, "")
+    };
+    std::fs::write(&path, text).expect("write definition");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn agents_resolve_the_cluster_domain_through_the_master_and_other_names_through_its_relay() {
+async fn agents_resolve_the_cluster_domain_through_the_master_other_names_through_its_relay_and_a_declared_service_by_name()
+ {
     let Some(env) = support::providers::env() else {
         return;
     };
@@ -120,7 +156,41 @@ async fn agents_resolve_the_cluster_domain_through_the_master_and_other_names_th
         resolve(&master, "leader.dccore", limit).await,
         [master_ip.as_str()]
     );
-    assert_eq!(resolve(&master, &agent, limit).await, [agent_ip]);
+    assert_eq!(resolve(&master, &agent, limit).await, [agent_ip.as_str()]);
+
+    // A declared service: apply deploys it (and waits for it), DNS finds its instance.
+    with_service(dir.path(), &def, true);
+    let o = dcform(
+        &env,
+        dir.path(),
+        &["apply", "--auto-approve", "-var", "agents=1", &def],
+    )
+    .await;
+    let t = ok(&o, "apply with a service");
+    assert!(t.contains("+ service /web deploy: 1 instance"), "{t}");
+    assert_eq!(
+        resolve(&master, "web.marathon.dccore", limit).await,
+        [agent_ip.as_str()],
+        "the instance's A record from the master's container"
+    );
+    let o = dcform(
+        &env,
+        dir.path(),
+        &["plan", "--detailed-exitcode", "-var", "agents=1", &def],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "no drift: {}", common::text(&o));
+    // Its block removed: apply removes the app, and the name goes with the instance.
+    with_service(dir.path(), &def, false);
+    let o = dcform(
+        &env,
+        dir.path(),
+        &["apply", "--auto-approve", "-var", "agents=1", &def],
+    )
+    .await;
+    let t = ok(&o, "apply without the service");
+    assert!(t.contains("- service /web remove"), "{t}");
+    unresolved(&master, "web.marathon.dccore", limit).await;
 
     let o = dcform(
         &env,
