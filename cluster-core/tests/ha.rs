@@ -364,3 +364,49 @@ async fn a_master_restarted_from_its_disk_follows_and_catches_up() {
         m.kill().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_masters_dns_answers_from_the_committed_log_not_only_the_leaders() {
+    use hickory_server::proto::op::ResponseCode;
+    use hickory_server::proto::rr::RecordType;
+    use support::dns::{a_records, dns_address, udp};
+    let _serial = SERIAL.lock().await;
+    let root = tempfile::tempdir().expect("tmp");
+    let partition = Partition::default();
+    let masters = ha::start_masters_with(root.path(), 3, &partition, |c| {
+        c.discovery.dns_listen = Some("127.0.0.1:0".parse().expect("addr"));
+    })
+    .await;
+    let all: Vec<usize> = (0..3).collect();
+    let l = wait_leader(&masters, &all).await;
+    let mut dns = Vec::new();
+    for m in &masters {
+        dns.push(dns_address(&m.dir).await);
+    }
+    let _agent = Agent::start(&masters[l].url, &root.path().join("a1"), AGENT_RES, false).await;
+    let (_, mut fw) = subscribe_at_leader(&masters, &all, None).await;
+    let offers = fw.offers().await;
+    let mut t = task(&offers[0], "t1", "sleep 600");
+    t["name"] = json!("web");
+    fw.launch(&offers[0], vec![t]).await;
+    fw.wait_state("t1", "TASK_RUNNING").await;
+    // Followers answer too (nodes list every master in resolv.conf and ask the first).
+    for (i, d) in dns.iter().enumerate() {
+        let a = eventually("the task's A record from every master", || async {
+            let r = a_records(&udp(*d, "web.ha.dccore.", RecordType::A).await);
+            (!r.is_empty()).then_some(r)
+        })
+        .await;
+        assert_eq!(a, ["127.0.0.1"], "master {i}");
+    }
+    fw.call(json!({"type": "KILL", "kill": {"task_id": {"value": "t1"}}}))
+        .await;
+    fw.wait_state("t1", "TASK_KILLED").await;
+    for d in &dns {
+        eventually("the A record gone from every master", || async {
+            let r = udp(*d, "web.ha.dccore.", RecordType::A).await;
+            (r.response_code() == ResponseCode::NXDomain).then_some(())
+        })
+        .await;
+    }
+}

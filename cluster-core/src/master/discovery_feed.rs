@@ -13,6 +13,7 @@
 use super::tables::{Change, Tables};
 use crate::discovery::{AgentAddr, FrameworkName, Masters, Snapshot};
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -33,6 +34,10 @@ pub struct Feed {
     agents: Arc<BTreeMap<String, AgentAddr>>,
     frameworks: Arc<BTreeMap<String, FrameworkName>>,
     last: Option<Instant>,
+    /// This master's own address, `leader.<domain>` while it leads.
+    own: Option<IpAddr>,
+    /// A follower's last publish: the log index applied and the leader it named.
+    followed: Option<(Option<u64>, Option<IpAddr>)>,
 }
 
 impl std::fmt::Debug for Feed {
@@ -53,6 +58,8 @@ impl Feed {
         }));
         Feed {
             tx,
+            own: masters.leader,
+            followed: None,
             masters,
             default_task_user: default_task_user.into(),
             version: 0,
@@ -94,6 +101,42 @@ impl Feed {
             // Operator state and acknowledgements change nothing DNS shows.
             _ => {}
         }
+    }
+
+    /// A follower's publish. Its owner loop fills its own tables only when it takes the lead, so
+    /// it shows the committed tables of its replica (which follow the log) and names the
+    /// group's leader for `leader.<domain>`: once per newly applied entry or change of leader.
+    /// (It answered from the tables it had, and named itself the leader.)
+    pub fn publish_followed(
+        &mut self,
+        tables: &Tables,
+        applied: Option<u64>,
+        leader: Option<IpAddr>,
+        now: Instant,
+    ) {
+        if self.followed == Some((applied, leader))
+            || self
+                .last
+                .is_some_and(|l| now.duration_since(l) < PUBLISH_GAP)
+        {
+            return;
+        }
+        self.masters.leader = leader;
+        self.tasks_dirty = true;
+        self.agents_dirty = true;
+        self.frameworks_dirty = true;
+        self.publish(tables, now);
+        self.followed = Some((applied, leader));
+    }
+
+    /// This master leads (again): `leader.<domain>` is its own address, and the next publish
+    /// is from its own tables.
+    pub fn lead(&mut self) {
+        self.masters.leader = self.own;
+        self.followed = None;
+        self.tasks_dirty = true;
+        self.agents_dirty = true;
+        self.frameworks_dirty = true;
     }
 
     /// Publishes a snapshot if something changed and the last publish is [`PUBLISH_GAP`] ago.
@@ -192,5 +235,41 @@ mod tests {
         assert_eq!(rx.borrow().version, 2, "within the gap: later");
         feed.publish(&tables, t0 + Duration::from_secs(3) + PUBLISH_GAP);
         assert_eq!(rx.borrow().version, 3);
+    }
+
+    #[tokio::test]
+    async fn a_follower_publishes_per_applied_entry_naming_the_leader_and_a_leader_names_itself() {
+        let ip = |s: &str| -> IpAddr { s.parse().expect("ip") };
+        let tables = Tables::new(10, 10);
+        let own = Masters {
+            leader: Some(ip("10.0.0.1")),
+            all: vec![ip("10.0.0.1"), ip("10.0.0.2")],
+        };
+        let mut feed = Feed::new(own, "nobody");
+        let rx = feed.subscribe();
+        let t0 = Instant::now();
+        let later = |n: u32| t0 + PUBLISH_GAP * (2 * n);
+        feed.publish_followed(&tables, Some(5), Some(ip("10.0.0.2")), later(1));
+        assert_eq!(rx.borrow().version, 1);
+        assert_eq!(
+            rx.borrow().masters.leader,
+            Some(ip("10.0.0.2")),
+            "the leader, not itself"
+        );
+        feed.publish_followed(&tables, Some(5), Some(ip("10.0.0.2")), later(2));
+        assert_eq!(rx.borrow().version, 1, "nothing new applied");
+        feed.publish_followed(&tables, Some(6), Some(ip("10.0.0.2")), later(3));
+        assert_eq!(rx.borrow().version, 2, "a newly applied entry");
+        feed.publish_followed(&tables, Some(6), None, later(4));
+        assert_eq!(rx.borrow().version, 3, "the leader changed (none known)");
+        assert_eq!(rx.borrow().masters.leader, None);
+        feed.lead();
+        feed.publish(&tables, later(5));
+        assert_eq!(rx.borrow().version, 4);
+        assert_eq!(
+            rx.borrow().masters.leader,
+            Some(ip("10.0.0.1")),
+            "itself again"
+        );
     }
 }

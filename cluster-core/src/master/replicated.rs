@@ -281,6 +281,7 @@ impl State {
         if let Some(r) = &mut self.repl {
             r.leading = true;
         }
+        self.discovery.lead();
         tracing::info!(id = replica.id(), "this master leads the group");
         true
     }
@@ -316,6 +317,24 @@ impl State {
         }
         self.alloc_pending = true;
         self.next_alloc = now;
+    }
+
+    /// A follower's service discovery: its DNS and `/v1/services` answer from the committed
+    /// log, as the leader's do (see [`super::discovery_feed::Feed::publish_followed`]).
+    pub(super) fn follow_discovery(&mut self, now: Instant) {
+        let Some(r) = &self.repl else {
+            return;
+        };
+        let replica = r.replica.clone();
+        let leader = replica
+            .leadership()
+            .borrow()
+            .leader
+            .as_ref()
+            .and_then(|(_, url)| crate::discovery::AgentAddr::of(url, "").ip);
+        let applied = replica.log_position().1;
+        let feed = &mut self.discovery;
+        replica.with_state(|s| feed.publish_followed(&s.image.tables, applied, leader, now));
     }
 
     /// A follower's answer to every command: "not the leader" (the API layer redirects most

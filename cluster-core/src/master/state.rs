@@ -265,7 +265,9 @@ impl State {
                     }
                 }
                 _ = tick.tick() => {
-                    if !self.follows() {
+                    if self.follows() {
+                        self.follow_discovery(Instant::now());
+                    } else {
                         self.housekeeping(Instant::now());
                     }
                 }
