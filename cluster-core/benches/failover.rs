@@ -10,7 +10,7 @@
 //!   answers 200.
 //!
 //! Each round: find the leader, kill it, time until a write is accepted, start the killed member
-//! again from its disk and wait until it follows. Every request has a 300 ms timeout, so a member
+//! again from its disk and wait until it follows and has caught up with the leader. Every request has a 300 ms timeout, so a member
 //! still waiting for an election is passed over quickly.
 //!
 //! ```text
@@ -83,7 +83,9 @@ trait Group {
     async fn leader(&self) -> Option<usize>;
     /// One write at member `i`: accepted or not.
     async fn write(&self, i: usize, round: usize) -> bool;
-    /// Member `i` (restarted) follows a leader again.
+    /// Member `i` (restarted) follows a leader again and has applied what the leader had
+    /// applied (a round starts from a whole group: a member still catching up cannot win an
+    /// election, so killing the leader then measures a two-member group's luck).
     async fn follows(&self, i: usize) -> bool;
 }
 
@@ -199,9 +201,15 @@ impl Group for Dccore {
     }
 
     async fn follows(&self, i: usize) -> bool {
-        self.replica(i)
-            .await
-            .is_some_and(|r| r["leader"]["id"].is_u64() && r["is_leader"] == false)
+        let Some(l) = self.leader().await.filter(|l| *l != i) else {
+            return false;
+        };
+        let (Some(me), Some(lead)) = (self.replica(i).await, self.replica(l).await) else {
+            return false;
+        };
+        me["leader"]["id"].is_u64()
+            && me["is_leader"] == false
+            && caught_up(&me["applied_index"], &lead["applied_index"])
     }
 }
 
@@ -299,10 +307,22 @@ impl Group for Etcd {
     }
 
     async fn follows(&self, i: usize) -> bool {
-        self.status(i)
-            .await
-            .is_some_and(|s| s["leader"].is_string() && s["leader"] != s["header"]["member_id"])
+        let Some(l) = self.leader().await.filter(|l| *l != i) else {
+            return false;
+        };
+        let (Some(me), Some(lead)) = (self.status(i).await, self.status(l).await) else {
+            return false;
+        };
+        me["leader"].is_string()
+            && me["leader"] != me["header"]["member_id"]
+            && caught_up(&me["raftAppliedIndex"], &lead["raftAppliedIndex"])
     }
+}
+
+/// `mine` ≥ `leaders`, both log indexes given as numbers or (etcd's JSON gateway) strings.
+fn caught_up(mine: &Value, leaders: &Value) -> bool {
+    let n = |v: &Value| v.as_u64().or_else(|| v.as_str()?.parse().ok());
+    matches!((n(mine), n(leaders)), (Some(m), Some(l)) if m >= l)
 }
 
 /// Polls `f` every 20 ms until it gives a value or `limit` passes.
