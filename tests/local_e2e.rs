@@ -86,6 +86,9 @@ async fn local_cluster_boots_runs_a_task_reapplies_as_no_op_and_destroys_cleanly
         "{}",
         text(&o)
     );
+    // Found in CI: left subscribed, this framework kept the offers of every agent unanswered,
+    // and the next framework saw none within 60 s.
+    fw.teardown().await;
 
     let o = dcform(&["apply", "--auto-approve", c.def()]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));

@@ -327,8 +327,15 @@ fn serve(
     while let Some((head, body)) = read_request(&mut client)? {
         let is_action =
             String::from_utf8_lossy(&body).contains(&format!("Action={}", fault.action));
-        if is_action && injected.load(Ordering::SeqCst) < fault.fail {
-            injected.fetch_add(1, Ordering::SeqCst);
+        // One atomic step: parallel nodes call at once, and a load-then-add lets two
+        // of them both see "one fault left".
+        if is_action
+            && injected
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                    (n < fault.fail).then_some(n + 1)
+                })
+                .is_ok()
+        {
             let xml = format!(
                 "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{}</Code><Message>{} (injected by the test proxy).</Message></Error></Errors><RequestID>dcform-test</RequestID></Response>",
                 fault.code, fault.code

@@ -197,6 +197,14 @@ impl Scheduler {
         agent["value"].as_str().expect("agent id").to_string()
     }
 
+    /// Tears the framework down (TEARDOWN): its offers go back to the allocator at once. A
+    /// framework that is merely dropped keeps its outstanding offers until the master sees the
+    /// stream closed or the offer timeout (60 s) passes, starving the next framework of a test.
+    pub async fn teardown(self) {
+        self.call(json!({"framework_id": {"value": self.framework_id}, "type": "TEARDOWN"}))
+            .await;
+    }
+
     /// Waits for `task_id` to reach `state`, acknowledging every update; panics on another terminal state.
     pub async fn wait_state(&mut self, task_id: &str, state: &str) -> Value {
         loop {
