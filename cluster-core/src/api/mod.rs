@@ -263,13 +263,41 @@ pub async fn serve_with(
     if let Some(d) = dns {
         let _ = d.await;
     }
-    if let Some(r) = replica.and_then(Arc::into_inner) {
-        // Closes the store, so a master restarted in this process may open it again.
-        if let Err(e) = r.shutdown().await {
-            tracing::warn!(error = %dc_support::error::chain(&e), "replica shutdown");
-        }
+    if let Some(r) = replica {
+        close_replica(r).await;
     }
     served.map_err(ServeError::Serve)
+}
+
+/// Stops the replica and closes its store, so a master restarted in this process may open it
+/// again. Found in CI: a task still finishing (a proposal in flight, waiting up to its timeout;
+/// a connection's last request) held a clone, so the replica was never shut down at all — its
+/// Raft core kept running inside a "stopped" master, and the restarted one found the store
+/// open. The last clones go within moments; the wait is bounded, and past it the Raft core is
+/// stopped anyway.
+async fn close_replica(mut r: Arc<crate::replica::Replica>) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match Arc::try_unwrap(r) {
+            Ok(r) => {
+                if let Err(e) = r.shutdown().await {
+                    tracing::warn!(error = %dc_support::error::chain(&e), "replica shutdown");
+                }
+                return;
+            }
+            Err(shared) if tokio::time::Instant::now() < deadline => {
+                r = shared;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(shared) => {
+                tracing::warn!(
+                    "the replica is still in use 10 s after the master stopped: stopping its Raft core; its store closes with the last user"
+                );
+                shared.stop_core().await;
+                return;
+            }
+        }
+    }
 }
 
 /// Wraps the Raft link of [`serve_with`].

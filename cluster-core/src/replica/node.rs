@@ -303,6 +303,15 @@ impl Replica {
         out.map_err(|e| ReplicaError::Stopped(Box::new(e)))
     }
 
+    /// Stops the Raft core and the leadership watcher while others still hold this replica (see
+    /// [`Replica::shutdown`], which also closes the store).
+    pub async fn stop_core(&self) {
+        self.watcher.abort();
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!("raft core shutdown: {e}");
+        }
+    }
+
     /// Stops the Raft core and the leadership watcher; the store is closed when this returns,
     /// so a new replica may open it.
     pub async fn shutdown(self) -> Result<(), ReplicaError> {
