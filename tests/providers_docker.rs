@@ -1,7 +1,8 @@
 //! Provider `docker` end to end against the real Docker Engine and real OpenSSH in the node image:
 //! `examples/docker.hcl` boots, agents register with resources, a task runs and its stdout is served by the
 //! agent, a second apply changes nothing, destroy leaves no labelled object; an apply killed with SIGKILL
-//! converges when run again; `list` and `destroy --cluster` work from labels alone.
+//! converges when run again; `list` and `destroy --cluster` work from labels alone; a master container comes
+//! back at its (fixed) address after a restart.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
@@ -13,23 +14,13 @@ use std::time::Duration;
 
 use common::{ok, text};
 use support::providers::{
-    Leftovers, agents_healthy, dcform, docker_ok, kill_core, labelled, plan_sees_and_apply_mends,
-    unique, within,
+    Leftovers, agents_healthy, dcform, docker_example, docker_ok, kill_core, labelled,
+    plan_sees_and_apply_mends, unique, within,
 };
 
 /// `examples/docker.hcl` with its cluster renamed, so parallel runs never share objects.
 fn definition(dir: &Path, cluster: &str) -> String {
-    let src = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/docker.hcl"),
-    )
-    .expect("examples/docker.hcl");
-    assert!(src.contains("cluster \"docker\""), "example changed shape");
-    std::fs::write(
-        dir.join("docker.hcl"),
-        src.replace("cluster \"docker\"", &format!("cluster \"{cluster}\"")),
-    )
-    .expect("write definition");
-    "docker.hcl".into()
+    docker_example(dir, cluster, "docker.hcl", &[])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -250,26 +241,15 @@ async fn an_apply_killed_midway_converges_and_destroy_by_label_needs_no_state() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_finds_the_container_an_interrupted_create_made_and_teardown_removes_everything() {
     use dcform::apply::{NodeRequest, Provider};
-    use dcform::spec::{LoadOptions, ProviderSpec, Role};
+    use dcform::spec::Role;
     let Some(_env) = support::providers::env() else {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let cluster = unique("dc");
     let _guard = Leftovers(cluster.clone());
-    let def = definition(dir.path(), &cluster);
-    let spec = dcform::spec::load(&dir.path().join(def), &LoadOptions::default())
-        .expect("definition loads")
-        .spec;
-    let ProviderSpec::Docker(settings) = &spec.provider else {
-        panic!("not a docker definition")
-    };
-    let p = dcform::providers::docker::DockerProvider::new(&spec, settings, dir.path(), false);
+    let (p, resources) = prepared_provider(dir.path(), &cluster).await;
     let limit = Duration::from_secs(120);
-    let resources = within(limit, "prepare", p.prepare(&spec, &Default::default()))
-        .await
-        .expect("prepare");
-    assert_eq!(resources["network"], format!("dcform-{cluster}"));
     let key = dir.path().join("ssh/id_ed25519");
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&key)
@@ -296,6 +276,116 @@ async fn create_finds_the_container_an_interrupted_create_made_and_teardown_remo
         .expect("create again");
     assert_eq!(first, again);
     assert_eq!(labelled(&cluster), (1, 1, 0));
+
+    within(limit, "teardown", p.teardown(&resources))
+        .await
+        .expect("teardown");
+    assert_eq!(labelled(&cluster), (0, 0, 0));
+}
+
+/// A docker provider for `examples/docker.hcl` renamed to `cluster`, prepared (image, key,
+/// network): the provider alone, without an apply around it.
+async fn prepared_provider(
+    dir: &Path,
+    cluster: &str,
+) -> (
+    dcform::providers::docker::DockerProvider,
+    std::collections::BTreeMap<String, String>,
+) {
+    use dcform::apply::Provider;
+    use dcform::spec::{LoadOptions, ProviderSpec};
+    let def = definition(dir, cluster);
+    let spec = dcform::spec::load(&dir.join(def), &LoadOptions::default())
+        .expect("definition loads")
+        .spec;
+    let ProviderSpec::Docker(settings) = &spec.provider else {
+        panic!("not a docker definition")
+    };
+    let p = dcform::providers::docker::DockerProvider::new(&spec, settings, dir, false);
+    let resources = within(
+        Duration::from_secs(120),
+        "prepare",
+        p.prepare(&spec, &Default::default()),
+    )
+    .await
+    .expect("prepare");
+    assert_eq!(resources["network"], format!("dcform-{cluster}"));
+    (p, resources)
+}
+
+/// Found: a master container stopped and started again came back at the next address Docker
+/// handed out, while the Raft group, the agents and the resolvers still named the old one. A
+/// master now has a fixed address (from the top of the network's subnet) that survives a
+/// restart; an agent, which registers again wherever it is, still gets one from Docker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_container_comes_back_at_its_address_after_a_restart() {
+    use dcform::apply::{NodeRequest, Provider};
+    use dcform::spec::{PoolName, Role};
+    use dcform::state::{NodeState, NodeStatus};
+    let Some(_env) = support::providers::env() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = unique("pin");
+    let _guard = Leftovers(cluster.clone());
+    let (p, resources) = prepared_provider(dir.path(), &cluster).await;
+    let limit = Duration::from_secs(120);
+    let req = |name: &str, pool: &str, index: u32, role: Role| NodeRequest {
+        cluster: cluster.clone(),
+        name: name.into(),
+        pool: PoolName::new(pool).unwrap(),
+        index,
+        role,
+        host: None,
+        instance_type: None,
+    };
+    let master = within(
+        limit,
+        "create master",
+        p.create(&req("masters-1", "masters", 1, Role::Master)),
+    )
+    .await
+    .expect("create master");
+    within(
+        limit,
+        "create agent",
+        p.create(&req("agents-1", "agents", 1, Role::Agent)),
+    )
+    .await
+    .expect("create agent");
+    let ip: std::net::Ipv4Addr = master.addresses[0].parse().expect("an IPv4 address");
+    assert_eq!(ip.octets()[3], 254, "masters-1 takes the top address: {ip}");
+
+    docker_ok(&["stop", "-t", "0", &format!("dcform-{cluster}-masters-1")]);
+    // Docker hands out addresses in sequence: without a fixed one, the master would come back
+    // at the address after this agent's.
+    within(
+        limit,
+        "create agent 2",
+        p.create(&req("agents-2", "agents", 2, Role::Agent)),
+    )
+    .await
+    .expect("create agent 2");
+    let node = NodeState {
+        name: "masters-1".into(),
+        pool: PoolName::new("masters").unwrap(),
+        index: 1,
+        role: Role::Master,
+        host: None,
+        provider_id: Some(master.provider_id.clone()),
+        addresses: master.addresses.clone(),
+        private_address: None,
+        ssh_host_key: None,
+        core_version: None,
+        config_hash: None,
+        status: NodeStatus::Running,
+        replica_id: Some(1),
+        replica_member: true,
+    };
+    let again = within(limit, "start master", p.start(&node))
+        .await
+        .expect("start master");
+    assert_eq!(again.addresses, master.addresses, "the master moved");
 
     within(limit, "teardown", p.teardown(&resources))
         .await

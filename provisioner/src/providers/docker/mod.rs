@@ -4,6 +4,7 @@
 //! ```text
 //! prepare:  node image (built on first use) ─ per-cluster SSH key (0600, <state dir>/ssh/) ─ network dcform-<cluster>
 //! create:   container dcform-<cluster>-<node> (found again by name after an interrupted apply) ─ its IP
+//!           (a master's fixed, from the top of the subnet, so it keeps it across restarts: pin.rs)
 //! connect:  SSH as root with the cluster key to the container IP (host key pinned after first use)
 //! destroy:  remove the container (and its anonymous volumes)
 //! teardown: every container, network and volume labelled dcform.cluster=<cluster>
@@ -18,8 +19,8 @@ use std::time::Duration;
 use bollard::Docker;
 use bollard::errors::Error as BollardError;
 use bollard::models::{
-    ContainerCreateBody, HostConfig, Ipam, IpamConfig, NetworkCreateRequest, RestartPolicy,
-    RestartPolicyNameEnum,
+    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, Ipam, IpamConfig,
+    NetworkCreateRequest, NetworkingConfig, RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, InspectContainerOptions, InspectNetworkOptions, RemoveContainerOptions,
@@ -30,12 +31,13 @@ use dcform_bootstrap::node_image::{self, AUTHORIZED_KEYS_ENV, NodeImageOptions};
 use tokio::sync::OnceCell;
 
 use crate::apply::{Machine, NodeRequest, Provider, ProviderError, RemoteError};
-use crate::spec::ClusterSpec;
+use crate::spec::{ClusterSpec, Role};
 use crate::state::NodeState;
 
 use super::ssh_remote::{SshConnector, SshRemote};
 
 mod inventory;
+mod pin;
 mod tar;
 
 pub use inventory::{FoundCluster, FoundNode, PurgeReport, list_clusters, purge_cluster};
@@ -323,12 +325,44 @@ impl DockerProvider {
             }),
             ..Default::default()
         };
-        match docker.create_network(req).await {
-            Ok(r) => Ok(r.id),
+        let made = match self.subnet {
+            Some(_) => docker.create_network(req).await.map(|r| r.id),
+            // Masters get fixed addresses, which needs a subnet named at creation.
+            None => pin::pinnable_network(docker, req).await,
+        };
+        match made {
+            Ok(id) => Ok(id),
             // Made meanwhile by another run: use it.
             Err(e) if is_status(&e, 409) => Ok(name),
             Err(e) => Err(api(format!("create network {name}"))(e)),
         }
+    }
+
+    /// The network endpoint of master `index`: its fixed address (see `pin.rs`), `None` when the
+    /// subnet leaves no room for one.
+    async fn master_endpoint(
+        &self,
+        docker: &Docker,
+        index: u32,
+    ) -> Result<Option<NetworkingConfig>, DockerError> {
+        let net = network_name(&self.cluster);
+        let subnet = match &self.subnet {
+            Some(s) => Some(s.clone()),
+            None => pin::subnet_of(docker, &net).await?,
+        };
+        let Some(ip) = subnet.and_then(|s| pin::master_address(&s, index)) else {
+            return Ok(None);
+        };
+        let endpoint = EndpointSettings {
+            ipam_config: Some(EndpointIpamConfig {
+                ipv4_address: Some(ip.to_string()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        Ok(Some(NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(net, endpoint)])),
+        }))
     }
 
     /// The container's address on the cluster network, once it runs (Docker fills it in
@@ -457,7 +491,34 @@ impl Provider for DockerProvider {
                 name: Some(name.clone()),
                 ..Default::default()
             };
-            match docker.create_container(Some(opts), body).await {
+            let pinned = if req.role == Role::Master {
+                self.master_endpoint(docker, req.index)
+                    .await
+                    .map_err(|e| provider_error(&req.name, e))?
+            } else {
+                None
+            };
+            let created = match pinned {
+                Some(endpoint) => {
+                    let fixed = ContainerCreateBody {
+                        networking_config: Some(endpoint),
+                        ..body.clone()
+                    };
+                    match docker.create_container(Some(opts.clone()), fixed).await {
+                        Err(e) if pin::refuses_fixed_address(&e) => {
+                            tracing::warn!(
+                                node = %req.name,
+                                "network {} takes no fixed address (made outside this dcform):                                  the master gets one from Docker and may come back at another after a restart",
+                                network_name(&self.cluster)
+                            );
+                            docker.create_container(Some(opts), body).await
+                        }
+                        other => other,
+                    }
+                }
+                None => docker.create_container(Some(opts), body).await,
+            };
+            match created {
                 Ok(_) => self.preload_core(docker, &req.name, &name).await?,
                 // Made meanwhile (a parallel or interrupted run): adopt it below.
                 Err(e) if is_status(&e, 409) => {}
