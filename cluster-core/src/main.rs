@@ -124,15 +124,20 @@ enum Cmd {
     ///
     /// Examples:
     ///   dccore probe --master http://10.0.0.1:5050 --token-file /etc/dcform/token
+    ///   dccore probe --master https://10.0.0.1:5050,https://10.0.0.2:5050,https://10.0.0.3:5050 \
+    ///     --token-file /etc/dcform/token --ca-file /etc/dcform/ca.pem
     ///   dccore probe --agent-work-dir /var/lib/dcform/agent --pid-file /run/dcform/agent.pid
     Probe {
-        /// Master URL, e.g. http://10.0.0.1:5050.
+        /// Master URL, e.g. http://10.0.0.1:5050; with replicated masters every one of them
+        /// (repeat the flag or separate with commas): the leader is found among them, an
+        /// unreachable one passed over.
         #[arg(
             long,
+            value_delimiter = ',',
             required_unless_present = "agent_work_dir",
             requires = "token_file"
         )]
-        master: Option<String>,
+        master: Vec<String>,
         /// File holding the cluster bearer token.
         #[arg(long)]
         token_file: Option<PathBuf>,
@@ -154,10 +159,14 @@ enum Cmd {
     },
     /// Drain the agent registered with --agent-url (DRAIN_AGENT) and wait until no task is left
     /// on it; exit 2 with a message on timeout.
+    ///
+    /// Example: dccore drain --master http://10.0.0.1:5050,http://10.0.0.2:5050,http://10.0.0.3:5050 \
+    ///   --token-file T --agent-url http://10.0.0.7:5051 --timeout-secs 300
     Drain {
-        /// Master URL, e.g. http://10.0.0.1:5050.
-        #[arg(long)]
-        master: String,
+        /// Master URL, e.g. http://10.0.0.1:5050; with replicated masters every one of them
+        /// (repeat the flag or separate with commas): the call goes to the leader among them.
+        #[arg(long, value_delimiter = ',', required = true)]
+        master: Vec<String>,
         /// File holding the cluster bearer token.
         #[arg(long)]
         token_file: PathBuf,
@@ -183,9 +192,10 @@ enum Cmd {
     ///
     /// Example: dccore reactivate --master http://10.0.0.1:5050 --token-file T --agent-url http://10.0.0.3:5051
     Reactivate {
-        /// Master URL, e.g. http://10.0.0.1:5050.
-        #[arg(long)]
-        master: String,
+        /// Master URL, e.g. http://10.0.0.1:5050; with replicated masters every one of them
+        /// (repeat the flag or separate with commas): the call goes to the leader among them.
+        #[arg(long, value_delimiter = ',', required = true)]
+        master: Vec<String>,
         /// File holding the operator bearer token.
         #[arg(long)]
         token_file: PathBuf,
@@ -226,6 +236,12 @@ fn probe_pid_file(path: &std::path::Path) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The `--master` URLs of an operator command (repeated or comma-separated), checked as the
+/// agent checks its own.
+fn masters_flag(given: &[String]) -> Result<Vec<String>, Usage> {
+    agent::leader::parse_masters(given).map_err(|e| Usage(format!("--master: {e}")))
 }
 
 /// Exit codes, as dcform's (`dcform::cli::exit`).
@@ -461,18 +477,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .map_err(anyhow::Error::msg)?;
                 println!("{ok}");
             }
-            if let (Some(master), Some(token_file)) = (master, token_file) {
+            if let (false, Some(token_file)) = (master.is_empty(), token_file) {
+                let masters = masters_flag(&master)?;
                 let token = read_token(&token_file).map_err(|e| Usage(chain(&e)))?;
                 let timeout = Duration::from_secs(timeout_secs.max(1));
-                let client = OperatorClient::with_tls(&master, &token, timeout, &tls)?;
+                let client = OperatorClient::with_tls(&masters, &token, timeout, &tls)?;
                 // The whole probe, not just each request, is bounded by --timeout-secs.
                 match tokio::time::timeout(timeout, client.probe(agent_url.as_deref())).await {
                     Ok(r) => r?,
-                    Err(_) => anyhow::bail!("master {master}: no answer within {timeout_secs} s"),
+                    Err(_) => anyhow::bail!(
+                        "master {}: no answer within {timeout_secs} s",
+                        masters.join(", ")
+                    ),
                 }
+                // The master that answered: the leader when several were given.
+                let m = client.master();
                 match &agent_url {
-                    Some(a) => println!("master {master} healthy; agent {a} active"),
-                    None => println!("master {master} healthy"),
+                    Some(a) => println!("master {m} healthy; agent {a} active"),
+                    None => println!("master {m} healthy"),
                 }
             }
         }
@@ -482,9 +504,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             agent_url,
             ca_file,
         } => {
+            let masters = masters_flag(&master)?;
             let token = read_token(&token_file).map_err(|e| Usage(chain(&e)))?;
             let tls = client_tls(ca_file)?;
-            let client = OperatorClient::with_tls(&master, &token, Duration::from_secs(10), &tls)?;
+            let client = OperatorClient::with_tls(&masters, &token, Duration::from_secs(10), &tls)?;
             println!("{}", client.reactivate(&agent_url).await?);
         }
         Cmd::Drain {
@@ -505,7 +528,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(s) => Some(Duration::from_secs_f64(s.min(1e9))),
                 None => None,
             };
-            let client = OperatorClient::with_tls(&master, &token, Duration::from_secs(10), &tls)?;
+            let masters = masters_flag(&master)?;
+            let client = OperatorClient::with_tls(&masters, &token, Duration::from_secs(10), &tls)?;
             let done = client
                 .drain(
                     &agent_url,

@@ -176,14 +176,15 @@ impl OperatorClient {
     /// A client whose every request gives up after `timeout`; an `https://` master is checked
     /// against the system's roots.
     pub fn new(master: &str, token: &str, timeout: Duration) -> Self {
-        Self::with_tls(master, token, timeout, &Tls::default())
+        Self::with_tls(&[master], token, timeout, &Tls::default())
             .expect("invariant: a client with the system roots and no certificate always builds")
     }
 
-    /// A client whose every request gives up after `timeout`, trusting `tls.ca` (`--ca-file`)
-    /// alone for an `https://` master (the system's roots without one).
-    pub fn with_tls(
-        master: &str,
+    /// A client of `masters` (one, or every master of a replicated group: see
+    /// [`Self::with_masters`]) whose every request gives up after `timeout`, trusting `tls.ca`
+    /// (`--ca-file`) alone for an `https://` master (the system's roots without one).
+    pub fn with_tls<S: AsRef<str>>(
+        masters: &[S],
         token: &str,
         timeout: Duration,
         tls: &Tls,
@@ -195,7 +196,7 @@ impl OperatorClient {
             .timeout(timeout)
             .build()
             .map_err(TlsError::Client)?;
-        Ok(Self::with_http(http, master, token))
+        Ok(Self::with_masters(http, masters, token))
     }
 
     /// A client over `http` (its TLS set-up and timeouts), e.g. one HTTP client shared with

@@ -511,10 +511,12 @@ impl Installer for ScriptInstaller {
             }
             Step::Drain | Step::Reactivate if ctx.change.role.is_agent() => {
                 // Operator calls, so they run on the first master, with its operator token: no
-                // agent holds one. The agent is named by the URL it registered with.
+                // agent holds one. The agent is named by the URL it registered with. Every
+                // master is named, as the agents are told them: the call reaches the leader
+                // wherever it is, passing over a master that does not answer.
                 let q = dcform_bootstrap::ssh::shell_quote;
-                let (m, mp) = self.master_side(ctx, step)?;
-                let master_url = format!("{}://{}", scheme(&ctx.spec), api_address(m));
+                let (_, mp) = self.master_side(ctx, step)?;
+                let master_url = agent_master_urls(ctx).join(",");
                 let mut call = format!(
                     "set -e\n{} {} --master {} --token-file {} --agent-url {}",
                     q(&mp.bin),

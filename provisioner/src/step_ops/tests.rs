@@ -339,3 +339,38 @@ fn nodes_with_a_private_address_talk_to_each_other_over_it_and_dcform_over_the_p
     hidden.addresses.clear();
     assert_eq!(public_api_address(&hidden), "10.0.1.3:5051");
 }
+
+/// With replicated masters the drain names every master (as the agents are told them), so the
+/// call reaches the leader wherever it is and passes over a master that does not answer; it ran
+/// against the first master alone, which fails whenever that one is down.
+#[test]
+fn an_agent_of_three_masters_is_drained_through_every_master() {
+    let i = installer(Layout::Host);
+    let mut c = ctx(node("agents-1", "agents", Role::Agent, "10.0.0.9"), vec![]);
+    let spec = Arc::make_mut(&mut c.spec);
+    spec.pools[0].size = PoolSize::Count(3);
+    c.masters = (1..=3)
+        .map(|k| {
+            let mut m = node(
+                &format!("masters-{k}"),
+                "masters",
+                Role::Master,
+                &format!("10.0.0.{}", k + 1),
+            );
+            m.index = k;
+            m
+        })
+        .collect();
+    for step in [Step::Drain, Step::Reactivate] {
+        let ops = i.ops(step, &c).expect("render");
+        let [(true, _, script)] = scripts(&ops)[..] else {
+            panic!("one script on a master: {ops:?}");
+        };
+        assert!(
+            script.contains(
+                "--master https://10.0.0.2:5050,https://10.0.0.3:5050,https://10.0.0.4:5050 "
+            ),
+            "{script}"
+        );
+    }
+}
