@@ -13,78 +13,36 @@ mod common;
 mod support;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::process::Output;
+use std::time::Duration;
 
 use common::ok;
-use support::providers::{Leftovers, dcform, docker, docker_ok, labelled, unique};
+use support::providers::{
+    Env, Leftovers, container_ip, dcform, docker_example, docker_ok, labelled, resolve_until,
+    unique,
+};
 
 /// `examples/docker.hcl`, renamed, without its public agent (1 master, `-var agents=1`: 1 agent).
 fn definition(dir: &Path, cluster: &str) -> String {
-    let src = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/docker.hcl"),
-    )
-    .expect("examples/docker.hcl");
     let public = "  pool \"public\" {\n    role  = \"public_agent\"\n    count = 1\n  }\n";
-    assert!(
-        src.contains("cluster \"docker\"") && src.contains(public),
-        "example changed shape"
-    );
-    let def = src
-        .replace("cluster \"docker\"", &format!("cluster \"{cluster}\""))
-        .replace(public, "");
-    std::fs::write(dir.join("dns.hcl"), def).expect("write definition");
-    "dns.hcl".into()
+    docker_example(dir, cluster, "dns.hcl", &[(public, "")])
 }
 
-/// The container's address on its (one) network.
-fn ip_of(container: &str) -> String {
-    docker_ok(&[
-        "inspect",
-        "-f",
-        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
-        container,
-    ])
-}
-
-/// `getent hosts NAME` in `container` until it answers (the master's DNS records follow its
-/// election), within `limit`: the addresses it gave.
+/// `getent hosts NAME` in `container` until it answers: the addresses it gave.
 async fn resolve(container: &str, name: &str, limit: Duration) -> Vec<String> {
-    let deadline = Instant::now() + limit;
-    loop {
-        let o = docker(&["exec", container, "getent", "hosts", name]);
-        let out = String::from_utf8_lossy(&o.stdout).to_string();
-        if o.status.success() {
-            return out
-                .lines()
-                .filter_map(|l| l.split_whitespace().next())
-                .map(str::to_string)
-                .collect();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{container}: `getent hosts {name}` did not answer within {limit:?} (exit {:?}): {}",
-            o.status.code(),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    resolve_until(container, name, limit, |code, _| code == Some(0)).await
 }
 
-/// `getent hosts NAME` in `container` until it finds nothing (exit 2: not found), within `limit`.
+/// `getent hosts NAME` in `container` until it finds nothing.
 async fn unresolved(container: &str, name: &str, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    loop {
-        let o = docker(&["exec", container, "getent", "hosts", name]);
-        if o.status.code() == Some(2) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{container}: `getent hosts {name}` still answers after {limit:?}: {}",
-            String::from_utf8_lossy(&o.stdout)
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    resolve_until(container, name, limit, |code, _| code == Some(2)).await;
+}
+
+/// `dcform ARGS -var agents=1 DEF` in `dir`: the definition with one agent.
+async fn one_agent(env: &Env, dir: &Path, args: &[&str], def: &str) -> Output {
+    let mut all = args.to_vec();
+    all.extend(["-var", "agents=1", def]);
+    dcform(env, dir, &all).await
 }
 
 /// A service of one instance, as a definition declares it.
@@ -113,18 +71,13 @@ async fn agents_resolve_the_cluster_domain_through_the_master_other_names_throug
     let cluster = unique("dns");
     let _guard = Leftovers(cluster.clone());
     let def = definition(dir.path(), &cluster);
-    let o = dcform(
-        &env,
-        dir.path(),
-        &["apply", "--auto-approve", "-var", "agents=1", &def],
-    )
-    .await;
+    let o = one_agent(&env, dir.path(), &["apply", "--auto-approve"], &def).await;
     let t = ok(&o, "apply");
     assert!(t.contains("Apply complete! Nodes: 2 added"), "{t}");
 
     let master = format!("dcform-{cluster}-masters-1");
     let agent = format!("dcform-{cluster}-agents-1");
-    let (master_ip, agent_ip) = (ip_of(&master), ip_of(&agent));
+    let (master_ip, agent_ip) = (container_ip(&master), container_ip(&agent));
 
     // The agent asks the master and nobody else (not Docker's 127.0.0.11 directly).
     let resolv = docker_ok(&["exec", &agent, "cat", "/etc/resolv.conf"]);
@@ -160,12 +113,7 @@ async fn agents_resolve_the_cluster_domain_through_the_master_other_names_throug
 
     // A declared service: apply deploys it (and waits for it), DNS finds its instance.
     with_service(dir.path(), &def, true);
-    let o = dcform(
-        &env,
-        dir.path(),
-        &["apply", "--auto-approve", "-var", "agents=1", &def],
-    )
-    .await;
+    let o = one_agent(&env, dir.path(), &["apply", "--auto-approve"], &def).await;
     let t = ok(&o, "apply with a service");
     assert!(t.contains("+ service /web deploy: 1 instance"), "{t}");
     assert_eq!(
@@ -173,31 +121,16 @@ async fn agents_resolve_the_cluster_domain_through_the_master_other_names_throug
         [agent_ip.as_str()],
         "the instance's A record from the master's container"
     );
-    let o = dcform(
-        &env,
-        dir.path(),
-        &["plan", "--detailed-exitcode", "-var", "agents=1", &def],
-    )
-    .await;
+    let o = one_agent(&env, dir.path(), &["plan", "--detailed-exitcode"], &def).await;
     assert_eq!(o.status.code(), Some(0), "no drift: {}", common::text(&o));
     // Its block removed: apply removes the app, and the name goes with the instance.
     with_service(dir.path(), &def, false);
-    let o = dcform(
-        &env,
-        dir.path(),
-        &["apply", "--auto-approve", "-var", "agents=1", &def],
-    )
-    .await;
+    let o = one_agent(&env, dir.path(), &["apply", "--auto-approve"], &def).await;
     let t = ok(&o, "apply without the service");
     assert!(t.contains("- service /web remove"), "{t}");
     unresolved(&master, "web.marathon.dccore", limit).await;
 
-    let o = dcform(
-        &env,
-        dir.path(),
-        &["destroy", "--auto-approve", "-var", "agents=1", &def],
-    )
-    .await;
+    let o = one_agent(&env, dir.path(), &["destroy", "--auto-approve"], &def).await;
     ok(&o, "destroy");
     assert_eq!(labelled(&cluster), (0, 0, 0), "labelled objects left");
 }

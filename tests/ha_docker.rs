@@ -15,28 +15,19 @@ use std::time::Duration;
 
 use common::ok;
 use serde_json::Value;
-use support::providers::{Leftovers, dcform, docker_ok, unique};
+use support::providers::{
+    Leftovers, container_ip, dcform, docker_example, docker_ok, resolve_until, unique,
+};
 
 /// `examples/docker.hcl`, renamed, with the masters' count a variable (default 3).
 fn definition(dir: &Path, cluster: &str) -> String {
-    let src = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/docker.hcl"),
-    )
-    .expect("examples/docker.hcl");
     let masters = "pool \"masters\" {\n    role  = \"master\"\n    count = 1\n  }";
-    assert!(
-        src.contains("cluster \"docker\"") && src.contains(masters),
-        "example changed shape"
-    );
-    let def = src
-        .replace("cluster \"docker\"", &format!("cluster \"{cluster}\""))
-        .replace(
-            masters,
-            "pool \"masters\" {\n    role  = \"master\"\n    count = var.masters\n  }",
-        );
+    let variable = "pool \"masters\" {\n    role  = \"master\"\n    count = var.masters\n  }";
+    let file = docker_example(dir, cluster, "ha.hcl", &[(masters, variable)]);
+    let def = std::fs::read_to_string(dir.join(&file)).expect("definition");
     let def = format!("variable \"masters\" {{\n  type    = number\n  default = 3\n}}\n\n{def}");
-    std::fs::write(dir.join("ha.hcl"), def).expect("write definition");
-    "ha.hcl".into()
+    std::fs::write(dir.join(&file), def).expect("write definition");
+    file
 }
 
 /// `status --json`, its master nodes `(name, health, replica)`.
@@ -126,14 +117,7 @@ async fn three_masters_elect_one_leader_survive_its_loss_are_restored_by_apply_a
     let (healthy, agents, _) = support::providers::agents_healthy(&env, dir.path(), &def).await;
     assert_eq!((healthy, agents), (3, 3));
     // Service discovery: an agent resolves through the 3 masters, and `leader.dccore` is the leader.
-    let ip = |node: &str| {
-        docker_ok(&[
-            "inspect",
-            "-f",
-            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
-            &format!("dcform-{cluster}-{node}"),
-        ])
-    };
+    let ip = |node: &str| container_ip(&format!("dcform-{cluster}-{node}"));
     let master_ips: Vec<String> = (1..=3).map(|i| ip(&format!("masters-{i}"))).collect();
     let agent = format!("dcform-{cluster}-agents-1");
     let resolv = docker_ok(&["exec", &agent, "cat", "/etc/resolv.conf"]);
@@ -142,20 +126,12 @@ async fn three_masters_elect_one_leader_survive_its_loss_are_restored_by_apply_a
         .filter_map(|l| l.strip_prefix("nameserver "))
         .collect();
     assert_eq!(nameservers, master_ips, "{resolv}");
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let want = ip(&leader);
-    loop {
-        let o = support::providers::docker(&["exec", &agent, "getent", "hosts", "leader.dccore"]);
-        let got = String::from_utf8_lossy(&o.stdout).to_string();
-        if got.split_whitespace().next() == Some(want.as_str()) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "leader.dccore from {agent} is not the leader {leader} ({want}) within 30 s: {got:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    // The leader's address, once the masters' DNS follows the election.
+    resolve_until(&agent, "leader.dccore", Duration::from_secs(30), |_, a| {
+        a.first() == Some(&want)
+    })
+    .await;
 
     // The leader's container dies: the other two elect a new leader that knows every agent.
     docker_ok(&["kill", &format!("dcform-{cluster}-{leader}")]);

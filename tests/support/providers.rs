@@ -248,3 +248,67 @@ pub async fn marker_task(status: &Value, dir: &Path, cluster: &str, marker: &str
     )
     .await
 }
+
+/// `examples/docker.hcl` written to `dir/file` with its cluster renamed to `cluster` and each
+/// `(from, to)` of `edits` replaced (each must be in the example: a changed example fails here,
+/// not as an odd cluster later). Returns `file`.
+pub fn docker_example(dir: &Path, cluster: &str, file: &str, edits: &[(&str, &str)]) -> String {
+    let src = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/docker.hcl"),
+    )
+    .expect("examples/docker.hcl");
+    let mut def = src.replace("cluster \"docker\"", &format!("cluster \"{cluster}\""));
+    assert_ne!(
+        def, src,
+        "examples/docker.hcl changed shape: no cluster \"docker\""
+    );
+    for (from, to) in edits {
+        assert!(
+            def.contains(from),
+            "examples/docker.hcl changed shape: no {from:?}"
+        );
+        def = def.replace(from, to);
+    }
+    std::fs::write(dir.join(file), def).expect("write definition");
+    file.into()
+}
+
+/// A node container's address on its (one) network.
+pub fn container_ip(container: &str) -> String {
+    docker_ok(&[
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        container,
+    ])
+}
+
+/// `getent hosts NAME` in `container` until `done` accepts its exit code (0 found, 2 not found)
+/// and addresses (the masters' DNS follows elections and task changes), within `limit`; the
+/// addresses of the last answer.
+pub async fn resolve_until(
+    container: &str,
+    name: &str,
+    limit: Duration,
+    done: impl Fn(Option<i32>, &[String]) -> bool,
+) -> Vec<String> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let o = docker(&["exec", container, "getent", "hosts", name]);
+        let addrs: Vec<String> = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .map(str::to_string)
+            .collect();
+        if done(o.status.code(), &addrs) {
+            return addrs;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{container}: `getent hosts {name}` not as wanted within {limit:?} (exit {:?}): {addrs:?} {}",
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}

@@ -59,11 +59,12 @@ pub(super) fn app_json(v: &AppView, instances: &[Instance], embed_tasks: bool) -
     }
 }
 
-pub(super) async fn list_apps(State(h): State<MarathonState>, q: Q) -> Response {
-    let s = match snapshot(&h).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+/// What the handlers return: an answer, or an error answer already shaped as Marathon's
+/// (`{"message": ...}` or a 422 with its details), so each step can end a handler with `?`.
+type Answer = Result<Response, Response>;
+
+pub(super) async fn list_apps(State(h): State<MarathonState>, q: Q) -> Answer {
+    let s = snapshot(&h).await?;
     let embed = q.get("embed").is_some_and(|e| e.contains("tasks"));
     let prefix = q.get("id").map(|p| p.trim_end_matches('/').to_string());
     let apps: Vec<AppStatus> = s
@@ -76,14 +77,11 @@ pub(super) async fn list_apps(State(h): State<MarathonState>, q: Q) -> Response 
         })
         .map(|a| app_json(a, &s.instances, embed))
         .collect();
-    axum::Json(AppList { apps }).into_response()
+    Ok(axum::Json(AppList { apps }).into_response())
 }
 
-pub(super) async fn create_app(State(h): State<MarathonState>, q: Q, body: Bytes) -> Response {
-    let app = match parse_body(&body).and_then(|v| App::from_json(v, None).map_err(invalid)) {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+pub(super) async fn create_app(State(h): State<MarathonState>, q: Q, body: Bytes) -> Answer {
+    let app = App::from_json(parse_body(&body)?, None).map_err(invalid)?;
     let id = app.id.clone();
     let force = forced(&q);
     let put = |reply| ServiceCommand::PutApp {
@@ -92,19 +90,13 @@ pub(super) async fn create_app(State(h): State<MarathonState>, q: Q, body: Bytes
         force,
         reply,
     };
-    let c = match change(&h, put).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let s = match snapshot(&h).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+    let c = change(&h, put).await?;
+    let s = snapshot(&h).await?;
     let Some(view) = s.apps.iter().find(|a| a.entry.app.id == id) else {
-        return message(
+        return Err(message(
             StatusCode::CONFLICT,
             format!("app {id} was removed meanwhile"),
-        );
+        ));
     };
     let mut body = app_json(view, &s.instances, false);
     body.deployments = vec![DeploymentId {
@@ -114,7 +106,7 @@ pub(super) async fn create_app(State(h): State<MarathonState>, q: Q, body: Bytes
     if let Ok(loc) = HeaderValue::from_str(&format!("/v2/apps{id}")) {
         r.headers_mut().insert(header::LOCATION, loc);
     }
-    r
+    Ok(r)
 }
 
 /// Splits `prod/web/tasks` into the app id and the action (Marathon reads a trailing
@@ -134,19 +126,13 @@ pub(super) async fn get_app(
     State(h): State<MarathonState>,
     Path(path): Path<String>,
     q: Q,
-) -> Response {
-    let (id, action) = match split(&path) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let s = match snapshot(&h).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+) -> Answer {
+    let (id, action) = split(&path)?;
+    let s = snapshot(&h).await?;
     let Some(view) = s.apps.iter().find(|a| a.entry.app.id == id) else {
-        return ServiceError::AppNotFound(id.to_string()).into_response();
+        return Err(ServiceError::AppNotFound(id.to_string()).into_response());
     };
-    match action {
+    Ok(match action {
         None => {
             let embed = q.get("embed").is_some_and(|e| e.contains("tasks"));
             let app = app_json(view, &s.instances, embed);
@@ -164,7 +150,7 @@ pub(super) async fn get_app(
         }
         Some("versions") => axum::Json(json!({"versions": [view.entry.version]})).into_response(),
         Some(_) => message(StatusCode::METHOD_NOT_ALLOWED, "restart takes POST"),
-    }
+    })
 }
 
 pub(super) async fn put_app(
@@ -172,7 +158,7 @@ pub(super) async fn put_app(
     Path(path): Path<String>,
     q: Q,
     body: Bytes,
-) -> Response {
+) -> Answer {
     update(h, path, q, body, false).await
 }
 
@@ -181,41 +167,30 @@ pub(super) async fn patch_app(
     Path(path): Path<String>,
     q: Q,
     body: Bytes,
-) -> Response {
+) -> Answer {
     update(h, path, q, body, true).await
 }
 
 /// PUT (replace, or create: 201) and PATCH (merge the given fields into the definition).
-async fn update(h: MarathonState, path: String, q: Q, body: Bytes, merge: bool) -> Response {
-    let (id, _) = match split(&path) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let mut v = match parse_body(&body) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let existing = match snapshot(&h).await {
-        Ok(s) => s
-            .apps
-            .iter()
-            .find(|a| a.entry.app.id == id)
-            .map(|a| a.entry.app.raw.clone()),
-        Err(r) => return r,
-    };
+async fn update(h: MarathonState, path: String, q: Q, body: Bytes, merge: bool) -> Answer {
+    let (id, _) = split(&path)?;
+    let mut v = parse_body(&body)?;
+    let existing = snapshot(&h)
+        .await?
+        .apps
+        .iter()
+        .find(|a| a.entry.app.id == id)
+        .map(|a| a.entry.app.raw.clone());
     if merge {
         let (Some(mut base), Some(patch)) = (existing.clone(), v.as_object()) else {
-            return ServiceError::AppNotFound(id.to_string()).into_response();
+            return Err(ServiceError::AppNotFound(id.to_string()).into_response());
         };
         for (k, x) in patch {
             base.insert(k.clone(), x.clone());
         }
         v = Value::Object(base);
     }
-    let app = match App::from_json(v, Some(&id)) {
-        Ok(a) => a,
-        Err(e) => return invalid(e),
-    };
+    let app = App::from_json(v, Some(&id)).map_err(invalid)?;
     let force = forced(&q);
     let put = |reply| ServiceCommand::PutApp {
         app: Box::new(app),
@@ -223,48 +198,41 @@ async fn update(h: MarathonState, path: String, q: Q, body: Bytes, merge: bool) 
         force,
         reply,
     };
-    match change(&h, put).await {
-        Ok(c) if existing.is_none() => (StatusCode::CREATED, change_json(&c)).into_response(),
-        Ok(c) => change_json(&c).into_response(),
-        Err(r) => r,
-    }
+    let c = change(&h, put).await?;
+    Ok(match existing {
+        None => (StatusCode::CREATED, change_json(&c)).into_response(),
+        Some(_) => change_json(&c).into_response(),
+    })
 }
 
 pub(super) async fn delete_app(
     State(h): State<MarathonState>,
     Path(path): Path<String>,
     q: Q,
-) -> Response {
-    let id = match split(&path) {
-        Ok((id, None)) => id,
-        Ok(_) => return message(StatusCode::METHOD_NOT_ALLOWED, "DELETE takes an app id"),
-        Err(r) => return r,
+) -> Answer {
+    let (id, None) = split(&path)? else {
+        return Err(message(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "DELETE takes an app id",
+        ));
     };
     let force = forced(&q);
-    match change(&h, |reply| ServiceCommand::RemoveApp { id, force, reply }).await {
-        Ok(c) => change_json(&c).into_response(),
-        Err(r) => r,
-    }
+    let c = change(&h, |reply| ServiceCommand::RemoveApp { id, force, reply }).await?;
+    Ok(change_json(&c).into_response())
 }
 
 pub(super) async fn post_app_action(
     State(h): State<MarathonState>,
     Path(path): Path<String>,
     q: Q,
-) -> Response {
-    let id = match split(&path) {
-        Ok((id, Some("restart"))) => id,
-        Ok(_) => {
-            return message(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "POST /v2/apps/{id}/restart, or POST /v2/apps to create an app",
-            );
-        }
-        Err(r) => return r,
+) -> Answer {
+    let (id, Some("restart")) = split(&path)? else {
+        return Err(message(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "POST /v2/apps/{id}/restart, or POST /v2/apps to create an app",
+        ));
     };
     let force = forced(&q);
-    match change(&h, |reply| ServiceCommand::Restart { id, force, reply }).await {
-        Ok(c) => change_json(&c).into_response(),
-        Err(r) => r,
-    }
+    let c = change(&h, |reply| ServiceCommand::Restart { id, force, reply }).await?;
+    Ok(change_json(&c).into_response())
 }
