@@ -47,27 +47,6 @@ fn definition(key: &str) -> String {
     )
 }
 
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    format!(
-        "{cores} cores, {cpu}, load average {}",
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
-    )
-}
-
 fn run(dir: &std::path::Path, endpoint: &str, args: &[&str]) -> f64 {
     let started = Instant::now();
     // A bench run that hangs is killed with what it printed, not left to block the run.
@@ -109,7 +88,7 @@ fn main() {
             Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
         })
         .unwrap_or_else(|| "?".into());
-    println!("machine: {}", machine());
+    println!("machine: {}", dc_support::testing::machine());
     println!("moto {version} on {}", moto.url);
     for parallelism in ["10", "50"] {
         let mut applies = Vec::new();

@@ -167,13 +167,7 @@ fn bench(label: &str, provider: ProviderKind, def: &Path, core: &CoreTarget) -> 
 }
 
 fn main() {
-    println!(
-        "machine: {} cores, {}",
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(0),
-        cpu_model()
-    );
+    println!("machine: {}", dc_support::testing::machine());
     let dir = tempfile::tempdir().expect("tempdir");
     let core = CoreTarget {
         version: "0.1.0".into(),
@@ -208,15 +202,4 @@ fn main() {
     println!(
         "  plan, one host removed from the 997-entry list: median {med:>8.2?}  best {best:>8.2?}  ({changes} change(s))"
     );
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown cpu".into())
 }

@@ -89,27 +89,6 @@ fn install_script(sha: &str) -> String {
     )
 }
 
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown cpu".into());
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
-    let kernel = Proc::new("uname")
-        .arg("-r")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
-    format!("{cores} cores, {cpu}, Linux {kernel}")
-}
-
 /// `"dcform vs NAME X.XXx (dcform A s, NAME B s)"`: how many times faster dcform was than the
 /// other contender (below 1: slower), or which one did not run.
 fn compare(name: &str, dcform: Option<f64>, other: Option<f64>) -> String {
@@ -472,7 +451,7 @@ async fn main() -> Result<(), BoxError> {
         .close()
         .await;
     }
-    println!("machine: {}", machine());
+    println!("machine: {}", dc_support::testing::machine());
     let storage = docker(&["info", "--format", "{{.Driver}}"]).unwrap_or_default();
     println!(
         "work: {size_mb} MiB upload + install script on {hosts} containers (real sshd), destination on {}",

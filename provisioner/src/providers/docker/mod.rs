@@ -55,7 +55,7 @@ pub const LABEL_ROLE: &str = "dcform.role";
 /// Entry command of node containers: the image's init (`dcform-node-init`), but with only an ed25519 host
 /// key. The init's `ssh-keygen -A` also makes RSA and ECDSA keys, which takes seconds per container when ten
 /// start at once on a busy 2-core machine; dcform only uses ed25519, and `-A` skips key files that exist.
-const ENTRYPOINT: &str = r#"set -e
+pub const ENTRYPOINT: &str = r#"set -e
 k=/etc/ssh/ssh_host_ed25519_key
 [ -s "$k" ] || ssh-keygen -q -t ed25519 -N '' -f "$k" </dev/null
 for t in rsa ecdsa; do [ -s "/etc/ssh/ssh_host_${t}_key" ] || echo unused > "/etc/ssh/ssh_host_${t}_key"; done
