@@ -410,3 +410,74 @@ async fn every_masters_dns_answers_from_the_committed_log_not_only_the_leaders()
         .await;
     }
 }
+
+/// The log does not grow without bound on running masters: with a snapshot every 20 entries
+/// (5 kept behind it), a burst of changes makes every live master snapshot and purge, and a
+/// follower that was down for all of it — behind the leader's purge point, so the log alone
+/// cannot catch it up — comes back from its disk, installs the leader's snapshot and catches up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_and_purges_bound_the_log_and_a_follower_behind_them_catches_up_by_snapshot() {
+    let _serial = SERIAL.lock().await;
+    let root = tempfile::tempdir().expect("tmp");
+    let partition = Partition::default();
+    let mut masters = ha::start_masters_with(root.path(), 3, &partition, |c| {
+        c.replica_snapshot_entries = 20;
+        c.replica_keep_entries = 5;
+    })
+    .await;
+    let l0 = wait_leader(&masters, &[0, 1, 2]).await;
+    let f = others(&masters, l0)[0];
+    let before = masters[f].replica().await.expect("replica")["last_log_index"]
+        .as_u64()
+        .expect("a log index");
+    masters[f].kill().await;
+    // The burst: 60 frameworks subscribing, 10 at a time; each subscription is a committed change.
+    let up = others(&masters, f);
+    let mut frameworks = Vec::new();
+    for _ in 0..6 {
+        let wave = (0..10).map(|_| subscribe_at_leader(&masters, &up, None));
+        frameworks.extend(futures_util::future::join_all(wave).await);
+    }
+    let (l, first) = (frameworks[0].0, frameworks[0].1.id.clone());
+    let (applied, purged) =
+        eventually("every live master snapshots and purges its log", || async {
+            let mut at_leader = None;
+            for &i in &up {
+                let r = masters[i].replica().await?;
+                let (snap, purged) = (r["snapshot_index"].as_u64()?, r["purged_index"].as_u64()?);
+                if snap == 0 || purged == 0 {
+                    return None;
+                }
+                if i == l {
+                    at_leader = Some((r["applied_index"].as_u64()?, purged));
+                }
+            }
+            at_leader
+        })
+        .await;
+    assert!(
+        purged > before,
+        "the leader purged past the follower's last entry ({purged} <= {before}): the test would not need a snapshot"
+    );
+    masters[f].restart().await;
+    eventually(
+        "the follower catches up from the leader's snapshot",
+        || async {
+            let r = masters[f].replica().await?;
+            let caught_up = r["applied_index"].as_u64()? >= applied;
+            let installed = r["snapshot_index"].as_u64()? > before;
+            (r["leader"]["id"].is_u64() && caught_up && installed).then_some(())
+        },
+    )
+    .await;
+    // The state came with it: kill the leader; whichever master leads now takes the first
+    // framework's failover by its id.
+    masters[l].kill().await;
+    let rest = others(&masters, l);
+    let (_, again) = subscribe_at_leader(&masters, &rest, Some(&first)).await;
+    assert_eq!(again.id, first);
+    drop(frameworks);
+    for m in masters.iter_mut() {
+        m.kill().await;
+    }
+}

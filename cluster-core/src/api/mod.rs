@@ -172,6 +172,8 @@ pub async fn serve_with(
                 crate::replica::ReplicaConfig::new(settings.id, settings.url(), &config.work_dir);
             rc.max_completed_frameworks = config.max_completed_frameworks;
             rc.max_completed_tasks_per_framework = config.max_completed_tasks_per_framework;
+            rc.snapshot_every = config.replica_snapshot_entries;
+            rc.keep_behind_snapshot = config.replica_keep_entries;
             let client = config
                 .tls
                 .http_client()

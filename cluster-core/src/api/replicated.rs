@@ -165,6 +165,7 @@ pub async fn status(State(h): State<ApiState>, peer: PeerCert, headers: HeaderMa
 pub fn replica_status(replica: &Replica, self_url: &str) -> ReplicaStatus {
     let l = replica.leadership().borrow().clone();
     let (last_log_index, applied_index, _) = replica.log_position();
+    let (snapshot_index, purged_index) = replica.snapshot_position();
     let (voters, learners) = replica.members();
     let matched = replica.matched();
     let member = |(id, url): (&NodeId, &String), voter: bool| ReplicaMember {
@@ -183,6 +184,8 @@ pub fn replica_status(replica: &Replica, self_url: &str) -> ReplicaStatus {
         term: l.term,
         last_log_index,
         applied_index,
+        snapshot_index,
+        purged_index,
         voters: voters.keys().copied().collect(),
         learners: learners.keys().copied().collect(),
         members,

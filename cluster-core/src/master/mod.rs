@@ -164,6 +164,12 @@ pub struct MasterConfig {
     /// The config file's `replica_init`: on an empty store, make a new group of
     /// `replica_peers` (only the first master of a new cluster); otherwise wait to be added.
     pub replica_init: bool,
+    /// Replicated masters: a snapshot of the state is taken after this many log entries
+    /// (`replica_snapshot_entries`, default 10,000), and the log behind it purged...
+    pub replica_snapshot_entries: u64,
+    /// ...but for this many entries (`replica_keep_entries`, default 1,000), so a follower that
+    /// fell a little behind catches up from the log, not from a whole snapshot.
+    pub replica_keep_entries: u64,
     /// Service discovery (`dns_*` in the config file, `--dns-listen`); no DNS server by default.
     pub discovery: crate::discovery::DiscoveryConfig,
 }
@@ -197,6 +203,8 @@ impl MasterConfig {
             services: true,
             services_deployment_timeout: Duration::from_secs(300),
             replica_init: false,
+            replica_snapshot_entries: 10_000,
+            replica_keep_entries: 1_000,
             discovery: Default::default(),
         }
     }
@@ -297,6 +305,18 @@ impl MasterConfig {
         )
         .map_err(|e| bad(Box::new(e)))?;
         self.replica_init = f.replica_init.unwrap_or(false);
+        if let Some(n) = f.replica_snapshot_entries {
+            if n == 0 {
+                return Err(bad(
+                    "replica_snapshot_entries must be at least 1 (entries between snapshots)"
+                        .into(),
+                ));
+            }
+            self.replica_snapshot_entries = n;
+        }
+        if let Some(n) = f.replica_keep_entries {
+            self.replica_keep_entries = n;
+        }
         if self.replica_init && self.replica.is_none() {
             return Err(bad(
                 "replica_init needs replica_id, replica_peers and replica_secret_file".into(),
@@ -381,6 +401,10 @@ pub struct ConfigFile {
     pub services_deployment_timeout_secs: Option<f64>,
     /// See [`MasterConfig::replica_init`].
     pub replica_init: Option<bool>,
+    /// See [`MasterConfig::replica_snapshot_entries`].
+    pub replica_snapshot_entries: Option<u64>,
+    /// See [`MasterConfig::replica_keep_entries`].
+    pub replica_keep_entries: Option<u64>,
     /// DNS server address `IP:PORT`, UDP and TCP (same as `--dns-listen`, which wins).
     pub dns_listen: Option<String>,
     /// The zone the DNS server answers (default `dccore`).

@@ -229,6 +229,14 @@ impl Replica {
         )
     }
 
+    /// The last entry in this replica's latest snapshot, and the last entry purged from its
+    /// log (`None`: none yet): what shows the log does not grow without bound.
+    pub fn snapshot_position(&self) -> (Option<u64>, Option<u64>) {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        (m.snapshot.map(|l| l.index), m.purged.map(|l| l.index))
+    }
+
     /// On the leader: the last log index each member is known to hold (`None` inside: not
     /// known yet). `None` on a follower.
     pub fn matched(&self) -> Option<BTreeMap<NodeId, Option<u64>>> {

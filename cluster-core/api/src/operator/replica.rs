@@ -37,6 +37,12 @@ pub struct ReplicaStatus {
     pub last_log_index: Option<u64>,
     /// Index of the last entry applied here.
     pub applied_index: Option<u64>,
+    /// Index of the last entry in this master's latest snapshot (`None`: no snapshot yet).
+    #[serde(default)]
+    pub snapshot_index: Option<u64>,
+    /// Index of the last entry purged from this master's log (the snapshot holds it).
+    #[serde(default)]
+    pub purged_index: Option<u64>,
     /// Voting members' ids.
     pub voters: Vec<u64>,
     /// Learners' ids.

@@ -604,6 +604,36 @@ fn limits_and_authenticate_frameworks_are_read_from_the_config_file() {
     assert_eq!(c.services_deployment_timeout, Duration::from_secs(7));
 }
 
+#[test]
+fn the_replicated_logs_snapshot_policy_is_read_from_the_config_file_and_zero_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("m.json");
+    let d = MasterConfig::new(dir.path());
+    assert_eq!(
+        (d.replica_snapshot_entries, d.replica_keep_entries),
+        (10_000, 1_000)
+    );
+    std::fs::write(
+        &f,
+        r#"{"replica_snapshot_entries": 500, "replica_keep_entries": 0}"#,
+    )
+    .unwrap();
+    let c = d.clone().apply_file(&f).expect("valid config");
+    assert_eq!(
+        (c.replica_snapshot_entries, c.replica_keep_entries),
+        (500, 0)
+    );
+    std::fs::write(&f, r#"{"replica_snapshot_entries": 0}"#).unwrap();
+    let e = d
+        .apply_file(&f)
+        .expect_err("no snapshot policy of 0 entries");
+    assert!(
+        e.to_string().contains("replica_snapshot_entries")
+            || format!("{e:?}").contains("replica_snapshot_entries"),
+        "{e:?}"
+    );
+}
+
 /// The `untrusted_frameworks` flake: a framework accepted part of an agent with
 /// `refuse_seconds: 0`, the rest was offered to it again and it sat on that offer, so a framework
 /// subscribing later saw nothing free until the offer timeout (60 s), whatever DRF said.
