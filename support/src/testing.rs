@@ -169,6 +169,40 @@ pub async fn within<F: std::future::Future>(limit: Duration, what: &str, fut: F)
     }
 }
 
+/// The machine a benchmark ran on, for its report (`docs/benchmarks.md` names it beside every
+/// figure): cores, CPU model, kernel and the load average at the time of the call, e.g.
+/// `2 cores, AMD EPYC 7B13, Linux 6.1.0, load average 0.52 0.31 0.20`.
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, m)| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown cpu".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!(
+        "{cores} cores, {cpu}, Linux {}, load average {}",
+        kernel.trim(),
+        load_average()
+    )
+}
+
+/// `/proc/loadavg`'s 1, 5 and 15 minute figures (`?` when unreadable): a benchmark prints it
+/// before and after its runs, since on a shared machine it says what a figure is worth.
+pub fn load_average() -> String {
+    let l = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let three: Vec<&str> = l.split_whitespace().take(3).collect();
+    if three.len() == 3 {
+        three.join(" ")
+    } else {
+        "?".into()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,39 +269,5 @@ mod tests {
             r.map_err(|e| e.kind()).err(),
             Some(std::io::ErrorKind::TimedOut)
         );
-    }
-}
-
-/// The machine a benchmark ran on, for its report (`docs/benchmarks.md` names it beside every
-/// figure): cores, CPU model, kernel and the load average at the time of the call, e.g.
-/// `2 cores, AMD EPYC 7B13, Linux 6.1.0, load average 0.52 0.31 0.20`.
-pub fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, m)| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown cpu".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    format!(
-        "{cores} cores, {cpu}, Linux {}, load average {}",
-        kernel.trim(),
-        load_average()
-    )
-}
-
-/// `/proc/loadavg`'s 1, 5 and 15 minute figures (`?` when unreadable): a benchmark prints it
-/// before and after its runs, since on a shared machine it says what a figure is worth.
-pub fn load_average() -> String {
-    let l = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let three: Vec<&str> = l.split_whitespace().take(3).collect();
-    if three.len() == 3 {
-        three.join(" ")
-    } else {
-        "?".into()
     }
 }
