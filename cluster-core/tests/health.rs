@@ -192,13 +192,19 @@ async fn an_app_with_a_command_check_is_in_dns_only_once_healthy() {
     m.stop().await;
 }
 
+/// Below 20000: outside the kernel's ephemeral range and the local provider's agent ports.
+const QUIET_PORTS: &str = "cpus:2;mem:1024;disk:1000;ports:[19300-19399]";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_checked_by_the_framework_over_tcp_is_in_dns_only_once_healthy() {
     let mdir = tempfile::tempdir().expect("tempdir");
     let adir = tempfile::tempdir().expect("tempdir");
     let (m, dns) = master(mdir.path(), true).await;
-    // The framework checks `hostname:port`: the agent's hostname must be reachable.
-    let agent = Agent::start_with(&m.url, adir.path(), AGENT_RES, false, |c| {
+    // The framework checks `hostname:port`: the agent's hostname must be reachable. The test
+    // listens on the instance's port itself, so the ports are ones no other process here uses
+    // (found: 31000-31100 lies in the local provider's range, and a local agent of a test run
+    // beside this one answered the check before the test opened the port).
+    let agent = Agent::start_with(&m.url, adir.path(), QUIET_PORTS, false, |c| {
         c.hostname = "127.0.0.1".into();
     })
     .await;
