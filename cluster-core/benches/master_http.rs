@@ -382,7 +382,13 @@ async fn phase(agents: usize, tasks: usize, mode: Mode, count: usize) -> Run {
         count,
         token: TOKEN,
         scheme: if pki.is_some() { "https" } else { "http" },
-        config: json!({"agent_timeout_secs": 36000, "allocation_interval_secs": 0.1, "offer_timeout_secs": 36000}),
+        // The simulated agents never heartbeat: neither time them out nor probe them (a probe
+        // of every silent agent each 1.5 s would be a benchmark of the stub's /health). The
+        // built-in services framework is off: as a second framework with a lower share it would
+        // have the bench framework's offers rescinded for it, and its launches are not measured.
+        config: json!({"agent_timeout_secs": 36000, "agent_probe_after_secs": 36000,
+                       "allocation_interval_secs": 0.1, "offer_timeout_secs": 36000,
+                       "services": false}),
         args: tls_args,
         env: vec![("RUST_LOG".into(), "warn".into())],
     }
