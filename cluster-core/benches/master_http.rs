@@ -55,16 +55,17 @@ use tokio::task::JoinSet;
 const TOKEN: &str = "bench-token";
 
 /// The command line: `--agents N --tasks N` (default 10,000 / 100,000), `--quick` (1,000 /
-/// 10,000), `--modes plain,tls` (default both), `--masters 1,3` (default both; 1, 3 or 5).
+/// 10,000), `--modes plain,tls` (default both), `--masters 1,3` (default both; 1, 3 or 5),
+/// `--update-retry-secs S` (the masters' `status_update_retry_secs`; default: theirs, 5 s).
 struct Flags {
     agents: usize,
     tasks: usize,
     modes: Vec<Mode>,
     masters: Vec<usize>,
+    update_retry: Option<f64>,
 }
 
-const USAGE: &str =
-    "usage: master_http [--quick] [--agents N] [--tasks N] [--modes plain,tls] [--masters 1,3]";
+const USAGE: &str = "usage: master_http [--quick] [--agents N] [--tasks N] [--modes plain,tls] [--masters 1,3] [--update-retry-secs S]";
 
 fn flags() -> Result<Flags, String> {
     let mut f = Flags {
@@ -72,6 +73,7 @@ fn flags() -> Result<Flags, String> {
         tasks: 100_000,
         modes: vec![Mode::Plain, Mode::Tls],
         masters: vec![1, 3],
+        update_retry: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -110,6 +112,13 @@ fn flags() -> Result<Flags, String> {
                     })
                     .collect::<Result<_, _>>()?
             }
+            "--update-retry-secs" => {
+                let v = value("--update-retry-secs")?;
+                f.update_retry =
+                    Some(v.parse::<f64>().ok().filter(|s| *s > 0.0).ok_or_else(|| {
+                        format!("--update-retry-secs: {v:?} is not a positive number")
+                    })?)
+            }
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -137,6 +146,7 @@ async fn main() {
         tasks,
         modes,
         masters,
+        update_retry,
     } = match flags() {
         Ok(f) => f,
         Err(e) => {
@@ -148,7 +158,7 @@ async fn main() {
     let mut runs = Vec::new();
     for &mode in &modes {
         for &n in &masters {
-            runs.push(phase(agents, tasks, mode, n).await);
+            runs.push(phase(agents, tasks, mode, n, update_retry).await);
         }
     }
     let mib = |kib: u64| kib as f64 / 1024.0;
@@ -361,7 +371,13 @@ async fn wait_for<T, F: std::future::Future<Output = Option<T>>>(
 }
 
 /// One run with `count` masters; the rate and their memory.
-async fn phase(agents: usize, tasks: usize, mode: Mode, count: usize) -> Run {
+async fn phase(
+    agents: usize,
+    tasks: usize,
+    mode: Mode,
+    count: usize,
+    update_retry: Option<f64>,
+) -> Run {
     let dir = tempfile::tempdir().expect("tempdir");
     let pki = (mode == Mode::Tls).then(|| make_pki(dir.path()));
     let tls_args: Vec<String> = match &pki {
@@ -388,7 +404,7 @@ async fn phase(agents: usize, tasks: usize, mode: Mode, count: usize) -> Run {
         // have the bench framework's offers rescinded for it, and its launches are not measured.
         config: json!({"agent_timeout_secs": 36000, "agent_probe_after_secs": 36000,
                        "allocation_interval_secs": 0.1, "offer_timeout_secs": 36000,
-                       "services": false}),
+                       "services": false, "status_update_retry_secs": update_retry}),
         args: tls_args,
         env: vec![("RUST_LOG".into(), "warn".into())],
     }
