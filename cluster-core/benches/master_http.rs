@@ -586,7 +586,9 @@ async fn phase(
         let e = tokio::time::timeout(Duration::from_secs(120), events.recv())
             .await
             .expect("master stalled for 120 s")
-            .expect("stream open");
+            .unwrap_or_else(|| {
+                panic!("the master closed the event stream ({running} of {tasks} tasks running)")
+            });
         match e["type"].as_str() {
             Some("SUBSCRIBED") => {
                 fid = e["subscribed"]["framework_id"]["value"]
@@ -623,6 +625,10 @@ async fn phase(
                     calls.spawn(call(body));
                 }
             }
+            Some("ERROR") => panic!(
+                "the master ended the event stream: {}",
+                e["error"]["message"]
+            ),
             Some("UPDATE") => {
                 let st = &e["update"]["status"];
                 match st["state"].as_str() {
