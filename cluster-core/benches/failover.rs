@@ -19,26 +19,19 @@
 //! ```
 
 mod common;
+#[path = "common/masters.rs"]
+mod masters;
 
+use masters::{Masters, Member, free_ports};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 const TOKEN: &str = "failover-bench-token";
 const REQUEST: Duration = Duration::from_millis(300);
 /// A round that has not recovered by then is reported as such, not waited for.
 const ROUND_LIMIT: Duration = Duration::from_secs(30);
-
-fn free_ports(n: usize) -> Vec<u16> {
-    let ls: Vec<std::net::TcpListener> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
-        .collect();
-    ls.iter()
-        .map(|l| l.local_addr().expect("addr").port())
-        .collect()
-}
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -46,34 +39,6 @@ fn client() -> reqwest::Client {
         .timeout(REQUEST)
         .build()
         .expect("client")
-}
-
-/// One member of a group under test: how to start it (again) and where it answers.
-struct Member {
-    program: PathBuf,
-    args: Vec<String>,
-    url: String,
-    child: Option<Child>,
-}
-
-impl Member {
-    fn start(&mut self) {
-        let child = Command::new(&self.program)
-            .args(&self.args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.program.display()));
-        self.child = Some(child);
-    }
-
-    async fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.start_kill();
-            let _ = tokio::time::timeout(Duration::from_secs(10), c.wait()).await;
-        }
-    }
 }
 
 /// What differs between dccore and etcd: who leads, and one write.
@@ -96,59 +61,18 @@ struct Dccore {
 
 impl Dccore {
     fn start(dir: &Path) -> Dccore {
-        std::fs::create_dir_all(dir).expect("dir");
-        let token = dir.join("token");
-        std::fs::write(&token, format!("{TOKEN}\n")).expect("token");
-        let secret = dir.join("replica.secret");
-        std::fs::write(&secret, "00112233445566778899aabbccddeeff").expect("secret");
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600))
-                .expect("chmod");
+        let mut members = Masters {
+            dir,
+            count: 3,
+            token: TOKEN,
+            scheme: "http",
+            config: json!({"services": false}),
+            args: vec![],
+            env: vec![],
         }
-        let ports = free_ports(3);
-        let urls: Vec<String> = ports
-            .iter()
-            .map(|p| format!("http://127.0.0.1:{p}"))
-            .collect();
-        let peers: Vec<String> = urls
-            .iter()
-            .enumerate()
-            .map(|(i, u)| format!("{}={u}", i + 1))
-            .collect();
-        let mut members = Vec::new();
-        for (i, port) in ports.iter().enumerate() {
-            let wd = dir.join(format!("m{}", i + 1));
-            std::fs::create_dir_all(&wd).expect("dir");
-            let config = wd.join("master.json");
-            let body = json!({
-                "replica_id": i + 1,
-                "replica_peers": peers,
-                "replica_secret_file": "../replica.secret",
-                "replica_init": i == 0,
-                "services": false,
-            });
-            std::fs::write(&config, body.to_string()).expect("config");
-            let mut m = Member {
-                program: PathBuf::from(env!("CARGO_BIN_EXE_dccore")),
-                args: [
-                    "master",
-                    "--listen",
-                    &format!("127.0.0.1:{port}"),
-                    "--work-dir",
-                    &wd.display().to_string(),
-                    "--token-file",
-                    &token.display().to_string(),
-                    "--config",
-                    &config.display().to_string(),
-                ]
-                .map(String::from)
-                .to_vec(),
-                url: urls[i].clone(),
-                child: None,
-            };
+        .members();
+        for m in &mut members {
             m.start();
-            members.push(m);
         }
         Dccore {
             members,
@@ -157,15 +81,7 @@ impl Dccore {
     }
 
     async fn replica(&self, i: usize) -> Option<Value> {
-        self.http
-            .get(format!("{}/replica", self.members[i].url))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()
+        masters::replica(&self.http, &self.members[i].url, TOKEN).await
     }
 }
 
@@ -175,14 +91,8 @@ impl Group for Dccore {
     }
 
     async fn leader(&self) -> Option<usize> {
-        for i in 0..self.members.len() {
-            if let Some(r) = self.replica(i).await
-                && r["is_leader"] == true
-            {
-                return Some(i);
-            }
-        }
-        None
+        let urls: Vec<&str> = self.members.iter().map(|m| m.url.as_str()).collect();
+        masters::leader(&self.http, &urls, TOKEN).await
     }
 
     async fn write(&self, i: usize, round: usize) -> bool {
@@ -253,6 +163,7 @@ impl Etcd {
                     "failover-bench".into(),
                 ],
                 url: client,
+                env: vec![],
                 child: None,
             };
             m.start();

@@ -4,7 +4,7 @@
 //! takes in production: framework `ACCEPT` (HTTP) → master → agent `POST /internal/v1/launch`
 //! (HTTP) → agent `POST /internal/v1/agents/status` TASK_RUNNING (HTTP) → UPDATE on the
 //! framework's event stream → framework `ACKNOWLEDGE` (HTTP). Printed as `launches/s`, with the
-//! master's resident memory after the run.
+//! masters' resident memory after the run.
 //!
 //! The agents are simulated: they register over the real agent API, and one in-process stub
 //! serves all their launch requests and answers each task with TASK_RUNNING at once (no process is
@@ -18,13 +18,25 @@
 //! Every client keeps its connections alive; the stub counts the connections the master opened to
 //! it, so a figure that paid for handshakes says so.
 //!
+//! Each mode runs with one unreplicated master, then with 3 replicated masters (`--masters 1,3`;
+//! 5 too), side by side: N real `dccore master` processes on 127.0.0.1 configured by their config
+//! files as dcform configures them (`common/masters.rs`, shared with `failover`; with TLS the
+//! masters reach each other over HTTPS with the same certificate). The agents register with the
+//! leader (the member whose `GET /replica` says it leads) and the framework subscribes there;
+//! every change a launch makes is committed by a majority before its effects leave the leader.
+//! After the run every master's VmRSS and VmHWM are printed, the followers' once they have
+//! applied the whole log.
+//!
 //! ```text
-//! cargo bench -p dccore --bench master_http                        # 10,000 agents, 100,000 tasks
-//! cargo bench -p dccore --bench master_http -- --quick             # 1,000 agents, 10,000 tasks
-//! cargo bench -p dccore --bench master_http -- --agents 2000 --tasks 50000 --modes plain
+//! cargo bench --workspace --bench master_http                              # 10,000 agents, 100,000 tasks
+//! cargo bench --workspace --bench master_http -- --quick                   # 1,000 agents, 10,000 tasks
+//! cargo bench --workspace --bench master_http -- --masters 1,3 --modes plain
+//! cargo bench --workspace --bench master_http -- --agents 2000 --tasks 50000 --masters 3
 //! ```
 
 mod common;
+#[path = "common/masters.rs"]
+mod masters;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -32,63 +44,97 @@ use axum::http::StatusCode;
 use dccore::proto::internal::{LaunchTasks, RegisterAgent, StatusMessage};
 use dccore::proto::scheduler::take_records;
 use dccore::proto::{Resources, TaskState, TaskStatus};
+use masters::Masters;
 use serde_json::{Value, json};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
 const TOKEN: &str = "bench-token";
 
 /// The command line: `--agents N --tasks N` (default 10,000 / 100,000), `--quick` (1,000 /
-/// 10,000), `--modes plain,tls` (default both).
+/// 10,000), `--modes plain,tls` (default both), `--masters 1,3` (default both; 1, 3 or 5),
+/// `--update-retry-secs S` (the masters' `status_update_retry_secs`; default: theirs, 5 s).
 struct Flags {
     agents: usize,
     tasks: usize,
     modes: Vec<Mode>,
+    masters: Vec<usize>,
+    update_retry: Option<f64>,
 }
 
-fn flags() -> Flags {
+const USAGE: &str = "usage: master_http [--quick] [--agents N] [--tasks N] [--modes plain,tls] [--masters 1,3] [--update-retry-secs S]";
+
+fn flags() -> Result<Flags, String> {
     let mut f = Flags {
         agents: 10_000,
         tasks: 100_000,
         modes: vec![Mode::Plain, Mode::Tls],
+        masters: vec![1, 3],
+        update_retry: None,
     };
     let mut args = std::env::args().skip(1);
-    let usage = "usage: master_http [--quick] [--agents N] [--tasks N] [--modes plain,tls]";
     while let Some(a) = args.next() {
-        let mut value = |name: &str| {
-            args.next()
-                .unwrap_or_else(|| panic!("{name} needs a value; {usage}"))
+        let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
+        let number = |name: &str, v: String| {
+            v.parse::<usize>()
+                .map_err(|_| format!("{name}: {v:?} is not a number"))
         };
         match a.as_str() {
             // `cargo bench` passes `--bench` to every bench binary.
             "--bench" => {}
             "--quick" => (f.agents, f.tasks) = (1_000, 10_000),
-            "--agents" => f.agents = value("--agents").parse().expect("--agents: a number"),
-            "--tasks" => f.tasks = value("--tasks").parse().expect("--tasks: a number"),
+            "--agents" => f.agents = number("--agents", value("--agents")?)?,
+            "--tasks" => f.tasks = number("--tasks", value("--tasks")?)?,
             "--modes" => {
-                f.modes = value("--modes")
+                f.modes = value("--modes")?
                     .split(',')
                     .map(|m| match m.trim() {
-                        "plain" => Mode::Plain,
-                        "tls" => Mode::Tls,
-                        other => panic!("--modes: {other:?} is neither plain nor tls"),
+                        "plain" => Ok(Mode::Plain),
+                        "tls" => Ok(Mode::Tls),
+                        other => Err(format!("--modes: {other:?} is neither plain nor tls")),
                     })
-                    .collect()
+                    .collect::<Result<_, _>>()?
             }
-            other => panic!("unknown argument {other:?}; {usage}"),
+            "--masters" => {
+                f.masters = value("--masters")?
+                    .split(',')
+                    .map(|m| match m.trim().parse::<usize>() {
+                        // A group of an even size tolerates no more failures than the odd size
+                        // below it: 1 (unreplicated), 3 and 5 are the sizes dcform deploys.
+                        Ok(n @ (1 | 3 | 5)) => Ok(n),
+                        _ => Err(format!(
+                            "--masters: {:?} is not a master count this benchmark runs (1, 3 or 5)",
+                            m.trim()
+                        )),
+                    })
+                    .collect::<Result<_, _>>()?
+            }
+            "--update-retry-secs" => {
+                let v = value("--update-retry-secs")?;
+                f.update_retry =
+                    Some(v.parse::<f64>().ok().filter(|s| *s > 0.0).ok_or_else(|| {
+                        format!("--update-retry-secs: {v:?} is not a positive number")
+                    })?)
+            }
+            other => return Err(format!("unknown argument {other:?}")),
         }
     }
-    assert!(
-        f.agents > 0 && f.tasks > 0,
-        "--agents and --tasks must be > 0"
-    );
-    f
+    if f.agents == 0 || f.tasks == 0 {
+        return Err("--agents and --tasks must be > 0".into());
+    }
+    Ok(f)
+}
+
+/// One measured run: the launch rate and every master's memory afterwards.
+struct Run {
+    mode: Mode,
+    masters: usize,
+    rate: f64,
+    /// (VmRSS, VmHWM) in KiB per master.
+    memory: Vec<(u64, u64)>,
 }
 
 #[tokio::main]
@@ -99,24 +145,69 @@ async fn main() {
         agents,
         tasks,
         modes,
-    } = flags();
+        masters,
+        update_retry,
+    } = match flags() {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("master_http: {e}\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
     println!("machine: {}", common::describe());
-    let mut rates = Vec::new();
+    let mut runs = Vec::new();
     for &mode in &modes {
-        rates.push((mode, phase(agents, tasks, mode).await));
+        for &n in &masters {
+            runs.push(phase(agents, tasks, mode, n, update_retry).await);
+        }
     }
-    for (mode, rate) in &rates {
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    for r in &runs {
         println!(
-            "END-TO-END MASTER LAUNCH RATE ({}): {rate:.0} launches/s \
+            "END-TO-END MASTER LAUNCH RATE ({}, {} master{}): {:.0} launches/s \
              (ACCEPT -> agent launch -> TASK_RUNNING -> ACKNOWLEDGE, {agents} agents, {tasks} tasks)",
-            mode.label()
+            r.mode.label(),
+            r.masters,
+            if r.masters == 1 { "" } else { "s" },
+            r.rate,
         );
     }
-    if let [(Mode::Plain, plain), (Mode::Tls, tls)] = rates[..] {
+    for r in runs.iter().filter(|r| r.masters > 1) {
+        let rss = r.memory.iter().map(|m| m.0).max().unwrap_or(0);
+        let hwm = r.memory.iter().map(|m| m.1).max().unwrap_or(0);
         println!(
-            "TLS costs {:.1}% ({tls:.0} vs {plain:.0} launches/s)",
-            (1.0 - tls / plain) * 100.0
+            "MASTER MEMORY ({}, {} masters, {agents} agents, {tasks} tasks): largest VmRSS {:.1} MiB, \
+             largest VmHWM {:.1} MiB of any master (target <= 300 MB per master)",
+            r.mode.label(),
+            r.masters,
+            mib(rss),
+            mib(hwm),
         );
+    }
+    let find = |mode: Mode, n: usize| {
+        runs.iter()
+            .find(|r| r.mode == mode && r.masters == n)
+            .map(|r| r.rate)
+    };
+    for &mode in &modes {
+        for &n in masters.iter().filter(|n| **n > 1) {
+            if let (Some(one), Some(many)) = (find(mode, 1), find(mode, n)) {
+                println!(
+                    "{n} masters vs 1 ({}): {:.2}x ({many:.0} vs {one:.0} launches/s)",
+                    mode.label(),
+                    many / one
+                );
+            }
+        }
+    }
+    for &n in &masters {
+        if let (Some(plain), Some(tls)) = (find(Mode::Plain, n), find(Mode::Tls, n)) {
+            println!(
+                "TLS costs {:.1}% with {n} master{} ({tls:.0} vs {plain:.0} launches/s)",
+                (1.0 - tls / plain) * 100.0,
+                if n == 1 { "" } else { "s" },
+            );
+        }
     }
 }
 
@@ -233,62 +324,94 @@ async fn launch(State(stub): State<Arc<Stub>>, body: Bytes) -> StatusCode {
     StatusCode::ACCEPTED
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
+/// VmRSS and VmHWM (the peak) of process `pid`, in KiB (0 if unreadable).
+fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
 }
 
-/// One run; returns launches/s.
-async fn phase(agents: usize, tasks: usize, mode: Mode) -> f64 {
+/// CPU time (user + system, all threads) of process `pid` so far, in seconds (0 if unreadable).
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name (which may hold spaces) close with ')'; utime and stime
+    // are the 14th and 15th fields, in USER_HZ (100 per second on Linux).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    match (f.get(11), f.get(12)) {
+        (Some(u), Some(s)) => (u + s) as f64 / 100.0,
+        _ => 0.0,
+    }
+}
+
+/// Polls `f` every 50 ms until it gives a value; panics naming `what` after `limit`.
+async fn wait_for<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    limit: Duration,
+    mut f: impl FnMut() -> F,
+) -> T {
+    let end = Instant::now() + limit;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < end, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One run with `count` masters; the rate and their memory.
+async fn phase(
+    agents: usize,
+    tasks: usize,
+    mode: Mode,
+    count: usize,
+    update_retry: Option<f64>,
+) -> Run {
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("token"), TOKEN).expect("token file");
     let pki = (mode == Mode::Tls).then(|| make_pki(dir.path()));
-    let tls_args: Vec<std::ffi::OsString> = match &pki {
-        Some(p) => vec![
-            "--tls-cert".into(),
-            p.master.0.clone().into(),
-            "--tls-key".into(),
-            p.master.1.clone().into(),
-            "--ca-file".into(),
-            p.ca.clone().into(),
-        ],
+    let tls_args: Vec<String> = match &pki {
+        Some(p) => [
+            "--tls-cert",
+            &p.master.0.display().to_string(),
+            "--tls-key",
+            &p.master.1.display().to_string(),
+            "--ca-file",
+            &p.ca.display().to_string(),
+        ]
+        .map(String::from)
+        .to_vec(),
         None => vec![],
     };
-    std::fs::write(
-        dir.path().join("master.json"),
-        r#"{"agent_timeout_secs": 36000, "allocation_interval_secs": 0.1, "offer_timeout_secs": 36000}"#,
-    )
-    .expect("config file");
-    let mut master = Command::new(env!("CARGO_BIN_EXE_dccore"))
-        .arg("master")
-        .args(["--listen", "127.0.0.1:0", "--work-dir"])
-        .arg(dir.path().join("m"))
-        .arg("--token-file")
-        .arg(dir.path().join("token"))
-        .arg("--config")
-        .arg(dir.path().join("master.json"))
-        .args(&tls_args)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn dccore master");
-    let out = master.stdout.take().expect("stdout");
-    let url = BufReader::new(out)
-        .lines()
-        .next_line()
-        .await
-        .expect("read")
-        .expect("address line");
-    let pid = master.id().expect("pid");
+    let mut members = Masters {
+        dir: &dir.path().join("masters"),
+        count,
+        token: TOKEN,
+        scheme: if pki.is_some() { "https" } else { "http" },
+        // The simulated agents never heartbeat: neither time them out nor probe them (a probe
+        // of every silent agent each 1.5 s would be a benchmark of the stub's /health). The
+        // built-in services framework is off: as a second framework with a lower share it would
+        // have the bench framework's offers rescinded for it, and its launches are not measured.
+        config: json!({"agent_timeout_secs": 36000, "agent_probe_after_secs": 36000,
+                       "allocation_interval_secs": 0.1, "offer_timeout_secs": 36000,
+                       "services": false, "status_update_retry_secs": update_retry}),
+        args: tls_args,
+        env: vec![("RUST_LOG".into(), "warn".into())],
+    }
+    .members();
+    for m in &mut members {
+        m.start();
+    }
     // The framework's and the registrations' client: trusts the CA (TLS) and keeps connections.
     let (http, agent_tls) = match &pki {
         Some(p) => (
@@ -311,6 +434,26 @@ async fn phase(agents: usize, tasks: usize, mode: Mode) -> f64 {
         None => http.clone(),
     };
 
+    // The master that serves: the only one, or the group's leader once its owner loop acts as
+    // leader (the operator's GET_HEALTH goes through the owner loop, which refuses it before).
+    let urls: Vec<&str> = members.iter().map(|m| m.url.as_str()).collect();
+    let lead = wait_for("a master serving", Duration::from_secs(60), || async {
+        let i = if count == 1 {
+            0
+        } else {
+            masters::leader(&http, &urls, TOKEN).await?
+        };
+        let r = http
+            .post(format!("{}/api/v1", urls[i]))
+            .bearer_auth(TOKEN)
+            .json(&json!({"type": "GET_HEALTH"}))
+            .send()
+            .await
+            .ok()?;
+        r.status().is_success().then_some(i)
+    })
+    .await;
+    let url = urls[lead].to_string();
     let stub = Arc::new(Stub {
         master: url.clone(),
         http: stub_http,
@@ -407,6 +550,13 @@ async fn phase(agents: usize, tasks: usize, mode: Mode) -> f64 {
     let (mut launched, mut running) = (0usize, 0usize);
     let mut calls = JoinSet::new();
     let mut started: Option<Instant> = None;
+    // CPU seconds of every master (and, last, this process) when the clock starts.
+    let pids: Vec<u32> = members
+        .iter()
+        .map(|m| m.pid().expect("master running"))
+        .chain([std::process::id()])
+        .collect();
+    let mut cpu_at_start: Vec<f64> = Vec::new();
     // Calls in flight from the framework (a real scheduler library sends them one by one).
     let calls_inflight = Arc::new(Semaphore::new(32));
     let call = |body: Value| {
@@ -436,7 +586,9 @@ async fn phase(agents: usize, tasks: usize, mode: Mode) -> f64 {
         let e = tokio::time::timeout(Duration::from_secs(120), events.recv())
             .await
             .expect("master stalled for 120 s")
-            .expect("stream open");
+            .unwrap_or_else(|| {
+                panic!("the master closed the event stream ({running} of {tasks} tasks running)")
+            });
         match e["type"].as_str() {
             Some("SUBSCRIBED") => {
                 fid = e["subscribed"]["framework_id"]["value"]
@@ -445,7 +597,10 @@ async fn phase(agents: usize, tasks: usize, mode: Mode) -> f64 {
                     .to_string()
             }
             Some("OFFERS") => {
-                started.get_or_insert_with(Instant::now);
+                if started.is_none() {
+                    started = Some(Instant::now());
+                    cpu_at_start = pids.iter().map(|p| cpu_secs(*p)).collect();
+                }
                 for o in e["offers"]["offers"]
                     .as_array()
                     .cloned()
@@ -470,6 +625,10 @@ async fn phase(agents: usize, tasks: usize, mode: Mode) -> f64 {
                     calls.spawn(call(body));
                 }
             }
+            Some("ERROR") => panic!(
+                "the master ended the event stream: {}",
+                e["error"]["message"]
+            ),
             Some("UPDATE") => {
                 let st = &e["update"]["status"];
                 match st["state"].as_str() {
@@ -501,24 +660,79 @@ async fn phase(agents: usize, tasks: usize, mode: Mode) -> f64 {
         collect(r);
     }
     let secs = started.map(|s| s.elapsed().as_secs_f64()).unwrap_or(0.0);
+    let cpu: Vec<f64> = pids
+        .iter()
+        .zip(&cpu_at_start)
+        .map(|(p, at)| cpu_secs(*p) - at)
+        .collect();
     assert!(
         failed.is_empty(),
         "{} framework call(s) failed, first: {}",
         failed.len(),
         failed[0]
     );
+    // The followers apply the same log: read their memory once they have applied all of it.
+    let leader_applied = masters::replica(&http, &url, TOKEN)
+        .await
+        .and_then(|r| r["applied_index"].as_u64());
+    let mut log = String::new();
+    if let Some(applied) = leader_applied {
+        for m in members.iter().filter(|m| m.url != url) {
+            wait_for(
+                "a follower applying the log",
+                Duration::from_secs(120),
+                || async {
+                    let r = masters::replica(&http, &m.url, TOKEN).await?;
+                    (r["applied_index"].as_u64()? >= applied).then_some(())
+                },
+            )
+            .await;
+        }
+        log = format!(
+            "; {applied} log entries ({:.1} tasks per entry)",
+            tasks as f64 / applied as f64
+        );
+    }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let rss = rss_kib(pid);
+    let memory: Vec<(u64, u64)> = members
+        .iter()
+        .map(|m| memory_kib(m.pid().expect("master running")))
+        .collect();
     let rate = tasks as f64 / secs;
+    let plural = if count == 1 { "" } else { "s" };
     println!(
-        "master over {}: {agents} agents registered in {reg_secs:.2} s; {tasks} tasks from first offer to \
-         last ACKNOWLEDGE answered in {secs:.2} s = {rate:.0} launches/s; master RSS {:.1} MiB with {agents} agents \
-         and {tasks} running tasks; the master opened {} connection(s) to the stub agent",
+        "{count} master{plural} over {}: {agents} agents registered in {reg_secs:.2} s; {tasks} tasks from first offer to \
+         last ACKNOWLEDGE answered in {secs:.2} s = {rate:.0} launches/s; the leader opened {} connection(s) to the stub agent{log}",
         mode.label(),
-        rss as f64 / 1024.0,
         stub_conns.load(Ordering::Relaxed),
     );
+    for (i, (rss, hwm)) in memory.iter().enumerate() {
+        println!(
+            "  master {} ({}): VmRSS {:.1} MiB, VmHWM {:.1} MiB with {agents} agents and {tasks} running tasks; \
+             {:.2} s CPU while timed",
+            i + 1,
+            match (count, i == lead) {
+                (1, _) => "alone",
+                (_, true) => "leader",
+                (_, false) => "follower",
+            },
+            *rss as f64 / 1024.0,
+            *hwm as f64 / 1024.0,
+            cpu[i],
+        );
+    }
+    println!(
+        "  this process (agents' stub and framework): {:.2} s CPU while timed",
+        cpu.last().copied().unwrap_or(0.0)
+    );
     server.abort();
-    let _ = master.start_kill();
-    rate
+    for m in &mut members {
+        m.kill().await;
+    }
+    Run {
+        mode,
+        masters: count,
+        rate,
+        memory,
+    }
 }
