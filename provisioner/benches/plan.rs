@@ -108,8 +108,9 @@ fn applied_state(provider: ProviderKind, fresh: &plan::Plan, core: &CoreTarget) 
             core_version: Some(core.version.clone()),
             config_hash: c.config_hash.clone(),
             status: NodeStatus::Running,
-            replica_id: None,
-            replica_member: false,
+            // Masters as apply leaves them: each with its id in the group, a member of it.
+            replica_id: c.replica_id,
+            replica_member: c.role == dcform::spec::Role::Master,
         })
         .collect();
     applied
