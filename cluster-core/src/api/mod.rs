@@ -263,10 +263,20 @@ pub async fn serve_with(
     if let Some(d) = dns {
         let _ = d.await;
     }
-    if let Some(r) = replica.and_then(Arc::into_inner) {
-        // Closes the store, so a master restarted in this process may open it again.
-        if let Err(e) = r.shutdown().await {
-            tracing::warn!(error = %dc_support::error::chain(&e), "replica shutdown");
+    if let Some(r) = replica {
+        match Arc::into_inner(r) {
+            // Closes the store, so a master restarted in this process may open it again.
+            Some(r) => {
+                if let Err(e) = r.shutdown().await {
+                    tracing::warn!(error = %dc_support::error::chain(&e), "replica shutdown");
+                }
+            }
+            // A task that outlived the master still holds it: its Raft core runs on and its
+            // store stays open until that task lets go (every task should be owned and stopped
+            // by now; this says which invariant broke).
+            None => tracing::warn!(
+                "the replica is still referenced after the master stopped: its store stays open"
+            ),
         }
     }
     served.map_err(ServeError::Serve)
