@@ -264,6 +264,13 @@ pub async fn serve_with(
         let _ = d.await;
     }
     if let Some(r) = replica {
+        // A request still being answered (a Raft RPC from a peer, a call waiting for its
+        // commit) may hold the replica a moment longer: it is given a few seconds to let go.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while Arc::strong_count(&r) > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let holders = Arc::strong_count(&r);
         match Arc::into_inner(r) {
             // Closes the store, so a master restarted in this process may open it again.
             Some(r) => {
@@ -275,6 +282,7 @@ pub async fn serve_with(
             // store stays open until that task lets go (every task should be owned and stopped
             // by now; this says which invariant broke).
             None => tracing::warn!(
+                holders,
                 "the replica is still referenced after the master stopped: its store stays open"
             ),
         }
