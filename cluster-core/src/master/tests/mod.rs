@@ -741,3 +741,50 @@ async fn a_task_killed_while_its_agent_was_away_is_not_brought_back_by_its_agent
     assert!(r.kill_tasks.is_empty());
     assert!(!s.tables.tasks.contains(&key));
 }
+
+/// Regression (`tests/ha.rs`): a KILL for a task on an agent that has not registered with this
+/// master yet (a new leader, or a restarted single master, waits one agent timeout for it)
+/// cannot be sent (no credential for that agent yet); it is ordered when the agent registers.
+#[tokio::test]
+async fn a_kill_before_the_tasks_agent_registered_with_this_master_is_ordered_when_it_does() {
+    use crate::proto::internal::ReportedTask;
+    let dir = tempfile::tempdir().unwrap();
+    let Offered {
+        mut s,
+        t0,
+        fid,
+        offer_id,
+        agent,
+        ..
+    } = offered(dir.path());
+    let res = serde_json::json!([
+        {"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}},
+        {"name": "mem", "type": "SCALAR", "scalar": {"value": 32}}]);
+    let t = task_json("t", &agent, Some("sleep 600"), res);
+    accept(&mut s, &fid, &offer_id, vec![t], None, t0);
+    let key = (fid.clone(), "t".to_string());
+    let info = s.tables.tasks.get(&key).expect("launched").info.clone();
+    // As a new leader sees it: the agent is in the tables, but has not registered here.
+    s.local.registered_here.remove(&agent);
+    s.local.agent_call_tokens.clear();
+    let kill: crate::proto::scheduler::Call = serde_json::from_value(serde_json::json!({
+        "type": "KILL", "framework_id": {"value": fid}, "kill": {"task_id": {"value": "t"}}}))
+    .unwrap();
+    let sid = s.conns.current(&fid).map(str::to_string);
+    s.call(kill, sid, t0).expect("kill is valid");
+    assert!(s.tables.tasks.is_doomed(&key), "remembered");
+    assert_ne!(
+        s.tables.tasks.get(&key).unwrap().state,
+        TaskState::Gone,
+        "the agent is not away: the framework hears the end from it"
+    );
+    let mut msg = agent_msg(Some(&agent));
+    msg.tasks = vec![ReportedTask {
+        framework_id: crate::proto::Id::new(&fid),
+        task: info,
+        state: TaskState::Running,
+    }];
+    let r = s.register_agent(msg, t0).expect("registered");
+    assert_eq!(r.kill_tasks.len(), 1, "the kill is ordered at registration");
+    assert!(!s.tables.tasks.is_doomed(&key));
+}
