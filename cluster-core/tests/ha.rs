@@ -410,3 +410,99 @@ async fn every_masters_dns_answers_from_the_committed_log_not_only_the_leaders()
         .await;
     }
 }
+
+/// Across a failover the new leader delivers again the update the framework had not
+/// acknowledged, and none it had: an acknowledgement answered 202 is committed. The proof that
+/// the acknowledged one is not pending: updates of one task are delivered in order, so had it
+/// been, it would come before that task's `TASK_KILLED`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn after_a_failover_unacknowledged_updates_are_delivered_again_and_acknowledged_ones_not() {
+    let _serial = SERIAL.lock().await;
+    let root = tempfile::tempdir().expect("tmp");
+    let partition = Partition::default();
+    let mut masters = start_masters(root.path(), 3, &partition).await;
+    let all: Vec<usize> = (0..3).collect();
+    let (l, mut fw) = subscribe_at_leader(&masters, &all, None).await;
+    let list = masters
+        .iter()
+        .map(|m| m.url.clone())
+        .collect::<Vec<_>>()
+        .join(",");
+    let agent = Agent::start(&list, &root.path().join("a1"), AGENT_RES, false).await;
+    let offers = fw.offers().await;
+    fw.launch(
+        &offers[0],
+        vec![
+            task(&offers[0], "acked", "sleep 600"),
+            task(&offers[0], "unacked", "sleep 600"),
+        ],
+    )
+    .await;
+    // "acked"'s TASK_RUNNING is acknowledged (202: committed); "unacked"'s is not.
+    let mut unacked_uuid = None;
+    within("both tasks running", async {
+        let mut acked = false;
+        while !(acked && unacked_uuid.is_some()) {
+            let st = fw.update().await;
+            match (st["task_id"]["value"].as_str(), st["state"].as_str()) {
+                (Some("acked"), Some("TASK_RUNNING")) => {
+                    fw.ack(&st).await;
+                    acked = true;
+                }
+                (Some("unacked"), Some("TASK_RUNNING")) => unacked_uuid = Some(st["uuid"].clone()),
+                _ => {}
+            }
+        }
+    })
+    .await;
+
+    masters[l].kill().await;
+    let rest = others(&masters, l);
+    let (_, mut fw2) = subscribe_at_leader(&masters, &rest, Some(&fw.id)).await;
+    drop(fw);
+    let again = within("the unacknowledged update again", async {
+        loop {
+            let st = fw2.update().await;
+            assert!(
+                !(st["task_id"]["value"] == "acked" && st["state"] == "TASK_RUNNING"),
+                "an acknowledged update was delivered again: {st}"
+            );
+            if st["task_id"]["value"] == "unacked" && st["state"] == "TASK_RUNNING" {
+                return st;
+            }
+        }
+    })
+    .await;
+    assert_eq!(Some(again["uuid"].clone()), unacked_uuid, "the same update");
+    fw2.ack(&again).await;
+    // Killed through the new leader (the agent follows it): its TASK_KILLED comes, and no
+    // TASK_RUNNING of "acked" before it.
+    assert_eq!(
+        fw2.call(json!({"type": "KILL", "kill": {"task_id": {"value": "acked"}}}))
+            .await,
+        202
+    );
+    within("acked's TASK_KILLED", async {
+        loop {
+            let st = fw2.update_acked().await;
+            if st["task_id"]["value"] != "acked" {
+                continue;
+            }
+            assert_ne!(
+                st["state"], "TASK_RUNNING",
+                "the acknowledged TASK_RUNNING came again: {st}"
+            );
+            if st["state"] == "TASK_KILLED" {
+                return;
+            }
+        }
+    })
+    .await;
+    fw2.call(json!({"type": "KILL", "kill": {"task_id": {"value": "unacked"}}}))
+        .await;
+    fw2.wait_state("unacked", "TASK_KILLED").await;
+    agent.stop().await;
+    for i in rest {
+        masters[i].kill().await;
+    }
+}
