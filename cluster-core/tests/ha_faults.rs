@@ -23,12 +23,15 @@
 //! that schedule again (the schedule of faults and the framework's choices come from it; the
 //! machine's timing still varies), `DCFORM_FAULT_SECS=N` lengthens the faults phase (45 s).
 
+#[path = "support/agent_view.rs"]
+mod agent_view;
 #[path = "support/ha.rs"]
 mod ha;
 #[path = "support/ha_scheduler.rs"]
 mod ha_scheduler;
 mod support;
 
+use agent_view::{OnAgent, Reaper, agents_view};
 use dc_support::splitmix::SplitMix64;
 use ha::{HaMaster, Partition, start_masters, wait_leader};
 use ha_scheduler::{HaScheduler, Outcome};
@@ -303,7 +306,7 @@ impl Framework {
             } else {
                 600
             };
-            let cmd = format!("echo $$ >> \"$MESOS_SANDBOX/launches\"; sleep {secs}");
+            let cmd = format!("{}; sleep {secs}", agent_view::LAUNCH_MARKER);
             tasks.push(support::task(offer, &id, &cmd));
             ids.push(id);
         }
@@ -453,97 +456,6 @@ impl Framework {
             .call(json!({"type": "RECONCILE", "reconcile": {"tasks": tasks}}))
             .await;
         self.note_refused("RECONCILE", &o);
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// What the agents say: their checkpoints and the tasks' own launch markers.
-
-/// One agent's record of a task.
-#[derive(Clone, Debug)]
-struct OnAgent {
-    agent: usize,
-    state: String,
-    /// The task's process still runs (its pid has the start time the checkpoint recorded).
-    live: bool,
-    /// Lines in the task's `launches` file: how many times its command started there.
-    launches: usize,
-}
-
-/// Every task of `framework_id` that any agent's work dir knows of.
-fn agents_view(dirs: &[PathBuf], framework_id: &str) -> BTreeMap<String, Vec<OnAgent>> {
-    let fw = dccore::agent::safe_name(framework_id);
-    let mut out: BTreeMap<String, Vec<OnAgent>> = BTreeMap::new();
-    for (i, dir) in dirs.iter().enumerate() {
-        let Ok(files) = std::fs::read_dir(dir.join("checkpoints/tasks").join(&fw)) else {
-            continue;
-        };
-        for f in files.flatten() {
-            let Ok(text) = std::fs::read_to_string(f.path()) else {
-                continue;
-            };
-            let Ok(cp) = serde_json::from_str::<Value>(&text) else {
-                continue; // being replaced (atomic rename): read again on the next round
-            };
-            let id = cp["task"]["task_id"]["value"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            let live = match (cp["pid"].as_u64(), cp["start_time"].as_u64()) {
-                (Some(pid), Some(t)) => dccore::proc::running_start_time(pid as u32) == Some(t),
-                _ => false,
-            };
-            let launches = std::fs::read_to_string(
-                dir.join("sandboxes")
-                    .join(&fw)
-                    .join(dccore::agent::safe_name(&id))
-                    .join("launches"),
-            )
-            .map(|t| t.lines().count())
-            .unwrap_or(0);
-            out.entry(id).or_default().push(OnAgent {
-                agent: i,
-                state: cp["state"].as_str().unwrap_or_default().to_string(),
-                live,
-                launches,
-            });
-        }
-    }
-    out
-}
-
-/// Kills the process groups of the tasks still running under the agents' work dirs when the
-/// test ends (also when it fails), so no `sleep 600` outlives it.
-struct Reaper(Vec<PathBuf>);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        for dir in &self.0 {
-            let Ok(fws) = std::fs::read_dir(dir.join("checkpoints/tasks")) else {
-                continue;
-            };
-            for f in fws
-                .flatten()
-                .filter_map(|fw| std::fs::read_dir(fw.path()).ok())
-            {
-                for cp in f.flatten() {
-                    let Some(cp) = std::fs::read_to_string(cp.path())
-                        .ok()
-                        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-                    else {
-                        continue;
-                    };
-                    if let (Some(pid), Some(t)) = (cp["pid"].as_u64(), cp["start_time"].as_u64())
-                        && dccore::proc::running_start_time(pid as u32) == Some(t)
-                    {
-                        let _ = nix::sys::signal::killpg(
-                            nix::unistd::Pid::from_raw(pid as i32),
-                            nix::sys::signal::Signal::SIGKILL,
-                        );
-                    }
-                }
-            }
-        }
     }
 }
 
@@ -825,16 +737,28 @@ fn violations(
                 heard(&n.heard)
             )
         };
-        // Nothing comes back after a final word.
-        if let Some(p) = n.heard.iter().position(|h| final_state(&h.state))
-            && let Some(later) = n.heard[p..].iter().find(|h| h.state != n.heard[p].state)
-        {
-            v.push(format!(
-                "{id}: {} after {}: {}",
-                later.state,
-                n.heard[p].state,
-                ctx()
-            ));
+        // Nothing comes back after a final word: not in the ordered stream of updates (uuid),
+        // not in the reconciliation answers (the latest state), and nothing at all after
+        // TASK_UNKNOWN. (An update queued before the task ended may still arrive after a
+        // reconciliation answer named its end: Mesos delivers updates in order, and answers
+        // reconciliation with the latest state.)
+        let updates: Vec<&Heard> = n.heard.iter().filter(|h| h.uuid.is_some()).collect();
+        let answers: Vec<&Heard> = n.heard.iter().filter(|h| h.uuid.is_none()).collect();
+        let unknown: Vec<&Heard> = match n.heard.iter().position(|h| h.state == "TASK_UNKNOWN") {
+            Some(p) => n.heard[p..].iter().collect(),
+            None => Vec::new(),
+        };
+        for seq in [updates, answers, unknown] {
+            if let Some(p) = seq.iter().position(|h| final_state(&h.state))
+                && let Some(later) = seq[p..].iter().find(|h| h.state != seq[p].state)
+            {
+                v.push(format!(
+                    "{id}: {} after {}: {}",
+                    later.state,
+                    seq[p].state,
+                    ctx()
+                ));
+            }
         }
         let launches: usize = on_agents.iter().map(|a| a.launches).sum();
         if launches > 1 || on_agents.len() > 1 {
