@@ -111,6 +111,26 @@ async fn line_starting(
     }
 }
 
+/// Waits until `m`'s `/metrics` count no status update awaiting acknowledgement.
+async fn unacknowledged_none(m: &ha::HaMaster) {
+    eventually("the leader has every update acknowledged", || async {
+        let text = support::http()
+            .get(format!("{}/metrics", m.url))
+            .header("authorization", support::bearer())
+            .timeout(std::time::Duration::from_secs(5))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .any(|l| l == "dccore_status_updates_unacknowledged 0")
+            .then_some(())
+    })
+    .await
+}
+
 /// `GET_TASKS` on the leader among `among`, asked again while a new leader takes over.
 async fn leader_tasks(masters: &[ha::HaMaster], among: &[usize]) -> Vec<Value> {
     eventually("the leader answers GET_TASKS", || async {
@@ -180,6 +200,10 @@ async fn an_unmodified_pymesos_scheduler_follows_the_new_leader_and_keeps_its_fr
         .expect("a framework id")
         .to_string();
     line_starting(&mut lines, &mut seen, "update first TASK_RUNNING", &stderr).await;
+    // pymesos prints the update before it acknowledges it, and its calls are synchronous: one
+    // that fails (a master going down answers 503, or resets the connection) ends its driver,
+    // in front of Mesos too. So the leader is killed once it has the acknowledgement.
+    unacknowledged_none(&masters[l]).await;
 
     // The leader dies; the other two elect one. The old leader comes back from its disk as a
     // follower, and the address pymesos knows now redirects it to the new leader.
