@@ -506,3 +506,52 @@ async fn after_a_failover_unacknowledged_updates_are_delivered_again_and_acknowl
         masters[i].kill().await;
     }
 }
+
+/// A master with an empty disk is added to a running group (`ADD_MASTER`: learner, caught up,
+/// voter) and has what was committed before it came. Then a follower is removed and the leader
+/// killed: of the three voters two remain, the new master one of them, so nothing commits
+/// without it; the group still knows the framework and takes its failover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_master_with_an_empty_disk_joins_through_add_master_and_catches_up() {
+    let _serial = SERIAL.lock().await;
+    let root = tempfile::tempdir().expect("tmp");
+    let partition = Partition::default();
+    let mut masters = start_masters(root.path(), 3, &partition).await;
+    let all: Vec<usize> = (0..3).collect();
+    // Committed before the new master exists: a framework.
+    let (l, fw) = subscribe_at_leader(&masters, &all, None).await;
+    let joiner = ha::start_joiner(root.path(), 4, &masters, &partition).await;
+    let (status, _, text) = masters[l]
+        .operator_call(json!({"type": "ADD_MASTER", "add_master": {"id": 4, "url": joiner.url}}))
+        .await;
+    assert_eq!(status, 200, "ADD_MASTER: {text}");
+    let leader_applied = masters[l].replica().await.expect("replica")["applied_index"]
+        .as_u64()
+        .expect("applied");
+    eventually("the new master catches up", || async {
+        let r = joiner.replica().await?;
+        (r["applied_index"].as_u64()? >= leader_applied).then_some(())
+    })
+    .await;
+    masters.push(joiner);
+    let f = others(&masters, l)[0];
+    let (status, _, text) = masters[l]
+        .operator_call(json!({"type": "REMOVE_MASTER", "remove_master": {"id": masters[f].id}}))
+        .await;
+    assert_eq!(status, 200, "REMOVE_MASTER: {text}");
+    masters[f].kill().await;
+    masters[l].kill().await;
+    let rest: Vec<usize> = (0..4).filter(|i| *i != l && *i != f).collect();
+    assert!(rest.contains(&3), "the new master is one of the two left");
+    let (_, again) = subscribe_at_leader(&masters, &rest, Some(&fw.id)).await;
+    assert_eq!(again.id, fw.id, "the framework is known to the group");
+    let r = masters[3].replica().await.expect("replica");
+    assert_eq!(r["voters"].as_array().map(Vec::len), Some(3), "{r}");
+    assert!(
+        r["voters"].as_array().expect("voters").contains(&json!(4)),
+        "{r}"
+    );
+    for m in masters.iter_mut() {
+        m.kill().await;
+    }
+}
