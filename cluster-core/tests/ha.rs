@@ -555,3 +555,48 @@ async fn a_master_with_an_empty_disk_joins_through_add_master_and_catches_up() {
         m.kill().await;
     }
 }
+
+/// Regression (`tests/ha_faults.rs`): a master killed and restarted at once opens its store
+/// again. Its replica's store was still open for a moment after the master stopped (a proposal
+/// task, then openraft's state machine worker still held it): `DatabaseAlreadyOpen`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_master_killed_under_load_and_restarted_at_once_opens_its_store_again() {
+    let _serial = SERIAL.lock().await;
+    // RUST_LOG=dccore=warn says what still held the store.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let root = tempfile::tempdir().expect("tmp");
+    let partition = Partition::default();
+    let mut masters = start_masters(root.path(), 3, &partition).await;
+    let all: Vec<usize> = (0..3).collect();
+    for round in 0..4 {
+        // The leader has something to commit while it is killed: a framework subscribing.
+        let l = wait_leader(&masters, &all).await;
+        let url = masters[l].url.clone();
+        let sub = tokio::spawn(async move {
+            let _ = no_redirects()
+                .post(format!("{url}/api/v1/scheduler"))
+                .header("authorization", basic())
+                .json(&json!({"type": "SUBSCRIBE", "subscribe": {"framework_info": framework_info("ha")}}))
+                .timeout(std::time::Duration::from_secs(5))
+                .send()
+                .await;
+        });
+        masters[l].kill().await;
+        masters[l].restart().await;
+        let _ = sub.await;
+        eventually(
+            &format!("round {round}: the restarted master follows"),
+            || async {
+                let r = masters[l].replica().await?;
+                r["leader"]["id"].is_u64().then_some(())
+            },
+        )
+        .await;
+    }
+    for m in masters.iter_mut() {
+        m.kill().await;
+    }
+}
