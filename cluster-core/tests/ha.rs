@@ -481,3 +481,193 @@ async fn snapshots_and_purges_bound_the_log_and_a_follower_behind_them_catches_u
         m.kill().await;
     }
 }
+
+/// Across a failover the new leader delivers again the update the framework had not
+/// acknowledged, and none it had: an acknowledgement answered 202 is committed. The proof that
+/// the acknowledged one is not pending: updates of one task are delivered in order, so had it
+/// been, it would come before that task's `TASK_KILLED`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn after_a_failover_unacknowledged_updates_are_delivered_again_and_acknowledged_ones_not() {
+    let _serial = SERIAL.lock().await;
+    let root = tempfile::tempdir().expect("tmp");
+    let partition = Partition::default();
+    let mut masters = start_masters(root.path(), 3, &partition).await;
+    let all: Vec<usize> = (0..3).collect();
+    let (l, mut fw) = subscribe_at_leader(&masters, &all, None).await;
+    let list = masters
+        .iter()
+        .map(|m| m.url.clone())
+        .collect::<Vec<_>>()
+        .join(",");
+    let agent = Agent::start(&list, &root.path().join("a1"), AGENT_RES, false).await;
+    let offers = fw.offers().await;
+    fw.launch(
+        &offers[0],
+        vec![
+            task(&offers[0], "acked", "sleep 600"),
+            task(&offers[0], "unacked", "sleep 600"),
+        ],
+    )
+    .await;
+    // "acked"'s TASK_RUNNING is acknowledged (202: committed); "unacked"'s is not.
+    let mut unacked_uuid = None;
+    within("both tasks running", async {
+        let mut acked = false;
+        while !(acked && unacked_uuid.is_some()) {
+            let st = fw.update().await;
+            match (st["task_id"]["value"].as_str(), st["state"].as_str()) {
+                (Some("acked"), Some("TASK_RUNNING")) => {
+                    fw.ack(&st).await;
+                    acked = true;
+                }
+                (Some("unacked"), Some("TASK_RUNNING")) => unacked_uuid = Some(st["uuid"].clone()),
+                _ => {}
+            }
+        }
+    })
+    .await;
+
+    masters[l].kill().await;
+    let rest = others(&masters, l);
+    let (_, mut fw2) = subscribe_at_leader(&masters, &rest, Some(&fw.id)).await;
+    drop(fw);
+    let again = within("the unacknowledged update again", async {
+        loop {
+            let st = fw2.update().await;
+            assert!(
+                !(st["task_id"]["value"] == "acked" && st["state"] == "TASK_RUNNING"),
+                "an acknowledged update was delivered again: {st}"
+            );
+            if st["task_id"]["value"] == "unacked" && st["state"] == "TASK_RUNNING" {
+                return st;
+            }
+        }
+    })
+    .await;
+    assert_eq!(Some(again["uuid"].clone()), unacked_uuid, "the same update");
+    fw2.ack(&again).await;
+    // Killed through the new leader (the agent follows it): its TASK_KILLED comes, and no
+    // TASK_RUNNING of "acked" before it.
+    assert_eq!(
+        fw2.call(json!({"type": "KILL", "kill": {"task_id": {"value": "acked"}}}))
+            .await,
+        202
+    );
+    within("acked's TASK_KILLED", async {
+        loop {
+            let st = fw2.update_acked().await;
+            if st["task_id"]["value"] != "acked" {
+                continue;
+            }
+            assert_ne!(
+                st["state"], "TASK_RUNNING",
+                "the acknowledged TASK_RUNNING came again: {st}"
+            );
+            if st["state"] == "TASK_KILLED" {
+                return;
+            }
+        }
+    })
+    .await;
+    fw2.call(json!({"type": "KILL", "kill": {"task_id": {"value": "unacked"}}}))
+        .await;
+    fw2.wait_state("unacked", "TASK_KILLED").await;
+    agent.stop().await;
+    for i in rest {
+        masters[i].kill().await;
+    }
+}
+
+/// A master with an empty disk is added to a running group (`ADD_MASTER`: learner, caught up,
+/// voter) and has what was committed before it came. Then a follower is removed and the leader
+/// killed: of the three voters two remain, the new master one of them, so nothing commits
+/// without it; the group still knows the framework and takes its failover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_master_with_an_empty_disk_joins_through_add_master_and_catches_up() {
+    let _serial = SERIAL.lock().await;
+    let root = tempfile::tempdir().expect("tmp");
+    let partition = Partition::default();
+    let mut masters = start_masters(root.path(), 3, &partition).await;
+    let all: Vec<usize> = (0..3).collect();
+    // Committed before the new master exists: a framework.
+    let (l, fw) = subscribe_at_leader(&masters, &all, None).await;
+    let joiner = ha::start_joiner(root.path(), 4, &masters, &partition).await;
+    let (status, _, text) = masters[l]
+        .operator_call(json!({"type": "ADD_MASTER", "add_master": {"id": 4, "url": joiner.url}}))
+        .await;
+    assert_eq!(status, 200, "ADD_MASTER: {text}");
+    let leader_applied = masters[l].replica().await.expect("replica")["applied_index"]
+        .as_u64()
+        .expect("applied");
+    eventually("the new master catches up", || async {
+        let r = joiner.replica().await?;
+        (r["applied_index"].as_u64()? >= leader_applied).then_some(())
+    })
+    .await;
+    masters.push(joiner);
+    let f = others(&masters, l)[0];
+    let (status, _, text) = masters[l]
+        .operator_call(json!({"type": "REMOVE_MASTER", "remove_master": {"id": masters[f].id}}))
+        .await;
+    assert_eq!(status, 200, "REMOVE_MASTER: {text}");
+    masters[f].kill().await;
+    masters[l].kill().await;
+    let rest: Vec<usize> = (0..4).filter(|i| *i != l && *i != f).collect();
+    assert!(rest.contains(&3), "the new master is one of the two left");
+    let (_, again) = subscribe_at_leader(&masters, &rest, Some(&fw.id)).await;
+    assert_eq!(again.id, fw.id, "the framework is known to the group");
+    let r = masters[3].replica().await.expect("replica");
+    assert_eq!(r["voters"].as_array().map(Vec::len), Some(3), "{r}");
+    assert!(
+        r["voters"].as_array().expect("voters").contains(&json!(4)),
+        "{r}"
+    );
+    for m in masters.iter_mut() {
+        m.kill().await;
+    }
+}
+
+/// Regression (`tests/ha_faults.rs`): a master killed and restarted at once opens its store
+/// again. Its replica's store was still open for a moment after the master stopped (a proposal
+/// task, then openraft's state machine worker still held it): `DatabaseAlreadyOpen`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_master_killed_under_load_and_restarted_at_once_opens_its_store_again() {
+    let _serial = SERIAL.lock().await;
+    // RUST_LOG=dccore=warn says what still held the store.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let root = tempfile::tempdir().expect("tmp");
+    let partition = Partition::default();
+    let mut masters = start_masters(root.path(), 3, &partition).await;
+    let all: Vec<usize> = (0..3).collect();
+    for round in 0..4 {
+        // The leader has something to commit while it is killed: a framework subscribing.
+        let l = wait_leader(&masters, &all).await;
+        let url = masters[l].url.clone();
+        let sub = tokio::spawn(async move {
+            let _ = no_redirects()
+                .post(format!("{url}/api/v1/scheduler"))
+                .header("authorization", basic())
+                .json(&json!({"type": "SUBSCRIBE", "subscribe": {"framework_info": framework_info("ha")}}))
+                .timeout(std::time::Duration::from_secs(5))
+                .send()
+                .await;
+        });
+        masters[l].kill().await;
+        masters[l].restart().await;
+        let _ = sub.await;
+        eventually(
+            &format!("round {round}: the restarted master follows"),
+            || async {
+                let r = masters[l].replica().await?;
+                r["leader"]["id"].is_u64().then_some(())
+            },
+        )
+        .await;
+    }
+    for m in masters.iter_mut() {
+        m.kill().await;
+    }
+}

@@ -137,7 +137,13 @@ async fn after_a_leader_failover_the_new_leader_has_the_app_with_the_same_tasks_
         let masters = &masters;
         async move {
             let l = wait_leader(masters, &all).await;
-            let (s, v) = req(&masters[l].url, reqwest::Method::POST, "/v2/apps", Some(def)).await;
+            let (s, v) = req(
+                &masters[l].url,
+                reqwest::Method::POST,
+                "/v2/apps",
+                Some(def),
+            )
+            .await;
             match s {
                 // 409: an earlier try was committed after its answer (a 503) had gone.
                 201 | 409 => Some(l),

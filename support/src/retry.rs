@@ -308,29 +308,19 @@ impl Schedule {
     }
 }
 
-/// splitmix64: a few lines, good enough to spread retries, and reproducible from a seed.
-struct Jitter(u64);
+/// The jitter's generator: [`SplitMix64`](crate::splitmix::SplitMix64), seeded afresh unless the
+/// policy fixes the seed.
+struct Jitter(crate::splitmix::SplitMix64);
 
 impl Jitter {
     fn new(seed: Option<u64>) -> Jitter {
-        Jitter(seed.unwrap_or_else(|| {
-            use std::hash::BuildHasher;
-            // std's per-process random hash keys: a fresh seed without a dependency.
-            std::collections::hash_map::RandomState::new().hash_one(Instant::now())
-        }))
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        use crate::splitmix::SplitMix64;
+        Jitter(SplitMix64::new(seed.unwrap_or_else(SplitMix64::fresh_seed)))
     }
 
     /// `d` ± a uniformly drawn part of its `percent`.
     fn apply(&mut self, d: Duration, percent: u8) -> Duration {
-        let unit = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        let unit = self.0.unit();
         let span = d.mul_f64(f64::from(percent) / 100.0);
         d.saturating_sub(span)
             .saturating_add(span.mul_f64(2.0 * unit))

@@ -80,6 +80,23 @@ impl State {
                 // A terminal state is not applied here: the agent still holds the update with
                 // the details (exit code) and sends it right after registering.
                 Some(_) if rt.state.is_terminal() => {}
+                // The framework was told this task ended (TASK_GONE: killed while its agent was
+                // away, or missing from an earlier re-registration): that word is final, so an
+                // agent that still runs it stops it instead of the task coming back.
+                Some(was) if was.is_terminal() => kill.push(kill_task(&key)),
+                // Ended and acknowledged (in the completed list): likewise never adopted again
+                // (it was, as if unknown, when its agent re-registered a second time before its
+                // own terminal update went through: found by `tests/ha_faults.rs`).
+                None if self
+                    .tables
+                    .tasks
+                    .completed_of(&key.0)
+                    .any(|t| t.info.task_id.value == key.1) =>
+                {
+                    if !rt.state.is_terminal() {
+                        kill.push(kill_task(&key));
+                    }
+                }
                 Some(was) => {
                     self.apply(
                         Change::TaskReported {

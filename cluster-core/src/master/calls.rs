@@ -286,6 +286,23 @@ impl State {
             return;
         }
         let agent_id = t.agent_id.clone();
+        if !self.local.registered_here.contains(&agent_id)
+            && self.tables.agents.reachable(&agent_id).is_some()
+        {
+            // Reachable as the log (or registry) has it, but not registered with this master
+            // yet: a new leader gives agents one agent timeout to register again, and until then
+            // has no credential to call it with, so a kill sent now was lost (found by
+            // `tests/ha.rs`). It is remembered and ordered when the agent registers (its tasks
+            // are checked then); the framework hears the end from the agent.
+            self.apply(
+                Change::TaskDoomed {
+                    framework_id: key.0.clone(),
+                    task_id: key.1.clone(),
+                },
+                now,
+            );
+            return;
+        }
         if self.kill_on_agent(&key, None) {
             return;
         }

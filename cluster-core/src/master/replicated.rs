@@ -90,6 +90,12 @@ pub(super) struct Replicated {
     commits: Option<mpsc::UnboundedSender<CommitResult>>,
     /// A proposal not committed within this is taken as lost leadership.
     propose_timeout: Duration,
+    /// The proposal in flight (at most one, and the finished ones not reaped yet). Owned here,
+    /// so that a stopped master's owner loop takes them down with it: a detached one kept its
+    /// handle on the replica up to `propose_timeout` after the master stopped, so the replica
+    /// was never shut down and its store stayed open (a master restarted in the same process
+    /// could not open it: `DatabaseAlreadyOpen`, found by `tests/ha_faults.rs`).
+    proposals: tokio::task::JoinSet<()>,
 }
 
 impl Replicated {
@@ -107,12 +113,20 @@ impl Replicated {
             turn_replies: Vec::new(),
             commits: None,
             propose_timeout,
+            proposals: tokio::task::JoinSet::new(),
         }
     }
 
     /// Where the outcome of every proposal goes (the owner loop's channel).
     pub fn set_commits(&mut self, commits: mpsc::UnboundedSender<CommitResult>) {
         self.commits = Some(commits);
+    }
+
+    /// Ends the proposals still out and waits until they are gone (an aborted task lets go of
+    /// its handle on the replica only when the runtime drops it, which may be after `JoinSet`'s
+    /// own drop returned): when the owner loop returns, nothing of it holds the replica.
+    pub async fn stop_proposals(&mut self) {
+        self.proposals.shutdown().await;
     }
 
     /// A watch of the replica's leadership for the owner loop's `select!`.
@@ -144,7 +158,8 @@ impl Replicated {
             .clone()
             .expect("invariant: the owner loop sets the commit channel before it proposes");
         let timeout = self.propose_timeout;
-        tokio::spawn(async move {
+        while self.proposals.try_join_next().is_some() {}
+        self.proposals.spawn(async move {
             let r = match tokio::time::timeout(timeout, replica.propose(batch)).await {
                 Ok(r) => r,
                 Err(_) => Err(ReplicaError::NotLeader { leader: None }),

@@ -286,6 +286,9 @@ impl State {
         }
         self.io.close();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.io.wait()).await;
+        if let Some(r) = &mut self.repl {
+            r.stop_proposals().await;
+        }
     }
 
     /// Answers through `reply` once its effects are durable: with a registry, when every

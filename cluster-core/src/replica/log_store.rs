@@ -123,6 +123,11 @@ impl LogStore {
         LogStore { db }
     }
 
+    /// Another handle on the store (to be the last one that closes it).
+    pub(super) fn database(&self) -> Arc<Database> {
+        self.db.clone()
+    }
+
     fn last_entry(&self) -> std::result::Result<Option<Entry<TypeConfig>>, AnyError> {
         let tx = self.db.begin_read().map_err(|e| AnyError::new(&e))?;
         let table = tx.open_table(LOG).map_err(|e| AnyError::new(&e))?;

@@ -325,9 +325,23 @@ impl Replica {
     pub async fn shutdown(self) -> Result<(), ReplicaError> {
         self.watcher.abort();
         let _ = self.watcher.await;
+        let db = self.log.database();
         let r = self.raft.shutdown().await;
         drop(self.raft);
         drop(self.log);
+        // openraft's state machine worker holds the store too and is dropped by its own task,
+        // which may finish after `shutdown` returned; and whoever drops the last handle closes
+        // the file in that drop. So this waits to hold the last handle and closes it here: when
+        // this returns the file is closed (a master restarted at once found it still locked,
+        // `DatabaseAlreadyOpen`: `tests/ha.rs`, `tests/ha_faults.rs`).
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while Arc::strong_count(&db) > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        if Arc::strong_count(&db) > 1 {
+            tracing::warn!("the Raft store is still held 10 s after the replica stopped");
+        }
+        drop(db);
         r.map_err(|e| ReplicaError::Stopped(Box::new(e)))
     }
 }

@@ -77,9 +77,16 @@ impl HaMaster {
     /// Starts this (killed) master again on its address and its disk.
     pub async fn restart(&mut self) {
         let addr = self.url.trim_start_matches("http://").to_string();
-        let listener = within("rebind", tokio::net::TcpListener::bind(&addr))
-            .await
-            .expect("rebind the master's address");
+        // While the master was down, an outgoing connection may have been given its (ephemeral)
+        // port as its local end: a busy address is tried again (as `Master::start_with_auth`).
+        let listener = crate::support::eventually(&format!("rebind {addr}"), || async {
+            match tokio::net::TcpListener::bind(&addr).await {
+                Ok(l) => Some(l),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => None,
+                Err(e) => panic!("rebind the master's address {addr}: {e}"),
+            }
+        })
+        .await;
         *self = start_one(
             self.id,
             listener,
@@ -88,6 +95,11 @@ impl HaMaster {
             self.cfg.clone(),
             &self.partition,
         );
+    }
+
+    /// Whether this master runs (not killed, or restarted since).
+    pub fn running(&self) -> bool {
+        self.task.is_some()
     }
 
     /// Stops this master (its server and replica).

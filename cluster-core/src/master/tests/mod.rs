@@ -694,3 +694,127 @@ fn only_offer(s: &State, framework: &str) -> (String, String) {
     assert_eq!(o.framework_id, framework, "the offer's framework");
     (id.clone(), o.agent_id.clone())
 }
+
+/// Acknowledges every pending update of `key`, oldest first (the framework's ACKNOWLEDGEs).
+fn acknowledge_all(s: &mut State, key: &super::tables::TaskKey, now: Instant) {
+    while let Some(uuid) = s
+        .tables
+        .tasks
+        .get(key)
+        .and_then(|t| t.pending.front())
+        .and_then(|st| st.uuid.clone())
+    {
+        s.acknowledge(key, &uuid, now);
+    }
+}
+
+/// Regression (`tests/ha_faults.rs`): a task killed while its agent was unreachable ends
+/// `TASK_GONE`; an agent that comes back still running it (its kill did not get through yet)
+/// re-registers, and again later (a new leader, its own restart). The framework's final word
+/// stands: the task is killed on the agent, never adopted again as if the master did not know
+/// it, and no update brings it back to life.
+#[tokio::test]
+async fn a_task_killed_while_its_agent_was_away_is_not_brought_back_by_its_agent_re_registering() {
+    use crate::proto::internal::ReportedTask;
+    let dir = tempfile::tempdir().unwrap();
+    let Offered {
+        mut s,
+        t0,
+        fid,
+        offer_id,
+        agent,
+        ..
+    } = offered(dir.path());
+    let res = serde_json::json!([
+        {"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}},
+        {"name": "mem", "type": "SCALAR", "scalar": {"value": 32}}]);
+    let t = task_json("t", &agent, Some("sleep 600"), res);
+    accept(&mut s, &fid, &offer_id, vec![t], None, t0);
+    let key = (fid.clone(), "t".to_string());
+    let info = s.tables.tasks.get(&key).expect("launched").info.clone();
+    let mut msg = agent_msg(Some(&agent));
+    msg.tasks = vec![ReportedTask {
+        framework_id: crate::proto::Id::new(&fid),
+        task: info,
+        state: TaskState::Running,
+    }];
+    s.register_agent(msg.clone(), t0).expect("registered");
+    assert_eq!(s.tables.tasks.get(&key).unwrap().state, TaskState::Running);
+
+    // The agent goes silent; the framework kills the task meanwhile: TASK_GONE.
+    let away = t0 + Duration::from_secs(6);
+    s.check_agents(away);
+    let kill: crate::proto::scheduler::Call = serde_json::from_value(serde_json::json!({
+        "type": "KILL", "framework_id": {"value": fid}, "kill": {"task_id": {"value": "t"}}}))
+    .unwrap();
+    let sid = s.conns.current(&fid).map(str::to_string);
+    s.call(kill, sid, away).expect("kill is valid");
+    assert_eq!(s.tables.tasks.get(&key).unwrap().state, TaskState::Gone);
+
+    // Back before the GONE is acknowledged: killed on the agent, still GONE at the master.
+    let back = away + Duration::from_secs(1);
+    let r = s.register_agent(msg.clone(), back).expect("registered");
+    assert_eq!(r.kill_tasks.len(), 1, "the doomed task is killed");
+    let r = s.register_agent(msg.clone(), back).expect("registered");
+    assert_eq!(r.kill_tasks.len(), 1, "killed again, not revived");
+    assert_eq!(s.tables.tasks.get(&key).unwrap().state, TaskState::Gone);
+
+    // Once acknowledged (completed), a re-registration still running it does not adopt it.
+    acknowledge_all(&mut s, &key, back);
+    assert!(!s.tables.tasks.contains(&key), "completed");
+    let r = s.register_agent(msg.clone(), back).expect("registered");
+    assert_eq!(r.kill_tasks.len(), 1, "killed, not adopted");
+    assert!(!s.tables.tasks.contains(&key), "not adopted again");
+    // Reported as ended by the agent: nothing to kill, nothing adopted.
+    msg.tasks[0].state = TaskState::Killed;
+    let r = s.register_agent(msg, back).expect("registered");
+    assert!(r.kill_tasks.is_empty());
+    assert!(!s.tables.tasks.contains(&key));
+}
+
+/// Regression (`tests/ha.rs`): a KILL for a task on an agent that has not registered with this
+/// master yet (a new leader, or a restarted single master, waits one agent timeout for it)
+/// cannot be sent (no credential for that agent yet); it is ordered when the agent registers.
+#[tokio::test]
+async fn a_kill_before_the_tasks_agent_registered_with_this_master_is_ordered_when_it_does() {
+    use crate::proto::internal::ReportedTask;
+    let dir = tempfile::tempdir().unwrap();
+    let Offered {
+        mut s,
+        t0,
+        fid,
+        offer_id,
+        agent,
+        ..
+    } = offered(dir.path());
+    let res = serde_json::json!([
+        {"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}},
+        {"name": "mem", "type": "SCALAR", "scalar": {"value": 32}}]);
+    let t = task_json("t", &agent, Some("sleep 600"), res);
+    accept(&mut s, &fid, &offer_id, vec![t], None, t0);
+    let key = (fid.clone(), "t".to_string());
+    let info = s.tables.tasks.get(&key).expect("launched").info.clone();
+    // As a new leader sees it: the agent is in the tables, but has not registered here.
+    s.local.registered_here.remove(&agent);
+    s.local.agent_call_tokens.clear();
+    let kill: crate::proto::scheduler::Call = serde_json::from_value(serde_json::json!({
+        "type": "KILL", "framework_id": {"value": fid}, "kill": {"task_id": {"value": "t"}}}))
+    .unwrap();
+    let sid = s.conns.current(&fid).map(str::to_string);
+    s.call(kill, sid, t0).expect("kill is valid");
+    assert!(s.tables.tasks.is_doomed(&key), "remembered");
+    assert_ne!(
+        s.tables.tasks.get(&key).unwrap().state,
+        TaskState::Gone,
+        "the agent is not away: the framework hears the end from it"
+    );
+    let mut msg = agent_msg(Some(&agent));
+    msg.tasks = vec![ReportedTask {
+        framework_id: crate::proto::Id::new(&fid),
+        task: info,
+        state: TaskState::Running,
+    }];
+    let r = s.register_agent(msg, t0).expect("registered");
+    assert_eq!(r.kill_tasks.len(), 1, "the kill is ordered at registration");
+    assert!(!s.tables.tasks.is_doomed(&key));
+}
