@@ -19,8 +19,8 @@ use std::time::Duration;
 use bollard::Docker;
 use bollard::errors::Error as BollardError;
 use bollard::models::{
-    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, Ipam, IpamConfig,
-    NetworkCreateRequest, NetworkingConfig, RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, HostConfig, Ipam, IpamConfig, NetworkCreateRequest, RestartPolicy,
+    RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, InspectContainerOptions, InspectNetworkOptions, RemoveContainerOptions,
@@ -338,33 +338,6 @@ impl DockerProvider {
         }
     }
 
-    /// The network endpoint of master `index`: its fixed address (see `pin.rs`), `None` when the
-    /// subnet leaves no room for one.
-    async fn master_endpoint(
-        &self,
-        docker: &Docker,
-        index: u32,
-    ) -> Result<Option<NetworkingConfig>, DockerError> {
-        let net = network_name(&self.cluster);
-        let subnet = match &self.subnet {
-            Some(s) => Some(s.clone()),
-            None => pin::subnet_of(docker, &net).await?,
-        };
-        let Some(ip) = subnet.and_then(|s| pin::master_address(&s, index)) else {
-            return Ok(None);
-        };
-        let endpoint = EndpointSettings {
-            ipam_config: Some(EndpointIpamConfig {
-                ipv4_address: Some(ip.to_string()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        Ok(Some(NetworkingConfig {
-            endpoints_config: Some(HashMap::from([(net, endpoint)])),
-        }))
-    }
-
     /// The container's address on the cluster network, once it runs (Docker fills it in
     /// shortly after the start; a container found stopped is started again).
     async fn address(&self, docker: &Docker, name: &str) -> Result<(String, String), DockerError> {
@@ -492,9 +465,14 @@ impl Provider for DockerProvider {
                 ..Default::default()
             };
             let pinned = if req.role == Role::Master {
-                self.master_endpoint(docker, req.index)
-                    .await
-                    .map_err(|e| provider_error(&req.name, e))?
+                pin::master_endpoint(
+                    docker,
+                    &network_name(&self.cluster),
+                    self.subnet.as_deref(),
+                    req.index,
+                )
+                .await
+                .map_err(|e| provider_error(&req.name, e))?
             } else {
                 None
             };

@@ -12,11 +12,14 @@
 //! its creator, so a network dcform makes without a `subnet` setting is made again with the subnet
 //! Docker picked for it (see [`pinnable_network`]).
 
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 use bollard::Docker;
 use bollard::errors::Error as BollardError;
-use bollard::models::{Ipam, IpamConfig, NetworkCreateRequest};
+use bollard::models::{
+    EndpointIpamConfig, EndpointSettings, Ipam, IpamConfig, NetworkCreateRequest, NetworkingConfig,
+};
 use bollard::query_parameters::InspectNetworkOptions;
 
 use super::{DockerError, api};
@@ -73,6 +76,33 @@ pub(super) async fn pinnable_network(
         ..req
     };
     Ok(docker.create_network(again).await?.id)
+}
+
+/// The endpoint on `network` of master `index`: its fixed address, `None` when the subnet
+/// (`subnet`, the definition's, else the network's) leaves no room for one.
+pub(super) async fn master_endpoint(
+    docker: &Docker,
+    network: &str,
+    subnet: Option<&str>,
+    index: u32,
+) -> Result<Option<NetworkingConfig>, DockerError> {
+    let subnet = match subnet {
+        Some(s) => Some(s.to_string()),
+        None => subnet_of(docker, network).await?,
+    };
+    let Some(ip) = subnet.and_then(|s| master_address(&s, index)) else {
+        return Ok(None);
+    };
+    let endpoint = EndpointSettings {
+        ipam_config: Some(EndpointIpamConfig {
+            ipv4_address: Some(ip.to_string()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    Ok(Some(NetworkingConfig {
+        endpoints_config: Some(HashMap::from([(network.to_string(), endpoint)])),
+    }))
 }
 
 /// The fixed address of the master with pool index `index` on `subnet`: the `index`-th address
