@@ -292,8 +292,32 @@ async fn a_launch_that_is_not_committed_is_never_pushed_to_the_agent() {
     let mut masters = start_masters(root.path(), 3, &partition).await;
     let (l, mut fw) = subscribe_at_leader(&masters, &[0, 1, 2], None).await;
     let _agent = Agent::start(&masters[l].url, &root.path().join("a1"), AGENT_RES, false).await;
+    // Markers in a folder any task user may write (tasks may run as `nobody`): found, the
+    // marker of the uncommitted launch went to the root-only temp folder, where no task could
+    // ever write it, so its absence proved nothing. A committed launch's marker shows first
+    // that a task which runs does leave one.
+    let markers = root.path().join("markers");
+    std::fs::create_dir(&markers).expect("markers folder");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&markers, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    }
     let offers = fw.offers().await;
-    let marker = root.path().join("t1-ran");
+    let ran = markers.join("t0-ran");
+    let cmd = format!("touch {}; sleep 600", ran.display());
+    let status = fw
+        .call(json!({"type": "ACCEPT", "accept": {
+            "offer_ids": [offers[0]["id"]],
+            "operations": [{"type": "LAUNCH", "launch": {"task_infos": [task(&offers[0], "t0", &cmd)]}}],
+            "filters": {"refuse_seconds": 0.0}}}))
+        .await;
+    assert_eq!(status, 202, "the committed launch");
+    eventually("the committed task leaves its marker", || async {
+        ran.exists().then_some(())
+    })
+    .await;
+    let offers = fw.offers().await;
+    let marker = markers.join("t1-ran");
 
     partition.cut(masters[l].id);
     let cmd = format!("touch {}; sleep 600", marker.display());
