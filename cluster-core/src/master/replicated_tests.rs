@@ -32,10 +32,18 @@ fn agent_msg(host: &str) -> RegisterAgent {
     }
 }
 
-#[tokio::test]
-async fn replies_wait_for_their_batch_and_changes_made_meanwhile_form_the_next_one() {
+/// What [`leading`] gives: the owner loop's state, the channel of its commits, the replica,
+/// and the receiving end of the loop's own command channel (kept open for the test).
+type Leading = (
+    State,
+    mpsc::UnboundedReceiver<super::replicated::CommitResult>,
+    Arc<Replica>,
+    mpsc::Receiver<MasterCommand>,
+);
+
+/// A leading owner loop on a real one-member group, its store in `dir`.
+async fn leading(dir: &std::path::Path) -> Leading {
     crate::tls::install_default_provider();
-    let dir = tempfile::tempdir().expect("tmp");
     let http = crate::tls::Tls::default()
         .http_client()
         .expect("TLS config")
@@ -45,7 +53,7 @@ async fn replies_wait_for_their_batch_and_changes_made_meanwhile_form_the_next_o
     let link: Arc<dyn PeerLink> = Arc::new(HttpLink::new(http.clone(), "unused"));
     let url = "http://127.0.0.1:9";
     let replica = Arc::new(
-        Replica::start(ReplicaConfig::new(1, url, dir.path()), link)
+        Replica::start(ReplicaConfig::new(1, url, dir), link)
             .await
             .expect("replica"),
     );
@@ -59,18 +67,19 @@ async fn replies_wait_for_their_batch_and_changes_made_meanwhile_form_the_next_o
         .expect("elected within the deadline")
         .expect("watch");
 
-    let (tx, _rx) = mpsc::channel(16);
-    let mut s = State::new(
-        MasterConfig::new(dir.path()),
-        Registry::default(),
-        None,
-        tx,
-        http,
-    )
-    .replicated(Replicated::new(replica.clone(), WAIT));
-    let (ctx, mut commits) = mpsc::unbounded_channel();
+    let (tx, rx) = mpsc::channel(16);
+    let mut s = State::new(MasterConfig::new(dir), Registry::default(), None, tx, http)
+        .replicated(Replicated::new(replica.clone(), WAIT));
+    let (ctx, commits) = mpsc::unbounded_channel();
     s.repl.as_mut().expect("replicated").set_commits(ctx);
     assert!(s.take_lead().await, "a one-member group's replica leads");
+    (s, commits, replica, rx)
+}
+
+#[tokio::test]
+async fn replies_wait_for_their_batch_and_changes_made_meanwhile_form_the_next_one() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (mut s, mut commits, replica, _rx) = leading(dir.path()).await;
     let base = replica.log_position().0.expect("the barrier is in the log");
 
     let register = |s: &mut State, host: &str| {
@@ -118,4 +127,50 @@ async fn replies_wait_for_their_batch_and_changes_made_meanwhile_form_the_next_o
         committed, 3,
         "every registration is in the committed tables"
     );
+}
+
+/// A turn's changes beyond `max_entry_commands` go in the next entries, and the turn's effects
+/// wait for the last of them.
+#[tokio::test]
+async fn a_batch_longer_than_an_entry_holds_is_split_and_its_effects_wait_for_the_last_part() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (mut s, mut commits, replica, _rx) = leading(dir.path()).await;
+    s.repl.as_mut().expect("replicated").max_entry_commands = 1;
+    let base = replica.log_position().0.expect("the barrier is in the log");
+    let mut replies = Vec::new();
+    for host in ["a1", "a2", "a3"] {
+        let (reply, rx) = oneshot::channel();
+        s.handle(
+            MasterCommand::RegisterAgent {
+                msg: Box::new(agent_msg(host)),
+                reply,
+            },
+            Instant::now(),
+        );
+        replies.push(rx);
+    }
+    s.end_turn();
+    for part in 1..=3 {
+        assert!(
+            replies.iter_mut().all(|r| r.try_recv().is_err()),
+            "held before part {part} commits"
+        );
+        let done = tokio::time::timeout(WAIT, commits.recv())
+            .await
+            .expect("a part committed")
+            .expect("channel");
+        s.committed(done, Instant::now());
+    }
+    assert!(
+        replies
+            .iter_mut()
+            .all(|r| matches!(r.try_recv(), Ok(Ok(_)))),
+        "released with the last part"
+    );
+    assert_eq!(
+        replica.log_position().0,
+        Some(base + 3),
+        "one entry per command"
+    );
+    assert_eq!(replica.with_state(|m| m.image.tables.agents.len()), 3);
 }
