@@ -13,8 +13,9 @@ pub(super) struct Local {
     /// Agent id -> when a silent agent was last probed at its URL (one probe per
     /// `agent_probe_after`).
     pub probed: HashMap<String, Instant>,
-    /// Task -> when the head of its pending updates was last sent.
-    pub last_sent: HashMap<TaskKey, Instant>,
+    /// Task -> when the head of its pending updates was last sent, and how many times it has
+    /// been sent (the resend interval doubles with each: see `delivery.rs`).
+    pub last_sent: HashMap<TaskKey, (Instant, u32)>,
     /// Agent URL -> the bearer token that agent run asked to be called with (never persisted:
     /// a restarted agent sends a new one when it registers again).
     pub agent_call_tokens: HashMap<String, String>,
