@@ -121,12 +121,9 @@ enum Cmd {
     /// --agent-work-dir, on the agent's node, no credential needed) that the agent running now is
     /// registered, acknowledged by the master within three heartbeats, and active. Exit 0 if so,
     /// else exit 2 with one line saying what is missing (exit 1: bad flags or files).
-    ///
-    /// Examples:
-    ///   dccore probe --master http://10.0.0.1:5050 --token-file /etc/dcform/token
-    ///   dccore probe --master https://10.0.0.1:5050,https://10.0.0.2:5050,https://10.0.0.3:5050 \
-    ///     --token-file /etc/dcform/token --ca-file /etc/dcform/ca.pem
-    ///   dccore probe --agent-work-dir /var/lib/dcform/agent --pid-file /run/dcform/agent.pid
+    #[command(
+        after_help = "Examples:\n  dccore probe --master http://10.0.0.1:5050 --token-file /etc/dcform/token\n  dccore probe --master https://10.0.0.1:5050,https://10.0.0.2:5050,https://10.0.0.3:5050 \\\n    --token-file /etc/dcform/token --ca-file /etc/dcform/ca.pem   # the leader among them\n  dccore probe --agent-work-dir /var/lib/dcform/agent --pid-file /run/dcform/agent.pid"
+    )]
     Probe {
         /// Master URL, e.g. http://10.0.0.1:5050; with replicated masters every one of them
         /// (repeat the flag or separate with commas): the leader is found among them, an
@@ -159,9 +156,9 @@ enum Cmd {
     },
     /// Drain the agent registered with --agent-url (DRAIN_AGENT) and wait until no task is left
     /// on it; exit 2 with a message on timeout.
-    ///
-    /// Example: dccore drain --master http://10.0.0.1:5050,http://10.0.0.2:5050,http://10.0.0.3:5050 \
-    ///   --token-file T --agent-url http://10.0.0.7:5051 --timeout-secs 300
+    #[command(
+        after_help = "Example:\n  dccore drain --master http://10.0.0.1:5050,http://10.0.0.2:5050,http://10.0.0.3:5050 \\\n    --token-file T --agent-url http://10.0.0.7:5051 --timeout-secs 300"
+    )]
     Drain {
         /// Master URL, e.g. http://10.0.0.1:5050; with replicated masters every one of them
         /// (repeat the flag or separate with commas): the call goes to the leader among them.
@@ -189,8 +186,9 @@ enum Cmd {
     /// Bring the agent registered with --agent-url back into offers (REACTIVATE_AGENT) if it is
     /// deactivated or drained: what undoes an interrupted removal. Exit 0 also when there is
     /// nothing to undo.
-    ///
-    /// Example: dccore reactivate --master http://10.0.0.1:5050 --token-file T --agent-url http://10.0.0.3:5051
+    #[command(
+        after_help = "Example:\n  dccore reactivate --master http://10.0.0.1:5050 --token-file T --agent-url http://10.0.0.3:5051"
+    )]
     Reactivate {
         /// Master URL, e.g. http://10.0.0.1:5050; with replicated masters every one of them
         /// (repeat the flag or separate with commas): the call goes to the leader among them.
