@@ -32,6 +32,22 @@ fn agent_msg(host: &str) -> RegisterAgent {
     }
 }
 
+/// Hands the owner loop an agent registration (within the current turn); its reply.
+fn register(
+    s: &mut State,
+    host: &str,
+) -> oneshot::Receiver<Result<crate::proto::internal::Registered, super::CallError>> {
+    let (reply, rx) = oneshot::channel();
+    s.handle(
+        MasterCommand::RegisterAgent {
+            msg: Box::new(agent_msg(host)),
+            reply,
+        },
+        Instant::now(),
+    );
+    rx
+}
+
 /// What [`leading`] gives: the owner loop's state, the channel of its commits, the replica,
 /// and the receiving end of the loop's own command channel (kept open for the test).
 type Leading = (
@@ -83,14 +99,7 @@ async fn replies_wait_for_their_batch_and_changes_made_meanwhile_form_the_next_o
     let base = replica.log_position().0.expect("the barrier is in the log");
 
     let register = |s: &mut State, host: &str| {
-        let (reply, rx) = oneshot::channel();
-        s.handle(
-            MasterCommand::RegisterAgent {
-                msg: Box::new(agent_msg(host)),
-                reply,
-            },
-            Instant::now(),
-        );
+        let rx = register(s, host);
         s.end_turn();
         rx
     };
@@ -139,15 +148,7 @@ async fn a_batch_longer_than_an_entry_holds_is_split_and_its_effects_wait_for_th
     let base = replica.log_position().0.expect("the barrier is in the log");
     let mut replies = Vec::new();
     for host in ["a1", "a2", "a3"] {
-        let (reply, rx) = oneshot::channel();
-        s.handle(
-            MasterCommand::RegisterAgent {
-                msg: Box::new(agent_msg(host)),
-                reply,
-            },
-            Instant::now(),
-        );
-        replies.push(rx);
+        replies.push(register(&mut s, host));
     }
     s.end_turn();
     for part in 1..=3 {
